@@ -1,0 +1,50 @@
+# revsync developer entry points. Every target that needs Python sets up .venv itself.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Lambda runs python3.12: prefer it (pyenv or PATH), fall back to python3.
+PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12 /root/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12) $(shell command -v python3))
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv test test-unit test-integration lint fmt typecheck build demo bench clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml layers/revsync/requirements.txt
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create .venv with the layer package (editable) and dev tools
+
+test: $(STAMP) ## run the whole test suite (unit, integration, template checks)
+	$(VPY) -m pytest
+
+test-unit: $(STAMP) ## fast pure-domain tests only
+	$(VPY) -m pytest tests/unit
+
+lint: $(STAMP) ## ruff, mypy and cfn-lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/cfn-lint template.yaml
+
+fmt: $(STAMP) ## format and autofix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+build: $(STAMP) ## sam build (needs the AWS SAM CLI, not installed by this project)
+	sam build --use-container=false
+
+demo: $(STAMP) ## run the end-to-end story in-process on moto and print the records
+	$(VPY) -m local.demo
+
+bench: $(STAMP) ## run the benchmarks under bench/
+	$(VPY) -m bench.receiver_imports
+
+clean: ## remove the virtualenv and build output
+	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""revsync: keeps tenants' customer records in step with their Stripe accounts."""

@@ -1,0 +1,161 @@
+"""Stripe events, sans I/O: parse the verified body, route by type, build the queue envelope.
+
+Like gidgethub, parsing and routing take bytes and dicts and return values; nothing here talks to
+the network. The receiver and the worker both use it, so it stays import-light.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict
+
+from revsync.domain.snapshots import (
+    Snapshot,
+    SnapshotError,
+    customer_id_of,
+    parse_customer,
+    parse_invoice,
+    parse_subscription,
+)
+
+Source = Literal["created", "updated", "deleted", "fetched"]
+
+
+class EventError(ValueError):
+    """The body is not a Stripe event revsync can read. ``code`` is safe to return."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class StripeEvent:
+    id: str
+    type: str
+    created: int
+    livemode: bool
+    account: str | None
+    data_object: dict[str, Any]
+
+
+class Observation(TypedDict):
+    """A snapshot of one Stripe object and when it was observed (event time or fetch time)."""
+
+    snapshot: Snapshot
+    observed_at: int
+    source: Source
+    event_id: str | None
+
+
+class Envelope(TypedDict):
+    """The small message the receiver queues for the worker."""
+
+    v: int
+    tenant_id: str
+    event_id: str
+    event_type: str
+    livemode: bool
+    observation: Observation
+
+
+ENVELOPE_VERSION = 1
+
+
+def parse_event(body: bytes) -> StripeEvent:
+    try:
+        raw = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise EventError("malformed_json", "body is not valid JSON") from None
+    if not isinstance(raw, dict) or raw.get("object") != "event":
+        raise EventError("not_an_event", "body is not a Stripe event object")
+    event_id, event_type, created = raw.get("id"), raw.get("type"), raw.get("created")
+    data_object = raw.get("data", {}).get("object") if isinstance(raw.get("data"), dict) else None
+    if not isinstance(event_id, str) or not event_id.startswith("evt_"):
+        raise EventError("invalid_event", "event has no valid id")
+    if not isinstance(event_type, str) or not event_type:
+        raise EventError("invalid_event", "event has no type")
+    if not isinstance(created, int) or isinstance(created, bool):
+        raise EventError("invalid_event", "event has no integer created time")
+    if not isinstance(data_object, dict):
+        raise EventError("invalid_event", "event has no data.object")
+    account = raw.get("account")
+    return StripeEvent(
+        id=event_id,
+        type=event_type,
+        created=created,
+        livemode=bool(raw.get("livemode")),
+        account=account if isinstance(account, str) and account else None,
+        data_object=data_object,
+    )
+
+
+# --- routing: event type -> how to read its object ------------------------------------------------
+
+_Reader = Callable[[dict[str, Any]], Snapshot]
+
+
+def _deleted_customer(raw: dict[str, Any]) -> Snapshot:
+    return parse_customer(raw, deleted=True)
+
+
+_ROUTES: dict[str, tuple[_Reader, Source]] = {
+    "customer.created": (parse_customer, "created"),
+    "customer.updated": (parse_customer, "updated"),
+    "customer.deleted": (_deleted_customer, "deleted"),
+    "customer.subscription.created": (parse_subscription, "created"),
+    "customer.subscription.updated": (parse_subscription, "updated"),
+    "customer.subscription.paused": (parse_subscription, "updated"),
+    "customer.subscription.resumed": (parse_subscription, "updated"),
+    "customer.subscription.trial_will_end": (parse_subscription, "updated"),
+    "customer.subscription.deleted": (parse_subscription, "deleted"),
+    "invoice.paid": (parse_invoice, "updated"),
+    "invoice.payment_succeeded": (parse_invoice, "updated"),
+}
+
+HANDLED_EVENT_TYPES = frozenset(_ROUTES)
+
+
+def observation_of(event: StripeEvent) -> Observation | None:
+    """The snapshot an event carries, or None for event types revsync does not handle."""
+    route = _ROUTES.get(event.type)
+    if route is None:
+        return None
+    reader, source = route
+    try:
+        snapshot = reader(event.data_object)
+    except SnapshotError as exc:
+        raise EventError("invalid_object", f"{event.type}: {exc}") from None
+    return Observation(snapshot=snapshot, observed_at=event.created, source=source, event_id=event.id)
+
+
+def envelope_for(event: StripeEvent, tenant_id: str) -> Envelope | None:
+    observation = observation_of(event)
+    if observation is None:
+        return None
+    return Envelope(
+        v=ENVELOPE_VERSION,
+        tenant_id=tenant_id,
+        event_id=event.id,
+        event_type=event.type,
+        livemode=event.livemode,
+        observation=observation,
+    )
+
+
+def message_group(envelope: Envelope) -> str:
+    """FIFO group: events of one Stripe customer of one tenant are applied in arrival order."""
+    return f"{envelope['tenant_id']}#{customer_id_of(envelope['observation']['snapshot'])}"
+
+
+def parse_envelope(body: str) -> Envelope:
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        raise EventError("malformed_envelope", "queue message is not JSON") from None
+    if not isinstance(raw, dict) or raw.get("v") != ENVELOPE_VERSION or "observation" not in raw:
+        raise EventError("malformed_envelope", "queue message is not a revsync envelope")
+    envelope: Envelope = raw  # type: ignore[assignment]  # shape checked above, built by envelope_for
+    return envelope

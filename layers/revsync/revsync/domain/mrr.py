@@ -1,0 +1,129 @@
+"""Monthly recurring revenue, per DESIGN.md's revenue rules.
+
+Everything is computed per billing period in exact decimals, discounted, then normalised to a month.
+Only the customer total is rounded (once, half-up) by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+
+from revsync.domain.snapshots import Discount, Price, SubscriptionItem, SubscriptionSnapshot
+
+# Stripe's own MRR definition: only these statuses bring revenue in.
+REVENUE_STATUSES = frozenset({"active", "past_due"})
+
+_ZERO = Decimal(0)
+_MONTHS_PER = {
+    "month": Decimal(1),
+    "year": Decimal(12),
+    "week": Decimal(12) / Decimal(52),
+    "day": Decimal(12) / Decimal(365),
+}
+
+
+def _dec(text: str | None) -> Decimal:
+    return Decimal(text) if text else _ZERO
+
+
+def billed_quantity(quantity: int, price: Price) -> Decimal:
+    """``transform_quantity`` (``transform_usage`` on plans): divide, then round up or down."""
+    divide_by = price["divide_by"]
+    if not divide_by:
+        return Decimal(quantity)
+    rounding = ROUND_CEILING if price["round"] == "up" else ROUND_FLOOR
+    return (Decimal(quantity) / Decimal(divide_by)).to_integral_value(rounding=rounding)
+
+
+def _tiered_amount(quantity: Decimal, price: Price) -> Decimal:
+    tiers = price["tiers"]
+    if quantity <= 0 or not tiers:
+        return _ZERO
+    if price["tiers_mode"] == "volume":
+        for tier in tiers:
+            if tier["up_to"] is None or quantity <= tier["up_to"]:
+                return quantity * _dec(tier["unit_amount"]) + _dec(tier["flat_amount"])
+        return _ZERO
+    # graduated: each tier bills the units that fall inside it, plus its flat amount once.
+    total, lower = _ZERO, _ZERO
+    for tier in tiers:
+        upper = Decimal(tier["up_to"]) if tier["up_to"] is not None else quantity
+        units = min(quantity, upper) - lower
+        if units <= 0:
+            break
+        total += units * _dec(tier["unit_amount"]) + _dec(tier["flat_amount"])
+        lower = upper
+    return total
+
+
+def item_period_amount(item: SubscriptionItem) -> Decimal:
+    """An item's undiscounted amount for one billing period, in minor units."""
+    price = item["price"]
+    if price is None or price["usage_type"] == "metered":
+        return _ZERO
+    quantity = billed_quantity(item["quantity"], price)
+    if price["billing_scheme"] == "tiered":
+        return _tiered_amount(quantity, price)
+    return quantity * _dec(price["unit_amount"])
+
+
+def discount_is_active(discount: Discount, as_of: int) -> bool:
+    coupon = discount["coupon"]
+    if coupon is None:
+        return False
+    if coupon["duration"] == "forever":
+        return True
+    if coupon["duration"] == "repeating":
+        return discount["end"] is None or discount["end"] > as_of
+    return False  # "once" discounts do not recur
+
+
+def apply_discounts(amount: Decimal, discounts: Iterable[Discount], currency: str | None, as_of: int) -> Decimal:
+    for discount in discounts:
+        if not discount_is_active(discount, as_of):
+            continue
+        coupon = discount["coupon"]
+        assert coupon is not None  # discount_is_active guarantees it
+        if coupon["percent_off"] is not None:
+            amount -= amount * Decimal(coupon["percent_off"]) / Decimal(100)
+        elif coupon["amount_off"] is not None and (coupon["currency"] or currency) == currency:
+            amount -= Decimal(coupon["amount_off"])
+        amount = max(amount, _ZERO)
+    return amount
+
+
+def _interval(subscription: SubscriptionSnapshot) -> tuple[str | None, int]:
+    for item in subscription["items"]:
+        price = item["price"]
+        if price is not None and price["interval"]:
+            return price["interval"], price["interval_count"]
+    return None, 1
+
+
+def to_monthly(amount: Decimal, interval: str | None, interval_count: int) -> Decimal:
+    months = _MONTHS_PER.get(interval or "")
+    if months is None or interval_count <= 0:
+        return _ZERO
+    return amount / (months * interval_count)
+
+
+def subscription_mrr(
+    subscription: SubscriptionSnapshot, customer_discounts: Iterable[Discount], as_of: int
+) -> Decimal:
+    """Exact (unrounded) monthly value of one subscription; 0 unless active or past_due."""
+    if subscription["status"] not in REVENUE_STATUSES:
+        return _ZERO
+    currency = subscription["currency"]
+    period_amount = sum(
+        (apply_discounts(item_period_amount(item), item["discounts"], currency, as_of) for item in subscription["items"]),
+        _ZERO,
+    )
+    period_amount = apply_discounts(period_amount, subscription["discounts"], currency, as_of)
+    period_amount = apply_discounts(period_amount, customer_discounts, currency, as_of)
+    interval, count = _interval(subscription)
+    return to_monthly(period_amount, interval, count)
+
+
+def round_minor_units(amount: Decimal) -> int:
+    return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))

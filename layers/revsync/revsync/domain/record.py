@@ -1,0 +1,213 @@
+"""The customer record (DESIGN.md contract), derived from a customer's stored Stripe objects.
+
+Every field is a function of the stored object states and the tenant's customer-ID trait, never of
+the order in which events arrived.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, TypedDict
+
+from revsync.domain.mrr import round_minor_units, subscription_mrr
+from revsync.domain.snapshots import (
+    LIVE_SUBSCRIPTION_STATUSES,
+    CustomerSnapshot,
+    InvoiceSnapshot,
+    SubscriptionSnapshot,
+)
+from revsync.domain.state import CustomerObjects
+
+RENEWING_STATUSES = frozenset({"active", "past_due", "trialing"})
+UNMATCHED_PREFIX = "stripe:"
+
+
+class SubscriptionSummary(TypedDict):
+    status: str
+    mrr: int
+    currency: str | None
+    current_period_end: int | None
+    trial_end: int | None
+    cancel_at_period_end: bool
+
+
+class CustomerRecord(TypedDict):
+    """The attributes revsync owns on a customer item keyed by (tenant_id, external_id)."""
+
+    tenant_id: str
+    external_id: str
+    stripe_customer_id: str
+    matched: bool
+    mrr: int
+    currency: str | None
+    trialing: bool
+    trial_end: int | None
+    next_renewal_at: int | None
+    churned: bool
+    churned_at: int | None
+    deleted_in_stripe: bool
+    last_payment_at: int | None
+    total_paid: int
+    subscriptions: dict[str, SubscriptionSummary]
+    traits: dict[str, Any]
+
+
+class TraitError(ValueError):
+    pass
+
+
+def validate_trait(trait: str) -> str:
+    """A customer-ID trait is ``id``, ``email`` or ``metadata.<key>``."""
+    if trait in ("id", "email"):
+        return trait
+    key = trait.removeprefix("metadata.")
+    if trait.startswith("metadata.") and key and len(key) <= 40 and "." not in key:
+        return trait  # Stripe metadata keys are at most 40 characters
+    raise TraitError("customer_id_trait must be 'id', 'email' or 'metadata.<key>'")
+
+
+def external_id_for(customer_id: str, customer: CustomerSnapshot | None, trait: str | None) -> tuple[str, bool]:
+    """The record key for a Stripe customer, and whether the tenant's trait matched."""
+    value: str | None = None
+    if trait == "id":
+        value = customer_id
+    elif customer is not None and trait == "email":
+        value = customer["email"]
+    elif customer is not None and trait and trait.startswith("metadata."):
+        value = customer["metadata"].get(trait.removeprefix("metadata."))
+    value = value.strip() if isinstance(value, str) else None
+    if value:
+        return value, True
+    return f"{UNMATCHED_PREFIX}{customer_id}", False
+
+
+def _renews_at(subscription: SubscriptionSnapshot, invoices: list[InvoiceSnapshot]) -> int | None:
+    """The later of the current-period end and the newest paid invoice line's period end."""
+    ends = [line["period_end"] for inv in invoices for line in inv["lines"] if line["subscription"] == subscription["id"]]
+    if subscription["current_period_end"] is not None:
+        ends.append(subscription["current_period_end"])
+    return max(ends, default=None)
+
+
+def derive_record(tenant_id: str, objects: CustomerObjects, trait: str | None) -> CustomerRecord:
+    customer = objects.customer["snapshot"] if objects.customer else None
+    assert customer is None or customer["object"] == "customer"
+    subscriptions: list[SubscriptionSnapshot] = [
+        o["snapshot"] for o in objects.subscriptions.values() if o["snapshot"]["object"] == "subscription"
+    ]
+    invoices: list[InvoiceSnapshot] = [o["snapshot"] for o in objects.invoices.values() if o["snapshot"]["object"] == "invoice"]
+    deleted = bool(customer and customer["deleted"])
+    as_of = objects.newest_observation
+    external_id, matched = external_id_for(objects.customer_id, customer, trait)
+
+    customer_discounts = [customer["discount"]] if customer and customer["discount"] else []
+    currency = (customer["currency"] if customer else None) or next(
+        (s["currency"] for s in subscriptions if s["currency"]), None
+    )
+    exact: dict[str, Decimal] = {s["id"]: subscription_mrr(s, customer_discounts, as_of) for s in subscriptions}
+    total = sum((v for sid, v in exact.items() if _same_currency(_sub(subscriptions, sid), currency)), Decimal(0))
+
+    trialing_subs = [s for s in subscriptions if s["status"] == "trialing"]
+    trial_ends = [s["trial_end"] for s in trialing_subs if s["trial_end"] is not None]
+    renewals = [
+        r
+        for s in subscriptions
+        if s["status"] in RENEWING_STATUSES and not s["cancel_at_period_end"]
+        for r in [_renews_at(s, invoices)]
+        if r is not None
+    ]
+    live = [s for s in subscriptions if s["status"] in LIVE_SUBSCRIPTION_STATUSES]
+    churned = deleted or (bool(subscriptions) and not live)
+    churned_at: int | None = None
+    if deleted:
+        churned_at = objects.customer["observed_at"] if objects.customer else None
+    elif churned:
+        ended = [s["ended_at"] or s["canceled_at"] for s in subscriptions]
+        churned_at = max((t for t in ended if t is not None), default=None)
+
+    paid = [i for i in invoices if i["status"] == "paid"]
+    last_payment_at = max((i["paid_at"] for i in paid if i["paid_at"] is not None), default=None)
+    total_paid = sum(i["amount_paid"] for i in paid)
+
+    summaries = {
+        s["id"]: SubscriptionSummary(
+            status=s["status"],
+            mrr=0 if deleted else round_minor_units(exact[s["id"]]),
+            currency=s["currency"],
+            current_period_end=s["current_period_end"],
+            trial_end=s["trial_end"],
+            cancel_at_period_end=s["cancel_at_period_end"],
+        )
+        for s in subscriptions
+    }
+    record = CustomerRecord(
+        tenant_id=tenant_id,
+        external_id=external_id,
+        stripe_customer_id=objects.customer_id,
+        matched=matched,
+        mrr=0 if deleted else round_minor_units(total),
+        currency=currency,
+        trialing=bool(trialing_subs) and not deleted,
+        trial_end=None if deleted or not trial_ends else max(trial_ends),
+        next_renewal_at=None if deleted or not renewals else min(renewals),
+        churned=churned,
+        churned_at=churned_at,
+        deleted_in_stripe=deleted,
+        last_payment_at=last_payment_at,
+        total_paid=total_paid,
+        subscriptions=summaries,
+        traits={},
+    )
+    record["traits"] = _traits(customer, subscriptions, record)
+    return record
+
+
+def _sub(subscriptions: list[SubscriptionSnapshot], sub_id: str) -> SubscriptionSnapshot:
+    return next(s for s in subscriptions if s["id"] == sub_id)
+
+
+def _same_currency(subscription: SubscriptionSnapshot, currency: str | None) -> bool:
+    return currency is None or subscription["currency"] in (None, currency)
+
+
+def _traits(
+    customer: CustomerSnapshot | None, subscriptions: list[SubscriptionSnapshot], record: CustomerRecord
+) -> dict[str, Any]:
+    """Stripe data as ``stripe.*`` traits (flat keys, so reports can pick any of them)."""
+    traits: dict[str, Any] = {}
+    if customer is not None:
+        traits.update(
+            {
+                "stripe.email": customer["email"],
+                "stripe.name": customer["name"],
+                "stripe.created": customer["created"],
+                "stripe.currency": customer["currency"],
+                "stripe.balance": customer["balance"],
+                "stripe.delinquent": customer["delinquent"],
+            }
+        )
+        traits.update({f"stripe.metadata.{k}": v for k, v in sorted(customer["metadata"].items())})
+    ordered = sorted(subscriptions, key=lambda s: (s["created"] or 0, s["id"]))
+    live = [s for s in ordered if s["status"] in LIVE_SUBSCRIPTION_STATUSES]
+    shown = live or ordered
+    plan_names = sorted(
+        {
+            (item["price"]["nickname"] or item["price"]["id"] or "")
+            for s in live
+            for item in s["items"]
+            if item["price"] is not None
+        }
+        - {""}
+    )
+    traits.update(
+        {
+            "stripe.mrr": record["mrr"],
+            "stripe.subscription_status": shown[-1]["status"] if shown else None,
+            "stripe.plan_names": plan_names,
+            "stripe.trial_end": record["trial_end"],
+            "stripe.next_renewal_at": record["next_renewal_at"],
+            "stripe.last_payment_at": record["last_payment_at"],
+            "stripe.total_paid": record["total_paid"],
+        }
+    )
+    return traits

@@ -1,0 +1,389 @@
+"""Slim snapshots of the Stripe objects revsync reads, from either API shape.
+
+Stripe objects are large; revsync keeps only what the revenue rules and traits need, as plain
+JSON-ready dicts (TypedDicts), so they travel through SQS and DynamoDB unchanged. Two API shapes exist
+in the wild and both parse here:
+
+* before 2025-03-31: ``current_period_end`` on the subscription, ``invoice.subscription``,
+  ``line.subscription``, ``discount.coupon`` as an object;
+* after: ``current_period_end`` on each subscription item,
+  ``invoice.parent.subscription_details.subscription``,
+  ``line.parent.subscription_item_details.subscription``, ``discount.source.coupon``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+# Statuses in which a subscription is still alive (DESIGN.md lifecycle).
+LIVE_SUBSCRIPTION_STATUSES = frozenset({"trialing", "active", "past_due", "unpaid", "paused"})
+# Statuses a subscription never leaves.
+TERMINAL_SUBSCRIPTION_STATUSES = frozenset({"canceled", "incomplete_expired"})
+
+
+class SnapshotError(ValueError):
+    """A Stripe object is missing something revsync cannot do without."""
+
+
+class Coupon(TypedDict):
+    id: str | None
+    percent_off: str | None  # decimal as text: exact arithmetic downstream
+    amount_off: int | None
+    currency: str | None
+    duration: str | None  # forever | repeating | once
+    duration_in_months: int | None
+
+
+class Discount(TypedDict):
+    id: str | None
+    coupon: Coupon | None  # None when Stripe sent only the coupon id (not expanded)
+    coupon_id: str | None
+    start: int | None
+    end: int | None
+
+
+class Tier(TypedDict):
+    up_to: int | None  # None is "inf"
+    unit_amount: str | None
+    flat_amount: str | None
+
+
+class Price(TypedDict):
+    id: str | None
+    nickname: str | None
+    product: str | None
+    currency: str | None
+    unit_amount: str | None
+    billing_scheme: str  # per_unit | tiered
+    tiers_mode: str | None  # volume | graduated
+    tiers: list[Tier]
+    divide_by: int | None
+    round: str | None  # up | down
+    interval: str | None
+    interval_count: int
+    usage_type: str  # licensed | metered
+
+
+class SubscriptionItem(TypedDict):
+    id: str | None
+    quantity: int
+    price: Price | None
+    current_period_end: int | None
+    discounts: list[Discount]
+
+
+class CustomerSnapshot(TypedDict):
+    object: Literal["customer"]
+    id: str
+    deleted: bool
+    email: str | None
+    name: str | None
+    created: int | None
+    currency: str | None
+    balance: int | None
+    delinquent: bool | None
+    metadata: dict[str, str]
+    discount: Discount | None
+
+
+class SubscriptionSnapshot(TypedDict):
+    object: Literal["subscription"]
+    id: str
+    customer: str
+    status: str
+    currency: str | None
+    created: int | None
+    current_period_end: int | None
+    trial_end: int | None
+    cancel_at_period_end: bool
+    cancel_at: int | None
+    canceled_at: int | None
+    ended_at: int | None
+    items: list[SubscriptionItem]
+    discounts: list[Discount]
+
+
+class InvoiceLine(TypedDict):
+    subscription: str
+    period_end: int
+
+
+class InvoiceSnapshot(TypedDict):
+    object: Literal["invoice"]
+    id: str
+    customer: str
+    status: str | None
+    amount_paid: int
+    currency: str | None
+    paid_at: int | None
+    subscription: str | None
+    lines: list[InvoiceLine]
+    lines_complete: NotRequired[bool]
+
+
+Snapshot = CustomerSnapshot | SubscriptionSnapshot | InvoiceSnapshot
+
+
+# --- small readers: Stripe fields are often null or an id instead of an expanded object ---------
+
+
+def _id_of(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("id"), str):
+        return str(value["id"])
+    return None
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _decimal_text(decimal_value: Any, integer_value: Any) -> str | None:
+    """Stripe sends ``*_decimal`` strings beside integers; prefer the exact string."""
+    if isinstance(decimal_value, str) and decimal_value:
+        return decimal_value
+    if isinstance(integer_value, int | float) and not isinstance(integer_value, bool):
+        return str(integer_value)
+    return None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list_data(value: Any) -> list[Any]:
+    """A Stripe list object (``{"data": [...]}``) or a plain list."""
+    if isinstance(value, dict):
+        value = value.get("data")
+    return value if isinstance(value, list) else []
+
+
+def _required_id(obj: dict[str, Any], field: str, kind: str) -> str:
+    value = _id_of(obj.get(field))
+    if not value:
+        raise SnapshotError(f"{kind} has no {field}")
+    return value
+
+
+# --- parsers --------------------------------------------------------------------------------------
+
+
+def parse_coupon(raw: Any) -> Coupon | None:
+    if not isinstance(raw, dict):
+        return None
+    percent = raw.get("percent_off")
+    return Coupon(
+        id=_id_of(raw.get("id")),
+        percent_off=None if percent is None else str(percent),
+        amount_off=_int(raw.get("amount_off")),
+        currency=raw.get("currency"),
+        duration=raw.get("duration"),
+        duration_in_months=_int(raw.get("duration_in_months")),
+    )
+
+
+def parse_discount(raw: Any) -> Discount | None:
+    if isinstance(raw, str):  # an unexpanded discount id
+        return Discount(id=raw, coupon=None, coupon_id=None, start=None, end=None)
+    if not isinstance(raw, dict):
+        return None
+    coupon_raw = raw.get("coupon")  # before 2025-03-31
+    if coupon_raw is None:
+        coupon_raw = _dict(raw.get("source")).get("coupon")  # after
+    return Discount(
+        id=_id_of(raw.get("id")),
+        coupon=parse_coupon(coupon_raw),
+        coupon_id=_id_of(coupon_raw),
+        start=_int(raw.get("start")),
+        end=_int(raw.get("end")),
+    )
+
+
+def _parse_discounts(raw: dict[str, Any]) -> list[Discount]:
+    found: list[Discount] = []
+    seen: set[str] = set()
+    # ``discounts`` (list) is the current field; ``discount`` (single) the older one. Both may be set.
+    candidates = [*(_list_data(raw.get("discounts"))), raw.get("discount")]
+    for candidate in candidates:
+        discount = parse_discount(candidate)
+        if discount is None:
+            continue
+        key = discount["id"] or repr(discount)
+        if key in seen:
+            continue
+        seen.add(key)
+        found.append(discount)
+    return found
+
+
+def parse_price(price: Any, plan: Any) -> Price | None:
+    """A price, or a legacy plan (the same rules apply to both)."""
+    if isinstance(price, dict):
+        recurring = _dict(price.get("recurring"))
+        transform = _dict(price.get("transform_quantity"))
+        source = price
+        unit = _decimal_text(price.get("unit_amount_decimal"), price.get("unit_amount"))
+        interval, count = recurring.get("interval"), recurring.get("interval_count")
+        usage = recurring.get("usage_type")
+    elif isinstance(plan, dict):
+        transform = _dict(plan.get("transform_usage"))
+        source = plan
+        unit = _decimal_text(plan.get("amount_decimal"), plan.get("amount"))
+        interval, count = plan.get("interval"), plan.get("interval_count")
+        usage = plan.get("usage_type")
+    else:
+        return None
+    tiers = [
+        Tier(
+            up_to=_int(tier.get("up_to")),
+            unit_amount=_decimal_text(tier.get("unit_amount_decimal"), tier.get("unit_amount")),
+            flat_amount=_decimal_text(tier.get("flat_amount_decimal"), tier.get("flat_amount")),
+        )
+        for tier in source.get("tiers") or []
+        if isinstance(tier, dict)
+    ]
+    product = source.get("product")
+    product_name = product.get("name") if isinstance(product, dict) else None
+    return Price(
+        id=_id_of(source.get("id")),
+        nickname=source.get("nickname") or product_name,
+        product=_id_of(product),
+        currency=source.get("currency"),
+        unit_amount=unit,
+        billing_scheme=source.get("billing_scheme") or "per_unit",
+        tiers_mode=source.get("tiers_mode"),
+        tiers=tiers,
+        divide_by=_int(transform.get("divide_by")),
+        round=transform.get("round"),
+        interval=interval,
+        interval_count=_int(count) or 1,
+        usage_type=usage or "licensed",
+    )
+
+
+def parse_customer(raw: dict[str, Any], *, deleted: bool = False) -> CustomerSnapshot:
+    metadata = {str(k): str(v) for k, v in _dict(raw.get("metadata")).items() if v is not None}
+    return CustomerSnapshot(
+        object="customer",
+        id=_required_id(raw, "id", "customer"),
+        deleted=deleted or bool(raw.get("deleted")),
+        email=raw.get("email"),
+        name=raw.get("name"),
+        created=_int(raw.get("created")),
+        currency=raw.get("currency"),
+        balance=_int(raw.get("balance")),
+        delinquent=raw.get("delinquent"),
+        metadata=metadata,
+        discount=parse_discount(raw.get("discount")),
+    )
+
+
+def parse_subscription(raw: dict[str, Any]) -> SubscriptionSnapshot:
+    items: list[SubscriptionItem] = []
+    for item in _list_data(raw.get("items")):
+        if not isinstance(item, dict):
+            continue
+        quantity = _int(item.get("quantity"))
+        items.append(
+            SubscriptionItem(
+                id=_id_of(item.get("id")),
+                quantity=1 if quantity is None else quantity,
+                price=parse_price(item.get("price"), item.get("plan")),
+                current_period_end=_int(item.get("current_period_end")),
+                discounts=_parse_discounts(item),
+            )
+        )
+    period_end = _int(raw.get("current_period_end"))
+    if period_end is None:
+        # After 2025-03-31 the period lives on the items; the subscription renews at the first.
+        item_ends = [i["current_period_end"] for i in items if i["current_period_end"] is not None]
+        period_end = min(item_ends) if item_ends else None
+    status = raw.get("status")
+    if not isinstance(status, str) or not status:
+        raise SnapshotError("subscription has no status")
+    return SubscriptionSnapshot(
+        object="subscription",
+        id=_required_id(raw, "id", "subscription"),
+        customer=_required_id(raw, "customer", "subscription"),
+        status=status,
+        currency=raw.get("currency"),
+        created=_int(raw.get("created")),
+        current_period_end=period_end,
+        trial_end=_int(raw.get("trial_end")),
+        cancel_at_period_end=bool(raw.get("cancel_at_period_end")),
+        cancel_at=_int(raw.get("cancel_at")),
+        canceled_at=_int(raw.get("canceled_at")),
+        ended_at=_int(raw.get("ended_at")),
+        items=items,
+        discounts=_parse_discounts(raw),
+    )
+
+
+def invoice_subscription_id(raw: dict[str, Any]) -> str | None:
+    """``invoice.subscription`` before 2025-03-31, ``parent.subscription_details`` after."""
+    legacy = _id_of(raw.get("subscription"))
+    if legacy:
+        return legacy
+    details = _dict(_dict(raw.get("parent")).get("subscription_details"))
+    return _id_of(details.get("subscription"))
+
+
+def _line_subscription_id(line: dict[str, Any]) -> str | None:
+    parent = _dict(line.get("parent"))
+    if parent:  # after 2025-03-31
+        if parent.get("type") == "subscription_item_details":
+            return _id_of(_dict(parent.get("subscription_item_details")).get("subscription"))
+        return None
+    if line.get("type") == "subscription":  # before
+        return _id_of(line.get("subscription"))
+    return None
+
+
+def parse_invoice(raw: dict[str, Any]) -> InvoiceSnapshot:
+    lines: list[InvoiceLine] = []
+    for line in _list_data(raw.get("lines")):
+        if not isinstance(line, dict):
+            continue
+        subscription = _line_subscription_id(line)
+        period_end = _int(_dict(line.get("period")).get("end"))
+        if subscription and period_end is not None:
+            lines.append(InvoiceLine(subscription=subscription, period_end=period_end))
+    transitions = _dict(raw.get("status_transitions"))
+    amount_paid = _int(raw.get("amount_paid"))
+    snapshot = InvoiceSnapshot(
+        object="invoice",
+        id=_required_id(raw, "id", "invoice"),
+        customer=_required_id(raw, "customer", "invoice"),
+        status=raw.get("status"),
+        amount_paid=amount_paid or 0,
+        currency=raw.get("currency"),
+        paid_at=_int(transitions.get("paid_at")),
+        subscription=invoice_subscription_id(raw),
+        lines=lines,
+    )
+    if _dict(raw.get("lines")).get("has_more"):
+        snapshot["lines_complete"] = False
+    return snapshot
+
+
+def customer_id_of(snapshot: Snapshot) -> str:
+    """The Stripe customer a snapshot belongs to: the unit of ordering and storage."""
+    if snapshot["object"] == "customer":
+        return snapshot["id"]
+    return snapshot["customer"]
+
+
+def is_terminal(snapshot: Snapshot) -> bool:
+    """A state Stripe never leaves: a deleted customer, an ended subscription, a paid invoice."""
+    if snapshot["object"] == "customer":
+        return snapshot["deleted"]
+    if snapshot["object"] == "subscription":
+        return snapshot["status"] in TERMINAL_SUBSCRIPTION_STATUSES
+    return snapshot["status"] == "paid"

@@ -1,0 +1,108 @@
+"""Tenants as the domain sees them: connection, configuration, tracking settings, and their rules."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+ConnectionStatus = Literal["connected", "revoked", "none"]
+ConnectionMode = Literal["oauth", "api_key"]
+
+_TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+STRIPE = "stripe"
+
+
+class TenantError(ValueError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def validate_tenant_id(tenant_id: str | None) -> str:
+    if not tenant_id or not _TENANT_ID.match(tenant_id):
+        raise TenantError("invalid_tenant_id", "tenant_id must be 1-64 letters, digits, '_', '.' or '-'")
+    return tenant_id
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    status: ConnectionStatus = "none"
+    mode: ConnectionMode | None = None
+    account_id: str | None = None
+    livemode: bool = False
+    secret_name: str | None = None
+    connected_at: int | None = None
+
+    @property
+    def is_connected(self) -> bool:
+        return self.status == "connected"
+
+
+@dataclass(frozen=True, slots=True)
+class Tracking:
+    """Which source the platform uses for each metric; None means not configured."""
+
+    revenue: str | None = None
+    churn: str | None = None
+    trial: str | None = None
+
+    def override_for_stripe(self) -> Tracking:
+        # Revenue and churn always switch to Stripe; trials only when not configured, since many
+        # teams track trials in their own product.
+        return Tracking(revenue=STRIPE, churn=STRIPE, trial=self.trial or STRIPE)
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    tenant_id: str
+    connection: Connection = field(default_factory=Connection)
+    customer_id_trait: str | None = None
+    config_version: int = 0
+    tracking: Tracking = field(default_factory=Tracking)
+    backfill: dict[str, Any] | None = None
+
+    def with_config(self, trait: str) -> Tenant:
+        return replace(
+            self,
+            customer_id_trait=trait,
+            config_version=self.config_version + 1,
+            tracking=self.tracking.override_for_stripe(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRoute:
+    """What the receiver needs to accept an event for a tenant (one small read)."""
+
+    tenant_id: str
+    status: str
+    livemode: bool
+    mode: str | None = None
+    secret_name: str | None = None
+
+
+def status_document(tenant: Tenant) -> dict[str, Any]:
+    """``GET /tenants/{tenant_id}/stripe`` (DESIGN.md contract)."""
+    connection = tenant.connection
+    backfill = tenant.backfill or {}
+    return {
+        "tenant_id": tenant.tenant_id,
+        "connection": {
+            "status": connection.status,
+            "mode": connection.mode,
+            "account_id": connection.account_id,
+            "livemode": connection.livemode,
+            "connected_at": connection.connected_at,
+        },
+        "config": {"customer_id_trait": tenant.customer_id_trait, "version": tenant.config_version},
+        "tracking": {"revenue": tenant.tracking.revenue, "churn": tenant.tracking.churn, "trial": tenant.tracking.trial},
+        "backfill": {
+            "state": backfill.get("state", "none"),
+            "stage": backfill.get("stage"),
+            "counts": backfill.get("counts", {"customers": 0, "subscriptions": 0, "invoices": 0}),
+            "started_at": backfill.get("started_at"),
+            "finished_at": backfill.get("finished_at"),
+            "error": backfill.get("error"),
+        },
+    }

@@ -1,0 +1,1 @@
+"""AWS adapters: boto3 clients, queues and secrets. Clients are created lazily and cached."""

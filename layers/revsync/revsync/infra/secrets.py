@@ -1,0 +1,64 @@
+"""Secrets through Powertools Parameters (cached in the process, so a webhook costs no secret read)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.utilities import parameters
+
+from revsync.domain.tenancy import TenantRoute
+from revsync.settings import get_settings
+
+_MAX_AGE_SECONDS = 300
+
+
+def _split(value: str) -> list[str]:
+    # A comma-separated value holds several secrets while one is rolled.
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+class PlatformSecrets:
+    """Secrets of the platform (its Stripe key, its Connect webhook endpoint), from SSM."""
+
+    def webhook_secrets(self) -> list[str]:
+        value = parameters.get_parameter(get_settings().webhook_secret_param, decrypt=True, max_age=_MAX_AGE_SECONDS)
+        return _split(str(value))
+
+    def stripe_secret_key(self) -> str:
+        value = parameters.get_parameter(get_settings().stripe_secret_key_param, decrypt=True, max_age=_MAX_AGE_SECONDS)
+        return str(value)
+
+
+class TenantSecrets:
+    """An API-key tenant's restricted key and webhook secret, one Secrets Manager secret per tenant."""
+
+    def name(self, tenant_id: str) -> str:
+        return f"{get_settings().tenant_secret_prefix}{tenant_id}"
+
+    def read(self, secret_name: str) -> dict[str, Any]:
+        value = parameters.get_secret(secret_name, transform="json", max_age=_MAX_AGE_SECONDS)
+        return value if isinstance(value, dict) else {}
+
+    def webhook_secrets(self, secret_name: str) -> list[str]:
+        return _split(str(self.read(secret_name).get("webhook_secret", "")))
+
+    def write(self, tenant_id: str, api_key: str, webhook_secret: str) -> str:
+        """Create or update the tenant's secret; returns its name."""
+        name = self.name(tenant_id)
+        parameters.set_secret(name, json.dumps({"api_key": api_key, "webhook_secret": webhook_secret}))
+        parameters.clear_caches()  # the next read must see the new value, not the cached old one
+        return name
+
+
+class WebhookSecretSource:
+    """The receiver's view: which secrets may sign a webhook for a route."""
+
+    def __init__(self) -> None:
+        self._platform, self._tenants = PlatformSecrets(), TenantSecrets()
+
+    def platform(self) -> list[str]:
+        return self._platform.webhook_secrets()
+
+    def tenant(self, route: TenantRoute) -> list[str]:
+        return self._tenants.webhook_secrets(route.secret_name) if route.secret_name else []

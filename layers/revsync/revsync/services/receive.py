@@ -1,0 +1,142 @@
+"""The webhook receiver's logic: verify, parse, route to a tenant, enqueue, answer.
+
+It never writes DynamoDB and never calls Stripe. Anything it will not act on but that came from
+Stripe is acknowledged with a 2xx (otherwise Stripe retries for three days); anything that did not
+provably come from Stripe is a 4xx; a failed enqueue is a 5xx so Stripe retries it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from revsync.domain import signature
+from revsync.domain.events import HANDLED_EVENT_TYPES, Envelope, EventError, envelope_for, parse_event
+from revsync.domain.tenancy import TenantError, TenantRoute, validate_tenant_id
+
+logger = logging.getLogger("revsync.receive")
+
+
+class TenantDirectory(Protocol):
+    def by_account(self, account_id: str) -> TenantRoute | None: ...
+
+    def by_tenant(self, tenant_id: str) -> TenantRoute | None: ...
+
+
+class WebhookSecrets(Protocol):
+    def platform(self) -> list[str]: ...
+
+    def tenant(self, route: TenantRoute) -> list[str]: ...
+
+
+class EventQueue(Protocol):
+    def send(self, envelope: Envelope) -> None: ...
+
+
+class RequestError(ValueError):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    body: bytes
+    signature: str | None
+    tenant_id: str | None  # set on the direct (API-key) route
+
+    @classmethod
+    def from_api_gateway(cls, event: Mapping[str, Any], max_body_bytes: int) -> WebhookRequest:
+        """Read an API Gateway HTTP API (v2) event; the raw bytes are what Stripe signed."""
+        raw = event.get("body") or ""
+        if len(raw) > max_body_bytes * 4 // 3 + 4:
+            raise RequestError(413, "body_too_large", f"body exceeds {max_body_bytes} bytes")
+        if event.get("isBase64Encoded"):
+            try:
+                body = base64.b64decode(raw, validate=True)
+            except (binascii.Error, ValueError):
+                raise RequestError(400, "bad_encoding", "body is not valid base64") from None
+        else:
+            body = raw.encode()
+        if len(body) > max_body_bytes:
+            raise RequestError(413, "body_too_large", f"body exceeds {max_body_bytes} bytes")
+        headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+        tenant_id = (event.get("pathParameters") or {}).get("tenant_id")
+        return cls(body=body, signature=headers.get("stripe-signature"), tenant_id=tenant_id)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookResponse:
+    status: int
+    body: dict[str, Any]
+    outcome: str  # queued | dropped:<reason> | rejected:<code> | failed:<reason>
+    log: dict[str, Any] = field(default_factory=dict)
+
+
+def _rejected(status: int, code: str, message: str) -> WebhookResponse:
+    return WebhookResponse(status, {"error": code, "message": message}, f"rejected:{code}")
+
+
+def _dropped(reason: str, **log: Any) -> WebhookResponse:
+    return WebhookResponse(200, {"received": True, "ignored": reason}, f"dropped:{reason}", log)
+
+
+def receive(
+    request: WebhookRequest,
+    *,
+    tenants: TenantDirectory,
+    secrets: WebhookSecrets,
+    queue: EventQueue,
+    now: int,
+) -> WebhookResponse:
+    route: TenantRoute | None = None
+    if request.tenant_id is not None:
+        try:
+            validate_tenant_id(request.tenant_id)
+        except TenantError as exc:
+            return _rejected(400, exc.code, str(exc))
+        route = tenants.by_tenant(request.tenant_id)
+        if route is None or route.mode != "api_key" or not route.secret_name:
+            # Nothing to verify against and nothing to write: acknowledge so Stripe stops retrying.
+            return _dropped("unknown_tenant", tenant_id=request.tenant_id)
+        candidates = secrets.tenant(route)
+    else:
+        candidates = secrets.platform()
+
+    try:
+        signature.verify(request.body, request.signature, candidates, now)
+        event = parse_event(request.body)
+    except (signature.SignatureError, EventError) as exc:
+        return _rejected(400, exc.code, str(exc))
+
+    log = {"event_id": event.id, "event_type": event.type}
+    if event.type not in HANDLED_EVENT_TYPES:
+        return _dropped("unhandled_type", **log)  # before any lookup: most of Stripe's traffic
+    if request.tenant_id is None:
+        if event.account is None:
+            return _dropped("no_account", **log)
+        route = tenants.by_account(event.account)
+        if route is None:
+            return _dropped("unknown_account", **log)
+    assert route is not None
+    log["tenant_id"] = route.tenant_id
+    if route.status != "connected":
+        return _dropped("not_connected", **log)
+    if event.livemode != route.livemode:
+        return _dropped("livemode_mismatch", **log)
+    try:
+        envelope = envelope_for(event, route.tenant_id)
+    except EventError as exc:
+        return WebhookResponse(400, {"error": exc.code, "message": str(exc)}, f"rejected:{exc.code}", log)
+    assert envelope is not None  # the type is handled
+    try:
+        queue.send(envelope)
+    except Exception as exc:  # any failure to enqueue: Stripe must retry
+        return WebhookResponse(
+            503, {"error": "enqueue_failed", "message": "try again later"}, "failed:enqueue", {**log, "cause": type(exc).__name__}
+        )
+    return WebhookResponse(200, {"received": True}, "queued", log)

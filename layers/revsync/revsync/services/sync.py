@@ -1,0 +1,120 @@
+"""The one write path: apply a Stripe object snapshot observed at time T to a tenant's records.
+
+Webhooks (through the worker) and backfill pages both come through ``apply_observation``; the
+semantics live in the domain, this module only sequences load → decide → save → project.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from revsync.domain.events import Observation
+from revsync.domain.record import CustomerRecord, derive_record
+from revsync.domain.snapshots import Snapshot, customer_id_of
+from revsync.domain.state import CustomerObjects, apply
+from revsync.domain.tenancy import Tenant
+from revsync.store.customers import ConcurrentUpdate, StoredCustomer
+
+MAX_ATTEMPTS = 5
+MAX_REFETCHES = 2
+
+
+class RetryLater(RuntimeError):
+    """Transient: the message should be retried later (SQS visibility timeout)."""
+
+
+class Tenants(Protocol):
+    def get(self, tenant_id: str, min_config_version: int = 0) -> Tenant | None: ...
+
+
+class Customers(Protocol):
+    def load(self, tenant_id: str, customer_id: str) -> StoredCustomer: ...
+
+    def save(
+        self,
+        tenant_id: str,
+        stored: StoredCustomer,
+        objects: CustomerObjects,
+        applied: Observation | None,
+        external_id: str,
+        config_version: int,
+    ) -> int: ...
+
+    def project(
+        self, record: CustomerRecord, version: int, previous_external_id: str | None, *, repair: bool
+    ) -> bool: ...
+
+
+class StripeObjects(Protocol):
+    def fetch(self, tenant: Tenant, snapshot: Snapshot) -> Snapshot:
+        """The object as Stripe has it now (a deleted customer comes back with ``deleted``)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    outcome: str  # applied | unchanged | dropped
+    reason: str
+    refetches: int = 0
+    conflicts: int = 0
+    record_written: bool = False
+
+
+def apply_observation(
+    tenant_id: str,
+    observation: Observation,
+    *,
+    tenants: Tenants,
+    customers: Customers,
+    stripe: StripeObjects,
+    redelivered: bool = False,
+    clock: Callable[[], float] = time.time,
+) -> SyncResult:
+    tenant = tenants.get(tenant_id)
+    if tenant is None or not tenant.connection.is_connected:
+        return SyncResult("dropped", "tenant_not_connected")
+    customer_id = customer_id_of(observation["snapshot"])
+    refetches = conflicts = 0
+    for _ in range(MAX_ATTEMPTS):
+        stored = customers.load(tenant_id, customer_id)
+        if stored.config_version > tenant.config_version:
+            # Our cached tenant is older than the config the state was projected with.
+            tenant = tenants.get(tenant_id, min_config_version=stored.config_version) or tenant
+        outcome = apply(stored.objects, observation)
+        if outcome.decision.action == "refetch":
+            if refetches >= MAX_REFETCHES:
+                raise RetryLater(f"unresolved same-second tie: {outcome.decision.reason}")
+            refetches += 1
+            fetched = stripe.fetch(tenant, observation["snapshot"])
+            observation = Observation(snapshot=fetched, observed_at=int(clock()), source="fetched", event_id=None)
+            continue
+        trait = tenant.customer_id_trait
+        record = derive_record(tenant_id, outcome.objects, trait)
+        previous = derive_record(tenant_id, stored.objects, trait) if stored.version is not None else None
+        config_moved = stored.config_version != tenant.config_version
+        repair = redelivered or conflicts > 0 or config_moved
+        if not outcome.changed and (not repair or stored.version is None):
+            return SyncResult("unchanged", outcome.decision.reason, refetches, conflicts)
+        version = stored.version or 0
+        if outcome.changed or config_moved:
+            try:
+                version = customers.save(
+                    tenant_id,
+                    stored,
+                    outcome.objects,
+                    observation if outcome.changed else None,
+                    record["external_id"],
+                    tenant.config_version,
+                )
+            except ConcurrentUpdate:
+                conflicts += 1
+                continue
+        written = False
+        if record != previous or repair:
+            written = customers.project(record, version, stored.external_id, repair=repair)
+        result = "applied" if outcome.changed else "unchanged"
+        return SyncResult(result, outcome.decision.reason, refetches, conflicts, written)
+    raise RetryLater(f"gave up after {conflicts} concurrent updates")

@@ -1,0 +1,125 @@
+"""Tenant routes' logic: API-key connection, configuration, status, customer records."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any, Protocol
+
+from revsync.domain.record import TraitError, validate_trait
+from revsync.domain.tenancy import Connection, Tenant, status_document, validate_tenant_id
+from revsync.stripe_api.client import KeyCheck, StripeAccessError
+
+_API_KEY = re.compile(r"^(rk|sk)_(test|live)_[A-Za-z0-9_]{8,}$")
+_WEBHOOK_SECRET = re.compile(r"^whsec_[A-Za-z0-9_+/=]{8,}$")
+
+
+class ApiError(Exception):
+    """A caller's mistake (4xx) or a dependency's failure (5xx), with a stable error code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class TenantRepository(Protocol):
+    def get(self, tenant_id: str) -> Tenant | None: ...
+
+    def save(self, tenant: Tenant, now: int) -> None: ...
+
+
+class KeyChecker(Protocol):
+    def check_api_key(self, api_key: str) -> KeyCheck: ...
+
+
+class SecretWriter(Protocol):
+    def write(self, tenant_id: str, api_key: str, webhook_secret: str) -> str: ...
+
+
+class RecordReader(Protocol):
+    def get_record(self, tenant_id: str, external_id: str) -> dict[str, Any] | None: ...
+
+
+def _tenant_id(tenant_id: str) -> str:
+    try:
+        return validate_tenant_id(tenant_id)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_tenant_id", str(exc)) from None
+
+
+def _body_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", "body must be a JSON object")
+    return body
+
+
+def connect_api_key(
+    tenant_id: str,
+    body: Any,
+    *,
+    tenants: TenantRepository,
+    checker: KeyChecker,
+    secrets: SecretWriter,
+    now: int,
+) -> dict[str, Any]:
+    tenant_id = _tenant_id(tenant_id)
+    payload = _body_object(body)
+    api_key, webhook_secret = payload.get("api_key"), payload.get("webhook_secret")
+    if not isinstance(api_key, str) or not _API_KEY.match(api_key):
+        raise ApiError(400, "invalid_api_key", "api_key must be a Stripe secret or restricted key (sk_…/rk_…)")
+    if not isinstance(webhook_secret, str) or not _WEBHOOK_SECRET.match(webhook_secret):
+        raise ApiError(400, "invalid_webhook_secret", "webhook_secret must be the endpoint's signing secret (whsec_…)")
+    try:
+        check = checker.check_api_key(api_key)
+    except StripeAccessError as exc:
+        status = 502 if exc.code == "stripe_unavailable" else 400
+        raise ApiError(status, exc.code, str(exc)) from None
+    secret_name = secrets.write(tenant_id, api_key, webhook_secret)
+    tenant = tenants.get(tenant_id) or Tenant(tenant_id=tenant_id)
+    tenant = replace(
+        tenant,
+        connection=Connection(
+            status="connected",
+            mode="api_key",
+            account_id=check.account_id,
+            livemode=check.livemode,
+            secret_name=secret_name,
+            connected_at=now,
+        ),
+    )
+    tenants.save(tenant, now)
+    return status_document(tenant)
+
+
+def save_config(tenant_id: str, body: Any, *, tenants: TenantRepository, now: int) -> dict[str, Any]:
+    tenant_id = _tenant_id(tenant_id)
+    payload = _body_object(body)
+    trait = payload.get("customer_id_trait")
+    if not isinstance(trait, str):
+        raise ApiError(400, "invalid_customer_id_trait", "customer_id_trait is required")
+    try:
+        validate_trait(trait)
+    except TraitError as exc:
+        raise ApiError(400, "invalid_customer_id_trait", str(exc)) from None
+    tenant = tenants.get(tenant_id)
+    if tenant is None or not tenant.connection.is_connected:
+        raise ApiError(409, "not_connected", "connect Stripe before configuring the customer-ID trait")
+    tenant = tenant.with_config(trait)
+    tenants.save(tenant, now)
+    return status_document(tenant)
+
+
+def tenant_status(tenant_id: str, *, tenants: TenantRepository) -> dict[str, Any]:
+    tenant_id = _tenant_id(tenant_id)
+    tenant = tenants.get(tenant_id) or Tenant(tenant_id=tenant_id)
+    return status_document(tenant)
+
+
+def customer_record(tenant_id: str, external_id: str, *, records: RecordReader) -> dict[str, Any]:
+    tenant_id = _tenant_id(tenant_id)
+    if not external_id or len(external_id) > 1024:
+        raise ApiError(400, "invalid_external_id", "external_id must be 1-1024 characters")
+    record = records.get_record(tenant_id, external_id)
+    if record is None:
+        raise ApiError(404, "customer_not_found", "no customer record with that external_id")
+    return record

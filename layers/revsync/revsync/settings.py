@@ -1,0 +1,59 @@
+"""Typed settings from the environment, read once per process through a cached factory.
+
+Nothing reads the environment at import time: tests set variables and call ``get_settings.cache_clear()``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise RuntimeError(f"environment variable {name} is not set")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    stage: str
+    region: str
+    customers_table: str
+    sync_table: str
+    tenants_table: str
+    events_queue_url: str
+    dead_letter_queue_url: str
+    # Deliveries of a message before the worker parks it in the DLQ itself (with its reason); the
+    # queue's redrive policy allows one more, as a safety net.
+    max_receive_count: int
+    # SSM parameter names of platform secrets (SecureString); values never live in the environment in AWS.
+    webhook_secret_param: str
+    stripe_secret_key_param: str
+    # Secrets Manager name prefix for per-tenant API-key connections: <prefix><tenant_id>.
+    tenant_secret_prefix: str
+    # Another Stripe API (the local sandbox, localstripe) instead of api.stripe.com.
+    stripe_api_base: str | None
+    max_webhook_body_bytes: int
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    stage = os.environ.get("STAGE", "dev")
+    return Settings(
+        stage=stage,
+        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        customers_table=_required("CUSTOMERS_TABLE"),
+        sync_table=_required("SYNC_TABLE"),
+        tenants_table=_required("TENANTS_TABLE"),
+        events_queue_url=os.environ.get("EVENTS_QUEUE_URL", ""),
+        dead_letter_queue_url=os.environ.get("DEAD_LETTER_QUEUE_URL", ""),
+        max_receive_count=int(os.environ.get("MAX_RECEIVE_COUNT", "5")),
+        webhook_secret_param=os.environ.get("STRIPE_WEBHOOK_SECRET_PARAM", f"/revsync/{stage}/stripe/webhook-secret"),
+        stripe_secret_key_param=os.environ.get("STRIPE_SECRET_KEY_PARAM", f"/revsync/{stage}/stripe/secret-key"),
+        tenant_secret_prefix=os.environ.get("TENANT_SECRET_PREFIX", f"revsync/{stage}/tenants/"),
+        stripe_api_base=os.environ.get("REVSYNC_STRIPE_API_BASE") or None,
+        max_webhook_body_bytes=int(os.environ.get("MAX_WEBHOOK_BODY_BYTES", str(256 * 1024))),
+    )

@@ -1,0 +1,1 @@
+"""Data access: PynamoDB models and the write path's conditional updates. All DynamoDB I/O lives here."""

@@ -1,0 +1,199 @@
+"""The write path's storage: load a customer's objects, save them optimistically, project the record.
+
+Per applied observation this costs one Query (the state item and the paid invoices share a
+partition), one conditional write of the state item, and one conditional update of the record when
+the derived record changed. A new paid invoice adds its own put.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
+
+from revsync.domain.events import Observation
+from revsync.domain.record import UNMATCHED_PREFIX, CustomerRecord
+from revsync.domain.snapshots import InvoiceSnapshot
+from revsync.domain.state import CustomerObjects
+from revsync.store import models
+from revsync.store.models import CustomerRecordItem, CustomerStateItem, PaidInvoiceItem
+
+# The record attributes revsync owns; everything else on the item belongs to the platform.
+OWNED_RECORD_FIELDS = (
+    "stripe_customer_id",
+    "matched",
+    "mrr",
+    "currency",
+    "trialing",
+    "trial_end",
+    "next_renewal_at",
+    "churned",
+    "churned_at",
+    "deleted_in_stripe",
+    "last_payment_at",
+    "total_paid",
+    "subscriptions",
+    "traits",
+)
+
+
+class ConcurrentUpdate(RuntimeError):
+    """Another writer changed the customer's state since it was loaded: load again and retry."""
+
+
+def _conditional_failed(exc: Exception) -> bool:
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCustomer:
+    objects: CustomerObjects
+    version: int | None  # None: nothing stored yet
+    external_id: str | None  # the record key last projected
+    config_version: int
+
+
+def _invoice_observation(item: PaidInvoiceItem) -> Observation:
+    snapshot = InvoiceSnapshot(
+        object="invoice",
+        id=item.invoice_id,
+        customer=item.pk.split("#", 1)[1],
+        status="paid",
+        amount_paid=int(item.amount_paid),
+        currency=item.currency,
+        paid_at=int(item.paid_at) if item.paid_at is not None else None,
+        subscription=item.subscription_id,
+        lines=[{"subscription": str(sub), "period_end": int(end)} for sub, end in item.lines],
+    )
+    return Observation(snapshot=snapshot, observed_at=int(item.observed_at), source="updated", event_id=None)
+
+
+def _invoice_item(pk: str, observation: Observation) -> PaidInvoiceItem:
+    invoice = observation["snapshot"]
+    assert invoice["object"] == "invoice"
+    return PaidInvoiceItem(
+        pk,
+        f"{models.INVOICE_SK_PREFIX}{invoice['id']}",
+        invoice_id=invoice["id"],
+        amount_paid=invoice["amount_paid"],
+        currency=invoice["currency"],
+        paid_at=invoice["paid_at"],
+        subscription_id=invoice["subscription"],
+        observed_at=observation["observed_at"],
+        lines=[[line["subscription"], line["period_end"]] for line in invoice["lines"]],
+    )
+
+
+class CustomerStore:
+    def load(self, tenant_id: str, customer_id: str) -> StoredCustomer:
+        pk = models.sync_partition(tenant_id, customer_id)
+        state: CustomerStateItem | None = None
+        invoices: dict[str, Observation] = {}
+        for item in models.SyncItem.query(pk, consistent_read=True):
+            if isinstance(item, CustomerStateItem):
+                state = item
+            elif isinstance(item, PaidInvoiceItem):
+                invoices[item.invoice_id] = _invoice_observation(item)
+        stored = state.objects if state is not None else {}
+        objects = CustomerObjects(
+            customer_id=customer_id,
+            customer=stored.get("customer"),
+            subscriptions=stored.get("subscriptions", {}),
+            invoices=invoices,
+        )
+        return StoredCustomer(
+            objects=objects,
+            version=int(state.version) if state is not None and state.version is not None else None,
+            external_id=state.external_id if state is not None else None,
+            config_version=int(state.config_version) if state is not None else 0,
+        )
+
+    def save(
+        self,
+        tenant_id: str,
+        stored: StoredCustomer,
+        objects: CustomerObjects,
+        applied: Observation | None,
+        external_id: str,
+        config_version: int,
+    ) -> int:
+        """Save the customer's objects if nobody else did since ``stored`` was loaded; return the new version."""
+        pk = models.sync_partition(tenant_id, objects.customer_id)
+        if applied is not None and applied["snapshot"]["object"] == "invoice":
+            # Idempotent put, before the state write that makes it visible to the record's version.
+            _invoice_item(pk, applied).save()
+        item = CustomerStateItem(
+            pk,
+            models.STATE_SK,
+            objects={"customer": objects.customer, "subscriptions": dict(objects.subscriptions)},
+            external_id=external_id,
+            config_version=config_version,
+        )
+        item.version = stored.version
+        try:
+            item.save()  # VersionAttribute: conditional on the version we loaded
+        except PutError as exc:
+            if _conditional_failed(exc):
+                raise ConcurrentUpdate(pk) from exc
+            raise
+        return int(item.version)
+
+    def project(self, record: CustomerRecord, version: int, previous_external_id: str | None, *, repair: bool) -> bool:
+        """Write the record's owned attributes unless a newer derivation is already there.
+
+        ``repair`` (a redelivery, or a retry after a conflict) rewrites at the same version, so a
+        crash between the state write and this one heals on the next delivery.
+        """
+        key = CustomerRecordItem(record["tenant_id"], record["external_id"])
+        actions: list[Any] = []
+        for name in OWNED_RECORD_FIELDS:
+            attribute = getattr(CustomerRecordItem, name)
+            value = record[name]  # type: ignore[literal-required]
+            actions.append(attribute.remove() if value is None else attribute.set(value))
+        actions.append(CustomerRecordItem.revsync_version.set(version))
+        newer = CustomerRecordItem.revsync_version <= version if repair else CustomerRecordItem.revsync_version < version
+        condition = (
+            CustomerRecordItem.stripe_customer_id.does_not_exist()
+            | (CustomerRecordItem.stripe_customer_id != record["stripe_customer_id"])
+            | CustomerRecordItem.revsync_version.does_not_exist()
+            | newer
+        )
+        try:
+            key.update(actions=actions, condition=condition)
+        except UpdateError as exc:
+            if _conditional_failed(exc):
+                return False  # a newer derivation is already stored
+            raise
+        if previous_external_id and previous_external_id != record["external_id"]:
+            self._release(record["tenant_id"], previous_external_id, record["stripe_customer_id"])
+        return True
+
+    def _release(self, tenant_id: str, external_id: str, customer_id: str) -> None:
+        """The record moved to a new key: the old one is gone (its platform attributes, if any, stay)."""
+        old = CustomerRecordItem(tenant_id, external_id)
+        belongs = CustomerRecordItem.stripe_customer_id == customer_id
+        try:
+            if external_id.startswith(UNMATCHED_PREFIX):
+                old.delete(condition=belongs)  # revsync created it; nobody else writes there
+            else:
+                old.update(
+                    actions=[getattr(CustomerRecordItem, n).remove() for n in (*OWNED_RECORD_FIELDS, "revsync_version")],
+                    condition=belongs,
+                )
+        except (DeleteError, UpdateError) as exc:
+            if not _conditional_failed(exc):
+                raise
+
+    def get_record(self, tenant_id: str, external_id: str) -> dict[str, Any] | None:
+        try:
+            item = CustomerRecordItem.get(tenant_id, external_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+        if item.stripe_customer_id is None:  # a platform-only customer, nothing from Stripe
+            return None
+        document: dict[str, Any] = {"tenant_id": tenant_id, "external_id": external_id}
+        for name in OWNED_RECORD_FIELDS:
+            value = getattr(item, name)
+            document[name] = value.as_dict() if hasattr(value, "as_dict") else value
+        return document

@@ -1,0 +1,182 @@
+"""PynamoDB models of revsync's three tables.
+
+* customers: the customer records (contract), keyed by (tenant_id, external_id); shared with the
+  platform's analytics import, so revsync only ever SETs or REMOVEs the attributes it owns.
+* sync: per (tenant, Stripe customer) partition: one ``state`` item (latest observation of the customer
+  and its subscriptions, optimistic-locked by version) and one item per paid invoice (the history).
+* tenants: ``tenant#<id>`` items (connection, config, tracking, backfill) and ``account#<acct>``
+  items routing Connect events to their tenant.
+
+Table names come from settings when first used (descriptors), so importing this module reads nothing;
+the region and endpoint come from botocore's own environment resolution.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+
+from pynamodb.attributes import (
+    Attribute,
+    BooleanAttribute,
+    DiscriminatorAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    VersionAttribute,
+)
+from pynamodb.constants import BINARY
+from pynamodb.models import Model
+
+from revsync.settings import get_settings
+
+
+class _FromSettings:
+    """A Meta attribute resolved from settings on access, not at class creation."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def __get__(self, instance: object, owner: type) -> Any:
+        return getattr(get_settings(), self.field)
+
+
+class CompressedJSONAttribute(Attribute[Any]):
+    """JSON, zlib-compressed into a binary attribute: snapshots repeat keys, and writes are billed per KB."""
+
+    attr_type = BINARY
+
+    def serialize(self, value: Any) -> bytes:
+        return zlib.compress(json.dumps(value, separators=(",", ":"), sort_keys=True).encode(), 6)
+
+    def deserialize(self, value: bytes) -> Any:
+        return json.loads(zlib.decompress(value))
+
+
+# --- sync table -----------------------------------------------------------------------------------
+
+STATE_SK = "state"
+INVOICE_SK_PREFIX = "invoice#"
+
+
+def sync_partition(tenant_id: str, customer_id: str) -> str:
+    return f"{tenant_id}#{customer_id}"
+
+
+class SyncItem(Model):
+    class Meta:
+        table_name = _FromSettings("sync_table")
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = DiscriminatorAttribute()
+
+
+class CustomerStateItem(SyncItem, discriminator="state"):
+    """The latest observation of a Stripe customer and of each of its subscriptions."""
+
+    version = VersionAttribute()
+    objects = CompressedJSONAttribute()
+    # The record key last written, and the tenant config version it was derived with.
+    external_id = UnicodeAttribute(null=True)
+    config_version = NumberAttribute(default=0)
+
+
+class PaidInvoiceItem(SyncItem, discriminator="invoice"):
+    """One paid invoice: the paid-invoice history, counted once however often Stripe reports it."""
+
+    invoice_id = UnicodeAttribute()
+    amount_paid = NumberAttribute()
+    currency = UnicodeAttribute(null=True)
+    paid_at = NumberAttribute(null=True)
+    subscription_id = UnicodeAttribute(null=True)
+    observed_at = NumberAttribute()
+    # [[subscription_id, period_end], ...] of the invoice's subscription lines.
+    lines = ListAttribute(of=ListAttribute, default=list)  # type: ignore[arg-type]
+
+
+# --- customers table ------------------------------------------------------------------------------
+
+
+class CustomerRecordItem(Model):
+    """A customer record. Declared attributes are exactly the ones revsync owns."""
+
+    class Meta:
+        table_name = _FromSettings("customers_table")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    external_id = UnicodeAttribute(range_key=True)
+    stripe_customer_id = UnicodeAttribute(null=True)
+    matched = BooleanAttribute(null=True)
+    mrr = NumberAttribute(null=True)
+    currency = UnicodeAttribute(null=True)
+    trialing = BooleanAttribute(null=True)
+    trial_end = NumberAttribute(null=True)
+    next_renewal_at = NumberAttribute(null=True)
+    churned = BooleanAttribute(null=True)
+    churned_at = NumberAttribute(null=True)
+    deleted_in_stripe = BooleanAttribute(null=True)
+    last_payment_at = NumberAttribute(null=True)
+    total_paid = NumberAttribute(null=True)
+    subscriptions: MapAttribute[str, Any] = MapAttribute(null=True)
+    traits: MapAttribute[str, Any] = MapAttribute(null=True)
+    # State version the record was derived from: older derivations never overwrite newer ones.
+    revsync_version = NumberAttribute(null=True)
+
+
+# --- tenants table --------------------------------------------------------------------------------
+
+
+def tenant_key(tenant_id: str) -> str:
+    return f"tenant#{tenant_id}"
+
+
+def account_key(account_id: str) -> str:
+    return f"account#{account_id}"
+
+
+class Connection(MapAttribute[str, Any]):
+    status = UnicodeAttribute(default="none")  # connected | revoked | none
+    mode = UnicodeAttribute(null=True)  # oauth | api_key
+    account_id = UnicodeAttribute(null=True)
+    livemode = BooleanAttribute(default=False)
+    secret_name = UnicodeAttribute(null=True)
+    connected_at = NumberAttribute(null=True)
+
+
+class Config(MapAttribute[str, Any]):
+    customer_id_trait = UnicodeAttribute(null=True)
+    version = NumberAttribute(default=0)
+
+
+class Tracking(MapAttribute[str, Any]):
+    revenue = UnicodeAttribute(null=True)
+    churn = UnicodeAttribute(null=True)
+    trial = UnicodeAttribute(null=True)
+
+
+class TenantsItem(Model):
+    class Meta:
+        table_name = _FromSettings("tenants_table")
+
+    pk = UnicodeAttribute(hash_key=True)
+    kind = DiscriminatorAttribute()
+    tenant_id = UnicodeAttribute()
+
+
+class TenantItem(TenantsItem, discriminator="tenant"):
+    connection = Connection(default=Connection)
+    config = Config(default=Config)
+    tracking = Tracking(default=Tracking)
+    backfill: MapAttribute[str, Any] = MapAttribute(null=True)
+    updated_at = NumberAttribute(null=True)
+
+
+class AccountItem(TenantsItem, discriminator="account"):
+    """Routes a Connect account's events to its tenant; one tenant per account."""
+
+    account_id = UnicodeAttribute()
+    status = UnicodeAttribute()
+    livemode = BooleanAttribute(default=False)

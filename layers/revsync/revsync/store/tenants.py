@@ -1,0 +1,101 @@
+"""Tenants: connection, configuration and tracking, through the PynamoDB models."""
+
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pynamodb.connection import Connection as DynamoConnection
+from pynamodb.exceptions import DoesNotExist
+from pynamodb.transactions import TransactWrite
+
+from revsync.domain.tenancy import Connection, Tenant, Tracking
+from revsync.store import models
+
+
+def _to_domain(item: models.TenantItem) -> Tenant:
+    c, cfg, tr = item.connection, item.config, item.tracking
+    return Tenant(
+        tenant_id=item.tenant_id,
+        connection=Connection(
+            status=c.status,  # type: ignore[arg-type]
+            mode=c.mode,  # type: ignore[arg-type]
+            account_id=c.account_id,
+            livemode=bool(c.livemode),
+            secret_name=c.secret_name,
+            connected_at=int(c.connected_at) if c.connected_at is not None else None,
+        ),
+        customer_id_trait=cfg.customer_id_trait,
+        config_version=int(cfg.version or 0),
+        tracking=Tracking(revenue=tr.revenue, churn=tr.churn, trial=tr.trial),
+        backfill=item.backfill.as_dict() if item.backfill is not None else None,
+    )
+
+
+def _to_item(tenant: Tenant, now: int) -> models.TenantItem:
+    c = tenant.connection
+    return models.TenantItem(
+        models.tenant_key(tenant.tenant_id),
+        tenant_id=tenant.tenant_id,
+        connection=models.Connection(
+            status=c.status,
+            mode=c.mode,
+            account_id=c.account_id,
+            livemode=c.livemode,
+            secret_name=c.secret_name,
+            connected_at=c.connected_at,
+        ),
+        config=models.Config(customer_id_trait=tenant.customer_id_trait, version=tenant.config_version),
+        tracking=models.Tracking(
+            revenue=tenant.tracking.revenue, churn=tenant.tracking.churn, trial=tenant.tracking.trial
+        ),
+        backfill=tenant.backfill,
+        updated_at=now,
+    )
+
+
+class TenantStore:
+    def get(self, tenant_id: str) -> Tenant | None:
+        try:
+            item = models.TenantItem.get(models.tenant_key(tenant_id), consistent_read=True)
+        except DoesNotExist:
+            return None
+        return _to_domain(item)
+
+    def save(self, tenant: Tenant, now: int) -> None:
+        """Write the tenant and, for a Connect account, the account routing item with it."""
+        item = _to_item(tenant, now)
+        account_id = tenant.connection.account_id
+        if tenant.connection.mode != "oauth" or not account_id:
+            item.save()
+            return
+        account = models.AccountItem(
+            models.account_key(account_id),
+            tenant_id=tenant.tenant_id,
+            account_id=account_id,
+            status=tenant.connection.status,
+            livemode=tenant.connection.livemode,
+        )
+        with TransactWrite(connection=DynamoConnection()) as transaction:
+            transaction.save(item)
+            transaction.save(account)
+
+
+class CachedTenantStore:
+    """The worker's tenant reads: cached briefly per process, refreshed when a newer config is known."""
+
+    def __init__(self, store: TenantStore, ttl_seconds: float = 30.0, clock: Any = time.monotonic) -> None:
+        self._store, self._ttl, self._clock = store, ttl_seconds, clock
+        self._cache: dict[str, tuple[float, Tenant | None]] = {}
+
+    def get(self, tenant_id: str, min_config_version: int = 0) -> Tenant | None:
+        now = self._clock()
+        cached = self._cache.get(tenant_id)
+        if cached is not None and now - cached[0] < self._ttl:
+            tenant = cached[1]
+            if tenant is not None and tenant.config_version >= min_config_version:
+                return tenant
+        tenant = self._store.get(tenant_id)
+        self._cache[tenant_id] = (now, tenant)
+        return tenant

@@ -1,0 +1,1 @@
+"""Stripe access: one client factory (platform key + Stripe-Account, or a tenant's API key)."""
