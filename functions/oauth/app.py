@@ -14,7 +14,6 @@ from urllib.parse import unquote
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from revsync.infra.secrets import PlatformSecrets, TenantSecrets
 from revsync.services import tenants as service
 from revsync.services.tenants import ApiError
@@ -90,7 +89,9 @@ def put_connection(tenant_id: str) -> Response[str]:
 
 @app.put("/tenants/<tenant_id>/stripe/config")
 def put_config(tenant_id: str) -> Response[str]:
-    document = service.save_config(tenant_id, _json_body(), tenants=dependencies()["tenants"], now=int(time.time()))
+    document = service.save_config(
+        tenant_id, _json_body(), tenants=dependencies()["tenants"], now=int(time.time())
+    )
     return _json(200, document)
 
 

@@ -13,7 +13,6 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from revsync.infra.queue import SqsEventQueue
 from revsync.infra.secrets import WebhookSecretSource
 from revsync.services.receive import RequestError, WebhookRequest, WebhookResponse, receive
@@ -23,7 +22,12 @@ from revsync.store.tenant_lookup import DynamoTenantDirectory
 logger = Logger()
 metrics = Metrics()
 
-_METRIC = {"queued": "WebhookQueued", "dropped": "WebhookDropped", "rejected": "WebhookRejected", "failed": "WebhookFailed"}
+_METRIC = {
+    "queued": "WebhookQueued",
+    "dropped": "WebhookDropped",
+    "rejected": "WebhookRejected",
+    "failed": "WebhookFailed",
+}
 
 
 @lru_cache(maxsize=1)
@@ -45,7 +49,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     try:
         request = WebhookRequest.from_api_gateway(event, get_settings().max_webhook_body_bytes)
     except RequestError as exc:
-        response = WebhookResponse(exc.status, {"error": exc.code, "message": str(exc)}, f"rejected:{exc.code}")
+        response = WebhookResponse(
+            exc.status, {"error": exc.code, "message": str(exc)}, f"rejected:{exc.code}"
+        )
     else:
         response = receive(request, **dependencies(), now=int(time.time()))
     # Only ids, types and outcomes are logged: never bodies, secrets or e-mails.

@@ -14,7 +14,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from revsync.domain.events import EventError, parse_envelope
 from revsync.domain.snapshots import SnapshotError
 from revsync.infra.queue import DeadLetters
@@ -57,8 +56,12 @@ def record_handler(record: SQSRecord) -> None:
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, PERMANENT_ERRORS) or receive_count >= get_settings().max_receive_count:
-            DeadLetters().send(record.body, record.attributes.message_group_id or "unknown", record.message_id, reason)
-            logger.error("parked in DLQ", message_id=record.message_id, receive_count=receive_count, reason=reason)
+            DeadLetters().send(
+                record.body, record.attributes.message_group_id or "unknown", record.message_id, reason
+            )
+            logger.error(
+                "parked in DLQ", message_id=record.message_id, receive_count=receive_count, reason=reason
+            )
             metrics.add_metric(name="MessagesDeadLettered", unit=MetricUnit.Count, value=1)
             return
         logger.warning("will retry", message_id=record.message_id, receive_count=receive_count, reason=reason)
@@ -80,4 +83,6 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

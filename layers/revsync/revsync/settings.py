@@ -51,8 +51,12 @@ def get_settings() -> Settings:
         events_queue_url=os.environ.get("EVENTS_QUEUE_URL", ""),
         dead_letter_queue_url=os.environ.get("DEAD_LETTER_QUEUE_URL", ""),
         max_receive_count=int(os.environ.get("MAX_RECEIVE_COUNT", "5")),
-        webhook_secret_param=os.environ.get("STRIPE_WEBHOOK_SECRET_PARAM", f"/revsync/{stage}/stripe/webhook-secret"),
-        stripe_secret_key_param=os.environ.get("STRIPE_SECRET_KEY_PARAM", f"/revsync/{stage}/stripe/secret-key"),
+        webhook_secret_param=os.environ.get(
+            "STRIPE_WEBHOOK_SECRET_PARAM", f"/revsync/{stage}/stripe/webhook-secret"
+        ),
+        stripe_secret_key_param=os.environ.get(
+            "STRIPE_SECRET_KEY_PARAM", f"/revsync/{stage}/stripe/secret-key"
+        ),
         tenant_secret_prefix=os.environ.get("TENANT_SECRET_PREFIX", f"revsync/{stage}/tenants/"),
         stripe_api_base=os.environ.get("REVSYNC_STRIPE_API_BASE") or None,
         max_webhook_body_bytes=int(os.environ.get("MAX_WEBHOOK_BODY_BYTES", str(256 * 1024))),

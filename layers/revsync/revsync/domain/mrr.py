@@ -79,7 +79,9 @@ def discount_is_active(discount: Discount, as_of: int) -> bool:
     return False  # "once" discounts do not recur
 
 
-def apply_discounts(amount: Decimal, discounts: Iterable[Discount], currency: str | None, as_of: int) -> Decimal:
+def apply_discounts(
+    amount: Decimal, discounts: Iterable[Discount], currency: str | None, as_of: int
+) -> Decimal:
     for discount in discounts:
         if not discount_is_active(discount, as_of):
             continue
@@ -116,7 +118,10 @@ def subscription_mrr(
         return _ZERO
     currency = subscription["currency"]
     period_amount = sum(
-        (apply_discounts(item_period_amount(item), item["discounts"], currency, as_of) for item in subscription["items"]),
+        (
+            apply_discounts(item_period_amount(item), item["discounts"], currency, as_of)
+            for item in subscription["items"]
+        ),
         _ZERO,
     )
     period_amount = apply_discounts(period_amount, subscription["discounts"], currency, as_of)

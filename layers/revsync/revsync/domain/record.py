@@ -66,7 +66,9 @@ def validate_trait(trait: str) -> str:
     raise TraitError("customer_id_trait must be 'id', 'email' or 'metadata.<key>'")
 
 
-def external_id_for(customer_id: str, customer: CustomerSnapshot | None, trait: str | None) -> tuple[str, bool]:
+def external_id_for(
+    customer_id: str, customer: CustomerSnapshot | None, trait: str | None
+) -> tuple[str, bool]:
     """The record key for a Stripe customer, and whether the tenant's trait matched."""
     value: str | None = None
     if trait == "id":
@@ -83,7 +85,12 @@ def external_id_for(customer_id: str, customer: CustomerSnapshot | None, trait: 
 
 def _renews_at(subscription: SubscriptionSnapshot, invoices: list[InvoiceSnapshot]) -> int | None:
     """The later of the current-period end and the newest paid invoice line's period end."""
-    ends = [line["period_end"] for inv in invoices for line in inv["lines"] if line["subscription"] == subscription["id"]]
+    ends = [
+        line["period_end"]
+        for inv in invoices
+        for line in inv["lines"]
+        if line["subscription"] == subscription["id"]
+    ]
     if subscription["current_period_end"] is not None:
         ends.append(subscription["current_period_end"])
     return max(ends, default=None)
@@ -95,7 +102,9 @@ def derive_record(tenant_id: str, objects: CustomerObjects, trait: str | None) -
     subscriptions: list[SubscriptionSnapshot] = [
         o["snapshot"] for o in objects.subscriptions.values() if o["snapshot"]["object"] == "subscription"
     ]
-    invoices: list[InvoiceSnapshot] = [o["snapshot"] for o in objects.invoices.values() if o["snapshot"]["object"] == "invoice"]
+    invoices: list[InvoiceSnapshot] = [
+        o["snapshot"] for o in objects.invoices.values() if o["snapshot"]["object"] == "invoice"
+    ]
     deleted = bool(customer and customer["deleted"])
     as_of = objects.newest_observation
     external_id, matched = external_id_for(objects.customer_id, customer, trait)
@@ -104,8 +113,12 @@ def derive_record(tenant_id: str, objects: CustomerObjects, trait: str | None) -
     currency = (customer["currency"] if customer else None) or next(
         (s["currency"] for s in subscriptions if s["currency"]), None
     )
-    exact: dict[str, Decimal] = {s["id"]: subscription_mrr(s, customer_discounts, as_of) for s in subscriptions}
-    total = sum((v for sid, v in exact.items() if _same_currency(_sub(subscriptions, sid), currency)), Decimal(0))
+    exact: dict[str, Decimal] = {
+        s["id"]: subscription_mrr(s, customer_discounts, as_of) for s in subscriptions
+    }
+    total = sum(
+        (v for sid, v in exact.items() if _same_currency(_sub(subscriptions, sid), currency)), Decimal(0)
+    )
 
     trialing_subs = [s for s in subscriptions if s["status"] == "trialing"]
     trial_ends = [s["trial_end"] for s in trialing_subs if s["trial_end"] is not None]

@@ -51,7 +51,11 @@ def decide(current: Observation | None, incoming: Observation) -> Decision:
         return Decision("refetch", "tie_with_fetched")  # this event may be newer than that read
     rank_in, rank_cur = _LIFECYCLE_RANK[incoming["source"]], _LIFECYCLE_RANK[current["source"]]
     if rank_in != rank_cur:
-        return Decision("apply", "later_in_lifecycle") if rank_in > rank_cur else Decision("keep", "earlier_in_lifecycle")
+        return (
+            Decision("apply", "later_in_lifecycle")
+            if rank_in > rank_cur
+            else Decision("keep", "earlier_in_lifecycle")
+        )
     return Decision("refetch", "same_second")
 
 
@@ -82,7 +86,11 @@ class CustomerObjects:
 
     @property
     def newest_observation(self) -> int:
-        times = [o["observed_at"] for o in (self.customer, *self.subscriptions.values(), *self.invoices.values()) if o]
+        times = [
+            o["observed_at"]
+            for o in (self.customer, *self.subscriptions.values(), *self.invoices.values())
+            if o
+        ]
         return max(times, default=0)
 
 

@@ -96,7 +96,11 @@ def status_document(tenant: Tenant) -> dict[str, Any]:
             "connected_at": connection.connected_at,
         },
         "config": {"customer_id_trait": tenant.customer_id_trait, "version": tenant.config_version},
-        "tracking": {"revenue": tenant.tracking.revenue, "churn": tenant.tracking.churn, "trial": tenant.tracking.trial},
+        "tracking": {
+            "revenue": tenant.tracking.revenue,
+            "churn": tenant.tracking.churn,
+            "trial": tenant.tracking.trial,
+        },
         "backfill": {
             "state": backfill.get("state", "none"),
             "stage": backfill.get("stage"),

@@ -22,11 +22,15 @@ class PlatformSecrets:
     """Secrets of the platform (its Stripe key, its Connect webhook endpoint), from SSM."""
 
     def webhook_secrets(self) -> list[str]:
-        value = parameters.get_parameter(get_settings().webhook_secret_param, decrypt=True, max_age=_MAX_AGE_SECONDS)
+        value = parameters.get_parameter(
+            get_settings().webhook_secret_param, decrypt=True, max_age=_MAX_AGE_SECONDS
+        )
         return _split(str(value))
 
     def stripe_secret_key(self) -> str:
-        value = parameters.get_parameter(get_settings().stripe_secret_key_param, decrypt=True, max_age=_MAX_AGE_SECONDS)
+        value = parameters.get_parameter(
+            get_settings().stripe_secret_key_param, decrypt=True, max_age=_MAX_AGE_SECONDS
+        )
         return str(value)
 
 

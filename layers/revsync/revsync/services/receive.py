@@ -137,6 +137,9 @@ def receive(
         queue.send(envelope)
     except Exception as exc:  # any failure to enqueue: Stripe must retry
         return WebhookResponse(
-            503, {"error": "enqueue_failed", "message": "try again later"}, "failed:enqueue", {**log, "cause": type(exc).__name__}
+            503,
+            {"error": "enqueue_failed", "message": "try again later"},
+            "failed:enqueue",
+            {**log, "cause": type(exc).__name__},
         )
     return WebhookResponse(200, {"received": True}, "queued", log)

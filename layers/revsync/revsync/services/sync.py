@@ -89,7 +89,9 @@ def apply_observation(
                 raise RetryLater(f"unresolved same-second tie: {outcome.decision.reason}")
             refetches += 1
             fetched = stripe.fetch(tenant, observation["snapshot"])
-            observation = Observation(snapshot=fetched, observed_at=int(clock()), source="fetched", event_id=None)
+            observation = Observation(
+                snapshot=fetched, observed_at=int(clock()), source="fetched", event_id=None
+            )
             continue
         trait = tenant.customer_id_trait
         record = derive_record(tenant_id, outcome.objects, trait)

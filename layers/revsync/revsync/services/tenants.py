@@ -66,9 +66,13 @@ def connect_api_key(
     payload = _body_object(body)
     api_key, webhook_secret = payload.get("api_key"), payload.get("webhook_secret")
     if not isinstance(api_key, str) or not _API_KEY.match(api_key):
-        raise ApiError(400, "invalid_api_key", "api_key must be a Stripe secret or restricted key (sk_…/rk_…)")
+        raise ApiError(
+            400, "invalid_api_key", "api_key must be a Stripe secret or restricted key (sk_…/rk_…)"
+        )
     if not isinstance(webhook_secret, str) or not _WEBHOOK_SECRET.match(webhook_secret):
-        raise ApiError(400, "invalid_webhook_secret", "webhook_secret must be the endpoint's signing secret (whsec_…)")
+        raise ApiError(
+            400, "invalid_webhook_secret", "webhook_secret must be the endpoint's signing secret (whsec_…)"
+        )
     try:
         check = checker.check_api_key(api_key)
     except StripeAccessError as exc:

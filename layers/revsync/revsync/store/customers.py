@@ -118,7 +118,7 @@ class CustomerStore:
         external_id: str,
         config_version: int,
     ) -> int:
-        """Save the customer's objects if nobody else did since ``stored`` was loaded; return the new version."""
+        """Save the objects unless someone else did since ``stored`` was loaded; return the new version."""
         pk = models.sync_partition(tenant_id, objects.customer_id)
         if applied is not None and applied["snapshot"]["object"] == "invoice":
             # Idempotent put, before the state write that makes it visible to the record's version.
@@ -139,7 +139,9 @@ class CustomerStore:
             raise
         return int(item.version)
 
-    def project(self, record: CustomerRecord, version: int, previous_external_id: str | None, *, repair: bool) -> bool:
+    def project(
+        self, record: CustomerRecord, version: int, previous_external_id: str | None, *, repair: bool
+    ) -> bool:
         """Write the record's owned attributes unless a newer derivation is already there.
 
         ``repair`` (a redelivery, or a retry after a conflict) rewrites at the same version, so a
@@ -152,7 +154,11 @@ class CustomerStore:
             value = record[name]  # type: ignore[literal-required]
             actions.append(attribute.remove() if value is None else attribute.set(value))
         actions.append(CustomerRecordItem.revsync_version.set(version))
-        newer = CustomerRecordItem.revsync_version <= version if repair else CustomerRecordItem.revsync_version < version
+        newer = (
+            CustomerRecordItem.revsync_version <= version
+            if repair
+            else CustomerRecordItem.revsync_version < version
+        )
         condition = (
             CustomerRecordItem.stripe_customer_id.does_not_exist()
             | (CustomerRecordItem.stripe_customer_id != record["stripe_customer_id"])
@@ -178,7 +184,10 @@ class CustomerStore:
                 old.delete(condition=belongs)  # revsync created it; nobody else writes there
             else:
                 old.update(
-                    actions=[getattr(CustomerRecordItem, n).remove() for n in (*OWNED_RECORD_FIELDS, "revsync_version")],
+                    actions=[
+                        getattr(CustomerRecordItem, n).remove()
+                        for n in (*OWNED_RECORD_FIELDS, "revsync_version")
+                    ],
                     condition=belongs,
                 )
         except (DeleteError, UpdateError) as exc:

@@ -20,12 +20,16 @@ def _s(item: dict[str, Any], name: str) -> str | None:
 
 class DynamoTenantDirectory:
     def by_account(self, account_id: str) -> TenantRoute | None:
-        item = aws.dynamodb().get_item(
-            TableName=get_settings().tenants_table,
-            Key={"pk": {"S": f"account#{account_id}"}},
-            ProjectionExpression="tenant_id, #s, livemode",
-            ExpressionAttributeNames={"#s": "status"},
-        ).get("Item")
+        item = (
+            aws.dynamodb()
+            .get_item(
+                TableName=get_settings().tenants_table,
+                Key={"pk": {"S": f"account#{account_id}"}},
+                ProjectionExpression="tenant_id, #s, livemode",
+                ExpressionAttributeNames={"#s": "status"},
+            )
+            .get("Item")
+        )
         if not item:
             return None
         return TenantRoute(
@@ -36,12 +40,16 @@ class DynamoTenantDirectory:
         )
 
     def by_tenant(self, tenant_id: str) -> TenantRoute | None:
-        item = aws.dynamodb().get_item(
-            TableName=get_settings().tenants_table,
-            Key={"pk": {"S": f"tenant#{tenant_id}"}},
-            ProjectionExpression="tenant_id, #c",
-            ExpressionAttributeNames={"#c": "connection"},
-        ).get("Item")
+        item = (
+            aws.dynamodb()
+            .get_item(
+                TableName=get_settings().tenants_table,
+                Key={"pk": {"S": f"tenant#{tenant_id}"}},
+                ProjectionExpression="tenant_id, #c",
+                ExpressionAttributeNames={"#c": "connection"},
+            )
+            .get("Item")
+        )
         if not item:
             return None
         connection = item.get("connection", {}).get("M", {})

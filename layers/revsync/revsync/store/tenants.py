@@ -1,6 +1,5 @@
 """Tenants: connection, configuration and tracking, through the PynamoDB models."""
 
-
 from __future__ import annotations
 
 import time

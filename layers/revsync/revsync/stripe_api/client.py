@@ -20,7 +20,9 @@ class StripeAccessError(RuntimeError):
         self.code = code
 
 
-def make_client(api_key: str, *, api_base: str | None, stripe_account: str | None = None) -> stripe.StripeClient:
+def make_client(
+    api_key: str, *, api_base: str | None, stripe_account: str | None = None
+) -> stripe.StripeClient:
     base_addresses: Any = {"api": api_base, "connect": api_base} if api_base else None
     return stripe.StripeClient(
         api_key,
@@ -53,10 +55,12 @@ class StripeAccounts:
         connection = tenant.connection
         if connection.mode == "api_key" and connection.secret_name:
             return make_client(self._tenant_api_key(connection.secret_name), api_base=self._api_base)
-        return make_client(self._platform_key(), api_base=self._api_base, stripe_account=connection.account_id)
+        return make_client(
+            self._platform_key(), api_base=self._api_base, stripe_account=connection.account_id
+        )
 
     def check_api_key(self, api_key: str) -> KeyCheck:
-        """A cheap read the key must be allowed anyway (list one customer), then the account id if readable."""
+        """A cheap read the key needs anyway (list one customer), then the account id if readable."""
         client = make_client(api_key, api_base=self._api_base)
         try:
             client.v1.customers.list(params={"limit": 1})

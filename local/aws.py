@@ -1,0 +1,81 @@
+"""Creates the template's tables, queues and platform parameters on moto (in-process or server)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import boto3
+
+from local.template import LocalNames, resources_of_type
+
+DEFAULT_WEBHOOK_SECRET = "whsec_local"
+DEFAULT_PLATFORM_KEY = "sk_test_platform"
+
+
+def _table_args(props: dict[str, Any], names: LocalNames) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "TableName": names.resolve(props["TableName"]),
+        "KeySchema": props["KeySchema"],
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+    }
+    if props.get("GlobalSecondaryIndexes"):
+        args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    return args
+
+
+_QUEUE_ATTRIBUTES = {
+    "FifoQueue": "FifoQueue",
+    "ContentBasedDeduplication": "ContentBasedDeduplication",
+    "DeduplicationScope": "DeduplicationScope",
+    "FifoThroughputLimit": "FifoThroughputLimit",
+    "VisibilityTimeout": "VisibilityTimeout",
+    "MessageRetentionPeriod": "MessageRetentionPeriod",
+}
+
+
+def create_resources(region: str, endpoint_url: str | None = None) -> LocalNames:
+    """Create every table and queue the template declares; return their local names and URLs."""
+    session = boto3.session.Session(region_name=region)
+    dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
+    sqs = session.client("sqs", endpoint_url=endpoint_url)
+    names = LocalNames(region=region, queue_urls={})
+
+    for resource in resources_of_type("AWS::DynamoDB::Table").values():
+        dynamodb.create_table(**_table_args(resource["Properties"], names))
+
+    queues = resources_of_type("AWS::SQS::Queue")
+    # Dead-letter queues first: the others' redrive policies point at them.
+    ordered = sorted(queues.items(), key=lambda kv: "RedrivePolicy" in kv[1]["Properties"])
+    for logical_id, resource in ordered:
+        props = resource["Properties"]
+        attributes = {
+            target: str(props[src]).lower() if isinstance(props[src], bool) else str(props[src])
+            for src, target in _QUEUE_ATTRIBUTES.items()
+            if src in props
+        }
+        if "RedrivePolicy" in props:
+            policy = names.resolve(props["RedrivePolicy"])
+            attributes["RedrivePolicy"] = json.dumps({k: str(v) for k, v in policy.items()})
+        url = sqs.create_queue(QueueName=names.physical_name(logical_id), Attributes=attributes)["QueueUrl"]
+        names.queue_urls[logical_id] = url
+
+    seed_platform_secrets(session, endpoint_url, names)
+    return names
+
+
+def seed_platform_secrets(
+    session: boto3.session.Session, endpoint_url: str | None, names: LocalNames
+) -> None:
+    """Locally, platform secrets come from the environment and are put where AWS would keep them (SSM)."""
+    ssm = session.client("ssm", endpoint_url=endpoint_url)
+    values = {
+        "/revsync/local/stripe/webhook-secret": os.environ.get(
+            "REVSYNC_WEBHOOK_SECRET", DEFAULT_WEBHOOK_SECRET
+        ),
+        "/revsync/local/stripe/secret-key": os.environ.get("REVSYNC_STRIPE_SECRET_KEY", DEFAULT_PLATFORM_KEY),
+    }
+    for name, value in values.items():
+        ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)

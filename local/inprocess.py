@@ -1,0 +1,178 @@
+"""The whole pipeline in one process on moto: used by the integration tests and by ``make demo``.
+
+Tables, queues and function environments come from template.yaml; HTTP requests are matched against
+the template's routes and handed to the real handlers as API Gateway v2 events; the events queue is
+drained into the real worker the way the SQS event-source mapping would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities import parameters
+from moto import mock_aws
+from revsync.domain.signature import compute_signature
+from revsync.infra import aws
+from revsync.settings import get_settings
+
+from local import apigw, lambda_runtime, poller
+from local.aws import create_resources
+from local.template import LocalNames, function_environment, http_routes, resources_of_type
+
+REGION = "us-east-1"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    headers: dict[str, str]
+    body: str
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def reset_process_caches() -> None:
+    """Forget everything cached per process (clients, settings, secrets, handler dependencies)."""
+
+    get_settings.cache_clear()
+    aws.reset_clients()
+    parameters.clear_caches()
+    for logical_id in resources_of_type("AWS::Serverless::Function"):
+        module = lambda_runtime.load_module(logical_id)
+        dependencies = getattr(module, "dependencies", None)
+        if dependencies is not None and hasattr(dependencies, "cache_clear"):
+            dependencies.cache_clear()
+
+
+class InProcessStack:
+    def __init__(self) -> None:
+        self._mock = mock_aws()
+        self._saved_env: dict[str, str | None] = {}
+        self.names: LocalNames | None = None
+
+    def _set_env(self, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    def __enter__(self) -> InProcessStack:
+        self._set_env(
+            {
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_SESSION_TOKEN": "testing",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+            }
+        )
+        self._mock.start()
+        self.names = create_resources(REGION)
+        environment: dict[str, str] = {}
+        for logical_id in resources_of_type("AWS::Serverless::Function"):
+            environment.update(function_environment(logical_id, self.names))
+        environment.pop("POWERTOOLS_SERVICE_NAME", None)
+        self._set_env(environment)
+        reset_process_caches()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._mock.stop()
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reset_process_caches()
+
+    # --- clients ------------------------------------------------------------------------------
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=REGION)
+
+    def queue_url(self, logical_id: str) -> str:
+        assert self.names is not None
+        return self.names.queue_urls[logical_id]
+
+    # --- HTTP through the template's routes ---------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | str | dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        query: str = "",
+    ) -> HttpResponse:
+        headers = dict(headers or {})
+        if isinstance(body, dict):
+            body = json.dumps(body)
+            headers.setdefault("content-type", "application/json")
+        raw = body.encode() if isinstance(body, str) else (body or b"")
+        for route in http_routes():
+            params = apigw.match(route, method, path)
+            if params is None:
+                continue
+            event = apigw.http_event(route, path, params, raw, headers, query)
+            result = lambda_runtime.invoke(route.function, event)
+            return HttpResponse(
+                int(result["statusCode"]), dict(result.get("headers") or {}), result.get("body") or ""
+            )
+        return HttpResponse(
+            404,
+            {"content-type": "application/json"},
+            json.dumps({"error": "not_found", "message": "no such route"}),
+        )
+
+    def post_webhook(
+        self,
+        event: dict[str, Any] | None,
+        secret: str | list[str],
+        *,
+        tenant_id: str | None = None,
+        timestamp: int | None = None,
+        body: bytes | None = None,
+        signature: str | None = None,
+        content_type: str = "application/json",
+    ) -> HttpResponse:
+        """POST a Stripe event to the receiver, signed as Stripe signs it (or as the caller overrides)."""
+        raw = body if body is not None else json.dumps(event).encode()
+        if signature is None:
+            stamp = int(time.time()) if timestamp is None else timestamp
+            secrets = [secret] if isinstance(secret, str) else secret
+            signature = f"t={stamp}," + ",".join(f"v1={compute_signature(s, stamp, raw)}" for s in secrets)
+        headers = {"content-type": content_type}
+        if signature:
+            headers["stripe-signature"] = signature
+        path = "/webhooks/stripe" if tenant_id is None else f"/webhooks/stripe/{tenant_id}"
+        return self.request("POST", path, raw, headers)
+
+    # --- the queue ----------------------------------------------------------------------------
+
+    def drain(self, max_batches: int = 1000) -> poller.PollStats:
+        return poller.drain(
+            self.client("sqs"),
+            self.queue_url("EventsQueue"),
+            lambda event: lambda_runtime.invoke("WorkerFunction", event),
+            REGION,
+            max_batches=max_batches,
+        )
+
+    def queue_depth(self, logical_id: str) -> int:
+        attributes = self.client("sqs").get_queue_attributes(
+            QueueUrl=self.queue_url(logical_id),
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(
+            attributes["ApproximateNumberOfMessagesNotVisible"]
+        )

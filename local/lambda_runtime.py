@@ -1,0 +1,63 @@
+"""Calls the functions' handlers in-process, the way Lambda would (module per function, a context)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from types import ModuleType
+from typing import Any
+
+from local.template import ROOT, load_template
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+@dataclass
+class LocalContext:
+    """The attributes of the Lambda context that Powertools reads."""
+
+    function_name: str
+    memory_limit_in_mb: int = 256
+    function_version: str = "$LATEST"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "local"
+    log_stream_name: str = "local"
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:local:123456789012:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+@cache
+def load_module(logical_id: str) -> ModuleType:
+    """Import a function's handler module under a unique name (every function has an ``app.py``)."""
+    props = load_template()["Resources"][logical_id]["Properties"]
+    module_name, _ = props["Handler"].rsplit(".", 1)
+    path = ROOT / props["CodeUri"] / f"{module_name.replace('.', '/')}.py"
+    unique = f"revsync_function_{logical_id}"
+    spec = importlib.util.spec_from_file_location(unique, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[unique] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def handler(logical_id: str) -> Handler:
+    props = load_template()["Resources"][logical_id]["Properties"]
+    _, function_name = props["Handler"].rsplit(".", 1)
+    fn: Handler = getattr(load_module(logical_id), function_name)
+    return fn
+
+
+def invoke(logical_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    memory = int(load_template()["Resources"][logical_id]["Properties"].get("MemorySize", 128))
+    return handler(logical_id)(event, LocalContext(function_name=logical_id, memory_limit_in_mb=memory))

@@ -1,0 +1,383 @@
+"""Builders of Stripe objects in both API shapes, for tests, the demo and the sandbox.
+
+``shape="current"`` is the API after 2025-03-31 (periods on subscription items, invoice parents,
+``discount.source.coupon``); ``shape="legacy"`` the one before (periods on the subscription,
+``invoice.subscription``, ``discount.coupon``). Field names and nesting follow Stripe's; values are
+whatever the caller passes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Literal
+
+Shape = Literal["current", "legacy"]
+_ids = itertools.count(1)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{next(_ids):014d}"
+
+
+def coupon(
+    *,
+    percent_off: float | None = None,
+    amount_off: int | None = None,
+    currency: str | None = "usd",
+    duration: str = "forever",
+    duration_in_months: int | None = None,
+    id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": id or new_id("co"),
+        "object": "coupon",
+        "percent_off": percent_off,
+        "amount_off": amount_off,
+        "currency": currency if amount_off is not None else None,
+        "duration": duration,
+        "duration_in_months": duration_in_months,
+        "valid": True,
+        "metadata": {},
+        "livemode": False,
+    }
+
+
+def discount(
+    the_coupon: dict[str, Any],
+    *,
+    shape: Shape = "current",
+    customer: str | None = None,
+    subscription: str | None = None,
+    start: int = 0,
+    end: int | None = None,
+) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "id": new_id("di"),
+        "object": "discount",
+        "customer": customer,
+        "subscription": subscription,
+        "subscription_item": None,
+        "invoice": None,
+        "invoice_item": None,
+        "promotion_code": None,
+        "checkout_session": None,
+        "start": start,
+        "end": end,
+    }
+    if shape == "legacy":
+        base["coupon"] = the_coupon
+    else:
+        base["source"] = {"type": "coupon", "coupon": the_coupon}
+    return base
+
+
+def price(
+    unit_amount: int | None = 1000,
+    *,
+    interval: str = "month",
+    interval_count: int = 1,
+    currency: str = "usd",
+    usage_type: str = "licensed",
+    billing_scheme: str = "per_unit",
+    tiers_mode: str | None = None,
+    tiers: list[dict[str, Any]] | None = None,
+    transform_quantity: dict[str, Any] | None = None,
+    nickname: str | None = None,
+    id: str | None = None,
+    product: str = "prod_default",
+) -> dict[str, Any]:
+    return {
+        "id": id or new_id("price"),
+        "object": "price",
+        "active": True,
+        "billing_scheme": billing_scheme,
+        "currency": currency,
+        "nickname": nickname,
+        "product": product,
+        "type": "recurring",
+        "recurring": {
+            "interval": interval,
+            "interval_count": interval_count,
+            "usage_type": usage_type,
+            "meter": None,
+            "trial_period_days": None,
+        },
+        "tiers_mode": tiers_mode,
+        "tiers": tiers,
+        "transform_quantity": transform_quantity,
+        "unit_amount": unit_amount,
+        "unit_amount_decimal": None if unit_amount is None else str(unit_amount),
+        "livemode": False,
+        "metadata": {},
+        "tax_behavior": "unspecified",
+    }
+
+
+def plan_from_price(p: dict[str, Any]) -> dict[str, Any]:
+    """The legacy ``plan`` object that Stripe sends beside each price."""
+    recurring = p["recurring"]
+    return {
+        "id": p["id"],
+        "object": "plan",
+        "active": True,
+        "amount": p["unit_amount"],
+        "amount_decimal": p["unit_amount_decimal"],
+        "billing_scheme": p["billing_scheme"],
+        "currency": p["currency"],
+        "interval": recurring["interval"],
+        "interval_count": recurring["interval_count"],
+        "usage_type": recurring["usage_type"],
+        "nickname": p["nickname"],
+        "product": p["product"],
+        "tiers_mode": p["tiers_mode"],
+        "tiers": p["tiers"],
+        "transform_usage": p["transform_quantity"],
+        "livemode": False,
+        "metadata": {},
+    }
+
+
+def customer(
+    id: str | None = None,
+    *,
+    email: str | None = None,
+    name: str | None = None,
+    metadata: dict[str, str] | None = None,
+    created: int = 1_700_000_000,
+    currency: str | None = "usd",
+    balance: int = 0,
+    delinquent: bool = False,
+    the_discount: dict[str, Any] | None = None,
+    shape: Shape = "current",
+) -> dict[str, Any]:
+    return {
+        "id": id or new_id("cus"),
+        "object": "customer",
+        "email": email,
+        "name": name,
+        "created": created,
+        "currency": currency,
+        "balance": balance,
+        "delinquent": delinquent,
+        "metadata": dict(metadata or {}),
+        "discount": the_discount,
+        "livemode": False,
+        "description": None,
+        "phone": None,
+        "address": None
+        if shape == "legacy"
+        else {
+            "city": None,
+            "country": None,
+            "line1": None,
+            "line2": None,
+            "postal_code": None,
+            "state": None,
+        },
+        "invoice_prefix": "ABC123",
+        "tax_exempt": "none",
+        "test_clock": None,
+    }
+
+
+def subscription_item(
+    the_price: dict[str, Any],
+    *,
+    quantity: int = 1,
+    subscription: str = "",
+    period_start: int = 1_700_000_000,
+    period_end: int = 1_702_592_000,
+    discounts: list[Any] | None = None,
+    shape: Shape = "current",
+    legacy_plan_only: bool = False,
+) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": new_id("si"),
+        "object": "subscription_item",
+        "quantity": quantity,
+        "subscription": subscription,
+        "price": None if legacy_plan_only else the_price,
+        "plan": plan_from_price(the_price),
+        "discounts": list(discounts or []),
+        "metadata": {},
+        "tax_rates": [],
+        "created": period_start,
+    }
+    if shape == "current":
+        item["current_period_start"] = period_start
+        item["current_period_end"] = period_end
+    return item
+
+
+def subscription(
+    customer_id: str,
+    items: list[dict[str, Any]] | None = None,
+    *,
+    id: str | None = None,
+    status: str = "active",
+    shape: Shape = "current",
+    created: int = 1_700_000_000,
+    period_start: int = 1_700_000_000,
+    period_end: int = 1_702_592_000,
+    trial_end: int | None = None,
+    cancel_at_period_end: bool = False,
+    canceled_at: int | None = None,
+    ended_at: int | None = None,
+    discounts: list[Any] | None = None,
+    currency: str = "usd",
+) -> dict[str, Any]:
+    sub_id = id or new_id("sub")
+    items = (
+        items
+        if items is not None
+        else [
+            subscription_item(
+                price(), subscription=sub_id, shape=shape, period_start=period_start, period_end=period_end
+            )
+        ]
+    )
+    for item in items:
+        item["subscription"] = sub_id
+    sub: dict[str, Any] = {
+        "id": sub_id,
+        "object": "subscription",
+        "customer": customer_id,
+        "status": status,
+        "currency": currency,
+        "created": created,
+        "start_date": created,
+        "trial_start": None if trial_end is None else created,
+        "trial_end": trial_end,
+        "cancel_at_period_end": cancel_at_period_end,
+        "cancel_at": None,
+        "canceled_at": canceled_at,
+        "ended_at": ended_at,
+        "discounts": list(discounts or []),
+        "items": {
+            "object": "list",
+            "data": items,
+            "has_more": False,
+            "url": f"/v1/subscription_items?subscription={sub_id}",
+        },
+        "metadata": {},
+        "livemode": False,
+        "collection_method": "charge_automatically",
+        "latest_invoice": None,
+        "pause_collection": None,
+        "billing_cycle_anchor": period_start,
+    }
+    if shape == "legacy":
+        sub["current_period_start"] = period_start
+        sub["current_period_end"] = period_end
+        sub["discount"] = next((d for d in sub["discounts"] if isinstance(d, dict)), None)
+    return sub
+
+
+def invoice(
+    customer_id: str,
+    subscription_id: str | None,
+    *,
+    amount_paid: int = 1000,
+    paid_at: int | None = 1_700_000_100,
+    status: str = "paid",
+    period_start: int = 1_700_000_000,
+    period_end: int = 1_702_592_000,
+    shape: Shape = "current",
+    currency: str = "usd",
+    id: str | None = None,
+) -> dict[str, Any]:
+    inv_id = id or new_id("in")
+    line: dict[str, Any] = {
+        "id": new_id("il"),
+        "object": "line_item",
+        "amount": amount_paid,
+        "currency": currency,
+        "invoice": inv_id,
+        "period": {"start": period_start, "end": period_end},
+        "quantity": 1,
+        "metadata": {},
+    }
+    if shape == "current":
+        line["parent"] = (
+            {
+                "type": "subscription_item_details",
+                "subscription_item_details": {
+                    "subscription": subscription_id,
+                    "subscription_item": new_id("si"),
+                    "invoice_item": None,
+                    "proration": False,
+                },
+            }
+            if subscription_id
+            else {
+                "type": "invoice_item_details",
+                "invoice_item_details": {"invoice_item": new_id("ii"), "subscription": None},
+            }
+        )
+    else:
+        line["type"] = "subscription" if subscription_id else "invoiceitem"
+        line["subscription"] = subscription_id
+    inv: dict[str, Any] = {
+        "id": inv_id,
+        "object": "invoice",
+        "customer": customer_id,
+        "status": status,
+        "currency": currency,
+        "amount_due": amount_paid,
+        "amount_paid": amount_paid if status == "paid" else 0,
+        "amount_remaining": 0 if status == "paid" else amount_paid,
+        "created": period_start,
+        "status_transitions": {
+            "paid_at": paid_at if status == "paid" else None,
+            "finalized_at": period_start,
+            "marked_uncollectible_at": None,
+            "voided_at": None,
+        },
+        "lines": {"object": "list", "data": [line], "has_more": False, "url": f"/v1/invoices/{inv_id}/lines"},
+        "livemode": False,
+        "metadata": {},
+        "billing_reason": "subscription_cycle",
+    }
+    if shape == "current":
+        inv["parent"] = (
+            {
+                "type": "subscription_details",
+                "quote_details": None,
+                "subscription_details": {"subscription": subscription_id, "metadata": {}},
+            }
+            if subscription_id
+            else None
+        )
+    else:
+        inv["subscription"] = subscription_id
+        inv["paid"] = status == "paid"
+    return inv
+
+
+def event(
+    event_type: str,
+    obj: dict[str, Any],
+    *,
+    created: int,
+    account: str | None = None,
+    livemode: bool = False,
+    id: str | None = None,
+    previous_attributes: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    data: dict[str, Any] = {"object": obj}
+    if previous_attributes is not None:
+        data["previous_attributes"] = previous_attributes
+    body: dict[str, Any] = {
+        "id": id or new_id("evt"),
+        "object": "event",
+        "api_version": "2025-03-31.basil",
+        "created": created,
+        "data": data,
+        "livemode": livemode,
+        "pending_webhooks": 1,
+        "type": event_type,
+        "request": {"id": None, "idempotency_key": None},
+    }
+    if account is not None:
+        body["account"] = account
+    return body

@@ -1,0 +1,181 @@
+"""Reads template.yaml so the local stack never restates what the template declares.
+
+Tables, queues, function environments and HTTP routes are all taken from the template, with the
+intrinsic functions the template uses (Ref, Sub, GetAtt) resolved against local names.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+LOCAL_STAGE = "local"
+ACCOUNT_ID = "123456789012"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags (!Ref, !Sub, !GetAtt ...) as their long forms."""
+
+
+def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = str(value).split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _tag)
+
+
+@lru_cache(maxsize=1)
+def load_template() -> dict[str, Any]:
+    with TEMPLATE.open() as handle:
+        document: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 (SafeLoader subclass)
+    return document
+
+
+@dataclass(frozen=True, slots=True)
+class LocalNames:
+    """What each resource is called locally; ``queue_urls`` maps logical id to URL once created."""
+
+    region: str
+    queue_urls: dict[str, str]
+
+    def resolve(self, value: Any) -> Any:
+        return _resolve(value, self)
+
+    def physical_name(self, logical_id: str) -> str:
+        resource = load_template()["Resources"][logical_id]
+        props = resource.get("Properties", {})
+        for key in ("TableName", "QueueName", "LayerName"):
+            if key in props:
+                return str(self.resolve(props[key]))
+        return logical_id
+
+
+def parameter_defaults() -> dict[str, str]:
+    params = {k: str(v.get("Default", "")) for k, v in load_template().get("Parameters", {}).items()}
+    params["Stage"] = LOCAL_STAGE
+    return params
+
+
+def _resolve(value: Any, names: LocalNames) -> Any:
+    params = parameter_defaults()
+    pseudo = {
+        "AWS::Region": names.region,
+        "AWS::AccountId": ACCOUNT_ID,
+        "AWS::Partition": "aws",
+        "AWS::URLSuffix": "localhost",
+    }
+    if isinstance(value, dict) and len(value) == 1:
+        ((fn, arg),) = value.items()
+        if fn == "Ref":
+            if arg in params:
+                return params[arg]
+            if arg in pseudo:
+                return pseudo[arg]
+            resource = load_template()["Resources"][arg]
+            if resource["Type"] == "AWS::SQS::Queue":
+                return names.queue_urls.get(arg, names.physical_name(arg))
+            return names.physical_name(arg)
+        if fn == "Fn::Sub":
+            text = arg if isinstance(arg, str) else arg[0]
+
+            def substitute(match: re.Match[str]) -> str:
+                key = match.group(1)
+                if key in params:
+                    return params[key]
+                if key in pseudo:
+                    return pseudo[key]
+                return str(_resolve({"Ref": key}, names))
+
+            return re.sub(r"\$\{([^}]+)\}", substitute, text)
+        if fn == "Fn::GetAtt":
+            logical_id, attribute = arg
+            if attribute in ("QueueName", "TableName"):
+                return names.physical_name(logical_id)
+            if attribute == "Arn":
+                resource_type = load_template()["Resources"][logical_id]["Type"]
+                service = "sqs" if resource_type == "AWS::SQS::Queue" else "dynamodb"
+                suffix = (
+                    names.physical_name(logical_id)
+                    if service == "sqs"
+                    else f"table/{names.physical_name(logical_id)}"
+                )
+                return f"arn:aws:{service}:{names.region}:{ACCOUNT_ID}:{suffix}"
+    if isinstance(value, dict):
+        return {k: _resolve(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, names) for v in value]
+    return value
+
+
+def resources_of_type(resource_type: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in load_template()["Resources"].items() if v["Type"] == resource_type}
+
+
+def function_environment(logical_id: str, names: LocalNames) -> dict[str, str]:
+    """Globals plus the function's own variables, resolved to local names."""
+    template = load_template()
+    merged: dict[str, Any] = dict(
+        template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    )
+    function = template["Resources"][logical_id]["Properties"]
+    merged.update(function.get("Environment", {}).get("Variables", {}))
+    return {k: str(_resolve(v, names)) for k, v in merged.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRoute:
+    method: str
+    path: str  # /tenants/{tenant_id}/stripe
+    function: str  # logical id
+    code_uri: str
+    handler: str
+    auth: str  # NONE | AWS_IAM
+
+    @property
+    def route_key(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+def http_routes() -> list[HttpRoute]:
+    template = load_template()
+    default_auth = (
+        template["Resources"]
+        .get("HttpApi", {})
+        .get("Properties", {})
+        .get("Auth", {})
+        .get("DefaultAuthorizer", "NONE")
+    )
+    routes = []
+    for logical_id, resource in resources_of_type("AWS::Serverless::Function").items():
+        props = resource["Properties"]
+        for event in props.get("Events", {}).values():
+            if event["Type"] != "HttpApi":
+                continue
+            spec = event["Properties"]
+            routes.append(
+                HttpRoute(
+                    method=spec["Method"].upper(),
+                    path=spec["Path"],
+                    function=logical_id,
+                    code_uri=props["CodeUri"],
+                    handler=props["Handler"],
+                    auth=spec.get("Auth", {}).get("Authorizer", default_auth),
+                )
+            )
+    return routes

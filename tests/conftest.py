@@ -1,0 +1,24 @@
+"""Shared fixtures. Integration tests run the real handlers on moto through local.inprocess."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+# Nothing here may reach real AWS, whatever the developer's shell has configured.
+for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+    os.environ.pop(_name, None)
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "revsync")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+
+@pytest.fixture
+def stack() -> Iterator[object]:
+    from local.inprocess import InProcessStack
+
+    with InProcessStack() as running:
+        yield running

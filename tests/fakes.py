@@ -1,0 +1,140 @@
+"""In-memory fakes of revsync's ports, for unit tests and for Stripe in integration tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from revsync.domain.events import Envelope, Observation
+from revsync.domain.record import CustomerRecord
+from revsync.domain.snapshots import Snapshot, parse_customer, parse_invoice, parse_subscription
+from revsync.domain.state import CustomerObjects
+from revsync.domain.tenancy import Tenant, TenantRoute
+from revsync.store.customers import ConcurrentUpdate, StoredCustomer
+from revsync.stripe_api.client import KeyCheck, StripeAccessError
+
+
+@dataclass
+class FakeStripe:
+    """Stripe's current state of objects (raw API dicts), and the keys it accepts."""
+
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    valid_keys: dict[str, str | None] = field(default_factory=dict)  # key -> account id
+    fetches: list[str] = field(default_factory=list)
+
+    def check_api_key(self, api_key: str) -> KeyCheck:
+        if api_key not in self.valid_keys:
+            raise StripeAccessError("invalid_api_key", "Stripe rejected the API key")
+        return KeyCheck(account_id=self.valid_keys[api_key], livemode="_live_" in api_key)
+
+    def fetch(self, tenant: Tenant, snapshot: Snapshot) -> Snapshot:
+        self.fetches.append(snapshot["id"])
+        raw = self.objects[snapshot["id"]]
+        kind = raw["object"]
+        if kind == "customer":
+            return parse_customer(raw)
+        if kind == "subscription":
+            return parse_subscription(raw)
+        return parse_invoice(raw)
+
+
+@dataclass
+class FakeTenants:
+    tenants: dict[str, Tenant] = field(default_factory=dict)
+
+    def get(self, tenant_id: str, min_config_version: int = 0) -> Tenant | None:
+        return self.tenants.get(tenant_id)
+
+    def save(self, tenant: Tenant, now: int) -> None:
+        self.tenants[tenant.tenant_id] = tenant
+
+
+@dataclass
+class FakeCustomers:
+    """The customer store's semantics (optimistic versions, conditional projection) in memory."""
+
+    states: dict[tuple[str, str], StoredCustomer] = field(default_factory=dict)
+    records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    writes: int = 0
+    reads: int = 0
+
+    def load(self, tenant_id: str, customer_id: str) -> StoredCustomer:
+        self.reads += 1
+        return self.states.get((tenant_id, customer_id)) or StoredCustomer(
+            CustomerObjects(customer_id=customer_id), None, None, 0
+        )
+
+    def save(
+        self,
+        tenant_id: str,
+        stored: StoredCustomer,
+        objects: CustomerObjects,
+        applied: Observation | None,
+        external_id: str,
+        config_version: int,
+    ) -> int:
+        current = self.states.get((tenant_id, objects.customer_id))
+        if (current.version if current else None) != stored.version:
+            raise ConcurrentUpdate(objects.customer_id)
+        self.writes += 1 + (applied is not None and applied["snapshot"]["object"] == "invoice")
+        version = (stored.version or 0) + 1
+        self.states[(tenant_id, objects.customer_id)] = StoredCustomer(
+            objects, version, external_id, config_version
+        )
+        return version
+
+    def project(
+        self, record: CustomerRecord, version: int, previous_external_id: str | None, *, repair: bool
+    ) -> bool:
+        key = (record["tenant_id"], record["external_id"])
+        existing = self.records.get(key)
+        if existing is not None and existing["stripe_customer_id"] == record["stripe_customer_id"]:
+            newer_stored = existing["revsync_version"] > version
+            if newer_stored or (existing["revsync_version"] == version and not repair):
+                return False
+        self.writes += 1
+        self.records[key] = {**record, "revsync_version": version}
+        if previous_external_id and previous_external_id != record["external_id"]:
+            old = self.records.get((record["tenant_id"], previous_external_id))
+            if old and old["stripe_customer_id"] == record["stripe_customer_id"]:
+                del self.records[(record["tenant_id"], previous_external_id)]
+                self.writes += 1
+        return True
+
+
+@dataclass
+class FakeDirectory:
+    by_accounts: dict[str, TenantRoute] = field(default_factory=dict)
+    by_tenants: dict[str, TenantRoute] = field(default_factory=dict)
+    lookups: int = 0
+
+    def by_account(self, account_id: str) -> TenantRoute | None:
+        self.lookups += 1
+        return self.by_accounts.get(account_id)
+
+    def by_tenant(self, tenant_id: str) -> TenantRoute | None:
+        self.lookups += 1
+        return self.by_tenants.get(tenant_id)
+
+
+@dataclass
+class FakeSecrets:
+    platform_secrets: list[str] = field(default_factory=lambda: ["whsec_platform"])
+    tenant_secrets: dict[str, list[str]] = field(default_factory=dict)
+
+    def platform(self) -> list[str]:
+        return self.platform_secrets
+
+    def tenant(self, route: TenantRoute) -> list[str]:
+        return self.tenant_secrets.get(route.tenant_id, [])
+
+
+@dataclass
+class FakeQueue:
+    sent: list[Envelope] = field(default_factory=list)
+    fail: bool = False
+
+    def send(self, envelope: Envelope) -> None:
+        if self.fail:
+            raise RuntimeError("queue unavailable")
+        self.sent.append(envelope)
