@@ -64,8 +64,11 @@ def poll_once(
         return 0
     stats.batches += 1
     stats.received += len(messages)
-    result = invoke({"Records": [_lambda_record(m, queue_url, region) for m in messages]})
-    failed_ids = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
+    try:
+        result = invoke({"Records": [_lambda_record(m, queue_url, region) for m in messages]})
+        failed_ids = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
+    except Exception:  # an invocation error fails the whole batch, as with Lambda
+        failed_ids = {m["MessageId"] for m in messages}
     for message in messages:
         if message["MessageId"] in failed_ids:
             stats.failed += 1

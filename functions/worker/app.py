@@ -28,8 +28,9 @@ logger = Logger()
 metrics = Metrics()
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 
-# Errors that no retry can fix: park the message at once.
-PERMANENT_ERRORS = (EventError, SnapshotError, KeyError, TypeError)
+# Bad input that no retry can fix: park the message at once. Anything else (our bugs included) is
+# retried, then parked with its reason.
+PERMANENT_ERRORS = (EventError, SnapshotError)
 
 
 @lru_cache(maxsize=1)
@@ -83,6 +84,7 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # When every record of a batch failed, Powertools raises: Lambda then retries the whole batch.
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

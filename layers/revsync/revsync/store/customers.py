@@ -130,7 +130,8 @@ class CustomerStore:
             external_id=external_id,
             config_version=config_version,
         )
-        item.version = stored.version
+        if stored.version is not None:
+            item.version = stored.version  # unset: the save requires that no state item exists yet
         try:
             item.save()  # VersionAttribute: conditional on the version we loaded
         except PutError as exc:
