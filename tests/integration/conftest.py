@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from revsync.domain.tenancy import Connection, Tenant
+from revsync.store.tenants import TenantStore
 
 from local import lambda_runtime
 from local.inprocess import InProcessStack
-from revsync.domain.tenancy import Connection, Tenant
-from revsync.store.tenants import TenantStore
 from tests.fakes import FakeStripe
 
 PLATFORM_SECRET = "whsec_local"  # local/aws.py seeds SSM with it
@@ -29,7 +29,9 @@ def stripe_fake(stack: InProcessStack) -> FakeStripe:
 def connect_oauth(stack: InProcessStack) -> Iterator[Any]:
     """Connect a tenant the way the OAuth callback will: a Connect account routed to it."""
 
-    def connect(tenant_id: str, account_id: str, trait: str | None = "metadata.app_id", livemode: bool = False) -> None:
+    def connect(
+        tenant_id: str, account_id: str, trait: str | None = "metadata.app_id", livemode: bool = False
+    ) -> None:
         tenant = Tenant(tenant_id, Connection("connected", "oauth", account_id, livemode, connected_at=0))
         TenantStore().save(tenant.with_config(trait) if trait else tenant, int(time.time()))
 

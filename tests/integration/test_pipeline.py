@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from revsync.store.models import CustomerRecordItem
 
 from local import lambda_runtime
 from local import stripe_shapes as S
 from local.inprocess import InProcessStack
-from revsync.store.models import CustomerRecordItem
 from tests.integration.conftest import PLATFORM_SECRET
 
 pytestmark = pytest.mark.integration
@@ -57,8 +57,15 @@ def test_same_event_twice_has_one_effect(stack: InProcessStack, connect_oauth: A
     sub = S.subscription("cus_1", status="active")
     invoice = S.invoice("cus_1", sub["id"], amount_paid=1200)
     paid = S.event("invoice.paid", invoice, created=NOW - 10, account="acct_acme")
-    _post(stack, S.event("customer.created", S.customer("cus_1", metadata={"app_id": "u-1"}), created=NOW - 30,
-                         account="acct_acme"))
+    _post(
+        stack,
+        S.event(
+            "customer.created",
+            S.customer("cus_1", metadata={"app_id": "u-1"}),
+            created=NOW - 30,
+            account="acct_acme",
+        ),
+    )
     _post(stack, paid)
     _post(stack, paid)  # Stripe's retry of the same delivery: FIFO dedupes it by event id
     assert stack.queue_depth("EventsQueue") == 2
@@ -89,14 +96,19 @@ def test_older_snapshot_after_newer_is_ignored(stack: InProcessStack, connect_oa
     assert record["traits"]["stripe.name"] == "New name"
 
 
-def test_deleted_customer_stays_deleted_when_an_older_update_arrives(stack: InProcessStack, connect_oauth: Any) -> None:
+def test_deleted_customer_stays_deleted_when_an_older_update_arrives(
+    stack: InProcessStack, connect_oauth: Any
+) -> None:
     connect_oauth("acme", "acct_acme")
     customer = S.customer("cus_1", metadata={"app_id": "u-1"})
     sub = S.subscription("cus_1", status="active")
     _post(stack, S.event("customer.subscription.created", sub, created=NOW - 50, account="acct_acme"))
     _post(stack, S.event("customer.deleted", customer, created=NOW - 10, account="acct_acme"))
     stack.drain()
-    _post(stack, S.event("customer.updated", {**customer, "name": "late"}, created=NOW - 40, account="acct_acme"))
+    _post(
+        stack,
+        S.event("customer.updated", {**customer, "name": "late"}, created=NOW - 40, account="acct_acme"),
+    )
     stack.drain()
 
     record = _record(stack, "acme", "u-1")
@@ -150,19 +162,31 @@ def test_bad_requests_are_4xx_and_queue_nothing(
         header = "v0=abc"
     elif case == "malformed_json":
         body = b'{"id": "evt_1", "object": "event",'
-        header = _signed({}, PLATFORM_SECRET, NOW)[1].split(",")[0] + ",v1=" + __import__(
-            "revsync.domain.signature", fromlist=["compute_signature"]
-        ).compute_signature(PLATFORM_SECRET, NOW, body)
+        header = (
+            _signed({}, PLATFORM_SECRET, NOW)[1].split(",")[0]
+            + ",v1="
+            + __import__("revsync.domain.signature", fromlist=["compute_signature"]).compute_signature(
+                PLATFORM_SECRET, NOW, body
+            )
+        )
     elif case == "not_an_event":
         body, header = _signed({"object": "customer", "id": "cus_1"}, PLATFORM_SECRET, NOW)
 
     if case == "bad_base64":
-        route = next(r for r in __import__("local.template", fromlist=["http_routes"]).http_routes()
-                     if r.path == "/webhooks/stripe")
+        route = next(
+            r
+            for r in __import__("local.template", fromlist=["http_routes"]).http_routes()
+            if r.path == "/webhooks/stripe"
+        )
         from local.apigw import http_event
 
-        api_event = http_event(route, "/webhooks/stripe", {}, b"\x00\x01", {"content-type": "application/octet-stream",
-                                                                            "stripe-signature": header})
+        api_event = http_event(
+            route,
+            "/webhooks/stripe",
+            {},
+            b"\x00\x01",
+            {"content-type": "application/octet-stream", "stripe-signature": header},
+        )
         api_event["body"] = "!!!not base64!!!"
         result = lambda_runtime.invoke("WebhookFunction", api_event)
         status, payload = result["statusCode"], json.loads(result["body"])
@@ -179,7 +203,9 @@ def test_bad_requests_are_4xx_and_queue_nothing(
 def test_body_over_the_cap_is_413(stack: InProcessStack, connect_oauth: Any) -> None:
     connect_oauth("acme", "acct_acme")
     huge = S.customer("cus_1", metadata={"blob": "x" * 300_000})
-    response = stack.post_webhook(S.event("customer.updated", huge, created=NOW, account="acct_acme"), PLATFORM_SECRET)
+    response = stack.post_webhook(
+        S.event("customer.updated", huge, created=NOW, account="acct_acme"), PLATFORM_SECRET
+    )
     assert response.status == 413
     assert response.json()["error"] == "body_too_large"
     assert stack.queue_depth("EventsQueue") == 0
@@ -187,18 +213,28 @@ def test_body_over_the_cap_is_413(stack: InProcessStack, connect_oauth: Any) -> 
 
 def test_base64_body_and_several_signatures_are_accepted(stack: InProcessStack, connect_oauth: Any) -> None:
     connect_oauth("acme", "acct_acme")
-    event = S.event("customer.created", S.customer("cus_1", metadata={"app_id": "u-1"}), created=NOW,
-                    account="acct_acme")
+    event = S.event(
+        "customer.created", S.customer("cus_1", metadata={"app_id": "u-1"}), created=NOW, account="acct_acme"
+    )
     # During a secret roll Stripe signs with the old and the new secret.
-    response = stack.post_webhook(event, ["whsec_old_rolled", PLATFORM_SECRET], content_type="application/octet-stream")
+    response = stack.post_webhook(
+        event, ["whsec_old_rolled", PLATFORM_SECRET], content_type="application/octet-stream"
+    )
     assert response.status == 200, response.body
     assert stack.queue_depth("EventsQueue") == 1
 
 
-def test_unknown_account_is_acknowledged_and_nothing_is_written(stack: InProcessStack, connect_oauth: Any) -> None:
+def test_unknown_account_is_acknowledged_and_nothing_is_written(
+    stack: InProcessStack, connect_oauth: Any
+) -> None:
     connect_oauth("acme", "acct_acme")
     response = stack.post_webhook(
-        S.event("customer.created", S.customer("cus_x", metadata={"app_id": "u-9"}), created=NOW, account="acct_nobody"),
+        S.event(
+            "customer.created",
+            S.customer("cus_x", metadata={"app_id": "u-9"}),
+            created=NOW,
+            account="acct_nobody",
+        ),
         PLATFORM_SECRET,
     )
     assert response.status == 200
@@ -207,7 +243,9 @@ def test_unknown_account_is_acknowledged_and_nothing_is_written(stack: InProcess
     assert list(CustomerRecordItem.scan()) == []
 
 
-def test_unhandled_types_livemode_mismatch_and_disconnected_are_dropped(stack: InProcessStack, connect_oauth: Any) -> None:
+def test_unhandled_types_livemode_mismatch_and_disconnected_are_dropped(
+    stack: InProcessStack, connect_oauth: Any
+) -> None:
     connect_oauth("acme", "acct_acme")
     connect_oauth("live", "acct_live", livemode=True)
     from revsync.domain.tenancy import Connection, Tenant
@@ -215,8 +253,12 @@ def test_unhandled_types_livemode_mismatch_and_disconnected_are_dropped(stack: I
 
     TenantStore().save(Tenant("gone", Connection("revoked", "oauth", "acct_gone")), NOW)
     cases = {
-        "unhandled_type": S.event("charge.succeeded", {"id": "ch_1", "object": "charge"}, created=NOW, account="acct_acme"),
-        "livemode_mismatch": S.event("customer.created", S.customer("cus_1"), created=NOW, account="acct_live"),
+        "unhandled_type": S.event(
+            "charge.succeeded", {"id": "ch_1", "object": "charge"}, created=NOW, account="acct_acme"
+        ),
+        "livemode_mismatch": S.event(
+            "customer.created", S.customer("cus_1"), created=NOW, account="acct_live"
+        ),
         "not_connected": S.event("customer.created", S.customer("cus_1"), created=NOW, account="acct_gone"),
         "no_account": S.event("customer.created", S.customer("cus_1"), created=NOW),
     }
@@ -231,8 +273,15 @@ def test_two_tenants_never_see_each_others_data(stack: InProcessStack, connect_o
     connect_oauth("globex", "acct_globex")
     # Both tenants' Stripe accounts happen to use the same customer id and the same app id.
     for account, amount in (("acct_acme", 1000), ("acct_globex", 7000)):
-        _post(stack, S.event("customer.created", S.customer("cus_same", metadata={"app_id": "u-1"}),
-                             created=NOW - 5, account=account))
+        _post(
+            stack,
+            S.event(
+                "customer.created",
+                S.customer("cus_same", metadata={"app_id": "u-1"}),
+                created=NOW - 5,
+                account=account,
+            ),
+        )
         sub = S.subscription("cus_same", [S.subscription_item(S.price(amount))], status="active")
         _post(stack, S.event("customer.subscription.created", sub, created=NOW - 4, account=account))
     stack.drain()
@@ -245,11 +294,14 @@ def test_two_tenants_never_see_each_others_data(stack: InProcessStack, connect_o
     assert _record(stack, "initech", "u-1") is None
 
 
-def test_enqueue_failure_is_5xx(stack: InProcessStack, connect_oauth: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_enqueue_failure_is_5xx(
+    stack: InProcessStack, connect_oauth: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     connect_oauth("acme", "acct_acme")
     stack.client("sqs").delete_queue(QueueUrl=stack.queue_url("EventsQueue"))
-    response = stack.post_webhook(S.event("customer.created", S.customer("cus_1"), created=NOW, account="acct_acme"),
-                                  PLATFORM_SECRET)
+    response = stack.post_webhook(
+        S.event("customer.created", S.customer("cus_1"), created=NOW, account="acct_acme"), PLATFORM_SECRET
+    )
     assert response.status == 503
     assert response.json()["error"] == "enqueue_failed"
 
@@ -259,9 +311,15 @@ def _sqs_record(message_id: str, body: str, group: str, receive_count: int = 1) 
         "messageId": message_id,
         "receiptHandle": f"rh-{message_id}",
         "body": body,
-        "attributes": {"ApproximateReceiveCount": str(receive_count), "SentTimestamp": "0", "SenderId": "x",
-                       "ApproximateFirstReceiveTimestamp": "0", "MessageGroupId": group,
-                       "MessageDeduplicationId": message_id, "SequenceNumber": "1"},
+        "attributes": {
+            "ApproximateReceiveCount": str(receive_count),
+            "SentTimestamp": "0",
+            "SenderId": "x",
+            "ApproximateFirstReceiveTimestamp": "0",
+            "MessageGroupId": group,
+            "MessageDeduplicationId": message_id,
+            "SequenceNumber": "1",
+        },
         "messageAttributes": {},
         "md5OfBody": "",
         "eventSource": "aws:sqs",
@@ -273,8 +331,16 @@ def _sqs_record(message_id: str, body: str, group: str, receive_count: int = 1) 
 def _envelope(tenant: str, customer_id: str, created: int) -> str:
     from revsync.domain.events import envelope_for, parse_event
 
-    event = parse_event(json.dumps(S.event("customer.updated", S.customer(customer_id, metadata={"app_id": customer_id}),
-                                           created=created, account="acct_acme")).encode())
+    event = parse_event(
+        json.dumps(
+            S.event(
+                "customer.updated",
+                S.customer(customer_id, metadata={"app_id": customer_id}),
+                created=created,
+                account="acct_acme",
+            )
+        ).encode()
+    )
     envelope = envelope_for(event, tenant)
     return json.dumps(envelope)
 
@@ -293,11 +359,13 @@ def test_worker_failure_on_one_record_reports_only_that_record(
         return original(self, tenant_id, customer_id)
 
     monkeypatch.setattr(CustomerStore, "load", flaky)
-    event = {"Records": [
-        _sqs_record("m1", _envelope("acme", "cus_ok1", NOW), "acme#cus_ok1"),
-        _sqs_record("m2", _envelope("acme", "cus_bad", NOW), "acme#cus_bad"),
-        _sqs_record("m3", _envelope("acme", "cus_ok2", NOW), "acme#cus_ok2"),
-    ]}
+    event = {
+        "Records": [
+            _sqs_record("m1", _envelope("acme", "cus_ok1", NOW), "acme#cus_ok1"),
+            _sqs_record("m2", _envelope("acme", "cus_bad", NOW), "acme#cus_bad"),
+            _sqs_record("m3", _envelope("acme", "cus_ok2", NOW), "acme#cus_ok2"),
+        ]
+    }
     result = lambda_runtime.invoke("WorkerFunction", event)
 
     assert result == {"batchItemFailures": [{"itemIdentifier": "m2"}]}
@@ -306,15 +374,23 @@ def test_worker_failure_on_one_record_reports_only_that_record(
 
 
 def _dead_letters(stack: InProcessStack) -> list[dict[str, Any]]:
-    messages = stack.client("sqs").receive_message(
-        QueueUrl=stack.queue_url("EventsDeadLetterQueue"), MaxNumberOfMessages=10, MessageAttributeNames=["All"]
-    ).get("Messages", [])
+    messages = (
+        stack.client("sqs")
+        .receive_message(
+            QueueUrl=stack.queue_url("EventsDeadLetterQueue"),
+            MaxNumberOfMessages=10,
+            MessageAttributeNames=["All"],
+        )
+        .get("Messages", [])
+    )
     return messages  # type: ignore[no-any-return]
 
 
 def test_poison_message_lands_in_the_dlq_with_its_reason(stack: InProcessStack, connect_oauth: Any) -> None:
     connect_oauth("acme", "acct_acme")
-    result = lambda_runtime.invoke("WorkerFunction", {"Records": [_sqs_record("m1", "{not json", "acme#cus_1")]})
+    result = lambda_runtime.invoke(
+        "WorkerFunction", {"Records": [_sqs_record("m1", "{not json", "acme#cus_1")]}
+    )
 
     assert result == {"batchItemFailures": []}  # parked, not retried
     [parked] = _dead_letters(stack)

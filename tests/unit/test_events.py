@@ -1,0 +1,119 @@
+"""Parsing Stripe events and routing them to snapshots, in both API shapes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from revsync.domain.events import (
+    HANDLED_EVENT_TYPES,
+    EventError,
+    envelope_for,
+    message_group,
+    observation_of,
+    parse_envelope,
+    parse_event,
+)
+
+from local import stripe_shapes as S
+
+
+def _parse(event: dict[str, object]) -> object:
+    return parse_event(json.dumps(event).encode())
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"not json", "malformed_json"),
+        (b"\xff\xfe", "malformed_json"),
+        (b"[]", "not_an_event"),
+        (b'{"object": "customer"}', "not_an_event"),
+        (b'{"object": "event", "type": "x", "created": 1, "data": {"object": {}}}', "invalid_event"),
+        (b'{"object": "event", "id": "evt_1", "created": 1, "data": {"object": {}}}', "invalid_event"),
+        (
+            b'{"object": "event", "id": "evt_1", "type": "x", "created": "1", "data": {"object": {}}}',
+            "invalid_event",
+        ),
+        (b'{"object": "event", "id": "evt_1", "type": "x", "created": 1, "data": []}', "invalid_event"),
+    ],
+)
+def test_bad_bodies(body: bytes, code: str) -> None:
+    with pytest.raises(EventError) as caught:
+        parse_event(body)
+    assert caught.value.code == code
+
+
+def test_handled_types_are_the_contract_subset() -> None:
+    assert {
+        "customer.created",
+        "customer.updated",
+        "customer.deleted",
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "invoice.paid",
+        "invoice.payment_succeeded",
+    } <= HANDLED_EVENT_TYPES
+    assert "charge.succeeded" not in HANDLED_EVENT_TYPES
+    unhandled = _parse(S.event("charge.succeeded", {"id": "ch_1"}, created=1))
+    assert observation_of(unhandled) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("shape", ["current", "legacy"])
+def test_subscription_event_becomes_an_observation(shape: S.Shape) -> None:
+    sub = S.subscription(
+        "cus_1", status="trialing", trial_end=1_700_500_000, shape=shape, period_end=1_702_000_000
+    )
+    event = _parse(S.event("customer.subscription.updated", sub, created=1_700_000_050, account="acct_1"))
+    observation = observation_of(event)  # type: ignore[arg-type]
+    assert observation is not None
+    snapshot = observation["snapshot"]
+    assert snapshot["object"] == "subscription"
+    assert (snapshot["id"], snapshot["customer"], snapshot["status"]) == (sub["id"], "cus_1", "trialing")
+    assert snapshot["current_period_end"] == 1_702_000_000
+    assert snapshot["trial_end"] == 1_700_500_000
+    assert observation["observed_at"] == 1_700_000_050
+    assert observation["source"] == "updated"
+
+
+@pytest.mark.parametrize("shape", ["current", "legacy"])
+def test_invoice_subscription_and_lines_in_both_shapes(shape: S.Shape) -> None:
+    invoice = S.invoice(
+        "cus_1", "sub_9", amount_paid=4200, paid_at=1_700_000_999, period_end=1_705_000_000, shape=shape
+    )
+    observation = observation_of(_parse(S.event("invoice.paid", invoice, created=5)))  # type: ignore[arg-type]
+    assert observation is not None
+    snapshot = observation["snapshot"]
+    assert snapshot["object"] == "invoice"
+    assert snapshot["subscription"] == "sub_9"
+    assert snapshot["lines"] == [{"subscription": "sub_9", "period_end": 1_705_000_000}]
+    assert (snapshot["amount_paid"], snapshot["paid_at"], snapshot["status"]) == (4200, 1_700_000_999, "paid")
+
+
+def test_customer_deleted_event_marks_the_snapshot_deleted() -> None:
+    observation = observation_of(_parse(S.event("customer.deleted", S.customer("cus_1"), created=9)))  # type: ignore[arg-type]
+    assert observation is not None
+    assert observation["snapshot"]["object"] == "customer"
+    assert observation["snapshot"]["deleted"] is True  # type: ignore[typeddict-item]
+    assert observation["source"] == "deleted"
+
+
+def test_object_without_customer_is_invalid() -> None:
+    sub = S.subscription("cus_1")
+    del sub["customer"]
+    with pytest.raises(EventError) as caught:
+        observation_of(_parse(S.event("customer.subscription.updated", sub, created=1)))  # type: ignore[arg-type]
+    assert caught.value.code == "invalid_object"
+
+
+def test_envelope_round_trip_and_group() -> None:
+    event = _parse(
+        S.event("customer.updated", S.customer("cus_7", email="x@example.com"), created=3, account="acct_1")
+    )
+    envelope = envelope_for(event, "acme")  # type: ignore[arg-type]
+    assert envelope is not None
+    assert message_group(envelope) == "acme#cus_7"
+    assert parse_envelope(json.dumps(envelope)) == envelope
+    with pytest.raises(EventError):
+        parse_envelope('{"v": 99}')

@@ -1,0 +1,127 @@
+"""The receiver's decisions, with in-memory tenants, secrets and queue."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from revsync.domain.signature import sign_header
+from revsync.domain.tenancy import TenantRoute
+from revsync.services.receive import RequestError, WebhookRequest, receive
+
+from local import stripe_shapes as S
+from tests.fakes import FakeDirectory, FakeQueue, FakeSecrets
+
+NOW = 1_750_000_000
+
+
+def _request(
+    event: dict[str, object], secret: str = "whsec_platform", tenant_id: str | None = None
+) -> WebhookRequest:
+    body = json.dumps(event).encode()
+    return WebhookRequest(body=body, signature=sign_header(secret, NOW, body), tenant_id=tenant_id)
+
+
+def _deps() -> tuple[FakeDirectory, FakeSecrets, FakeQueue]:
+    directory = FakeDirectory(
+        by_accounts={"acct_1": TenantRoute("acme", "connected", False, "oauth")},
+        by_tenants={"direct": TenantRoute("direct", "connected", False, "api_key", "revsync/t/direct")},
+    )
+    return directory, FakeSecrets(tenant_secrets={"direct": ["whsec_direct"]}), FakeQueue()
+
+
+def test_connect_event_is_queued_with_tenant_and_group() -> None:
+    directory, secrets, queue = _deps()
+    event = S.event("customer.updated", S.customer("cus_1"), created=NOW, account="acct_1")
+    response = receive(_request(event), tenants=directory, secrets=secrets, queue=queue, now=NOW)
+    assert (response.status, response.outcome) == (200, "queued")
+    [envelope] = queue.sent
+    assert (envelope["tenant_id"], envelope["event_id"]) == ("acme", event["id"])
+    assert envelope["observation"]["snapshot"]["id"] == "cus_1"
+
+
+def test_direct_route_uses_the_tenants_own_secret() -> None:
+    directory, secrets, queue = _deps()
+    event = S.event("customer.updated", S.customer("cus_1"), created=NOW)
+    ok = receive(
+        _request(event, "whsec_direct", "direct"), tenants=directory, secrets=secrets, queue=queue, now=NOW
+    )
+    platform_signed = receive(
+        _request(event, "whsec_platform", "direct"), tenants=directory, secrets=secrets, queue=queue, now=NOW
+    )
+    assert ok.status == 200
+    assert (platform_signed.status, platform_signed.body["error"]) == (400, "bad_signature")
+    assert len(queue.sent) == 1
+    assert queue.sent[0]["tenant_id"] == "direct"
+
+
+def test_unhandled_type_is_dropped_before_any_lookup() -> None:
+    directory, secrets, queue = _deps()
+    event = S.event("payment_intent.created", {"id": "pi_1"}, created=NOW, account="acct_1")
+    response = receive(_request(event), tenants=directory, secrets=secrets, queue=queue, now=NOW)
+    assert response.body == {"received": True, "ignored": "unhandled_type"}
+    assert directory.lookups == 0
+    assert queue.sent == []
+
+
+@pytest.mark.parametrize("tenant_id", ["../etc", "a" * 65, "with space"])
+def test_invalid_path_tenant_is_400(tenant_id: str) -> None:
+    directory, secrets, queue = _deps()
+    response = receive(
+        _request(S.event("customer.updated", S.customer(), created=NOW), tenant_id=tenant_id),
+        tenants=directory,
+        secrets=secrets,
+        queue=queue,
+        now=NOW,
+    )
+    assert (response.status, response.body["error"]) == (400, "invalid_tenant_id")
+
+
+def test_unknown_direct_tenant_is_acknowledged() -> None:
+    directory, secrets, queue = _deps()
+    response = receive(
+        _request(S.event("customer.updated", S.customer(), created=NOW), tenant_id="nobody"),
+        tenants=directory,
+        secrets=secrets,
+        queue=queue,
+        now=NOW,
+    )
+    assert (response.status, response.body["ignored"]) == (200, "unknown_tenant")
+    assert queue.sent == []
+
+
+def test_enqueue_failure_is_503() -> None:
+    directory, secrets, _ = _deps()
+    queue = FakeQueue(fail=True)
+    event = S.event("customer.updated", S.customer("cus_1"), created=NOW, account="acct_1")
+    response = receive(_request(event), tenants=directory, secrets=secrets, queue=queue, now=NOW)
+    assert (response.status, response.body["error"]) == (503, "enqueue_failed")
+
+
+def test_signed_event_with_an_unreadable_object_is_400() -> None:
+    directory, secrets, queue = _deps()
+    sub = S.subscription("cus_1")
+    del sub["status"]
+    response = receive(
+        _request(S.event("customer.subscription.updated", sub, created=NOW, account="acct_1")),
+        tenants=directory,
+        secrets=secrets,
+        queue=queue,
+        now=NOW,
+    )
+    assert (response.status, response.body["error"]) == (400, "invalid_object")
+    assert queue.sent == []
+
+
+def test_api_gateway_event_parsing() -> None:
+    event = {
+        "body": "eyJhIjogMX0=",
+        "isBase64Encoded": True,
+        "headers": {"Stripe-Signature": "t=1,v1=x"},
+        "pathParameters": {"tenant_id": "direct"},
+    }
+    request = WebhookRequest.from_api_gateway(event, 1024)
+    assert (request.body, request.signature, request.tenant_id) == (b'{"a": 1}', "t=1,v1=x", "direct")
+    with pytest.raises(RequestError) as too_big:
+        WebhookRequest.from_api_gateway({"body": "x" * 2000}, 1024)
+    assert too_big.value.status == 413

@@ -1,0 +1,145 @@
+"""The one write path, with in-memory tenants, customers and Stripe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from revsync.domain.events import Observation, Source
+from revsync.domain.snapshots import parse_customer, parse_subscription
+from revsync.domain.tenancy import Connection, Tenant
+from revsync.services.sync import RetryLater, apply_observation
+from revsync.store.customers import ConcurrentUpdate
+
+from local import stripe_shapes as S
+from tests.fakes import FakeCustomers, FakeStripe, FakeTenants
+
+
+def _tenants(trait: str = "metadata.app_id") -> FakeTenants:
+    tenant = Tenant("acme", Connection("connected", "oauth", "acct_1")).with_config(trait)
+    return FakeTenants({"acme": tenant})
+
+
+def _customer(at: int, source: Source = "updated", **kwargs: Any) -> Observation:
+    return Observation(
+        snapshot=parse_customer(S.customer("cus_1", **kwargs)), observed_at=at, source=source, event_id=None
+    )
+
+
+def _sub(raw: dict[str, Any], at: int, source: Source = "updated") -> Observation:
+    return Observation(snapshot=parse_subscription(raw), observed_at=at, source=source, event_id=None)
+
+
+def _apply(
+    observation: Observation,
+    customers: FakeCustomers,
+    tenants: FakeTenants | None = None,
+    stripe: FakeStripe | None = None,
+    redelivered: bool = False,
+) -> Any:
+    return apply_observation(
+        "acme",
+        observation,
+        tenants=tenants or _tenants(),
+        customers=customers,
+        stripe=stripe or FakeStripe(),
+        redelivered=redelivered,
+        clock=lambda: 10_000,
+    )
+
+
+def test_unknown_or_disconnected_tenant_is_dropped() -> None:
+    customers = FakeCustomers()
+    revoked = FakeTenants({"acme": Tenant("acme", Connection("revoked", "oauth", "acct_1"))})
+    assert _apply(_customer(1), customers, tenants=FakeTenants()).outcome == "dropped"
+    assert _apply(_customer(1), customers, tenants=revoked).outcome == "dropped"
+    assert customers.writes == 0
+
+
+def test_unchanged_projection_costs_no_record_write() -> None:
+    customers = FakeCustomers()
+    _apply(_customer(1, metadata={"app_id": "u-1"}), customers)
+    writes = customers.writes
+    result = _apply(_customer(2, metadata={"app_id": "u-1"}), customers)  # newer, identical content
+    assert result.outcome == "applied"
+    assert not result.record_written
+    assert customers.writes == writes + 1  # the watermark moved; the record did not
+
+
+def test_duplicate_costs_nothing_unless_redelivered() -> None:
+    customers = FakeCustomers()
+    observation = _customer(1, metadata={"app_id": "u-1"})
+    _apply(observation, customers)
+    writes = customers.writes
+    assert _apply(observation, customers).outcome == "unchanged"
+    assert customers.writes == writes
+    # A redelivery means the previous attempt may have died between its two writes: re-project.
+    repaired = _apply(observation, customers, redelivered=True)
+    assert repaired.record_written
+
+
+def test_same_second_tie_is_settled_by_a_fetch() -> None:
+    customers = FakeCustomers()
+    sub_raw = S.subscription("cus_1", id="sub_1", status="active")
+    truth = {**sub_raw, "status": "past_due"}
+    stripe = FakeStripe(objects={"sub_1": truth})
+    _apply(_sub(sub_raw, 100), customers)
+    result = _apply(_sub({**sub_raw, "status": "unpaid"}, 100), customers, stripe=stripe)
+    assert (result.outcome, result.refetches) == ("applied", 1)
+    assert stripe.fetches == ["sub_1"]
+    stored = customers.states[("acme", "cus_1")].objects.subscriptions["sub_1"]
+    assert (stored["snapshot"]["status"], stored["source"], stored["observed_at"]) == (
+        "past_due",
+        "fetched",
+        10_000,
+    )
+
+
+def test_concurrent_update_reloads_and_retries() -> None:
+    customers = FakeCustomers()
+    _apply(_customer(1, metadata={"app_id": "u-1"}), customers)
+    real_save, calls = customers.save, {"n": 0}
+
+    def racing_save(*args: Any, **kwargs: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConcurrentUpdate("someone else")
+        return real_save(*args, **kwargs)
+
+    customers.save = racing_save  # type: ignore[method-assign]
+    result = _apply(_customer(5, name="Ada", metadata={"app_id": "u-1"}), customers)
+    assert (result.outcome, result.conflicts, result.record_written) == ("applied", 1, True)
+    assert customers.records[("acme", "u-1")]["traits"]["stripe.name"] == "Ada"
+
+
+def test_endless_conflicts_become_retry_later() -> None:
+    customers = FakeCustomers()
+
+    def always_conflicts(*args: Any, **kwargs: Any) -> int:
+        raise ConcurrentUpdate("busy")
+
+    customers.save = always_conflicts  # type: ignore[method-assign]
+    with pytest.raises(RetryLater):
+        _apply(_customer(1), customers)
+
+
+def test_record_moves_when_the_trait_value_appears() -> None:
+    customers = FakeCustomers()
+    _apply(_customer(1), customers)
+    assert ("acme", "stripe:cus_1") in customers.records
+    _apply(_customer(2, metadata={"app_id": "u-1"}), customers)
+    assert ("acme", "stripe:cus_1") not in customers.records
+    record = customers.records[("acme", "u-1")]
+    assert (record["matched"], record["stripe_customer_id"]) == (True, "cus_1")
+
+
+def test_config_change_rekeys_on_the_next_observation() -> None:
+    customers = FakeCustomers()
+    _apply(_customer(1, email="ada@example.com", metadata={"app_id": "u-1"}), customers)
+    by_email = _tenants("email")
+    by_email.tenants["acme"] = Tenant("acme", Connection("connected", "oauth", "acct_1"), "email", 2)
+    result = _apply(
+        _customer(1, email="ada@example.com", metadata={"app_id": "u-1"}), customers, tenants=by_email
+    )
+    assert result.record_written
+    assert set(customers.records) == {("acme", "ada@example.com")}
