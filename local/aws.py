@@ -51,7 +51,7 @@ def create_resources(region: str, endpoint_url: str | None = None) -> LocalNames
     ordered = sorted(queues.items(), key=lambda kv: "RedrivePolicy" in kv[1]["Properties"])
     for logical_id, resource in ordered:
         props = resource["Properties"]
-        attributes = {
+        attributes: dict[str, Any] = {
             target: str(props[src]).lower() if isinstance(props[src], bool) else str(props[src])
             for src, target in _QUEUE_ATTRIBUTES.items()
             if src in props
@@ -59,7 +59,7 @@ def create_resources(region: str, endpoint_url: str | None = None) -> LocalNames
         if "RedrivePolicy" in props:
             policy = names.resolve(props["RedrivePolicy"])
             attributes["RedrivePolicy"] = json.dumps({k: str(v) for k, v in policy.items()})
-        url = sqs.create_queue(QueueName=names.physical_name(logical_id), Attributes=attributes)["QueueUrl"]
+        url = sqs.create_queue(QueueName=names.physical_name(logical_id), Attributes=attributes)["QueueUrl"]  # type: ignore[arg-type]
         names.queue_urls[logical_id] = url
 
     seed_platform_secrets(session, endpoint_url, names)

@@ -97,7 +97,7 @@ class InProcessStack:
 
     # --- clients ------------------------------------------------------------------------------
 
-    def client(self, service: str) -> Any:
+    def client(self, service: Any) -> Any:
         return boto3.client(service, region_name=REGION)
 
     def queue_url(self, logical_id: str) -> str:

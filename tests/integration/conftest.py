@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,7 +25,7 @@ def stripe_fake(stack: InProcessStack) -> FakeStripe:
 
 
 @pytest.fixture
-def connect_oauth(stack: InProcessStack) -> Iterator[Any]:
+def connect_oauth(stack: InProcessStack) -> Any:
     """Connect a tenant the way the OAuth callback will: a Connect account routed to it."""
 
     def connect(
@@ -35,4 +34,4 @@ def connect_oauth(stack: InProcessStack) -> Iterator[Any]:
         tenant = Tenant(tenant_id, Connection("connected", "oauth", account_id, livemode, connected_at=0))
         TenantStore().save(tenant.with_config(trait) if trait else tenant, int(time.time()))
 
-    yield connect
+    return connect

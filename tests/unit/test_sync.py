@@ -88,6 +88,7 @@ def test_same_second_tie_is_settled_by_a_fetch() -> None:
     assert (result.outcome, result.refetches) == ("applied", 1)
     assert stripe.fetches == ["sub_1"]
     stored = customers.states[("acme", "cus_1")].objects.subscriptions["sub_1"]
+    assert stored["snapshot"]["object"] == "subscription"
     assert (stored["snapshot"]["status"], stored["source"], stored["observed_at"]) == (
         "past_due",
         "fetched",

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 _CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
 
 
-def _client(service: str) -> Any:
+def _client(service: Any) -> Any:
     return boto3.session.Session().client(service, region_name=get_settings().region, config=_CONFIG)
 
 

@@ -94,7 +94,7 @@ class PaidInvoiceItem(SyncItem, discriminator="invoice"):
     subscription_id = UnicodeAttribute(null=True)
     observed_at = NumberAttribute()
     # [[subscription_id, period_end], ...] of the invoice's subscription lines.
-    lines = ListAttribute(of=ListAttribute, default=list)  # type: ignore[arg-type]
+    lines = ListAttribute(of=ListAttribute, default=list)
 
 
 # --- customers table ------------------------------------------------------------------------------

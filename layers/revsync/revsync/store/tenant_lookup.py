@@ -6,6 +6,7 @@ that ``revsync.store.tenants`` writes through the PynamoDB models in ``revsync.s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from revsync.domain.tenancy import TenantRoute
@@ -13,7 +14,7 @@ from revsync.infra import aws
 from revsync.settings import get_settings
 
 
-def _s(item: dict[str, Any], name: str) -> str | None:
+def _s(item: Mapping[str, Any], name: str) -> str | None:
     value = item.get(name, {}).get("S")
     return str(value) if value is not None else None
 
