@@ -1,5 +1,6 @@
 # revsync developer entry points. Every target that needs Python sets up .venv itself.
 SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 .DEFAULT_GOAL := help
 
 # Lambda runs python3.12: prefer it (pyenv or PATH), fall back to python3.
@@ -15,8 +16,8 @@ help: ## list the targets
 
 $(STAMP): pyproject.toml layers/revsync/requirements.txt
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --quiet --upgrade pip
-	$(VPY) -m pip install --quiet -e '.[dev]'
+	$(VPY) -m pip install --quiet --upgrade pip 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+	$(VPY) -m pip install --quiet -e '.[dev]' 2>&1 | { grep -v 'is ignored: it is neither' || true; }
 	@touch $(STAMP)
 
 venv: $(STAMP) ## create .venv with the layer package (editable) and dev tools
