@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from revsync.infra.secrets import PlatformSecrets, TenantSecrets
@@ -23,7 +23,6 @@ from revsync.store.tenants import TenantStore
 from revsync.stripe_api.client import StripeAccounts
 
 logger = Logger()
-metrics = Metrics()
 tracer = Tracer()
 app = APIGatewayHttpResolver()
 
@@ -106,7 +105,6 @@ def get_customer(tenant_id: str, external_id: str) -> Response[str]:
     return _json(200, record)
 
 
-@metrics.log_metrics
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
