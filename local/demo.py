@@ -18,11 +18,12 @@ from typing import Any
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")  # the handlers' JSON logs would drown the story
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
+from revsync.domain.tenancy import Connection, Tenant  # noqa: E402
+from revsync.store.tenants import TenantStore  # noqa: E402
+
 from local import stripe_shapes as S  # noqa: E402
 from local.aws import DEFAULT_WEBHOOK_SECRET  # noqa: E402
 from local.inprocess import InProcessStack  # noqa: E402
-from revsync.domain.tenancy import Connection, Tenant  # noqa: E402
-from revsync.store.tenants import TenantStore  # noqa: E402
 
 TENANT, ACCOUNT = "acme", "acct_demo_acme"
 DAY = 86_400
@@ -223,9 +224,9 @@ def _row(record: dict[str, Any] | None, external_id: str) -> str:
         else "-"
     )
     return (
-        f"{external_id:<14} {record['stripe_customer_id']:<12} {str(record['matched']):<7} "
-        f"{record['mrr'] / 100:>9.2f} {str(record['trialing']):<8} {renewal:<10} {str(record['churned']):<7} "
-        f"{str(record['deleted_in_stripe']):<7} {record['total_paid'] / 100:>10.2f}"
+        f"{external_id:<14} {record['stripe_customer_id']:<12} {record['matched']!s:<7} "
+        f"{record['mrr'] / 100:>9.2f} {record['trialing']!s:<8} {renewal:<10} {record['churned']!s:<7} "
+        f"{record['deleted_in_stripe']!s:<7} {record['total_paid'] / 100:>10.2f}"
     )
 
 

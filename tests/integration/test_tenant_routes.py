@@ -1,0 +1,168 @@
+"""Tenant routes through the real handler, and the API-key (direct endpoint) path end to end."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from revsync.domain.tenancy import Connection, Tenant, Tracking
+from revsync.store.tenants import TenantStore
+
+from local import stripe_shapes as S
+from local.inprocess import InProcessStack
+from tests.fakes import FakeStripe
+
+pytestmark = pytest.mark.integration
+
+API_KEY = "rk_test_51Abcdefghijklmnop"
+WEBHOOK_SECRET = "whsec_direct_tenant_secret"
+NOW = int(time.time())
+
+
+def _secrets(stack: InProcessStack) -> list[str]:
+    return [s["Name"] for s in stack.client("secretsmanager").list_secrets()["SecretList"]]
+
+
+def _connect(stack: InProcessStack, tenant: str = "acme", api_key: str = API_KEY) -> Any:
+    return stack.request(
+        "PUT", f"/tenants/{tenant}/stripe/connection", {"api_key": api_key, "webhook_secret": WEBHOOK_SECRET}
+    )
+
+
+def test_api_key_connection_then_direct_webhooks_reach_the_record(
+    stack: InProcessStack, stripe_fake: FakeStripe, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stripe_fake.valid_keys[API_KEY] = "acct_direct"
+    response = _connect(stack)
+    assert response.status == 200, response.body
+    connection = response.json()["connection"]
+    assert connection == {
+        "status": "connected",
+        "mode": "api_key",
+        "account_id": "acct_direct",
+        "livemode": False,
+        "connected_at": connection["connected_at"],
+    }
+    assert _secrets(stack) == ["revsync/local/tenants/acme"]
+    assert stack.request("PUT", "/tenants/acme/stripe/config", {"customer_id_trait": "email"}).status == 200
+
+    customer = S.customer("cus_9", email="grace@example.com")
+    event = S.event("customer.created", customer, created=NOW)  # no `account`: a direct endpoint
+    assert stack.post_webhook(event, WEBHOOK_SECRET, tenant_id="acme").status == 200
+    assert (
+        stack.post_webhook(event, "whsec_local", tenant_id="acme").status == 400
+    )  # the platform's secret is not this tenant's
+    stack.drain()
+
+    record = stack.request("GET", "/tenants/acme/customers/grace@example.com")
+    assert record.status == 200
+    assert record.json()["stripe_customer_id"] == "cus_9"
+    logs = capsys.readouterr().out
+    for secret in (API_KEY, WEBHOOK_SECRET, "grace@example.com"):
+        assert secret not in logs
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"api_key": "pk_test_123456789", "webhook_secret": WEBHOOK_SECRET}, "invalid_api_key"),
+        ({"api_key": API_KEY, "webhook_secret": "secret"}, "invalid_webhook_secret"),
+        ({"webhook_secret": WEBHOOK_SECRET}, "invalid_api_key"),
+        (["not", "an", "object"], "invalid_body"),
+        ("{not json", "invalid_json"),
+        ("", "invalid_body"),
+        ({"api_key": "rk_test_rejectedbystripe", "webhook_secret": WEBHOOK_SECRET}, "invalid_api_key"),
+    ],
+)
+def test_bad_connections_are_400_and_store_nothing(
+    stack: InProcessStack, stripe_fake: FakeStripe, body: Any, code: str
+) -> None:
+    raw = body if isinstance(body, str) else __import__("json").dumps(body)
+    response = stack.request(
+        "PUT", "/tenants/acme/stripe/connection", raw, {"content-type": "application/json"}
+    )
+    assert response.status == 400
+    assert response.json()["error"] == code
+    assert response.json()["message"]
+    assert _secrets(stack) == []
+    assert TenantStore().get("acme") is None
+
+
+def test_config_requires_a_connection_and_a_valid_trait(
+    stack: InProcessStack, stripe_fake: FakeStripe
+) -> None:
+    not_connected = stack.request("PUT", "/tenants/acme/stripe/config", {"customer_id_trait": "id"})
+    assert (not_connected.status, not_connected.json()["error"]) == (409, "not_connected")
+    stripe_fake.valid_keys[API_KEY] = None
+    assert _connect(stack).status == 200
+    for trait in ("metadata.", "metadata.a.b", "name", "", 7):
+        response = stack.request("PUT", "/tenants/acme/stripe/config", {"customer_id_trait": trait})
+        assert (response.status, response.json()["error"]) == (400, "invalid_customer_id_trait"), trait
+    status = stack.request("GET", "/tenants/acme/stripe").json()
+    assert status["config"]["customer_id_trait"] is None
+    assert status["connection"]["account_id"] is None  # the key could not read its account: fine
+
+
+def test_tracking_override_keeps_an_existing_trial_setting(stack: InProcessStack) -> None:
+    TenantStore().save(
+        Tenant(
+            "acme",
+            Connection("connected", "oauth", "acct_1"),
+            tracking=Tracking(revenue="segment", churn="manual", trial="product"),
+        ),
+        NOW,
+    )
+    TenantStore().save(Tenant("fresh", Connection("connected", "oauth", "acct_2")), NOW)
+    acme = stack.request(
+        "PUT", "/tenants/acme/stripe/config", {"customer_id_trait": "metadata.app_id"}
+    ).json()
+    fresh = stack.request("PUT", "/tenants/fresh/stripe/config", {"customer_id_trait": "id"}).json()
+    assert acme["tracking"] == {"revenue": "stripe", "churn": "stripe", "trial": "product"}
+    assert fresh["tracking"] == {"revenue": "stripe", "churn": "stripe", "trial": "stripe"}
+    assert stack.request("GET", "/tenants/acme/stripe").json()["config"] == {
+        "customer_id_trait": "metadata.app_id",
+        "version": 1,
+    }
+
+
+def test_status_of_an_unknown_tenant_and_error_shapes(stack: InProcessStack) -> None:
+    status = stack.request("GET", "/tenants/nobody/stripe")
+    assert status.status == 200
+    assert status.json()["connection"]["status"] == "none"
+    assert status.json()["backfill"]["state"] == "none"
+    missing = stack.request("GET", "/tenants/acme/customers/u-404")
+    assert (missing.status, missing.json()["error"]) == (404, "customer_not_found")
+    bad_tenant = stack.request("GET", "/tenants/bad%20id/stripe")
+    assert (bad_tenant.status, bad_tenant.json()["error"]) == (400, "invalid_tenant_id")
+    assert stack.request("GET", "/health").json() == {"status": "ok"}
+
+
+def test_platform_attributes_on_a_record_are_never_touched(stack: InProcessStack, connect_oauth: Any) -> None:
+    connect_oauth("acme", "acct_acme")
+    stack.client("dynamodb").put_item(
+        TableName="revsync-local-customers",
+        Item={
+            "tenant_id": {"S": "acme"},
+            "external_id": {"S": "u-1"},
+            "plan_tier": {"S": "enterprise"},
+            "health_score": {"N": "87"},
+        },
+    )
+    customer = S.customer("cus_1", metadata={"app_id": "u-1"})
+    stack.post_webhook(
+        S.event("customer.created", customer, created=NOW - 5, account="acct_acme"), "whsec_local"
+    )
+    stack.post_webhook(
+        S.event(
+            "customer.subscription.created", S.subscription("cus_1"), created=NOW - 4, account="acct_acme"
+        ),
+        "whsec_local",
+    )
+    stack.drain()
+    item = stack.client("dynamodb").get_item(
+        TableName="revsync-local-customers", Key={"tenant_id": {"S": "acme"}, "external_id": {"S": "u-1"}}
+    )["Item"]
+    assert item["plan_tier"] == {"S": "enterprise"}
+    assert item["health_score"] == {"N": "87"}
+    assert item["stripe_customer_id"] == {"S": "cus_1"}
