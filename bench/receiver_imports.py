@@ -1,4 +1,4 @@
-"""Receiver cold start: its imports against `import boto3` alone (budget: ≤ 1.25×).
+"""Receiver cold start: its imports against `import boto3` alone (budget: at most 1.25x).
 
 Each sample is a fresh interpreter, so nothing is cached between samples; both sides are measured
 alternately in the same run and the ratio of medians is printed. Run: `make bench`.
@@ -50,7 +50,9 @@ def _sample(imports: str) -> dict[str, object]:
 
 def main() -> int:
     _sample(_RECEIVER)  # warm the bytecode caches once, as a deployed package has them
-    baseline, receiver, heavy = [], [], set()
+    baseline: list[float] = []
+    receiver: list[float] = []
+    heavy: set[str] = set()
     for _ in range(SAMPLES):
         baseline.append(float(_sample(_BASELINE)["seconds"]))  # type: ignore[arg-type]
         probe = _sample(_RECEIVER)
