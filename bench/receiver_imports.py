@@ -60,12 +60,10 @@ def main() -> int:
         heavy.update(probe["heavy"])  # type: ignore[arg-type]
     ratio = statistics.median(receiver) / statistics.median(baseline)
     print(
-        f"import boto3            median {statistics.median(baseline) * 1000:7.1f} ms over {SAMPLES} fresh interpreters"
+        f"import boto3            median {statistics.median(baseline) * 1000:7.1f} ms ({SAMPLES} interpreters)"
     )
     print(f"receiver (webhook/app)  median {statistics.median(receiver) * 1000:7.1f} ms")
-    print(
-        f"ratio {ratio:.2f}x (budget {BUDGET}x); heavy modules on the receiver path: {sorted(heavy) or 'none'}"
-    )
+    print(f"ratio {ratio:.2f}x (budget {BUDGET}x); heavy modules on the path: {sorted(heavy) or 'none'}")
     return 0 if ratio <= BUDGET and not heavy else 1
 
 

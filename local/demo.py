@@ -173,7 +173,7 @@ def story(now: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, object]]]
         t + 12 * DAY,
     )
 
-    expected = {
+    expected: dict[str, dict[str, object]] = {
         "u-ada": {
             "mrr": 29_700,
             "trialing": False,
