@@ -59,9 +59,7 @@ def main() -> int:
         receiver.append(float(probe["seconds"]))  # type: ignore[arg-type]
         heavy.update(probe["heavy"])  # type: ignore[arg-type]
     ratio = statistics.median(receiver) / statistics.median(baseline)
-    print(
-        f"import boto3            median {statistics.median(baseline) * 1000:7.1f} ms ({SAMPLES} interpreters)"
-    )
+    print(f"import boto3            median {statistics.median(baseline) * 1000:7.1f} ms (n={SAMPLES})")
     print(f"receiver (webhook/app)  median {statistics.median(receiver) * 1000:7.1f} ms")
     print(f"ratio {ratio:.2f}x (budget {BUDGET}x); heavy modules on the path: {sorted(heavy) or 'none'}")
     return 0 if ratio <= BUDGET and not heavy else 1
