@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml layers/revsync/requirements.txt
 
 venv: $(STAMP) ## create .venv with the layer package (editable) and dev tools
 
-test: $(STAMP) ## run the whole test suite (unit, integration, template checks)
+test: $(STAMP) lint ## lint, then the whole test suite (unit, integration, template checks)
 	$(VPY) -m pytest
 
 test-unit: $(STAMP) ## fast pure-domain tests only
