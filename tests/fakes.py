@@ -7,7 +7,16 @@ from typing import Any
 
 from revsync.domain.events import Envelope, Observation
 from revsync.domain.record import CustomerRecord
-from revsync.domain.snapshots import Snapshot, parse_customer, parse_invoice, parse_subscription
+from revsync.domain.snapshots import (
+    Coupon,
+    Snapshot,
+    parse_coupon,
+    parse_customer,
+    parse_invoice,
+    parse_subscription,
+    unresolved_coupon_ids,
+    with_coupons,
+)
 from revsync.domain.state import CustomerObjects
 from revsync.domain.tenancy import Tenant, TenantRoute
 from revsync.store.customers import ConcurrentUpdate, StoredCustomer
@@ -21,21 +30,34 @@ class FakeStripe:
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     valid_keys: dict[str, str | None] = field(default_factory=dict)  # key -> account id
     fetches: list[str] = field(default_factory=list)
+    coupon_reads: int = 0
 
     def check_api_key(self, api_key: str) -> KeyCheck:
         if api_key not in self.valid_keys:
             raise StripeAccessError("invalid_api_key", "Stripe rejected the API key")
         return KeyCheck(account_id=self.valid_keys[api_key], livemode="_live_" in api_key)
 
-    def fetch(self, tenant: Tenant, snapshot: Snapshot) -> Snapshot:
-        self.fetches.append(snapshot["id"])
-        raw = self.objects[snapshot["id"]]
-        kind = raw["object"]
+    def fetch(self, tenant: Tenant, kind: str, object_id: str) -> Snapshot | None:
+        self.fetches.append(object_id)
+        raw = self.objects.get(object_id)
+        if raw is None:
+            return None
+        assert raw["object"] == kind
+        parsed: Snapshot
         if kind == "customer":
-            return parse_customer(raw)
-        if kind == "subscription":
-            return parse_subscription(raw)
-        return parse_invoice(raw)
+            parsed = parse_customer(raw)
+        elif kind == "subscription":
+            parsed = parse_subscription(raw)
+        else:
+            parsed = parse_invoice(raw)
+        missing = unresolved_coupon_ids(parsed)
+        return with_coupons(parsed, self.coupons(tenant, missing)) if missing else parsed
+
+    def coupons(self, tenant: Tenant, coupon_ids: set[str]) -> dict[str, Coupon]:
+        self.coupon_reads += len(coupon_ids)
+        return {
+            c: parsed for c in coupon_ids if c in self.objects and (parsed := parse_coupon(self.objects[c]))
+        }
 
 
 @dataclass

@@ -9,15 +9,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from revsync.domain.snapshots import (
     Snapshot,
     SnapshotError,
     customer_id_of,
     parse_customer,
+    parse_discount_event,
     parse_invoice,
     parse_subscription,
+    snapshot_digest,
 )
 
 Source = Literal["created", "updated", "deleted", "fetched"]
@@ -39,6 +41,7 @@ class StripeEvent:
     livemode: bool
     account: str | None
     data_object: dict[str, Any]
+    previous_attributes: dict[str, Any] | None = None
 
 
 class Observation(TypedDict):
@@ -48,6 +51,9 @@ class Observation(TypedDict):
     observed_at: int
     source: Source
     event_id: str | None
+    # Digest of the object just before this update (from ``previous_attributes``): lets two updates
+    # in the same second be ordered without asking Stripe.
+    predecessor: NotRequired[str]
 
 
 class Envelope(TypedDict):
@@ -82,6 +88,7 @@ def parse_event(body: bytes) -> StripeEvent:
     if not isinstance(data_object, dict):
         raise EventError("invalid_event", "event has no data.object")
     account = raw.get("account")
+    previous = raw["data"].get("previous_attributes")
     return StripeEvent(
         id=event_id,
         type=event_type,
@@ -89,6 +96,7 @@ def parse_event(body: bytes) -> StripeEvent:
         livemode=bool(raw.get("livemode")),
         account=account if isinstance(account, str) and account else None,
         data_object=data_object,
+        previous_attributes=previous if isinstance(previous, dict) else None,
     )
 
 
@@ -113,9 +121,28 @@ _ROUTES: dict[str, tuple[_Reader, Source]] = {
     "customer.subscription.deleted": (parse_subscription, "deleted"),
     "invoice.paid": (parse_invoice, "updated"),
     "invoice.payment_succeeded": (parse_invoice, "updated"),
+    # A discount event names its customer or subscription; the worker reads that owner from Stripe.
+    "customer.discount.created": (parse_discount_event, "updated"),
+    "customer.discount.updated": (parse_discount_event, "updated"),
+    "customer.discount.deleted": (parse_discount_event, "updated"),
 }
 
 HANDLED_EVENT_TYPES = frozenset(_ROUTES)
+
+
+def _rolled_back(current: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
+    """The object before an update. Stripe's ``previous_attributes`` holds the old value of each
+    changed field: whole arrays, and for hashes only the changed keys (null where a metadata key was
+    added)."""
+    before = dict(current)
+    for key, old in previous.items():
+        now = current.get(key)
+        if isinstance(old, dict) and isinstance(now, dict):
+            merged = _rolled_back(now, old)
+            before[key] = {k: v for k, v in merged.items() if v is not None} if key == "metadata" else merged
+        else:
+            before[key] = old
+    return before
 
 
 def observation_of(event: StripeEvent) -> Observation | None:
@@ -126,9 +153,16 @@ def observation_of(event: StripeEvent) -> Observation | None:
     reader, source = route
     try:
         snapshot = reader(event.data_object)
+        observation = Observation(
+            snapshot=snapshot, observed_at=event.created, source=source, event_id=event.id
+        )
+        if event.previous_attributes and snapshot["object"] in ("customer", "subscription"):
+            before = reader(_rolled_back(event.data_object, event.previous_attributes))
+            if before != snapshot:
+                observation["predecessor"] = snapshot_digest(before)
     except SnapshotError as exc:
         raise EventError("invalid_object", f"{event.type}: {exc}") from None
-    return Observation(snapshot=snapshot, observed_at=event.created, source=source, event_id=event.id)
+    return observation
 
 
 def envelope_for(event: StripeEvent, tenant_id: str) -> Envelope | None:

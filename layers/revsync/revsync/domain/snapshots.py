@@ -13,6 +13,9 @@ in the wild and both parse here:
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal, NotRequired, TypedDict
 
 # Statuses in which a subscription is still alive (DESIGN.md lifecycle).
@@ -121,7 +124,16 @@ class InvoiceSnapshot(TypedDict):
     lines_complete: NotRequired[bool]
 
 
-Snapshot = CustomerSnapshot | SubscriptionSnapshot | InvoiceSnapshot
+class DiscountSnapshot(TypedDict):
+    """A ``customer.discount.*`` event's object: it only says which customer or subscription changed."""
+
+    object: Literal["discount"]
+    id: str | None
+    customer: str
+    subscription: str | None
+
+
+Snapshot = CustomerSnapshot | SubscriptionSnapshot | InvoiceSnapshot | DiscountSnapshot
 
 
 # --- small readers: Stripe fields are often null or an id instead of an expanded object ---------
@@ -373,6 +385,77 @@ def parse_invoice(raw: dict[str, Any]) -> InvoiceSnapshot:
     return snapshot
 
 
+def parse_discount_event(raw: dict[str, Any]) -> DiscountSnapshot:
+    return DiscountSnapshot(
+        object="discount",
+        id=_id_of(raw.get("id")),
+        customer=_required_id(raw, "customer", "discount"),
+        subscription=_id_of(raw.get("subscription")),
+    )
+
+
+def snapshot_digest(snapshot: Snapshot) -> str:
+    """A short, stable fingerprint of a snapshot's content."""
+    canonical = json.dumps(snapshot, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(canonical).hexdigest()[:16]
+
+
+def discounts_of(snapshot: Snapshot) -> Iterator[Discount]:
+    if snapshot["object"] == "customer":
+        if snapshot["discount"] is not None:
+            yield snapshot["discount"]
+    elif snapshot["object"] == "subscription":
+        yield from snapshot["discounts"]
+        for item in snapshot["items"]:
+            yield from item["discounts"]
+
+
+def map_discounts(snapshot: Snapshot, fill: Callable[[Discount], Discount]) -> Snapshot:
+    """The snapshot with ``fill`` applied to each of its discounts (customer, subscription, items)."""
+    if snapshot["object"] == "customer" and snapshot["discount"] is not None:
+        return {**snapshot, "discount": fill(snapshot["discount"])}
+    if snapshot["object"] == "subscription":
+        items = [{**item, "discounts": [fill(d) for d in item["discounts"]]} for item in snapshot["items"]]
+        return {**snapshot, "discounts": [fill(d) for d in snapshot["discounts"]], "items": items}  # type: ignore[typeddict-item]
+    return snapshot
+
+
+def unresolved_coupon_ids(snapshot: Snapshot) -> set[str]:
+    """Coupons to look up: Stripe sends ``discount.source.coupon`` as an id after 2025-03-31."""
+    return {d["coupon_id"] for d in discounts_of(snapshot) if d["coupon"] is None and d["coupon_id"]}
+
+
+def has_unexpanded_discounts(snapshot: Snapshot) -> bool:
+    """Discounts known only by id (a subscription's ``discounts`` list in a webhook)."""
+    return any(d["coupon"] is None and not d["coupon_id"] for d in discounts_of(snapshot))
+
+
+def with_known_discounts(snapshot: Snapshot, known: Mapping[str, Discount]) -> Snapshot:
+    """Unexpanded discounts filled from ones already seen: a discount's coupon never changes."""
+    return map_discounts(
+        snapshot, lambda d: known.get(d["id"] or "", d) if d["coupon"] is None and d["id"] else d
+    )
+
+
+def with_coupons(snapshot: Snapshot, coupons: Mapping[str, Coupon]) -> Snapshot:
+    def fill(discount: Discount) -> Discount:
+        coupon_id = discount["coupon_id"]
+        if discount["coupon"] is None and coupon_id and coupon_id in coupons:
+            return {**discount, "coupon": coupons[coupon_id]}
+        return discount
+
+    return map_discounts(snapshot, fill)
+
+
+def fetch_target(snapshot: Snapshot) -> tuple[str, str]:
+    """Which Stripe object to read for this snapshot: a discount's owner, else the object itself."""
+    if snapshot["object"] == "discount":
+        if snapshot["subscription"]:
+            return "subscription", snapshot["subscription"]
+        return "customer", snapshot["customer"]
+    return snapshot["object"], snapshot["id"]
+
+
 def customer_id_of(snapshot: Snapshot) -> str:
     """The Stripe customer a snapshot belongs to: the unit of ordering and storage."""
     if snapshot["object"] == "customer":
@@ -386,4 +469,6 @@ def is_terminal(snapshot: Snapshot) -> bool:
         return snapshot["deleted"]
     if snapshot["object"] == "subscription":
         return snapshot["status"] in TERMINAL_SUBSCRIPTION_STATUSES
-    return snapshot["status"] == "paid"
+    if snapshot["object"] == "invoice":
+        return snapshot["status"] == "paid"
+    return False

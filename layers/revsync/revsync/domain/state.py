@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from revsync.domain.events import Observation
-from revsync.domain.snapshots import is_terminal
+from revsync.domain.snapshots import Discount, discounts_of, is_terminal, snapshot_digest
 
 Action = Literal["apply", "keep", "refetch"]
 
@@ -56,6 +56,11 @@ def decide(current: Observation | None, incoming: Observation) -> Decision:
             if rank_in > rank_cur
             else Decision("keep", "earlier_in_lifecycle")
         )
+    # previous_attributes chain the two updates when one was made directly on top of the other.
+    if incoming.get("predecessor") == snapshot_digest(current["snapshot"]):
+        return Decision("apply", "successor")
+    if current.get("predecessor") == snapshot_digest(incoming["snapshot"]):
+        return Decision("keep", "predecessor")
     return Decision("refetch", "same_second")
 
 
@@ -74,7 +79,9 @@ class CustomerObjects:
             return self.customer
         if snapshot["object"] == "subscription":
             return self.subscriptions.get(snapshot["id"])
-        return self.invoices.get(snapshot["id"])
+        if snapshot["object"] == "invoice":
+            return self.invoices.get(snapshot["id"])
+        return None
 
     def with_observation(self, incoming: Observation) -> CustomerObjects:
         snapshot = incoming["snapshot"]
@@ -82,7 +89,20 @@ class CustomerObjects:
             return replace(self, customer=incoming)
         if snapshot["object"] == "subscription":
             return replace(self, subscriptions={**self.subscriptions, snapshot["id"]: incoming})
-        return replace(self, invoices={**self.invoices, snapshot["id"]: incoming})
+        if snapshot["object"] == "invoice":
+            return replace(self, invoices={**self.invoices, snapshot["id"]: incoming})
+        raise ValueError(f"{snapshot['object']} snapshots are not stored")
+
+    def known_discounts(self) -> dict[str, Discount]:
+        """Discounts seen with their coupon, by id (a discount's coupon never changes)."""
+        known: dict[str, Discount] = {}
+        for observation in (self.customer, *self.subscriptions.values()):
+            if observation is None:
+                continue
+            for discount in discounts_of(observation["snapshot"]):
+                if discount["id"] and discount["coupon"] is not None:
+                    known[discount["id"]] = discount
+        return known
 
     @property
     def newest_observation(self) -> int:
@@ -107,6 +127,9 @@ class Outcome:
 def apply(objects: CustomerObjects, incoming: Observation) -> Outcome:
     """Apply one observation to a customer's stored objects."""
     snapshot = incoming["snapshot"]
+    if snapshot["object"] == "discount":
+        # The event only names what changed; the owner's current state comes from Stripe.
+        return Outcome(Decision("refetch", "discount_changed"), objects)
     if snapshot["object"] == "invoice" and snapshot["status"] != "paid":
         return Outcome(Decision("keep", "invoice_not_paid"), objects)
     decision = decide(objects.current(incoming), incoming)

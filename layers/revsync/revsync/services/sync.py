@@ -13,7 +13,16 @@ from typing import Protocol
 
 from revsync.domain.events import Observation
 from revsync.domain.record import CustomerRecord, derive_record
-from revsync.domain.snapshots import Snapshot, customer_id_of
+from revsync.domain.snapshots import (
+    Coupon,
+    Snapshot,
+    customer_id_of,
+    fetch_target,
+    has_unexpanded_discounts,
+    unresolved_coupon_ids,
+    with_coupons,
+    with_known_discounts,
+)
 from revsync.domain.state import CustomerObjects, apply
 from revsync.domain.tenancy import Tenant
 from revsync.store.customers import ConcurrentUpdate, StoredCustomer
@@ -49,9 +58,11 @@ class Customers(Protocol):
 
 
 class StripeObjects(Protocol):
-    def fetch(self, tenant: Tenant, snapshot: Snapshot) -> Snapshot:
-        """The object as Stripe has it now (a deleted customer comes back with ``deleted``)."""
+    def fetch(self, tenant: Tenant, kind: str, object_id: str) -> Snapshot | None:
+        """The object as Stripe has it now, discounts expanded; None if Stripe no longer has it."""
         ...
+
+    def coupons(self, tenant: Tenant, coupon_ids: set[str]) -> dict[str, Coupon]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +72,17 @@ class SyncResult:
     refetches: int = 0
     conflicts: int = 0
     record_written: bool = False
+
+
+def _enriched(
+    observation: Observation, objects: CustomerObjects, tenant: Tenant, stripe: StripeObjects
+) -> Observation:
+    """Fill in discount coupons the webhook sent only as ids: from what is stored, else from Stripe."""
+    snapshot = with_known_discounts(observation["snapshot"], objects.known_discounts())
+    missing = unresolved_coupon_ids(snapshot)
+    if missing:
+        snapshot = with_coupons(snapshot, stripe.coupons(tenant, missing))
+    return {**observation, "snapshot": snapshot}
 
 
 def apply_observation(
@@ -83,12 +105,17 @@ def apply_observation(
         if stored.config_version > tenant.config_version:
             # Our cached tenant is older than the config the state was projected with.
             tenant = tenants.get(tenant_id, min_config_version=stored.config_version) or tenant
+        observation = _enriched(observation, stored.objects, tenant, stripe)
         outcome = apply(stored.objects, observation)
-        if outcome.decision.action == "refetch":
+        unexpanded = observation["source"] != "fetched" and has_unexpanded_discounts(observation["snapshot"])
+        if outcome.decision.action == "refetch" or (unexpanded and outcome.changed):
             if refetches >= MAX_REFETCHES:
-                raise RetryLater(f"unresolved same-second tie: {outcome.decision.reason}")
+                raise RetryLater(f"unresolved after {refetches} reads from Stripe: {outcome.decision.reason}")
             refetches += 1
-            fetched = stripe.fetch(tenant, observation["snapshot"])
+            kind, object_id = fetch_target(observation["snapshot"])
+            fetched = stripe.fetch(tenant, kind, object_id)
+            if fetched is None:
+                return SyncResult("dropped", "object_gone", refetches, conflicts)
             observation = Observation(
                 snapshot=fetched, observed_at=int(clock()), source="fetched", event_id=None
             )

@@ -7,11 +7,23 @@ from typing import Any
 
 import stripe
 
-from revsync.domain.snapshots import Snapshot, parse_customer, parse_invoice, parse_subscription
+from revsync.domain.snapshots import (
+    Coupon,
+    Snapshot,
+    parse_coupon,
+    parse_customer,
+    parse_invoice,
+    parse_subscription,
+    unresolved_coupon_ids,
+    with_coupons,
+)
 from revsync.domain.tenancy import Tenant
 
 # Retries are the SDK's own (idempotency keys, Retry-After, backoff with jitter); set explicitly.
 MAX_NETWORK_RETRIES = 2
+# Discounts are ids in a subscription unless expanded (4 levels at most, so item discounts' coupons
+# stay ids and are read through the coupon cache).
+SUBSCRIPTION_EXPANSIONS = ["discounts", "items.data.discounts"]
 
 
 class StripeAccessError(RuntimeError):
@@ -50,6 +62,7 @@ class StripeAccounts:
         self._platform_key = platform_key
         self._tenant_api_key = tenant_api_key
         self._api_base = api_base
+        self._coupon_cache: dict[tuple[str, str], Coupon] = {}
 
     def client_for(self, tenant: Tenant) -> stripe.StripeClient:
         connection = tenant.connection
@@ -77,10 +90,41 @@ class StripeAccounts:
             account_id = None  # restricted keys may not read the account: that is fine
         return KeyCheck(account_id=account_id, livemode="_live_" in api_key)
 
-    def fetch(self, tenant: Tenant, snapshot: Snapshot) -> Snapshot:
+    def coupons(self, tenant: Tenant, coupon_ids: set[str]) -> dict[str, Coupon]:
+        """Coupons by id; a coupon's terms never change, so each is read once per process."""
+        found: dict[str, Coupon] = {}
+        client: stripe.StripeClient | None = None
+        for coupon_id in sorted(coupon_ids):
+            key = (tenant.tenant_id, coupon_id)
+            if key not in self._coupon_cache:
+                client = client or self.client_for(tenant)
+                try:
+                    parsed = parse_coupon(_as_dict(client.v1.coupons.retrieve(coupon_id)))
+                except stripe.InvalidRequestError as exc:
+                    if exc.http_status != 404:
+                        raise
+                    parsed = None  # a deleted coupon: its discounts stay unresolved and count 0
+                if parsed is None:
+                    continue
+                self._coupon_cache[key] = parsed
+            found[coupon_id] = self._coupon_cache[key]
+        return found
+
+    def fetch(self, tenant: Tenant, kind: str, object_id: str) -> Snapshot | None:
         client = self.client_for(tenant)
-        if snapshot["object"] == "customer":
-            return parse_customer(_as_dict(client.v1.customers.retrieve(snapshot["id"])))
-        if snapshot["object"] == "subscription":
-            return parse_subscription(_as_dict(client.v1.subscriptions.retrieve(snapshot["id"])))
-        return parse_invoice(_as_dict(client.v1.invoices.retrieve(snapshot["id"])))
+        try:
+            if kind == "customer":
+                snapshot: Snapshot = parse_customer(_as_dict(client.v1.customers.retrieve(object_id)))
+            elif kind == "subscription":
+                raw = client.v1.subscriptions.retrieve(object_id, params={"expand": SUBSCRIPTION_EXPANSIONS})
+                snapshot = parse_subscription(_as_dict(raw))
+            elif kind == "invoice":
+                snapshot = parse_invoice(_as_dict(client.v1.invoices.retrieve(object_id)))
+            else:
+                raise ValueError(f"cannot fetch a {kind}")
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                return None
+            raise
+        missing = unresolved_coupon_ids(snapshot)
+        return with_coupons(snapshot, self.coupons(tenant, missing)) if missing else snapshot
