@@ -84,16 +84,23 @@ def external_id_for(
 
 
 def _renews_at(subscription: SubscriptionSnapshot, invoices: list[InvoiceSnapshot]) -> int | None:
-    """The later of the current-period end and the newest paid invoice line's period end."""
+    """The later of the current-period end and the newest paid invoice line's period end; None when
+    the subscription is set to cancel by then (at period end, or at a ``cancel_at`` before it)."""
+    if subscription["status"] not in RENEWING_STATUSES or subscription["cancel_at_period_end"]:
+        return None
     ends = [
         line["period_end"]
-        for inv in invoices
-        for line in inv["lines"]
+        for invoice in invoices
+        for line in invoice["lines"]
         if line["subscription"] == subscription["id"]
     ]
     if subscription["current_period_end"] is not None:
         ends.append(subscription["current_period_end"])
-    return max(ends, default=None)
+    renewal = max(ends, default=None)
+    cancel_at = subscription["cancel_at"]
+    if renewal is not None and cancel_at is not None and cancel_at <= renewal:
+        return None
+    return renewal
 
 
 def derive_record(tenant_id: str, objects: CustomerObjects, trait: str | None) -> CustomerRecord:
@@ -122,13 +129,7 @@ def derive_record(tenant_id: str, objects: CustomerObjects, trait: str | None) -
 
     trialing_subs = [s for s in subscriptions if s["status"] == "trialing"]
     trial_ends = [s["trial_end"] for s in trialing_subs if s["trial_end"] is not None]
-    renewals = [
-        r
-        for s in subscriptions
-        if s["status"] in RENEWING_STATUSES and not s["cancel_at_period_end"]
-        for r in [_renews_at(s, invoices)]
-        if r is not None
-    ]
+    renewals = [r for s in subscriptions if (r := _renews_at(s, invoices)) is not None]
     live = [s for s in subscriptions if s["status"] in LIVE_SUBSCRIPTION_STATUSES]
     churned = deleted or (bool(subscriptions) and not live)
     churned_at: int | None = None
