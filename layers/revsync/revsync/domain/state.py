@@ -39,6 +39,12 @@ def decide(current: Observation | None, incoming: Observation) -> Decision:
     current_terminal, incoming_terminal = is_terminal(current["snapshot"]), is_terminal(incoming["snapshot"])
     if current_terminal and not incoming_terminal:
         return Decision("keep", "terminal")
+    if current_terminal and incoming_terminal and current["source"] != incoming["source"]:
+        # Two views of one ending: the deletion event dates it (churned_at); a later read does not.
+        if incoming["source"] == "deleted":
+            return Decision("apply", "dated_by_event")
+        if current["source"] == "deleted":
+            return Decision("keep", "dated_by_event")
     if incoming_terminal and not current_terminal:
         return Decision("apply", "became_terminal")
     if incoming["observed_at"] != current["observed_at"]:
