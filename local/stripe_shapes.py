@@ -381,3 +381,19 @@ def event(
     if account is not None:
         body["account"] = account
     return body
+
+
+def previous_attributes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What Stripe puts in ``data.previous_attributes`` for an update from ``before`` to ``after``:
+    the old value of each changed top-level field, and for ``metadata`` only the changed keys (null
+    for a key that was added)."""
+    changed: dict[str, Any] = {}
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if key == "metadata" and isinstance(old, dict) and isinstance(new, dict):
+            changed[key] = {k: old.get(k) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+        else:
+            changed[key] = old
+    return changed
