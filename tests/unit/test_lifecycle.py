@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from local import stripe_shapes as S
 from revsync.domain.record import external_id_for, validate_trait
 from revsync.domain.snapshots import parse_customer
+
+from local import stripe_shapes as S
 from tests.unit.revenue_helpers import AS_OF, record_for
 
 SHAPES = ["current", "legacy"]

@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
-
-from local import stripe_shapes as S
 from revsync.domain.events import observation_of, parse_event
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.services.sync import apply_observation
+
+from local import stripe_shapes as S
 from tests.fakes import FakeCustomers, FakeStripe, FakeTenants
 
 T0 = 1_760_000_000
@@ -71,7 +71,12 @@ def histories(draw: Any) -> tuple[list[Event], dict[str, dict[str, Any]]]:
         start = tick()
 
         def build(
-            status: str, quantity: int, price: dict[str, Any], at: int, sub_id: str = sub_id
+            status: str,
+            quantity: int,
+            price: dict[str, Any],
+            at: int,
+            sub_id: str = sub_id,
+            start: int = start,
         ) -> dict[str, Any]:
             item = {
                 **S.subscription_item(
@@ -117,8 +122,9 @@ def histories(draw: Any) -> tuple[list[Event], dict[str, dict[str, Any]]]:
                     period_start=at,
                     period_end=at + 30 * DAY,
                     shape=shape,
-                    id=f"in_{sub_id}_{at}",
+                    id=f"in_{sub_id}_{len(events)}",  # one id, one amount: as in Stripe
                 )
+                truth[invoice["id"]] = invoice
                 events.append(("invoice.paid", invoice, at, None))
                 events.append(("invoice.payment_succeeded", invoice, at, None))
         truth[sub_id] = current
@@ -131,6 +137,12 @@ def histories(draw: Any) -> tuple[list[Event], dict[str, dict[str, Any]]]:
         events.append(("customer.deleted", customer, tick(), None))
         truth["cus_p"] = {"id": "cus_p", "object": "customer", "deleted": True}
     return events, truth
+
+
+def _summary(event: Event) -> str:
+    kind, obj, at, _ = event
+    quantity = obj.get("items", {}).get("data", [{}])[0].get("quantity", "")
+    return f"{kind} {obj['id']} {obj.get('status', '')} q={quantity} t={at - T0}"
 
 
 def _run(events: list[Event], truth: dict[str, dict[str, Any]]) -> dict[Any, Any]:
@@ -155,13 +167,15 @@ def _run(events: list[Event], truth: dict[str, dict[str, Any]]) -> dict[Any, Any
     }
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history=histories(), data=st.data())
 def test_record_is_independent_of_order_and_duplicates(
     history: tuple[list[Event], dict[str, Any]], data: Any
 ) -> None:
     events, truth = history
+    note([_summary(e) for e in events])
     in_order = _run(events, truth)
     duplicates = data.draw(st.lists(st.sampled_from(events), max_size=len(events)))
     shuffled = data.draw(st.permutations(events + duplicates))
+    note([_summary(e) for e in shuffled])
     assert _run(list(shuffled), truth) == in_order

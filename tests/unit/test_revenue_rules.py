@@ -44,7 +44,7 @@ def test_only_active_and_past_due_count(shape: S.Shape, status: str, counts: boo
 
 # --- item value -----------------------------------------------------------------------------------
 
-TIERS = [
+TIERS: list[dict[str, Any]] = [
     {"up_to": 10, "unit_amount": 1000, "flat_amount": 500},
     {"up_to": 20, "unit_amount": 800, "flat_amount": 300},
     {"up_to": None, "unit_amount": 500, "flat_amount": None},

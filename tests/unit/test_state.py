@@ -146,3 +146,22 @@ def test_every_permutation_of_a_same_second_burst_ends_at_the_truth() -> None:
         end = _replay(list(order), burst[-1])
         assert end is not None
         assert end["snapshot"] == burst[-1]["snapshot"]
+
+
+def test_a_state_that_returns_within_a_second_still_ends_at_the_truth() -> None:
+    # active -> past_due -> active, all in one second (found by the order-independence property).
+    created, middle, back = (
+        sub_obs("active", 100, "created", 1),
+        sub_obs("past_due", 100, "updated", 1),
+        sub_obs("active", 100, "updated", 1),
+    )
+    for order in itertools.permutations([created, middle, back]):
+        end = _replay(list(order), back)
+        assert end is not None
+        assert end["snapshot"]["object"] == "subscription"
+        assert end["snapshot"]["status"] == "active", [o["snapshot"]["status"] for o in order]
+
+
+def test_identical_content_later_in_the_lifecycle_moves_the_watermark() -> None:
+    decision = decide(sub_obs("active", 100, "created"), sub_obs("active", 100, "updated"))
+    assert (decision.action, decision.reason) == ("apply", "newer_identical")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, TypedDict
 
 from revsync.domain.snapshots import (
     Snapshot,
@@ -19,7 +19,6 @@ from revsync.domain.snapshots import (
     parse_discount_event,
     parse_invoice,
     parse_subscription,
-    snapshot_digest,
 )
 
 Source = Literal["created", "updated", "deleted", "fetched"]
@@ -41,7 +40,6 @@ class StripeEvent:
     livemode: bool
     account: str | None
     data_object: dict[str, Any]
-    previous_attributes: dict[str, Any] | None = None
 
 
 class Observation(TypedDict):
@@ -51,9 +49,6 @@ class Observation(TypedDict):
     observed_at: int
     source: Source
     event_id: str | None
-    # Digest of the object just before this update (from ``previous_attributes``): lets two updates
-    # in the same second be ordered without asking Stripe.
-    predecessor: NotRequired[str]
 
 
 class Envelope(TypedDict):
@@ -88,7 +83,6 @@ def parse_event(body: bytes) -> StripeEvent:
     if not isinstance(data_object, dict):
         raise EventError("invalid_event", "event has no data.object")
     account = raw.get("account")
-    previous = raw["data"].get("previous_attributes")
     return StripeEvent(
         id=event_id,
         type=event_type,
@@ -96,7 +90,6 @@ def parse_event(body: bytes) -> StripeEvent:
         livemode=bool(raw.get("livemode")),
         account=account if isinstance(account, str) and account else None,
         data_object=data_object,
-        previous_attributes=previous if isinstance(previous, dict) else None,
     )
 
 
@@ -130,21 +123,6 @@ _ROUTES: dict[str, tuple[_Reader, Source]] = {
 HANDLED_EVENT_TYPES = frozenset(_ROUTES)
 
 
-def _rolled_back(current: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
-    """The object before an update. Stripe's ``previous_attributes`` holds the old value of each
-    changed field: whole arrays, and for hashes only the changed keys (null where a metadata key was
-    added)."""
-    before = dict(current)
-    for key, old in previous.items():
-        now = current.get(key)
-        if isinstance(old, dict) and isinstance(now, dict):
-            merged = _rolled_back(now, old)
-            before[key] = {k: v for k, v in merged.items() if v is not None} if key == "metadata" else merged
-        else:
-            before[key] = old
-    return before
-
-
 def observation_of(event: StripeEvent) -> Observation | None:
     """The snapshot an event carries, or None for event types revsync does not handle."""
     route = _ROUTES.get(event.type)
@@ -156,10 +134,6 @@ def observation_of(event: StripeEvent) -> Observation | None:
         observation = Observation(
             snapshot=snapshot, observed_at=event.created, source=source, event_id=event.id
         )
-        if event.previous_attributes and snapshot["object"] in ("customer", "subscription"):
-            before = reader(_rolled_back(event.data_object, event.previous_attributes))
-            if before != snapshot:
-                observation["predecessor"] = snapshot_digest(before)
     except SnapshotError as exc:
         raise EventError("invalid_object", f"{event.type}: {exc}") from None
     return observation

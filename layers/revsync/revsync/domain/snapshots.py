@@ -13,8 +13,6 @@ in the wild and both parse here:
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal, NotRequired, TypedDict
 
@@ -392,12 +390,6 @@ def parse_discount_event(raw: dict[str, Any]) -> DiscountSnapshot:
         customer=_required_id(raw, "customer", "discount"),
         subscription=_id_of(raw.get("subscription")),
     )
-
-
-def snapshot_digest(snapshot: Snapshot) -> str:
-    """A short, stable fingerprint of a snapshot's content."""
-    canonical = json.dumps(snapshot, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(canonical).hexdigest()[:16]
 
 
 def discounts_of(snapshot: Snapshot) -> Iterator[Discount]:

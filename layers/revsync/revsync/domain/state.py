@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from revsync.domain.events import Observation
-from revsync.domain.snapshots import Discount, discounts_of, is_terminal, snapshot_digest
+from revsync.domain.snapshots import Discount, discounts_of, is_terminal
 
 Action = Literal["apply", "keep", "refetch"]
 
@@ -31,10 +31,15 @@ def decide(current: Observation | None, incoming: Observation) -> Decision:
     """Whether ``incoming`` replaces ``current`` (both observations of the same Stripe object)."""
     if current is None:
         return Decision("apply", "new")
-    same_content = current["snapshot"] == incoming["snapshot"]
-    if same_content:
-        if incoming["observed_at"] > current["observed_at"]:
-            return Decision("apply", "newer_identical")  # advances the watermark only
+    if current["snapshot"] == incoming["snapshot"]:
+        # Same content: only the watermark may move, so later observations (a later second, or a
+        # later lifecycle step in the same second) still order the ones that arrive after them.
+        if incoming["observed_at"] > current["observed_at"] or (
+            incoming["observed_at"] == current["observed_at"]
+            and "fetched" not in (incoming["source"], current["source"])
+            and _LIFECYCLE_RANK[incoming["source"]] > _LIFECYCLE_RANK[current["source"]]
+        ):
+            return Decision("apply", "newer_identical")
         return Decision("keep", "duplicate")
     current_terminal, incoming_terminal = is_terminal(current["snapshot"]), is_terminal(incoming["snapshot"])
     if current_terminal and not incoming_terminal:
@@ -62,11 +67,6 @@ def decide(current: Observation | None, incoming: Observation) -> Decision:
             if rank_in > rank_cur
             else Decision("keep", "earlier_in_lifecycle")
         )
-    # previous_attributes chain the two updates when one was made directly on top of the other.
-    if incoming.get("predecessor") == snapshot_digest(current["snapshot"]):
-        return Decision("apply", "successor")
-    if current.get("predecessor") == snapshot_digest(incoming["snapshot"]):
-        return Decision("keep", "predecessor")
     return Decision("refetch", "same_second")
 
 
