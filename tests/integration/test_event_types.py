@@ -1,0 +1,87 @@
+"""Every handled Stripe event type, end to end: receiver → queue → worker → record."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from local import stripe_shapes as S
+from local.inprocess import InProcessStack
+from revsync.domain.events import HANDLED_EVENT_TYPES
+from tests.fakes import FakeStripe
+from tests.integration.conftest import PLATFORM_SECRET
+
+pytestmark = pytest.mark.integration
+
+T = int(time.time()) - 100 * 86_400
+DAY = 86_400
+
+
+def test_every_handled_type_reaches_the_record(
+    stack: InProcessStack, connect_oauth: Any, stripe_fake: FakeStripe
+) -> None:
+    connect_oauth("acme", "acct_acme", trait="metadata.app_id")
+    seen: set[str] = set()
+
+    def send(kind: str, obj: dict[str, Any], at: int) -> dict[str, Any]:
+        response = stack.post_webhook(S.event(kind, obj, created=at, account="acct_acme"), PLATFORM_SECRET)
+        assert response.status == 200, response.body
+        assert response.json() == {"received": True}, kind
+        stats = stack.drain()
+        assert stats.failed == 0
+        seen.add(kind)
+        record = stack.request("GET", "/tenants/acme/customers/u-1")
+        assert record.status == 200, (kind, record.body)
+        return record.json()  # type: ignore[no-any-return]
+
+    customer = S.customer("cus_1", name="Ada", metadata={"app_id": "u-1"})
+    assert send("customer.created", customer, T)["traits"]["stripe.name"] == "Ada"
+    assert (
+        send("customer.updated", {**customer, "name": "Ada L."}, T + 1)["traits"]["stripe.name"] == "Ada L."
+    )
+
+    def subscription(status: str, **kwargs: Any) -> dict[str, Any]:
+        item = {**S.subscription_item(S.price(3000), period_start=T, period_end=T + 30 * DAY), "id": "si_1"}
+        return S.subscription(
+            "cus_1", [item], id="sub_1", status=status, period_start=T, period_end=T + 30 * DAY, **kwargs
+        )
+
+    record = send("customer.subscription.created", subscription("trialing", trial_end=T + 14 * DAY), T + 2)
+    assert (record["trialing"], record["trial_end"]) == (True, T + 14 * DAY)
+    record = send(
+        "customer.subscription.trial_will_end", subscription("trialing", trial_end=T + 14 * DAY), T + 3
+    )
+    assert record["trialing"] is True
+    assert send("customer.subscription.updated", subscription("active"), T + 14 * DAY)["mrr"] == 3000
+    assert send("customer.subscription.paused", subscription("paused"), T + 15 * DAY)["mrr"] == 0
+    assert send("customer.subscription.resumed", subscription("active"), T + 16 * DAY)["mrr"] == 3000
+
+    invoice = S.invoice("cus_1", "sub_1", amount_paid=3000, paid_at=T + 16 * DAY, period_end=T + 46 * DAY)
+    record = send("invoice.paid", invoice, T + 16 * DAY + 1)
+    assert (record["total_paid"], record["last_payment_at"], record["next_renewal_at"]) == (
+        3000,
+        T + 16 * DAY,
+        T + 46 * DAY,
+    )
+    assert send("invoice.payment_succeeded", invoice, T + 16 * DAY + 1)["total_paid"] == 3000
+
+    coupon = S.coupon(percent_off=50, id="co_half")
+    discount = {
+        **S.discount(coupon, customer="cus_1", subscription="sub_1"),
+        "source": {"type": "coupon", "coupon": "co_half"},
+    }
+    stripe_fake.objects.update({"co_half": coupon, "sub_1": subscription("active", discounts=[discount])})
+    assert send("customer.discount.created", discount, T + 17 * DAY)["mrr"] == 1500
+    assert send("customer.discount.updated", discount, T + 18 * DAY)["mrr"] == 1500
+    stripe_fake.objects["sub_1"] = subscription("active")
+    assert send("customer.discount.deleted", discount, T + 19 * DAY)["mrr"] == 3000
+
+    ended = subscription("canceled", canceled_at=T + 20 * DAY, ended_at=T + 20 * DAY)
+    record = send("customer.subscription.deleted", ended, T + 20 * DAY)
+    assert (record["churned"], record["churned_at"], record["mrr"]) == (True, T + 20 * DAY, 0)
+    record = send("customer.deleted", customer, T + 21 * DAY)
+    assert (record["deleted_in_stripe"], record["churned_at"]) == (True, T + 21 * DAY)
+
+    assert seen == HANDLED_EVENT_TYPES
