@@ -6,10 +6,10 @@ import time
 from typing import Any
 
 import pytest
+from revsync.domain.events import HANDLED_EVENT_TYPES
 
 from local import stripe_shapes as S
 from local.inprocess import InProcessStack
-from revsync.domain.events import HANDLED_EVENT_TYPES
 from tests.fakes import FakeStripe
 from tests.integration.conftest import PLATFORM_SECRET
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from local import stripe_shapes as S
 from revsync.domain.events import observation_of, parse_event
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.services.sync import SyncResult, apply_observation
+
+from local import stripe_shapes as S
 from tests.fakes import FakeCustomers, FakeStripe, FakeTenants
 
 T0 = 1_760_000_000
