@@ -419,3 +419,78 @@ def test_message_that_keeps_failing_is_parked_on_its_last_delivery(
     [parked] = _dead_letters(stack)
     assert parked["Body"] == body
     assert parked["MessageAttributes"]["reason"]["StringValue"] == "RuntimeError: table unavailable"
+
+
+def test_record_moves_when_its_customer_id_changes(stack: InProcessStack, connect_oauth: Any) -> None:
+    connect_oauth("acme", "acct_acme")
+    dynamodb = stack.client("dynamodb")
+    # The platform already knows u-2 (from its analytics import).
+    dynamodb.put_item(
+        TableName="revsync-local-customers",
+        Item={"tenant_id": {"S": "acme"}, "external_id": {"S": "u-2"}, "seats": {"N": "5"}},
+    )
+    unmatched = S.customer("cus_1", name="Ada")
+    _post(stack, S.event("customer.created", unmatched, created=NOW - 30, account="acct_acme"))
+    _post(
+        stack,
+        S.event(
+            "customer.subscription.created", S.subscription("cus_1"), created=NOW - 29, account="acct_acme"
+        ),
+    )
+    stack.drain()
+    kept = _record(stack, "acme", "stripe:cus_1")
+    assert kept is not None
+    assert (kept["matched"], kept["mrr"]) == (False, 1000)
+
+    _post(
+        stack,
+        S.event(
+            "customer.updated",
+            {**unmatched, "metadata": {"app_id": "u-1"}},
+            created=NOW - 20,
+            account="acct_acme",
+        ),
+    )
+    stack.drain()
+    assert _record(stack, "acme", "stripe:cus_1") is None
+    moved = _record(stack, "acme", "u-1")
+    assert moved is not None
+    assert (moved["matched"], moved["mrr"]) == (True, 1000)
+
+    _post(
+        stack,
+        S.event(
+            "customer.updated",
+            {**unmatched, "metadata": {"app_id": "u-2"}},
+            created=NOW - 10,
+            account="acct_acme",
+        ),
+    )
+    stack.drain()
+    assert _record(stack, "acme", "u-1") is None
+    assert "Item" not in dynamodb.get_item(
+        TableName="revsync-local-customers", Key={"tenant_id": {"S": "acme"}, "external_id": {"S": "u-1"}}
+    )
+    merged = dynamodb.get_item(
+        TableName="revsync-local-customers", Key={"tenant_id": {"S": "acme"}, "external_id": {"S": "u-2"}}
+    )["Item"]
+    assert merged["seats"] == {"N": "5"}  # the platform's attribute survives
+    assert merged["stripe_customer_id"] == {"S": "cus_1"}
+    assert merged["mrr"] == {"N": "1000"}
+
+    # Leaving a key the platform also uses: revsync's attributes go, the platform's stay.
+    _post(
+        stack,
+        S.event(
+            "customer.updated",
+            {**unmatched, "metadata": {"app_id": "u-3"}},
+            created=NOW - 5,
+            account="acct_acme",
+        ),
+    )
+    stack.drain()
+    left = dynamodb.get_item(
+        TableName="revsync-local-customers", Key={"tenant_id": {"S": "acme"}, "external_id": {"S": "u-2"}}
+    )["Item"]
+    assert left == {"tenant_id": {"S": "acme"}, "external_id": {"S": "u-2"}, "seats": {"N": "5"}}
+    assert _record(stack, "acme", "u-3") is not None

@@ -177,20 +177,25 @@ class CustomerStore:
         return True
 
     def _release(self, tenant_id: str, external_id: str, customer_id: str) -> None:
-        """The record moved to a new key: the old one is gone (its platform attributes, if any, stay)."""
+        """The record moved to a new key: the old one is gone. A ``stripe:`` key is revsync's own and is
+        deleted; on a matched key only revsync's attributes are removed, and the item is deleted if
+        nothing else was on it (the platform's attributes, if any, stay). A platform write landing on
+        that same item between the two calls (one round trip) would be lost with it."""
         old = CustomerRecordItem(tenant_id, external_id)
         belongs = CustomerRecordItem.stripe_customer_id == customer_id
         try:
             if external_id.startswith(UNMATCHED_PREFIX):
-                old.delete(condition=belongs)  # revsync created it; nobody else writes there
-            else:
-                old.update(
-                    actions=[
-                        getattr(CustomerRecordItem, n).remove()
-                        for n in (*OWNED_RECORD_FIELDS, "revsync_version")
-                    ],
-                    condition=belongs,
-                )
+                old.delete(condition=belongs)
+                return
+            response = old.update(
+                actions=[
+                    getattr(CustomerRecordItem, n).remove() for n in (*OWNED_RECORD_FIELDS, "revsync_version")
+                ],
+                condition=belongs,
+            )
+            # The raw item, platform attributes included (the model maps only revsync's own).
+            if not set(response.get("Attributes", {})) - {"tenant_id", "external_id"}:
+                old.delete(condition=CustomerRecordItem.stripe_customer_id.does_not_exist())
         except (DeleteError, UpdateError) as exc:
             if not _conditional_failed(exc):
                 raise
