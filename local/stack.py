@@ -1,0 +1,279 @@
+"""The embedded local stack: `make up` runs it in the foreground.
+
+- AWS: moto in server mode (SQS, DynamoDB, Step Functions, SSM, Secrets Manager) on
+  ``REVSYNC_AWS_PORT`` (5000), with the template's tables and queues.
+- Gateway: an HTTP server on ``REVSYNC_API_PORT`` (3000) serving exactly the template's routes by
+  calling the same handlers with API Gateway v2 events, plus ``POST /_local/flush``.
+- Poller: feeds the events queue to the worker like the Lambda event-source mapping.
+- Stripe: the sandbox on ``REVSYNC_STRIPE_PORT`` (12111), unless ``REVSYNC_STRIPE_API_BASE`` points
+  at another Stripe API. The platform key is ``REVSYNC_STRIPE_SECRET_KEY`` (``sk_test_platform``) and
+  the Connect webhook secret ``REVSYNC_WEBHOOK_SECRET`` (``whsec_local``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+from local import apigw, lambda_runtime, poller
+from local.aws import DEFAULT_PLATFORM_KEY, DEFAULT_WEBHOOK_SECRET, create_resources
+from local.inprocess import REGION, reset_process_caches
+from local.stripe_sandbox.server import SandboxApp
+from local.stripe_sandbox.server import serve as serve_sandbox
+from local.template import LocalNames, function_environment, http_routes, resources_of_type
+
+log = logging.getLogger("revsync.local")
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    api: int = 3000
+    aws: int = 5000
+    stripe: int = 12111
+
+    @classmethod
+    def from_env(cls) -> Ports:
+        return cls(
+            api=int(os.environ.get("REVSYNC_API_PORT", "3000")),
+            aws=int(os.environ.get("REVSYNC_AWS_PORT", "5000")),
+            stripe=int(os.environ.get("REVSYNC_STRIPE_PORT", "12111")),
+        )
+
+
+@dataclass
+class LocalStack:
+    ports: Ports = field(default_factory=Ports.from_env)
+    stripe_api_base: str | None = field(
+        default_factory=lambda: os.environ.get("REVSYNC_STRIPE_API_BASE") or None
+    )
+    platform_key: str = field(
+        default_factory=lambda: os.environ.get("REVSYNC_STRIPE_SECRET_KEY", DEFAULT_PLATFORM_KEY)
+    )
+    webhook_secret: str = field(
+        default_factory=lambda: os.environ.get("REVSYNC_WEBHOOK_SECRET", DEFAULT_WEBHOOK_SECRET)
+    )
+    # Locally a failed message is retried after this many seconds, not the queue's 180.
+    retry_seconds: int = field(
+        default_factory=lambda: int(os.environ.get("REVSYNC_LOCAL_RETRY_SECONDS", "1"))
+    )
+    names: LocalNames | None = None
+    sandbox: SandboxApp | None = None
+    _servers: list[Any] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _function_locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _poller_busy: threading.Event = field(default_factory=threading.Event)
+    poll_stats: poller.PollStats = field(default_factory=poller.PollStats)
+    _saved_env: dict[str, str | None] = field(default_factory=dict)
+
+    def _set_env(self, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.api}"
+
+    @property
+    def aws_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.aws}"
+
+    @property
+    def stripe_url(self) -> str:
+        return self.stripe_api_base or f"http://127.0.0.1:{self.ports.stripe}"
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> LocalStack:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's and our servers' access logs
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.ports.aws, verbose=False)
+        moto.start()
+        self._servers.append(moto)
+        self._set_env(
+            {
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_SESSION_TOKEN": "testing",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+                "AWS_ENDPOINT_URL": self.aws_url,
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+                "REVSYNC_WEBHOOK_SECRET": self.webhook_secret,
+                "REVSYNC_STRIPE_SECRET_KEY": self.platform_key,
+            }
+        )
+        self.names = create_resources(REGION, endpoint_url=self.aws_url)
+        environment: dict[str, str] = {}
+        for logical_id in resources_of_type("AWS::Serverless::Function"):
+            environment.update(function_environment(logical_id, self.names))
+        environment.pop("POWERTOOLS_SERVICE_NAME", None)
+        environment["REVSYNC_STRIPE_API_BASE"] = self.stripe_url
+        self._set_env(environment)
+        reset_process_caches()
+        if self.stripe_api_base is None:
+            sandbox_server, self.sandbox = serve_sandbox(self.ports.stripe)
+            self._servers.append(sandbox_server)
+        gateway = make_server("127.0.0.1", self.ports.api, self._gateway, threaded=True)
+        threading.Thread(target=gateway.serve_forever, name="gateway", daemon=True).start()
+        self._servers.append(gateway)
+        threading.Thread(target=self._poll_forever, name="poller", daemon=True).start()
+        if self.sandbox is not None:
+            self.register_connect_endpoint()
+        return self
+
+    def register_connect_endpoint(self) -> None:
+        """The platform's Connect webhook endpoint, signed with the stack's webhook secret."""
+        import stripe  # noqa: PLC0415 (dev-only convenience)
+
+        client = stripe.StripeClient(self.platform_key, base_addresses={"api": self.stripe_url})
+        client.v1.webhook_endpoints.create(
+            params={
+                "url": f"{self.api_url}/webhooks/stripe",
+                "connect": True,
+                "enabled_events": ["*"],
+                "secret": self.webhook_secret,  # sandbox extension: choose the secret
+            }
+        )
+
+    def stop(self) -> None:
+        self._stop.set()
+        for server in reversed(self._servers):
+            if isinstance(server, BaseWSGIServer):
+                server.shutdown()
+            elif isinstance(server, ThreadedMotoServer):
+                server.stop()
+        if self.sandbox is not None:
+            self.sandbox.stop()
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reset_process_caches()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- the gateway ----------------------------------------------------------------------------
+
+    def _invoke(self, logical_id: str, event: dict[str, Any]) -> dict[str, Any]:
+        # One request at a time per function, like one warm Lambda container.
+        lock = self._function_locks.setdefault(logical_id, threading.Lock())
+        with lock:
+            return lambda_runtime.invoke(logical_id, event)
+
+    def _gateway(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        if request.path == "/_local/flush" and request.method == "POST":
+            response = Response(json.dumps(self.flush()), mimetype="application/json")
+            return response(environ, start_response)
+        for route in http_routes():
+            params = apigw.match(route, request.method, request.path)
+            if params is None:
+                continue
+            event = apigw.http_event(
+                route,
+                request.path,
+                params,
+                request.get_data(),
+                dict(request.headers.items()),
+                request.query_string.decode(),
+            )
+            result = self._invoke(route.function, event)
+            response = Response(
+                result.get("body") or "",
+                status=int(result["statusCode"]),
+                headers=result.get("headers") or {},
+            )
+            for cookie in result.get("cookies") or []:
+                response.headers.add("Set-Cookie", cookie)
+            return response(environ, start_response)
+        response = Response(
+            json.dumps({"error": "not_found", "message": "no such route"}),
+            status=404,
+            mimetype="application/json",
+        )
+        return response(environ, start_response)
+
+    # --- the poller -----------------------------------------------------------------------------
+
+    def _poll_forever(self) -> None:
+        assert self.names is not None
+        sqs = boto3.client("sqs", region_name=REGION, endpoint_url=self.aws_url)
+        queue_url = self.names.queue_urls["EventsQueue"]
+        while not self._stop.is_set():
+            self._poller_busy.set()
+            try:
+                received = poller.poll_once(
+                    sqs,
+                    queue_url,
+                    lambda e: self._invoke("WorkerFunction", e),
+                    REGION,
+                    self.poll_stats,
+                    retry_visibility=self.retry_seconds,
+                )
+            except Exception:  # keep polling, as the event-source mapping does
+                log.exception("poller error")
+                received = 0
+            finally:
+                self._poller_busy.clear()
+            if not received:
+                self._stop.wait(0.05)
+
+    def queue_depth(self, logical_id: str) -> int:
+        assert self.names is not None
+        sqs = boto3.client("sqs", region_name=REGION, endpoint_url=self.aws_url)
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=self.names.queue_urls[logical_id],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(
+            attributes["ApproximateNumberOfMessagesNotVisible"]
+        )
+
+    def flush(self, timeout: float = 120) -> dict[str, Any]:
+        """Return once Stripe has nothing left to deliver, the events queue is empty and the worker idle."""
+        deadline = time.monotonic() + timeout
+        quiet = 0
+        while time.monotonic() < deadline:
+            pending = self.sandbox.pending() if self.sandbox else 0
+            busy = pending or self.queue_depth("EventsQueue") or self._poller_busy.is_set()
+            quiet = 0 if busy else quiet + 1
+            if quiet >= 3:  # stable across a few looks: nothing in flight between the parts
+                return {"flushed": True, "dead_letters": self.queue_depth("EventsDeadLetterQueue")}
+            time.sleep(0.05)
+        return {"flushed": False, "dead_letters": self.queue_depth("EventsDeadLetterQueue")}
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    stack = LocalStack().start()
+    print("revsync local stack is up (Ctrl-C to stop)")
+    print(f"  API gateway     {stack.api_url}   (routes from template.yaml; POST /_local/flush)")
+    print(f"  AWS (moto)      {stack.aws_url}")
+    print(f"  Stripe          {stack.stripe_url}" + ("   (sandbox)" if stack.sandbox else "   (external)"))
+    print(f"  Connect webhook {stack.api_url}/webhooks/stripe  secret {stack.webhook_secret}")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()
