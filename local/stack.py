@@ -138,7 +138,7 @@ class LocalStack:
 
         client = stripe.StripeClient(self.platform_key, base_addresses={"api": self.stripe_url})
         client.v1.webhook_endpoints.create(
-            params={
+            params={  # type: ignore[typeddict-unknown-key]
                 "url": f"{self.api_url}/webhooks/stripe",
                 "connect": True,
                 "enabled_events": ["*"],

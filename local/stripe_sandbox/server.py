@@ -31,14 +31,15 @@ from local.stripe_sandbox.model import HIDDEN_BY_DEFAULT, Account, Delivery, OAu
 
 MAX_DELIVERY_ATTEMPTS = 6
 
+_KINDS = "any(products, prices, coupons, customers, subscriptions, invoices, events, webhook_endpoints)"
 _RULES = [
     Rule("/v1/account", endpoint="account"),
     Rule(
-        "/v1/<any(products, prices, coupons, customers, subscriptions, invoices, events, webhook_endpoints):kind>",
+        f"/v1/<{_KINDS}:kind>",
         endpoint="collection",
     ),
     Rule(
-        "/v1/<any(products, prices, coupons, customers, subscriptions, invoices, events, webhook_endpoints):kind>/<oid>",
+        f"/v1/<{_KINDS}:kind>/<oid>",
         endpoint="member",
     ),
     Rule("/v1/customers/<oid>/discount", endpoint="customer_discount"),
@@ -118,7 +119,7 @@ class SandboxApp:
         request = Request(environ)
         try:
             endpoint, args = self.urls.bind_to_environ(environ).match()
-            response = self.dispatch(request, endpoint, args)
+            response = self.dispatch(request, str(endpoint), dict(args))
         except StripeError as exc:
             response = _json(exc.body(), exc.status, _rate_headers(exc))
         except OAuthError as exc:
@@ -143,9 +144,11 @@ class SandboxApp:
     def dispatch(self, request: Request, endpoint: str, args: dict[str, str]) -> Response:
         sandbox = self.sandbox
         if endpoint in ("advance", "config", "payment_failure", "stats", "flush"):
-            return getattr(self, f"control_{endpoint}")(request, **args)
+            control: Callable[..., Response] = getattr(self, f"control_{endpoint}")
+            return control(request, **args)
         if endpoint in ("authorize", "token", "deauthorize"):
-            return getattr(self, f"oauth_{endpoint}")(request)
+            oauth: Callable[[Request], Response] = getattr(self, f"oauth_{endpoint}")
+            return oauth(request)
         latency = float(sandbox.settings["latency_ms"]) / 1000
         if latency:
             time.sleep(latency)
@@ -380,7 +383,7 @@ class SandboxApp:
     def _deliver(self, delivery: Delivery) -> None:
         payload = json.dumps(delivery.event).encode()
         header = sign_header(delivery.endpoint["secret"], int(time.time()), payload)
-        request = urllib.request.Request(
+        request = urllib.request.Request(  # noqa: S310 (an endpoint URL registered with the sandbox)
             delivery.endpoint["url"],
             data=payload,
             method="POST",
@@ -504,9 +507,11 @@ def _authorize_page(params: dict[str, Any]) -> str:
         for k, v in params.items()
         if isinstance(v, str) and k != "decision"
     )
-    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Connect with Stripe (sandbox)</title></head>
+    client = html.escape(str(params.get("client_id")))
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Connect with Stripe (sandbox)</title></head>
 <body><main><h1>Connect your Stripe account</h1>
-<p>The application <strong>{html.escape(str(params.get("client_id")))}</strong> asks for read and write access.</p>
+<p>The application <strong>{client}</strong> asks for read and write access.</p>
 <form method="get" action="/oauth/authorize">{hidden}
 <button type="submit" name="decision" value="approve">Connect my Stripe account</button>
 <button type="submit" name="decision" value="deny">Deny access</button></form></main></body></html>"""
