@@ -17,9 +17,11 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
+from pynamodb.models import Model
 from revsync.domain.signature import compute_signature
 from revsync.infra import aws
 from revsync.settings import get_settings
+from revsync.store import models
 
 from local import apigw, lambda_runtime, poller
 from local.aws import create_resources
@@ -43,6 +45,10 @@ def reset_process_caches() -> None:
 
     get_settings.cache_clear()
     aws.reset_clients()
+    # PynamoDB keeps one connection per model class, bound to the endpoint it was created with.
+    for model in vars(models).values():
+        if isinstance(model, type) and issubclass(model, Model):
+            model._connection = None
     parameters.clear_caches()
     for logical_id in resources_of_type("AWS::Serverless::Function"):
         module = lambda_runtime.load_module(logical_id)

@@ -21,8 +21,7 @@ class _NoManagedPolicyLookup:
         return {}
 
 
-@pytest.fixture(scope="module")
-def translated() -> dict[str, Any]:
+def translated_template() -> dict[str, Any]:
     template = yaml_parse((ROOT / "template.yaml").read_text())
     # What `sam package` does before CloudFormation sees the template: local code paths become S3 URIs.
     for resource in template["Resources"].values():
@@ -34,6 +33,11 @@ def translated() -> dict[str, Any]:
     # The region comes from tests/conftest.py's environment; nothing here calls AWS.
     output: dict[str, Any] = transform(template, {}, _NoManagedPolicyLookup())
     return output
+
+
+@pytest.fixture(scope="module")
+def translated() -> dict[str, Any]:
+    return translated_template()
 
 
 def test_cfn_lint_passes() -> None:
