@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +100,8 @@ class LocalStack:
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.ports.aws, verbose=False)
         moto.start()
         self._servers.append(moto)
+        # moto's backends live in this process: start from an empty account even if a stack ran before.
+        urllib.request.urlopen(urllib.request.Request(f"{self.aws_url}/moto-api/reset", method="POST"))  # noqa: S310
         self._set_env(
             {
                 "AWS_ACCESS_KEY_ID": "testing",
