@@ -26,7 +26,7 @@ from moto.server import ThreadedMotoServer
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from local import apigw, lambda_runtime, poller
+from local import apigw, lambda_runtime, poller, stepfunctions
 from local.aws import DEFAULT_PLATFORM_KEY, DEFAULT_WEBHOOK_SECRET, create_resources
 from local.inprocess import REGION, reset_process_caches
 from local.stripe_sandbox.server import SandboxApp
@@ -109,6 +109,7 @@ class LocalStack:
                 "AWS_SESSION_TOKEN": "testing",
                 "AWS_DEFAULT_REGION": REGION,
                 "AWS_REGION": REGION,
+                "MOTO_PORT": str(self.ports.aws),  # where moto's state machine interpreter calls Lambda
                 "AWS_ENDPOINT_URL": self.aws_url,
                 "POWERTOOLS_TRACE_DISABLED": "true",
                 "POWERTOOLS_METRICS_DISABLED": "true",
@@ -116,6 +117,7 @@ class LocalStack:
                 "REVSYNC_STRIPE_SECRET_KEY": self.platform_key,
             }
         )
+        stepfunctions.install()
         self.names = create_resources(REGION, endpoint_url=self.aws_url)
         environment: dict[str, str] = {}
         for logical_id in resources_of_type("AWS::Serverless::Function"):

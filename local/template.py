@@ -109,6 +109,9 @@ def _resolve(value: Any, names: LocalNames) -> Any:
                 return names.physical_name(logical_id)
             if attribute == "Arn":
                 resource_type = load_template()["Resources"][logical_id]["Type"]
+                if resource_type == "AWS::Serverless::Function":
+                    # Locally a function is named by its logical id (see local/stepfunctions.py).
+                    return f"arn:aws:lambda:{names.region}:{ACCOUNT_ID}:function:{logical_id}"
                 service = "sqs" if resource_type == "AWS::SQS::Queue" else "dynamodb"
                 suffix = (
                     names.physical_name(logical_id)

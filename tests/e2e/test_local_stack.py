@@ -236,3 +236,43 @@ def test_the_gateway_serves_exactly_the_templates_routes(local_stack: LocalStack
         404,
         {"error": "not_found", "message": "no such route"},
     )
+
+
+def test_step_functions_run_asl_with_lambda_tasks_calling_the_local_handlers(local_stack: LocalStack) -> None:
+    definition = {
+        "StartAt": "Health",
+        "States": {
+            "Health": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {
+                    "FunctionName": "arn:aws:lambda:us-east-1:123456789012:function:TenantApiFunction",
+                    "Payload": {
+                        "version": "2.0",
+                        "routeKey": "GET /health",
+                        "rawPath": "/health",
+                        "headers": {},
+                        "requestContext": {"http": {"method": "GET", "path": "/health"}, "stage": "$default"},
+                        "isBase64Encoded": False,
+                    },
+                },
+                "OutputPath": "$.Payload",
+                "End": True,
+            }
+        },
+    }
+    sfn = boto3.client("stepfunctions", region_name="us-east-1", endpoint_url=local_stack.aws_url)
+    machine = sfn.create_state_machine(
+        name="local-hook-check",
+        definition=json.dumps(definition),
+        roleArn="arn:aws:iam::123456789012:role/local",
+    )["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]
+    for _ in range(200):
+        described = sfn.describe_execution(executionArn=execution)
+        if described["status"] != "RUNNING":
+            break
+        time.sleep(0.05)
+    assert described["status"] == "SUCCEEDED", described
+    output = json.loads(described["output"])
+    assert (output["statusCode"], json.loads(output["body"])) == (200, {"status": "ok"})
