@@ -15,7 +15,7 @@ from typing import Any
 
 import moto.awslambda_simple.models as lambda_simple
 from moto.core.base_backend import BackendDict
-from moto.core.models import default_user_config
+from moto.core.config import default_user_config
 
 from local import lambda_runtime
 from local.template import resources_of_type
