@@ -9,7 +9,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test test-unit test-integration lint fmt typecheck build demo bench clean
+.PHONY: help venv test test-unit lint fmt build up demo bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,7 +41,10 @@ fmt: $(STAMP) ## format and autofix
 build: $(STAMP) ## sam build (needs the AWS SAM CLI, not installed by this project)
 	sam build --use-container=false
 
-demo: $(STAMP) ## run the end-to-end story in-process on moto and print the records
+up: $(STAMP) ## run the local stack in the foreground (API :3000, moto :5000, Stripe sandbox :12111)
+	$(VPY) -m local.stack
+
+demo: $(STAMP) ## run the end-to-end story on the local stack, print the records, check them against Stripe
 	$(VPY) -m local.demo
 
 bench: $(STAMP) ## run the benchmarks under bench/

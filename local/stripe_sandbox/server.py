@@ -103,7 +103,7 @@ class _TokenBucket:
 class SandboxApp:
     def __init__(self, sandbox: Sandbox | None = None) -> None:
         self.sandbox = sandbox or Sandbox()
-        self.urls = Map(_RULES)
+        self.urls = Map([rule.empty() for rule in _RULES])  # a rule binds to one map: copies per app
         self.bucket = _TokenBucket()
         self.requests: dict[str, int] = {}
         self._wake = threading.Event()

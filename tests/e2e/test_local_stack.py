@@ -14,6 +14,7 @@ from revsync.domain.signature import sign_header
 
 from local.stack import LocalStack
 from local.template import http_routes
+from local.truth import expected_record
 from tests.e2e.conftest import http
 
 pytestmark = pytest.mark.e2e
@@ -53,39 +54,6 @@ def sandbox(stack: LocalStack, path: str, body: dict[str, Any]) -> Any:
     status, answer = http("POST", f"{stack.stripe_url}/_sandbox/{path}", body)
     assert status == 200, answer
     return answer
-
-
-def expected_record(client: stripe.StripeClient, customer_id: str) -> dict[str, Any]:
-    """What the sandbox's own objects say, computed independently (per-unit prices, percent coupons)."""
-    customer = client.v1.customers.retrieve(customer_id)
-    subscriptions = [
-        s
-        for s in client.v1.subscriptions.list(params={"status": "all", "limit": 100}).data
-        if s.customer == customer_id
-    ]
-    paid = client.v1.invoices.list(params={"customer": customer_id, "status": "paid", "limit": 100}).data
-    deleted = bool(getattr(customer, "deleted", False))
-    mrr = 0.0
-    for subscription in subscriptions:
-        if subscription.status not in ("active", "past_due"):
-            continue
-        amount = sum(item.price.unit_amount * item.quantity for item in subscription["items"].data)
-        for discount in client.v1.subscriptions.retrieve(
-            subscription.id, params={"expand": ["discounts"]}
-        ).discounts:
-            expanded: Any = discount  # expanded above: an object, not an id
-            coupon = client.v1.coupons.retrieve(expanded.source.coupon)
-            amount *= 1 - (coupon.percent_off or 0) / 100
-        mrr += amount
-    live = [s for s in subscriptions if s.status in ("trialing", "active", "past_due", "unpaid", "paused")]
-    return {
-        "mrr": 0 if deleted else round(mrr),
-        "trialing": not deleted and any(s.status == "trialing" for s in subscriptions),
-        "churned": deleted or (bool(subscriptions) and not live),
-        "deleted_in_stripe": deleted,
-        "total_paid": sum(i.amount_paid for i in paid),
-        "last_payment_at": max((int(i.status_transitions.paid_at or 0) for i in paid), default=None),
-    }
 
 
 def test_live_changes_reach_the_records_through_delayed_duplicated_reordered_webhooks(

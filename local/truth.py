@@ -1,0 +1,48 @@
+"""What a customer's record should say, read from Stripe's own objects and computed independently of
+revsync's domain code (per-unit prices, percent coupons: what the demo and e2e stories use)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import stripe
+
+LIVE = ("trialing", "active", "past_due", "unpaid", "paused")
+MONTHS = {"month": 1, "year": 12}
+
+
+def expected_record(client: stripe.StripeClient, customer_id: str) -> dict[str, Any]:
+    customer = client.v1.customers.retrieve(customer_id)
+    subscriptions = [
+        s
+        for s in client.v1.subscriptions.list(params={"status": "all", "limit": 100}).auto_paging_iter()
+        if s.customer == customer_id
+    ]
+    paid = list(
+        client.v1.invoices.list(
+            params={"customer": customer_id, "status": "paid", "limit": 100}
+        ).auto_paging_iter()
+    )
+    deleted = bool(getattr(customer, "deleted", False))
+    mrr = 0.0
+    for subscription in subscriptions:
+        if subscription.status not in ("active", "past_due"):
+            continue
+        amount = 0.0
+        for item in subscription["items"].data:
+            recurring = item.price.recurring
+            months = MONTHS[recurring.interval] * recurring.interval_count
+            amount += item.price.unit_amount * item.quantity / months
+        expanded: Any = client.v1.subscriptions.retrieve(subscription.id, params={"expand": ["discounts"]})
+        for discount in expanded.discounts:
+            amount *= 1 - (client.v1.coupons.retrieve(discount.source.coupon).percent_off or 0) / 100
+        mrr += amount
+    live = [s for s in subscriptions if s.status in LIVE]
+    return {
+        "mrr": 0 if deleted else int(mrr + 0.5),
+        "trialing": not deleted and any(s.status == "trialing" for s in subscriptions),
+        "churned": deleted or (bool(subscriptions) and not live),
+        "deleted_in_stripe": deleted,
+        "total_paid": sum(i.amount_paid for i in paid),
+        "last_payment_at": max((int(i.status_transitions.paid_at or 0) for i in paid), default=None),
+    }
