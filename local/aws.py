@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 
-from local.template import LocalNames, resources_of_type
+from local.template import ROOT, LocalNames, resources_of_type
 
 DEFAULT_WEBHOOK_SECRET = "whsec_local"
 DEFAULT_PLATFORM_KEY = "sk_test_platform"
@@ -61,6 +61,19 @@ def create_resources(region: str, endpoint_url: str | None = None) -> LocalNames
             attributes["RedrivePolicy"] = json.dumps({k: str(v) for k, v in policy.items()})
         url = sqs.create_queue(QueueName=names.physical_name(logical_id), Attributes=attributes)["QueueUrl"]  # type: ignore[arg-type]
         names.queue_urls[logical_id] = url
+
+    stepfunctions = session.client("stepfunctions", endpoint_url=endpoint_url)
+    for logical_id, resource in resources_of_type("AWS::Serverless::StateMachine").items():
+        props = resource["Properties"]
+        definition = (ROOT / props["DefinitionUri"]).read_text()
+        for key, value in props.get("DefinitionSubstitutions", {}).items():
+            definition = definition.replace("${" + key + "}", str(names.resolve(value)))
+        arn = stepfunctions.create_state_machine(
+            name=names.physical_name(logical_id),
+            definition=definition,
+            roleArn="arn:aws:iam::123456789012:role/local-stepfunctions",
+        )["stateMachineArn"]
+        names.state_machine_arns[logical_id] = arn
 
     seed_platform_secrets(session, endpoint_url, names)
     return names

@@ -160,6 +160,7 @@ class LocalStack:
                 server.stop()
         if self.sandbox is not None:
             self.sandbox.stop()
+        stepfunctions.uninstall()
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)

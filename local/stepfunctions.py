@@ -46,11 +46,17 @@ class LocalHandlersLambdaBackend(lambda_simple.LambdaSimpleBackend):
 
 
 def install() -> None:
-    """Turn on moto's interpreter and route its Lambda tasks to the local handlers (idempotent)."""
+    """Turn on moto's interpreter and route its Lambda tasks to the local handlers."""
     default_user_config.setdefault("stepfunctions", {})["execute_state_machine"] = True
     default_user_config.setdefault("lambda", {})["use_docker"] = False
     if not isinstance(lambda_simple.lambda_simple_backends, _LocalBackendDict):
         lambda_simple.lambda_simple_backends = _LocalBackendDict(LocalHandlersLambdaBackend, "lambda")
+
+
+def uninstall() -> None:
+    """Back to moto's defaults (executions not run), for whatever runs in this process next."""
+    default_user_config.setdefault("stepfunctions", {})["execute_state_machine"] = False
+    default_user_config.setdefault("lambda", {})["use_docker"] = True
 
 
 class _LocalBackendDict(BackendDict):  # type: ignore[type-arg]

@@ -7,7 +7,7 @@ intrinsic functions the template uses (Ref, Sub, GetAtt) resolved against local 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ class LocalNames:
 
     region: str
     queue_urls: dict[str, str]
+    state_machine_arns: dict[str, str] = field(default_factory=dict)
 
     def resolve(self, value: Any) -> Any:
         return _resolve(value, self)
@@ -60,7 +61,7 @@ class LocalNames:
     def physical_name(self, logical_id: str) -> str:
         resource = load_template()["Resources"][logical_id]
         props = resource.get("Properties", {})
-        for key in ("TableName", "QueueName", "LayerName"):
+        for key in ("TableName", "QueueName", "LayerName", "Name"):
             if key in props:
                 return str(self.resolve(props[key]))
         return logical_id
@@ -90,6 +91,8 @@ def _resolve(value: Any, names: LocalNames) -> Any:
             resource = load_template()["Resources"][arg]
             if resource["Type"] == "AWS::SQS::Queue":
                 return names.queue_urls.get(arg, names.physical_name(arg))
+            if resource["Type"] == "AWS::Serverless::StateMachine":
+                return names.state_machine_arns.get(arg, arg)
             return names.physical_name(arg)
         if fn == "Fn::Sub":
             text = arg if isinstance(arg, str) else arg[0]

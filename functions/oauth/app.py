@@ -15,11 +15,12 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from revsync.infra.secrets import PlatformSecrets, TenantSecrets
+from revsync.infra.stepfunctions import BackfillStarter
 from revsync.services import tenants as service
 from revsync.services.tenants import ApiError
 from revsync.settings import get_settings
 from revsync.store.customers import CustomerStore
-from revsync.store.tenants import TenantStore
+from revsync.store.tenants import BackfillProgress, TenantStore
 from revsync.stripe_api.client import StripeAccounts
 
 logger = Logger()
@@ -33,6 +34,8 @@ def dependencies() -> dict[str, Any]:
     return {
         "tenants": TenantStore(),
         "records": CustomerStore(),
+        "claims": BackfillProgress(),
+        "starter": BackfillStarter(),
         "secrets": tenant_secrets,
         "stripe": StripeAccounts(
             platform_key=PlatformSecrets().stripe_secret_key,
@@ -88,10 +91,29 @@ def put_connection(tenant_id: str) -> Response[str]:
 
 @app.put("/tenants/<tenant_id>/stripe/config")
 def put_config(tenant_id: str) -> Response[str]:
+    deps = dependencies()
     document = service.save_config(
-        tenant_id, _json_body(), tenants=dependencies()["tenants"], now=int(time.time())
+        tenant_id,
+        _json_body(),
+        tenants=deps["tenants"],
+        claims=deps["claims"],
+        starter=deps["starter"],
+        now=int(time.time()),
     )
     return _json(200, document)
+
+
+@app.post("/tenants/<tenant_id>/stripe/backfill")
+def post_backfill(tenant_id: str) -> Response[str]:
+    deps = dependencies()
+    started = service.start_backfill(
+        tenant_id,
+        tenants=deps["tenants"],
+        claims=deps["claims"],
+        starter=deps["starter"],
+        now=int(time.time()),
+    )
+    return _json(202, started)
 
 
 @app.get("/tenants/<tenant_id>/stripe")

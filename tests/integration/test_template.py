@@ -26,10 +26,10 @@ def translated_template() -> dict[str, Any]:
     # What `sam package` does before CloudFormation sees the template: local code paths become S3 URIs.
     for resource in template["Resources"].values():
         props = resource.get("Properties", {})
-        for key in ("CodeUri", "ContentUri"):
+        for key in ("CodeUri", "ContentUri", "DefinitionUri"):
             if isinstance(props.get(key), str):
-                assert (ROOT / props[key]).is_dir(), props[key]
-                props[key] = f"s3://revsync-artifacts/{props[key].strip('/')}.zip"
+                assert (ROOT / props[key]).exists(), props[key]
+                props[key] = f"s3://revsync-artifacts/{props[key].strip('/')}"
     # The region comes from tests/conftest.py's environment; nothing here calls AWS.
     output: dict[str, Any] = transform(template, {}, _NoManagedPolicyLookup())
     return output
@@ -54,7 +54,7 @@ def _resources(translated: dict[str, Any], resource_type: str) -> dict[str, Any]
 
 def test_functions_are_python312_arm64_with_the_layer(translated: dict[str, Any]) -> None:
     functions = _resources(translated, "AWS::Lambda::Function")
-    assert set(functions) == {"WebhookFunction", "WorkerFunction", "TenantApiFunction"}
+    assert set(functions) == {"WebhookFunction", "WorkerFunction", "TenantApiFunction", "ImporterFunction"}
     for function in functions.values():
         props = function["Properties"]
         assert props["Runtime"] == "python3.12"

@@ -37,6 +37,14 @@ class Settings:
     # Another Stripe API (the local sandbox, localstripe) instead of api.stripe.com.
     stripe_api_base: str | None
     max_webhook_body_bytes: int
+    backfill_state_machine_arn: str
+    # The backfill walks this many created-time windows per list, this many at once, each walk
+    # taking an equal share of the account's rate limit (Stripe: 25 requests/s in test mode, 100 live).
+    backfill_windows: int
+    backfill_concurrency: int
+    backfill_pages_per_step: int
+    stripe_rate_limit_test: float
+    stripe_rate_limit_live: float
 
 
 @lru_cache(maxsize=1)
@@ -60,4 +68,10 @@ def get_settings() -> Settings:
         tenant_secret_prefix=os.environ.get("TENANT_SECRET_PREFIX", f"revsync/{stage}/tenants/"),
         stripe_api_base=os.environ.get("REVSYNC_STRIPE_API_BASE") or None,
         max_webhook_body_bytes=int(os.environ.get("MAX_WEBHOOK_BODY_BYTES", str(256 * 1024))),
+        backfill_state_machine_arn=os.environ.get("BACKFILL_STATE_MACHINE_ARN", ""),
+        backfill_windows=int(os.environ.get("BACKFILL_WINDOWS", "4")),
+        backfill_concurrency=int(os.environ.get("BACKFILL_CONCURRENCY", "12")),
+        backfill_pages_per_step=int(os.environ.get("BACKFILL_PAGES_PER_STEP", "20")),
+        stripe_rate_limit_test=float(os.environ.get("STRIPE_RATE_LIMIT_TEST", "25")),
+        stripe_rate_limit_live=float(os.environ.get("STRIPE_RATE_LIMIT_LIVE", "100")),
     )

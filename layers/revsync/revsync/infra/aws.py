@@ -13,6 +13,7 @@ from revsync.settings import get_settings
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_stepfunctions import SFNClient
 
 # Fail fast inside a Lambda: the caller (API Gateway / SQS) retries the whole request.
 _CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
@@ -34,7 +35,14 @@ def dynamodb() -> DynamoDBClient:
     return client
 
 
+@lru_cache(maxsize=1)
+def stepfunctions() -> SFNClient:
+    client: SFNClient = _client("stepfunctions")
+    return client
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests switch between moto contexts)."""
     sqs.cache_clear()
     dynamodb.cache_clear()
+    stepfunctions.cache_clear()

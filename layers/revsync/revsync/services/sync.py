@@ -113,11 +113,14 @@ def apply_observation(
                 raise RetryLater(f"unresolved after {refetches} reads from Stripe: {outcome.decision.reason}")
             refetches += 1
             kind, object_id = fetch_target(observation["snapshot"])
+            # Stamped when asked, not when answered: Stripe reads after the request is sent, so any
+            # change the answer misses has an event time at or after this second.
+            requested_at = int(clock())
             fetched = stripe.fetch(tenant, kind, object_id)
             if fetched is None:
                 return SyncResult("dropped", "object_gone", refetches, conflicts)
             observation = Observation(
-                snapshot=fetched, observed_at=int(clock()), source="fetched", event_id=None
+                snapshot=fetched, observed_at=requested_at, source="fetched", event_id=None
             )
             continue
         trait = tenant.customer_id_trait

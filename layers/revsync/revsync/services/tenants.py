@@ -36,6 +36,20 @@ class SecretWriter(Protocol):
     def write(self, tenant_id: str, api_key: str, webhook_secret: str) -> str: ...
 
 
+class BackfillClaims(Protocol):
+    def claim(self, tenant_id: str, now: int) -> bool: ...
+
+    def set_execution(self, tenant_id: str, execution: str) -> None: ...
+
+    def backfill_finished(
+        self, tenant_id: str, now: int, counts: dict[str, int], error: str | None
+    ) -> None: ...
+
+
+class BackfillStarter(Protocol):
+    def start(self, tenant_id: str, now: int) -> str: ...
+
+
 class RecordReader(Protocol):
     def get_record(self, tenant_id: str, external_id: str) -> dict[str, Any] | None: ...
 
@@ -95,7 +109,38 @@ def connect_api_key(
     return status_document(tenant)
 
 
-def save_config(tenant_id: str, body: Any, *, tenants: TenantRepository, now: int) -> dict[str, Any]:
+def start_backfill(
+    tenant_id: str, *, tenants: TenantRepository, claims: BackfillClaims, starter: BackfillStarter, now: int
+) -> dict[str, Any]:
+    """Start a backfill execution; 409 while one runs (the claim is a conditional write)."""
+    tenant_id = _tenant_id(tenant_id)
+    tenant = tenants.get(tenant_id)
+    if tenant is None or not tenant.connection.is_connected:
+        raise ApiError(409, "not_connected", "connect Stripe before importing")
+    if not tenant.customer_id_trait:
+        raise ApiError(409, "not_configured", "choose the customer-ID trait before importing")
+    if not claims.claim(tenant_id, now):
+        raise ApiError(409, "backfill_running", "a backfill is already running for this tenant")
+    try:
+        execution = starter.start(tenant_id, now)
+    except Exception as exc:
+        claims.backfill_finished(tenant_id, now, {}, f"could not start: {type(exc).__name__}")
+        raise ApiError(502, "backfill_not_started", "the backfill could not be started; try again") from None
+    claims.set_execution(tenant_id, execution)
+    return {"execution": execution}
+
+
+def save_config(
+    tenant_id: str,
+    body: Any,
+    *,
+    tenants: TenantRepository,
+    claims: BackfillClaims,
+    starter: BackfillStarter,
+    now: int,
+) -> dict[str, Any]:
+    """Save the customer-ID trait, switch tracking to Stripe, and start a backfill (which also re-keys
+    existing records when the trait changed)."""
     tenant_id = _tenant_id(tenant_id)
     payload = _body_object(body)
     trait = payload.get("customer_id_trait")
@@ -110,7 +155,17 @@ def save_config(tenant_id: str, body: Any, *, tenants: TenantRepository, now: in
         raise ApiError(409, "not_connected", "connect Stripe before configuring the customer-ID trait")
     tenant = tenant.with_config(trait)
     tenants.save(tenant, now)
-    return status_document(tenant)
+    try:
+        started: dict[str, Any] = start_backfill(
+            tenant_id, tenants=tenants, claims=claims, starter=starter, now=now
+        )
+    except ApiError as exc:
+        if exc.code != "backfill_running":
+            raise
+        started = {"execution": None, "note": "a backfill is already running; start another when it ends"}
+    document = status_document(tenants.get(tenant_id) or tenant)
+    document["backfill"]["execution"] = started["execution"]
+    return document
 
 
 def tenant_status(tenant_id: str, *, tenants: TenantRepository) -> dict[str, Any]:

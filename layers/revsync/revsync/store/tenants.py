@@ -10,6 +10,8 @@ from pynamodb.exceptions import DoesNotExist
 from pynamodb.transactions import TransactWrite
 
 from revsync.domain.tenancy import Connection, Tenant, Tracking
+from revsync.infra import aws
+from revsync.settings import get_settings
 from revsync.store import models
 
 
@@ -98,3 +100,98 @@ class CachedTenantStore:
         tenant = self._store.get(tenant_id)
         self._cache[tenant_id] = (now, tenant)
         return tenant
+
+
+_ZERO_COUNTS = {"customers": {"N": "0"}, "subscriptions": {"N": "0"}, "invoices": {"N": "0"}}
+
+
+class BackfillProgress:
+    """The tenant item's ``backfill`` map: claimed once, counted atomically, finished with a state."""
+
+    def _update(
+        self,
+        tenant_id: str,
+        expression: str,
+        values: dict[str, Any],
+        names: dict[str, str] | None = None,
+        condition: str | None = None,
+    ) -> bool:
+        kwargs: dict[str, Any] = {
+            "TableName": get_settings().tenants_table,
+            "Key": {"pk": {"S": models.tenant_key(tenant_id)}},
+            "UpdateExpression": expression,
+            "ExpressionAttributeValues": values,
+        }
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        if condition:
+            kwargs["ConditionExpression"] = condition
+        try:
+            aws.dynamodb().update_item(**kwargs)
+        except aws.dynamodb().exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def claim(self, tenant_id: str, now: int, stale_after: int = 6 * 3600) -> bool:
+        """Mark a backfill running unless one is (a run older than ``stale_after`` counts as dead)."""
+        return self._update(
+            tenant_id,
+            "SET backfill = :b",
+            {
+                ":b": _running(now, "starting"),
+                ":running": {"S": "running"},
+                ":stale": {"N": str(now - stale_after)},
+            },
+            {"#s": "state"},
+            "attribute_exists(pk) AND (attribute_not_exists(backfill) OR backfill.#s <> :running "
+            "OR backfill.started_at < :stale)",
+        )
+
+    def set_execution(self, tenant_id: str, execution: str) -> None:
+        self._update(tenant_id, "SET backfill.execution = :e", {":e": {"S": execution}})
+
+    def backfill_started(self, tenant_id: str, now: int, stage: str) -> None:
+        # Started from the console or CLI, nothing claimed it: claim it now (keeping a route's claim).
+        if not self._update(
+            tenant_id,
+            "SET backfill.stage = :stage, backfill.counts = :zero, backfill.started_at = :now",
+            {
+                ":stage": {"S": stage},
+                ":zero": {"M": _ZERO_COUNTS},
+                ":now": {"N": str(now)},
+                ":running": {"S": "running"},
+            },
+            {"#s": "state"},
+            "backfill.#s = :running",
+        ):
+            self._update(tenant_id, "SET backfill = :b", {":b": _running(now, stage)})
+
+    def backfill_progress(self, tenant_id: str, kind: str, imported: int) -> None:
+        self._update(tenant_id, "ADD backfill.counts.#k :n", {":n": {"N": str(imported)}}, {"#k": kind})
+
+    def backfill_finished(self, tenant_id: str, now: int, counts: dict[str, int], error: str | None) -> None:
+        values: dict[str, Any] = {
+            ":state": {"S": "failed" if error else "succeeded"},
+            ":stage": {"S": "failed" if error else "done"},
+            ":now": {"N": str(now)},
+            ":error": {"S": error} if error else {"NULL": True},
+        }
+        expression = "SET backfill.#s = :state, backfill.stage = :stage, backfill.finished_at = :now"
+        expression += ", backfill.#e = :error"
+        if counts:
+            values[":counts"] = {"M": {k: {"N": str(v)} for k, v in counts.items()}}
+            expression += ", backfill.counts = :counts"
+        self._update(tenant_id, expression, values, {"#s": "state", "#e": "error"})
+
+
+def _running(now: int, stage: str) -> dict[str, Any]:
+    return {
+        "M": {
+            "state": {"S": "running"},
+            "stage": {"S": stage},
+            "counts": {"M": _ZERO_COUNTS},
+            "started_at": {"N": str(now)},
+            "finished_at": {"NULL": True},
+            "error": {"NULL": True},
+        }
+    }

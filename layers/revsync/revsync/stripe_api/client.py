@@ -18,6 +18,7 @@ from revsync.domain.snapshots import (
     with_coupons,
 )
 from revsync.domain.tenancy import Tenant
+from revsync.stripe_api.pacing import Pacer, call_paced
 
 # Retries are the SDK's own (idempotency keys, Retry-After, backoff with jitter); set explicitly.
 MAX_NETWORK_RETRIES = 2
@@ -109,6 +110,19 @@ class StripeAccounts:
                 self._coupon_cache[key] = parsed
             found[coupon_id] = self._coupon_cache[key]
         return found
+
+    def list_page(
+        self, tenant: Tenant, kind: str, params: dict[str, Any], pacer: Pacer
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of a list (``customers``, ``subscriptions``, ``invoices``) as plain dicts."""
+        client = self.client_for(tenant)
+        services: dict[str, Any] = {
+            "customers": client.v1.customers,
+            "subscriptions": client.v1.subscriptions,
+            "invoices": client.v1.invoices,
+        }
+        page = call_paced(pacer, lambda: services[kind].list(params=params))
+        return [_as_dict(obj) for obj in page.data], bool(page.has_more)
 
     def fetch(self, tenant: Tenant, kind: str, object_id: str) -> Snapshot | None:
         client = self.client_for(tenant)

@@ -1,0 +1,95 @@
+"""Backfill steps for the state machine (statemachines/backfill.asl.json). Wiring only: see
+revsync.services.backfill. The event's ``action`` names the step."""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from revsync.infra.secrets import PlatformSecrets, TenantSecrets
+from revsync.services import backfill
+from revsync.settings import get_settings
+from revsync.store.customers import CustomerStore
+from revsync.store.tenants import BackfillProgress, CachedTenantStore, TenantStore
+from revsync.stripe_api.client import StripeAccounts
+from revsync.stripe_api.pacing import Pacer
+
+logger = Logger()
+SAFETY_MARGIN_SECONDS = 15  # stop taking pages this long before Lambda's time limit
+
+
+@lru_cache(maxsize=1)
+def dependencies() -> dict[str, Any]:
+    tenant_secrets = TenantSecrets()
+    return {
+        "tenants": CachedTenantStore(TenantStore()),
+        "customers": CustomerStore(),
+        "progress": BackfillProgress(),
+        "stripe": StripeAccounts(
+            platform_key=PlatformSecrets().stripe_secret_key,
+            tenant_api_key=lambda name: str(tenant_secrets.read(name)["api_key"]),
+            api_base=get_settings().stripe_api_base,
+        ),
+    }
+
+
+def _pacer(tenant_id: str) -> Pacer:
+    """This walk's share of the account's rate limit: the limit over the walks that run at once."""
+    settings = get_settings()
+    tenant = dependencies()["tenants"].get(tenant_id)
+    limit = (
+        settings.stripe_rate_limit_live
+        if tenant and tenant.connection.livemode
+        else settings.stripe_rate_limit_test
+    )
+    return Pacer(limit / max(1, settings.backfill_concurrency))
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps, settings, now = dependencies(), get_settings(), int(time.time())
+    tenant_id, action = str(event["tenant_id"]), event["action"]
+    if action == "start":
+        segments = backfill.start(
+            tenant_id,
+            tenants=deps["tenants"],
+            progress=deps["progress"],
+            windows=settings.backfill_windows,
+            now=now,
+        )
+        logger.info("backfill started", tenant_id=tenant_id, segments=len(segments))
+        # The Map runs this many walks at once (MaxConcurrencyPath); _pacer splits the rate limit by it.
+        return {"tenant_id": tenant_id, "segments": segments, "concurrency": settings.backfill_concurrency}
+    if action == "page":
+        deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_SECONDS
+        segment = backfill.import_segment(
+            tenant_id,
+            event["segment"],
+            tenants=deps["tenants"],
+            customers=deps["customers"],
+            stripe=deps["stripe"],
+            progress=deps["progress"],
+            pacer=_pacer(tenant_id),
+            max_pages=settings.backfill_pages_per_step,
+            deadline=deadline,
+        )
+        logger.info(
+            "backfill step",
+            tenant_id=tenant_id,
+            kind=segment["kind"],
+            imported=segment["imported"],
+            done=segment["done"],
+        )
+        return dict(segment)
+    if action == "finish":
+        result = backfill.finish(tenant_id, event["segments"], progress=deps["progress"], now=now)
+        logger.info("backfill finished", **result)
+        return result
+    if action == "fail":
+        backfill.fail(tenant_id, event.get("error"), progress=deps["progress"], now=now)
+        logger.warning("backfill failed", tenant_id=tenant_id)
+        return {"tenant_id": tenant_id}
+    raise ValueError(f"unknown backfill action {action!r}")

@@ -1,0 +1,65 @@
+"""Backfill planning, sans I/O: which Stripe lists to walk, split into ``created`` windows.
+
+A Stripe list is a cursor walk, one page at a time, and one call takes a few hundred milliseconds,
+so a single walk uses a small part of an account's rate limit. Splitting each list into windows of
+``created`` time lets several walks run side by side (a Map state), each still a plain cursor walk:
+the requests are the minimum for pages of 100 plus at most one per window.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+Kind = Literal["customers", "subscriptions", "invoices"]
+KINDS: tuple[Kind, ...] = ("customers", "subscriptions", "invoices")
+PAGE_SIZE = 100
+# Nothing in Stripe predates this (2010-01-01); the last window is open-ended.
+EARLIEST = 1_262_304_000
+
+
+class Segment(TypedDict):
+    kind: Kind
+    gte: int
+    lt: int | None  # None: up to now and beyond (objects created during the backfill too)
+    cursor: str | None  # Stripe's ``starting_after``: the last object already imported
+    done: bool
+    imported: int
+    requests: int
+
+
+def plan(now: int, windows: int, earliest: int = EARLIEST) -> list[Segment]:
+    """``windows`` equal slices of [earliest, now) for each list; the newest is open-ended."""
+    windows = max(1, windows)
+    step = max(1, (now - earliest) // windows)
+    bounds = [earliest + i * step for i in range(windows)]
+    segments: list[Segment] = []
+    for kind in KINDS:
+        for index, start in enumerate(bounds):
+            end = bounds[index + 1] if index + 1 < windows else None
+            segments.append(
+                Segment(kind=kind, gte=start, lt=end, cursor=None, done=False, imported=0, requests=0)
+            )
+    return segments
+
+
+def list_params(segment: Segment) -> dict[str, Any]:
+    """The list call for the segment's next page."""
+    created: dict[str, int] = {"gte": segment["gte"]}
+    if segment["lt"] is not None:
+        created["lt"] = segment["lt"]
+    params: dict[str, Any] = {"limit": PAGE_SIZE, "created": created}
+    if segment["kind"] == "subscriptions":
+        params["status"] = "all"  # canceled ones too: a churned customer is still a customer
+        params["expand"] = ["data.discounts"]
+    elif segment["kind"] == "invoices":
+        params["status"] = "paid"
+    if segment["cursor"]:
+        params["starting_after"] = segment["cursor"]
+    return params
+
+
+def totals(segments: list[Segment]) -> dict[str, int]:
+    counts: dict[str, int] = dict.fromkeys(KINDS, 0)
+    for segment in segments:
+        counts[segment["kind"]] += segment["imported"]
+    return counts
