@@ -34,7 +34,9 @@ def expected_record(client: stripe.StripeClient, customer_id: str) -> dict[str, 
             months = MONTHS[recurring.interval] * recurring.interval_count
             amount += item.price.unit_amount * item.quantity / months
         expanded: Any = client.v1.subscriptions.retrieve(subscription.id, params={"expand": ["discounts"]})
-        for discount in expanded.discounts:
+        # The subscription's discounts, then the customer's (which applies to every subscription).
+        discounts = [*expanded.discounts, *([customer.discount] if getattr(customer, "discount", None) else [])]
+        for discount in discounts:
             amount *= 1 - (client.v1.coupons.retrieve(discount.source.coupon).percent_off or 0) / 100
         mrr += amount
     live = [s for s in subscriptions if s.status in LIVE]

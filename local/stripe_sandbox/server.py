@@ -51,6 +51,7 @@ _RULES = [
     Rule("/_sandbox/config", endpoint="config"),
     Rule("/_sandbox/customers/<oid>/payment_failure", endpoint="payment_failure"),
     Rule("/_sandbox/stats", endpoint="stats"),
+    Rule("/_sandbox/seed", endpoint="seed"),
     Rule("/_sandbox/flush", endpoint="flush"),
 ]
 _SINGULAR = {
@@ -143,7 +144,7 @@ class SandboxApp:
 
     def dispatch(self, request: Request, endpoint: str, args: dict[str, str]) -> Response:
         sandbox = self.sandbox
-        if endpoint in ("advance", "config", "payment_failure", "stats", "flush"):
+        if endpoint in ("advance", "config", "payment_failure", "stats", "flush", "seed"):
             control: Callable[..., Response] = getattr(self, f"control_{endpoint}")
             return control(request, **args)
         if endpoint in ("authorize", "token", "deauthorize"):
@@ -165,6 +166,13 @@ class SandboxApp:
                 "backoff of your requests.",
                 code="rate_limit",
             )
+        with sandbox.lock:
+            failing = int(sandbox.settings["fail_next_requests"] or 0)
+            if failing > 0:
+                sandbox.settings["fail_next_requests"] = failing - 1
+        if failing > 0:
+            self._count(f"{account.id} 500")
+            raise StripeError(500, "An unknown error occurred (sandbox outage).", type_="api_error")
         params = _params(request)
         with sandbox.lock:
             result = self._api(request.method, endpoint, account, params, args)
@@ -342,6 +350,19 @@ class SandboxApp:
             account = self.sandbox.resolve(_api_key(request), request.headers.get("Stripe-Account"))
             self.sandbox.set_payment_failure(account, oid, bool(body.get("failing", True)))
         return _json({"customer": oid, "failing": bool(body.get("failing", True))})
+
+    def control_seed(self, request: Request) -> Response:
+        body = request.get_json(silent=True) or {}
+        with self.sandbox.lock:
+            account = self.sandbox.resolve(_api_key(request), request.headers.get("Stripe-Account"))
+            now = self.sandbox.now()
+            seeded = self.sandbox.seed(
+                account,
+                int(body.get("customers", 0)),
+                int(body.get("start", now - 365 * 86_400)),
+                int(body.get("end", now)),
+            )
+        return _json(seeded)
 
     def control_stats(self, request: Request) -> Response:
         return _json(

@@ -50,7 +50,9 @@ def list_params(segment: Segment) -> dict[str, Any]:
     params: dict[str, Any] = {"limit": PAGE_SIZE, "created": created}
     if segment["kind"] == "subscriptions":
         params["status"] = "all"  # canceled ones too: a churned customer is still a customer
-        params["expand"] = ["data.discounts"]
+        # The customer comes with each subscription: a deleted customer (absent from the customers
+        # list) is seen as deleted, with no request of its own.
+        params["expand"] = ["data.discounts", "data.customer"]
     elif segment["kind"] == "invoices":
         params["status"] = "paid"
     if segment["cursor"]:

@@ -132,12 +132,15 @@ def derive_record(tenant_id: str, objects: CustomerObjects, trait: str | None) -
     renewals = [r for s in subscriptions if (r := _renews_at(s, invoices)) is not None]
     live = [s for s in subscriptions if s["status"] in LIVE_SUBSCRIPTION_STATUSES]
     churned = deleted or (bool(subscriptions) and not live)
+    ended = [t for t in (s["ended_at"] or s["canceled_at"] for s in subscriptions) if t is not None]
     churned_at: int | None = None
-    if deleted:
-        churned_at = objects.customer["observed_at"] if objects.customer else None
+    if deleted and objects.customer is not None:
+        # The deletion event dates it; a deletion only read later (a backfill) is dated by the
+        # subscriptions it ended, if any.
+        read_later = objects.customer["source"] == "fetched" and ended
+        churned_at = max(ended) if read_later else objects.customer["observed_at"]
     elif churned:
-        ended = [s["ended_at"] or s["canceled_at"] for s in subscriptions]
-        churned_at = max((t for t in ended if t is not None), default=None)
+        churned_at = max(ended, default=None)
 
     paid = [i for i in invoices if i["status"] == "paid"]
     last_payment_at = max((i["paid_at"] for i in paid if i["paid_at"] is not None), default=None)

@@ -93,9 +93,13 @@ def import_segment(
         objects, has_more = stripe.list_page(tenant, segment["kind"], list_params(segment), pacer)
         segment["requests"] += 1
         parse = _PARSERS[segment["kind"]]
+        snapshots = [parse(raw) for raw in objects]
+        snapshots += [
+            parse_customer(raw["customer"]) for raw in objects if isinstance(raw.get("customer"), dict)
+        ]
         observations = [
-            Observation(snapshot=parse(raw), observed_at=requested_at, source="fetched", event_id=None)
-            for raw in objects
+            Observation(snapshot=snapshot, observed_at=requested_at, source="fetched", event_id=None)
+            for snapshot in snapshots
         ]
         # One customer's objects together: they share a partition (and a version lock).
         observations.sort(key=lambda o: customer_id_of(o["snapshot"]))

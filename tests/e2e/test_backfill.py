@@ -1,0 +1,213 @@
+"""The backfill through the real state machine (moto's interpreter) against the Stripe sandbox."""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import stripe
+
+from local.http import http
+from local.stack import LocalStack, Ports
+from local.truth import expected_record
+from tests.e2e.conftest import free_port
+
+pytestmark = pytest.mark.e2e
+DAY = 86_400
+WINDOWS = 4  # template.yaml: BACKFILL_WINDOWS
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    with LocalStack(ports=Ports(api=free_port(), aws=free_port(), stripe=free_port())) as running:
+        yield running
+
+
+def tenant(stack: LocalStack, tenant_id: str) -> tuple[stripe.StripeClient, str]:
+    """An API-key tenant with no webhook endpoint: whatever it gets comes from the backfill."""
+    key = f"rk_test_{secrets.token_hex(12)}"
+    assert (
+        http(
+            "PUT",
+            f"{stack.api_url}/tenants/{tenant_id}/stripe/connection",
+            {"api_key": key, "webhook_secret": f"whsec_{secrets.token_hex(8)}"},
+        )[0]
+        == 200
+    )
+    return stripe.StripeClient(key, base_addresses={"api": stack.stripe_url}), key
+
+
+def configure_and_wait(stack: LocalStack, tenant_id: str, timeout: float = 120) -> dict[str, Any]:
+    status, body = http(
+        "PUT", f"{stack.api_url}/tenants/{tenant_id}/stripe/config", {"customer_id_trait": "metadata.app_id"}
+    )
+    assert status == 200, body
+    assert body["backfill"]["execution"], body
+    return wait_backfill(stack, tenant_id, timeout)
+
+
+def wait_backfill(stack: LocalStack, tenant_id: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        backfill: dict[str, Any] = http("GET", f"{stack.api_url}/tenants/{tenant_id}/stripe")[1]["backfill"]
+        if backfill["state"] in ("succeeded", "failed"):
+            return backfill
+        time.sleep(0.2)
+    raise AssertionError(f"backfill of {tenant_id} did not finish")
+
+
+def requests_of(stack: LocalStack, key: str) -> dict[str, int]:
+    account = (
+        stripe.StripeClient(key, base_addresses={"api": stack.stripe_url}).v1.accounts.retrieve_current().id
+    )
+    stats = http("GET", f"{stack.stripe_url}/_sandbox/stats")[1]["requests"]
+    return {k.split(" ", 1)[1]: v for k, v in stats.items() if k.startswith(f"{account} ")}
+
+
+def test_mixed_states_import_to_exactly_the_records_the_rules_give(stack: LocalStack) -> None:
+    client, key = tenant(stack, "bf-mixed")
+
+    def price(amount: int, interval: str = "month") -> Any:
+        return client.v1.prices.create(
+            params={
+                "currency": "usd",
+                "unit_amount": amount,
+                "recurring": {"interval": interval},
+                "product_data": {"name": "P"},
+            }
+        )
+
+    basic, pro, yearly = price(2000), price(5000), price(60000, "year")
+    quarter = client.v1.coupons.create(params={"percent_off": 25, "duration": "forever"})
+    ids: dict[str, str] = {}
+
+    def customer(name: str, trait: bool = True, **extra: Any) -> str:
+        params: Any = {
+            "email": f"{name}@example.com",
+            "metadata": {"app_id": f"u-{name}"} if trait else {},
+            **extra,
+        }
+        ids[name] = client.v1.customers.create(params=params).id
+        return ids[name]
+
+    def subscribe(customer_id: str, *prices: Any, **extra: Any) -> Any:
+        params: Any = {
+            "customer": customer_id,
+            "items": [{"price": p.id, "quantity": 2 if p is pro else 1} for p in prices],
+            **extra,
+        }
+        return client.v1.subscriptions.create(params=params)
+
+    subscribe(customer("trialing"), basic, trial_period_days=30)
+    subscribe(customer("two-subs"), basic)
+    subscribe(ids["two-subs"], pro)
+    failing = customer("past-due")
+    http(
+        "POST",
+        f"{stack.stripe_url}/_sandbox/customers/{failing}/payment_failure",
+        {"failing": True},
+        {"Authorization": f"Bearer {key}"},
+    )
+    subscribe(failing, pro)
+    client.v1.subscriptions.cancel(subscribe(customer("canceled"), basic).id)
+    subscribe(customer("deleted"), pro)
+    client.v1.customers.delete(ids["deleted"])
+    subscribe(customer("no-trait", trait=False), basic)
+    subscribe(customer("discounted", coupon=quarter.id), yearly, discounts=[{"coupon": quarter.id}])
+    client.v1.subscriptions.update(
+        subscribe(customer("leaving"), pro).id, params={"cancel_at_period_end": True}
+    )
+
+    backfill = configure_and_wait(stack, "bf-mixed")
+
+    assert backfill["state"] == "succeeded", backfill
+    assert backfill["counts"] == {"customers": 7, "subscriptions": 9, "invoices": 7}, backfill
+    for name, customer_id in ids.items():
+        external_id = f"u-{name}" if name not in ("no-trait", "deleted") else f"stripe:{customer_id}"
+        status, record = http("GET", f"{stack.api_url}/tenants/bf-mixed/customers/{external_id}")
+        assert status == 200, (name, record)
+        want = expected_record(client, customer_id)
+        assert {k: record[k] for k in want} == want, name
+    past_due = http("GET", f"{stack.api_url}/tenants/bf-mixed/customers/u-past-due")[1]
+    assert past_due["mrr"] == 10000  # past_due still counts
+    deleted = http("GET", f"{stack.api_url}/tenants/bf-mixed/customers/stripe:{ids['deleted']}")[1]
+    assert (deleted["deleted_in_stripe"], deleted["matched"], deleted["mrr"]) == (True, False, 0)
+
+
+def test_interrupted_execution_resumes_and_counts_nothing_twice(stack: LocalStack) -> None:
+    client, key = tenant(stack, "bf-resume")
+    count = 250
+    assert (
+        http(
+            "POST",
+            f"{stack.stripe_url}/_sandbox/seed",
+            {"customers": count},
+            {"Authorization": f"Bearer {key}"},
+        )[0]
+        == 200
+    )
+    # An outage in the middle: three answers in a row fail, more than the SDK's own two retries.
+    http("POST", f"{stack.stripe_url}/_sandbox/config", {"fail_next_requests": 3})
+    backfill = configure_and_wait(stack, "bf-resume")
+    assert http("GET", f"{stack.stripe_url}/_sandbox/config")[1]["fail_next_requests"] == 0
+    assert requests_of(stack, key).get("500", 0) == 3
+    assert backfill["state"] == "succeeded", backfill
+    assert backfill["counts"] == {"customers": count, "subscriptions": count, "invoices": count}
+    for index in range(0, count, 25):
+        record = http("GET", f"{stack.api_url}/tenants/bf-resume/customers/seed-{index}")[1]
+        assert (record["mrr"], record["total_paid"], record["churned"]) == (1000, 1000, False), index
+
+
+def test_rate_limited_import_fails_no_request_and_lists_the_minimum(stack: LocalStack) -> None:
+    client, key = tenant(stack, "bf-rate")
+    count = 220
+    http(
+        "POST", f"{stack.stripe_url}/_sandbox/seed", {"customers": count}, {"Authorization": f"Bearer {key}"}
+    )
+    http("POST", f"{stack.stripe_url}/_sandbox/config", {"rate_limit_per_second": 25})
+    try:
+        backfill = configure_and_wait(stack, "bf-rate")
+    finally:
+        http("POST", f"{stack.stripe_url}/_sandbox/config", {"rate_limit_per_second": None})
+    assert backfill["state"] == "succeeded", backfill
+    requests = requests_of(stack, key)
+    assert requests.get("429", 0) == 0
+    # The seeded history lies in the newest window: each list takes ceil(n / 100) pages there and
+    # one (empty) page in each older window.
+    minimum = math.ceil(count / 100) + WINDOWS - 1
+    assert requests["GET /v1/subscriptions"] == minimum, requests
+    assert requests["GET /v1/invoices"] == minimum, requests
+    assert requests["GET /v1/customers"] == minimum + 1, requests  # + the key check when connecting
+
+
+def test_admin_trigger_is_202_then_409_while_running(stack: LocalStack) -> None:
+    client, key = tenant(stack, "bf-trigger")
+    assert http("POST", f"{stack.api_url}/tenants/bf-trigger/stripe/backfill")[1]["error"] == "not_configured"
+    http("POST", f"{stack.stripe_url}/_sandbox/seed", {"customers": 150}, {"Authorization": f"Bearer {key}"})
+    http(
+        "POST", f"{stack.stripe_url}/_sandbox/config", {"latency_ms": 30}
+    )  # keep the first run going a while
+    try:
+        configure = http(
+            "PUT",
+            f"{stack.api_url}/tenants/bf-trigger/stripe/config",
+            {"customer_id_trait": "metadata.app_id"},
+        )
+        assert configure[0] == 200
+        status, body = http("POST", f"{stack.api_url}/tenants/bf-trigger/stripe/backfill")
+        assert (status, body["error"]) == (409, "backfill_running")
+        assert wait_backfill(stack, "bf-trigger")["state"] == "succeeded"
+    finally:
+        http("POST", f"{stack.stripe_url}/_sandbox/config", {"latency_ms": 0})
+    status, body = http("POST", f"{stack.api_url}/tenants/bf-trigger/stripe/backfill")
+    assert status == 202
+    assert body["execution"].startswith("arn:aws:states:")
+    assert wait_backfill(stack, "bf-trigger")["counts"] == {
+        "customers": 150,
+        "subscriptions": 150,
+        "invoices": 150,
+    }
