@@ -35,7 +35,8 @@ def expected_record(client: stripe.StripeClient, customer_id: str) -> dict[str, 
             amount += item.price.unit_amount * item.quantity / months
         expanded: Any = client.v1.subscriptions.retrieve(subscription.id, params={"expand": ["discounts"]})
         # The subscription's discounts, then the customer's (which applies to every subscription).
-        discounts = [*expanded.discounts, *([customer.discount] if getattr(customer, "discount", None) else [])]
+        customer_discount = getattr(customer, "discount", None)
+        discounts = [*expanded.discounts, *([customer_discount] if customer_discount else [])]
         for discount in discounts:
             amount *= 1 - (client.v1.coupons.retrieve(discount.source.coupon).percent_off or 0) / 100
         mrr += amount

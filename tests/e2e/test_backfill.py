@@ -139,7 +139,7 @@ def test_mixed_states_import_to_exactly_the_records_the_rules_give(stack: LocalS
 
 
 def test_interrupted_execution_resumes_and_counts_nothing_twice(stack: LocalStack) -> None:
-    client, key = tenant(stack, "bf-resume")
+    _, key = tenant(stack, "bf-resume")
     count = 250
     assert (
         http(
@@ -163,7 +163,7 @@ def test_interrupted_execution_resumes_and_counts_nothing_twice(stack: LocalStac
 
 
 def test_rate_limited_import_fails_no_request_and_lists_the_minimum(stack: LocalStack) -> None:
-    client, key = tenant(stack, "bf-rate")
+    _, key = tenant(stack, "bf-rate")
     count = 220
     http(
         "POST", f"{stack.stripe_url}/_sandbox/seed", {"customers": count}, {"Authorization": f"Bearer {key}"}
@@ -185,7 +185,7 @@ def test_rate_limited_import_fails_no_request_and_lists_the_minimum(stack: Local
 
 
 def test_admin_trigger_is_202_then_409_while_running(stack: LocalStack) -> None:
-    client, key = tenant(stack, "bf-trigger")
+    _, key = tenant(stack, "bf-trigger")
     assert http("POST", f"{stack.api_url}/tenants/bf-trigger/stripe/backfill")[1]["error"] == "not_configured"
     http("POST", f"{stack.stripe_url}/_sandbox/seed", {"customers": 150}, {"Authorization": f"Bearer {key}"})
     http(
