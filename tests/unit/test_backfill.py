@@ -1,0 +1,197 @@
+"""Backfill steps with in-memory stores and a fake Stripe list: windows, cursors, webhooks racing pages."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from revsync.domain.backfill import KINDS, list_params, plan, totals
+from revsync.domain.events import observation_of, parse_event
+from revsync.domain.tenancy import Connection, Tenant
+from revsync.services import backfill
+from revsync.services.sync import apply_observation
+from revsync.stripe_api.pacing import Pacer
+
+from local import stripe_shapes as S
+from tests.fakes import FakeCustomers, FakeStripe, FakeTenants
+
+NOW = 1_780_000_000
+
+
+class FakeLister(FakeStripe):
+    """Stripe's lists over fixed objects, newest first, pages of ``limit``."""
+
+    def __init__(self, lists: dict[str, list[dict[str, Any]]]) -> None:
+        super().__init__()
+        self.lists, self.calls = lists, []
+
+    def list_page(
+        self, tenant: Tenant, kind: str, params: dict[str, Any], pacer: Pacer
+    ) -> tuple[list[dict[str, Any]], bool]:
+        self.calls.append((kind, dict(params)))
+        created = params["created"]
+        items = [
+            o
+            for o in sorted(self.lists[kind], key=lambda o: -o["created"])
+            if o["created"] >= created["gte"] and ("lt" not in created or o["created"] < created["lt"])
+        ]
+        if params.get("starting_after"):
+            items = items[[o["id"] for o in items].index(params["starting_after"]) + 1 :]
+        return items[: params["limit"]], len(items) > params["limit"]
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def backfill_started(self, tenant_id: str, now: int, stage: str) -> None:
+        self.counts = {}
+
+    def backfill_progress(self, tenant_id: str, kind: str, imported: int) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + imported
+
+    def backfill_finished(self, tenant_id: str, now: int, counts: dict[str, int], error: str | None) -> None:
+        self.final = (counts, error)
+
+
+def _env() -> tuple[FakeTenants, FakeCustomers, Progress]:
+    tenant = Tenant("acme", Connection("connected", "api_key", "acct_1", secret_name="s")).with_config(
+        "metadata.app_id"
+    )
+    return FakeTenants({"acme": tenant}), FakeCustomers(), Progress()
+
+
+def _run(
+    lister: FakeLister,
+    tenants: FakeTenants,
+    customers: FakeCustomers,
+    progress: Progress,
+    clock: int = NOW,
+    windows: int = 3,
+) -> list[Any]:
+    done = []
+    for planned in backfill.start("acme", tenants=tenants, progress=progress, windows=windows, now=NOW):
+        segment = planned
+        while not segment["done"]:
+            segment = backfill.import_segment(
+                "acme",
+                segment,
+                tenants=tenants,
+                customers=customers,
+                stripe=lister,
+                progress=progress,
+                pacer=Pacer(0),
+                max_pages=2,
+                deadline=float("inf"),
+                clock=lambda: clock,
+            )
+        done.append(segment)
+    return done
+
+
+def test_plan_covers_every_kind_in_windows_with_an_open_newest_one() -> None:
+    segments = plan(NOW, 4)
+    assert [s["kind"] for s in segments] == [k for k in KINDS for _ in range(4)]
+    for kind in KINDS:
+        mine = [s for s in segments if s["kind"] == kind]
+        assert [s["lt"] for s in mine[:-1]] == [s["gte"] for s in mine[1:]]  # contiguous
+        assert mine[-1]["lt"] is None
+    params = list_params(segments[5])
+    assert params["status"] == "all"
+    assert params["limit"] == 100
+    assert "data.customer" in params["expand"]
+
+
+def test_walks_every_page_once_and_counts_exactly() -> None:
+    tenants, customers, progress = _env()
+    made = [
+        S.customer(f"cus_{i:03d}", metadata={"app_id": f"u-{i}"}, created=NOW - 1000 * i) for i in range(250)
+    ]
+    lister = FakeLister({"customers": made, "subscriptions": [], "invoices": []})
+    segments = _run(lister, tenants, customers, progress)
+    assert totals(segments) == {"customers": 250, "subscriptions": 0, "invoices": 0}
+    assert progress.counts == {"customers": 250}
+    assert len(customers.records) == 250
+    # All 250 fall in the newest window: 3 pages there, one empty page in each other window and list.
+    assert sum(s["requests"] for s in segments) == 3 + 2 + 3 * 2
+
+
+def test_a_retried_step_resumes_from_its_cursor() -> None:
+    tenants, customers, progress = _env()
+    made = [S.customer(f"cus_{i:03d}", metadata={"app_id": f"u-{i}"}, created=NOW - i) for i in range(150)]
+    lister = FakeLister({"customers": made, "subscriptions": [], "invoices": []})
+    newest = plan(NOW, 1)[0]
+    first = backfill.import_segment(
+        "acme",
+        newest,
+        tenants=tenants,
+        customers=customers,
+        stripe=lister,
+        progress=progress,
+        pacer=Pacer(0),
+        max_pages=1,
+        deadline=float("inf"),
+        clock=lambda: NOW,
+    )
+    assert (first["imported"], first["done"], first["cursor"]) == (100, False, "cus_099")
+    # The next step failed once and is retried with the same input: same cursor, same page.
+    for _ in range(2):
+        second = backfill.import_segment(
+            "acme",
+            first,
+            tenants=tenants,
+            customers=customers,
+            stripe=lister,
+            progress=progress,
+            pacer=Pacer(0),
+            max_pages=1,
+            deadline=float("inf"),
+            clock=lambda: NOW,
+        )
+    assert (second["imported"], second["done"]) == (150, True)
+    assert [c[1].get("starting_after") for c in lister.calls] == [None, "cus_099", "cus_099"]
+    assert len(customers.records) == 150
+
+
+def test_webhooks_racing_the_pages_end_in_the_right_state() -> None:
+    tenants, customers, progress = _env()
+    page_view = S.subscription(
+        "cus_1", [S.subscription_item(S.price(1000))], id="sub_1", status="active", created=NOW - 500
+    )
+    lister = FakeLister(
+        {
+            "customers": [S.customer("cus_1", metadata={"app_id": "u-1"}, created=NOW - 600)],
+            "subscriptions": [page_view],
+            "invoices": [],
+        }
+    )
+
+    def webhook(kind: str, obj: dict[str, Any], at: int) -> None:
+        observation = observation_of(parse_event(json.dumps(S.event(kind, obj, created=at)).encode()))
+        assert observation is not None
+        apply_observation("acme", observation, tenants=tenants, customers=customers, stripe=FakeStripe())
+
+    # A cancellation that happened after the page was read: it must win whenever it arrives.
+    webhook(
+        "customer.subscription.deleted", {**page_view, "status": "canceled", "ended_at": NOW + 5}, NOW + 5
+    )
+    _run(lister, tenants, customers, progress, clock=NOW)
+    # An upgrade from before the page was read, delivered late: the page already shows what followed.
+    webhook("customer.subscription.updated", {**page_view, "status": "past_due"}, NOW - 50)
+    record = customers.records[("acme", "u-1")]
+    assert (record["churned"], record["churned_at"], record["mrr"]) == (True, NOW + 5, 0)
+
+    tenants2, customers2, progress2 = _env()
+    _run(lister, tenants2, customers2, progress2, clock=NOW)
+    webhook_late = {
+        **page_view,
+        "items": {**page_view["items"], "data": [{**page_view["items"]["data"][0], "quantity": 3}]},
+    }
+    observation = observation_of(
+        parse_event(
+            json.dumps(S.event("customer.subscription.updated", webhook_late, created=NOW + 30)).encode()
+        )
+    )
+    assert observation is not None
+    apply_observation("acme", observation, tenants=tenants2, customers=customers2, stripe=FakeStripe())
+    assert customers2.records[("acme", "u-1")]["mrr"] == 3000  # newer than the page: applied
