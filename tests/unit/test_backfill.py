@@ -23,7 +23,8 @@ class FakeLister(FakeStripe):
 
     def __init__(self, lists: dict[str, list[dict[str, Any]]]) -> None:
         super().__init__()
-        self.lists, self.calls = lists, []
+        self.lists = lists
+        self.calls: list[tuple[str, dict[str, Any]]] = []
 
     def list_page(
         self, tenant: Tenant, kind: str, params: dict[str, Any], pacer: Pacer
