@@ -9,6 +9,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from revsync.domain.backfill import new_totals
 from revsync.infra.secrets import PlatformSecrets, TenantSecrets
 from revsync.services import backfill
 from revsync.settings import get_settings
@@ -61,11 +62,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             now=now,
         )
         logger.info("backfill started", tenant_id=tenant_id, segments=len(segments))
-        # The Map runs this many walks at once (MaxConcurrencyPath); _pacer splits the rate limit by it.
-        return {"tenant_id": tenant_id, "segments": segments, "concurrency": settings.backfill_concurrency}
+        # The Map runs `concurrency` walks at once (MaxConcurrencyPath); _pacer splits the rate limit by it.
+        return {
+            "tenant_id": tenant_id,
+            "segments": segments,
+            "totals": new_totals(),
+            "concurrency": settings.backfill_concurrency,
+        }
     if action == "page":
         deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_SECONDS
-        segment = backfill.import_segment(
+        produced = backfill.import_segment(
             tenant_id,
             event["segment"],
             tenants=deps["tenants"],
@@ -76,16 +82,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             max_pages=settings.backfill_pages_per_step,
             deadline=deadline,
         )
-        logger.info(
-            "backfill step",
-            tenant_id=tenant_id,
-            kind=segment["kind"],
-            imported=segment["imported"],
-            done=segment["done"],
-        )
-        return dict(segment)
+        logger.info("backfill step", tenant_id=tenant_id, kind=produced[0]["kind"], walks=len(produced))
+        return {"segments": produced}
+    if action == "collect":
+        return backfill.collect_round(tenant_id, event["totals"], [r["segments"] for r in event["rounds"]])
     if action == "finish":
-        result = backfill.finish(tenant_id, event["segments"], progress=deps["progress"], now=now)
+        result = backfill.finish(tenant_id, event["totals"], progress=deps["progress"], now=now)
         logger.info("backfill finished", **result)
         return result
     if action == "fail":

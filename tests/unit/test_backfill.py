@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from revsync.domain.backfill import KINDS, list_params, plan, totals
+from revsync.domain.backfill import KINDS, Totals, collect, list_params, new_totals, plan, split
 from revsync.domain.events import observation_of, parse_event
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.services import backfill
@@ -51,7 +51,15 @@ class Progress:
     def backfill_progress(self, tenant_id: str, kind: str, imported: int) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + imported
 
-    def backfill_finished(self, tenant_id: str, now: int, counts: dict[str, int], error: str | None) -> None:
+    def backfill_finished(
+        self,
+        tenant_id: str,
+        now: int,
+        counts: dict[str, int],
+        error: str | None,
+        requests: int = 0,
+        walks: int = 0,
+    ) -> None:
         self.final = (counts, error)
 
 
@@ -69,12 +77,14 @@ def _run(
     progress: Progress,
     clock: int = NOW,
     windows: int = 3,
-) -> list[Any]:
-    done = []
-    for planned in backfill.start("acme", tenants=tenants, progress=progress, windows=windows, now=NOW):
-        segment = planned
-        while not segment["done"]:
-            segment = backfill.import_segment(
+    max_pages: int = 2,
+) -> tuple[Totals, int]:
+    """The state machine's rounds, in order: returns the totals and how many walks there were."""
+    active = backfill.start("acme", tenants=tenants, progress=progress, windows=windows, now=NOW)
+    totals, walks = new_totals(), len(active)
+    while active:
+        produced = [
+            backfill.import_segment(
                 "acme",
                 segment,
                 tenants=tenants,
@@ -82,12 +92,15 @@ def _run(
                 stripe=lister,
                 progress=progress,
                 pacer=Pacer(0),
-                max_pages=2,
+                max_pages=max_pages,
                 deadline=float("inf"),
                 clock=lambda: clock,
             )
-        done.append(segment)
-    return done
+            for segment in active
+        ]
+        walks += sum(len(p) - 1 for p in produced)
+        totals, active = collect(totals, produced)
+    return totals, walks
 
 
 def test_plan_covers_every_kind_in_windows_with_an_open_newest_one() -> None:
@@ -109,12 +122,37 @@ def test_walks_every_page_once_and_counts_exactly() -> None:
         S.customer(f"cus_{i:03d}", metadata={"app_id": f"u-{i}"}, created=NOW - 1000 * i) for i in range(250)
     ]
     lister = FakeLister({"customers": made, "subscriptions": [], "invoices": []})
-    segments = _run(lister, tenants, customers, progress)
-    assert totals(segments) == {"customers": 250, "subscriptions": 0, "invoices": 0}
+    totals, walks = _run(lister, tenants, customers, progress, max_pages=20)
+    assert (totals["customers"], totals["subscriptions"], totals["invoices"]) == (250, 0, 0)
     assert progress.counts == {"customers": 250}
     assert len(customers.records) == 250
-    # All 250 fall in the newest window: 3 pages there, one empty page in each other window and list.
-    assert sum(s["requests"] for s in segments) == 3 + 2 + 3 * 2
+    assert totals["walks"] == walks
+    # The minimum for pages of 100 (3), plus at most one page per walk (empty or partial).
+    assert 3 <= totals["requests"] <= 3 + walks
+
+
+def test_a_long_walk_splits_and_nothing_is_imported_twice_or_missed() -> None:
+    tenants, customers, progress = _env()
+    made = [
+        S.customer(f"cus_{i:04d}", metadata={"app_id": f"u-{i}"}, created=NOW - 7 * i) for i in range(1234)
+    ]
+    lister = FakeLister({"customers": made, "subscriptions": [], "invoices": []})
+    totals, walks = _run(lister, tenants, customers, progress, windows=1, max_pages=2)
+    assert totals["customers"] == 1234
+    assert len(customers.records) == 1234
+    assert walks > 3  # the one customers walk split
+    minimum = -(-1234 // 100)
+    customer_calls = [c for c in lister.calls if c[0] == "customers"]
+    assert minimum <= len(customer_calls) <= minimum + walks  # at most one partial page per walk
+
+
+def test_split_keeps_the_cursor_side_and_hands_off_the_older_half() -> None:
+    segment = plan(NOW, 1)[0]
+    segment["cursor"] = "cus_x"
+    kept, older = split(segment, oldest_seen=NOW - 10_000, page_span=100, pages_ahead=5)
+    assert (kept["cursor"], kept["lt"], older["cursor"], older["lt"]) == ("cus_x", None, None, kept["gte"])
+    assert older["gte"] == segment["gte"]
+    assert split(segment, oldest_seen=segment["gte"] + 300, page_span=100, pages_ahead=5) == [segment]
 
 
 def test_a_retried_step_resumes_from_its_cursor() -> None:
@@ -122,22 +160,24 @@ def test_a_retried_step_resumes_from_its_cursor() -> None:
     made = [S.customer(f"cus_{i:03d}", metadata={"app_id": f"u-{i}"}, created=NOW - i) for i in range(150)]
     lister = FakeLister({"customers": made, "subscriptions": [], "invoices": []})
     newest = plan(NOW, 1)[0]
-    first = backfill.import_segment(
-        "acme",
-        newest,
-        tenants=tenants,
-        customers=customers,
-        stripe=lister,
-        progress=progress,
-        pacer=Pacer(0),
-        max_pages=1,
-        deadline=float("inf"),
-        clock=lambda: NOW,
+    first, *_older = (
+        backfill.import_segment(  # the older part of the window, if split off, is not this test's
+            "acme",
+            newest,
+            tenants=tenants,
+            customers=customers,
+            stripe=lister,
+            progress=progress,
+            pacer=Pacer(0),
+            max_pages=1,
+            deadline=float("inf"),
+            clock=lambda: NOW,
+        )
     )
     assert (first["imported"], first["done"], first["cursor"]) == (100, False, "cus_099")
     # The next step failed once and is retried with the same input: same cursor, same page.
     for _ in range(2):
-        second = backfill.import_segment(
+        second, *_ = backfill.import_segment(
             "acme",
             first,
             tenants=tenants,

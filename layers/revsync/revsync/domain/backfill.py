@@ -27,6 +27,14 @@ class Segment(TypedDict):
     requests: int
 
 
+class Totals(TypedDict):
+    customers: int
+    subscriptions: int
+    invoices: int
+    requests: int  # list requests made
+    walks: int  # cursor walks finished: the requests are at most the minimum plus one per walk
+
+
 def plan(now: int, windows: int, earliest: int = EARLIEST) -> list[Segment]:
     """``windows`` equal slices of [earliest, now) for each list; the newest is open-ended."""
     windows = max(1, windows)
@@ -60,8 +68,37 @@ def list_params(segment: Segment) -> dict[str, Any]:
     return params
 
 
-def totals(segments: list[Segment]) -> dict[str, int]:
-    counts: dict[str, int] = dict.fromkeys(KINDS, 0)
-    for segment in segments:
-        counts[segment["kind"]] += segment["imported"]
-    return counts
+def split(segment: Segment, oldest_seen: int, page_span: int, pages_ahead: int) -> list[Segment]:
+    """Cut what is left of a walk in two when it will not end soon, so both halves run side by side.
+
+    The walk goes newest first, so after a page what is left is ``[gte, oldest_seen]``; at the page's
+    density (``page_span`` seconds per page) that is about ``(oldest_seen - gte) / page_span`` pages. If
+    that is more than ``pages_ahead``, this walk keeps ``[mid, …)`` with its cursor (same order, so the
+    cursor stays valid) and a new walk takes ``[gte, mid)``: no object is in both, none in neither.
+    """
+    remaining = oldest_seen - segment["gte"]
+    if segment["done"] or page_span <= 0 or remaining < 2 or remaining / page_span <= pages_ahead:
+        return [segment]
+    mid = segment["gte"] + remaining // 2
+    older = Segment(
+        kind=segment["kind"], gte=segment["gte"], lt=mid, cursor=None, done=False, imported=0, requests=0
+    )
+    return [Segment(**{**segment, "gte": mid}), older]
+
+
+def new_totals() -> Totals:
+    return Totals(customers=0, subscriptions=0, invoices=0, requests=0, walks=0)
+
+
+def collect(totals: Totals, rounds: list[list[Segment]]) -> tuple[Totals, list[Segment]]:
+    """After a round: add up what finished walks imported, and keep the walks still going."""
+    totals = Totals(**totals)
+    active: list[Segment] = []
+    for segment in (s for produced in rounds for s in produced):
+        if segment["done"]:
+            totals[segment["kind"]] += segment["imported"]
+            totals["requests"] += segment["requests"]
+            totals["walks"] += 1
+        else:
+            active.append(segment)
+    return totals, active

@@ -108,5 +108,8 @@ def status_document(tenant: Tenant) -> dict[str, Any]:
             "started_at": backfill.get("started_at"),
             "finished_at": backfill.get("finished_at"),
             "error": backfill.get("error"),
+            # Stripe list requests and cursor walks of the last finished run.
+            "requests": backfill.get("requests"),
+            "walks": backfill.get("walks"),
         },
     }

@@ -1,9 +1,10 @@
 """The backfill: import a tenant's whole Stripe history through the one write path.
 
-The state machine (statemachines/backfill.asl.json) calls ``start``, then ``import_segment`` for each
-segment in a Map until it is done, then ``finish`` (or ``fail``). Every step is bounded and returns
-its cursor, so a retried step resumes where the last successful one stopped, and counts come only
-from steps that succeeded.
+The state machine (statemachines/backfill.asl.json) calls ``start``, then runs rounds: a Map calls
+``import_segment`` once for every walk still going and ``collect_round`` keeps those not done, until
+none is left; then ``finish`` (or ``fail``). Every step is bounded and returns its cursor, so a
+retried step resumes where the last successful one stopped, and counts come only from steps that
+succeeded.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from itertools import groupby
 from typing import Any, Protocol
 
-from revsync.domain.backfill import Segment, list_params, plan, totals
+from revsync.domain.backfill import KINDS, Segment, Totals, collect, list_params, plan, split
 from revsync.domain.events import Observation
 from revsync.domain.snapshots import (
     Snapshot,
@@ -51,7 +52,13 @@ class Progress(Protocol):
     def backfill_progress(self, tenant_id: str, kind: str, imported: int) -> None: ...
 
     def backfill_finished(
-        self, tenant_id: str, now: int, counts: dict[str, int], error: str | None
+        self,
+        tenant_id: str,
+        now: int,
+        counts: dict[str, int],
+        error: str | None,
+        requests: int = 0,
+        walks: int = 0,
     ) -> None: ...
 
 
@@ -81,10 +88,15 @@ def import_segment(
     deadline: float,
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
-) -> Segment:
-    """Walk up to ``max_pages`` pages of the segment (less if ``deadline`` comes); return its new cursor."""
+) -> list[Segment]:
+    """Walk up to ``max_pages`` pages of the segment (fewer if ``deadline`` comes).
+
+    Returns the segment with its new cursor, plus the older part of its window as a new segment when
+    the walk would not end within another step (see ``domain.backfill.split``).
+    """
     tenant = _connected(tenants, tenant_id)
     segment = Segment(**segment)
+    produced: list[Segment] = []
     imported = 0
     for _ in range(max_pages):
         if segment["done"] or monotonic() >= deadline:
@@ -92,36 +104,62 @@ def import_segment(
         requested_at = int(clock())  # stamped when asked: see services.sync
         objects, has_more = stripe.list_page(tenant, segment["kind"], list_params(segment), pacer)
         segment["requests"] += 1
-        parse = _PARSERS[segment["kind"]]
-        snapshots = [parse(raw) for raw in objects]
-        snapshots += [
-            parse_customer(raw["customer"]) for raw in objects if isinstance(raw.get("customer"), dict)
-        ]
-        observations = [
-            Observation(snapshot=snapshot, observed_at=requested_at, source="fetched", event_id=None)
-            for snapshot in snapshots
-        ]
-        # One customer's objects together: they share a partition (and a version lock).
-        observations.sort(key=lambda o: customer_id_of(o["snapshot"]))
-        for _, group in groupby(observations, key=lambda o: customer_id_of(o["snapshot"])):
-            for observation in group:
-                apply_observation(
-                    tenant_id, observation, tenants=tenants, customers=customers, stripe=stripe, clock=clock
-                )
+        _apply_page(tenant_id, segment["kind"], objects, requested_at, tenants, customers, stripe, clock)
         imported += len(objects)
+        segment["imported"] += len(objects)
+        segment["done"] = not has_more
         if objects:
             segment["cursor"] = str(objects[-1]["id"])
-        segment["done"] = not has_more
-    segment["imported"] += imported
+            newest, oldest = int(objects[0]["created"]), int(objects[-1]["created"])
+            if not produced:  # one split per step keeps the number of walks in check
+                segment, *produced = split(segment, oldest, max(1, newest - oldest), max_pages)
     if imported:
         progress.backfill_progress(tenant_id, segment["kind"], imported)
-    return segment
+    return [segment, *produced]
 
 
-def finish(tenant_id: str, segments: list[Segment], *, progress: Progress, now: int) -> dict[str, Any]:
-    counts = totals(segments)
-    progress.backfill_finished(tenant_id, now, counts, None)
-    return {"tenant_id": tenant_id, "counts": counts, "requests": sum(s["requests"] for s in segments)}
+def _apply_page(
+    tenant_id: str,
+    kind: str,
+    objects: list[dict[str, Any]],
+    requested_at: int,
+    tenants: Tenants,
+    customers: Customers,
+    stripe: Lister,
+    clock: Callable[[], float],
+) -> None:
+    parse = _PARSERS[kind]
+    snapshots = [parse(raw) for raw in objects]
+    snapshots += [parse_customer(raw["customer"]) for raw in objects if isinstance(raw.get("customer"), dict)]
+    observations = [
+        Observation(snapshot=snapshot, observed_at=requested_at, source="fetched", event_id=None)
+        for snapshot in snapshots
+    ]
+    # One customer's objects together: they share a partition (and a version lock).
+    observations.sort(key=lambda o: customer_id_of(o["snapshot"]))
+    for _, group in groupby(observations, key=lambda o: customer_id_of(o["snapshot"])):
+        for observation in group:
+            apply_observation(
+                tenant_id, observation, tenants=tenants, customers=customers, stripe=stripe, clock=clock
+            )
+
+
+def collect_round(tenant_id: str, totals: Totals, rounds: list[list[Segment]]) -> dict[str, Any]:
+    totals, active = collect(totals, rounds)
+    return {"tenant_id": tenant_id, "totals": totals, "segments": active, "active": len(active)}
+
+
+def finish(tenant_id: str, totals: Totals, *, progress: Progress, now: int) -> dict[str, Any]:
+    counts: dict[str, int] = {kind: totals[kind] for kind in KINDS}
+    progress.backfill_finished(
+        tenant_id, now, counts, None, requests=totals["requests"], walks=totals["walks"]
+    )
+    return {
+        "tenant_id": tenant_id,
+        "counts": counts,
+        "requests": totals["requests"],
+        "walks": totals["walks"],
+    }
 
 
 def fail(tenant_id: str, error: Any, *, progress: Progress, now: int) -> None:

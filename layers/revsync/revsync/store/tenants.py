@@ -169,7 +169,15 @@ class BackfillProgress:
     def backfill_progress(self, tenant_id: str, kind: str, imported: int) -> None:
         self._update(tenant_id, "ADD backfill.counts.#k :n", {":n": {"N": str(imported)}}, {"#k": kind})
 
-    def backfill_finished(self, tenant_id: str, now: int, counts: dict[str, int], error: str | None) -> None:
+    def backfill_finished(
+        self,
+        tenant_id: str,
+        now: int,
+        counts: dict[str, int],
+        error: str | None,
+        requests: int = 0,
+        walks: int = 0,
+    ) -> None:
         values: dict[str, Any] = {
             ":state": {"S": "failed" if error else "succeeded"},
             ":stage": {"S": "failed" if error else "done"},
@@ -180,7 +188,10 @@ class BackfillProgress:
         expression += ", backfill.#e = :error"
         if counts:
             values[":counts"] = {"M": {k: {"N": str(v)} for k, v in counts.items()}}
-            expression += ", backfill.counts = :counts"
+            values[":requests"], values[":walks"] = {"N": str(requests)}, {"N": str(walks)}
+            expression += (
+                ", backfill.counts = :counts, backfill.requests = :requests, backfill.walks = :walks"
+            )
         self._update(tenant_id, expression, values, {"#s": "state", "#e": "error"})
 
 
