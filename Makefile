@@ -47,8 +47,9 @@ up: $(STAMP) ## run the local stack in the foreground (API :3000, moto :5000, St
 demo: $(STAMP) ## run the end-to-end story on the local stack, print the records, check them against Stripe
 	$(VPY) -m local.demo
 
-bench: $(STAMP) ## run the benchmarks under bench/
+bench: $(STAMP) ## run the benchmarks under bench/ (receiver cold start, backfill rate use)
 	$(VPY) -m bench.receiver_imports
+	$(VPY) -m bench.backfill
 
 clean: ## remove the virtualenv and build output
 	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache

@@ -13,6 +13,7 @@ from revsync.domain.backfill import new_totals
 from revsync.infra.secrets import PlatformSecrets, TenantSecrets
 from revsync.services import backfill
 from revsync.settings import get_settings
+from revsync.store.budget import AccountRequestBudget
 from revsync.store.customers import CustomerStore
 from revsync.store.tenants import BackfillProgress, CachedTenantStore, TenantStore
 from revsync.stripe_api.client import StripeAccounts
@@ -38,15 +39,15 @@ def dependencies() -> dict[str, Any]:
 
 
 def _pacer(tenant_id: str) -> Pacer:
-    """This walk's share of the account's rate limit: the limit over the walks that run at once."""
+    """The account's one request budget, shared by every step running against it."""
     settings = get_settings()
     tenant = dependencies()["tenants"].get(tenant_id)
-    limit = (
-        settings.stripe_rate_limit_live
-        if tenant and tenant.connection.livemode
-        else settings.stripe_rate_limit_test
+    live = bool(tenant and tenant.connection.livemode)
+    limit = settings.stripe_rate_limit_live if live else settings.stripe_rate_limit_test
+    account = (
+        tenant.connection.account_id if tenant and tenant.connection.account_id else f"tenant-{tenant_id}"
     )
-    return Pacer(limit / max(1, settings.backfill_concurrency))
+    return Pacer(reserve=AccountRequestBudget(account, limit).reserve)
 
 
 @logger.inject_lambda_context

@@ -8,7 +8,6 @@ Faithful where revsync depends on it: newest first, ``limit`` at most 100, ``sta
 from __future__ import annotations
 
 import base64
-import copy
 import html
 import json
 import logging
@@ -177,7 +176,10 @@ class SandboxApp:
         with sandbox.lock:
             result = self._api(request.method, endpoint, account, params, args)
             expand = params.get("expand") or []
-            return _json(_expand(sandbox, account, copy.deepcopy(result), expand))
+            if not expand:
+                return _json(result)
+            # Expanding writes into the answer: copy it first (JSON is the cheapest deep copy here).
+            return _json(_expand(sandbox, account, json.loads(json.dumps(result)), expand))
 
     # --- the API --------------------------------------------------------------------------------
 
@@ -257,7 +259,8 @@ class SandboxApp:
             items = list(account.endpoints.values())
         else:
             items = [o for o in account.table(kind).values() if not o.get("deleted")]
-        items = [o for o in items if _matches(kind, o, params)]
+        created = _created_range(params.get("created"))
+        items = [o for o in items if _matches(kind, o, params, created)]
         # Newest first; within one second, the later-created first (as Stripe's ids sort).
         items = [
             o for _, o in sorted(enumerate(items), key=lambda p: (p[1].get("created", 0), p[0]), reverse=True)
@@ -449,16 +452,26 @@ def _rate_headers(exc: StripeError) -> dict[str, str]:
     return {}
 
 
-def _created_filter(obj: dict[str, Any], created: Any) -> bool:
+def _created_range(created: Any) -> tuple[float, float]:
+    """``created`` (an exact value or gt/gte/lt/lte) as an inclusive [low, high] range."""
+    if created in (None, ""):
+        return float("-inf"), float("inf")
     if not isinstance(created, dict):
-        return created in (None, "") or obj.get("created") == int(created)
-    value = obj.get("created", 0)
-    checks = {"gt": value.__gt__, "gte": value.__ge__, "lt": value.__lt__, "lte": value.__le__}
-    return all(checks[op](int(bound)) for op, bound in created.items() if op in checks)
+        return int(created), int(created)
+    low, high = float("-inf"), float("inf")
+    if "gte" in created:
+        low = int(created["gte"])
+    if "gt" in created:
+        low = max(low, int(created["gt"]) + 1)
+    if "lte" in created:
+        high = int(created["lte"])
+    if "lt" in created:
+        high = min(high, int(created["lt"]) - 1)
+    return low, high
 
 
-def _matches(kind: str, obj: dict[str, Any], params: dict[str, Any]) -> bool:
-    if not _created_filter(obj, params.get("created")):
+def _matches(kind: str, obj: dict[str, Any], params: dict[str, Any], created: tuple[float, float]) -> bool:
+    if not created[0] <= obj.get("created", 0) <= created[1]:
         return False
     if kind == "subscription":
         status = params.get("status")

@@ -94,6 +94,7 @@ def _run(
                 pacer=Pacer(0),
                 max_pages=max_pages,
                 deadline=float("inf"),
+                max_walks=4,
                 clock=lambda: clock,
             )
             for segment in active
@@ -146,13 +147,21 @@ def test_a_long_walk_splits_and_nothing_is_imported_twice_or_missed() -> None:
     assert minimum <= len(customer_calls) <= minimum + walks  # at most one partial page per walk
 
 
-def test_split_keeps_the_cursor_side_and_hands_off_the_older_half() -> None:
+def test_split_fans_a_planned_window_out_once_keeping_the_cursor_side() -> None:
     segment = plan(NOW, 1)[0]
     segment["cursor"] = "cus_x"
-    kept, older = split(segment, oldest_seen=NOW - 10_000, page_span=100, pages_ahead=5)
-    assert (kept["cursor"], kept["lt"], older["cursor"], older["lt"]) == ("cus_x", None, None, kept["gte"])
-    assert older["gte"] == segment["gte"]
-    assert split(segment, oldest_seen=segment["gte"] + 300, page_span=100, pages_ahead=5) == [segment]
+    oldest = NOW - 10_000
+    walks = split(segment, oldest_seen=oldest, page_span=100, max_walks=4)
+    kept, *older = walks
+    assert len(walks) == 4
+    assert (kept["cursor"], kept["lt"], kept["splittable"]) == ("cus_x", None, False)
+    # Contiguous slices of [gte, kept.gte): nothing twice, nothing missed.
+    assert older[0]["gte"] == segment["gte"]
+    assert [w["lt"] for w in older] == [*[w["gte"] for w in older[1:]], kept["gte"]]
+    assert all(w["cursor"] is None and not w["splittable"] for w in older)
+    assert split(kept, oldest_seen=oldest, page_span=100, max_walks=4) == [kept]  # no second fan-out
+    near_end = plan(NOW, 1)[0]
+    assert split(near_end, oldest_seen=near_end["gte"] + 150, page_span=100, max_walks=4) == [near_end]
 
 
 def test_a_retried_step_resumes_from_its_cursor() -> None:

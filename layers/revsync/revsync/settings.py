@@ -70,7 +70,7 @@ def get_settings() -> Settings:
         max_webhook_body_bytes=int(os.environ.get("MAX_WEBHOOK_BODY_BYTES", str(256 * 1024))),
         backfill_state_machine_arn=os.environ.get("BACKFILL_STATE_MACHINE_ARN", ""),
         backfill_windows=int(os.environ.get("BACKFILL_WINDOWS", "4")),
-        backfill_concurrency=int(os.environ.get("BACKFILL_CONCURRENCY", "12")),
+        backfill_concurrency=int(os.environ.get("BACKFILL_CONCURRENCY", "20")),
         backfill_pages_per_step=int(os.environ.get("BACKFILL_PAGES_PER_STEP", "20")),
         stripe_rate_limit_test=float(os.environ.get("STRIPE_RATE_LIMIT_TEST", "25")),
         stripe_rate_limit_live=float(os.environ.get("STRIPE_RATE_LIMIT_LIVE", "100")),

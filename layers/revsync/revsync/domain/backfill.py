@@ -25,6 +25,7 @@ class Segment(TypedDict):
     done: bool
     imported: int
     requests: int
+    splittable: bool  # a planned window may fan out once; the walks it makes do not split again
 
 
 class Totals(TypedDict):
@@ -45,7 +46,16 @@ def plan(now: int, windows: int, earliest: int = EARLIEST) -> list[Segment]:
         for index, start in enumerate(bounds):
             end = bounds[index + 1] if index + 1 < windows else None
             segments.append(
-                Segment(kind=kind, gte=start, lt=end, cursor=None, done=False, imported=0, requests=0)
+                Segment(
+                    kind=kind,
+                    gte=start,
+                    lt=end,
+                    cursor=None,
+                    done=False,
+                    imported=0,
+                    requests=0,
+                    splittable=True,
+                )
             )
     return segments
 
@@ -68,22 +78,39 @@ def list_params(segment: Segment) -> dict[str, Any]:
     return params
 
 
-def split(segment: Segment, oldest_seen: int, page_span: int, pages_ahead: int) -> list[Segment]:
-    """Cut what is left of a walk in two when it will not end soon, so both halves run side by side.
+def split(
+    segment: Segment, oldest_seen: int, page_span: int, max_walks: int, pages_ahead: int = 2
+) -> list[Segment]:
+    """Cut what is left of a walk into up to ``max_walks`` walks when it will not end soon.
 
     The walk goes newest first, so after a page what is left is ``[gte, oldest_seen]``; at the page's
-    density (``page_span`` seconds per page) that is about ``(oldest_seen - gte) / page_span`` pages. If
-    that is more than ``pages_ahead``, this walk keeps ``[mid, …)`` with its cursor (same order, so the
-    cursor stays valid) and a new walk takes ``[gte, mid)``: no object is in both, none in neither.
+    density (``page_span`` seconds per page) that is about ``(oldest_seen - gte) / page_span`` pages.
+    If that is more than ``pages_ahead``, the range is cut into equal slices: this walk keeps the
+    newest with its cursor (same order, so the cursor stays valid) and new walks take the others. No
+    object is in two slices, none in no slice; each walk costs at most one page beyond the minimum.
     """
     remaining = oldest_seen - segment["gte"]
-    if segment["done"] or page_span <= 0 or remaining < 2 or remaining / page_span <= pages_ahead:
+    if segment["done"] or not segment["splittable"] or page_span <= 0 or remaining < 2:
         return [segment]
-    mid = segment["gte"] + remaining // 2
-    older = Segment(
-        kind=segment["kind"], gte=segment["gte"], lt=mid, cursor=None, done=False, imported=0, requests=0
-    )
-    return [Segment(**{**segment, "gte": mid}), older]
+    parts = min(max_walks, remaining // page_span // pages_ahead, remaining)
+    if parts < 2:
+        return [segment]
+    bounds = [segment["gte"] + remaining * i // parts for i in range(parts)]
+    kept = Segment(**{**segment, "gte": bounds[-1], "splittable": False})
+    older = [
+        Segment(
+            kind=segment["kind"],
+            gte=start,
+            lt=bounds[i + 1],
+            cursor=None,
+            done=False,
+            imported=0,
+            requests=0,
+            splittable=False,
+        )
+        for i, start in enumerate(bounds[:-1])
+    ]
+    return [kept, *older]
 
 
 def new_totals() -> Totals:

@@ -86,13 +86,15 @@ def import_segment(
     pacer: Pacer,
     max_pages: int,
     deadline: float,
+    max_walks: int = 1,
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> list[Segment]:
     """Walk up to ``max_pages`` pages of the segment (fewer if ``deadline`` comes).
 
-    Returns the segment with its new cursor, plus the older part of its window as a new segment when
-    the walk would not end within another step (see ``domain.backfill.split``).
+    Returns the segment with its new cursor, plus up to ``max_walks - 1`` new segments for the older
+    part of its window when the walk would not end soon (see ``domain.backfill.split``); the step then
+    ends at once, so the new walks start in the next round.
     """
     tenant = _connected(tenants, tenant_id)
     segment = Segment(**segment)
@@ -111,8 +113,9 @@ def import_segment(
         if objects:
             segment["cursor"] = str(objects[-1]["id"])
             newest, oldest = int(objects[0]["created"]), int(objects[-1]["created"])
-            if not produced:  # one split per step keeps the number of walks in check
-                segment, *produced = split(segment, oldest, max(1, newest - oldest), max_pages)
+            segment, *produced = split(segment, oldest, max(1, newest - oldest), max_walks)
+            if produced:
+                break
     if imported:
         progress.backfill_progress(tenant_id, segment["kind"], imported)
     return [segment, *produced]
@@ -130,7 +133,12 @@ def _apply_page(
 ) -> None:
     parse = _PARSERS[kind]
     snapshots = [parse(raw) for raw in objects]
-    snapshots += [parse_customer(raw["customer"]) for raw in objects if isinstance(raw.get("customer"), dict)]
+    # A subscription's expanded customer matters only when it is deleted (the customers list has the rest).
+    snapshots += [
+        parse_customer(raw["customer"])
+        for raw in objects
+        if isinstance(raw.get("customer"), dict) and raw["customer"].get("deleted")
+    ]
     observations = [
         Observation(snapshot=snapshot, observed_at=requested_at, source="fetched", event_id=None)
         for snapshot in snapshots

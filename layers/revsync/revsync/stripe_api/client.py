@@ -114,15 +114,15 @@ class StripeAccounts:
     def list_page(
         self, tenant: Tenant, kind: str, params: dict[str, Any], pacer: Pacer
     ) -> tuple[list[dict[str, Any]], bool]:
-        """One page of a list (``customers``, ``subscriptions``, ``invoices``) as plain dicts."""
+        """One page of a list (``customers``, ``subscriptions``, ``invoices``) as plain dicts.
+
+        ``raw_request`` keeps the SDK's auth, retries and errors but skips building a StripeObject
+        per item, which is most of a page's CPU time and all of it thrown away here.
+        """
         client = self.client_for(tenant)
-        services: dict[str, Any] = {
-            "customers": client.v1.customers,
-            "subscriptions": client.v1.subscriptions,
-            "invoices": client.v1.invoices,
-        }
-        page = call_paced(pacer, lambda: services[kind].list(params=params))
-        return [_as_dict(obj) for obj in page.data], bool(page.has_more)
+        response = call_paced(pacer, lambda: client.raw_request("get", f"/v1/{kind}", **params))
+        page: dict[str, Any] = response.data
+        return list(page["data"]), bool(page["has_more"])
 
     def fetch(self, tenant: Tenant, kind: str, object_id: str) -> Snapshot | None:
         client = self.client_for(tenant)

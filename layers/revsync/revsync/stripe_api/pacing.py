@@ -15,26 +15,36 @@ MAX_RATE_LIMIT_RETRIES = 8
 
 
 class Pacer:
-    """At most ``rate`` request starts per second from this walker (thread-safe)."""
+    """Request starts spaced to a rate: every walker that shares ``reserve`` shares one budget.
+
+    ``reserve()`` returns the (wall-clock) time this request may start; the default reservation
+    clock lives in memory (one process), ``revsync.store.budget`` keeps one per Stripe account in
+    DynamoDB so that concurrent Lambda steps share it.
+    """
 
     def __init__(
         self,
-        rate: float,
-        clock: Callable[[], float] = time.monotonic,
+        rate: float = 0.0,
+        reserve: Callable[[], float] | None = None,
+        clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self._next = 0.0
         self._lock = threading.Lock()
         self._clock, self._sleep = clock, sleep
+        self._reserve = reserve or self._reserve_locally
+
+    def _reserve_locally(self) -> float:
+        with self._lock:
+            start = max(self._clock(), self._next)
+            self._next = start + self.interval
+            return start
 
     def wait(self) -> None:
-        with self._lock:
-            now = self._clock()
-            start = max(now, self._next)
-            self._next = start + self.interval
-        if start > now:
-            self._sleep(start - now)
+        delay = self._reserve() - self._clock()
+        if delay > 0:
+            self._sleep(delay)
 
 
 def _retry_after(exc: stripe.RateLimitError) -> float | None:
