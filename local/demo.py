@@ -1,7 +1,8 @@
 """`make demo`: revsync's main job on the embedded local stack, end to end, offline.
 
-A tenant connects its Stripe account and picks its customer-ID trait; then things happen in Stripe
-(the sandbox): customers sign up, a trial starts, a plan is upgraded, one customer cancels, one
+The tenant's Stripe account already has customers. The tenant connects it and picks its customer-ID
+trait, which starts a backfill through the real state machine (moto's interpreter). Then things
+happen in Stripe (the sandbox): customers sign up, a trial starts, a plan is upgraded, one customer cancels, one
 leaves at period end, one is deleted, one gets a discount, one gets its app id late, and a month
 passes (renewals paid, trials converted). Stripe delivers the webhooks delayed, duplicated and
 reordered. The demo waits for the pipeline to settle, prints every customer record, and checks each
@@ -36,9 +37,39 @@ def step(text: str) -> None:
     print(f"- {text}", flush=True)
 
 
-def connect(stack: LocalStack) -> stripe.StripeClient:
-    """API-key connection (the OAuth flow is issue 6): the tenant's own sandbox account."""
-    key, secret = f"rk_test_{secrets.token_hex(12)}", f"whsec_{secrets.token_hex(16)}"
+def history(client: stripe.StripeClient) -> dict[str, str]:
+    """Customers the account had before revsync: only the backfill can know them."""
+    price = client.v1.prices.create(
+        params={
+            "currency": "usd",
+            "unit_amount": 9900,
+            "nickname": "Legacy",
+            "recurring": {"interval": "month"},
+            "product_data": {"name": "Legacy"},
+        }
+    )
+    existing: dict[str, str] = {}
+    for app_id, name in (("u-alan", "Alan"), ("u-frances", "Frances"), ("u-john", "John")):
+        existing[app_id] = client.v1.customers.create(
+            params={"name": name, "email": f"{name.lower()}@example.com", "metadata": {"app_id": app_id}}
+        ).id
+    client.v1.subscriptions.create(params={"customer": existing["u-alan"], "items": [{"price": price.id}]})
+    client.v1.subscriptions.create(
+        params={"customer": existing["u-frances"], "items": [{"price": price.id, "quantity": 2}]}
+    )
+    gone = client.v1.subscriptions.create(
+        params={"customer": existing["u-john"], "items": [{"price": price.id}]}
+    )
+    client.v1.subscriptions.cancel(gone.id)
+    step(
+        "the account already has 3 customers (Alan and Frances subscribed, John canceled) from before revsync"
+    )
+    return existing
+
+
+def connect(stack: LocalStack, key: str) -> None:
+    """API-key connection (the OAuth flow is issue 6), webhooks from now on, then the trait."""
+    secret = f"whsec_{secrets.token_hex(16)}"
     status, body = http(
         "PUT",
         f"{stack.api_url}/tenants/{TENANT}/stripe/connection",
@@ -57,8 +88,23 @@ def connect(stack: LocalStack) -> stripe.StripeClient:
         "PUT", f"{stack.api_url}/tenants/{TENANT}/stripe/config", {"customer_id_trait": "metadata.app_id"}
     )
     assert status == 200, body
-    step(f"customer-ID trait set to metadata.app_id; tracking is now {body['tracking']}")
-    return client
+    step(f"customer-ID trait set to metadata.app_id; tracking is now {body['tracking']}; a backfill started")
+
+
+def import_existing(stack: LocalStack) -> dict[str, Any]:
+    """Wait for the backfill (the real state machine on moto), showing its progress."""
+    started = time.monotonic()
+    while True:
+        backfill: dict[str, Any] = http("GET", f"{stack.api_url}/tenants/{TENANT}/stripe")[1]["backfill"]
+        if backfill["state"] in ("succeeded", "failed"):
+            break
+        print(f"  ... importing: {backfill['stage']}, {backfill['counts']}", flush=True)
+        time.sleep(0.5)
+    step(
+        f"backfill {backfill['state']} in {time.monotonic() - started:.1f}s: imported {backfill['counts']} "
+        f"with {backfill['requests']} list requests"
+    )
+    return backfill
 
 
 def story(client: stripe.StripeClient) -> dict[str, str]:
@@ -156,14 +202,18 @@ def main() -> int:
     print("revsync demo on the embedded local stack (moto, Stripe sandbox, no network)")
     with LocalStack() as stack:
         step(f"stack up: API {stack.api_url}, AWS {stack.aws_url}, Stripe {stack.stripe_url}")
-        client = connect(stack)
+        key = f"rk_test_{secrets.token_hex(12)}"
+        client = stripe.StripeClient(key, base_addresses={"api": stack.stripe_url})
+        existing = history(client)
+        connect(stack, key)
+        backfill = import_existing(stack)
         http(
             "POST",
             f"{stack.stripe_url}/_sandbox/config",
             {"delivery_delay_ms": 50, "delivery_duplicate_ratio": 0.3, "delivery_reorder": True},
         )
         step("Stripe will deliver webhooks delayed, 30% of them twice, out of order")
-        customers = story(client)
+        customers = {**existing, **story(client)}
         wait(stack, "delivering the sign-ups")
         http("POST", f"{stack.stripe_url}/_sandbox/clock/advance", {"seconds": 31 * DAY})
         step("a month passes: Ada's trial converts, renewals are billed and paid, Linus's plan ends")
@@ -193,6 +243,8 @@ def main() -> int:
         ]
         if unmatched != 404:
             mismatches.append("Edsger's unmatched record should have moved to u-edsger")
+        if backfill["state"] != "succeeded":
+            mismatches.append(f"backfill {backfill['state']}: {backfill['error']}")
         if flushed.get("dead_letters"):
             mismatches.append(f"{flushed['dead_letters']} events in the dead-letter queue")
         print()

@@ -28,6 +28,9 @@ def dependencies() -> dict[str, Any]:
     tenant_secrets = TenantSecrets()
     return {
         "tenants": CachedTenantStore(TenantStore()),
+        # A run starts from the tenant as stored now (a trait may have just changed); its steps then
+        # refresh any cached copy older than that (see Segment.config_version).
+        "stored_tenants": TenantStore(),
         "customers": CustomerStore(),
         "progress": BackfillProgress(),
         "stripe": StripeAccounts(
@@ -57,7 +60,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if action == "start":
         segments = backfill.start(
             tenant_id,
-            tenants=deps["tenants"],
+            tenants=deps["stored_tenants"],
             progress=deps["progress"],
             windows=settings.backfill_windows,
             now=now,

@@ -211,3 +211,21 @@ def test_admin_trigger_is_202_then_409_while_running(stack: LocalStack) -> None:
         "subscriptions": 150,
         "invoices": 150,
     }
+
+
+def test_changing_the_trait_rekeys_existing_records_through_the_backfill(stack: LocalStack) -> None:
+    _, key = tenant(stack, "bf-rekey")
+    http("POST", f"{stack.stripe_url}/_sandbox/seed", {"customers": 30}, {"Authorization": f"Bearer {key}"})
+    assert configure_and_wait(stack, "bf-rekey")["state"] == "succeeded"
+    assert http("GET", f"{stack.api_url}/tenants/bf-rekey/customers/seed-7")[0] == 200
+
+    status, body = http(
+        "PUT", f"{stack.api_url}/tenants/bf-rekey/stripe/config", {"customer_id_trait": "email"}
+    )
+    assert (status, body["config"]["customer_id_trait"]) == (200, "email")
+    assert wait_backfill(stack, "bf-rekey")["state"] == "succeeded"
+
+    moved = http("GET", f"{stack.api_url}/tenants/bf-rekey/customers/seed7@example.com")
+    assert moved[0] == 200
+    assert (moved[1]["matched"], moved[1]["mrr"], moved[1]["total_paid"]) == (True, 1000, 1000)
+    assert http("GET", f"{stack.api_url}/tenants/bf-rekey/customers/seed-7")[0] == 404

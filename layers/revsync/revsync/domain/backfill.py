@@ -26,6 +26,7 @@ class Segment(TypedDict):
     imported: int
     requests: int
     splittable: bool  # a planned window may fan out once; the walks it makes do not split again
+    config_version: int  # the tenant config the run started with: steps never use an older one
 
 
 class Totals(TypedDict):
@@ -36,7 +37,7 @@ class Totals(TypedDict):
     walks: int  # cursor walks finished: the requests are at most the minimum plus one per walk
 
 
-def plan(now: int, windows: int, earliest: int = EARLIEST) -> list[Segment]:
+def plan(now: int, windows: int, config_version: int = 0, earliest: int = EARLIEST) -> list[Segment]:
     """``windows`` equal slices of [earliest, now) for each list; the newest is open-ended."""
     windows = max(1, windows)
     step = max(1, (now - earliest) // windows)
@@ -55,6 +56,7 @@ def plan(now: int, windows: int, earliest: int = EARLIEST) -> list[Segment]:
                     imported=0,
                     requests=0,
                     splittable=True,
+                    config_version=config_version,
                 )
             )
     return segments
@@ -107,6 +109,7 @@ def split(
             imported=0,
             requests=0,
             splittable=False,
+            config_version=segment["config_version"],
         )
         for i, start in enumerate(bounds[:-1])
     ]

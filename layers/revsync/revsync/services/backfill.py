@@ -62,17 +62,17 @@ class Progress(Protocol):
     ) -> None: ...
 
 
-def _connected(tenants: Tenants, tenant_id: str) -> Tenant:
-    tenant = tenants.get(tenant_id)
+def _connected(tenants: Tenants, tenant_id: str, config_version: int = 0) -> Tenant:
+    tenant = tenants.get(tenant_id, min_config_version=config_version)
     if tenant is None or not tenant.connection.is_connected:
         raise BackfillError("not_connected", f"tenant {tenant_id!r} has no Stripe connection")
     return tenant
 
 
 def start(tenant_id: str, *, tenants: Tenants, progress: Progress, windows: int, now: int) -> list[Segment]:
-    _connected(tenants, tenant_id)
+    tenant = _connected(tenants, tenant_id)
     progress.backfill_started(tenant_id, now, "importing")
-    return plan(now, windows)
+    return plan(now, windows, tenant.config_version)
 
 
 def import_segment(
@@ -96,7 +96,8 @@ def import_segment(
     part of its window when the walk would not end soon (see ``domain.backfill.split``); the step then
     ends at once, so the new walks start in the next round.
     """
-    tenant = _connected(tenants, tenant_id)
+    # A cached tenant older than the config this run started with (a trait just changed) is refreshed.
+    tenant = _connected(tenants, tenant_id, segment["config_version"])
     segment = Segment(**segment)
     produced: list[Segment] = []
     imported = 0

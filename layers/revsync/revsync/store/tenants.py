@@ -57,7 +57,8 @@ def _to_item(tenant: Tenant, now: int) -> models.TenantItem:
 
 
 class TenantStore:
-    def get(self, tenant_id: str) -> Tenant | None:
+    def get(self, tenant_id: str, min_config_version: int = 0) -> Tenant | None:
+        """The tenant as stored now (always at least as new as any ``min_config_version``)."""
         try:
             item = models.TenantItem.get(models.tenant_key(tenant_id), consistent_read=True)
         except DoesNotExist:
