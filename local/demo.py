@@ -2,11 +2,11 @@
 
 The tenant's Stripe account already has customers. The tenant connects it and picks its customer-ID
 trait, which starts a backfill through the real state machine (moto's interpreter). Then things
-happen in Stripe (the sandbox): customers sign up, a trial starts, a plan is upgraded, one customer cancels, one
-leaves at period end, one is deleted, one gets a discount, one gets its app id late, and a month
-passes (renewals paid, trials converted). Stripe delivers the webhooks delayed, duplicated and
-reordered. The demo waits for the pipeline to settle, prints every customer record, and checks each
-against the sandbox's own objects. It exits non-zero on any mismatch.
+happen in Stripe (the sandbox): customers sign up, a trial starts, a plan is upgraded, one customer
+cancels, one leaves at period end, one is deleted, one gets a discount, one gets its app id late,
+and a month passes (renewals paid, trials converted). Stripe delivers the webhooks delayed,
+duplicated and reordered. The demo waits for the pipeline to settle, prints every customer record,
+and checks each against the sandbox's own objects. It exits non-zero on any mismatch.
 """
 
 from __future__ import annotations
