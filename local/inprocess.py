@@ -8,7 +8,6 @@ drained into the real worker the way the SQS event-source mapping would.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from types import TracebackType
@@ -25,9 +24,8 @@ from revsync.store import models
 
 from local import apigw, lambda_runtime, poller
 from local.aws import create_resources
-from local.template import LocalNames, function_environment, http_routes, resources_of_type
-
-REGION = "us-east-1"
+from local.environment import LOCAL_AWS, REGION, EnvironmentPatch, functions_environment
+from local.template import LocalNames, http_routes, resources_of_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,33 +58,14 @@ def reset_process_caches() -> None:
 class InProcessStack:
     def __init__(self) -> None:
         self._mock = mock_aws()
-        self._saved_env: dict[str, str | None] = {}
+        self._environment = EnvironmentPatch()
         self.names: LocalNames | None = None
 
-    def _set_env(self, values: dict[str, str]) -> None:
-        for key, value in values.items():
-            self._saved_env.setdefault(key, os.environ.get(key))
-            os.environ[key] = value
-
     def __enter__(self) -> InProcessStack:
-        self._set_env(
-            {
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_SESSION_TOKEN": "testing",
-                "AWS_DEFAULT_REGION": REGION,
-                "AWS_REGION": REGION,
-                "POWERTOOLS_TRACE_DISABLED": "true",
-                "POWERTOOLS_METRICS_DISABLED": "true",
-            }
-        )
+        self._environment.set(LOCAL_AWS)
         self._mock.start()
         self.names = create_resources(REGION)
-        environment: dict[str, str] = {}
-        for logical_id in resources_of_type("AWS::Serverless::Function"):
-            environment.update(function_environment(logical_id, self.names))
-        environment.pop("POWERTOOLS_SERVICE_NAME", None)
-        self._set_env(environment)
+        self._environment.set(functions_environment(self.names))
         reset_process_caches()
         return self
 
@@ -94,11 +73,7 @@ class InProcessStack:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._mock.stop()
-        for key, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        self._environment.restore()
         reset_process_caches()
 
     # --- clients ------------------------------------------------------------------------------

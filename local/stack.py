@@ -28,10 +28,11 @@ from werkzeug.wrappers import Request, Response
 
 from local import apigw, lambda_runtime, poller, stepfunctions
 from local.aws import DEFAULT_PLATFORM_KEY, DEFAULT_WEBHOOK_SECRET, create_resources
-from local.inprocess import REGION, reset_process_caches
+from local.environment import LOCAL_AWS, REGION, EnvironmentPatch, functions_environment
+from local.inprocess import reset_process_caches
 from local.stripe_sandbox.server import SandboxApp
 from local.stripe_sandbox.server import serve as serve_sandbox
-from local.template import LocalNames, function_environment, http_routes, resources_of_type
+from local.template import LocalNames, http_routes
 
 log = logging.getLogger("revsync.local")
 
@@ -74,12 +75,7 @@ class LocalStack:
     _function_locks: dict[str, threading.Lock] = field(default_factory=dict)
     _poller_busy: threading.Event = field(default_factory=threading.Event)
     poll_stats: poller.PollStats = field(default_factory=poller.PollStats)
-    _saved_env: dict[str, str | None] = field(default_factory=dict)
-
-    def _set_env(self, values: dict[str, str]) -> None:
-        for key, value in values.items():
-            self._saved_env.setdefault(key, os.environ.get(key))
-            os.environ[key] = value
+    _environment: EnvironmentPatch = field(default_factory=EnvironmentPatch)
 
     @property
     def api_url(self) -> str:
@@ -102,29 +98,20 @@ class LocalStack:
         self._servers.append(moto)
         # moto's backends live in this process: start from an empty account even if a stack ran before.
         urllib.request.urlopen(urllib.request.Request(f"{self.aws_url}/moto-api/reset", method="POST"))  # noqa: S310
-        self._set_env(
+        self._environment.set(
             {
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_SESSION_TOKEN": "testing",
-                "AWS_DEFAULT_REGION": REGION,
-                "AWS_REGION": REGION,
-                "MOTO_PORT": str(self.ports.aws),  # where moto's state machine interpreter calls Lambda
+                **LOCAL_AWS,
                 "AWS_ENDPOINT_URL": self.aws_url,
-                "POWERTOOLS_TRACE_DISABLED": "true",
-                "POWERTOOLS_METRICS_DISABLED": "true",
+                "MOTO_PORT": str(self.ports.aws),  # where moto's state machine interpreter calls Lambda
                 "REVSYNC_WEBHOOK_SECRET": self.webhook_secret,
                 "REVSYNC_STRIPE_SECRET_KEY": self.platform_key,
             }
         )
         stepfunctions.install()
         self.names = create_resources(REGION, endpoint_url=self.aws_url)
-        environment: dict[str, str] = {}
-        for logical_id in resources_of_type("AWS::Serverless::Function"):
-            environment.update(function_environment(logical_id, self.names))
-        environment.pop("POWERTOOLS_SERVICE_NAME", None)
-        environment["REVSYNC_STRIPE_API_BASE"] = self.stripe_url
-        self._set_env(environment)
+        self._environment.set(
+            {**functions_environment(self.names), "REVSYNC_STRIPE_API_BASE": self.stripe_url}
+        )
         reset_process_caches()
         if self.stripe_api_base is None:
             sandbox_server, self.sandbox = serve_sandbox(self.ports.stripe)
@@ -161,11 +148,7 @@ class LocalStack:
         if self.sandbox is not None:
             self.sandbox.stop()
         stepfunctions.uninstall()
-        for key, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        self._environment.restore()
         reset_process_caches()
 
     def __enter__(self) -> LocalStack:
