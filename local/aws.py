@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from typing import Any
 
 import boto3
@@ -89,6 +90,8 @@ def seed_platform_secrets(
             "REVSYNC_WEBHOOK_SECRET", DEFAULT_WEBHOOK_SECRET
         ),
         "/revsync/local/stripe/secret-key": os.environ.get("REVSYNC_STRIPE_SECRET_KEY", DEFAULT_PLATFORM_KEY),
+        "/revsync/local/stripe/connect-client-id": os.environ.get("REVSYNC_CONNECT_CLIENT_ID", "ca_local"),
+        "/revsync/local/oauth/state-key": os.environ.get("REVSYNC_STATE_KEY", secrets.token_hex(32)),
     }
     for name, value in values.items():
         ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)

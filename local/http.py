@@ -8,6 +8,16 @@ import urllib.request
 from typing import Any
 
 
+def _decode(raw: bytes) -> Any:
+    """JSON when it is JSON (the API), else the text (an HTML page)."""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")
+
+
 def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(  # noqa: S310 (only the local stack's URLs)
@@ -15,8 +25,6 @@ def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None
     )
     try:
         with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 (the local stack)
-            raw = response.read()
-            return response.status, json.loads(raw) if raw else None
+            return response.status, _decode(response.read())
     except urllib.error.HTTPError as error:
-        raw = error.read()
-        return error.code, json.loads(raw) if raw else None
+        return error.code, _decode(error.read())

@@ -110,7 +110,11 @@ class LocalStack:
         stepfunctions.install()
         self.names = create_resources(REGION, endpoint_url=self.aws_url)
         self._environment.set(
-            {**functions_environment(self.names), "REVSYNC_STRIPE_API_BASE": self.stripe_url}
+            {
+                **functions_environment(self.names),
+                "REVSYNC_STRIPE_API_BASE": self.stripe_url,
+                "PUBLIC_BASE_URL": self.api_url,
+            }
         )
         reset_process_caches()
         if self.stripe_api_base is None:
@@ -138,7 +142,21 @@ class LocalStack:
             }
         )
 
+    def _wait_for_executions(self, timeout: float = 60) -> None:
+        """Let state machine executions end before the stack goes away (they run in moto's threads)."""
+        if self.names is None:
+            return
+        sfn = boto3.client("stepfunctions", region_name=REGION, endpoint_url=self.aws_url)
+        deadline = time.monotonic() + timeout
+        for arn in self.names.state_machine_arns.values():
+            while time.monotonic() < deadline:
+                running = sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]
+                if not running:
+                    break
+                time.sleep(0.1)
+
     def stop(self) -> None:
+        self._wait_for_executions()
         self._stop.set()
         for server in reversed(self._servers):
             if isinstance(server, BaseWSGIServer):

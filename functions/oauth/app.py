@@ -5,22 +5,24 @@ Every caller mistake is a JSON ``{"error", "message"}`` with a 4xx; see revsync.
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from functools import lru_cache
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from revsync.infra.secrets import PlatformSecrets, TenantSecrets
 from revsync.infra.stepfunctions import BackfillStarter
+from revsync.services import connect
 from revsync.services import tenants as service
 from revsync.services.tenants import ApiError
 from revsync.settings import get_settings
 from revsync.store.customers import CustomerStore
-from revsync.store.tenants import BackfillProgress, TenantStore
+from revsync.store.tenants import BackfillProgress, OAuthStates, TenantStore
 from revsync.stripe_api.client import StripeAccounts
 
 logger = Logger()
@@ -35,6 +37,8 @@ def dependencies() -> dict[str, Any]:
         "tenants": TenantStore(),
         "records": CustomerStore(),
         "claims": BackfillProgress(),
+        "states": OAuthStates(),
+        "platform": PlatformSecrets(),
         "starter": BackfillStarter(),
         "secrets": tenant_secrets,
         "stripe": StripeAccounts(
@@ -114,6 +118,82 @@ def post_backfill(tenant_id: str) -> Response[str]:
         now=int(time.time()),
     )
     return _json(202, started)
+
+
+def _connect_secrets() -> connect.ConnectSecrets:
+    platform: PlatformSecrets = dependencies()["platform"]
+    return connect.ConnectSecrets(
+        client_id=platform.connect_client_id(), state_key=platform.state_signing_key()
+    )
+
+
+def _public_base_url() -> str:
+    configured = get_settings().public_base_url
+    if configured:
+        return configured.rstrip("/")
+    return f"https://{app.current_event.request_context.domain_name}"
+
+
+def _page(status: int, title: str, message: str) -> Response[str]:
+    """A small HTML page for a person who followed a link (the OAuth callback)."""
+    body = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"</head><body><main><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p></main></body></html>"
+    )
+    return Response(status_code=status, content_type="text/html; charset=utf-8", body=body)
+
+
+@app.post("/tenants/<tenant_id>/stripe/connect")
+def post_connect(tenant_id: str) -> Response[str]:
+    deps = dependencies()
+    document = connect.authorize_url(
+        tenant_id,
+        states=deps["states"],
+        stripe=deps["stripe"],
+        secrets=_connect_secrets(),
+        redirect_uri=f"{_public_base_url()}/oauth/stripe/callback",
+        now=int(time.time()),
+    )
+    return _json(200, document)
+
+
+@app.get("/oauth/stripe/callback")
+def oauth_callback() -> Response[str]:
+    deps = dependencies()
+    query = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if isinstance(v, str)}
+    try:
+        tenant_id = connect.complete(
+            query,
+            tenants=deps["tenants"],
+            states=deps["states"],
+            stripe=deps["stripe"],
+            secrets=_connect_secrets(),
+            now=int(time.time()),
+        )
+    except ApiError as exc:
+        logger.info("oauth refused", error=exc.code, status=exc.status)
+        return _page(exc.status, "Stripe was not connected", exc.message)
+    location = f"{_public_base_url()}/tenants/{quote(tenant_id)}/stripe/settings?connected=1"
+    return Response(status_code=302, content_type="text/plain", body="", headers={"Location": location})
+
+
+@app.delete("/tenants/<tenant_id>/stripe")
+def delete_connection(tenant_id: str) -> Response[str]:
+    deps = dependencies()
+    document = connect.disconnect(
+        tenant_id,
+        tenants=deps["tenants"],
+        stripe=deps["stripe"],
+        secrets=_connect_secrets(),
+        now=int(time.time()),
+    )
+    return _json(200, document)
+
+
+@app.get("/tenants/<tenant_id>/stripe/traits")
+def get_traits(tenant_id: str) -> Response[str]:
+    deps = dependencies()
+    return _json(200, service.discover_traits(tenant_id, tenants=deps["tenants"], stripe=deps["stripe"]))
 
 
 @app.get("/tenants/<tenant_id>/stripe")

@@ -6,6 +6,7 @@ message group in the batch is skipped (and retried), other groups go on.
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -18,6 +19,7 @@ from revsync.domain.events import EventError, parse_envelope
 from revsync.domain.snapshots import SnapshotError
 from revsync.infra.queue import DeadLetters
 from revsync.infra.secrets import PlatformSecrets, TenantSecrets
+from revsync.services.connect import connection_revoked
 from revsync.services.sync import apply_observation
 from revsync.settings import get_settings
 from revsync.store.customers import CustomerStore
@@ -51,9 +53,13 @@ def record_handler(record: SQSRecord) -> None:
     receive_count = int(record.attributes.approximate_receive_count or 1)
     try:
         envelope = parse_envelope(record.body)
-        result = apply_observation(
-            envelope["tenant_id"], envelope["observation"], redelivered=receive_count > 1, **dependencies()
-        )
+        observation = envelope["observation"]
+        if observation is None:  # about the connection: Stripe says the account disconnected us
+            result = connection_revoked(envelope["tenant_id"], tenants=TenantStore(), now=int(time.time()))
+        else:
+            result = apply_observation(
+                envelope["tenant_id"], observation, redelivered=receive_count > 1, **dependencies()
+            )
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, PERMANENT_ERRORS) or receive_count >= get_settings().max_receive_count:

@@ -37,6 +37,7 @@ def test_connect_event_is_queued_with_tenant_and_group() -> None:
     assert (response.status, response.outcome) == (200, "queued")
     [envelope] = queue.sent
     assert (envelope["tenant_id"], envelope["event_id"]) == ("acme", event["id"])
+    assert envelope["observation"] is not None
     assert envelope["observation"]["snapshot"]["id"] == "cus_1"
 
 

@@ -32,6 +32,11 @@ class Settings:
     # SSM parameter names of platform secrets (SecureString); values never live in the environment in AWS.
     webhook_secret_param: str
     stripe_secret_key_param: str
+    connect_client_id_param: str
+    state_key_param: str
+    # Where browsers reach the API (the OAuth redirect and the settings page); derived from the
+    # request when unset.
+    public_base_url: str | None
     # Secrets Manager name prefix for per-tenant API-key connections: <prefix><tenant_id>.
     tenant_secret_prefix: str
     # Another Stripe API (the local sandbox, localstripe) instead of api.stripe.com.
@@ -65,6 +70,11 @@ def get_settings() -> Settings:
         stripe_secret_key_param=os.environ.get(
             "STRIPE_SECRET_KEY_PARAM", f"/revsync/{stage}/stripe/secret-key"
         ),
+        connect_client_id_param=os.environ.get(
+            "STRIPE_CONNECT_CLIENT_ID_PARAM", f"/revsync/{stage}/stripe/connect-client-id"
+        ),
+        state_key_param=os.environ.get("OAUTH_STATE_KEY_PARAM", f"/revsync/{stage}/oauth/state-key"),
+        public_base_url=os.environ.get("PUBLIC_BASE_URL") or None,
         tenant_secret_prefix=os.environ.get("TENANT_SECRET_PREFIX", f"revsync/{stage}/tenants/"),
         stripe_api_base=os.environ.get("REVSYNC_STRIPE_API_BASE") or None,
         max_webhook_body_bytes=int(os.environ.get("MAX_WEBHOOK_BODY_BYTES", str(256 * 1024))),

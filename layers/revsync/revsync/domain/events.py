@@ -52,14 +52,15 @@ class Observation(TypedDict):
 
 
 class Envelope(TypedDict):
-    """The small message the receiver queues for the worker."""
+    """The small message the receiver queues for the worker: an object snapshot, or (for events
+    about the connection itself, such as ``account.application.deauthorized``) none."""
 
     v: int
     tenant_id: str
     event_id: str
     event_type: str
     livemode: bool
-    observation: Observation
+    observation: Observation | None
 
 
 ENVELOPE_VERSION = 1
@@ -120,7 +121,9 @@ _ROUTES: dict[str, tuple[_Reader, Source]] = {
     "customer.discount.deleted": (parse_discount_event, "updated"),
 }
 
-HANDLED_EVENT_TYPES = frozenset(_ROUTES)
+# Events about the tenant's connection rather than a customer's objects.
+CONNECTION_EVENT_TYPES = frozenset({"account.application.deauthorized"})
+HANDLED_EVENT_TYPES = frozenset(_ROUTES) | CONNECTION_EVENT_TYPES
 
 
 def observation_of(event: StripeEvent) -> Observation | None:
@@ -141,7 +144,7 @@ def observation_of(event: StripeEvent) -> Observation | None:
 
 def envelope_for(event: StripeEvent, tenant_id: str) -> Envelope | None:
     observation = observation_of(event)
-    if observation is None:
+    if observation is None and event.type not in CONNECTION_EVENT_TYPES:
         return None
     return Envelope(
         v=ENVELOPE_VERSION,
@@ -155,7 +158,10 @@ def envelope_for(event: StripeEvent, tenant_id: str) -> Envelope | None:
 
 def message_group(envelope: Envelope) -> str:
     """FIFO group: events of one Stripe customer of one tenant are applied in arrival order."""
-    return f"{envelope['tenant_id']}#{customer_id_of(envelope['observation']['snapshot'])}"
+    observation = envelope["observation"]
+    if observation is None:
+        return f"{envelope['tenant_id']}#connection"
+    return f"{envelope['tenant_id']}#{customer_id_of(observation['snapshot'])}"
 
 
 def parse_envelope(body: str) -> Envelope:

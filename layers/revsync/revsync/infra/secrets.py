@@ -27,6 +27,19 @@ class PlatformSecrets:
         )
         return _split(str(value))
 
+    def connect_client_id(self) -> str:
+        """The platform's Connect client id (``ca_…``), for OAuth."""
+        value = parameters.get_parameter(
+            get_settings().connect_client_id_param, decrypt=True, max_age=_MAX_AGE_SECONDS
+        )
+        return str(value)
+
+    def state_signing_key(self) -> str:
+        value = parameters.get_parameter(
+            get_settings().state_key_param, decrypt=True, max_age=_MAX_AGE_SECONDS
+        )
+        return str(value)
+
     def stripe_secret_key(self) -> str:
         value = parameters.get_parameter(
             get_settings().stripe_secret_key_param, decrypt=True, max_age=_MAX_AGE_SECONDS

@@ -133,6 +133,8 @@ def receive(
     except EventError as exc:
         return WebhookResponse(400, {"error": exc.code, "message": str(exc)}, f"rejected:{exc.code}", log)
     assert envelope is not None  # the type is handled
+    if envelope["observation"] is None and route.mode != "oauth":
+        return _dropped("not_a_connect_account", **log)
     try:
         queue.send(envelope)
     except Exception as exc:  # any failure to enqueue: Stripe must retry

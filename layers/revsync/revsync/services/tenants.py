@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from revsync.domain.record import TraitError, validate_trait
 from revsync.domain.tenancy import Connection, Tenant, status_document, validate_tenant_id
+from revsync.domain.traits import candidate_traits
 from revsync.stripe_api.client import KeyCheck, StripeAccessError
 
 _API_KEY = re.compile(r"^(rk|sk)_(test|live)_[A-Za-z0-9_]{8,}$")
@@ -182,3 +183,21 @@ def customer_record(tenant_id: str, external_id: str, *, records: RecordReader) 
     if record is None:
         raise ApiError(404, "customer_not_found", "no customer record with that external_id")
     return record
+
+
+class CustomerSampler(Protocol):
+    def sample_customers(self, tenant: Tenant, limit: int = 100) -> list[dict[str, Any]]: ...
+
+
+def discover_traits(tenant_id: str, *, tenants: TenantRepository, stripe: CustomerSampler) -> dict[str, Any]:
+    """Candidate customer-ID traits on the newest 100 Stripe customers, with how many carry each."""
+    tenant_id = _tenant_id(tenant_id)
+    tenant = tenants.get(tenant_id)
+    if tenant is None or not tenant.connection.is_connected:
+        raise ApiError(409, "not_connected", "connect Stripe before discovering traits")
+    sample = stripe.sample_customers(tenant, 100)
+    return {
+        "sampled": len(sample),
+        "candidates": candidate_traits(sample),
+        "current": tenant.customer_id_trait,
+    }

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from pynamodb.connection import Connection as DynamoConnection
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from revsync.domain.tenancy import Connection, Tenant, Tracking
@@ -79,9 +79,16 @@ class TenantStore:
             status=tenant.connection.status,
             livemode=tenant.connection.livemode,
         )
-        with TransactWrite(connection=DynamoConnection()) as transaction:
-            transaction.save(item)
-            transaction.save(account)
+        # One tenant per Stripe account: the account item is claimed in the same transaction.
+        owned = models.AccountItem.pk.does_not_exist() | (models.AccountItem.tenant_id == tenant.tenant_id)
+        try:
+            with TransactWrite(connection=DynamoConnection()) as transaction:
+                transaction.save(item)
+                transaction.save(account, condition=owned)
+        except TransactWriteError as exc:
+            if any(r is not None and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons):
+                raise AccountTaken(account_id) from exc
+            raise
 
 
 class CachedTenantStore:
@@ -207,3 +214,36 @@ def _running(now: int, stage: str) -> dict[str, Any]:
             "error": {"NULL": True},
         }
     }
+
+
+class AccountTaken(RuntimeError):
+    """The Stripe account is connected to another tenant."""
+
+
+class OAuthStates:
+    """Issued OAuth states (``state#<nonce>``), expiring by TTL and consumed at most once."""
+
+    def save(self, tenant_id: str, nonce: str, expires_at: int) -> None:
+        aws.dynamodb().put_item(
+            TableName=get_settings().tenants_table,
+            Item={
+                "pk": {"S": f"state#{nonce}"},
+                "tenant_id": {"S": tenant_id},
+                "expires_at": {"N": str(expires_at)},
+            },
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+
+    def consume(self, tenant_id: str, nonce: str, now: int) -> bool:
+        """True the first time a live state of this tenant is used; False for a reused or foreign one."""
+        client = aws.dynamodb()
+        try:
+            client.delete_item(
+                TableName=get_settings().tenants_table,
+                Key={"pk": {"S": f"state#{nonce}"}},
+                ConditionExpression="tenant_id = :t AND expires_at >= :now",
+                ExpressionAttributeValues={":t": {"S": tenant_id}, ":now": {"N": str(now)}},
+            )
+        except client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,13 @@ def make_client(
 class KeyCheck:
     account_id: str | None
     livemode: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthGrant:
+    account_id: str
+    livemode: bool
+    scope: str
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
@@ -123,6 +131,49 @@ class StripeAccounts:
         response = call_paced(pacer, lambda: client.raw_request("get", f"/v1/{kind}", **params))
         page: dict[str, Any] = response.data
         return list(page["data"]), bool(page["has_more"])
+
+    def sample_customers(self, tenant: Tenant, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest customers (one list request), as plain dicts."""
+        response = self.client_for(tenant).raw_request("get", "/v1/customers", limit=limit)
+        return list(response.data["data"])
+
+    # --- Connect (OAuth) -------------------------------------------------------------------------
+
+    def oauth_authorize_url(self, client_id: str, state: str, redirect_uri: str) -> str:
+        client = make_client(self._platform_key(), api_base=self._api_base)
+        return str(
+            client.oauth.authorize_url(
+                params={
+                    "client_id": client_id,
+                    "response_type": "code",
+                    "scope": "read_write",
+                    "state": state,
+                    "redirect_uri": redirect_uri,
+                }
+            )
+        )
+
+    def oauth_exchange(self, code: str) -> OAuthGrant:
+        """Exchange an authorization code; only the account id, mode and scope are kept (no token:
+        the platform key with ``Stripe-Account`` reaches the account)."""
+        client = make_client(self._platform_key(), api_base=self._api_base)
+        try:
+            token = client.oauth.token(params={"grant_type": "authorization_code", "code": code})
+        except stripe.oauth_error.OAuthError as exc:
+            raise StripeAccessError("invalid_code", "Stripe did not accept the authorization code") from exc
+        except stripe.StripeError as exc:
+            raise StripeAccessError("stripe_unavailable", f"Stripe error: {type(exc).__name__}") from exc
+        return OAuthGrant(
+            account_id=str(token.stripe_user_id),
+            livemode=bool(token.livemode),
+            scope=str(getattr(token, "scope", "") or ""),
+        )
+
+    def oauth_deauthorize(self, client_id: str, account_id: str) -> None:
+        client = make_client(self._platform_key(), api_base=self._api_base)
+        # An OAuth error here means it is already disconnected on Stripe's side: nothing to undo.
+        with contextlib.suppress(stripe.oauth_error.OAuthError):
+            client.oauth.deauthorize(params={"client_id": client_id, "stripe_user_id": account_id})
 
     def fetch(self, tenant: Tenant, kind: str, object_id: str) -> Snapshot | None:
         client = self.client_for(tenant)

@@ -1,0 +1,140 @@
+"""Connecting a tenant's Stripe account by OAuth (Stripe Connect), and disconnecting it.
+
+Every failure of the callback stores nothing and says why: the user denied access, a bad, reused or
+expired state, an invalid code, a Stripe error, or an account that belongs to another tenant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from revsync.domain import oauth_state
+from revsync.domain.tenancy import Connection, Tenant, status_document, validate_tenant_id
+from revsync.services.sync import SyncResult
+from revsync.services.tenants import ApiError, TenantRepository
+from revsync.store.tenants import AccountTaken
+from revsync.stripe_api.client import OAuthGrant, StripeAccessError
+
+
+class States(Protocol):
+    def save(self, tenant_id: str, nonce: str, expires_at: int) -> None: ...
+
+    def consume(self, tenant_id: str, nonce: str, now: int) -> bool: ...
+
+
+class StripeConnect(Protocol):
+    def oauth_authorize_url(self, client_id: str, state: str, redirect_uri: str) -> str: ...
+
+    def oauth_exchange(self, code: str) -> OAuthGrant: ...
+
+    def oauth_deauthorize(self, client_id: str, account_id: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectSecrets:
+    client_id: str
+    state_key: str
+
+
+def authorize_url(
+    tenant_id: str,
+    *,
+    states: States,
+    stripe: StripeConnect,
+    secrets: ConnectSecrets,
+    redirect_uri: str,
+    now: int,
+) -> dict[str, Any]:
+    try:
+        validate_tenant_id(tenant_id)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_tenant_id", str(exc)) from None
+    token, state = oauth_state.issue(tenant_id, secrets.state_key, now)
+    states.save(tenant_id, state.nonce, state.expires_at)
+    return {"authorize_url": stripe.oauth_authorize_url(secrets.client_id, token, redirect_uri)}
+
+
+def complete(
+    query: dict[str, str],
+    *,
+    tenants: TenantRepository,
+    states: States,
+    stripe: StripeConnect,
+    secrets: ConnectSecrets,
+    now: int,
+) -> str:
+    """Finish the OAuth callback; returns the connected tenant's id or raises ``ApiError``."""
+    if query.get("error"):
+        if query["error"] == "access_denied":
+            raise ApiError(
+                400, "access_denied", "Access to the Stripe account was not granted; nothing was changed."
+            )
+        raise ApiError(400, "stripe_oauth_error", f"Stripe reported {query['error']!r}; nothing was changed.")
+    try:
+        state = oauth_state.verify(query.get("state"), secrets.state_key, now)
+    except oauth_state.StateError as exc:
+        raise ApiError(400, exc.code, str(exc)) from None
+    if not states.consume(state.tenant_id, state.nonce, now):
+        raise ApiError(
+            400, "reused_state", "This authorization link was already used or has expired; start again."
+        )
+    code = query.get("code")
+    if not code:
+        raise ApiError(400, "missing_code", "Stripe sent no authorization code.")
+    try:
+        grant = stripe.oauth_exchange(code)
+    except StripeAccessError as exc:
+        status = 502 if exc.code == "stripe_unavailable" else 400
+        raise ApiError(status, exc.code, str(exc)) from None
+    tenant = tenants.get(state.tenant_id) or Tenant(tenant_id=state.tenant_id)
+    connected = replace(
+        tenant,
+        connection=Connection(
+            status="connected",
+            mode="oauth",
+            account_id=grant.account_id,
+            livemode=grant.livemode,
+            connected_at=now,
+        ),
+    )
+    try:
+        tenants.save(connected, now)
+    except AccountTaken:
+        raise ApiError(
+            409,
+            "account_taken",
+            "This Stripe account is already connected to another tenant; nothing was changed.",
+        ) from None
+    return state.tenant_id
+
+
+def disconnect(
+    tenant_id: str, *, tenants: TenantRepository, stripe: StripeConnect, secrets: ConnectSecrets, now: int
+) -> dict[str, Any]:
+    """Deauthorize with Stripe (OAuth) and mark the connection revoked; records stay, syncing stops."""
+    try:
+        validate_tenant_id(tenant_id)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_tenant_id", str(exc)) from None
+    tenant = tenants.get(tenant_id)
+    if tenant is None or not tenant.connection.is_connected:
+        raise ApiError(409, "not_connected", "this tenant has no Stripe connection")
+    if tenant.connection.mode == "oauth" and tenant.connection.account_id:
+        stripe.oauth_deauthorize(secrets.client_id, tenant.connection.account_id)
+    revoked = revoke(tenant)
+    tenants.save(revoked, now)
+    return status_document(revoked)
+
+
+def revoke(tenant: Tenant) -> Tenant:
+    return replace(tenant, connection=replace(tenant.connection, status="revoked"))
+
+
+def connection_revoked(tenant_id: str, *, tenants: TenantRepository, now: int) -> SyncResult:
+    """``account.application.deauthorized``: the account removed us; stop syncing, keep the records."""
+    tenant = tenants.get(tenant_id)
+    if tenant is None or not tenant.connection.is_connected:
+        return SyncResult("unchanged", "not_connected")
+    tenants.save(revoke(tenant), now)
+    return SyncResult("applied", "deauthorized")
