@@ -16,6 +16,8 @@ import secrets
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import warnings
 from typing import Any
 
@@ -67,28 +69,38 @@ def history(client: stripe.StripeClient) -> dict[str, str]:
     return existing
 
 
-def connect(stack: LocalStack, key: str) -> None:
-    """API-key connection (the OAuth flow is issue 6), webhooks from now on, then the trait."""
-    secret = f"whsec_{secrets.token_hex(16)}"
-    status, body = http(
-        "PUT",
-        f"{stack.api_url}/tenants/{TENANT}/stripe/connection",
-        {"api_key": key, "webhook_secret": secret},
-    )
+def connect(stack: LocalStack, account_id: str) -> None:
+    """ "Connect with Stripe" (OAuth): revsync's authorize URL, the sandbox's authorize step for the
+    tenant's account, the callback back to revsync, then the customer-ID trait."""
+    status, body = http("POST", f"{stack.api_url}/tenants/{TENANT}/stripe/connect")
     assert status == 200, body
-    client = stripe.StripeClient(key, base_addresses={"api": stack.stripe_url})
-    client.v1.webhook_endpoints.create(
-        params={  # type: ignore[typeddict-unknown-key,typeddict-item]
-            "url": f"{stack.api_url}/webhooks/stripe/{TENANT}",
-            "secret": secret,
-        }
-    )
-    step(f"tenant {TENANT!r} connected Stripe account {body['connection']['account_id']} (API key)")
+    # The person approves in Stripe, logged in to their account (the sandbox takes it as a parameter).
+    step_one = _no_redirect(f"{body['authorize_url']}&stripe_account={account_id}")
+    landed = _no_redirect(step_one)
+    assert landed.endswith(f"/tenants/{TENANT}/stripe/settings?connected=1"), landed
+    connection = http("GET", f"{stack.api_url}/tenants/{TENANT}/stripe")[1]["connection"]
+    step(f"tenant {TENANT!r} connected Stripe account {connection['account_id']} with OAuth")
     status, body = http(
         "PUT", f"{stack.api_url}/tenants/{TENANT}/stripe/config", {"customer_id_trait": "metadata.app_id"}
     )
     assert status == 200, body
     step(f"customer-ID trait set to metadata.app_id; tracking is now {body['tracking']}; a backfill started")
+
+
+def _no_redirect(url: str) -> str:
+    """Follow one hop of a browser redirect: returns the Location."""
+
+    class Stop(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    try:
+        urllib.request.build_opener(Stop).open(url, timeout=30)
+    except urllib.error.HTTPError as redirect:
+        if redirect.code == 302:
+            return str(redirect.headers["Location"])
+        raise
+    raise AssertionError(f"{url} did not redirect")
 
 
 def import_existing(stack: LocalStack) -> dict[str, Any]:
@@ -202,10 +214,11 @@ def main() -> int:
     print("revsync demo on the embedded local stack (moto, Stripe sandbox, no network)")
     with LocalStack() as stack:
         step(f"stack up: API {stack.api_url}, AWS {stack.aws_url}, Stripe {stack.stripe_url}")
-        key = f"rk_test_{secrets.token_hex(12)}"
+        # The tenant's own Stripe account, with history from before revsync.
+        key = f"sk_test_{secrets.token_hex(12)}"
         client = stripe.StripeClient(key, base_addresses={"api": stack.stripe_url})
         existing = history(client)
-        connect(stack, key)
+        connect(stack, client.v1.accounts.retrieve_current().id)
         backfill = import_existing(stack)
         http(
             "POST",

@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from revsync.infra.secrets import PlatformSecrets, TenantSecrets
 from revsync.infra.stepfunctions import BackfillStarter
 from revsync.services import connect
+from revsync.services import settings_page as settings_page_view
 from revsync.services import tenants as service
 from revsync.services.tenants import ApiError
 from revsync.settings import get_settings
@@ -194,6 +195,28 @@ def delete_connection(tenant_id: str) -> Response[str]:
 def get_traits(tenant_id: str) -> Response[str]:
     deps = dependencies()
     return _json(200, service.discover_traits(tenant_id, tenants=deps["tenants"], stripe=deps["stripe"]))
+
+
+@app.get("/tenants/<tenant_id>/stripe/settings")
+def settings_page(tenant_id: str) -> Response[str]:
+    deps = dependencies()
+    status = service.tenant_status(tenant_id, tenants=deps["tenants"])
+    candidates, note = None, ""
+    if status["connection"]["status"] == "connected":
+        try:
+            candidates = service.discover_traits(tenant_id, tenants=deps["tenants"], stripe=deps["stripe"])[
+                "candidates"
+            ]
+        except Exception as exc:  # the page still shows; the picker says why it is empty
+            logger.warning("trait discovery failed", error=type(exc).__name__)
+            note = "Could not read customers from Stripe right now; reload to try again."
+    if app.current_event.get_query_string_value("connected"):
+        note = note or "Stripe is connected. Choose your customer-ID trait to import your data."
+    return Response(
+        status_code=200,
+        content_type="text/html; charset=utf-8",
+        body=settings_page_view.render(status, candidates, note),
+    )
 
 
 @app.get("/tenants/<tenant_id>/stripe")

@@ -1,0 +1,111 @@
+"""The settings page in a real headless browser (Debian's chromium): connect through the sandbox's
+authorize page, pick the customer-ID trait, watch the import finish."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import stripe
+
+from local.http import http
+from local.stack import LocalStack, Ports
+from tests.e2e.conftest import free_port
+
+pytestmark = pytest.mark.e2e
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+if not (CHROMIUM and CHROMEDRIVER):
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must run the browser test: `make browser-deps` installs chromium")
+    pytest.skip("chromium and chromedriver are not installed (make browser-deps)", allow_module_level=True)
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    with LocalStack(ports=Ports(api=free_port(), aws=free_port(), stripe=free_port())) as running:
+        # Show the authorize page (with its buttons) instead of approving at once.
+        http("POST", f"{running.stripe_url}/_sandbox/config", {"oauth_auto_approve": False})
+        yield running
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.save_screenshot(str(tmp_path / "last.png"))
+        driver.quit()
+
+
+def test_connect_pick_a_trait_and_watch_the_import(stack: LocalStack, browser: webdriver.Chrome) -> None:
+    wait = WebDriverWait(browser, 60)
+    settings = f"{stack.api_url}/tenants/web/stripe/settings"
+    browser.get(settings)
+    assert "Stripe is not connected" in browser.page_source
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+
+    browser.find_element(By.ID, "connect").click()
+    wait.until(expected_conditions.url_contains("/oauth/authorize"))
+    browser.find_element(By.CSS_SELECTOR, "button[value=approve]").click()
+    wait.until(expected_conditions.url_contains("/tenants/web/stripe/settings?connected=1"))
+    assert "Connected to Stripe account" in browser.page_source
+    account = http("GET", f"{stack.api_url}/tenants/web/stripe")[1]["connection"]["account_id"]
+
+    # The connected account's existing customers.
+    client = stripe.StripeClient(
+        "sk_test_platform", stripe_account=account, base_addresses={"api": stack.stripe_url}
+    )
+    price = client.v1.prices.create(
+        params={
+            "currency": "usd",
+            "unit_amount": 4000,
+            "recurring": {"interval": "month"},
+            "product_data": {"name": "Web"},
+        }
+    )
+    for index in range(3):
+        customer = client.v1.customers.create(
+            params={"email": f"w{index}@example.com", "metadata": {"workspace": f"ws-{index}"}}
+        )
+        client.v1.subscriptions.create(params={"customer": customer.id, "items": [{"price": price.id}]})
+
+    browser.refresh()
+    picker = Select(wait.until(expected_conditions.presence_of_element_located((By.ID, "trait"))))
+    labels = [option.text for option in picker.options]
+    assert any(label.startswith("metadata.workspace (3 of") for label in labels), labels
+    picker.select_by_value("metadata.workspace")
+    browser.find_element(By.CSS_SELECTOR, "#config button[type=submit]").click()
+    wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "backfill-state"), "succeeded"))
+    assert "3 customers, 3 subscriptions, 3 invoices" in browser.find_element(By.ID, "backfill-counts").text
+    assert "stripe" in browser.find_element(By.TAG_NAME, "table").text
+
+    record = http("GET", f"{stack.api_url}/tenants/web/customers/ws-1")
+    assert record[0] == 200
+    assert record[1]["mrr"] == 4000
