@@ -146,6 +146,8 @@ class SandboxApp:
         if endpoint in ("advance", "config", "payment_failure", "stats", "flush", "seed"):
             control: Callable[..., Response] = getattr(self, f"control_{endpoint}")
             return control(request, **args)
+        if endpoint != "authorize" and self._outage():
+            raise StripeError(500, "An unknown error occurred (sandbox outage).", type_="api_error")
         if endpoint in ("authorize", "token", "deauthorize"):
             oauth: Callable[[Request], Response] = getattr(self, f"oauth_{endpoint}")
             return oauth(request)
@@ -165,13 +167,6 @@ class SandboxApp:
                 "backoff of your requests.",
                 code="rate_limit",
             )
-        with sandbox.lock:
-            failing = int(sandbox.settings["fail_next_requests"] or 0)
-            if failing > 0:
-                sandbox.settings["fail_next_requests"] = failing - 1
-        if failing > 0:
-            self._count(f"{account.id} 500")
-            raise StripeError(500, "An unknown error occurred (sandbox outage).", type_="api_error")
         params = _params(request)
         with sandbox.lock:
             result = self._api(request.method, endpoint, account, params, args)
@@ -180,6 +175,15 @@ class SandboxApp:
                 return _json(result)
             # Expanding writes into the answer: copy it first (JSON is the cheapest deep copy here).
             return _json(_expand(sandbox, account, json.loads(json.dumps(result)), expand))
+
+    def _outage(self) -> bool:
+        """Whether this request falls in a configured outage (``fail_next_requests``)."""
+        with self.sandbox.lock:
+            failing = int(self.sandbox.settings["fail_next_requests"] or 0)
+            if failing > 0:
+                self.sandbox.settings["fail_next_requests"] = failing - 1
+                self._count("outage 500")
+        return failing > 0
 
     # --- the API --------------------------------------------------------------------------------
 

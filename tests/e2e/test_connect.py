@@ -3,6 +3,7 @@ and deauthorization from either side, over HTTP on the local stack."""
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.error
 import urllib.parse
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import stripe
 from revsync.domain import oauth_state
+from revsync.domain.signature import sign_header
 
 from local.http import http
 from local.stack import LocalStack, Ports
@@ -75,6 +77,7 @@ def test_oauth_connects_and_syncs_through_the_platform_endpoint(stack: LocalStac
     assert location == f"{stack.api_url}/tenants/oa-ok/stripe/settings?connected=1"
     connected = connection(stack, "oa-ok")
     assert (connected["status"], connected["mode"], connected["livemode"]) == ("connected", "oauth", False)
+    assert connected["scope"] == "read_write"
     account = connected["account_id"]
     assert account.startswith("acct_")
 
@@ -107,6 +110,20 @@ def test_oauth_connects_and_syncs_through_the_platform_endpoint(stack: LocalStac
         time.sleep(0.2)
     for app_id in ("a0", "a1", "a2", "a-late"):
         assert http("GET", f"{stack.api_url}/tenants/oa-ok/customers/{app_id}")[0] == 200, app_id
+
+
+def stack_post_webhook(stack: LocalStack, event: dict[str, Any]) -> tuple[int, Any]:
+    """POST an event as Stripe does to the platform's Connect endpoint, signed with its secret."""
+    body = json.dumps(event).encode()
+    headers = {
+        "Stripe-Signature": sign_header(stack.webhook_secret, int(time.time()), body),
+        "content-type": "application/json",
+    }
+    request = urllib.request.Request(
+        f"{stack.api_url}/webhooks/stripe", data=body, method="POST", headers=headers
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status, json.loads(response.read())
 
 
 def _refused(stack: LocalStack, tenant_id: str, url: str, status: int, text: str) -> None:
@@ -142,6 +159,14 @@ def test_every_callback_failure_is_a_clear_page_and_stores_nothing(stack: LocalS
     _refused(stack, "oa-badcode", bad_code, 400, "authorization code")
     _refused(stack, "oa-badcode", callback, 400, "already used")  # the state was spent on the bad code
 
+    # Stripe failing during the exchange: a 502 page, nothing stored.
+    callback = authorize(stack, "oa-outage")
+    http("POST", f"{stack.stripe_url}/_sandbox/config", {"fail_next_requests": 10})
+    try:
+        _refused(stack, "oa-outage", callback, 502, "Stripe error")
+    finally:
+        http("POST", f"{stack.stripe_url}/_sandbox/config", {"fail_next_requests": 0})
+
     # The same account for a second tenant is refused; the first keeps it.
     first = authorize(stack, "oa-owner")
     assert get(first)[0] == 302
@@ -176,3 +201,16 @@ def test_deauthorization_from_either_side_stops_that_tenant_only(stack: LocalSta
     http("POST", f"{stack.api_url}/_local/flush")
     assert http("GET", f"{stack.api_url}/tenants/oa-stays/customers/{kept.id}")[0] == 200
     assert http("DELETE", f"{stack.api_url}/tenants/oa-leaves/stripe")[1]["error"] == "not_connected"
+    # Events still arriving for the accounts that left are acknowledged and dropped.
+    for tenant_id in ("oa-leaves", "oa-removed"):
+        event = {
+            "id": f"evt_after_{tenant_id}",
+            "object": "event",
+            "type": "customer.created",
+            "created": int(time.time()),
+            "livemode": False,
+            "account": tenants[tenant_id],
+            "data": {"object": {"id": "cus_late", "object": "customer", "metadata": {}}},
+        }
+        response = stack_post_webhook(stack, event)
+        assert response == (200, {"received": True, "ignored": "not_connected"}), tenant_id

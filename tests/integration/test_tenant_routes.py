@@ -43,6 +43,7 @@ def test_api_key_connection_then_direct_webhooks_reach_the_record(
         "account_id": "acct_direct",
         "livemode": False,
         "connected_at": connection["connected_at"],
+        "scope": None,
     }
     assert _secrets(stack) == ["revsync/local/tenants/acme"]
     assert stack.request("PUT", "/tenants/acme/stripe/config", {"customer_id_trait": "email"}).status == 200

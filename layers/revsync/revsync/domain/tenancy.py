@@ -33,6 +33,7 @@ class Connection:
     livemode: bool = False
     secret_name: str | None = None
     connected_at: int | None = None
+    scope: str | None = None  # what an OAuth connection was granted (read_write)
 
     @property
     def is_connected(self) -> bool:
@@ -94,6 +95,7 @@ def status_document(tenant: Tenant) -> dict[str, Any]:
             "account_id": connection.account_id,
             "livemode": connection.livemode,
             "connected_at": connection.connected_at,
+            "scope": connection.scope,
         },
         "config": {"customer_id_trait": tenant.customer_id_trait, "version": tenant.config_version},
         "tracking": {

@@ -96,6 +96,7 @@ def complete(
             account_id=grant.account_id,
             livemode=grant.livemode,
             connected_at=now,
+            scope=grant.scope or None,
         ),
     )
     try:

@@ -144,6 +144,7 @@ class Connection(MapAttribute[str, Any]):
     livemode = BooleanAttribute(default=False)
     secret_name = UnicodeAttribute(null=True)
     connected_at = NumberAttribute(null=True)
+    scope = UnicodeAttribute(null=True)
 
 
 class Config(MapAttribute[str, Any]):

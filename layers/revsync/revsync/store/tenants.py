@@ -26,6 +26,7 @@ def _to_domain(item: models.TenantItem) -> Tenant:
             livemode=bool(c.livemode),
             secret_name=c.secret_name,
             connected_at=int(c.connected_at) if c.connected_at is not None else None,
+            scope=c.scope,
         ),
         customer_id_trait=cfg.customer_id_trait,
         config_version=int(cfg.version or 0),
@@ -46,6 +47,7 @@ def _to_item(tenant: Tenant, now: int) -> models.TenantItem:
             livemode=c.livemode,
             secret_name=c.secret_name,
             connected_at=c.connected_at,
+            scope=c.scope,
         ),
         config=models.Config(customer_id_trait=tenant.customer_id_trait, version=tenant.config_version),
         tracking=models.Tracking(
