@@ -10,9 +10,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from revsync.domain import oauth_state
-from revsync.domain.tenancy import Connection, Tenant, status_document, validate_tenant_id
+from revsync.domain.tenancy import Connection, Tenant, status_document
 from revsync.services.sync import SyncResult
-from revsync.services.tenants import ApiError, TenantRepository
+from revsync.services.tenants import ApiError, TenantRepository, checked_tenant_id
 from revsync.store.tenants import AccountTaken
 from revsync.stripe_api.client import OAuthGrant, StripeAccessError
 
@@ -46,10 +46,7 @@ def authorize_url(
     redirect_uri: str,
     now: int,
 ) -> dict[str, Any]:
-    try:
-        validate_tenant_id(tenant_id)
-    except ValueError as exc:
-        raise ApiError(400, "invalid_tenant_id", str(exc)) from None
+    checked_tenant_id(tenant_id)
     token, state = oauth_state.issue(tenant_id, secrets.state_key, now)
     states.save(tenant_id, state.nonce, state.expires_at)
     return {"authorize_url": stripe.oauth_authorize_url(secrets.client_id, token, redirect_uri)}
@@ -114,10 +111,7 @@ def disconnect(
     tenant_id: str, *, tenants: TenantRepository, stripe: StripeConnect, secrets: ConnectSecrets, now: int
 ) -> dict[str, Any]:
     """Deauthorize with Stripe (OAuth) and mark the connection revoked; records stay, syncing stops."""
-    try:
-        validate_tenant_id(tenant_id)
-    except ValueError as exc:
-        raise ApiError(400, "invalid_tenant_id", str(exc)) from None
+    checked_tenant_id(tenant_id)
     tenant = tenants.get(tenant_id)
     if tenant is None or not tenant.connection.is_connected:
         raise ApiError(409, "not_connected", "this tenant has no Stripe connection")

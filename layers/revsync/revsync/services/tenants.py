@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from revsync.domain.record import TraitError, validate_trait
-from revsync.domain.tenancy import Connection, Tenant, status_document, validate_tenant_id
+from revsync.domain.tenancy import Connection, Tenant, status_document
 from revsync.domain.traits import candidate_traits
 from revsync.stripe_api.client import KeyCheck, StripeAccessError
 
@@ -55,7 +55,8 @@ class RecordReader(Protocol):
     def get_record(self, tenant_id: str, external_id: str) -> dict[str, Any] | None: ...
 
 
-def _tenant_id(tenant_id: str) -> str:
+def checked_tenant_id(tenant_id: str) -> str:
+    """The path's tenant id, or a 400."""
     try:
         return validate_tenant_id(tenant_id)
     except ValueError as exc:
@@ -77,7 +78,7 @@ def connect_api_key(
     secrets: SecretWriter,
     now: int,
 ) -> dict[str, Any]:
-    tenant_id = _tenant_id(tenant_id)
+    tenant_id = checked_tenant_id(tenant_id)
     payload = _body_object(body)
     api_key, webhook_secret = payload.get("api_key"), payload.get("webhook_secret")
     if not isinstance(api_key, str) or not _API_KEY.match(api_key):
@@ -114,7 +115,7 @@ def start_backfill(
     tenant_id: str, *, tenants: TenantRepository, claims: BackfillClaims, starter: BackfillStarter, now: int
 ) -> dict[str, Any]:
     """Start a backfill execution; 409 while one runs (the claim is a conditional write)."""
-    tenant_id = _tenant_id(tenant_id)
+    tenant_id = checked_tenant_id(tenant_id)
     tenant = tenants.get(tenant_id)
     if tenant is None or not tenant.connection.is_connected:
         raise ApiError(409, "not_connected", "connect Stripe before importing")
@@ -142,7 +143,7 @@ def save_config(
 ) -> dict[str, Any]:
     """Save the customer-ID trait, switch tracking to Stripe, and start a backfill (which also re-keys
     existing records when the trait changed)."""
-    tenant_id = _tenant_id(tenant_id)
+    tenant_id = checked_tenant_id(tenant_id)
     payload = _body_object(body)
     trait = payload.get("customer_id_trait")
     if not isinstance(trait, str):
@@ -170,13 +171,13 @@ def save_config(
 
 
 def tenant_status(tenant_id: str, *, tenants: TenantRepository) -> dict[str, Any]:
-    tenant_id = _tenant_id(tenant_id)
+    tenant_id = checked_tenant_id(tenant_id)
     tenant = tenants.get(tenant_id) or Tenant(tenant_id=tenant_id)
     return status_document(tenant)
 
 
 def customer_record(tenant_id: str, external_id: str, *, records: RecordReader) -> dict[str, Any]:
-    tenant_id = _tenant_id(tenant_id)
+    tenant_id = checked_tenant_id(tenant_id)
     if not external_id or len(external_id) > 1024:
         raise ApiError(400, "invalid_external_id", "external_id must be 1-1024 characters")
     record = records.get_record(tenant_id, external_id)
@@ -191,7 +192,7 @@ class CustomerSampler(Protocol):
 
 def discover_traits(tenant_id: str, *, tenants: TenantRepository, stripe: CustomerSampler) -> dict[str, Any]:
     """Candidate customer-ID traits on the newest 100 Stripe customers, with how many carry each."""
-    tenant_id = _tenant_id(tenant_id)
+    tenant_id = checked_tenant_id(tenant_id)
     tenant = tenants.get(tenant_id)
     if tenant is None or not tenant.connection.is_connected:
         raise ApiError(409, "not_connected", "connect Stripe before discovering traits")
