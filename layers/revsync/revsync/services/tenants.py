@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from revsync.domain.record import TraitError, validate_trait
-from revsync.domain.tenancy import Connection, Tenant, status_document
+from revsync.domain.tenancy import Connection, Tenant, status_document, validate_tenant_id
 from revsync.domain.traits import candidate_traits
 from revsync.stripe_api.client import KeyCheck, StripeAccessError
 
