@@ -55,9 +55,10 @@ up: $(STAMP) ## run the local stack in the foreground (API :3000, moto :5000, St
 demo: $(STAMP) ## run the end-to-end story on the local stack, print the records, check them against Stripe
 	$(VPY) -m local.demo
 
-bench: $(STAMP) ## run the benchmarks under bench/ (receiver cold start, backfill rate use)
-	$(VPY) -m bench.receiver_imports
-	$(VPY) -m bench.backfill
+bench: $(STAMP) ## run the benchmarks under bench/ (receiver cold start, backfill rate use, per-event cost)
+	-$(VPY) -m bench.receiver_imports
+	-$(VPY) -m bench.backfill
+	-$(VPY) -m bench.worker_cost
 
 clean: ## remove the virtualenv and build output
 	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache
