@@ -221,9 +221,7 @@ def main(customers: int = 300) -> int:
         "CloudWatch Logs (~700 B)": PRICE["log_gb"] * 700 / 1e9,
     }
     cost = sum(parts.values())
-    print(
-        f"{len(events)} webhooks for {customers} customers ({applied} messages, {stats.batches} batches)"
-    )
+    print(f"{len(events)} webhooks for {customers} customers ({applied} messages, {stats.batches} batches)")
     print(
         f"per applied event: {per['writes']:.2f} DynamoDB writes ({per['wru']:.2f} WRU), "
         f"{per['reads']:.2f} reads ({per['rru']:.2f} RRU), {per['stripe']:.3f} Stripe calls "

@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, unquote
 
+import stripe
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -68,6 +69,15 @@ def _json_body() -> Any:
 def _api_error(exc: ApiError) -> Response[str]:
     logger.info("request refused", error=exc.code, status=exc.status)
     return _json(exc.status, {"error": exc.code, "message": exc.message})
+
+
+@app.exception_handler(stripe.StripeError)
+def _stripe_error(exc: stripe.StripeError) -> Response[str]:
+    """Stripe failed, not the caller: a 502 they can retry, never a 500."""
+    logger.warning("stripe error", error=type(exc).__name__)
+    return _json(
+        502, {"error": "stripe_unavailable", "message": "Stripe did not answer as expected; try again."}
+    )
 
 
 @app.not_found

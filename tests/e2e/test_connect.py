@@ -89,6 +89,11 @@ def test_oauth_connects_and_syncs_through_the_platform_endpoint(stack: LocalStac
         as_platform.v1.customers.create(
             params={"email": f"c{index}@example.com", "metadata": {"app_id": f"a{index}"}}
         )
+    http("POST", f"{stack.stripe_url}/_sandbox/config", {"fail_next_requests": 3})
+    assert http("GET", f"{stack.api_url}/tenants/oa-ok/stripe/traits") == (
+        502,
+        {"error": "stripe_unavailable", "message": "Stripe did not answer as expected; try again."},
+    )
     traits = http("GET", f"{stack.api_url}/tenants/oa-ok/stripe/traits")[1]
     assert traits["sampled"] == 3
     assert {c["trait"]: c["customers"] for c in traits["candidates"]} == {
