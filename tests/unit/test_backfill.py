@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from revsync.domain.backfill import KINDS, Totals, collect, list_params, new_totals, plan, split
+from revsync.domain.backfill import KINDS, Segment, Totals, collect, list_params, new_totals, plan, split
 from revsync.domain.events import observation_of, parse_event
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.services import backfill
@@ -70,6 +70,30 @@ def _env() -> tuple[FakeTenants, FakeCustomers, Progress]:
     return FakeTenants({"acme": tenant}), FakeCustomers(), Progress()
 
 
+def _step(
+    segment: Segment,
+    env: tuple[FakeTenants, FakeCustomers, Progress],
+    lister: FakeLister,
+    max_pages: int,
+    clock: int = NOW,
+) -> list[Segment]:
+    """One state machine step (``import_segment``) with in-memory stores."""
+    tenants, customers, progress = env
+    return backfill.import_segment(
+        "acme",
+        segment,
+        tenants=tenants,
+        customers=customers,
+        stripe=lister,
+        progress=progress,
+        pacer=Pacer(0),
+        max_pages=max_pages,
+        deadline=float("inf"),
+        max_walks=4,
+        clock=lambda: clock,
+    )
+
+
 def _run(
     lister: FakeLister,
     tenants: FakeTenants,
@@ -84,20 +108,7 @@ def _run(
     totals, walks = new_totals(), len(active)
     while active:
         produced = [
-            backfill.import_segment(
-                "acme",
-                segment,
-                tenants=tenants,
-                customers=customers,
-                stripe=lister,
-                progress=progress,
-                pacer=Pacer(0),
-                max_pages=max_pages,
-                deadline=float("inf"),
-                max_walks=4,
-                clock=lambda: clock,
-            )
-            for segment in active
+            _step(segment, (tenants, customers, progress), lister, max_pages, clock) for segment in active
         ]
         walks += sum(len(p) - 1 for p in produced)
         totals, active = collect(totals, produced)
@@ -169,35 +180,12 @@ def test_a_retried_step_resumes_from_its_cursor() -> None:
     made = [S.customer(f"cus_{i:03d}", metadata={"app_id": f"u-{i}"}, created=NOW - i) for i in range(150)]
     lister = FakeLister({"customers": made, "subscriptions": [], "invoices": []})
     newest = plan(NOW, 1)[0]
-    first, *_older = (
-        backfill.import_segment(  # the older part of the window, if split off, is not this test's
-            "acme",
-            newest,
-            tenants=tenants,
-            customers=customers,
-            stripe=lister,
-            progress=progress,
-            pacer=Pacer(0),
-            max_pages=1,
-            deadline=float("inf"),
-            clock=lambda: NOW,
-        )
-    )
+    # The older part of the window, if split off, is not this test's concern.
+    first, *_older = _step(newest, (tenants, customers, progress), lister, max_pages=1)
     assert (first["imported"], first["done"], first["cursor"]) == (100, False, "cus_099")
     # The next step failed once and is retried with the same input: same cursor, same page.
     for _ in range(2):
-        second, *_ = backfill.import_segment(
-            "acme",
-            first,
-            tenants=tenants,
-            customers=customers,
-            stripe=lister,
-            progress=progress,
-            pacer=Pacer(0),
-            max_pages=1,
-            deadline=float("inf"),
-            clock=lambda: NOW,
-        )
+        second, *_ = _step(first, (tenants, customers, progress), lister, max_pages=1)
     assert (second["imported"], second["done"]) == (150, True)
     assert [c[1].get("starting_after") for c in lister.calls] == [None, "cus_099", "cus_099"]
     assert len(customers.records) == 150
