@@ -172,7 +172,7 @@ def main(customers: int = 300) -> int:
             int(time.time()),
         )
         fake = FakeStripe()
-        lambda_runtime.load_module("WorkerFunction").dependencies()["stripe"] = fake
+        lambda_runtime.load_module("WorkerFunction").dependencies().stripe = fake
         events = events_for(customers, int(time.time()), rng)
         for event in events:
             assert stack.post_webhook(event, DEFAULT_WEBHOOK_SECRET).status == 200

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -56,10 +57,14 @@ def reset_process_caches() -> None:
 
 
 class InProcessStack:
-    def __init__(self) -> None:
+    """``clock``: what every function takes for "now" (tests pass a fixed one: nothing they check may
+    depend on wall-clock time passing)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._mock = mock_aws()
         self._environment = EnvironmentPatch()
         self.names: LocalNames | None = None
+        self.clock = clock
 
     def __enter__(self) -> InProcessStack:
         self._environment.set(LOCAL_AWS)
@@ -67,7 +72,15 @@ class InProcessStack:
         self.names = create_resources(REGION)
         self._environment.set(functions_environment(self.names))
         reset_process_caches()
+        self.install_clock()
         return self
+
+    def install_clock(self) -> None:
+        for logical_id in resources_of_type("AWS::Serverless::Function"):
+            module = lambda_runtime.load_module(logical_id)
+            dependencies = getattr(module, "dependencies", None)
+            if dependencies is not None:
+                dependencies().clock = lambda: self.clock()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -129,7 +142,7 @@ class InProcessStack:
         """POST a Stripe event to the receiver, signed as Stripe signs it (or as the caller overrides)."""
         raw = body if body is not None else json.dumps(event).encode()
         if signature is None:
-            stamp = int(time.time()) if timestamp is None else timestamp
+            stamp = int(self.clock()) if timestamp is None else timestamp
             secrets = [secret] if isinstance(secret, str) else secret
             signature = f"t={stamp}," + ",".join(f"v1={compute_signature(s, stamp, raw)}" for s in secrets)
         headers = {"content-type": content_type}

@@ -51,13 +51,19 @@ def poll_once(
     stats: PollStats,
     retry_visibility: int = 0,
 ) -> int:
-    """One batch: receive, invoke, delete what succeeded. Returns how many messages were received."""
+    """One batch: receive, invoke, delete what succeeded. Returns how many messages were received.
+
+    Lambda leaves a failed message invisible until its visibility timeout ends; locally the caller
+    chooses how long (``retry_visibility``, 0: retry at once) by receiving with that timeout, so a
+    handler that hides a message for longer (a deferral) is not undone.
+    """
     response = sqs.receive_message(
         QueueUrl=queue_url,
         MaxNumberOfMessages=10,
         AttributeNames=["All"],
         MessageSystemAttributeNames=["All"],
         WaitTimeSeconds=0,
+        VisibilityTimeout=retry_visibility,
     )
     messages = response.get("Messages", [])
     if not messages:
@@ -72,11 +78,6 @@ def poll_once(
     for message in messages:
         if message["MessageId"] in failed_ids:
             stats.failed += 1
-            # Lambda leaves failed messages invisible until the visibility timeout ends; locally the
-            # caller chooses how long (0: retry at once).
-            sqs.change_message_visibility(
-                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=retry_visibility
-            )
         else:
             stats.succeeded += 1
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])

@@ -23,9 +23,13 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "revsync")
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
 
+# "Now" for every in-process function: a fixed instant, so no test depends on wall-clock time passing.
+FROZEN_NOW = 1_800_000_000
+
+
 @pytest.fixture
 def stack() -> Iterator[object]:
     from local.inprocess import InProcessStack
 
-    with InProcessStack() as running:
+    with InProcessStack(clock=lambda: FROZEN_NOW) as running:
         yield running

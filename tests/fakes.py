@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from revsync.domain.events import Envelope, Observation
+from revsync.domain.events import Envelope, Observation, ParkedEvent
 from revsync.domain.record import CustomerRecord
 from revsync.domain.snapshots import (
     Coupon,
@@ -94,14 +94,16 @@ class FakeCustomers:
         applied: Observation | None,
         external_id: str,
         config_version: int,
+        record_changed: bool = True,
     ) -> int:
         current = self.states.get((tenant_id, objects.customer_id))
         if (current.version if current else None) != stored.version:
             raise ConcurrentUpdate(objects.customer_id)
         self.writes += 1 + (applied is not None and applied["snapshot"]["object"] == "invoice")
         version = (stored.version or 0) + 1
+        record_version = stored.record_version if not record_changed and stored.record_version else version
         self.states[(tenant_id, objects.customer_id)] = StoredCustomer(
-            objects, version, external_id, config_version
+            objects, version, external_id, config_version, record_version
         )
         return version
 
@@ -122,6 +124,13 @@ class FakeCustomers:
                 del self.records[(record["tenant_id"], previous_external_id)]
                 self.writes += 1
         return True
+
+    def projected_version(self, tenant_id: str, external_id: str, customer_id: str) -> int | None:
+        self.reads += 1
+        record = self.records.get((tenant_id, external_id))
+        if record is None or record["stripe_customer_id"] != customer_id:
+            return None
+        return int(record["revsync_version"])
 
 
 @dataclass
@@ -153,10 +162,18 @@ class FakeSecrets:
 
 @dataclass
 class FakeQueue:
+    """The events queue and its dead-letter queue."""
+
     sent: list[Envelope] = field(default_factory=list)
+    parked: list[ParkedEvent] = field(default_factory=list)
     fail: bool = False
 
     def send(self, envelope: Envelope) -> None:
         if self.fail:
             raise RuntimeError("queue unavailable")
         self.sent.append(envelope)
+
+    def park(self, parked: ParkedEvent) -> None:
+        if self.fail:
+            raise RuntimeError("queue unavailable")
+        self.parked.append(parked)

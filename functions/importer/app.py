@@ -4,6 +4,8 @@ revsync.services.backfill. The event's ``action`` names the step."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -12,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from revsync.domain.backfill import new_totals
 from revsync.infra.secrets import PlatformSecrets, TenantSecrets
 from revsync.services import backfill
+from revsync.services.sync import Customers, Tenants
 from revsync.settings import get_settings
 from revsync.store.budget import AccountRequestBudget
 from revsync.store.customers import CustomerStore
@@ -23,28 +26,39 @@ logger = Logger()
 SAFETY_MARGIN_SECONDS = 15  # stop taking pages this long before Lambda's time limit
 
 
+@dataclass(slots=True)
+class Dependencies:
+    tenants: Tenants
+    # A run starts from the tenant as stored now (a trait may have just changed); its steps then
+    # refresh any cached copy older than that (see Segment.config_version).
+    stored_tenants: Tenants
+    customers: Customers
+    progress: backfill.Progress
+    stripe: backfill.Lister
+    clock: Callable[[], float]
+
+
 @lru_cache(maxsize=1)
-def dependencies() -> dict[str, Any]:
+def dependencies() -> Dependencies:
     tenant_secrets = TenantSecrets()
-    return {
-        "tenants": CachedTenantStore(TenantStore()),
-        # A run starts from the tenant as stored now (a trait may have just changed); its steps then
-        # refresh any cached copy older than that (see Segment.config_version).
-        "stored_tenants": TenantStore(),
-        "customers": CustomerStore(),
-        "progress": BackfillProgress(),
-        "stripe": StripeAccounts(
+    return Dependencies(
+        tenants=CachedTenantStore(TenantStore()),
+        stored_tenants=TenantStore(),
+        customers=CustomerStore(),
+        progress=BackfillProgress(),
+        stripe=StripeAccounts(
             platform_key=PlatformSecrets().stripe_secret_key,
             tenant_api_key=lambda name: str(tenant_secrets.read(name)["api_key"]),
             api_base=get_settings().stripe_api_base,
         ),
-    }
+        clock=time.time,
+    )
 
 
 def _pacer(tenant_id: str) -> Pacer:
     """The account's one request budget, shared by every step running against it."""
     settings = get_settings()
-    tenant = dependencies()["tenants"].get(tenant_id)
+    tenant = dependencies().tenants.get(tenant_id)
     live = bool(tenant and tenant.connection.livemode)
     limit = settings.stripe_rate_limit_live if live else settings.stripe_rate_limit_test
     account = (
@@ -55,13 +69,14 @@ def _pacer(tenant_id: str) -> Pacer:
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    deps, settings, now = dependencies(), get_settings(), int(time.time())
+    deps, settings = dependencies(), get_settings()
+    now = int(deps.clock())
     tenant_id, action = str(event["tenant_id"]), event["action"]
     if action == "start":
         segments = backfill.start(
             tenant_id,
-            tenants=deps["stored_tenants"],
-            progress=deps["progress"],
+            tenants=deps.stored_tenants,
+            progress=deps.progress,
             windows=settings.backfill_windows,
             now=now,
         )
@@ -78,10 +93,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         produced = backfill.import_segment(
             tenant_id,
             event["segment"],
-            tenants=deps["tenants"],
-            customers=deps["customers"],
-            stripe=deps["stripe"],
-            progress=deps["progress"],
+            tenants=deps.tenants,
+            customers=deps.customers,
+            stripe=deps.stripe,
+            progress=deps.progress,
             pacer=_pacer(tenant_id),
             max_pages=settings.backfill_pages_per_step,
             deadline=deadline,
@@ -91,11 +106,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if action == "collect":
         return backfill.collect_round(tenant_id, event["totals"], [r["segments"] for r in event["rounds"]])
     if action == "finish":
-        result = backfill.finish(tenant_id, event["totals"], progress=deps["progress"], now=now)
+        result = backfill.finish(tenant_id, event["totals"], progress=deps.progress, now=now)
         logger.info("backfill finished", **result)
         return result
     if action == "fail":
-        backfill.fail(tenant_id, event.get("error"), progress=deps["progress"], now=now)
+        backfill.fail(tenant_id, event.get("error"), progress=deps.progress, now=now)
         logger.warning("backfill failed", tenant_id=tenant_id)
         return {"tenant_id": tenant_id}
     raise ValueError(f"unknown backfill action {action!r}")

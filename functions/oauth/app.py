@@ -8,8 +8,10 @@ from __future__ import annotations
 import html
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
 import stripe
@@ -32,23 +34,45 @@ tracer = Tracer()
 app = APIGatewayHttpResolver()
 
 
+class TenantApiStripe(service.KeyChecker, service.CustomerSampler, connect.StripeConnect, Protocol):
+    """Stripe as the tenant routes use it."""
+
+
+@dataclass(slots=True)
+class Dependencies:
+    tenants: service.TenantRepository
+    records: service.RecordReader
+    claims: service.BackfillClaims
+    states: connect.States
+    platform: PlatformSecrets
+    starter: service.BackfillStarter
+    secrets: service.SecretWriter
+    stripe: TenantApiStripe
+    clock: Callable[[], float]
+
+
 @lru_cache(maxsize=1)
-def dependencies() -> dict[str, Any]:
+def dependencies() -> Dependencies:
     tenant_secrets = TenantSecrets()
-    return {
-        "tenants": TenantStore(),
-        "records": CustomerStore(),
-        "claims": BackfillProgress(),
-        "states": OAuthStates(),
-        "platform": PlatformSecrets(),
-        "starter": BackfillStarter(),
-        "secrets": tenant_secrets,
-        "stripe": StripeAccounts(
+    return Dependencies(
+        tenants=TenantStore(),
+        records=CustomerStore(),
+        claims=BackfillProgress(),
+        states=OAuthStates(),
+        platform=PlatformSecrets(),
+        starter=BackfillStarter(),
+        secrets=tenant_secrets,
+        stripe=StripeAccounts(
             platform_key=PlatformSecrets().stripe_secret_key,
             tenant_api_key=lambda name: str(tenant_secrets.read(name)["api_key"]),
             api_base=get_settings().stripe_api_base,
         ),
-    }
+        clock=time.time,
+    )
+
+
+def _now() -> int:
+    return int(dependencies().clock())
 
 
 def _json(status: int, body: dict[str, Any]) -> Response[str]:
@@ -96,10 +120,10 @@ def put_connection(tenant_id: str) -> Response[str]:
     document = service.connect_api_key(
         tenant_id,
         _json_body(),
-        tenants=deps["tenants"],
-        checker=deps["stripe"],
-        secrets=deps["secrets"],
-        now=int(time.time()),
+        tenants=deps.tenants,
+        checker=deps.stripe,
+        secrets=deps.secrets,
+        now=_now(),
     )
     return _json(200, document)
 
@@ -110,10 +134,10 @@ def put_config(tenant_id: str) -> Response[str]:
     document = service.save_config(
         tenant_id,
         _json_body(),
-        tenants=deps["tenants"],
-        claims=deps["claims"],
-        starter=deps["starter"],
-        now=int(time.time()),
+        tenants=deps.tenants,
+        claims=deps.claims,
+        starter=deps.starter,
+        now=_now(),
     )
     return _json(200, document)
 
@@ -123,16 +147,16 @@ def post_backfill(tenant_id: str) -> Response[str]:
     deps = dependencies()
     started = service.start_backfill(
         tenant_id,
-        tenants=deps["tenants"],
-        claims=deps["claims"],
-        starter=deps["starter"],
-        now=int(time.time()),
+        tenants=deps.tenants,
+        claims=deps.claims,
+        starter=deps.starter,
+        now=_now(),
     )
     return _json(202, started)
 
 
 def _connect_secrets() -> connect.ConnectSecrets:
-    platform: PlatformSecrets = dependencies()["platform"]
+    platform = dependencies().platform
     return connect.ConnectSecrets(
         client_id=platform.connect_client_id(), state_key=platform.state_signing_key()
     )
@@ -159,11 +183,11 @@ def post_connect(tenant_id: str) -> Response[str]:
     deps = dependencies()
     document = connect.authorize_url(
         tenant_id,
-        states=deps["states"],
-        stripe=deps["stripe"],
+        states=deps.states,
+        stripe=deps.stripe,
         secrets=_connect_secrets(),
         redirect_uri=f"{_public_base_url()}/oauth/stripe/callback",
-        now=int(time.time()),
+        now=_now(),
     )
     return _json(200, document)
 
@@ -175,11 +199,11 @@ def oauth_callback() -> Response[str]:
     try:
         tenant_id = connect.complete(
             query,
-            tenants=deps["tenants"],
-            states=deps["states"],
-            stripe=deps["stripe"],
+            tenants=deps.tenants,
+            states=deps.states,
+            stripe=deps.stripe,
             secrets=_connect_secrets(),
-            now=int(time.time()),
+            now=_now(),
         )
     except ApiError as exc:
         logger.info("oauth refused", error=exc.code, status=exc.status)
@@ -193,10 +217,10 @@ def delete_connection(tenant_id: str) -> Response[str]:
     deps = dependencies()
     document = connect.disconnect(
         tenant_id,
-        tenants=deps["tenants"],
-        stripe=deps["stripe"],
+        tenants=deps.tenants,
+        stripe=deps.stripe,
         secrets=_connect_secrets(),
-        now=int(time.time()),
+        now=_now(),
     )
     return _json(200, document)
 
@@ -204,17 +228,17 @@ def delete_connection(tenant_id: str) -> Response[str]:
 @app.get("/tenants/<tenant_id>/stripe/traits")
 def get_traits(tenant_id: str) -> Response[str]:
     deps = dependencies()
-    return _json(200, service.discover_traits(tenant_id, tenants=deps["tenants"], stripe=deps["stripe"]))
+    return _json(200, service.discover_traits(tenant_id, tenants=deps.tenants, stripe=deps.stripe))
 
 
 @app.get("/tenants/<tenant_id>/stripe/settings")
 def settings_page(tenant_id: str) -> Response[str]:
     deps = dependencies()
-    status = service.tenant_status(tenant_id, tenants=deps["tenants"])
+    status = service.tenant_status(tenant_id, tenants=deps.tenants)
     candidates, note = None, ""
     if status["connection"]["status"] == "connected":
         try:
-            candidates = service.discover_traits(tenant_id, tenants=deps["tenants"], stripe=deps["stripe"])[
+            candidates = service.discover_traits(tenant_id, tenants=deps.tenants, stripe=deps.stripe)[
                 "candidates"
             ]
         except Exception as exc:  # the page still shows; the picker says why it is empty
@@ -231,12 +255,12 @@ def settings_page(tenant_id: str) -> Response[str]:
 
 @app.get("/tenants/<tenant_id>/stripe")
 def get_status(tenant_id: str) -> Response[str]:
-    return _json(200, service.tenant_status(tenant_id, tenants=dependencies()["tenants"]))
+    return _json(200, service.tenant_status(tenant_id, tenants=dependencies().tenants))
 
 
 @app.get("/tenants/<tenant_id>/customers/<external_id>")
 def get_customer(tenant_id: str, external_id: str) -> Response[str]:
-    record = service.customer_record(tenant_id, unquote(external_id), records=dependencies()["records"])
+    record = service.customer_record(tenant_id, unquote(external_id), records=dependencies().records)
     return _json(200, record)
 
 

@@ -7,15 +7,26 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from revsync.infra.queue import SqsEventQueue
+from revsync.infra.queue import DeadLetters, SqsEventQueue
 from revsync.infra.secrets import WebhookSecretSource
-from revsync.services.receive import RequestError, WebhookRequest, WebhookResponse, receive
+from revsync.services.receive import (
+    EventQueue,
+    ParkedEvents,
+    RequestError,
+    TenantDirectory,
+    WebhookRequest,
+    WebhookResponse,
+    WebhookSecrets,
+    receive,
+)
 from revsync.settings import get_settings
 from revsync.store.tenant_lookup import DynamoTenantDirectory
 
@@ -25,14 +36,30 @@ metrics = Metrics()
 _METRIC = {
     "queued": "WebhookQueued",
     "dropped": "WebhookDropped",
+    "parked": "WebhookParked",
     "rejected": "WebhookRejected",
     "failed": "WebhookFailed",
 }
 
 
+@dataclass(slots=True)
+class Dependencies:
+    tenants: TenantDirectory
+    secrets: WebhookSecrets
+    queue: EventQueue
+    parked: ParkedEvents
+    clock: Callable[[], float]
+
+
 @lru_cache(maxsize=1)
-def dependencies() -> dict[str, Any]:
-    return {"tenants": DynamoTenantDirectory(), "secrets": WebhookSecretSource(), "queue": SqsEventQueue()}
+def dependencies() -> Dependencies:
+    return Dependencies(
+        tenants=DynamoTenantDirectory(),
+        secrets=WebhookSecretSource(),
+        queue=SqsEventQueue(),
+        parked=DeadLetters(),
+        clock=time.time,
+    )
 
 
 def _http(response: WebhookResponse) -> dict[str, Any]:
@@ -46,6 +73,7 @@ def _http(response: WebhookResponse) -> dict[str, Any]:
 @metrics.log_metrics
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps = dependencies()
     try:
         request = WebhookRequest.from_api_gateway(event, get_settings().max_webhook_body_bytes)
     except RequestError as exc:
@@ -53,7 +81,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             exc.status, {"error": exc.code, "message": str(exc)}, f"rejected:{exc.code}"
         )
     else:
-        response = receive(request, **dependencies(), now=int(time.time()))
+        response = receive(
+            request,
+            tenants=deps.tenants,
+            secrets=deps.secrets,
+            queue=deps.queue,
+            parked=deps.parked,
+            now=int(deps.clock()),
+        )
     # Only ids, types and outcomes are logged: never bodies, secrets or e-mails.
     logger.info("webhook", outcome=response.outcome, status=response.status, **response.log)
     metrics.add_metric(name=_METRIC[response.outcome.split(":")[0]], unit=MetricUnit.Count, value=1)

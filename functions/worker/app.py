@@ -1,4 +1,5 @@
-"""Queue worker: applies queued Stripe snapshots through the one write path. Wiring only.
+"""Queue worker: applies queued Stripe snapshots through the one write path. Wiring only: see
+revsync.services.worker.
 
 Powertools' FIFO batch processor reports partial failures; when a message fails, the rest of its
 message group in the batch is skipped (and retried), other groups go on.
@@ -7,6 +8,8 @@ message group in the batch is skipped (and retried), other groups go on.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -15,14 +18,17 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from revsync.domain.events import EventError, parse_envelope
-from revsync.domain.snapshots import SnapshotError
-from revsync.infra.queue import DeadLetters
+from revsync.errors import Deferred, RetryLater
+from revsync.infra.queue import DeadLetters, EventsQueueVisibility
 from revsync.infra.secrets import PlatformSecrets, TenantSecrets
-from revsync.services.connect import connection_revoked
-from revsync.services.sync import apply_observation
+from revsync.services.receive import TenantDirectory
+from revsync.services.sync import Customers, StripeObjects, Tenants
+from revsync.services.tenants import TenantRepository
+from revsync.services.worker import process_message
 from revsync.settings import get_settings
+from revsync.store.budget import AccountRequestBudget
 from revsync.store.customers import CustomerStore
+from revsync.store.tenant_lookup import DynamoTenantDirectory
 from revsync.store.tenants import CachedTenantStore, TenantStore
 from revsync.stripe_api.client import StripeAccounts
 
@@ -30,60 +36,85 @@ logger = Logger()
 metrics = Metrics()
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 
-# Bad input that no retry can fix: park the message at once. Anything else (our bugs included) is
-# retried, then parked with its reason.
-PERMANENT_ERRORS = (EventError, SnapshotError)
+
+@dataclass(slots=True)
+class Dependencies:
+    tenants: Tenants
+    connection_tenants: TenantRepository
+    directory: TenantDirectory
+    customers: Customers
+    stripe: StripeObjects
+    dead_letters: DeadLetters
+    visibility: EventsQueueVisibility
+    clock: Callable[[], float]
 
 
 @lru_cache(maxsize=1)
-def dependencies() -> dict[str, Any]:
+def dependencies() -> Dependencies:
+    settings = get_settings()
     platform, tenant_secrets = PlatformSecrets(), TenantSecrets()
-    return {
-        "tenants": CachedTenantStore(TenantStore()),
-        "customers": CustomerStore(),
-        "stripe": StripeAccounts(
+    return Dependencies(
+        tenants=CachedTenantStore(TenantStore()),
+        connection_tenants=TenantStore(),
+        directory=DynamoTenantDirectory(),
+        customers=CustomerStore(),
+        stripe=StripeAccounts(
             platform_key=platform.stripe_secret_key,
             tenant_api_key=lambda name: str(tenant_secrets.read(name)["api_key"]),
-            api_base=get_settings().stripe_api_base,
+            api_base=settings.stripe_api_base,
+            # The worker's reads share the account's request budget with backfills.
+            budget=lambda account, rate: AccountRequestBudget(account, rate).reserve,
+            rate_limits=(settings.stripe_rate_limit_test, settings.stripe_rate_limit_live),
         ),
-    }
+        dead_letters=DeadLetters(),
+        visibility=EventsQueueVisibility(),
+        clock=time.time,
+    )
 
 
 def record_handler(record: SQSRecord) -> None:
+    deps = dependencies()
     receive_count = int(record.attributes.approximate_receive_count or 1)
-    try:
-        envelope = parse_envelope(record.body)
-        observation = envelope["observation"]
-        if observation is None:  # about the connection: Stripe says the account disconnected us
-            result = connection_revoked(envelope["tenant_id"], tenants=TenantStore(), now=int(time.time()))
-        else:
-            result = apply_observation(
-                envelope["tenant_id"], observation, redelivered=receive_count > 1, **dependencies()
-            )
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, PERMANENT_ERRORS) or receive_count >= get_settings().max_receive_count:
-            DeadLetters().send(
-                record.body, record.attributes.message_group_id or "unknown", record.message_id, reason
-            )
-            logger.error(
-                "parked in DLQ", message_id=record.message_id, receive_count=receive_count, reason=reason
-            )
-            metrics.add_metric(name="MessagesDeadLettered", unit=MetricUnit.Count, value=1)
-            return
-        logger.warning("will retry", message_id=record.message_id, receive_count=receive_count, reason=reason)
-        raise
+    handled = process_message(
+        record.body,
+        receive_count=receive_count,
+        max_receive_count=get_settings().max_receive_count,
+        tenants=deps.tenants,
+        connection_tenants=deps.connection_tenants,
+        directory=deps.directory,
+        customers=deps.customers,
+        stripe=deps.stripe,
+        clock=deps.clock,
+    )
+    if handled.outcome == "parked":
+        group = handled.group or record.attributes.message_group_id or "unknown"
+        deps.dead_letters.send(record.body, group, record.message_id, handled.reason)
+        logger.error(
+            "parked in DLQ", message_id=record.message_id, receive_count=receive_count, reason=handled.reason
+        )
+        metrics.add_metric(name="MessagesDeadLettered", unit=MetricUnit.Count, value=1)
+        return
+    if handled.outcome == "deferred":
+        assert handled.delay_seconds is not None
+        deps.visibility.hide(record.receipt_handle, handled.delay_seconds)
+        logger.info("deferred", message_id=record.message_id, delay=handled.delay_seconds)
+        metrics.add_metric(name="MessagesDeferred", unit=MetricUnit.Count, value=1)
+        raise Deferred(handled.delay_seconds, handled.reason)
+    if handled.outcome == "retry":
+        logger.warning(
+            "will retry", message_id=record.message_id, receive_count=receive_count, reason=handled.reason
+        )
+        raise RetryLater(handled.reason)
+    result = handled.result
     logger.info(
         "applied",
-        tenant_id=envelope["tenant_id"],
-        event_id=envelope["event_id"],
-        event_type=envelope["event_type"],
-        outcome=result.outcome,
-        reason=result.reason,
-        record_written=result.record_written,
+        **handled.log,
+        outcome=handled.outcome,
+        reason=handled.reason,
+        record_written=bool(result and result.record_written),
     )
-    metrics.add_metric(name=f"Observations{result.outcome.capitalize()}", unit=MetricUnit.Count, value=1)
-    if result.refetches:
+    metrics.add_metric(name=f"Observations{handled.outcome.capitalize()}", unit=MetricUnit.Count, value=1)
+    if result is not None and result.refetches:
         metrics.add_metric(name="StripeRefetches", unit=MetricUnit.Count, value=result.refetches)
 
 

@@ -20,7 +20,7 @@ PLATFORM_SECRET = "whsec_local"  # local/aws.py seeds SSM with it
 def stripe_fake(stack: InProcessStack) -> FakeStripe:
     fake = FakeStripe()
     for function in ("TenantApiFunction", "WorkerFunction"):
-        lambda_runtime.load_module(function).dependencies()["stripe"] = fake
+        lambda_runtime.load_module(function).dependencies().stripe = fake
     return fake
 
 

@@ -11,13 +11,14 @@ from revsync.store.tenants import TenantStore
 
 from local import stripe_shapes as S
 from local.inprocess import InProcessStack
+from tests.conftest import FROZEN_NOW
 from tests.fakes import FakeStripe
 
 pytestmark = pytest.mark.integration
 
 API_KEY = "rk_test_51Abcdefghijklmnop"
 WEBHOOK_SECRET = "whsec_direct_tenant_secret"
-NOW = int(time.time())
+NOW = FROZEN_NOW
 
 
 def _secrets(stack: InProcessStack) -> list[str]:

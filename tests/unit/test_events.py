@@ -12,8 +12,8 @@ from revsync.domain.events import (
     envelope_for,
     message_group,
     observation_of,
-    parse_envelope,
     parse_event,
+    parse_queue_message,
 )
 
 from local import stripe_shapes as S
@@ -116,6 +116,6 @@ def test_envelope_round_trip_and_group() -> None:
     envelope = envelope_for(event, "acme")
     assert envelope is not None
     assert message_group(envelope) == "acme#cus_7"
-    assert parse_envelope(json.dumps(envelope)) == envelope
+    assert parse_queue_message(json.dumps(envelope)) == envelope
     with pytest.raises(EventError):
-        parse_envelope('{"v": 99}')
+        parse_queue_message('{"v": 99}')

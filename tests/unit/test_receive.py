@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from revsync.domain.events import parked_body
 from revsync.domain.signature import sign_header
 from revsync.domain.tenancy import TenantRoute
 from revsync.services.receive import RequestError, WebhookRequest, receive
@@ -33,7 +35,9 @@ def _deps() -> tuple[FakeDirectory, FakeSecrets, FakeQueue]:
 def test_connect_event_is_queued_with_tenant_and_group() -> None:
     directory, secrets, queue = _deps()
     event = S.event("customer.updated", S.customer("cus_1"), created=NOW, account="acct_1")
-    response = receive(_request(event), tenants=directory, secrets=secrets, queue=queue, now=NOW)
+    response = receive(
+        _request(event), tenants=directory, secrets=secrets, queue=queue, parked=queue, now=NOW
+    )
     assert (response.status, response.outcome) == (200, "queued")
     [envelope] = queue.sent
     assert (envelope["tenant_id"], envelope["event_id"]) == ("acme", event["id"])
@@ -45,10 +49,20 @@ def test_direct_route_uses_the_tenants_own_secret() -> None:
     directory, secrets, queue = _deps()
     event = S.event("customer.updated", S.customer("cus_1"), created=NOW)
     ok = receive(
-        _request(event, "whsec_direct", "direct"), tenants=directory, secrets=secrets, queue=queue, now=NOW
+        _request(event, "whsec_direct", "direct"),
+        tenants=directory,
+        secrets=secrets,
+        queue=queue,
+        parked=queue,
+        now=NOW,
     )
     platform_signed = receive(
-        _request(event, "whsec_platform", "direct"), tenants=directory, secrets=secrets, queue=queue, now=NOW
+        _request(event, "whsec_platform", "direct"),
+        tenants=directory,
+        secrets=secrets,
+        queue=queue,
+        parked=queue,
+        now=NOW,
     )
     assert ok.status == 200
     assert (platform_signed.status, platform_signed.body["error"]) == (400, "bad_signature")
@@ -59,7 +73,9 @@ def test_direct_route_uses_the_tenants_own_secret() -> None:
 def test_unhandled_type_is_dropped_before_any_lookup() -> None:
     directory, secrets, queue = _deps()
     event = S.event("payment_intent.created", {"id": "pi_1"}, created=NOW, account="acct_1")
-    response = receive(_request(event), tenants=directory, secrets=secrets, queue=queue, now=NOW)
+    response = receive(
+        _request(event), tenants=directory, secrets=secrets, queue=queue, parked=queue, now=NOW
+    )
     assert response.body == {"received": True, "ignored": "unhandled_type"}
     assert directory.lookups == 0
     assert queue.sent == []
@@ -73,6 +89,7 @@ def test_invalid_path_tenant_is_400(tenant_id: str) -> None:
         tenants=directory,
         secrets=secrets,
         queue=queue,
+        parked=queue,
         now=NOW,
     )
     assert (response.status, response.body["error"]) == (400, "invalid_tenant_id")
@@ -85,6 +102,7 @@ def test_unknown_direct_tenant_is_acknowledged() -> None:
         tenants=directory,
         secrets=secrets,
         queue=queue,
+        parked=queue,
         now=NOW,
     )
     assert (response.status, response.body["ignored"]) == (200, "unknown_tenant")
@@ -95,23 +113,93 @@ def test_enqueue_failure_is_503() -> None:
     directory, secrets, _ = _deps()
     queue = FakeQueue(fail=True)
     event = S.event("customer.updated", S.customer("cus_1"), created=NOW, account="acct_1")
-    response = receive(_request(event), tenants=directory, secrets=secrets, queue=queue, now=NOW)
+    response = receive(
+        _request(event), tenants=directory, secrets=secrets, queue=queue, parked=queue, now=NOW
+    )
     assert (response.status, response.body["error"]) == (503, "enqueue_failed")
 
 
-def test_signed_event_with_an_unreadable_object_is_400() -> None:
+def test_signed_event_with_an_unreadable_object_is_parked_and_acknowledged() -> None:
     directory, secrets, queue = _deps()
     sub = S.subscription("cus_1")
     del sub["status"]
-    response = receive(
-        _request(S.event("customer.subscription.updated", sub, created=NOW, account="acct_1")),
-        tenants=directory,
-        secrets=secrets,
-        queue=queue,
-        now=NOW,
-    )
-    assert (response.status, response.body["error"]) == (400, "invalid_object")
+    request = _request(S.event("customer.subscription.updated", sub, created=NOW, account="acct_1"))
+    response = receive(request, tenants=directory, secrets=secrets, queue=queue, parked=queue, now=NOW)
+    assert (response.status, response.outcome) == (200, "parked:invalid_object")
     assert queue.sent == []
+    [parked] = queue.parked
+    assert parked["reason"].startswith("invalid_object: customer.subscription.updated")
+    assert parked_body(parked) == request.body  # kept whole, to be read again after a fix
+    assert parked["tenant_id"] is None  # routed again by the event's account on redrive
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("items", "data", 0, "price", "tiers"), 5),  # the 500 that was found: tiers is a number
+        (("items", "data", 0, "price", "unit_amount_decimal"), "NaN"),
+        (("items", "data", 0, "quantity"), "2"),
+        (("items", "data"), {"not": "a list"}),
+        (("currency",), ["usd"]),
+        (("cancel_at_period_end",), "yes"),
+        (("discounts",), 7),
+    ],
+)
+def test_wrongly_typed_nested_fields_are_parked_never_an_exception(
+    path: tuple[str | int, ...], value: object
+) -> None:
+    directory, secrets, queue = _deps()
+    sub = S.subscription("cus_1", [S.subscription_item(S.price(1000, tiers=None))], status="active")
+    target: Any = sub
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    request = _request(S.event("customer.subscription.updated", sub, created=NOW, account="acct_1"))
+    response = receive(request, tenants=directory, secrets=secrets, queue=queue, parked=queue, now=NOW)
+    assert (response.status, response.outcome) == (200, "parked:invalid_object")
+    assert len(queue.parked) == 1
+    assert queue.sent == []
+
+
+def test_signed_body_that_is_not_an_event_is_parked() -> None:
+    directory, secrets, queue = _deps()
+    body = b'{"id": "evt_1", "object": "event",'
+    request = WebhookRequest(body=body, signature=sign_header("whsec_platform", NOW, body), tenant_id=None)
+    response = receive(request, tenants=directory, secrets=secrets, queue=queue, parked=queue, now=NOW)
+    assert (response.status, response.outcome) == (200, "parked:malformed_json")
+    assert parked_body(queue.parked[0]) == body
+
+
+def test_events_of_unknown_accounts_are_dropped_not_parked_even_if_unreadable() -> None:
+    directory, secrets, queue = _deps()
+    sub = S.subscription("cus_1")
+    del sub["status"]
+    request = _request(S.event("customer.subscription.updated", sub, created=NOW, account="acct_other"))
+    response = receive(request, tenants=directory, secrets=secrets, queue=queue, parked=queue, now=NOW)
+    assert (response.status, response.outcome) == (200, "dropped:unknown_account")
+    assert queue.parked == []
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"t={NOW},v1=\u00e9",
+        f"t={NOW},v1=\ud800",
+        "t=\u0663,v1=abc",
+        f"t={NOW},v1=" + "\u00fc" * 64,
+        "t=1_750_000_000,v1=00",
+        f"t={'9' * 5000},v1=00",
+        f"t={NOW},v1=\x00",
+    ],
+)
+def test_non_ascii_or_odd_signature_headers_are_400(header: str) -> None:
+    """Regression: hmac.compare_digest raised TypeError on a non-ASCII str (a 500)."""
+    directory, secrets, queue = _deps()
+    event = S.event("customer.updated", S.customer("cus_1"), created=NOW, account="acct_1")
+    request = WebhookRequest(body=json.dumps(event).encode(), signature=header, tenant_id=None)
+    response = receive(request, tenants=directory, secrets=secrets, queue=queue, parked=queue, now=NOW)
+    assert response.status == 400
+    assert (queue.sent, queue.parked) == ([], [])
 
 
 def test_api_gateway_event_parsing() -> None:

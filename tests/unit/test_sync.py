@@ -35,7 +35,6 @@ def _apply(
     customers: FakeCustomers,
     tenants: FakeTenants | None = None,
     stripe: FakeStripe | None = None,
-    redelivered: bool = False,
 ) -> Any:
     return apply_observation(
         "acme",
@@ -43,7 +42,6 @@ def _apply(
         tenants=tenants or _tenants(),
         customers=customers,
         stripe=stripe or FakeStripe(),
-        redelivered=redelivered,
         clock=lambda: 10_000,
     )
 
@@ -66,16 +64,43 @@ def test_unchanged_projection_costs_no_record_write() -> None:
     assert customers.writes == writes + 1  # the watermark moved; the record did not
 
 
-def test_duplicate_costs_nothing_unless_redelivered() -> None:
+def test_duplicate_costs_one_read_and_no_write() -> None:
     customers = FakeCustomers()
     observation = _customer(1, metadata={"app_id": "u-1"})
     _apply(observation, customers)
-    writes = customers.writes
-    assert _apply(observation, customers).outcome == "unchanged"
+    _apply(_customer(2, metadata={"app_id": "u-1"}), customers)  # state moves, the record does not
+    writes, reads = customers.writes, customers.reads
+    result = _apply(observation, customers)
+    assert (result.outcome, result.record_written) == ("unchanged", False)
     assert customers.writes == writes
-    # A redelivery means the previous attempt may have died between its two writes: re-project.
-    repaired = _apply(observation, customers, redelivered=True)
-    assert repaired.record_written
+    assert customers.reads == reads + 2  # the state, and the record's version
+
+
+class FailingProjection(FakeCustomers):
+    """The state write succeeds; the record projection fails (a crash between the two writes)."""
+
+    failing: bool = False
+
+    def project(self, record: Any, version: int, previous_external_id: str | None, *, repair: bool) -> bool:
+        if self.failing:
+            raise RuntimeError("DynamoDB unavailable")
+        return super().project(record, version, previous_external_id, repair=repair)
+
+
+def test_a_record_lagging_its_state_is_repaired_by_any_later_delivery() -> None:
+    """Regression: a message parked after its state write, redriven with receive count 1, used to
+    see "unchanged" and leave the record stale forever."""
+    customers = FailingProjection()
+    _apply(_customer(1, metadata={"app_id": "u-1"}), customers)
+    customers.failing = True
+    with pytest.raises(RuntimeError):
+        _apply(_customer(5, metadata={"app_id": "u-1"}, name="Ada"), customers)
+    assert customers.records[("acme", "u-1")]["traits"].get("stripe.name") is None
+    customers.failing = False
+    # The redriven message: the state already has it, so the observation itself is "unchanged".
+    result = _apply(_customer(5, metadata={"app_id": "u-1"}, name="Ada"), customers)
+    assert (result.outcome, result.reason, result.record_written) == ("unchanged", "record_repaired", True)
+    assert customers.records[("acme", "u-1")]["traits"]["stripe.name"] == "Ada"
 
 
 def test_same_second_tie_is_settled_by_a_fetch() -> None:

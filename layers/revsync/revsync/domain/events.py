@@ -6,10 +6,12 @@ the network. The receiver and the worker both use it, so it stays import-light.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, TypeGuard
 
 from revsync.domain.snapshots import (
     Snapshot,
@@ -61,6 +63,20 @@ class Envelope(TypedDict):
     event_type: str
     livemode: bool
     observation: Observation | None
+    # The Connect account the event came from (None on a tenant's own API-key route): the worker
+    # applies it only while the tenant is still connected to that account.
+    account: NotRequired[str | None]
+
+
+class ParkedEvent(TypedDict):
+    """A verified Stripe delivery revsync could not read: kept whole (base64 of the signed bytes) with
+    the tenant it arrived for, so a redrive after a fix reads it again."""
+
+    v: int
+    parked: Literal[True]
+    tenant_id: str | None  # the direct route's tenant; None: routed by the event's account
+    body: str
+    reason: str
 
 
 ENVELOPE_VERSION = 1
@@ -134,12 +150,9 @@ def observation_of(event: StripeEvent) -> Observation | None:
     reader, source = route
     try:
         snapshot = reader(event.data_object)
-        observation = Observation(
-            snapshot=snapshot, observed_at=event.created, source=source, event_id=event.id
-        )
     except SnapshotError as exc:
         raise EventError("invalid_object", f"{event.type}: {exc}") from None
-    return observation
+    return Observation(snapshot=snapshot, observed_at=event.created, source=source, event_id=event.id)
 
 
 def envelope_for(event: StripeEvent, tenant_id: str) -> Envelope | None:
@@ -153,6 +166,7 @@ def envelope_for(event: StripeEvent, tenant_id: str) -> Envelope | None:
         event_type=event.type,
         livemode=event.livemode,
         observation=observation,
+        account=event.account,
     )
 
 
@@ -164,12 +178,45 @@ def message_group(envelope: Envelope) -> str:
     return f"{envelope['tenant_id']}#{customer_id_of(observation['snapshot'])}"
 
 
-def parse_envelope(body: str) -> Envelope:
+def parked_event(body: bytes, tenant_id: str | None, reason: str) -> ParkedEvent:
+    return ParkedEvent(
+        v=ENVELOPE_VERSION,
+        parked=True,
+        tenant_id=tenant_id,
+        body=base64.b64encode(body).decode(),
+        reason=reason[:500],
+    )
+
+
+def parked_group(parked: ParkedEvent) -> str:
+    return f"{parked['tenant_id'] or 'connect'}#parked"
+
+
+def parse_queue_message(body: str) -> Envelope | ParkedEvent:
+    """A message of the events queue: an envelope, or (after a redrive) a parked delivery."""
     try:
         raw = json.loads(body)
     except ValueError:
         raise EventError("malformed_envelope", "queue message is not JSON") from None
-    if not isinstance(raw, dict) or raw.get("v") != ENVELOPE_VERSION or "observation" not in raw:
+    if not isinstance(raw, dict) or raw.get("v") != ENVELOPE_VERSION:
+        raise EventError("malformed_envelope", "queue message is not a revsync envelope")
+    if raw.get("parked") is True:
+        if not isinstance(raw.get("body"), str) or not isinstance(raw.get("tenant_id"), str | None):
+            raise EventError("malformed_envelope", "parked message has no body")
+        parked: ParkedEvent = raw  # type: ignore[assignment]  # shape checked above, built by parked_event
+        return parked
+    if "observation" not in raw:
         raise EventError("malformed_envelope", "queue message is not a revsync envelope")
     envelope: Envelope = raw  # type: ignore[assignment]  # shape checked above, built by envelope_for
     return envelope
+
+
+def is_parked(message: Envelope | ParkedEvent) -> TypeGuard[ParkedEvent]:
+    return message.get("parked") is True
+
+
+def parked_body(parked: ParkedEvent) -> bytes:
+    try:
+        return base64.b64decode(parked["body"], validate=True)
+    except (binascii.Error, ValueError):
+        raise EventError("malformed_envelope", "parked body is not base64") from None

@@ -7,7 +7,7 @@ Only the customer total is rounded (once, half-up) by the caller.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal
 
 from revsync.domain.snapshots import Discount, Price, SubscriptionItem, SubscriptionSnapshot
 
@@ -15,6 +15,7 @@ from revsync.domain.snapshots import Discount, Price, SubscriptionItem, Subscrip
 REVENUE_STATUSES = frozenset({"active", "past_due"})
 
 _ZERO = Decimal(0)
+_WIDE = Context(prec=200)
 _MONTHS_PER = {
     "month": Decimal(1),
     "year": Decimal(12),
@@ -131,4 +132,5 @@ def subscription_mrr(
 
 
 def round_minor_units(amount: Decimal) -> int:
-    return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    # A wide context: quantize raises rather than round when the result has more digits than it allows.
+    return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP, context=_WIDE))

@@ -48,7 +48,7 @@ def issue(tenant_id: str, key: str, now: int, nonce: str | None = None) -> tuple
 
 
 def verify(token: str | None, key: str, now: int) -> OAuthState:
-    if not token or token.count(".") != 1:
+    if not token or token.count(".") != 1 or not token.isascii():
         raise StateError("invalid_state", "the authorization state is missing or malformed")
     payload, signature = token.split(".")
     expected = _b64(hmac.new(key.encode(), payload.encode(), hashlib.sha256).digest())
@@ -57,7 +57,7 @@ def verify(token: str | None, key: str, now: int) -> OAuthState:
     try:
         data = json.loads(_unb64(payload))
         state = OAuthState(tenant_id=str(data["t"]), nonce=str(data["n"]), expires_at=int(data["e"]))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError):
         raise StateError("invalid_state", "the authorization state is malformed") from None
     if state.expires_at < now:
         raise StateError("expired_state", "the authorization took too long; start again")

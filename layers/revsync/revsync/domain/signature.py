@@ -33,20 +33,22 @@ def sign_header(secret: str, timestamp: int, payload: bytes) -> str:
     return f"t={timestamp},v1={compute_signature(secret, timestamp, payload)}"
 
 
-def _parse_header(header: str) -> tuple[int, list[str]]:
+def _parse_header(header: str) -> tuple[int, list[bytes]]:
     timestamp: int | None = None
-    signatures: list[str] = []
+    signatures: list[bytes] = []
     for part in header.split(","):
         key, sep, value = part.strip().partition("=")
         if not sep:
             continue
         if key == "t":
+            if not (value.isascii() and value.isdigit()):  # int() also takes "٣" and "1_0"
+                raise SignatureError("bad_signature_header", "timestamp is not an integer")
             try:
                 timestamp = int(value)
             except ValueError:
                 raise SignatureError("bad_signature_header", "timestamp is not an integer") from None
         elif key == "v1":
-            signatures.append(value)
+            signatures.append(value.encode("utf-8", "surrogatepass"))
     if timestamp is None:
         raise SignatureError("bad_signature_header", "no timestamp in Stripe-Signature")
     if not signatures:
@@ -77,7 +79,8 @@ def verify(
     for secret in secrets:
         if not secret:
             continue
-        expected = compute_signature(secret, timestamp, payload)
+        expected = compute_signature(secret, timestamp, payload).encode()
+        # Bytes, not str: compare_digest raises on non-ASCII str, and the header is attacker-chosen.
         if any(hmac.compare_digest(expected, candidate) for candidate in candidates):
             return timestamp
     raise SignatureError("bad_signature", "no signature matches the payload")

@@ -14,6 +14,7 @@ in the wild and both parse here:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, NotRequired, TypedDict
 
 # Statuses in which a subscription is still alive (DESIGN.md lifecycle).
@@ -135,44 +136,86 @@ Snapshot = CustomerSnapshot | SubscriptionSnapshot | InvoiceSnapshot | DiscountS
 
 
 # --- small readers: Stripe fields are often null or an id instead of an expanded object ---------
+# A field of the wrong type is a SnapshotError, never a TypeError later: the receiver parks such an
+# event with its reason (it can be redriven once revsync reads it) instead of answering 5xx.
 
 
 def _id_of(value: Any) -> str | None:
+    if value is None:
+        return None
     if isinstance(value, str):
         return value
-    if isinstance(value, dict) and isinstance(value.get("id"), str):
-        return str(value["id"])
-    return None
+    if isinstance(value, dict):
+        found = value.get("id")
+        if found is None or isinstance(found, str):
+            return found
+    raise SnapshotError("an id field is neither a string nor an object with a string id")
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
+    if value is None:
         return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) >= 2**63:  # Stripe's integers are 64-bit
+            raise SnapshotError("integer out of range")
+        return value
+    raise SnapshotError(f"expected an integer, got {type(value).__name__}")
+
+
+def _str(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise SnapshotError(f"expected a string, got {type(value).__name__}")
+
+
+def _bool(value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise SnapshotError(f"expected a boolean, got {type(value).__name__}")
+
+
+def _number_text(value: Any) -> str | None:
+    """An exact decimal as text, from a JSON number or a ``*_decimal`` string."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise SnapshotError(f"expected a number, got {type(value).__name__}")
+    text = str(value)
+    try:
+        number = Decimal(text)
+        sensible = number.is_finite() and -20 <= number.adjusted() <= 20
+    except InvalidOperation:
+        sensible = False
+    if not sensible or len(text) > 40:
+        raise SnapshotError("expected a finite decimal number")
+    return text
 
 
 def _decimal_text(decimal_value: Any, integer_value: Any) -> str | None:
     """Stripe sends ``*_decimal`` strings beside integers; prefer the exact string."""
-    if isinstance(decimal_value, str) and decimal_value:
-        return decimal_value
-    if isinstance(integer_value, int | float) and not isinstance(integer_value, bool):
-        return str(integer_value)
-    return None
+    exact = _number_text(decimal_value) if decimal_value != "" else None
+    return exact if exact is not None else _number_text(integer_value)
 
 
 def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    raise SnapshotError(f"expected an object, got {type(value).__name__}")
 
 
 def _list_data(value: Any) -> list[Any]:
     """A Stripe list object (``{"data": [...]}``) or a plain list."""
     if isinstance(value, dict):
         value = value.get("data")
-    return value if isinstance(value, list) else []
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    raise SnapshotError(f"expected a list, got {type(value).__name__}")
 
 
 def _required_id(obj: dict[str, Any], field: str, kind: str) -> str:
@@ -186,15 +229,15 @@ def _required_id(obj: dict[str, Any], field: str, kind: str) -> str:
 
 
 def parse_coupon(raw: Any) -> Coupon | None:
-    if not isinstance(raw, dict):
-        return None
-    percent = raw.get("percent_off")
+    if raw is None or isinstance(raw, str):
+        return None  # absent, or an id only (read from Stripe by id)
+    raw = _dict(raw)
     return Coupon(
         id=_id_of(raw.get("id")),
-        percent_off=None if percent is None else str(percent),
+        percent_off=_number_text(raw.get("percent_off")),
         amount_off=_int(raw.get("amount_off")),
-        currency=raw.get("currency"),
-        duration=raw.get("duration"),
+        currency=_str(raw.get("currency")),
+        duration=_str(raw.get("duration")),
         duration_in_months=_int(raw.get("duration_in_months")),
     )
 
@@ -202,8 +245,9 @@ def parse_coupon(raw: Any) -> Coupon | None:
 def parse_discount(raw: Any) -> Discount | None:
     if isinstance(raw, str):  # an unexpanded discount id
         return Discount(id=raw, coupon=None, coupon_id=None, start=None, end=None)
-    if not isinstance(raw, dict):
+    if raw is None:
         return None
+    raw = _dict(raw)
     coupon_raw = raw.get("coupon")  # before 2025-03-31
     if coupon_raw is None:
         coupon_raw = _dict(raw.get("source")).get("coupon")  # after
@@ -248,48 +292,55 @@ def parse_price(price: Any, plan: Any) -> Price | None:
         unit = _decimal_text(plan.get("amount_decimal"), plan.get("amount"))
         interval, count = plan.get("interval"), plan.get("interval_count")
         usage = plan.get("usage_type")
+    elif price is None or isinstance(price, str):
+        return None  # no price, or an unexpanded price id (a webhook always expands it)
     else:
-        return None
+        raise SnapshotError("subscription item price is not an object")
     tiers = [
         Tier(
-            up_to=_int(tier.get("up_to")),
+            up_to=_int(tier.get("up_to")) if tier.get("up_to") != "inf" else None,
             unit_amount=_decimal_text(tier.get("unit_amount_decimal"), tier.get("unit_amount")),
             flat_amount=_decimal_text(tier.get("flat_amount_decimal"), tier.get("flat_amount")),
         )
-        for tier in source.get("tiers") or []
-        if isinstance(tier, dict)
+        for tier in map(_dict, _list_data(source.get("tiers")))
     ]
     product = source.get("product")
-    product_name = product.get("name") if isinstance(product, dict) else None
+    product_name = _str(product.get("name")) if isinstance(product, dict) else None
+    interval_count = _int(count)
+    if interval_count is not None and interval_count < 1:
+        raise SnapshotError("interval_count must be positive")
+    divide_by = _int(transform.get("divide_by"))
+    if divide_by is not None and divide_by < 1:
+        raise SnapshotError("transform divide_by must be positive")
     return Price(
         id=_id_of(source.get("id")),
-        nickname=source.get("nickname") or product_name,
+        nickname=_str(source.get("nickname")) or product_name,
         product=_id_of(product),
-        currency=source.get("currency"),
+        currency=_str(source.get("currency")),
         unit_amount=unit,
-        billing_scheme=source.get("billing_scheme") or "per_unit",
-        tiers_mode=source.get("tiers_mode"),
+        billing_scheme=_str(source.get("billing_scheme")) or "per_unit",
+        tiers_mode=_str(source.get("tiers_mode")),
         tiers=tiers,
-        divide_by=_int(transform.get("divide_by")),
-        round=transform.get("round"),
-        interval=interval,
-        interval_count=_int(count) or 1,
-        usage_type=usage or "licensed",
+        divide_by=divide_by,
+        round=_str(transform.get("round")),
+        interval=_str(interval),
+        interval_count=interval_count or 1,
+        usage_type=_str(usage) or "licensed",
     )
 
 
 def parse_customer(raw: dict[str, Any], *, deleted: bool = False) -> CustomerSnapshot:
-    metadata = {str(k): str(v) for k, v in _dict(raw.get("metadata")).items() if v is not None}
+    metadata = {str(k): _str(v) or "" for k, v in _dict(raw.get("metadata")).items() if v is not None}
     return CustomerSnapshot(
         object="customer",
         id=_required_id(raw, "id", "customer"),
-        deleted=deleted or bool(raw.get("deleted")),
-        email=raw.get("email"),
-        name=raw.get("name"),
+        deleted=deleted or bool(_bool(raw.get("deleted"))),
+        email=_str(raw.get("email")),
+        name=_str(raw.get("name")),
         created=_int(raw.get("created")),
-        currency=raw.get("currency"),
+        currency=_str(raw.get("currency")),
         balance=_int(raw.get("balance")),
-        delinquent=raw.get("delinquent"),
+        delinquent=_bool(raw.get("delinquent")),
         metadata=metadata,
         discount=parse_discount(raw.get("discount")),
     )
@@ -297,10 +348,10 @@ def parse_customer(raw: dict[str, Any], *, deleted: bool = False) -> CustomerSna
 
 def parse_subscription(raw: dict[str, Any]) -> SubscriptionSnapshot:
     items: list[SubscriptionItem] = []
-    for item in _list_data(raw.get("items")):
-        if not isinstance(item, dict):
-            continue
+    for item in map(_dict, _list_data(raw.get("items"))):
         quantity = _int(item.get("quantity"))
+        if quantity is not None and quantity < 0:
+            raise SnapshotError("subscription item quantity is negative")
         items.append(
             SubscriptionItem(
                 id=_id_of(item.get("id")),
@@ -323,11 +374,11 @@ def parse_subscription(raw: dict[str, Any]) -> SubscriptionSnapshot:
         id=_required_id(raw, "id", "subscription"),
         customer=_required_id(raw, "customer", "subscription"),
         status=status,
-        currency=raw.get("currency"),
+        currency=_str(raw.get("currency")),
         created=_int(raw.get("created")),
         current_period_end=period_end,
         trial_end=_int(raw.get("trial_end")),
-        cancel_at_period_end=bool(raw.get("cancel_at_period_end")),
+        cancel_at_period_end=bool(_bool(raw.get("cancel_at_period_end"))),
         cancel_at=_int(raw.get("cancel_at")),
         canceled_at=_int(raw.get("canceled_at")),
         ended_at=_int(raw.get("ended_at")),
@@ -358,9 +409,7 @@ def _line_subscription_id(line: dict[str, Any]) -> str | None:
 
 def parse_invoice(raw: dict[str, Any]) -> InvoiceSnapshot:
     lines: list[InvoiceLine] = []
-    for line in _list_data(raw.get("lines")):
-        if not isinstance(line, dict):
-            continue
+    for line in map(_dict, _list_data(raw.get("lines"))):
         subscription = _line_subscription_id(line)
         period_end = _int(_dict(line.get("period")).get("end"))
         if subscription and period_end is not None:
@@ -371,14 +420,15 @@ def parse_invoice(raw: dict[str, Any]) -> InvoiceSnapshot:
         object="invoice",
         id=_required_id(raw, "id", "invoice"),
         customer=_required_id(raw, "customer", "invoice"),
-        status=raw.get("status"),
+        status=_str(raw.get("status")),
         amount_paid=amount_paid or 0,
-        currency=raw.get("currency"),
+        currency=_str(raw.get("currency")),
         paid_at=_int(transitions.get("paid_at")),
         subscription=invoice_subscription_id(raw),
         lines=lines,
     )
-    if _dict(raw.get("lines")).get("has_more"):
+    lines_list = raw.get("lines")
+    if isinstance(lines_list, dict) and lines_list.get("has_more") is True:
         snapshot["lines_complete"] = False
     return snapshot
 

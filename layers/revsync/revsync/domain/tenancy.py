@@ -20,7 +20,7 @@ class TenantError(ValueError):
 
 
 def validate_tenant_id(tenant_id: str | None) -> str:
-    if not tenant_id or not _TENANT_ID.match(tenant_id):
+    if not isinstance(tenant_id, str) or not _TENANT_ID.fullmatch(tenant_id):
         raise TenantError("invalid_tenant_id", "tenant_id must be 1-64 letters, digits, '_', '.' or '-'")
     return tenant_id
 

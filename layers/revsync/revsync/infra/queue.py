@@ -1,12 +1,13 @@
-"""The events queue (SQS FIFO) as the receiver sees it."""
+"""The events queue (SQS FIFO) and its dead-letter queue, where undeliverable messages are parked."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from revsync.domain.events import Envelope, message_group
+from revsync.domain.events import Envelope, ParkedEvent, message_group, parked_group
 from revsync.infra import aws
 from revsync.settings import get_settings
 
@@ -30,13 +31,35 @@ class SqsEventQueue:
 
 
 class DeadLetters:
-    """Where the worker parks a message it will not retry, with the reason attached."""
+    """The dead-letter queue: messages parked with a ``reason`` attribute, to be redriven after a fix."""
 
-    def send(self, body: str, group: str, message_id: str, reason: str) -> None:
-        aws.sqs().send_message(
-            QueueUrl=get_settings().dead_letter_queue_url,
-            MessageBody=body,
-            MessageGroupId=group,
-            MessageDeduplicationId=message_id,
-            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000]}},
+    def send(self, body: str, group: str, deduplication_id: str, reason: str) -> None:
+        try:
+            aws.sqs().send_message(
+                QueueUrl=get_settings().dead_letter_queue_url,
+                MessageBody=body,
+                MessageGroupId=group,
+                MessageDeduplicationId=deduplication_id,
+                MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000]}},
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise QueueError(type(exc).__name__) from exc
+
+    def park(self, parked: ParkedEvent) -> None:
+        """A verified delivery the receiver could not read (the bytes as Stripe sent them)."""
+        body = json.dumps(parked, separators=(",", ":"))
+        digest = hashlib.sha256(parked["body"].encode()).hexdigest()
+        self.send(body, parked_group(parked), digest, parked["reason"])
+
+
+class EventsQueueVisibility:
+    """Hide a message of the events queue for a while (Stripe asked us to wait)."""
+
+    MAX_SECONDS = 12 * 3600  # SQS's limit on a visibility timeout
+
+    def hide(self, receipt_handle: str, seconds: float) -> None:
+        aws.sqs().change_message_visibility(
+            QueueUrl=get_settings().events_queue_url,
+            ReceiptHandle=receipt_handle,
+            VisibilityTimeout=max(1, min(self.MAX_SECONDS, round(seconds))),
         )

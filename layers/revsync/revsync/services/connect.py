@@ -126,10 +126,18 @@ def revoke(tenant: Tenant) -> Tenant:
     return replace(tenant, connection=replace(tenant.connection, status="revoked"))
 
 
-def connection_revoked(tenant_id: str, *, tenants: TenantRepository, now: int) -> SyncResult:
-    """``account.application.deauthorized``: the account removed us; stop syncing, keep the records."""
+def connection_revoked(
+    tenant_id: str, *, account: str | None, tenants: TenantRepository, now: int
+) -> SyncResult:
+    """``account.application.deauthorized``: the account removed us; stop syncing, keep the records.
+
+    Only the account the tenant is connected to now can disconnect it: after a move to another
+    account, the old one's deauthorization changes nothing (``account`` None: an older message that
+    did not record its account)."""
     tenant = tenants.get(tenant_id)
     if tenant is None or not tenant.connection.is_connected:
         return SyncResult("unchanged", "not_connected")
+    if account is not None and account != tenant.connection.account_id:
+        return SyncResult("dropped", "account_mismatch")
     tenants.save(revoke(tenant), now)
     return SyncResult("applied", "deauthorized")

@@ -2,7 +2,9 @@
 
 It never writes DynamoDB and never calls Stripe. Anything it will not act on but that came from
 Stripe is acknowledged with a 2xx (otherwise Stripe retries for three days); anything that did not
-provably come from Stripe is a 4xx; a failed enqueue is a 5xx so Stripe retries it.
+provably come from Stripe is a 4xx; a failed enqueue is a 5xx so Stripe retries it. A verified
+delivery it cannot read is parked whole with its reason (the dead-letter queue) and acknowledged, so
+nothing Stripe sent is lost: a redrive after a fix reads it again through ``route_event``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from revsync.domain import signature
-from revsync.domain.events import HANDLED_EVENT_TYPES, Envelope, EventError, envelope_for, parse_event
+from revsync.domain.events import (
+    HANDLED_EVENT_TYPES,
+    Envelope,
+    EventError,
+    ParkedEvent,
+    envelope_for,
+    parked_event,
+    parse_event,
+)
 from revsync.domain.tenancy import TenantError, TenantRoute, validate_tenant_id
 
 logger = logging.getLogger("revsync.receive")
@@ -35,6 +45,10 @@ class WebhookSecrets(Protocol):
 
 class EventQueue(Protocol):
     def send(self, envelope: Envelope) -> None: ...
+
+
+class ParkedEvents(Protocol):
+    def park(self, parked: ParkedEvent) -> None: ...
 
 
 class RequestError(ValueError):
@@ -85,63 +99,98 @@ def _dropped(reason: str, **log: Any) -> WebhookResponse:
     return WebhookResponse(200, {"received": True, "ignored": reason}, f"dropped:{reason}", log)
 
 
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """What a verified delivery comes to: an envelope to queue, or a reason to drop or park it."""
+
+    envelope: Envelope | None = None
+    dropped: str | None = None
+    parked: str | None = None
+    log: dict[str, Any] = field(default_factory=dict)
+
+
+def route_event(body: bytes, tenants: TenantDirectory, direct: TenantRoute | None = None) -> Routed:
+    """Read a delivery whose signature was verified (now, or when it was parked) and find its tenant.
+
+    ``direct`` is the tenant of the API-key route it arrived on; without it the event's Connect
+    account names the tenant.
+    """
+    try:
+        event = parse_event(body)
+    except EventError as exc:
+        return Routed(parked=f"{exc.code}: {exc}")
+    log: dict[str, Any] = {"event_id": event.id, "event_type": event.type}
+    route: TenantRoute | None
+    if event.type not in HANDLED_EVENT_TYPES:
+        return Routed(dropped="unhandled_type", log=log)  # before any lookup: most of Stripe's traffic
+    if direct is not None:
+        route = direct
+        if route.mode != "api_key":
+            return Routed(dropped="unknown_tenant", log=log)
+    elif event.account is None:
+        return Routed(dropped="no_account", log=log)
+    else:
+        route = tenants.by_account(event.account)
+        if route is None:
+            return Routed(dropped="unknown_account", log=log)
+    log["tenant_id"] = route.tenant_id
+    if route.status != "connected":
+        return Routed(dropped="not_connected", log=log)
+    if event.livemode != route.livemode:
+        return Routed(dropped="livemode_mismatch", log=log)
+    try:
+        envelope = envelope_for(event, route.tenant_id)
+    except EventError as exc:
+        return Routed(parked=f"{exc.code}: {exc}", log=log)
+    assert envelope is not None  # the type is handled
+    if envelope["observation"] is None and route.mode != "oauth":
+        return Routed(dropped="not_a_connect_account", log=log)
+    return Routed(envelope=envelope, log=log)
+
+
 def receive(
     request: WebhookRequest,
     *,
     tenants: TenantDirectory,
     secrets: WebhookSecrets,
     queue: EventQueue,
+    parked: ParkedEvents,
     now: int,
 ) -> WebhookResponse:
-    route: TenantRoute | None = None
+    direct: TenantRoute | None = None
     if request.tenant_id is not None:
         try:
             validate_tenant_id(request.tenant_id)
         except TenantError as exc:
             return _rejected(400, exc.code, str(exc))
-        route = tenants.by_tenant(request.tenant_id)
-        if route is None or route.mode != "api_key" or not route.secret_name:
+        direct = tenants.by_tenant(request.tenant_id)
+        if direct is None or direct.mode != "api_key" or not direct.secret_name:
             # Nothing to verify against and nothing to write: acknowledge so Stripe stops retrying.
             return _dropped("unknown_tenant", tenant_id=request.tenant_id)
-        candidates = secrets.tenant(route)
+        candidates = secrets.tenant(direct)
     else:
         candidates = secrets.platform()
 
     try:
         signature.verify(request.body, request.signature, candidates, now)
-        event = parse_event(request.body)
-    except (signature.SignatureError, EventError) as exc:
+    except signature.SignatureError as exc:
         return _rejected(400, exc.code, str(exc))
 
-    log = {"event_id": event.id, "event_type": event.type}
-    if event.type not in HANDLED_EVENT_TYPES:
-        return _dropped("unhandled_type", **log)  # before any lookup: most of Stripe's traffic
-    if request.tenant_id is None:
-        if event.account is None:
-            return _dropped("no_account", **log)
-        route = tenants.by_account(event.account)
-        if route is None:
-            return _dropped("unknown_account", **log)
-    assert route is not None
-    log["tenant_id"] = route.tenant_id
-    if route.status != "connected":
-        return _dropped("not_connected", **log)
-    if event.livemode != route.livemode:
-        return _dropped("livemode_mismatch", **log)
+    routed = route_event(request.body, tenants, direct)
+    if routed.dropped is not None:
+        return _dropped(routed.dropped, **routed.log)
     try:
-        envelope = envelope_for(event, route.tenant_id)
-    except EventError as exc:
-        return WebhookResponse(400, {"error": exc.code, "message": str(exc)}, f"rejected:{exc.code}", log)
-    assert envelope is not None  # the type is handled
-    if envelope["observation"] is None and route.mode != "oauth":
-        return _dropped("not_a_connect_account", **log)
-    try:
-        queue.send(envelope)
+        if routed.parked is not None:
+            parked.park(parked_event(request.body, request.tenant_id, routed.parked))
+            reason = routed.parked.split(":", 1)[0]
+            return WebhookResponse(200, {"received": True, "parked": reason}, f"parked:{reason}", routed.log)
+        assert routed.envelope is not None
+        queue.send(routed.envelope)
     except Exception as exc:  # any failure to enqueue: Stripe must retry
         return WebhookResponse(
             503,
             {"error": "enqueue_failed", "message": "try again later"},
             "failed:enqueue",
-            {**log, "cause": type(exc).__name__},
+            {**routed.log, "cause": type(exc).__name__},
         )
-    return WebhookResponse(200, {"received": True}, "queued", log)
+    return WebhookResponse(200, {"received": True}, "queued", routed.log)

@@ -25,14 +25,13 @@ from revsync.domain.snapshots import (
 )
 from revsync.domain.state import CustomerObjects, apply
 from revsync.domain.tenancy import Tenant
+from revsync.errors import RetryLater
 from revsync.store.customers import ConcurrentUpdate, StoredCustomer
+
+__all__ = ["RetryLater", "SyncResult", "apply_observation"]
 
 MAX_ATTEMPTS = 5
 MAX_REFETCHES = 2
-
-
-class RetryLater(RuntimeError):
-    """Transient: the message should be retried later (SQS visibility timeout)."""
 
 
 class Tenants(Protocol):
@@ -50,11 +49,16 @@ class Customers(Protocol):
         applied: Observation | None,
         external_id: str,
         config_version: int,
+        record_changed: bool = True,
     ) -> int: ...
 
     def project(
         self, record: CustomerRecord, version: int, previous_external_id: str | None, *, repair: bool
     ) -> bool: ...
+
+    def projected_version(self, tenant_id: str, external_id: str, customer_id: str) -> int | None:
+        """The state version the record at that key was derived from (None: no record of this customer)."""
+        ...
 
 
 class StripeObjects(Protocol):
@@ -63,6 +67,20 @@ class StripeObjects(Protocol):
         ...
 
     def coupons(self, tenant: Tenant, coupon_ids: set[str]) -> dict[str, Coupon]: ...
+
+
+class Unset:
+    """No account to check: the observation did not come from a webhook."""
+
+
+UNSET = Unset()
+
+
+def _from_current_account(tenant: Tenant, account: str | None) -> bool:
+    connection = tenant.connection
+    if account is None:
+        return connection.mode == "api_key"
+    return connection.mode == "oauth" and connection.account_id == account
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +110,18 @@ def apply_observation(
     tenants: Tenants,
     customers: Customers,
     stripe: StripeObjects,
-    redelivered: bool = False,
+    account: str | Unset | None = UNSET,
     clock: Callable[[], float] = time.time,
 ) -> SyncResult:
+    """Apply ``observation`` for ``tenant_id``; ``account`` is the Connect account the event came
+    from (None: the tenant's own API-key route; unset: a backfill page or a refetch, read through the
+    tenant's current connection)."""
     tenant = tenants.get(tenant_id)
     if tenant is None or not tenant.connection.is_connected:
         return SyncResult("dropped", "tenant_not_connected")
+    if not isinstance(account, Unset) and not _from_current_account(tenant, account):
+        # Queued before the tenant moved to another Stripe account: not this tenant's data any more.
+        return SyncResult("dropped", "account_mismatch")
     customer_id = customer_id_of(observation["snapshot"])
     refetches = conflicts = 0
     for _ in range(MAX_ATTEMPTS):
@@ -127,9 +151,17 @@ def apply_observation(
         record = derive_record(tenant_id, outcome.objects, trait)
         previous = derive_record(tenant_id, stored.objects, trait) if stored.version is not None else None
         config_moved = stored.config_version != tenant.config_version
-        repair = redelivered or conflicts > 0 or config_moved
-        if not outcome.changed and (not repair or stored.version is None):
-            return SyncResult("unchanged", outcome.decision.reason, refetches, conflicts)
+        if not outcome.changed and not config_moved:
+            # Nothing new, but the record may lag the state it derives from (a projection that failed
+            # after the state write, then a redrive): one read tells, whatever the receive count.
+            wanted = stored.record_version
+            if wanted is None or (
+                (customers.projected_version(tenant_id, record["external_id"], customer_id) or 0) >= wanted
+            ):
+                return SyncResult("unchanged", outcome.decision.reason, refetches, conflicts)
+            written = customers.project(record, wanted, stored.external_id, repair=True)
+            return SyncResult("unchanged", "record_repaired", refetches, conflicts, written)
+        repair = conflicts > 0 or config_moved
         version = stored.version or 0
         if outcome.changed or config_moved:
             try:
@@ -140,6 +172,7 @@ def apply_observation(
                     observation if outcome.changed else None,
                     record["external_id"],
                     tenant.config_version,
+                    record_changed=record != previous or config_moved,
                 )
             except ConcurrentUpdate:
                 conflicts += 1

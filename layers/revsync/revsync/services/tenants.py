@@ -9,13 +9,14 @@ from typing import Any, Protocol
 from revsync.domain.record import TraitError, validate_trait
 from revsync.domain.tenancy import Connection, Tenant, status_document, validate_tenant_id
 from revsync.domain.traits import candidate_traits
+from revsync.errors import RevsyncError
 from revsync.stripe_api.client import KeyCheck, StripeAccessError
 
 _API_KEY = re.compile(r"^(rk|sk)_(test|live)_[A-Za-z0-9_]{8,}$")
 _WEBHOOK_SECRET = re.compile(r"^whsec_[A-Za-z0-9_+/=]{8,}$")
 
 
-class ApiError(Exception):
+class ApiError(RevsyncError):
     """A caller's mistake (4xx) or a dependency's failure (5xx), with a stable error code."""
 
     def __init__(self, status: int, code: str, message: str) -> None:

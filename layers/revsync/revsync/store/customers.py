@@ -52,6 +52,7 @@ class StoredCustomer:
     version: int | None  # None: nothing stored yet
     external_id: str | None  # the record key last projected
     config_version: int
+    record_version: int | None = None  # the version the current record derives from
 
 
 def _invoice_observation(item: PaidInvoiceItem) -> Observation:
@@ -107,6 +108,11 @@ class CustomerStore:
             version=int(state.version) if state is not None and state.version is not None else None,
             external_id=state.external_id if state is not None else None,
             config_version=int(state.config_version) if state is not None else 0,
+            record_version=(
+                int(state.record_version)
+                if state is not None and state.record_version is not None
+                else (int(state.version) if state is not None and state.version is not None else None)
+            ),
         )
 
     def save(
@@ -117,8 +123,12 @@ class CustomerStore:
         applied: Observation | None,
         external_id: str,
         config_version: int,
+        record_changed: bool = True,
     ) -> int:
-        """Save the objects unless someone else did since ``stored`` was loaded; return the new version."""
+        """Save the objects unless someone else did since ``stored`` was loaded; return the new version.
+
+        ``record_changed``: whether the derived record differs from the one ``stored`` gives (if not,
+        the record keeps deriving from ``stored.record_version``)."""
         pk = models.sync_partition(tenant_id, objects.customer_id)
         if applied is not None and applied["snapshot"]["object"] == "invoice":
             # Idempotent put, before the state write that makes it visible to the record's version.
@@ -130,6 +140,9 @@ class CustomerStore:
             external_id=external_id,
             config_version=config_version,
         )
+        new_version = (stored.version or 0) + 1
+        carried = stored.record_version if not record_changed else None
+        item.record_version = carried if carried is not None else new_version
         if stored.version is not None:
             item.version = stored.version  # unset: the save requires that no state item exists yet
         try:
@@ -175,6 +188,20 @@ class CustomerStore:
         if previous_external_id and previous_external_id != record["external_id"]:
             self._release(record["tenant_id"], previous_external_id, record["stripe_customer_id"])
         return True
+
+    def projected_version(self, tenant_id: str, external_id: str, customer_id: str) -> int | None:
+        try:
+            item = CustomerRecordItem.get(
+                tenant_id,
+                external_id,
+                consistent_read=True,
+                attributes_to_get=["stripe_customer_id", "revsync_version"],
+            )
+        except DoesNotExist:
+            return None
+        if item.stripe_customer_id != customer_id or item.revsync_version is None:
+            return None
+        return int(item.revsync_version)
 
     def _release(self, tenant_id: str, external_id: str, customer_id: str) -> None:
         """The record moved to a new key: the old one is gone. A ``stripe:`` key is revsync's own and is

@@ -82,6 +82,9 @@ class CustomerStateItem(SyncItem, discriminator="state"):
     # The record key last written, and the tenant config version it was derived with.
     external_id = UnicodeAttribute(null=True)
     config_version = NumberAttribute(default=0)
+    # The version whose derived record is the current one: the record item must carry at least this
+    # ``revsync_version``, else its projection failed and is repaired (no extra write to know it).
+    record_version = NumberAttribute(null=True)
 
 
 class PaidInvoiceItem(SyncItem, discriminator="invoice"):

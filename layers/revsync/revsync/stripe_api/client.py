@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import stripe
 
@@ -19,7 +21,9 @@ from revsync.domain.snapshots import (
     with_coupons,
 )
 from revsync.domain.tenancy import Tenant
-from revsync.stripe_api.pacing import Pacer, call_paced
+from revsync.stripe_api.pacing import Pacer, call_paced, call_within_budget
+
+T = TypeVar("T")
 
 # Retries are the SDK's own (idempotency keys, Retry-After, backoff with jitter); set explicitly.
 MAX_NETWORK_RETRIES = 2
@@ -66,12 +70,34 @@ def _as_dict(obj: Any) -> dict[str, Any]:
 class StripeAccounts:
     """Stripe as revsync's services use it. Credentials come from the tenant's connection."""
 
-    def __init__(self, platform_key: Any, tenant_api_key: Any, api_base: str | None) -> None:
+    def __init__(
+        self,
+        platform_key: Callable[[], str],
+        tenant_api_key: Callable[[str], str],
+        api_base: str | None,
+        budget: Callable[[str, float], Callable[[], float]] | None = None,
+        rate_limits: tuple[float, float] = (25.0, 100.0),
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         # Callables, so secrets are read only when a call needs them.
         self._platform_key = platform_key
         self._tenant_api_key = tenant_api_key
         self._api_base = api_base
         self._coupon_cache: dict[tuple[str, str], Coupon] = {}
+        # ``budget(account, rate)``: the account's shared reservation clock (None: unpaced).
+        self._budget = budget
+        self._rate_limits = rate_limits
+        self._clock, self._sleep = clock, sleep
+
+    def _read(self, tenant: Tenant, request: Callable[[], T]) -> T:
+        """A single read for the write path, within the account's request budget."""
+        if self._budget is None:
+            return request()
+        connection = tenant.connection
+        rate = self._rate_limits[1] if connection.livemode else self._rate_limits[0]
+        reserve = self._budget(connection.account_id or f"tenant-{tenant.tenant_id}", rate)
+        return call_within_budget(reserve, request, clock=self._clock, sleep=self._sleep)
 
     def client_for(self, tenant: Tenant) -> stripe.StripeClient:
         connection = tenant.connection
@@ -108,7 +134,8 @@ class StripeAccounts:
             if key not in self._coupon_cache:
                 client = client or self.client_for(tenant)
                 try:
-                    parsed = parse_coupon(_as_dict(client.v1.coupons.retrieve(coupon_id)))
+                    retrieved = self._read(tenant, lambda: client.v1.coupons.retrieve(coupon_id))  # noqa: B023
+                    parsed = parse_coupon(_as_dict(retrieved))
                 except stripe.InvalidRequestError as exc:
                     if exc.http_status != 404:
                         raise
@@ -179,12 +206,19 @@ class StripeAccounts:
         client = self.client_for(tenant)
         try:
             if kind == "customer":
-                snapshot: Snapshot = parse_customer(_as_dict(client.v1.customers.retrieve(object_id)))
+                customer = self._read(tenant, lambda: client.v1.customers.retrieve(object_id))
+                snapshot: Snapshot = parse_customer(_as_dict(customer))
             elif kind == "subscription":
-                raw = client.v1.subscriptions.retrieve(object_id, params={"expand": SUBSCRIPTION_EXPANSIONS})
-                snapshot = parse_subscription(_as_dict(raw))
+                subscription = self._read(
+                    tenant,
+                    lambda: client.v1.subscriptions.retrieve(
+                        object_id, params={"expand": SUBSCRIPTION_EXPANSIONS}
+                    ),
+                )
+                snapshot = parse_subscription(_as_dict(subscription))
             elif kind == "invoice":
-                snapshot = parse_invoice(_as_dict(client.v1.invoices.retrieve(object_id)))
+                invoice = self._read(tenant, lambda: client.v1.invoices.retrieve(object_id))
+                snapshot = parse_invoice(_as_dict(invoice))
             else:
                 raise ValueError(f"cannot fetch a {kind}")
         except stripe.InvalidRequestError as exc:

@@ -10,8 +10,14 @@ from typing import TypeVar
 
 import stripe
 
+from revsync.errors import Deferred
+
 T = TypeVar("T")
 MAX_RATE_LIMIT_RETRIES = 8
+# A worker waits this long at most for its slot in the account's budget; a later slot defers the message.
+MAX_BUDGET_WAIT_SECONDS = 2.0
+# When Stripe answers 429 without Retry-After.
+DEFAULT_RATE_LIMIT_DELAY_SECONDS = 2.0
 
 
 class Pacer:
@@ -67,3 +73,26 @@ def call_paced(pacer: Pacer, request: Callable[[], T], sleep: Callable[[float], 
             sleep(max(_retry_after(exc) or 0.0, backoff))
     pacer.wait()
     return request()  # the last try raises if Stripe still refuses
+
+
+def call_within_budget(
+    reserve: Callable[[], float],
+    request: Callable[[], T],
+    *,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+    max_wait: float = MAX_BUDGET_WAIT_SECONDS,
+) -> T:
+    """One request in the account's shared budget, for a worker that must not sit and wait: a slot
+    further away than ``max_wait`` or a 429 from Stripe raises ``Deferred`` (the message comes back
+    later) instead of sleeping through the function's time limit or failing the message."""
+    delay = reserve() - clock()
+    if delay > max_wait:
+        raise Deferred(delay, f"account request budget: next slot in {delay:.1f}s")
+    if delay > 0:
+        sleep(delay)
+    try:
+        return request()
+    except stripe.RateLimitError as exc:
+        wait = _retry_after(exc) or DEFAULT_RATE_LIMIT_DELAY_SECONDS
+        raise Deferred(wait * random.uniform(1.0, 1.5), "Stripe rate limit (429)") from exc  # noqa: S311

@@ -1,0 +1,27 @@
+"""revsync's failures that cross layers, as one hierarchy (no dependencies: any layer may raise them).
+
+HTTP routes map ``ApiError`` (revsync.services.tenants) to responses in one place; the worker maps
+these: ``Deferred`` delays a message without counting against it, ``RetryLater`` retries it and, on
+its last allowed delivery, parks it with the reason.
+"""
+
+from __future__ import annotations
+
+
+class RevsyncError(Exception):
+    """Base of revsync's own errors."""
+
+
+class RetryLater(RevsyncError):
+    """Transient: retry the message later (SQS visibility timeout); parked if it keeps failing."""
+
+
+class Deferred(RetryLater):
+    """Not now, and not a failure: Stripe's rate limit (or the account's shared budget) says wait.
+
+    The worker hides the message for ``delay_seconds`` and never parks it for this reason.
+    """
+
+    def __init__(self, delay_seconds: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay_seconds = delay_seconds
