@@ -80,7 +80,7 @@ class InProcessStack:
             module = lambda_runtime.load_module(logical_id)
             dependencies = getattr(module, "dependencies", None)
             if dependencies is not None:
-                dependencies().clock = lambda: self.clock()
+                dependencies().clock = lambda: self.clock()  # noqa: PLW0108 (late: tests move stack.clock)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

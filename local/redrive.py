@@ -13,6 +13,11 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import boto3
+
+from local.environment import REGION
+from local.template import LocalNames
+
 
 @dataclass(frozen=True, slots=True)
 class RedriveResult:
@@ -48,11 +53,6 @@ def redrive(sqs: Any, dead_letter_url: str, events_url: str, max_messages: int =
 
 
 def main() -> None:
-    import boto3
-
-    from local.environment import REGION
-    from local.template import LocalNames
-
     parser = argparse.ArgumentParser(description="Move the local stack's parked messages back to its queue.")
     port = os.environ.get("REVSYNC_AWS_PORT", "5000")
     parser.add_argument("--endpoint", default=f"http://127.0.0.1:{port}", help="the local moto server")
