@@ -6,7 +6,8 @@ import time
 from typing import Any
 
 from pynamodb.connection import Connection as DynamoConnection
-from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
+from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
 
 from revsync.domain.tenancy import Connection, Tenant, Tracking
@@ -68,28 +69,63 @@ class TenantStore:
         return _to_domain(item)
 
     def save(self, tenant: Tenant, now: int) -> None:
-        """Write the tenant and, for a Connect account, the account routing item with it."""
+        """Write the tenant and, for a Connect account, the account routing item with it.
+
+        One transaction claims the new account (one tenant per account) and releases the account the
+        tenant was routed from before, if it moved (to another account, or to an API key): events of
+        the old account then reach no one, and another tenant may connect it. It is conditional on
+        the stored connection being the one read here, so two concurrent moves cannot both win.
+        """
         item = _to_item(tenant, now)
-        account_id = tenant.connection.account_id
-        if tenant.connection.mode != "oauth" or not account_id:
-            item.save()
+        connection = tenant.connection
+        account_id = connection.account_id if connection.mode == "oauth" else None
+        unchanged: Condition
+        try:
+            stored = models.TenantItem.get(models.tenant_key(tenant.tenant_id), consistent_read=True)
+            previous = stored.connection.account_id if stored.connection.mode == "oauth" else None
+            if stored.connection.account_id is None:
+                unchanged = models.TenantItem.connection.account_id.does_not_exist()
+            else:
+                unchanged = models.TenantItem.connection.account_id == stored.connection.account_id  # type: ignore[assignment]  # PynamoDB overloads ==
+        except DoesNotExist:
+            previous, unchanged = None, models.TenantItem.pk.does_not_exist()
+        if not account_id and not previous:
+            try:
+                item.save(condition=unchanged)
+            except PutError as exc:
+                if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+                    raise ConnectionMoved(tenant.tenant_id) from exc
+                raise
             return
-        account = models.AccountItem(
-            models.account_key(account_id),
-            tenant_id=tenant.tenant_id,
-            account_id=account_id,
-            status=tenant.connection.status,
-            livemode=tenant.connection.livemode,
-        )
-        # One tenant per Stripe account: the account item is claimed in the same transaction.
-        owned = models.AccountItem.pk.does_not_exist() | (models.AccountItem.tenant_id == tenant.tenant_id)
+        claim_index: int | None = None
         try:
             with TransactWrite(connection=DynamoConnection()) as transaction:
-                transaction.save(item)
-                transaction.save(account, condition=owned)
+                transaction.save(item, condition=unchanged)
+                if account_id:
+                    account = models.AccountItem(
+                        models.account_key(account_id),
+                        tenant_id=tenant.tenant_id,
+                        account_id=account_id,
+                        status=connection.status,
+                        livemode=connection.livemode,
+                    )
+                    owned = models.AccountItem.pk.does_not_exist() | (
+                        models.AccountItem.tenant_id == tenant.tenant_id
+                    )
+                    transaction.save(account, condition=owned)
+                    claim_index = 1
+                if previous and previous != account_id:
+                    released = models.AccountItem(models.account_key(previous))
+                    transaction.delete(released, condition=models.AccountItem.tenant_id == tenant.tenant_id)
         except TransactWriteError as exc:
-            if any(r is not None and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons):
-                raise AccountTaken(account_id) from exc
+            reasons = exc.cancellation_reasons or []
+            failed = [
+                i for i, r in enumerate(reasons) if r is not None and r.code == "ConditionalCheckFailed"
+            ]
+            if claim_index is not None and claim_index in failed:
+                raise AccountTaken(str(account_id)) from exc
+            if failed:
+                raise ConnectionMoved(tenant.tenant_id) from exc
             raise
 
 
@@ -220,6 +256,10 @@ def _running(now: int, stage: str) -> dict[str, Any]:
 
 class AccountTaken(RuntimeError):
     """The Stripe account is connected to another tenant."""
+
+
+class ConnectionMoved(RuntimeError):
+    """The tenant's connection changed while it was being saved: read it again and retry."""
 
 
 class OAuthStates:
