@@ -6,6 +6,7 @@ import base64
 import time
 import uuid
 from typing import Any
+from urllib.parse import parse_qsl
 
 from local.template import HttpRoute
 
@@ -40,12 +41,18 @@ def http_event(
 ) -> dict[str, Any]:
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     content_type = headers.get("content-type", "")
-    # HTTP APIs pass text bodies as they are and base64-encode everything else.
+    # HTTP APIs pass text bodies as they are and base64-encode everything else, including a body
+    # whose content type says text but whose bytes are not UTF-8.
     is_text = content_type.startswith(_TEXT_TYPES) or not body
+    if is_text:
+        try:
+            body.decode()
+        except UnicodeDecodeError:
+            is_text = False
+    # Decoded, and repeated keys joined with commas, as API Gateway does.
     query_parameters: dict[str, str] = {}
-    for pair in filter(None, query.split("&")):
-        key, _, value = pair.partition("=")
-        query_parameters[key] = value
+    for key, value in parse_qsl(query, keep_blank_values=True, errors="replace"):
+        query_parameters[key] = f"{query_parameters[key]},{value}" if key in query_parameters else value
     return {
         "version": "2.0",
         "routeKey": route.route_key,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import uuid
 from collections.abc import Callable
@@ -47,7 +48,18 @@ def load_module(logical_id: str) -> ModuleType:
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[unique] = module
-    spec.loader.exec_module(module)
+    # Each function's Powertools Logger is named by its service, read at import: with one name for
+    # all, they would share one logging.Logger and one function's keys would show in another's lines.
+    service = props.get("Environment", {}).get("Variables", {}).get("POWERTOOLS_SERVICE_NAME", logical_id)
+    saved = os.environ.get("POWERTOOLS_SERVICE_NAME")
+    os.environ["POWERTOOLS_SERVICE_NAME"] = str(service)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if saved is None:
+            os.environ.pop("POWERTOOLS_SERVICE_NAME", None)
+        else:
+            os.environ["POWERTOOLS_SERVICE_NAME"] = saved
     return module
 
 

@@ -274,7 +274,8 @@ def main() -> None:
     print(f"  API gateway     {stack.api_url}   (routes from template.yaml; POST /_local/flush)")
     print(f"  AWS (moto)      {stack.aws_url}")
     print(f"  Stripe          {stack.stripe_url}" + ("   (sandbox)" if stack.sandbox else "   (external)"))
-    print(f"  Connect webhook {stack.api_url}/webhooks/stripe  secret {stack.webhook_secret}")
+    # The secret itself is never printed: it is REVSYNC_WEBHOOK_SECRET (whsec_local unless overridden).
+    print(f"  Connect webhook {stack.api_url}/webhooks/stripe  (secret: $REVSYNC_WEBHOOK_SECRET)")
     try:
         while True:
             time.sleep(3600)
