@@ -9,7 +9,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test test-unit lint fmt build up demo bench clean browser-deps
+.PHONY: help venv test test-unit lint fmt build up demo bench clean browser-deps soak redrive
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -54,6 +54,12 @@ up: $(STAMP) ## run the local stack in the foreground (API :3000, moto :5000, St
 
 demo: $(STAMP) ## run the end-to-end story on the local stack, print the records, check them against Stripe
 	$(VPY) -m local.demo
+
+soak: $(STAMP) ## 10,000 hostile inputs over HTTP against a fresh local stack; prints counts, fails on any 5xx or loss
+	$(VPY) -m local.soak
+
+redrive: $(STAMP) ## move every message parked in the local stack's dead-letter queue back to its queue (`make up` running)
+	$(VPY) -m local.redrive
 
 bench: $(STAMP) ## run the benchmarks under bench/ (receiver cold start, backfill rate use, per-event cost)
 	-$(VPY) -m bench.receiver_imports

@@ -534,7 +534,9 @@ def test_record_moves_when_its_customer_id_changes(stack: InProcessStack, connec
     assert _record(stack, "acme", "u-3") is not None
 
 
-def test_gateway_base64_encodes_a_text_body_that_is_not_utf8(stack: InProcessStack, connect_oauth: Any) -> None:
+def test_gateway_base64_encodes_a_text_body_that_is_not_utf8(
+    stack: InProcessStack, connect_oauth: Any
+) -> None:
     """Regression: the local gateway crashed on such a body; API Gateway base64-encodes it."""
     connect_oauth("acme", "acct_acme")
     unsigned = stack.post_webhook(None, PLATFORM_SECRET, body=b"\xff\xfe{", signature="t=1,v1=00")
@@ -544,7 +546,9 @@ def test_gateway_base64_encodes_a_text_body_that_is_not_utf8(stack: InProcessSta
 
 
 @pytest.mark.parametrize("state", ["%C3%A9", "%C3%A9.%C3%A9", "a.%F0%9F%98%80", "%FF%FE", "x" * 5000])
-def test_oauth_callback_with_a_non_ascii_or_odd_state_is_a_clear_400(stack: InProcessStack, state: str) -> None:
+def test_oauth_callback_with_a_non_ascii_or_odd_state_is_a_clear_400(
+    stack: InProcessStack, state: str
+) -> None:
     """Regression: a non-ASCII state reached hmac.compare_digest as str (a 500)."""
     response = stack.request("GET", "/oauth/stripe/callback", query=f"code=ac_1&state={state}")
     assert response.status == 400
