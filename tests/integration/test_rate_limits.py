@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pytest
 import stripe
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from revsync.domain.tenancy import Connection, Tenant
 from revsync.domain.events import envelope_for, parse_event
+from revsync.domain.tenancy import Connection, Tenant
 from revsync.errors import Deferred
 from revsync.infra.queue import EventsQueueVisibility
 from revsync.store.budget import AccountRequestBudget
@@ -46,14 +47,14 @@ def test_reads_wait_for_their_slot_or_defer_when_it_is_too_far(stack: InProcessS
     budget = AccountRequestBudget("acct_slow", rate=1, clock=clock)
     calls: list[int] = []
     for n in range(3):  # slots at +0, +1, +2 s: each within the wait the worker allows
-        call_within_budget(budget.reserve, lambda n=n: calls.append(n), clock=clock, sleep=clock.sleep)
+        call_within_budget(budget.reserve, partial(calls.append, n), clock=clock, sleep=clock.sleep)
     assert calls == [0, 1, 2]
     assert clock.slept == [1.0, 1.0]
     # Ten reads reserved at once by other workers: the next slot is 10 s away, so this one defers.
     for _ in range(10):
         budget.reserve()
     with pytest.raises(Deferred) as deferred:
-        call_within_budget(budget.reserve, lambda: calls.append(99), clock=clock, sleep=clock.sleep)
+        call_within_budget(budget.reserve, partial(calls.append, 99), clock=clock, sleep=clock.sleep)
     assert deferred.value.delay_seconds > 2
     assert 99 not in calls
 
