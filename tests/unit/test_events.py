@@ -119,3 +119,16 @@ def test_envelope_round_trip_and_group() -> None:
     assert parse_queue_message(json.dumps(envelope)) == envelope
     with pytest.raises(EventError):
         parse_queue_message('{"v": 99}')
+
+
+def test_decimal_fields_as_the_stripe_sdk_returns_them_are_read() -> None:
+    """Regression: StripeObject.to_dict() gives ``unit_amount_decimal`` as Decimal, not text."""
+    from decimal import Decimal
+
+    from revsync.domain.snapshots import parse_subscription
+
+    sub = S.subscription("cus_1", [S.subscription_item(S.price(1234))], status="active")
+    sub["items"]["data"][0]["price"]["unit_amount_decimal"] = Decimal("1234.5")
+    price = parse_subscription(sub)["items"][0]["price"]
+    assert price is not None
+    assert price["unit_amount"] == "1234.5"

@@ -180,7 +180,8 @@ def _number_text(value: Any) -> str | None:
     """An exact decimal as text, from a JSON number or a ``*_decimal`` string."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+    # The stripe SDK hands ``*_decimal`` fields over as Decimal; webhooks carry strings.
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         raise SnapshotError(f"expected a number, got {type(value).__name__}")
     text = str(value)
     try:

@@ -95,6 +95,17 @@ def _rejected(status: int, code: str, message: str) -> WebhookResponse:
     return WebhookResponse(status, {"error": code, "message": message}, f"rejected:{code}")
 
 
+def _unavailable(step: str, exc: Exception, log: dict[str, Any] | None = None) -> WebhookResponse:
+    """Our dependency failed, not the caller: a 503 Stripe retries (the only 5xx the receiver gives)."""
+    code = "enqueue_failed" if step == "enqueue" else "dependency_unavailable"
+    return WebhookResponse(
+        503,
+        {"error": code, "message": "try again later"},
+        f"failed:{step}",
+        {**(log or {}), "cause": type(exc).__name__},
+    )
+
+
 def _dropped(reason: str, **log: Any) -> WebhookResponse:
     return WebhookResponse(200, {"received": True, "ignored": reason}, f"dropped:{reason}", log)
 
@@ -163,20 +174,27 @@ def receive(
             validate_tenant_id(request.tenant_id)
         except TenantError as exc:
             return _rejected(400, exc.code, str(exc))
-        direct = tenants.by_tenant(request.tenant_id)
-        if direct is None or direct.mode != "api_key" or not direct.secret_name:
-            # Nothing to verify against and nothing to write: acknowledge so Stripe stops retrying.
-            return _dropped("unknown_tenant", tenant_id=request.tenant_id)
-        candidates = secrets.tenant(direct)
-    else:
-        candidates = secrets.platform()
+    try:
+        if request.tenant_id is not None:
+            direct = tenants.by_tenant(request.tenant_id)
+            if direct is None or direct.mode != "api_key" or not direct.secret_name:
+                # Nothing to verify against and nothing to write: acknowledge so Stripe stops retrying.
+                return _dropped("unknown_tenant", tenant_id=request.tenant_id)
+            candidates = secrets.tenant(direct)
+        else:
+            candidates = secrets.platform()
+    except Exception as exc:  # our own dependency (DynamoDB, SSM, Secrets Manager) is down
+        return _unavailable("lookup", exc)
 
     try:
         signature.verify(request.body, request.signature, candidates, now)
     except signature.SignatureError as exc:
         return _rejected(400, exc.code, str(exc))
 
-    routed = route_event(request.body, tenants, direct)
+    try:
+        routed = route_event(request.body, tenants, direct)
+    except Exception as exc:  # the tenant lookup failed: Stripe retries
+        return _unavailable("lookup", exc)
     if routed.dropped is not None:
         return _dropped(routed.dropped, **routed.log)
     try:
@@ -187,10 +205,5 @@ def receive(
         assert routed.envelope is not None
         queue.send(routed.envelope)
     except Exception as exc:  # any failure to enqueue: Stripe must retry
-        return WebhookResponse(
-            503,
-            {"error": "enqueue_failed", "message": "try again later"},
-            "failed:enqueue",
-            {**routed.log, "cause": type(exc).__name__},
-        )
+        return _unavailable("enqueue", exc, routed.log)
     return WebhookResponse(200, {"received": True}, "queued", routed.log)
