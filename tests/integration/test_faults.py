@@ -62,6 +62,13 @@ def _story() -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
             )
             invoice = S.invoice(customer_id, sub["id"], amount_paid=1000 * quantity, paid_at=t_step)
             events.append(S.event("invoice.paid", invoice, created=t_step + 1, account="acct_faults"))
+        # Two different snapshots in one second: only a read from Stripe settles which is current.
+        for quantity in (7, 8):
+            item = {**sub["items"]["data"][0], "quantity": quantity}
+            sub = {**sub, "items": {**sub["items"], "data": [item]}}
+            events.append(
+                S.event("customer.subscription.updated", sub, created=t + 5000 + n, account="acct_faults")
+            )
         if n % 2 == 0:
             sub = {**sub, "status": "canceled", "ended_at": t + 9000 + n, "canceled_at": t + 9000 + n}
             events.append(
@@ -97,7 +104,7 @@ AWS_FAULTS = {
 
 @contextmanager
 def injected(faults: Faults, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    real_call = BaseClient._make_api_call
+    real_call = BaseClient._make_api_call  # type: ignore[attr-defined]  # botocore defines it at runtime
     real_invoke = lambda_runtime.invoke
 
     def call(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
