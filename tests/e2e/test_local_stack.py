@@ -136,8 +136,9 @@ def test_live_changes_reach_the_records_through_delayed_duplicated_reordered_web
 def test_a_poison_message_ends_in_the_dlq_with_its_reason(local_stack: LocalStack) -> None:
     stack = local_stack
     _, secret = connect_tenant(stack, "e2e-poison")
-    # Stripe refuses every read from now on, so the worker can never resolve this discount's owner.
-    sandbox(stack, "config", {"rate_limit_per_second": 0.001})
+    # Stripe fails every read from now on (an outage: a 429 would only defer it), so the worker can
+    # never resolve this discount's owner.
+    sandbox(stack, "config", {"fail_next_requests": 10_000})
     try:
         discount = {
             "id": "di_poison",
@@ -173,14 +174,14 @@ def test_a_poison_message_ends_in_the_dlq_with_its_reason(local_stack: LocalStac
         assert (status, flushed["flushed"]) == (200, True)
         assert flushed["dead_letters"] == 1
     finally:
-        sandbox(stack, "config", {"rate_limit_per_second": None})
+        sandbox(stack, "config", {"fail_next_requests": 0})
     assert stack.names is not None
     sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=stack.aws_url)
     [parked] = sqs.receive_message(
         QueueUrl=stack.names.queue_urls["EventsDeadLetterQueue"], MessageAttributeNames=["All"]
     )["Messages"]
     assert json.loads(parked["Body"])["event_id"] == "evt_poison_1"
-    assert parked["MessageAttributes"]["reason"]["StringValue"].startswith("RateLimitError")
+    assert parked["MessageAttributes"]["reason"]["StringValue"].startswith("APIError")
 
 
 def test_the_gateway_serves_exactly_the_templates_routes(local_stack: LocalStack) -> None:
