@@ -9,12 +9,17 @@ from revsync.domain.events import Envelope, Observation, ParkedEvent
 from revsync.domain.record import CustomerRecord
 from revsync.domain.snapshots import (
     Coupon,
+    InvoiceLine,
     Snapshot,
+    SubscriptionItem,
     parse_coupon,
     parse_customer,
     parse_invoice,
+    parse_invoice_lines,
     parse_subscription,
+    parse_subscription_item,
     unresolved_coupon_ids,
+    with_all_items,
     with_coupons,
 )
 from revsync.domain.state import CustomerObjects
@@ -50,8 +55,19 @@ class FakeStripe:
             parsed = parse_subscription(raw)
         else:
             parsed = parse_invoice(raw)
+        if parsed["object"] == "subscription" and parsed.get("items_complete") is False:
+            parsed = with_all_items(parsed, self.subscription_items(tenant, object_id))
         missing = unresolved_coupon_ids(parsed)
         return with_coupons(parsed, self.coupons(tenant, missing)) if missing else parsed
+
+    def subscription_items(self, tenant: Tenant, subscription_id: str) -> list[SubscriptionItem]:
+        self.fetches.append(f"items:{subscription_id}")
+        raw = self.objects[subscription_id]
+        return [parse_subscription_item(item) for item in raw["items"]["data"]]
+
+    def invoice_lines(self, tenant: Tenant, invoice_id: str) -> list[InvoiceLine]:
+        self.fetches.append(f"lines:{invoice_id}")
+        return parse_invoice_lines(self.objects[invoice_id]["lines"]["data"])
 
     def coupons(self, tenant: Tenant, coupon_ids: set[str]) -> dict[str, Coupon]:
         self.coupon_reads += len(coupon_ids)

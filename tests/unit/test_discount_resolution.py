@@ -115,3 +115,35 @@ def test_an_owner_stripe_no_longer_has_is_dropped() -> None:
         "customer.discount.deleted", _with_coupon_id(S.discount(COUPON, customer="cus_gone")), T0, env
     )
     assert (result.outcome, result.reason) == ("dropped", "object_gone")
+
+
+def test_a_discount_whose_source_coupon_is_null_takes_nothing_off_and_needs_no_read() -> None:
+    """Regression: ``source.coupon: null`` (allowed by Stripe's schema) was taken for an unexpanded
+    discount; the refetch could not settle it and the event was retried into the DLQ."""
+    discount = {**S.discount(COUPON, customer="cus_1"), "source": {"type": "coupon", "coupon": None}}
+    customer = {**S.customer("cus_1"), "discount": discount}
+    sub = S.subscription("cus_1", [S.subscription_item(S.price(10000))], id="sub_1", status="active")
+    env = _setup({"cus_1": customer, "sub_1": sub})
+
+    assert _send("customer.created", customer, T0, env).outcome == "applied"
+    result = _send("customer.subscription.created", sub, T0 + 1, env)
+
+    assert (result.outcome, result.refetches) == ("applied", 0)
+    assert env[2].fetches == []
+    assert _mrr(env) == 10000
+
+
+def test_every_discount_shape_stripe_sends_reads_the_same() -> None:
+    """Coupon object (before clover), coupon id and coupon object under ``source`` (clover on)."""
+    shapes = {
+        "legacy_object": S.discount(COUPON, shape="legacy", customer="cus_1"),
+        "source_object": S.discount(COUPON, customer="cus_1"),
+        "source_id": _with_coupon_id(S.discount(COUPON, customer="cus_1")),
+    }
+    for name, discount in shapes.items():
+        customer = {**S.customer("cus_1"), "discount": discount}
+        sub = S.subscription("cus_1", [S.subscription_item(S.price(10000))], id="sub_1", status="active")
+        env = _setup({"cus_1": customer, "sub_1": sub})
+        _send("customer.created", customer, T0, env)
+        _send("customer.subscription.created", sub, T0 + 1, env)
+        assert _mrr(env) == 8000, name

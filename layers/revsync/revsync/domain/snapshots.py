@@ -38,10 +38,14 @@ class Coupon(TypedDict):
 
 class Discount(TypedDict):
     id: str | None
-    coupon: Coupon | None  # None when Stripe sent only the coupon id (not expanded)
+    coupon: Coupon | None  # None when Stripe sent only the coupon id (not expanded), or no coupon
     coupon_id: str | None
     start: int | None
     end: int | None
+    # False when Stripe sent only the discount's id (a subscription's ``discounts`` in a webhook):
+    # the discount itself must be read. A discount object whose ``source.coupon`` is null is expanded
+    # and has no coupon (it takes nothing off). Absent in snapshots stored before this field existed.
+    expanded: NotRequired[bool]
 
 
 class Tier(TypedDict):
@@ -103,6 +107,7 @@ class SubscriptionSnapshot(TypedDict):
     ended_at: int | None
     items: list[SubscriptionItem]
     discounts: list[Discount]
+    items_complete: NotRequired[bool]  # False: the payload held only the first page of items
 
 
 class InvoiceLine(TypedDict):
@@ -245,19 +250,23 @@ def parse_coupon(raw: Any) -> Coupon | None:
 
 def parse_discount(raw: Any) -> Discount | None:
     if isinstance(raw, str):  # an unexpanded discount id
-        return Discount(id=raw, coupon=None, coupon_id=None, start=None, end=None)
+        return Discount(id=raw, coupon=None, coupon_id=None, start=None, end=None, expanded=False)
     if raw is None:
         return None
     raw = _dict(raw)
-    coupon_raw = raw.get("coupon")  # before 2025-03-31
+    # Before 2025-09-30.clover ``coupon`` (always expanded); from clover ``source.coupon`` (an id in
+    # events and unexpanded reads, an object when expanded, or null). Read by shape, not by the
+    # event's api_version, so an account's version upgrade mid-stream changes nothing.
+    coupon_raw = raw.get("coupon")
     if coupon_raw is None:
-        coupon_raw = _dict(raw.get("source")).get("coupon")  # after
+        coupon_raw = _dict(raw.get("source")).get("coupon")
     return Discount(
         id=_id_of(raw.get("id")),
         coupon=parse_coupon(coupon_raw),
         coupon_id=_id_of(coupon_raw),
         start=_int(raw.get("start")),
         end=_int(raw.get("end")),
+        expanded=True,
     )
 
 
@@ -347,30 +356,35 @@ def parse_customer(raw: dict[str, Any], *, deleted: bool = False) -> CustomerSna
     )
 
 
+def parse_subscription_item(raw: Any) -> SubscriptionItem:
+    item = _dict(raw)
+    quantity = _int(item.get("quantity"))
+    if quantity is not None and quantity < 0:
+        raise SnapshotError("subscription item quantity is negative")
+    return SubscriptionItem(
+        id=_id_of(item.get("id")),
+        quantity=1 if quantity is None else quantity,
+        price=parse_price(item.get("price"), item.get("plan")),
+        current_period_end=_int(item.get("current_period_end")),
+        discounts=_parse_discounts(item),
+    )
+
+
+def _items_period_end(items: list[SubscriptionItem]) -> int | None:
+    """From 2025-03-31.basil the period lives on the items; the subscription renews at the first."""
+    item_ends = [i["current_period_end"] for i in items if i["current_period_end"] is not None]
+    return min(item_ends) if item_ends else None
+
+
 def parse_subscription(raw: dict[str, Any]) -> SubscriptionSnapshot:
-    items: list[SubscriptionItem] = []
-    for item in map(_dict, _list_data(raw.get("items"))):
-        quantity = _int(item.get("quantity"))
-        if quantity is not None and quantity < 0:
-            raise SnapshotError("subscription item quantity is negative")
-        items.append(
-            SubscriptionItem(
-                id=_id_of(item.get("id")),
-                quantity=1 if quantity is None else quantity,
-                price=parse_price(item.get("price"), item.get("plan")),
-                current_period_end=_int(item.get("current_period_end")),
-                discounts=_parse_discounts(item),
-            )
-        )
+    items = [parse_subscription_item(item) for item in _list_data(raw.get("items"))]
     period_end = _int(raw.get("current_period_end"))
     if period_end is None:
-        # After 2025-03-31 the period lives on the items; the subscription renews at the first.
-        item_ends = [i["current_period_end"] for i in items if i["current_period_end"] is not None]
-        period_end = min(item_ends) if item_ends else None
+        period_end = _items_period_end(items)
     status = raw.get("status")
     if not isinstance(status, str) or not status:
         raise SnapshotError("subscription has no status")
-    return SubscriptionSnapshot(
+    snapshot = SubscriptionSnapshot(
         object="subscription",
         id=_required_id(raw, "id", "subscription"),
         customer=_required_id(raw, "customer", "subscription"),
@@ -386,6 +400,25 @@ def parse_subscription(raw: dict[str, Any]) -> SubscriptionSnapshot:
         items=items,
         discounts=_parse_discounts(raw),
     )
+    items_list = raw.get("items")
+    if isinstance(items_list, dict) and items_list.get("has_more") is True:
+        snapshot["items_complete"] = False
+    return snapshot
+
+
+def with_all_items(snapshot: SubscriptionSnapshot, items: list[SubscriptionItem]) -> SubscriptionSnapshot:
+    """The subscription with every item (the webhook carried only the first page of them)."""
+    complete: SubscriptionSnapshot = {**snapshot, "items": items}
+    complete.pop("items_complete", None)
+    complete["current_period_end"] = _items_period_end(items) or snapshot["current_period_end"]
+    return complete
+
+
+def with_all_lines(snapshot: InvoiceSnapshot, lines: list[InvoiceLine]) -> InvoiceSnapshot:
+    """The invoice with every subscription line (the webhook carried only the first page)."""
+    complete: InvoiceSnapshot = {**snapshot, "lines": lines}
+    complete.pop("lines_complete", None)
+    return complete
 
 
 def invoice_subscription_id(raw: dict[str, Any]) -> str | None:
@@ -408,13 +441,19 @@ def _line_subscription_id(line: dict[str, Any]) -> str | None:
     return None
 
 
-def parse_invoice(raw: dict[str, Any]) -> InvoiceSnapshot:
+def parse_invoice_lines(raw_lines: list[Any]) -> list[InvoiceLine]:
+    """The subscription lines (subscription and period end) of invoice line items."""
     lines: list[InvoiceLine] = []
-    for line in map(_dict, _list_data(raw.get("lines"))):
+    for line in map(_dict, raw_lines):
         subscription = _line_subscription_id(line)
         period_end = _int(_dict(line.get("period")).get("end"))
         if subscription and period_end is not None:
             lines.append(InvoiceLine(subscription=subscription, period_end=period_end))
+    return lines
+
+
+def parse_invoice(raw: dict[str, Any]) -> InvoiceSnapshot:
+    lines = parse_invoice_lines(_list_data(raw.get("lines")))
     transitions = _dict(raw.get("status_transitions"))
     amount_paid = _int(raw.get("amount_paid"))
     snapshot = InvoiceSnapshot(
@@ -470,7 +509,10 @@ def unresolved_coupon_ids(snapshot: Snapshot) -> set[str]:
 
 def has_unexpanded_discounts(snapshot: Snapshot) -> bool:
     """Discounts known only by id (a subscription's ``discounts`` list in a webhook)."""
-    return any(d["coupon"] is None and not d["coupon_id"] for d in discounts_of(snapshot))
+    return any(
+        not d.get("expanded", d["coupon"] is not None or d["coupon_id"] is not None)
+        for d in discounts_of(snapshot)
+    )
 
 
 def with_known_discounts(snapshot: Snapshot, known: Mapping[str, Discount]) -> Snapshot:

@@ -15,11 +15,15 @@ from revsync.domain.events import Observation
 from revsync.domain.record import CustomerRecord, derive_record
 from revsync.domain.snapshots import (
     Coupon,
+    InvoiceLine,
     Snapshot,
+    SubscriptionItem,
     customer_id_of,
     fetch_target,
     has_unexpanded_discounts,
     unresolved_coupon_ids,
+    with_all_items,
+    with_all_lines,
     with_coupons,
     with_known_discounts,
 )
@@ -68,6 +72,14 @@ class StripeObjects(Protocol):
 
     def coupons(self, tenant: Tenant, coupon_ids: set[str]) -> dict[str, Coupon]: ...
 
+    def subscription_items(self, tenant: Tenant, subscription_id: str) -> list[SubscriptionItem]:
+        """Every item of a subscription (``/v1/subscription_items``), for a payload that had more."""
+        ...
+
+    def invoice_lines(self, tenant: Tenant, invoice_id: str) -> list[InvoiceLine]:
+        """Every subscription line of an invoice (``/v1/invoices/{id}/lines``)."""
+        ...
+
 
 class Unset:
     """No account to check: the observation did not come from a webhook."""
@@ -95,8 +107,23 @@ class SyncResult:
 def _enriched(
     observation: Observation, objects: CustomerObjects, tenant: Tenant, stripe: StripeObjects
 ) -> Observation:
-    """Fill in discount coupons the webhook sent only as ids: from what is stored, else from Stripe."""
+    """Fill in what the webhook did not carry: discount coupons sent only as ids (from what is stored,
+    else from Stripe), the rest of a subscription's items, and the rest of a paid invoice's lines."""
     snapshot = with_known_discounts(observation["snapshot"], objects.known_discounts())
+    if snapshot["object"] == "subscription" and snapshot.get("items_complete") is False:
+        snapshot = with_all_items(snapshot, stripe.subscription_items(tenant, snapshot["id"]))
+    # Lines matter only to a paid invoice (renewal dates; an unpaid one is not stored), and a paid
+    # invoice never changes: read them once, the first time it is seen.
+    if (
+        snapshot["object"] == "invoice"
+        and snapshot.get("lines_complete") is False
+        and snapshot["status"] == "paid"
+    ):
+        stored = objects.current(observation)
+        if stored is not None and stored["snapshot"]["object"] == "invoice":
+            snapshot = with_all_lines(snapshot, stored["snapshot"]["lines"])
+        else:
+            snapshot = with_all_lines(snapshot, stripe.invoice_lines(tenant, snapshot["id"]))
     missing = unresolved_coupon_ids(snapshot)
     if missing:
         snapshot = with_coupons(snapshot, stripe.coupons(tenant, missing))

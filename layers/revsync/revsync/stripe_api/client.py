@@ -12,12 +12,17 @@ import stripe
 
 from revsync.domain.snapshots import (
     Coupon,
+    InvoiceLine,
     Snapshot,
+    SubscriptionItem,
     parse_coupon,
     parse_customer,
     parse_invoice,
+    parse_invoice_lines,
     parse_subscription,
+    parse_subscription_item,
     unresolved_coupon_ids,
+    with_all_items,
     with_coupons,
 )
 from revsync.domain.tenancy import Tenant
@@ -146,6 +151,25 @@ class StripeAccounts:
             found[coupon_id] = self._coupon_cache[key]
         return found
 
+    def _list_all(self, tenant: Tenant, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every page of a list, each page one budgeted read."""
+        client = self.client_for(tenant)
+        found: list[dict[str, Any]] = []
+        query = {**params, "limit": 100}
+        while True:
+            page: dict[str, Any] = self._read(tenant, lambda: client.raw_request("get", path, **query)).data
+            found.extend(page["data"])
+            if not page.get("has_more") or not page["data"]:
+                return found
+            query["starting_after"] = page["data"][-1]["id"]
+
+    def subscription_items(self, tenant: Tenant, subscription_id: str) -> list[SubscriptionItem]:
+        raw = self._list_all(tenant, "/v1/subscription_items", {"subscription": subscription_id})
+        return [parse_subscription_item(item) for item in raw]
+
+    def invoice_lines(self, tenant: Tenant, invoice_id: str) -> list[InvoiceLine]:
+        return parse_invoice_lines(self._list_all(tenant, f"/v1/invoices/{invoice_id}/lines", {}))
+
     def list_page(
         self, tenant: Tenant, kind: str, params: dict[str, Any], pacer: Pacer
     ) -> tuple[list[dict[str, Any]], bool]:
@@ -225,5 +249,7 @@ class StripeAccounts:
             if exc.http_status == 404:
                 return None
             raise
+        if snapshot["object"] == "subscription" and snapshot.get("items_complete") is False:
+            snapshot = with_all_items(snapshot, self.subscription_items(tenant, snapshot["id"]))
         missing = unresolved_coupon_ids(snapshot)
         return with_coupons(snapshot, self.coupons(tenant, missing)) if missing else snapshot
