@@ -153,11 +153,14 @@ def fuzz_input(
     kind = rng.choice(KINDS)
     event_types = [*sorted(HANDLED_EVENT_TYPES), "charge.succeeded", "customer.source.created"]
     event_type = rng.choice(event_types)
+    routed_to = account if rng.random() < 0.9 else rng.choice([None, "acct_unknown", random_text(rng, 10)])
+    if event_type == "account.application.deauthorized" and rng.random() < 0.95:
+        routed_to = "acct_unknown"  # mostly another account's: one would disconnect the fuzzed tenant
     event = S.event(
         event_type,
         stripe_object(event_type, rng),
         created=now - rng.randint(0, 3 * 86_400),
-        account=account if rng.random() < 0.9 else rng.choice([None, "acct_unknown", random_text(rng, 10)]),
+        account=routed_to,
         id=f"evt_fuzz{serial:08d}",
     )
     content_type = rng.choice(_CONTENT_TYPES)

@@ -49,7 +49,8 @@ def _send(connection: http.client.HTTPConnection, item: FuzzInput) -> tuple[int,
 def main() -> int:
     inputs = int(os.environ.get("SOAK_INPUTS", "10000"))
     os.environ.setdefault("REVSYNC_LOCAL_RETRY_SECONDS", "0")
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # the counts, not 10,000 log lines
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")  # the counts, not 10,000 log lines
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     started = time.monotonic()
     with LocalStack() as stack:
         now = int(time.time())
@@ -83,7 +84,8 @@ def main() -> int:
             status, body = answer
             statuses[f"{status // 100}xx"] += 1
             outcome = acknowledged(status, body) if item.path.startswith("/webhooks/") else "callback"
-            outcomes[f"{item.kind}:{outcome}"] += 1
+            reason = body.get("ignored") if isinstance(body, dict) else None
+            outcomes[f"{item.kind}:{outcome}" + (f" ({reason})" if reason else "")] += 1
             if outcome == "queued" and not item.signed:
                 forged_queued += 1
             if outcome == "parked":

@@ -94,6 +94,8 @@ class Sandbox:
             "delivery_reorder": False,
             "oauth_auto_approve": True,
             "fail_next_requests": 0,  # answer this many API requests with a 500 (an outage)
+            # Share of webhook deliveries lost (the event stays listable at /v1/events).
+            "delivery_drop_ratio": 0.0,
         }
         self.outbox: list[Delivery] = []
         self.delivery_listeners: list[Callable[[], None]] = []
@@ -171,6 +173,9 @@ class Sandbox:
     def _schedule(self, endpoint: dict[str, Any], event: dict[str, Any]) -> None:
         import random  # noqa: PLC0415 (only delivery uses it)
 
+        if random.random() < float(self.settings["delivery_drop_ratio"]):  # noqa: S311
+            self.stats["deliveries dropped"] = self.stats.get("deliveries dropped", 0) + 1
+            return
         delay = self.settings["delivery_delay_ms"] / 1000
         copies = 2 if random.random() < float(self.settings["delivery_duplicate_ratio"]) else 1  # noqa: S311
         for _ in range(copies):
@@ -345,11 +350,9 @@ class Sandbox:
             },
         )
         self.emit(account, "customer.created", customer)
-        if params.get("coupon"):
-            self._set_customer_coupon(account, customer, params["coupon"])
         return customer
 
-    def _set_customer_coupon(self, account: Account, customer: dict[str, Any], coupon_id: str) -> None:
+    def set_customer_coupon(self, account: Account, customer: dict[str, Any], coupon_id: str) -> None:
         previous = {"discount": copy.deepcopy(customer["discount"])}
         discount = self._discount(account, coupon_id, customer["id"], None)
         customer["discount"] = discount
@@ -382,8 +385,7 @@ class Sandbox:
                 customer["metadata"] = new
         if previous:
             self.emit(account, "customer.updated", customer, previous)
-        if params.get("coupon"):
-            self._set_customer_coupon(account, customer, params["coupon"])
+
         return customer
 
     def delete_customer_discount(self, account: Account, customer_id: str) -> dict[str, Any]:
@@ -467,7 +469,8 @@ class Sandbox:
             "latest_invoice": None,
             "pause_collection": None,
             "billing_cycle_anchor": now,
-            "collection_method": "charge_automatically",
+            "collection_method": _collection_method(params),
+            "days_until_due": as_int(params.get("days_until_due")),
             "test_clock": None,
             "trial_settings": {
                 "end_behavior": {
@@ -527,6 +530,10 @@ class Sandbox:
             subscription["metadata"] = {**subscription["metadata"], **params["metadata"]}
         if "pause_collection" in params:
             subscription["pause_collection"] = params["pause_collection"] or None
+        if "collection_method" in params:
+            subscription["collection_method"] = _collection_method(params)
+        if "days_until_due" in params:
+            subscription["days_until_due"] = as_int(params["days_until_due"])
         if params.get("trial_end") == "now" and subscription["status"] == "trialing":
             self._end_trial(account, subscription)
             return subscription
@@ -662,14 +669,22 @@ class Sandbox:
                     "marked_uncollectible_at": None,
                     "voided_at": None,
                 },
-                "attempt_count": 1,
-                "attempted": True,
-                "collection_method": "charge_automatically",
+                "attempt_count": 0,
+                "attempted": False,
+                "collection_method": subscription["collection_method"],
+                "due_date": None,
+                "auto_advance": True,
             },
         )
         subscription["latest_invoice"] = invoice_id
         self.emit(account, "invoice.created", invoice)
         self.emit(account, "invoice.finalized", invoice)
+        if subscription["collection_method"] == "send_invoice":
+            # Sent to the customer, paid later (``POST /v1/invoices/{id}/pay``, or out of band).
+            invoice["due_date"] = now + DAY * int(subscription.get("days_until_due") or 30)
+            self.emit(account, "invoice.sent", invoice)
+            return invoice
+        invoice.update(attempt_count=1, attempted=True)
         if subscription["customer"] in account.failing_customers and total > 0:
             self.emit(account, "invoice.payment_failed", invoice)
             if subscription["status"] == "active":
@@ -702,6 +717,172 @@ class Sandbox:
             elif coupon["amount_off"] is not None:
                 amount -= coupon["amount_off"]
         return amount
+
+    # --- one-off invoices and the invoice lifecycle ----------------------------------------------
+
+    def create_invoice_item(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        customer = self.get(account, "customer", str(params.get("customer")))
+        amount = as_int(params.get("amount"))
+        if amount is None:
+            raise StripeError(400, "Missing required param: amount.", param="amount")
+        now = self.now()
+        period = params.get("period") or {}
+        item = self.put(
+            account,
+            {
+                "id": self.new_id("ii"),
+                "object": "invoiceitem",
+                "customer": customer["id"],
+                "amount": amount,
+                "currency": params.get("currency") or customer["currency"] or "usd",
+                "description": params.get("description"),
+                "date": now,
+                "invoice": params.get("invoice"),
+                "livemode": False,
+                "metadata": params.get("metadata", {}),
+                "period": {"start": as_int(period.get("start"), now), "end": as_int(period.get("end"), now)},
+                "quantity": 1,
+            },
+        )
+        self.emit(account, "invoiceitem.created", item)
+        return item
+
+    def create_invoice(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        """A draft for a customer, holding its pending invoice items (``pending_invoice_items_behavior``
+        ``include``, Stripe's default for a customer's first draft)."""
+        customer = self.get(account, "customer", str(params.get("customer")))
+        now = self.now()
+        invoice_id = self.new_id("in")
+        pending = [
+            i
+            for i in account.table("invoiceitem").values()
+            if i["customer"] == customer["id"] and not i["invoice"]
+        ]
+        if params.get("pending_invoice_items_behavior") == "exclude":
+            pending = []
+        lines = []
+        for item in pending:
+            item["invoice"] = invoice_id
+            lines.append(
+                {
+                    "id": self.new_id("il"),
+                    "object": "line_item",
+                    "amount": item["amount"],
+                    "currency": item["currency"],
+                    "description": item["description"],
+                    "discountable": True,
+                    "invoice": invoice_id,
+                    "livemode": False,
+                    "metadata": {},
+                    "quantity": 1,
+                    "period": item["period"],
+                    "parent": {
+                        "type": "invoice_item_details",
+                        "invoice_item_details": {"invoice_item": item["id"], "subscription": None},
+                        "subscription_item_details": None,
+                    },
+                    "pricing": None,
+                }
+            )
+        total = sum(line["amount"] for line in lines)
+        method = _collection_method(params)
+        invoice = self.put(
+            account,
+            {
+                "id": invoice_id,
+                "object": "invoice",
+                "customer": customer["id"],
+                "created": now,
+                "currency": params.get("currency") or customer["currency"] or "usd",
+                "status": "draft",
+                "amount_due": total,
+                "amount_paid": 0,
+                "amount_remaining": total,
+                "subtotal": total,
+                "total": total,
+                "billing_reason": "manual",
+                "period_start": now,
+                "period_end": now,
+                "livemode": False,
+                "description": params.get("description"),
+                "metadata": params.get("metadata", {}),
+                "lines": {
+                    "object": "list",
+                    "data": lines,
+                    "has_more": False,
+                    "url": f"/v1/invoices/{invoice_id}/lines",
+                },
+                "parent": None,
+                "status_transitions": {
+                    "finalized_at": None,
+                    "paid_at": None,
+                    "marked_uncollectible_at": None,
+                    "voided_at": None,
+                },
+                "attempt_count": 0,
+                "attempted": False,
+                "collection_method": method,
+                "due_date": now + DAY * int(params.get("days_until_due") or 30)
+                if method == "send_invoice"
+                else None,
+                "auto_advance": as_bool(params.get("auto_advance", False)),
+            },
+        )
+        self.emit(account, "invoice.created", invoice)
+        return invoice
+
+    def _invoice_in(self, account: Account, invoice_id: str, *statuses: str) -> dict[str, Any]:
+        invoice = self.get(account, "invoice", invoice_id)
+        if invoice["status"] not in statuses:
+            raise StripeError(
+                400,
+                f"This invoice is {invoice['status']}; this action needs it to be {' or '.join(statuses)}.",
+                code="invoice_unexpected_state",
+            )
+        return invoice
+
+    def finalize_invoice(self, account: Account, invoice_id: str) -> dict[str, Any]:
+        invoice = self._invoice_in(account, invoice_id, "draft")
+        invoice["status"] = "open"
+        invoice["status_transitions"]["finalized_at"] = self.now()
+        self.emit(account, "invoice.finalized", invoice, {"status": "draft"})
+        return invoice
+
+    def pay_invoice(self, account: Account, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Charge it (or record a payment made outside Stripe: ``paid_out_of_band``)."""
+        invoice = self.get(account, "invoice", invoice_id)
+        if invoice["status"] == "draft":
+            self.finalize_invoice(account, invoice_id)
+        invoice = self._invoice_in(account, invoice_id, "open")
+        out_of_band = as_bool(params.get("paid_out_of_band", False))
+        if not out_of_band and invoice["customer"] in account.failing_customers and invoice["amount_due"] > 0:
+            invoice["attempt_count"] += 1
+            invoice["attempted"] = True
+            self.emit(account, "invoice.payment_failed", invoice)
+            raise StripeError(402, "Your card was declined.", type_="card_error", code="card_declined")
+        previous = {"status": "open"}
+        invoice.update(status="paid", amount_paid=invoice["amount_due"], amount_remaining=0)
+        invoice["status_transitions"]["paid_at"] = self.now()
+        if not out_of_band:
+            invoice.update(attempt_count=invoice["attempt_count"] + 1, attempted=True)
+        self.emit(account, "invoice.paid", invoice, previous)
+        if not out_of_band:
+            self.emit(account, "invoice.payment_succeeded", invoice, previous)
+        return invoice
+
+    def void_invoice(self, account: Account, invoice_id: str) -> dict[str, Any]:
+        invoice = self._invoice_in(account, invoice_id, "open")
+        invoice["status"] = "void"
+        invoice["status_transitions"]["voided_at"] = self.now()
+        self.emit(account, "invoice.voided", invoice, {"status": "open"})
+        return invoice
+
+    def mark_uncollectible(self, account: Account, invoice_id: str) -> dict[str, Any]:
+        invoice = self._invoice_in(account, invoice_id, "open")
+        invoice["status"] = "uncollectible"
+        invoice["status_transitions"]["marked_uncollectible_at"] = self.now()
+        self.emit(account, "invoice.marked_uncollectible", invoice, {"status": "open"})
+        return invoice
 
     # --- the clock ------------------------------------------------------------------------------
 
@@ -895,14 +1076,19 @@ class OAuthError(Exception):
         self.error, self.description = error, description
 
 
+def _collection_method(params: dict[str, Any]) -> str:
+    method = params.get("collection_method") or "charge_automatically"
+    if method not in ("charge_automatically", "send_invoice"):
+        raise StripeError(400, f"Invalid collection_method: {method}", param="collection_method")
+    return str(method)
+
+
 def _public(discount: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in discount.items() if k != "expired"}
 
 
 def _coupon_ids(params: dict[str, Any]) -> list[str]:
-    ids = [params["coupon"]] if params.get("coupon") else []
-    ids += [d["coupon"] for d in params.get("discounts", []) if isinstance(d, dict) and d.get("coupon")]
-    return ids
+    return [d["coupon"] for d in params.get("discounts", []) if isinstance(d, dict) and d.get("coupon")]
 
 
 def _plan_of(price: dict[str, Any]) -> dict[str, Any]:

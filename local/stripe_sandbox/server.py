@@ -30,9 +30,17 @@ from local.stripe_sandbox.model import HIDDEN_BY_DEFAULT, Account, Delivery, OAu
 
 MAX_DELIVERY_ATTEMPTS = 6
 
-_KINDS = "any(products, prices, coupons, customers, subscriptions, invoices, events, webhook_endpoints)"
+_KINDS = (
+    "any(products, prices, coupons, customers, subscriptions, subscription_items, invoices, invoiceitems,"
+    " events, webhook_endpoints)"
+)
 _RULES = [
     Rule("/v1/account", endpoint="account"),
+    Rule("/v1/invoices/<oid>/lines", endpoint="invoice_lines"),
+    Rule(
+        "/v1/invoices/<oid>/<any(finalize, pay, void, mark_uncollectible):action>",
+        endpoint="invoice_action",
+    ),
     Rule(
         f"/v1/<{_KINDS}:kind>",
         endpoint="collection",
@@ -49,10 +57,144 @@ _RULES = [
     Rule("/_sandbox/clock/advance", endpoint="advance"),
     Rule("/_sandbox/config", endpoint="config"),
     Rule("/_sandbox/customers/<oid>/payment_failure", endpoint="payment_failure"),
+    Rule("/_sandbox/customers/<oid>/discount", endpoint="customer_coupon"),
     Rule("/_sandbox/stats", endpoint="stats"),
     Rule("/_sandbox/seed", endpoint="seed"),
     Rule("/_sandbox/flush", endpoint="flush"),
 ]
+_LIST = frozenset({"limit", "starting_after", "ending_before", "created", "expand"})
+_PAGE = frozenset({"limit", "starting_after", "ending_before", "expand"})
+# The parameters each route implements (checked against the stripe SDK's own parameter types in
+# tests/unit/test_sandbox_contract.py). Anything else is Stripe's 400 ``parameter_unknown``, never
+# silently ignored. ``secret`` on webhook endpoints is the sandbox's one extension.
+SUPPORTED_PARAMS: dict[str, frozenset[str]] = {
+    "GET /v1/products": _LIST,
+    "GET /v1/prices": _LIST,
+    "GET /v1/coupons": _LIST,
+    "GET /v1/customers": _LIST | {"email"},
+    "GET /v1/subscriptions": _LIST | {"status", "customer"},
+    "GET /v1/subscription_items": _PAGE | {"subscription"},
+    "GET /v1/invoices": _LIST | {"customer", "status", "subscription"},
+    "GET /v1/invoiceitems": _LIST,
+    "GET /v1/events": _LIST | {"type", "types"},
+    "GET /v1/webhook_endpoints": _PAGE,
+    "GET /v1/invoices/{id}/lines": _PAGE,
+    "GET /v1/{kind}/{id}": frozenset({"expand"}),
+    "GET /v1/account": frozenset({"expand"}),
+    "POST /v1/products": frozenset({"id", "name", "description", "metadata", "expand"}),
+    "POST /v1/prices": frozenset(
+        {
+            "product",
+            "product_data",
+            "currency",
+            "unit_amount",
+            "recurring",
+            "billing_scheme",
+            "tiers",
+            "tiers_mode",
+            "transform_quantity",
+            "lookup_key",
+            "metadata",
+            "nickname",
+            "expand",
+        }
+    ),
+    "POST /v1/coupons": frozenset(
+        {
+            "id",
+            "percent_off",
+            "amount_off",
+            "currency",
+            "duration",
+            "duration_in_months",
+            "metadata",
+            "name",
+            "expand",
+        }
+    ),
+    "POST /v1/customers": frozenset(
+        {"email", "name", "description", "metadata", "balance", "payment_method", "expand"}
+    ),
+    "POST /v1/customers/{id}": frozenset({"email", "name", "description", "metadata", "balance", "expand"}),
+    "POST /v1/subscriptions": frozenset(
+        {
+            "customer",
+            "items",
+            "trial_end",
+            "trial_period_days",
+            "trial_settings",
+            "cancel_at_period_end",
+            "metadata",
+            "discounts",
+            "collection_method",
+            "days_until_due",
+            "expand",
+        }
+    ),
+    "POST /v1/subscriptions/{id}": frozenset(
+        {
+            "items",
+            "cancel_at_period_end",
+            "metadata",
+            "pause_collection",
+            "trial_end",
+            "discounts",
+            "collection_method",
+            "days_until_due",
+            "expand",
+        }
+    ),
+    "POST /v1/subscriptions/{id}/resume": frozenset({"expand"}),
+    "POST /v1/invoices": frozenset(
+        {
+            "customer",
+            "collection_method",
+            "days_until_due",
+            "auto_advance",
+            "description",
+            "metadata",
+            "currency",
+            "pending_invoice_items_behavior",
+            "expand",
+        }
+    ),
+    "POST /v1/invoiceitems": frozenset(
+        {"customer", "amount", "currency", "description", "invoice", "metadata", "period", "expand"}
+    ),
+    "POST /v1/invoices/{id}/pay": frozenset({"paid_out_of_band", "expand"}),
+    "POST /v1/invoices/{id}/finalize": frozenset({"expand"}),
+    "POST /v1/invoices/{id}/void": frozenset({"expand"}),
+    "POST /v1/invoices/{id}/mark_uncollectible": frozenset({"expand"}),
+    "POST /v1/webhook_endpoints": frozenset(
+        {"url", "enabled_events", "connect", "description", "secret", "expand"}
+    ),
+    "DELETE /v1/customers/{id}": frozenset(),
+    "DELETE /v1/customers/{id}/discount": frozenset(),
+    "DELETE /v1/subscriptions/{id}": frozenset(),
+    "DELETE /v1/webhook_endpoints/{id}": frozenset(),
+}
+
+
+def supported_params(method: str, endpoint: str, args: dict[str, str]) -> frozenset[str] | None:
+    """The parameters a route implements; None for a route the sandbox does not serve."""
+    kind = args.get("kind", "")
+    if endpoint == "collection":
+        return SUPPORTED_PARAMS.get(f"{method} /v1/{kind}")
+    if endpoint == "member":
+        if method == "GET":
+            return SUPPORTED_PARAMS["GET /v1/{kind}/{id}"]
+        return SUPPORTED_PARAMS.get(f"{method} /v1/{kind}/{{id}}")
+    if endpoint == "invoice_action":
+        return SUPPORTED_PARAMS.get(f"{method} /v1/invoices/{{id}}/{args['action']}")
+    template = {
+        "account": "/v1/account",
+        "invoice_lines": "/v1/invoices/{id}/lines",
+        "customer_discount": "/v1/customers/{id}/discount",
+        "resume": "/v1/subscriptions/{id}/resume",
+    }.get(endpoint)
+    return SUPPORTED_PARAMS.get(f"{method} {template}") if template else None
+
+
 _SINGULAR = {
     "products": "product",
     "prices": "price",
@@ -60,6 +202,8 @@ _SINGULAR = {
     "customers": "customer",
     "subscriptions": "subscription",
     "invoices": "invoice",
+    "invoiceitems": "invoiceitem",
+    "subscription_items": "subscription_item",
     "events": "event",
     "webhook_endpoints": "webhook_endpoint",
 }
@@ -143,7 +287,7 @@ class SandboxApp:
 
     def dispatch(self, request: Request, endpoint: str, args: dict[str, str]) -> Response:
         sandbox = self.sandbox
-        if endpoint in ("advance", "config", "payment_failure", "stats", "flush", "seed"):
+        if endpoint in ("advance", "config", "payment_failure", "customer_coupon", "stats", "flush", "seed"):
             control: Callable[..., Response] = getattr(self, f"control_{endpoint}")
             return control(request, **args)
         if endpoint != "authorize" and self._outage():
@@ -168,6 +312,14 @@ class SandboxApp:
                 code="rate_limit",
             )
         params = _params(request)
+        supported = supported_params(request.method, endpoint, args)
+        if supported is None:
+            raise StripeError(404, f"Unrecognized request URL ({request.method}: {request.path}).")
+        for name in sorted(params):
+            if name not in supported:
+                raise StripeError(
+                    400, f"Received unknown parameter: {name}", code="parameter_unknown", param=name
+                )
         with sandbox.lock:
             result = self._api(request.method, endpoint, account, params, args)
             expand = params.get("expand") or []
@@ -197,6 +349,18 @@ class SandboxApp:
             return s.delete_customer_discount(account, args["oid"])
         if endpoint == "resume" and method == "POST":
             return s.resume_subscription(account, args["oid"])
+        if endpoint == "invoice_lines" and method == "GET":
+            invoice = s.get(account, "invoice", args["oid"])
+            return _page(list(invoice["lines"]["data"]), params, f"/v1/invoices/{args['oid']}/lines")
+        if endpoint == "invoice_action" and method == "POST":
+            action = args["action"]
+            if action == "pay":
+                return s.pay_invoice(account, args["oid"], params)
+            if action == "finalize":
+                return s.finalize_invoice(account, args["oid"])
+            if action == "void":
+                return s.void_invoice(account, args["oid"])
+            return s.mark_uncollectible(account, args["oid"])
         kind = args.get("kind", "")
         singular = _SINGULAR.get(kind, kind)
         if endpoint == "collection" and method == "GET":
@@ -208,6 +372,8 @@ class SandboxApp:
                 "coupon": s.create_coupon,
                 "customer": s.create_customer,
                 "subscription": s.create_subscription,
+                "invoice": s.create_invoice,
+                "invoiceitem": s.create_invoice_item,
                 "webhook_endpoint": self._create_endpoint,
             }
             if singular not in creators:
@@ -254,9 +420,11 @@ class SandboxApp:
         return endpoint
 
     def _list(self, account: Account, kind: str, params: dict[str, Any], url: str) -> dict[str, Any]:
-        limit = as_int(params.get("limit"), 10) or 10
-        if limit < 1 or limit > 100:
-            raise StripeError(400, "This value must be less than or equal to 100.", param="limit")
+        if kind == "subscription_item":
+            if not params.get("subscription"):
+                raise StripeError(400, "Missing required param: subscription.", param="subscription")
+            subscription = self.sandbox.get(account, "subscription", str(params["subscription"]))
+            return _page(list(subscription["items"]["data"]), params, url)
         if kind == "event":
             items = list(account.events)
         elif kind == "webhook_endpoint":
@@ -269,20 +437,7 @@ class SandboxApp:
         items = [
             o for _, o in sorted(enumerate(items), key=lambda p: (p[1].get("created", 0), p[0]), reverse=True)
         ]
-        if params.get("starting_after"):
-            ids = [o["id"] for o in items]
-            if params["starting_after"] not in ids:
-                raise StripeError(
-                    400, f"No such object: '{params['starting_after']}'", param="starting_after"
-                )
-            items = items[ids.index(params["starting_after"]) + 1 :]
-        elif params.get("ending_before"):
-            ids = [o["id"] for o in items]
-            if params["ending_before"] not in ids:
-                raise StripeError(400, f"No such object: '{params['ending_before']}'", param="ending_before")
-            items = items[: ids.index(params["ending_before"])][-limit:]
-        page = items[:limit]
-        return {"object": "list", "data": page, "has_more": len(items) > limit, "url": url}
+        return _page(items, params, url)
 
     # --- OAuth ----------------------------------------------------------------------------------
 
@@ -358,6 +513,17 @@ class SandboxApp:
             self.sandbox.set_payment_failure(account, oid, bool(body.get("failing", True)))
         return _json({"customer": oid, "failing": bool(body.get("failing", True))})
 
+    def control_customer_coupon(self, request: Request, oid: str) -> Response:
+        """Give a customer a coupon. Stripe dropped the ``coupon`` parameter of customers in
+        2025-03-31.basil (customer-level discounts now come from the Dashboard or checkout), so the
+        sandbox offers this control route in its place."""
+        body = request.get_json(silent=True) or {}
+        with self.sandbox.lock:
+            account = self.sandbox.resolve(_api_key(request), request.headers.get("Stripe-Account"))
+            customer = self.sandbox.get(account, "customer", oid)
+            self.sandbox.set_customer_coupon(account, customer, str(body.get("coupon")))
+        return _json(customer)
+
     def control_seed(self, request: Request) -> Response:
         body = request.get_json(silent=True) or {}
         with self.sandbox.lock:
@@ -378,6 +544,7 @@ class SandboxApp:
                 "pending_deliveries": self.pending(),
                 "delivered": self.delivered,
                 "failed_deliveries": self.failed_deliveries,
+                **self.sandbox.stats,
             }
         )
 
@@ -442,6 +609,24 @@ class SandboxApp:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+
+
+def _page(items: list[dict[str, Any]], params: dict[str, Any], url: str) -> dict[str, Any]:
+    """One page of ``items`` (in list order) as Stripe pages: ``limit``, ``starting_after``, ``ending_before``."""
+    limit = as_int(params.get("limit"), 10) or 10
+    if limit < 1 or limit > 100:
+        raise StripeError(400, "This value must be less than or equal to 100.", param="limit")
+    if params.get("starting_after"):
+        ids = [o["id"] for o in items]
+        if params["starting_after"] not in ids:
+            raise StripeError(400, f"No such object: '{params['starting_after']}'", param="starting_after")
+        items = items[ids.index(params["starting_after"]) + 1 :]
+    elif params.get("ending_before"):
+        ids = [o["id"] for o in items]
+        if params["ending_before"] not in ids:
+            raise StripeError(400, f"No such object: '{params['ending_before']}'", param="ending_before")
+        items = items[: ids.index(params["ending_before"])][-limit:]
+    return {"object": "list", "data": items[:limit], "has_more": len(items) > limit, "url": url}
 
 
 def _route_template(endpoint: str, args: dict[str, str]) -> str:
