@@ -612,7 +612,7 @@ class SandboxApp:
 
 
 def _page(items: list[dict[str, Any]], params: dict[str, Any], url: str) -> dict[str, Any]:
-    """One page of ``items`` (in list order) as Stripe pages: ``limit``, ``starting_after``, ``ending_before``."""
+    """One page of ``items`` (in list order), paged as Stripe pages (limit, starting_after, ending_before)."""
     limit = as_int(params.get("limit"), 10) or 10
     if limit < 1 or limit > 100:
         raise StripeError(400, "This value must be less than or equal to 100.", param="limit")
