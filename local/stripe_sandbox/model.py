@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from local.stripe_sandbox.forms import as_bool, as_int
+from local.stripe_sandbox.shapes import API_VERSION, public
 
 DAY = 86_400
 INTERVAL_DAYS = {"day": 1, "week": 7, "month": 30, "year": 365}
@@ -142,13 +143,13 @@ class Sandbox:
     def emit(
         self, account: Account, event_type: str, obj: dict[str, Any], previous: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        data: dict[str, Any] = {"object": copy.deepcopy(obj)}
+        data: dict[str, Any] = {"object": obj}
         if previous:
             data["previous_attributes"] = previous
         event: dict[str, Any] = {
             "id": self.new_id("evt"),
             "object": "event",
-            "api_version": "2025-03-31.basil",
+            "api_version": API_VERSION,
             "created": self.now(),
             "data": data,
             "livemode": False,
@@ -158,6 +159,7 @@ class Sandbox:
         }
         if account.platform:
             event["account"] = account.id
+        event = public(event)  # a copy, shaped as the claimed version defines it
         account.events.append(event)
         for endpoint in self._endpoints_for(account):
             if "*" in endpoint["enabled_events"] or event_type in endpoint["enabled_events"]:
@@ -742,6 +744,7 @@ class Sandbox:
                 "metadata": params.get("metadata", {}),
                 "period": {"start": as_int(period.get("start"), now), "end": as_int(period.get("end"), now)},
                 "quantity": 1,
+                "quantity_decimal": "1",
             },
         )
         self.emit(account, "invoiceitem.created", item)

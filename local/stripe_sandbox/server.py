@@ -27,6 +27,7 @@ from werkzeug.wrappers import Request, Response
 
 from local.stripe_sandbox.forms import as_bool, as_int, decode
 from local.stripe_sandbox.model import HIDDEN_BY_DEFAULT, Account, Delivery, OAuthError, Sandbox, StripeError
+from local.stripe_sandbox.shapes import public
 
 MAX_DELIVERY_ATTEMPTS = 6
 
@@ -324,9 +325,9 @@ class SandboxApp:
             result = self._api(request.method, endpoint, account, params, args)
             expand = params.get("expand") or []
             if not expand:
-                return _json(result)
+                return _json(public(result))
             # Expanding writes into the answer: copy it first (JSON is the cheapest deep copy here).
-            return _json(_expand(sandbox, account, json.loads(json.dumps(result)), expand))
+            return _json(public(_expand(sandbox, account, json.loads(json.dumps(result)), expand)))
 
     def _outage(self) -> bool:
         """Whether this request falls in a configured outage (``fail_next_requests``)."""
