@@ -9,7 +9,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test test-unit lint fmt build up demo bench clean browser-deps soak redrive
+.PHONY: help venv test test-unit lint fmt build sam-cli up demo bench clean browser-deps soak redrive
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -22,8 +22,8 @@ $(STAMP): pyproject.toml layers/revsync/requirements.txt
 
 venv: $(STAMP) ## create .venv with the layer package (editable) and dev tools
 
-test: $(STAMP) lint browser-deps ## lint, then the whole test suite (unit, integration, end to end, browser)
-	$(VPY) -m pytest
+test: $(STAMP) lint browser-deps $(SAM) ## lint, then the whole test suite (unit, integration, end to end, browser, build)
+	PATH="$(abspath $(VENV))/bin:$(abspath $(SAM_VENV))/bin:$$PATH" $(VPY) -m pytest
 
 # The settings page is tested in Debian's chromium; installing it needs root (as in CI). Elsewhere,
 # without it, that one test is skipped (and CI=true makes a missing browser an error).
@@ -46,8 +46,20 @@ fmt: $(STAMP) ## format and autofix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-build: $(STAMP) ## sam build (needs the AWS SAM CLI, not installed by this project)
-	sam build --use-container=false
+SAM_VENV := .sam-venv
+SAM := $(SAM_VENV)/bin/sam
+SAM_VERSION := 1.170.0
+
+$(SAM):
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_VERSION) 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+
+sam-cli: $(SAM) ## install the AWS SAM CLI into .sam-venv (its own venv: its pins differ from the dev tools')
+
+# The layer and functions build with their Makefiles (BuildMethod: makefile), which call python3.12:
+# the venv's comes first on PATH so the bytecode they precompile is the Lambda runtime's version.
+build: $(STAMP) $(SAM) ## sam build into .aws-sam/build (trimmed layer, precompiled bytecode), as deployed
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(SAM) build
 
 up: $(STAMP) ## run the local stack in the foreground (API :3000, moto :5000, Stripe sandbox :12111)
 	$(VPY) -m local.stack
@@ -61,10 +73,10 @@ soak: $(STAMP) ## 10,000 hostile inputs over HTTP against a fresh local stack; p
 redrive: $(STAMP) ## move every message parked in the local stack's dead-letter queue back to its queue (`make up` running)
 	$(VPY) -m local.redrive
 
-bench: $(STAMP) ## run the benchmarks under bench/ (receiver cold start, backfill rate use, per-event cost)
-	-$(VPY) -m bench.receiver_imports
+bench: $(STAMP) build ## run the benchmarks under bench/ (cold start as built, backfill rate use, per-event cost)
+	-$(VPY) -m bench.cold_start
 	-$(VPY) -m bench.backfill
 	-$(VPY) -m bench.worker_cost
 
 clean: ## remove the virtualenv and build output
-	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache

@@ -10,8 +10,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal, NotRequired, TypedDict, TypeGuard
+from typing import Any, Literal, NamedTuple, NotRequired, TypedDict, TypeGuard
 
 from revsync.domain.snapshots import (
     Snapshot,
@@ -34,8 +33,7 @@ class EventError(ValueError):
         self.code = code
 
 
-@dataclass(frozen=True, slots=True)
-class StripeEvent:
+class StripeEvent(NamedTuple):
     id: str
     type: str
     created: int

@@ -91,7 +91,7 @@ def process_message(
             direct = directory.by_tenant(message["tenant_id"]) if message["tenant_id"] else None
             routed = route_event(parked_body(message), directory, direct)
             if routed.dropped is not None:
-                return MessageResult("dropped", routed.dropped, log=routed.log)
+                return MessageResult("dropped", routed.dropped, log=dict(routed.log))
             if routed.parked is not None:
                 raise EventError("still_unreadable", routed.parked)
             envelope = routed.envelope

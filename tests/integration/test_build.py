@@ -1,0 +1,101 @@
+"""What `sam build` ships, built from this tree into a temporary directory with the real SAM CLI.
+
+`make test` installs the SAM CLI (`.sam-venv`) and puts it on PATH; elsewhere, without it, this is
+skipped (and CI=true makes a missing SAM CLI an error).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from local.template import ROOT, resources_of_type
+
+pytestmark = pytest.mark.integration
+
+SAM = shutil.which("sam")
+if SAM is None:
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must run the build test: `make sam-cli` installs the SAM CLI")
+    pytest.skip("the SAM CLI is not installed (make sam-cli)", allow_module_level=True)
+
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil")
+RUNTIME_PYC = f"cpython-{sys.version_info.major}{sys.version_info.minor}"
+
+
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    if sys.version_info[:2] != (3, 12):
+        pytest.skip("the build precompiles for python3.12, the Lambda runtime: run it with 3.12")
+    target = tmp_path_factory.mktemp("sam") / "build"
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    done = subprocess.run(
+        [str(SAM), "build", "--build-dir", str(target), "--template-file", str(ROOT / "template.yaml")],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return target
+
+
+def test_every_function_and_the_layer_are_built_well_under_lambdas_limit(build: Path) -> None:
+    functions = resources_of_type("AWS::Serverless::Function")
+    layer = build / "RevsyncLayer"
+    assert (layer / "python" / "revsync" / "__init__.py").exists()  # Lambda mounts it at /opt/python
+    for logical_id in functions:
+        size = _size(build / logical_id) + _size(layer)
+        assert size < LAMBDA_UNZIPPED_LIMIT / 4, (logical_id, size)  # "well under" 250 MB
+    assert _size(layer) < 60 * 1024 * 1024
+
+
+def test_the_layer_ships_nothing_the_runtime_provides_nor_tests_or_local_code(build: Path) -> None:
+    python = build / "RevsyncLayer" / "python"
+    shipped = {p.name for p in python.iterdir()}
+    for provided in RUNTIME_PROVIDED:
+        assert not any(name == provided or name.startswith(f"{provided}-") for name in shipped), provided
+    assert not [p for p in python.rglob("tests") if p.is_dir()]
+    assert not [p for p in python.rglob("*-stubs") if p.is_dir()]
+    for name in ("local", "bench", "tests", "functions"):
+        assert not (python / name).exists()
+    # The revsync package is exactly the source tree's modules.
+    source = {
+        p.relative_to(ROOT / "layers/revsync").as_posix()
+        for p in (ROOT / "layers/revsync/revsync").rglob("*.py")
+    }
+    built = {p.relative_to(python).as_posix() for p in (python / "revsync").rglob("*.py")}
+    assert built == source
+    # Each function ships its handler and nothing else.
+    for logical_id in resources_of_type("AWS::Serverless::Function"):
+        names = {p.name for p in (build / logical_id).iterdir()}
+        assert names == {"app.py", "__pycache__"}, (logical_id, names)
+
+
+def test_every_module_is_precompiled_for_the_runtime(build: Path) -> None:
+    """Lambda's code and layer directories are read-only: bytecode not shipped is compiled again at
+    every cold start."""
+    roots = [
+        build / "RevsyncLayer" / "python",
+        *(build / f for f in resources_of_type("AWS::Serverless::Function")),
+    ]
+    missing = []
+    for root in roots:
+        for module in root.rglob("*.py"):
+            compiled = module.parent / "__pycache__" / f"{module.stem}.{RUNTIME_PYC}.pyc"
+            if not compiled.exists():
+                missing.append(str(module.relative_to(build)))
+    assert not missing, missing[:10]
