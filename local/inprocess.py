@@ -16,6 +16,7 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 from moto import mock_aws
 from pynamodb.models import Model
 from revsync.domain.signature import compute_signature
@@ -49,6 +50,7 @@ def reset_process_caches() -> None:
         if isinstance(model, type) and issubclass(model, Model):
             model._connection = None
     parameters.clear_caches()
+    DEFAULT_PROVIDERS.clear()  # their clients are bound to the endpoint of the stack that made them
     for logical_id in resources_of_type("AWS::Serverless::Function"):
         module = lambda_runtime.load_module(logical_id)
         dependencies = getattr(module, "dependencies", None)

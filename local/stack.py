@@ -104,6 +104,7 @@ class LocalStack:
                 "AWS_ENDPOINT_URL": self.aws_url,
                 "MOTO_PORT": str(self.ports.aws),  # where moto's state machine interpreter calls Lambda
                 "REVSYNC_WEBHOOK_SECRET": self.webhook_secret,
+                "REVSYNC_LOCAL_CLIENT_TIMEOUT_SECONDS": "30",
                 "REVSYNC_STRIPE_SECRET_KEY": self.platform_key,
             }
         )

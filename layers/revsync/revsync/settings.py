@@ -51,6 +51,9 @@ class Settings(NamedTuple):
     backfill_pages_per_step: int
     stripe_rate_limit_test: float
     stripe_rate_limit_live: float
+    # Only the local stack sets it (moto on a loaded machine is slower than DynamoDB); the template
+    # never does, so deployed clients keep aws.CONFIG's timeouts.
+    local_client_timeout_seconds: float | None
 
 
 @lru_cache(maxsize=1)
@@ -85,4 +88,6 @@ def get_settings() -> Settings:
         backfill_pages_per_step=int(os.environ.get("BACKFILL_PAGES_PER_STEP", "20")),
         stripe_rate_limit_test=float(os.environ.get("STRIPE_RATE_LIMIT_TEST", "25")),
         stripe_rate_limit_live=float(os.environ.get("STRIPE_RATE_LIMIT_LIVE", "100")),
+        local_client_timeout_seconds=float(os.environ.get("REVSYNC_LOCAL_CLIENT_TIMEOUT_SECONDS") or 0)
+        or None,
     )

@@ -15,12 +15,26 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_stepfunctions import SFNClient
 
-# Fail fast inside a Lambda: the caller (API Gateway / SQS) retries the whole request.
-_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
+# Fail fast inside a Lambda: the caller (API Gateway / SQS) retries the whole request. A call's
+# worst case, (connect + read) x attempts, must fit the shortest function timeout that makes it (the
+# receiver's 5 s): tests/unit/test_timeouts.py checks every client against the template.
+CONNECT_TIMEOUT_SECONDS = 1.0
+READ_TIMEOUT_SECONDS = 1.0
+MAX_ATTEMPTS = 2
+CONFIG = Config(
+    connect_timeout=CONNECT_TIMEOUT_SECONDS,
+    read_timeout=READ_TIMEOUT_SECONDS,
+    retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+)
 
 
 def _client(service: Any) -> Any:
-    return boto3.session.Session().client(service, region_name=get_settings().region, config=_CONFIG)
+    settings = get_settings()
+    config = CONFIG
+    if settings.local_client_timeout_seconds:  # the local stack on a loaded machine, never deployed
+        timeout = settings.local_client_timeout_seconds
+        config = CONFIG.merge(Config(connect_timeout=timeout, read_timeout=timeout))
+    return boto3.session.Session().client(service, region_name=settings.region, config=config)
 
 
 @lru_cache(maxsize=1)

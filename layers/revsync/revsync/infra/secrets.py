@@ -6,11 +6,22 @@ import json
 from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 
 from revsync.domain.tenancy import TenantRoute
+from revsync.infra import aws
 from revsync.settings import get_settings
 
 _MAX_AGE_SECONDS = 300
+
+
+def use_timeouts() -> None:
+    """Powertools' default SSM and Secrets Manager providers, with revsync's client timeouts (theirs
+    are botocore's: 60 s reads, retried), created on first use as Powertools would."""
+    if "ssm" not in DEFAULT_PROVIDERS:
+        DEFAULT_PROVIDERS["ssm"] = parameters.SSMProvider(boto_config=aws.CONFIG)
+    if "secrets" not in DEFAULT_PROVIDERS:
+        DEFAULT_PROVIDERS["secrets"] = parameters.SecretsProvider(boto_config=aws.CONFIG)
 
 
 def _split(value: str) -> list[str]:
@@ -22,6 +33,7 @@ class PlatformSecrets:
     """Secrets of the platform (its Stripe key, its Connect webhook endpoint), from SSM."""
 
     def webhook_secrets(self) -> list[str]:
+        use_timeouts()
         value = parameters.get_parameter(
             get_settings().webhook_secret_param, decrypt=True, max_age=_MAX_AGE_SECONDS
         )
@@ -29,18 +41,21 @@ class PlatformSecrets:
 
     def connect_client_id(self) -> str:
         """The platform's Connect client id (``ca_…``), for OAuth."""
+        use_timeouts()
         value = parameters.get_parameter(
             get_settings().connect_client_id_param, decrypt=True, max_age=_MAX_AGE_SECONDS
         )
         return str(value)
 
     def state_signing_key(self) -> str:
+        use_timeouts()
         value = parameters.get_parameter(
             get_settings().state_key_param, decrypt=True, max_age=_MAX_AGE_SECONDS
         )
         return str(value)
 
     def stripe_secret_key(self) -> str:
+        use_timeouts()
         value = parameters.get_parameter(
             get_settings().stripe_secret_key_param, decrypt=True, max_age=_MAX_AGE_SECONDS
         )
@@ -54,6 +69,7 @@ class TenantSecrets:
         return f"{get_settings().tenant_secret_prefix}{tenant_id}"
 
     def read(self, secret_name: str) -> dict[str, Any]:
+        use_timeouts()
         value = parameters.get_secret(secret_name, transform="json", max_age=_MAX_AGE_SECONDS)
         return value if isinstance(value, dict) else {}
 
@@ -63,6 +79,7 @@ class TenantSecrets:
     def write(self, tenant_id: str, api_key: str, webhook_secret: str) -> str:
         """Create or update the tenant's secret; returns its name."""
         name = self.name(tenant_id)
+        use_timeouts()
         parameters.set_secret(name, json.dumps({"api_key": api_key, "webhook_secret": webhook_secret}))
         parameters.clear_caches()  # the next read must see the new value, not the cached old one
         return name

@@ -32,6 +32,11 @@ from pynamodb.models import Model
 
 from revsync.settings import get_settings
 
+# PynamoDB's own defaults (15 s connect, 30 s read, 3 retries) would outlast every function's timeout.
+CONNECT_TIMEOUT_SECONDS = 1
+READ_TIMEOUT_SECONDS = 2
+MAX_RETRY_ATTEMPTS = 2  # retries after the first attempt
+
 
 class _FromSettings:
     """A Meta attribute resolved from settings on access, not at class creation."""
@@ -68,6 +73,9 @@ def sync_partition(tenant_id: str, customer_id: str) -> str:
 class SyncItem(Model):
     class Meta:
         table_name = _FromSettings("sync_table")
+        connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
+        read_timeout_seconds = READ_TIMEOUT_SECONDS
+        max_retry_attempts = MAX_RETRY_ATTEMPTS
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -108,6 +116,9 @@ class CustomerRecordItem(Model):
 
     class Meta:
         table_name = _FromSettings("customers_table")
+        connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
+        read_timeout_seconds = READ_TIMEOUT_SECONDS
+        max_retry_attempts = MAX_RETRY_ATTEMPTS
 
     tenant_id = UnicodeAttribute(hash_key=True)
     external_id = UnicodeAttribute(range_key=True)
@@ -164,6 +175,9 @@ class Tracking(MapAttribute[str, Any]):
 class TenantsItem(Model):
     class Meta:
         table_name = _FromSettings("tenants_table")
+        connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
+        read_timeout_seconds = READ_TIMEOUT_SECONDS
+        max_retry_attempts = MAX_RETRY_ATTEMPTS
 
     pk = UnicodeAttribute(hash_key=True)
     kind = DiscriminatorAttribute()

@@ -99,7 +99,12 @@ class TenantStore:
             return
         claim_index: int | None = None
         try:
-            with TransactWrite(connection=DynamoConnection()) as transaction:
+            dynamo = DynamoConnection(
+                connect_timeout_seconds=models.CONNECT_TIMEOUT_SECONDS,
+                read_timeout_seconds=models.READ_TIMEOUT_SECONDS,
+                max_retry_attempts=models.MAX_RETRY_ATTEMPTS,
+            )
+            with TransactWrite(connection=dynamo) as transaction:
                 transaction.save(item, condition=unchanged)
                 if account_id:
                     account = models.AccountItem(

@@ -32,6 +32,8 @@ T = TypeVar("T")
 
 # Retries are the SDK's own (idempotency keys, Retry-After, backoff with jitter); set explicitly.
 MAX_NETWORK_RETRIES = 2
+# Per request; the SDK's default is 80 s. (1 + retries) x timeout fits the tenant API's 15 s.
+REQUEST_TIMEOUT_SECONDS = 4
 # Discounts are ids in a subscription unless expanded (4 levels at most, so item discounts' coupons
 # stay ids and are read through the coupon cache).
 SUBSCRIPTION_EXPANSIONS = ["discounts", "items.data.discounts"]
@@ -52,6 +54,7 @@ def make_client(
         stripe_account=stripe_account,
         base_addresses=base_addresses,
         max_network_retries=MAX_NETWORK_RETRIES,
+        http_client=stripe.RequestsClient(timeout=REQUEST_TIMEOUT_SECONDS),
     )
 
 

@@ -1,0 +1,81 @@
+"""Every outbound client's worst case (timeouts x attempts) fits inside each function that uses it,
+with each function's timeout read from template.yaml."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+from revsync.infra import aws
+from revsync.store import models
+from revsync.stripe_api import client as stripe_client
+
+from local.template import ROOT, load_template
+
+# Worst case of one call through each client, in seconds.
+AWS = (aws.CONNECT_TIMEOUT_SECONDS + aws.READ_TIMEOUT_SECONDS) * aws.MAX_ATTEMPTS  # boto3, Powertools
+PYNAMODB = (models.CONNECT_TIMEOUT_SECONDS + models.READ_TIMEOUT_SECONDS) * (1 + models.MAX_RETRY_ATTEMPTS)
+STRIPE = stripe_client.REQUEST_TIMEOUT_SECONDS * (1 + stripe_client.MAX_NETWORK_RETRIES)
+
+# What each function calls (the receiver is kept off PynamoDB and Stripe; checked below).
+CLIENTS = {
+    "WebhookFunction": {"aws": AWS},
+    "WorkerFunction": {"aws": AWS, "pynamodb": PYNAMODB, "stripe": STRIPE},
+    "TenantApiFunction": {"aws": AWS, "pynamodb": PYNAMODB, "stripe": STRIPE},
+    "ImporterFunction": {"aws": AWS, "pynamodb": PYNAMODB, "stripe": STRIPE},
+}
+
+
+def _timeouts() -> dict[str, float]:
+    template = load_template()
+    default = template.get("Globals", {}).get("Function", {}).get("Timeout", 3)
+    return {
+        logical_id: float(resource["Properties"].get("Timeout", default))
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+
+
+def test_every_client_fits_every_function_that_uses_it() -> None:
+    timeouts = _timeouts()
+    assert set(timeouts) == set(CLIENTS)
+    for function, clients in CLIENTS.items():
+        for name, worst in clients.items():
+            assert worst <= timeouts[function], (function, name, worst, timeouts[function])
+
+
+def test_the_sdk_defaults_would_not_have_fit() -> None:
+    """Guard that the settings matter: Stripe's 80 s and PynamoDB's 15 s + 30 s defaults."""
+    assert _timeouts()["WorkerFunction"] < 80 * (1 + stripe_client.MAX_NETWORK_RETRIES)
+    assert _timeouts()["TenantApiFunction"] < (15 + 30) * 4
+
+
+def test_the_clients_are_built_with_those_settings() -> None:
+    client = stripe_client.make_client("sk_test_x", api_base=None)
+    http: Any = client._requestor._get_http_client()
+    assert http._timeout == stripe_client.REQUEST_TIMEOUT_SECONDS
+    config: Any = aws.CONFIG
+    assert (config.connect_timeout, config.read_timeout) == (
+        aws.CONNECT_TIMEOUT_SECONDS,
+        aws.READ_TIMEOUT_SECONDS,
+    )
+    for model in (models.SyncItem, models.CustomerRecordItem, models.TenantsItem):
+        assert model.Meta.read_timeout_seconds == models.READ_TIMEOUT_SECONDS
+        assert model.Meta.max_retry_attempts == models.MAX_RETRY_ATTEMPTS
+
+
+def test_the_receiver_loads_neither_pynamodb_nor_stripe() -> None:
+    probe = (
+        "import importlib.util, sys;"
+        f"spec = importlib.util.spec_from_file_location('app', {str(ROOT / 'functions/webhook/app.py')!r});"
+        "module = importlib.util.module_from_spec(spec); sys.modules['app'] = module;"
+        "spec.loader.exec_module(module);"
+        "print(sorted(m for m in ('pynamodb', 'stripe') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_template_never_sets_the_local_stacks_timeout_override() -> None:
+    assert "REVSYNC_LOCAL_CLIENT_TIMEOUT_SECONDS" not in (ROOT / "template.yaml").read_text()
