@@ -23,16 +23,32 @@ from revsync.stripe_api.client import StripeAccounts
 from revsync.stripe_api.pacing import Pacer
 
 from local.http import http
+from local.template import load_template
 from local.stripe_sandbox.server import serve
 from tests.e2e.conftest import free_port
 from tests.fakes import FakeCustomers, FakeTenants
 
-RATE_LIMIT = 25.0
-LATENCY_MS = 300
-CONCURRENCY = 20  # template.yaml: BACKFILL_CONCURRENCY
-WINDOWS = 4
-PAGES_PER_STEP = 20
+LATENCY_MS = 300  # Stripe-like: what the bench simulates, not a setting of revsync
 KEY = "sk_test_benchbackfill0001"
+
+
+def deployed_settings() -> dict[str, float]:
+    """The importer's settings exactly as template.yaml deploys them (no bench-only knobs)."""
+    variables = load_template()["Resources"]["ImporterFunction"]["Properties"]["Environment"]["Variables"]
+    return {
+        "windows": int(variables["BACKFILL_WINDOWS"]),
+        "concurrency": int(variables["BACKFILL_CONCURRENCY"]),
+        "pages_per_step": int(variables["BACKFILL_PAGES_PER_STEP"]),
+        # Unset in the template: Settings' default, Stripe's test-mode limit.
+        "rate_limit": float(variables.get("STRIPE_RATE_LIMIT_TEST", 25.0)),
+    }
+
+
+DEPLOYED = deployed_settings()
+RATE_LIMIT = DEPLOYED["rate_limit"]
+CONCURRENCY = int(DEPLOYED["concurrency"])
+WINDOWS = int(DEPLOYED["windows"])
+PAGES_PER_STEP = int(DEPLOYED["pages_per_step"])
 
 
 class _Progress:

@@ -72,4 +72,12 @@ def handler(logical_id: str) -> Handler:
 
 def invoke(logical_id: str, event: dict[str, Any]) -> dict[str, Any]:
     memory = int(load_template()["Resources"][logical_id]["Properties"].get("MemorySize", 128))
-    return handler(logical_id)(event, LocalContext(function_name=logical_id, memory_limit_in_mb=memory))
+    try:
+        return handler(logical_id)(event, LocalContext(function_name=logical_id, memory_limit_in_mb=memory))
+    finally:
+        # With POWERTOOLS_METRICS_DISABLED, Powertools neither publishes nor clears a function's
+        # metrics, and prints them all once a metric reaches 100 values: drop them per invocation,
+        # as a Lambda container publishes them per invocation.
+        metrics = getattr(load_module(logical_id), "metrics", None)
+        if metrics is not None and os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() == "true":
+            metrics.clear_metrics()

@@ -100,6 +100,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             pacer=_pacer(tenant_id),
             max_pages=settings.backfill_pages_per_step,
             deadline=deadline,
+            # As many walks as the Map runs at once: a step that will not finish soon splits its
+            # window so the concurrency the template deploys is used.
+            max_walks=settings.backfill_concurrency,
         )
         logger.info("backfill step", tenant_id=tenant_id, kind=produced[0]["kind"], walks=len(produced))
         return {"segments": produced}
