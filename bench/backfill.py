@@ -23,8 +23,8 @@ from revsync.stripe_api.client import StripeAccounts
 from revsync.stripe_api.pacing import Pacer
 
 from local.http import http
-from local.template import load_template
 from local.stripe_sandbox.server import serve
+from local.template import load_template
 from tests.e2e.conftest import free_port
 from tests.fakes import FakeCustomers, FakeTenants
 
