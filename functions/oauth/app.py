@@ -5,14 +5,13 @@ Every caller mistake is a JSON ``{"error", "message"}`` with a 4xx; see revsync.
 
 from __future__ import annotations
 
-import html
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import stripe
 from aws_lambda_powertools import Logger, Tracer
@@ -163,18 +162,13 @@ def _connect_secrets() -> connect.ConnectSecrets:
 
 
 def _public_base_url() -> str:
-    configured = get_settings().public_base_url
-    if configured:
-        return configured.rstrip("/")
-    return f"https://{app.current_event.request_context.domain_name}"
+    return connect.public_base_url(
+        get_settings().public_base_url, app.current_event.request_context.domain_name
+    )
 
 
 def _page(status: int, title: str, message: str) -> Response[str]:
-    """A small HTML page for a person who followed a link (the OAuth callback)."""
-    body = (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"</head><body><main><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p></main></body></html>"
-    )
+    body = settings_page_view.message_page(title, message)
     return Response(status_code=status, content_type="text/html; charset=utf-8", body=body)
 
 
@@ -208,7 +202,7 @@ def oauth_callback() -> Response[str]:
     except ApiError as exc:
         logger.info("oauth refused", error=exc.code, status=exc.status)
         return _page(exc.status, "Stripe was not connected", exc.message)
-    location = f"{_public_base_url()}/tenants/{quote(tenant_id)}/stripe/settings?connected=1"
+    location = connect.settings_location(_public_base_url(), tenant_id)
     return Response(status_code=302, content_type="text/plain", body="", headers={"Location": location})
 
 

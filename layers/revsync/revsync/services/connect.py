@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from revsync.domain import oauth_state
 from revsync.domain.tenancy import Connection, Tenant, status_document
@@ -35,6 +36,16 @@ class StripeConnect(Protocol):
 class ConnectSecrets:
     client_id: str
     state_key: str
+
+
+def public_base_url(configured: str | None, request_domain: str) -> str:
+    """Where browsers reach the API: the configured URL, else the host the request came to."""
+    return configured.rstrip("/") if configured else f"https://{request_domain}"
+
+
+def settings_location(base_url: str, tenant_id: str) -> str:
+    """Where the OAuth callback sends the browser once Stripe is connected."""
+    return f"{base_url}/tenants/{quote(tenant_id)}/stripe/settings?connected=1"
 
 
 def authorize_url(

@@ -121,3 +121,11 @@ button{{font-size:1rem;padding:.4rem .9rem}}
 {_e(counts["invoices"])} invoices</span>.
 <span id="backfill-error">{_e(backfill["error"])}</span></p></section>
 </main><script>{_SCRIPT}</script></body></html>"""
+
+
+def message_page(title: str, message: str) -> str:
+    """A small HTML page for a person who followed a link (the OAuth callback's outcome)."""
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"</head><body><main><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p></main></body></html>"
+    )
