@@ -194,3 +194,73 @@ def test_clock_renews_pauses_and_resumes(sandbox: tuple[str, SandboxApp]) -> Non
     assert c.v1.subscriptions.resume(trial_only.id).status == "active"
     types = [e.type for e in c.v1.events.list(params={"limit": 100}).data]
     assert {"customer.subscription.paused", "customer.subscription.resumed", "invoice.paid"} <= set(types)
+
+
+def test_invoice_lifecycle_as_users_script_it(sandbox: tuple[str, SandboxApp]) -> None:
+    """send_invoice is not charged; draft → open → paid / void / uncollectible, each transition once."""
+    c = client(sandbox[0])
+    customer = c.v1.customers.create(params={"email": "inv@example.com"})
+    price = monthly(c, 3000)
+    sub = c.v1.subscriptions.create(
+        params={
+            "customer": customer.id,
+            "items": [{"price": price.id}],
+            "collection_method": "send_invoice",
+            "days_until_due": 7,
+        }
+    )
+    [sent] = c.v1.invoices.list(params={"subscription": sub.id}).data
+    assert (sent.status, sent.amount_paid, sent.collection_method) == ("open", 0, "send_invoice")
+    assert sent.due_date is not None
+    paid = c.v1.invoices.pay(sent.id, params={"paid_out_of_band": True})
+    assert (paid.status, paid.amount_paid) == ("paid", 3000)
+    with pytest.raises(stripe.InvalidRequestError):
+        c.v1.invoices.void_invoice(sent.id)  # a paid invoice cannot be voided
+
+    c.v1.invoice_items.create(params={"customer": customer.id, "amount": 1500, "currency": "usd"})
+    draft = c.v1.invoices.create(params={"customer": customer.id})
+    assert (draft.status, draft.amount_due) == ("draft", 1500)
+    assert [line.amount for line in c.v1.invoices.line_items.list(draft.id).data] == [1500]
+    opened = c.v1.invoices.finalize_invoice(draft.id)
+    assert opened.status == "open"
+    assert c.v1.invoices.mark_uncollectible(draft.id).status == "uncollectible"
+    with pytest.raises(stripe.InvalidRequestError):
+        c.v1.invoices.pay(draft.id)
+
+    c.v1.invoice_items.create(params={"customer": customer.id, "amount": 700, "currency": "usd"})
+    other = c.v1.invoices.create(params={"customer": customer.id})
+    c.v1.invoices.finalize_invoice(other.id)
+    assert c.v1.invoices.void_invoice(other.id).status == "void"
+
+    charged = c.v1.invoice_items.create(params={"customer": customer.id, "amount": 900, "currency": "usd"})
+    assert charged.invoice is None
+    auto = c.v1.invoices.create(params={"customer": customer.id})
+    assert c.v1.invoices.pay(auto.id).status == "paid"  # a draft is finalized, then charged
+    types = [e.type for e in c.v1.events.list(params={"limit": 100}).auto_paging_iter()]
+    for expected in (
+        "invoice.sent",
+        "invoice.paid",
+        "invoice.marked_uncollectible",
+        "invoice.voided",
+        "invoice.payment_succeeded",
+        "invoice.finalized",
+        "invoiceitem.created",
+    ):
+        assert expected in types, expected
+
+
+def test_events_stay_listable_when_their_delivery_is_dropped(sandbox: tuple[str, SandboxApp]) -> None:
+    url, app = sandbox
+    c = client(url)
+    http("POST", f"{url}/_sandbox/config", {"delivery_drop_ratio": 1.0})
+    c.v1.webhook_endpoints.create(params={"url": "http://127.0.0.1:9/hook", "enabled_events": ["*"]})
+    created = [c.v1.customers.create(params={"email": f"d{i}@example.com"}).id for i in range(3)]
+    stats = http("GET", f"{url}/_sandbox/stats")[1]
+    assert stats["deliveries dropped"] == 3
+    assert stats["pending_deliveries"] == 0
+    listed = c.v1.events.list(params={"types": ["customer.created"], "limit": 2})
+    assert listed.has_more is True
+    everything = [
+        e.data.object.id for e in c.v1.events.list(params={"type": "customer.created"}).auto_paging_iter()
+    ]
+    assert sorted(everything) == sorted(created)
