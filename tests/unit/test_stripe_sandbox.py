@@ -250,7 +250,7 @@ def test_invoice_lifecycle_as_users_script_it(sandbox: tuple[str, SandboxApp]) -
 
 
 def test_events_stay_listable_when_their_delivery_is_dropped(sandbox: tuple[str, SandboxApp]) -> None:
-    url, app = sandbox
+    url = sandbox[0]
     c = client(url)
     http("POST", f"{url}/_sandbox/config", {"delivery_drop_ratio": 1.0})
     c.v1.webhook_endpoints.create(params={"url": "http://127.0.0.1:9/hook", "enabled_events": ["*"]})
