@@ -64,6 +64,10 @@ class LocalStack:
     webhook_secret: str = field(
         default_factory=lambda: os.environ.get("REVSYNC_WEBHOOK_SECRET", DEFAULT_WEBHOOK_SECRET)
     )
+    # The missed-events schedule (ReconcileMinutes in AWS); 0 switches it off.
+    reconcile_seconds: float = field(
+        default_factory=lambda: float(os.environ.get("REVSYNC_RECONCILE_SECONDS", "60"))
+    )
     # Locally a failed message is retried after this many seconds, not the queue's 180.
     retry_seconds: int = field(
         default_factory=lambda: int(os.environ.get("REVSYNC_LOCAL_RETRY_SECONDS", "1"))
@@ -125,6 +129,8 @@ class LocalStack:
         threading.Thread(target=gateway.serve_forever, name="gateway", daemon=True).start()
         self._servers.append(gateway)
         threading.Thread(target=self._poll_forever, name="poller", daemon=True).start()
+        if self.reconcile_seconds > 0:
+            threading.Thread(target=self._reconcile_forever, name="reconcile-schedule", daemon=True).start()
         if self.sandbox is not None:
             self.register_connect_endpoint()
         return self
@@ -218,6 +224,14 @@ class LocalStack:
         return response(environ, start_response)
 
     # --- the poller -----------------------------------------------------------------------------
+
+    def _reconcile_forever(self) -> None:
+        """EventBridge Scheduler's part: the importer's ``reconcile_all`` every ``reconcile_seconds``."""
+        while not self._stop.wait(self.reconcile_seconds):
+            try:
+                self._invoke("ImporterFunction", {"action": "reconcile_all"})
+            except Exception:  # keep the schedule, as Scheduler does
+                log.exception("scheduled reconcile failed")
 
     def _poll_forever(self) -> None:
         assert self.names is not None

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from revsync.domain.events import Envelope, Observation, ParkedEvent
+from revsync.domain.reconcile import EventsState
 from revsync.domain.record import CustomerRecord
 from revsync.domain.snapshots import (
     Coupon,
@@ -36,6 +37,8 @@ class FakeStripe:
     valid_keys: dict[str, str | None] = field(default_factory=dict)  # key -> account id
     fetches: list[str] = field(default_factory=list)
     coupon_reads: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)  # the account's events, oldest first
+    event_pages: int = 0
 
     def check_api_key(self, api_key: str) -> KeyCheck:
         if api_key not in self.valid_keys:
@@ -59,6 +62,18 @@ class FakeStripe:
             parsed = with_all_items(parsed, self.subscription_items(tenant, object_id))
         missing = unresolved_coupon_ids(parsed)
         return with_coupons(parsed, self.coupons(tenant, missing)) if missing else parsed
+
+    def list_events(
+        self, tenant: Tenant, *, created_gte: int, types: tuple[str, ...], starting_after: str | None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        self.event_pages += 1
+        newest_first = [
+            e for e in reversed(self.events) if e["created"] >= created_gte and e["type"] in types
+        ]
+        if starting_after is not None:
+            ids = [e["id"] for e in newest_first]
+            newest_first = newest_first[ids.index(starting_after) + 1 :]
+        return newest_first[:100], len(newest_first) > 100
 
     def subscription_items(self, tenant: Tenant, subscription_id: str) -> list[SubscriptionItem]:
         self.fetches.append(f"items:{subscription_id}")
@@ -193,3 +208,39 @@ class FakeQueue:
         if self.fail:
             raise RuntimeError("queue unavailable")
         self.parked.append(parked)
+
+
+@dataclass
+class FakeEventsProgress:
+    """The event progress store's semantics (watermark, one claim at a time) in memory."""
+
+    states: dict[str, EventsState] = field(default_factory=dict)
+
+    def get(self, tenant_id: str) -> EventsState:
+        return self.states.get(tenant_id, EventsState())
+
+    def advance_watermark(self, tenant_id: str, event_created: int) -> None:
+        state = self.get(tenant_id)
+        if state.last_event_at is None or state.last_event_at < event_created:
+            self.states[tenant_id] = state._replace(last_event_at=event_created)
+
+    def claim(self, tenant_id: str, now: int, stale_after: int = 900) -> bool:
+        state = self.get(tenant_id)
+        if state.running_since and state.running_since >= now - stale_after:
+            return False
+        self.states[tenant_id] = state._replace(running_since=now)
+        return True
+
+    def finish(
+        self, tenant_id: str, now: int, recovered: int, reconciled_through: int | None, backfill_needed: bool
+    ) -> None:
+        state = self.get(tenant_id)
+        self.states[tenant_id] = state._replace(
+            running_since=0,
+            last_reconciled_at=now,
+            recovered=state.recovered + recovered,
+            backfill_needed=backfill_needed,
+            reconciled_through=reconciled_through
+            if reconciled_through is not None
+            else state.reconciled_through,
+        )

@@ -7,23 +7,30 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from revsync.domain.backfill import new_totals
 from revsync.infra.secrets import PlatformSecrets, TenantSecrets
-from revsync.services import backfill
+from revsync.services import backfill, reconcile
 from revsync.services.sync import Customers, Tenants
 from revsync.settings import get_settings
 from revsync.store.budget import AccountRequestBudget
 from revsync.store.customers import CustomerStore
-from revsync.store.tenants import BackfillProgress, CachedTenantStore, TenantStore
+from revsync.store.events_progress import EventsProgressStore
+from revsync.store.tenants import BackfillProgress, CachedTenantStore, TenantStore, connected_tenant_ids
 from revsync.stripe_api.client import StripeAccounts
 from revsync.stripe_api.pacing import Pacer
 
 logger = Logger()
+metrics = Metrics()
 SAFETY_MARGIN_SECONDS = 15  # stop taking pages this long before Lambda's time limit
+
+
+class Stripe(backfill.Lister, reconcile.EventLister, Protocol):
+    """Stripe as the importer uses it: list pages (backfill) and events (catch-up)."""
 
 
 @dataclass(slots=True)
@@ -34,7 +41,8 @@ class Dependencies:
     stored_tenants: Tenants
     customers: Customers
     progress: backfill.Progress
-    stripe: backfill.Lister
+    stripe: Stripe
+    events: EventsProgressStore
     clock: Callable[[], float]
 
 
@@ -50,7 +58,11 @@ def dependencies() -> Dependencies:
             platform_key=PlatformSecrets().stripe_secret_key,
             tenant_api_key=lambda name: str(tenant_secrets.read(name)["api_key"]),
             api_base=get_settings().stripe_api_base,
+            # The catch-up's reads share the account's budget (backfill walks pace themselves).
+            budget=lambda account, rate: AccountRequestBudget(account, rate).reserve,
+            rate_limits=(get_settings().stripe_rate_limit_test, get_settings().stripe_rate_limit_live),
         ),
+        events=EventsProgressStore(),
         clock=time.time,
     )
 
@@ -67,11 +79,13 @@ def _pacer(tenant_id: str) -> Pacer:
     return Pacer(reserve=AccountRequestBudget(account, limit).reserve)
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps, settings = dependencies(), get_settings()
     now = int(deps.clock())
-    tenant_id, action = str(event["tenant_id"]), event["action"]
+    action = event["action"]
+    tenant_id = str(event.get("tenant_id", ""))
     if action == "start":
         segments = backfill.start(
             tenant_id,
@@ -111,6 +125,22 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if action == "finish":
         result = backfill.finish(tenant_id, event["totals"], progress=deps.progress, now=now)
         logger.info("backfill finished", **result)
+        return result
+    if action in ("reconcile", "reconcile_all"):  # missed events (the schedule, or one tenant)
+        stop_at = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_SECONDS
+        tenant_ids = [tenant_id] if action == "reconcile" else connected_tenant_ids()
+        result = reconcile.reconcile_all(
+            tenant_ids,
+            tenants=deps.stored_tenants,
+            customers=deps.customers,
+            stripe=deps.stripe,
+            progress=deps.events,
+            clock=deps.clock,
+            out_of_time=lambda: time.monotonic() > stop_at,
+        )
+        recovered = sum(r["recovered"] for r in result["reconciled"].values())
+        logger.info("reconciled", tenants=result["tenants"], recovered=recovered)
+        metrics.add_metric(name="EventsRecovered", unit=MetricUnit.Count, value=recovered)
         return result
     if action == "fail":
         backfill.fail(tenant_id, event.get("error"), progress=deps.progress, now=now)

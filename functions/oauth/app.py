@@ -19,12 +19,15 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from revsync.infra.secrets import PlatformSecrets, TenantSecrets
 from revsync.infra.stepfunctions import BackfillStarter
-from revsync.services import connect
+from revsync.services import connect, reconcile
 from revsync.services import settings_page as settings_page_view
 from revsync.services import tenants as service
+from revsync.services.sync import Customers
 from revsync.services.tenants import ApiError
 from revsync.settings import get_settings
+from revsync.store.budget import AccountRequestBudget
 from revsync.store.customers import CustomerStore
+from revsync.store.events_progress import EventsProgressStore
 from revsync.store.tenants import BackfillProgress, OAuthStates, TenantStore
 from revsync.stripe_api.client import StripeAccounts
 
@@ -33,7 +36,9 @@ tracer = Tracer()
 app = APIGatewayHttpResolver()
 
 
-class TenantApiStripe(service.KeyChecker, service.CustomerSampler, connect.StripeConnect, Protocol):
+class TenantApiStripe(
+    service.KeyChecker, service.CustomerSampler, connect.StripeConnect, reconcile.EventLister, Protocol
+):
     """Stripe as the tenant routes use it."""
 
 
@@ -47,6 +52,8 @@ class Dependencies:
     starter: service.BackfillStarter
     secrets: service.SecretWriter
     stripe: TenantApiStripe
+    customers: Customers
+    events: EventsProgressStore
     clock: Callable[[], float]
 
 
@@ -65,7 +72,12 @@ def dependencies() -> Dependencies:
             platform_key=PlatformSecrets().stripe_secret_key,
             tenant_api_key=lambda name: str(tenant_secrets.read(name)["api_key"]),
             api_base=get_settings().stripe_api_base,
+            # Reads for a catch-up share the account's request budget with the worker and backfills.
+            budget=lambda account, rate: AccountRequestBudget(account, rate).reserve,
+            rate_limits=(get_settings().stripe_rate_limit_test, get_settings().stripe_rate_limit_live),
         ),
+        customers=CustomerStore(),
+        events=EventsProgressStore(),
         clock=time.time,
     )
 
@@ -228,7 +240,7 @@ def get_traits(tenant_id: str) -> Response[str]:
 @app.get("/tenants/<tenant_id>/stripe/settings")
 def settings_page(tenant_id: str) -> Response[str]:
     deps = dependencies()
-    status = service.tenant_status(tenant_id, tenants=deps.tenants)
+    status = service.tenant_status(tenant_id, tenants=deps.tenants, events=deps.events)
     candidates, note = None, ""
     if status["connection"]["status"] == "connected":
         try:
@@ -249,7 +261,25 @@ def settings_page(tenant_id: str) -> Response[str]:
 
 @app.get("/tenants/<tenant_id>/stripe")
 def get_status(tenant_id: str) -> Response[str]:
-    return _json(200, service.tenant_status(tenant_id, tenants=dependencies().tenants))
+    deps = dependencies()
+    return _json(200, service.tenant_status(tenant_id, tenants=deps.tenants, events=deps.events))
+
+
+@app.post("/tenants/<tenant_id>/stripe/reconcile")
+def post_reconcile(tenant_id: str) -> Response[str]:
+    deps = dependencies()
+    # Leave room inside the function's time limit: a run cut short resumes on the schedule.
+    deadline = time.monotonic() + max(1.0, app.lambda_context.get_remaining_time_in_millis() / 1000 - 5)
+    document = reconcile.reconcile_on_request(
+        tenant_id,
+        tenants=deps.tenants,
+        customers=deps.customers,
+        stripe=deps.stripe,
+        progress=deps.events,
+        clock=deps.clock,
+        out_of_time=lambda: time.monotonic() > deadline,
+    )
+    return _json(202, document)
 
 
 @app.get("/tenants/<tenant_id>/customers/<external_id>")

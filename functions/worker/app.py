@@ -24,10 +24,11 @@ from revsync.infra.secrets import PlatformSecrets, TenantSecrets
 from revsync.services.receive import TenantDirectory
 from revsync.services.sync import Customers, StripeObjects, Tenants
 from revsync.services.tenants import TenantRepository
-from revsync.services.worker import process_message
+from revsync.services.worker import Watermarks, process_message
 from revsync.settings import get_settings
 from revsync.store.budget import AccountRequestBudget
 from revsync.store.customers import CustomerStore
+from revsync.store.events_progress import CachedWatermarks, EventsProgressStore
 from revsync.store.tenant_lookup import DynamoTenantDirectory
 from revsync.store.tenants import CachedTenantStore, TenantStore
 from revsync.stripe_api.client import StripeAccounts
@@ -46,6 +47,7 @@ class Dependencies:
     stripe: StripeObjects
     dead_letters: DeadLetters
     visibility: EventsQueueVisibility
+    watermarks: Watermarks
     clock: Callable[[], float]
 
 
@@ -68,6 +70,7 @@ def dependencies() -> Dependencies:
         ),
         dead_letters=DeadLetters(),
         visibility=EventsQueueVisibility(),
+        watermarks=CachedWatermarks(EventsProgressStore()),
         clock=time.time,
     )
 
@@ -84,6 +87,7 @@ def record_handler(record: SQSRecord) -> None:
         directory=deps.directory,
         customers=deps.customers,
         stripe=deps.stripe,
+        watermarks=deps.watermarks,
         clock=deps.clock,
     )
     if handled.outcome == "parked":

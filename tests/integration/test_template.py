@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -178,3 +179,12 @@ def test_no_secret_values_in_the_template() -> None:
     text = (ROOT / "template.yaml").read_text()
     for marker in ("sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_"):
         assert marker not in text
+
+
+def test_missed_events_are_caught_up_on_a_schedule(translated: dict[str, Any]) -> None:
+    [schedule] = _resources(translated, "AWS::Scheduler::Schedule").values()
+    props = schedule["Properties"]
+    assert props["ScheduleExpression"] == {"Fn::Sub": "rate(${ReconcileMinutes} minutes)"}
+    assert props["Target"]["Arn"] == {"Fn::GetAtt": ["ImporterFunction", "Arn"]}
+    assert json.loads(props["Target"]["Input"]) == {"action": "reconcile_all"}
+    assert translated["Parameters"]["ReconcileMinutes"]["Default"] == 15

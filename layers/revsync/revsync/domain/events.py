@@ -85,6 +85,11 @@ def parse_event(body: bytes) -> StripeEvent:
         raw = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise EventError("malformed_json", "body is not valid JSON") from None
+    return event_from_dict(raw)
+
+
+def event_from_dict(raw: Any) -> StripeEvent:
+    """An event as decoded JSON (a webhook's body, or an item of ``GET /v1/events``)."""
     if not isinstance(raw, dict) or raw.get("object") != "event":
         raise EventError("not_an_event", "body is not a Stripe event object")
     event_id, event_type, created = raw.get("id"), raw.get("type"), raw.get("created")

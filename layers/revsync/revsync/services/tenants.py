@@ -6,6 +6,7 @@ import re
 from dataclasses import replace
 from typing import Any, Protocol
 
+from revsync.domain.reconcile import EventsState
 from revsync.domain.record import TraitError, validate_trait
 from revsync.domain.tenancy import Connection, Tenant, status_document, validate_tenant_id
 from revsync.domain.traits import candidate_traits
@@ -25,7 +26,7 @@ class ApiError(RevsyncError):
 
 
 class TenantRepository(Protocol):
-    def get(self, tenant_id: str) -> Tenant | None: ...
+    def get(self, tenant_id: str, min_config_version: int = 0) -> Tenant | None: ...
 
     def save(self, tenant: Tenant, now: int) -> None: ...
 
@@ -171,10 +172,25 @@ def save_config(
     return document
 
 
-def tenant_status(tenant_id: str, *, tenants: TenantRepository) -> dict[str, Any]:
+class EventsReader(Protocol):
+    def get(self, tenant_id: str) -> EventsState: ...
+
+
+def tenant_status(tenant_id: str, *, tenants: TenantRepository, events: EventsReader) -> dict[str, Any]:
     tenant_id = checked_tenant_id(tenant_id)
     tenant = tenants.get(tenant_id) or Tenant(tenant_id=tenant_id)
-    return status_document(tenant)
+    progress = events.get(tenant_id)
+    return {
+        **status_document(tenant),
+        "events": {
+            "last_event_at": progress.last_event_at,
+            "last_reconciled_at": progress.last_reconciled_at,
+            "recovered": progress.recovered,
+            "reconciling": bool(progress.running_since),
+            # Part of the last catch-up's gap was older than Stripe's Events API keeps (30 days).
+            "backfill_needed": progress.backfill_needed,
+        },
+    }
 
 
 def customer_record(tenant_id: str, external_id: str, *, records: RecordReader) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from revsync.domain.events import (
     Envelope,
@@ -43,6 +43,12 @@ class MessageResult:
     log: dict[str, Any] = field(default_factory=dict)
 
 
+class Watermarks(Protocol):
+    def note(self, tenant_id: str, event_created: int) -> None:
+        """An event of this time was applied (written coarsely: see revsync.domain.reconcile)."""
+        ...
+
+
 def _apply_envelope(
     envelope: Envelope,
     *,
@@ -50,6 +56,7 @@ def _apply_envelope(
     connection_tenants: TenantRepository,
     customers: Customers,
     stripe: StripeObjects,
+    watermarks: Watermarks,
     clock: Callable[[], float],
 ) -> SyncResult:
     account = envelope.get("account", UNSET)  # older envelopes carry none
@@ -61,7 +68,7 @@ def _apply_envelope(
             tenants=connection_tenants,
             now=int(clock()),
         )
-    return apply_observation(
+    result = apply_observation(
         envelope["tenant_id"],
         observation,
         tenants=tenants,
@@ -70,6 +77,9 @@ def _apply_envelope(
         account=account,
         clock=clock,
     )
+    if result.outcome != "dropped":
+        watermarks.note(envelope["tenant_id"], observation["observed_at"])
+    return result
 
 
 def process_message(
@@ -82,6 +92,7 @@ def process_message(
     directory: TenantDirectory,
     customers: Customers,
     stripe: StripeObjects,
+    watermarks: Watermarks,
     clock: Callable[[], float],
 ) -> MessageResult:
     envelope: Envelope | None = None
@@ -104,6 +115,7 @@ def process_message(
             connection_tenants=connection_tenants,
             customers=customers,
             stripe=stripe,
+            watermarks=watermarks,
             clock=clock,
         )
     except Deferred as exc:

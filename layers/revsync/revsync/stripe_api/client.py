@@ -166,6 +166,19 @@ class StripeAccounts:
                 return found
             query["starting_after"] = page["data"][-1]["id"]
 
+    def list_events(
+        self, tenant: Tenant, *, created_gte: int, types: tuple[str, ...], starting_after: str | None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page (newest first, 100) of the account's events, within its request budget."""
+        client = self.client_for(tenant)
+        params: dict[str, Any] = {"limit": 100, "created": {"gte": created_gte}, "types": list(types)}
+        if starting_after:
+            params["starting_after"] = starting_after
+        page: dict[str, Any] = self._read(
+            tenant, lambda: client.raw_request("get", "/v1/events", **params)
+        ).data
+        return list(page["data"]), bool(page["has_more"])
+
     def subscription_items(self, tenant: Tenant, subscription_id: str) -> list[SubscriptionItem]:
         raw = self._list_all(tenant, "/v1/subscription_items", {"subscription": subscription_id})
         return [parse_subscription_item(item) for item in raw]

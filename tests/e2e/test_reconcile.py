@@ -1,0 +1,154 @@
+"""Missed events on the whole local stack: webhooks dropped by the Stripe sandbox (their events stay
+listable), then caught up from the Events API by `POST /tenants/{id}/stripe/reconcile`."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+import stripe
+
+from local.http import http
+from local.stack import LocalStack
+from local.truth import expected_record
+from tests.e2e.test_local_stack import connect_tenant, sandbox
+
+pytestmark = pytest.mark.e2e
+
+DAY = 86_400
+CHECKED = ("mrr", "trialing", "churned", "deleted_in_stripe", "total_paid", "last_payment_at")
+
+
+def _reconcile(stack: LocalStack, tenant_id: str) -> dict[str, Any]:
+    for _ in range(10):  # a run cut short by the route's time limit resumes
+        status, answer = http("POST", f"{stack.api_url}/tenants/{tenant_id}/stripe/reconcile")
+        assert status == 202, answer
+        if answer["reconcile"]["state"] == "done":
+            return answer["reconcile"]  # type: ignore[no-any-return]
+    raise AssertionError("reconcile never finished")
+
+
+def _mismatches(
+    stack: LocalStack, tenant_id: str, client: stripe.StripeClient, ids: dict[str, str]
+) -> list[str]:
+    wrong = []
+    for name, customer_id in ids.items():
+        status, record = http("GET", f"{stack.api_url}/tenants/{tenant_id}/customers/u-{name}")
+        want = expected_record(client, customer_id)
+        if status != 200 or {k: record[k] for k in CHECKED} != {k: want[k] for k in CHECKED}:
+            wrong.append(name)
+    return wrong
+
+
+def _month_of_changes(
+    client: stripe.StripeClient, count: int, rng: random.Random, prefix: str = "c"
+) -> dict[str, str]:
+    prices = [
+        client.v1.prices.create(
+            params={
+                "currency": "usd",
+                "unit_amount": amount,
+                "recurring": {"interval": "month"},
+                "product_data": {"name": f"Plan {amount}"},
+            }
+        )
+        for amount in (1500, 4000, 9000)
+    ]
+    ids: dict[str, str] = {}
+    for n in range(count):
+        name = f"{prefix}{n}"
+        ids[name] = client.v1.customers.create(
+            params={"email": f"{name}@example.com", "metadata": {"app_id": f"u-{name}"}}
+        ).id
+        sub = client.v1.subscriptions.create(
+            params={
+                "customer": ids[name],
+                "items": [{"price": rng.choice(prices).id, "quantity": rng.randint(1, 3)}],
+            }
+        )
+        roll = rng.random()
+        if roll < 0.2:
+            client.v1.subscriptions.update(
+                sub.id,
+                params={"items": [{"id": sub["items"].data[0].id, "price": prices[2].id, "quantity": 2}]},
+            )
+        elif roll < 0.3:
+            client.v1.subscriptions.cancel(sub.id)
+        elif roll < 0.4:
+            client.v1.subscriptions.update(sub.id, params={"cancel_at_period_end": True})
+        elif roll < 0.45:
+            client.v1.customers.delete(ids[name])
+    return ids
+
+
+def test_dropped_webhooks_of_a_month_for_50_customers_are_recovered_by_one_reconcile(
+    local_stack: LocalStack,
+) -> None:
+    stack = local_stack
+    client, _ = connect_tenant(stack, "e2e-missed")
+    sandbox(stack, "config", {"delivery_drop_ratio": 0.3})
+    try:
+        ids = _month_of_changes(client, 50, random.Random(11))
+        sandbox(stack, "clock/advance", {"seconds": 31 * DAY})  # renewals billed, period ends
+    finally:
+        sandbox(stack, "config", {"delivery_drop_ratio": 0.0})
+    assert http("POST", f"{stack.api_url}/_local/flush")[1]["flushed"] is True
+    dropped = http("GET", f"{stack.stripe_url}/_sandbox/stats")[1]["deliveries dropped"]
+    assert dropped > 20
+    assert _mismatches(stack, "e2e-missed", client, ids)  # the drops left records wrong
+
+    report = _reconcile(stack, "e2e-missed")
+
+    assert http("POST", f"{stack.api_url}/_local/flush")[1]["flushed"] is True
+    assert report["recovered"] > 0
+    assert _mismatches(stack, "e2e-missed", client, ids) == []
+    status = http("GET", f"{stack.api_url}/tenants/e2e-missed/stripe")[1]
+    assert status["events"]["recovered"] == report["recovered"]
+    assert status["events"]["last_reconciled_at"] is not None
+    assert status["events"]["backfill_needed"] is False
+
+    # Twice changes nothing and counts nothing twice.
+    totals = {
+        n: http("GET", f"{stack.api_url}/tenants/e2e-missed/customers/u-{n}")[1]["total_paid"] for n in ids
+    }
+    again = _reconcile(stack, "e2e-missed")
+    assert again["recovered"] == 0
+    assert {
+        n: http("GET", f"{stack.api_url}/tenants/e2e-missed/customers/u-{n}")[1]["total_paid"] for n in ids
+    } == totals
+
+
+def test_changes_made_while_a_connection_was_revoked_are_recovered_once_it_is_restored(
+    local_stack: LocalStack,
+) -> None:
+    stack = local_stack
+    client, secret = connect_tenant(stack, "e2e-revoked")
+    ids = _month_of_changes(client, 5, random.Random(12))
+    assert http("POST", f"{stack.api_url}/_local/flush")[1]["flushed"] is True
+    _reconcile(stack, "e2e-revoked")  # caught up: reconciled through now
+    assert http("DELETE", f"{stack.api_url}/tenants/e2e-revoked/stripe")[0] == 200
+    sandbox(stack, "clock/advance", {"seconds": 31 * DAY})  # renewals while disconnected (dropped)
+    more = _month_of_changes(client, 3, random.Random(13), prefix="later")
+    assert http("POST", f"{stack.api_url}/_local/flush")[1]["flushed"] is True
+    assert _mismatches(stack, "e2e-revoked", client, {**ids, **more})
+    key = client._requestor.api_key
+    assert (
+        http(
+            "PUT",
+            f"{stack.api_url}/tenants/e2e-revoked/stripe/connection",
+            {"api_key": key, "webhook_secret": secret},
+        )[0]
+        == 200
+    )
+
+    report = _reconcile(stack, "e2e-revoked")
+
+    assert http("POST", f"{stack.api_url}/_local/flush")[1]["flushed"] is True
+    assert report["recovered"] > 0
+    assert _mismatches(stack, "e2e-revoked", client, {**ids, **more}) == []
+
+
+def test_reconcile_is_refused_for_a_tenant_without_a_connection(local_stack: LocalStack) -> None:
+    status, answer = http("POST", f"{local_stack.api_url}/tenants/e2e-nobody/stripe/reconcile")
+    assert (status, answer["error"]) == (409, "not_connected")
