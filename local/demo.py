@@ -178,6 +178,27 @@ def story(client: stripe.StripeClient) -> dict[str, str]:
     return customers
 
 
+def lost_webhook(stack: LocalStack, client: stripe.StripeClient, grace: str) -> int:
+    """Stripe loses a delivery; the catch-up from its Events API recovers it. Returns how many."""
+    http("POST", f"{stack.stripe_url}/_sandbox/config", {"delivery_drop_ratio": 1.0})
+    [subscription] = client.v1.subscriptions.list(params={"customer": grace}).data
+    client.v1.subscriptions.update(
+        subscription.id, params={"items": [{"id": subscription["items"].data[0].id, "quantity": 1}]}
+    )
+    wait(stack, "delivering (nothing: the webhook is lost)")
+    http("POST", f"{stack.stripe_url}/_sandbox/config", {"delivery_drop_ratio": 0.0})
+    before = http("GET", f"{stack.api_url}/tenants/{TENANT}/customers/u-grace")[1]["mrr"]
+    step(f"Grace drops to 1 seat, and Stripe's webhook is lost: her record still says MRR {before / 100:.2f}")
+    answer = http("POST", f"{stack.api_url}/tenants/{TENANT}/stripe/reconcile")[1]["reconcile"]
+    wait(stack, "applying the catch-up")
+    after = http("GET", f"{stack.api_url}/tenants/{TENANT}/customers/u-grace")[1]["mrr"]
+    step(
+        f"catch-up from Stripe's Events API: {answer['listed']} events listed, {answer['recovered']} "
+        f"recovered; Grace's MRR is now {after / 100:.2f}"
+    )
+    return int(answer["recovered"])
+
+
 def wait(stack: LocalStack, what: str) -> dict[str, Any]:
     """Flush the pipeline, printing progress while it runs."""
     result: dict[str, Any] = {}
@@ -231,6 +252,7 @@ def main() -> int:
         http("POST", f"{stack.stripe_url}/_sandbox/clock/advance", {"seconds": 31 * DAY})
         step("a month passes: Ada's trial converts, renewals are billed and paid, Linus's plan ends")
         flushed = wait(stack, "delivering the month")
+        recovered = lost_webhook(stack, client, customers["u-grace"])
         delivered = stack.sandbox.delivered if stack.sandbox else 0
         print()
         print(
@@ -258,6 +280,8 @@ def main() -> int:
             mismatches.append("Edsger's unmatched record should have moved to u-edsger")
         if backfill["state"] != "succeeded":
             mismatches.append(f"backfill {backfill['state']}: {backfill['error']}")
+        if recovered < 1:
+            mismatches.append("the dropped webhook was not recovered by the catch-up")
         if flushed.get("dead_letters"):
             mismatches.append(f"{flushed['dead_letters']} events in the dead-letter queue")
         print()
