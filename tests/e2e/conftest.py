@@ -22,5 +22,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def local_stack() -> Iterator[LocalStack]:
-    with LocalStack(ports=Ports(api=free_port(), aws=free_port(), stripe=free_port())) as stack:
+    # No scheduled catch-up: it would recover what a test drops at a moment no test controls
+    # (tests/integration/test_reconcile_schedule.py runs the scheduled action itself).
+    ports = Ports(api=free_port(), aws=free_port(), stripe=free_port())
+    with LocalStack(ports=ports, reconcile_seconds=0) as stack:
         yield stack
