@@ -13,7 +13,6 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from revsync.domain.backfill import new_totals
-from revsync.infra.secrets import PlatformSecrets, TenantSecrets
 from revsync.services import backfill, reconcile
 from revsync.services.sync import Customers, Tenants
 from revsync.settings import get_settings
@@ -21,8 +20,8 @@ from revsync.store.budget import AccountRequestBudget
 from revsync.store.customers import CustomerStore
 from revsync.store.events_progress import EventsProgressStore
 from revsync.store.tenants import BackfillProgress, CachedTenantStore, TenantStore, connected_tenant_ids
-from revsync.stripe_api.client import StripeAccounts
 from revsync.stripe_api.pacing import Pacer
+from revsync.wiring import stripe_accounts
 
 logger = Logger()
 metrics = Metrics()
@@ -48,20 +47,12 @@ class Dependencies:
 
 @lru_cache(maxsize=1)
 def dependencies() -> Dependencies:
-    tenant_secrets = TenantSecrets()
     return Dependencies(
         tenants=CachedTenantStore(TenantStore()),
         stored_tenants=TenantStore(),
         customers=CustomerStore(),
         progress=BackfillProgress(),
-        stripe=StripeAccounts(
-            platform_key=PlatformSecrets().stripe_secret_key,
-            tenant_api_key=lambda name: str(tenant_secrets.read(name)["api_key"]),
-            api_base=get_settings().stripe_api_base,
-            # The catch-up's reads share the account's budget (backfill walks pace themselves).
-            budget=lambda account, rate: AccountRequestBudget(account, rate).reserve,
-            rate_limits=(get_settings().stripe_rate_limit_test, get_settings().stripe_rate_limit_live),
-        ),
+        stripe=stripe_accounts(),
         events=EventsProgressStore(),
         clock=time.time,
     )

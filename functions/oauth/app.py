@@ -25,11 +25,10 @@ from revsync.services import tenants as service
 from revsync.services.sync import Customers
 from revsync.services.tenants import ApiError
 from revsync.settings import get_settings
-from revsync.store.budget import AccountRequestBudget
 from revsync.store.customers import CustomerStore
 from revsync.store.events_progress import EventsProgressStore
 from revsync.store.tenants import BackfillProgress, OAuthStates, TenantStore
-from revsync.stripe_api.client import StripeAccounts
+from revsync.wiring import stripe_accounts
 
 logger = Logger()
 tracer = Tracer()
@@ -68,14 +67,7 @@ def dependencies() -> Dependencies:
         platform=PlatformSecrets(),
         starter=BackfillStarter(),
         secrets=tenant_secrets,
-        stripe=StripeAccounts(
-            platform_key=PlatformSecrets().stripe_secret_key,
-            tenant_api_key=lambda name: str(tenant_secrets.read(name)["api_key"]),
-            api_base=get_settings().stripe_api_base,
-            # Reads for a catch-up share the account's request budget with the worker and backfills.
-            budget=lambda account, rate: AccountRequestBudget(account, rate).reserve,
-            rate_limits=(get_settings().stripe_rate_limit_test, get_settings().stripe_rate_limit_live),
-        ),
+        stripe=stripe_accounts(tenant_secrets),
         customers=CustomerStore(),
         events=EventsProgressStore(),
         clock=time.time,

@@ -20,18 +20,16 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from revsync.errors import Deferred, RetryLater
 from revsync.infra.queue import DeadLetters, EventsQueueVisibility
-from revsync.infra.secrets import PlatformSecrets, TenantSecrets
 from revsync.services.receive import TenantDirectory
 from revsync.services.sync import Customers, StripeObjects, Tenants
 from revsync.services.tenants import TenantRepository
 from revsync.services.worker import Watermarks, process_message
 from revsync.settings import get_settings
-from revsync.store.budget import AccountRequestBudget
 from revsync.store.customers import CustomerStore
 from revsync.store.events_progress import CachedWatermarks, EventsProgressStore
 from revsync.store.tenant_lookup import DynamoTenantDirectory
 from revsync.store.tenants import CachedTenantStore, TenantStore
-from revsync.stripe_api.client import StripeAccounts
+from revsync.wiring import stripe_accounts
 
 logger = Logger()
 metrics = Metrics()
@@ -53,21 +51,12 @@ class Dependencies:
 
 @lru_cache(maxsize=1)
 def dependencies() -> Dependencies:
-    settings = get_settings()
-    platform, tenant_secrets = PlatformSecrets(), TenantSecrets()
     return Dependencies(
         tenants=CachedTenantStore(TenantStore()),
         connection_tenants=TenantStore(),
         directory=DynamoTenantDirectory(),
         customers=CustomerStore(),
-        stripe=StripeAccounts(
-            platform_key=platform.stripe_secret_key,
-            tenant_api_key=lambda name: str(tenant_secrets.read(name)["api_key"]),
-            api_base=settings.stripe_api_base,
-            # The worker's reads share the account's request budget with backfills.
-            budget=lambda account, rate: AccountRequestBudget(account, rate).reserve,
-            rate_limits=(settings.stripe_rate_limit_test, settings.stripe_rate_limit_live),
-        ),
+        stripe=stripe_accounts(),
         dead_letters=DeadLetters(),
         visibility=EventsQueueVisibility(),
         watermarks=CachedWatermarks(EventsProgressStore()),
