@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
+
+# Re-exported: tenant ids and routes live in revsync.domain.routing (the receiver's light module).
+from revsync.domain.routing import TenantError, TenantRoute, validate_tenant_id
+
+__all__ = [
+    "Connection",
+    "Tenant",
+    "TenantError",
+    "TenantRoute",
+    "Tracking",
+    "status_document",
+    "validate_tenant_id",
+]
 
 ConnectionStatus = Literal["connected", "revoked", "none"]
 ConnectionMode = Literal["oauth", "api_key"]
 
-_TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 STRIPE = "stripe"
-
-
-class TenantError(ValueError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def validate_tenant_id(tenant_id: str | None) -> str:
-    if not isinstance(tenant_id, str) or not _TENANT_ID.fullmatch(tenant_id):
-        raise TenantError("invalid_tenant_id", "tenant_id must be 1-64 letters, digits, '_', '.' or '-'")
-    return tenant_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,17 +69,6 @@ class Tenant:
             config_version=self.config_version + 1,
             tracking=self.tracking.override_for_stripe(),
         )
-
-
-class TenantRoute(NamedTuple):
-    """What the receiver needs to accept an event for a tenant (one small read). A NamedTuple, as
-    the receiver's other values: cheaper to define than a dataclass on its cold-start path."""
-
-    tenant_id: str
-    status: str
-    livemode: bool
-    mode: str | None = None
-    secret_name: str | None = None
 
 
 def status_document(tenant: Tenant) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 
-from revsync.domain.tenancy import TenantRoute
+from revsync.domain.routing import TenantRoute
 from revsync.infra import aws
 from revsync.settings import get_settings
 

@@ -26,7 +26,7 @@ from revsync.domain.events import (
     parked_event,
     parse_event,
 )
-from revsync.domain.tenancy import TenantError, TenantRoute, validate_tenant_id
+from revsync.domain.routing import TenantError, TenantRoute, validate_tenant_id
 
 logger = logging.getLogger("revsync.receive")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from revsync.domain.tenancy import TenantRoute
+from revsync.domain.routing import TenantRoute
 from revsync.infra import aws
 from revsync.settings import get_settings
 
