@@ -232,23 +232,14 @@ def get_traits(tenant_id: str) -> Response[str]:
 @app.get("/tenants/<tenant_id>/stripe/settings")
 def settings_page(tenant_id: str) -> Response[str]:
     deps = dependencies()
-    status = service.tenant_status(tenant_id, tenants=deps.tenants, events=deps.events)
-    candidates, note = None, ""
-    if status["connection"]["status"] == "connected":
-        try:
-            candidates = service.discover_traits(tenant_id, tenants=deps.tenants, stripe=deps.stripe)[
-                "candidates"
-            ]
-        except Exception as exc:  # the page still shows; the picker says why it is empty
-            logger.warning("trait discovery failed", error=type(exc).__name__)
-            note = "Could not read customers from Stripe right now; reload to try again."
-    if app.current_event.get_query_string_value("connected"):
-        note = note or "Stripe is connected. Choose your customer-ID trait to import your data."
-    return Response(
-        status_code=200,
-        content_type="text/html; charset=utf-8",
-        body=settings_page_view.render(status, candidates, note),
+    body = service.settings_page(
+        tenant_id,
+        just_connected=bool(app.current_event.get_query_string_value("connected")),
+        tenants=deps.tenants,
+        events=deps.events,
+        stripe=deps.stripe,
     )
+    return Response(status_code=200, content_type="text/html; charset=utf-8", body=body)
 
 
 @app.get("/tenants/<tenant_id>/stripe")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import replace
 from typing import Any, Protocol
@@ -11,7 +12,10 @@ from revsync.domain.record import TraitError, validate_trait
 from revsync.domain.tenancy import Connection, Tenant, status_document, validate_tenant_id
 from revsync.domain.traits import candidate_traits
 from revsync.errors import RevsyncError
+from revsync.services import settings_page as settings_page_view
 from revsync.stripe_api.client import KeyCheck, StripeAccessError
+
+logger = logging.getLogger("revsync.tenants")
 
 _API_KEY = re.compile(r"^(rk|sk)_(test|live)_[A-Za-z0-9_]{8,}$")
 _WEBHOOK_SECRET = re.compile(r"^whsec_[A-Za-z0-9_+/=]{8,}$")
@@ -191,6 +195,28 @@ def tenant_status(tenant_id: str, *, tenants: TenantRepository, events: EventsRe
             "backfill_needed": progress.backfill_needed,
         },
     }
+
+
+def settings_page(
+    tenant_id: str,
+    *,
+    just_connected: bool,
+    tenants: TenantRepository,
+    events: EventsReader,
+    stripe: CustomerSampler,
+) -> str:
+    """The settings page (HTML): the status, and the trait candidates when Stripe answers."""
+    status = tenant_status(tenant_id, tenants=tenants, events=events)
+    candidates, note = None, ""
+    if status["connection"]["status"] == "connected":
+        try:
+            candidates = discover_traits(tenant_id, tenants=tenants, stripe=stripe)["candidates"]
+        except Exception as exc:  # any failure to read Stripe: the page still shows, the picker says why
+            logger.warning("trait discovery failed: %s", type(exc).__name__)
+            note = "Could not read customers from Stripe right now; reload to try again."
+    if just_connected:
+        note = note or "Stripe is connected. Choose your customer-ID trait to import your data."
+    return settings_page_view.render(status, candidates, note)
 
 
 def customer_record(tenant_id: str, external_id: str, *, records: RecordReader) -> dict[str, Any]:
