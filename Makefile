@@ -8,6 +8,10 @@ PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12 /r
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The AWS SAM CLI in its own venv (its dependency pins differ from the dev tools').
+SAM_VENV := .sam-venv
+SAM := $(SAM_VENV)/bin/sam
+SAM_VERSION := 1.170.0
 
 .PHONY: help venv test test-unit lint fmt build sam-cli up demo bench clean browser-deps soak redrive
 
@@ -45,10 +49,6 @@ lint: $(STAMP) ## ruff, mypy and cfn-lint
 fmt: $(STAMP) ## format and autofix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
-
-SAM_VENV := .sam-venv
-SAM := $(SAM_VENV)/bin/sam
-SAM_VERSION := 1.170.0
 
 $(SAM):
 	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
