@@ -169,3 +169,21 @@ def test_config_change_rekeys_on_the_next_observation() -> None:
     )
     assert result.record_written
     assert set(customers.records) == {("acme", "ada@example.com")}
+
+
+def test_a_read_to_settle_a_tie_counts_as_newer_than_what_was_received_whatever_our_clock() -> None:
+    """Regression: with Stripe's clock ahead of ours, the read was stamped older than the tie it was
+    meant to settle and was ignored, leaving the first of two same-second snapshots."""
+    ahead = 10_000 + 86_400  # Stripe's event time, a day ahead of our clock (10_000)
+    stripe = FakeStripe()
+    two = S.subscription(
+        "cus_1", [S.subscription_item(S.price(1000), quantity=2)], id="sub_1", status="active"
+    )
+    seven = {**two, "items": {**two["items"], "data": [{**two["items"]["data"][0], "quantity": 7}]}}
+    stripe.objects["sub_1"] = seven
+    customers = FakeCustomers()
+    _apply(_sub(two, ahead), customers, stripe=stripe)
+    result = _apply(_sub(seven, ahead), customers, stripe=stripe)  # same second, different content
+    assert (result.outcome, result.refetches) == ("applied", 1)
+    [record] = customers.records.values()
+    assert record["mrr"] == 7000

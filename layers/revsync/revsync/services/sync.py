@@ -165,8 +165,10 @@ def apply_observation(
             refetches += 1
             kind, object_id = fetch_target(observation["snapshot"])
             # Stamped when asked, not when answered: Stripe reads after the request is sent, so any
-            # change the answer misses has an event time at or after this second.
-            requested_at = int(clock())
+            # change the answer misses has an event time at or after this second. And never before
+            # an event already received for this customer: those happened before the read, whatever
+            # the skew between Stripe's clock and ours.
+            requested_at = max(int(clock()), observation["observed_at"], stored.objects.newest_observation)
             fetched = stripe.fetch(tenant, kind, object_id)
             if fetched is None:
                 return SyncResult("dropped", "object_gone", refetches, conflicts)
