@@ -27,7 +27,7 @@ from revsync.services.tenants import ApiError
 from revsync.settings import get_settings
 from revsync.store.customers import CustomerStore
 from revsync.store.events_progress import EventsProgressStore
-from revsync.store.tenants import BackfillProgress, OAuthStates, TenantStore
+from revsync.store.tenants import BackfillProgress, ConnectionMoved, OAuthStates, TenantStore
 from revsync.wiring import stripe_accounts
 
 logger = Logger()
@@ -96,6 +96,15 @@ def _json_body() -> Any:
 def _api_error(exc: ApiError) -> Response[str]:
     logger.info("request refused", error=exc.code, status=exc.status)
     return _json(exc.status, {"error": exc.code, "message": exc.message})
+
+
+@app.exception_handler(ConnectionMoved)
+def _connection_moved(exc: ConnectionMoved) -> Response[str]:
+    """Two changes to one tenant's connection crossed: the caller retries with what is stored now."""
+    logger.info("request refused", error="connection_changed", status=409)
+    return _json(
+        409, {"error": "connection_changed", "message": "the Stripe connection changed meanwhile; retry"}
+    )
 
 
 @app.exception_handler(stripe.StripeError)

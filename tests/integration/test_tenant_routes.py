@@ -167,3 +167,18 @@ def test_platform_attributes_on_a_record_are_never_touched(stack: InProcessStack
     assert item["plan_tier"] == {"S": "enterprise"}
     assert item["health_score"] == {"N": "87"}
     assert item["stripe_customer_id"] == {"S": "cus_1"}
+
+
+def test_a_connection_changed_meanwhile_is_a_409_not_a_500(
+    stack: InProcessStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from revsync.store.tenants import ConnectionMoved
+
+    TenantStore().save(Tenant("acme", Connection("connected", "oauth", "acct_1")), NOW)
+
+    def crossed(self: TenantStore, tenant: Tenant, now: int) -> None:
+        raise ConnectionMoved(tenant.tenant_id)
+
+    monkeypatch.setattr(TenantStore, "save", crossed)
+    response = stack.request("PUT", "/tenants/acme/stripe/config", {"customer_id_trait": "id"})
+    assert (response.status, response.json()["error"]) == (409, "connection_changed")
