@@ -72,16 +72,16 @@ def history(client: stripe.StripeClient) -> dict[str, str]:
 def connect(stack: LocalStack, account_id: str) -> None:
     """ "Connect with Stripe" (OAuth): revsync's authorize URL, the sandbox's authorize step for the
     tenant's account, the callback back to revsync, then the customer-ID trait."""
-    status, body = http("POST", f"{stack.api_url}/tenants/{TENANT}/stripe/connect")
+    status, body = stack.admin("POST", f"/tenants/{TENANT}/stripe/connect")
     assert status == 200, body
     # The person approves in Stripe, logged in to their account (the sandbox takes it as a parameter).
     step_one = _no_redirect(f"{body['authorize_url']}&stripe_account={account_id}")
     landed = _no_redirect(step_one)
-    assert landed.endswith(f"/tenants/{TENANT}/stripe/settings?connected=1"), landed
-    connection = http("GET", f"{stack.api_url}/tenants/{TENANT}/stripe")[1]["connection"]
+    assert landed.endswith(f"/settings?tenant={TENANT}&connected=1"), landed
+    connection = stack.admin("GET", f"/tenants/{TENANT}/stripe")[1]["connection"]
     step(f"tenant {TENANT!r} connected Stripe account {connection['account_id']} with OAuth")
-    status, body = http(
-        "PUT", f"{stack.api_url}/tenants/{TENANT}/stripe/config", {"customer_id_trait": "metadata.app_id"}
+    status, body = stack.admin(
+        "PUT", f"/tenants/{TENANT}/stripe/config", {"customer_id_trait": "metadata.app_id"}
     )
     assert status == 200, body
     step(f"customer-ID trait set to metadata.app_id; tracking is now {body['tracking']}; a backfill started")
@@ -107,7 +107,7 @@ def import_existing(stack: LocalStack) -> dict[str, Any]:
     """Wait for the backfill (the real state machine on moto), showing its progress."""
     started = time.monotonic()
     while True:
-        backfill: dict[str, Any] = http("GET", f"{stack.api_url}/tenants/{TENANT}/stripe")[1]["backfill"]
+        backfill: dict[str, Any] = stack.admin("GET", f"/tenants/{TENANT}/stripe")[1]["backfill"]
         if backfill["state"] in ("succeeded", "failed"):
             break
         print(f"  ... importing: {backfill['stage']}, {backfill['counts']}", flush=True)
@@ -187,11 +187,11 @@ def lost_webhook(stack: LocalStack, client: stripe.StripeClient, grace: str) -> 
     )
     wait(stack, "delivering (nothing: the webhook is lost)")
     http("POST", f"{stack.stripe_url}/_sandbox/config", {"delivery_drop_ratio": 0.0})
-    before = http("GET", f"{stack.api_url}/tenants/{TENANT}/customers/u-grace")[1]["mrr"]
+    before = stack.admin("GET", f"/tenants/{TENANT}/customers/u-grace")[1]["mrr"]
     step(f"Grace drops to 1 seat, and Stripe's webhook is lost: her record still says MRR {before / 100:.2f}")
-    answer = http("POST", f"{stack.api_url}/tenants/{TENANT}/stripe/reconcile")[1]["reconcile"]
+    answer = stack.admin("POST", f"/tenants/{TENANT}/stripe/reconcile")[1]["reconcile"]
     wait(stack, "applying the catch-up")
-    after = http("GET", f"{stack.api_url}/tenants/{TENANT}/customers/u-grace")[1]["mrr"]
+    after = stack.admin("GET", f"/tenants/{TENANT}/customers/u-grace")[1]["mrr"]
     step(
         f"catch-up from Stripe's Events API: {answer['listed']} events listed, {answer['recovered']} "
         f"recovered; Grace's MRR is now {after / 100:.2f}"
@@ -261,7 +261,7 @@ def main() -> int:
         )
         mismatches: list[str] = []
         for external_id, customer_id in customers.items():
-            status, record = http("GET", f"{stack.api_url}/tenants/{TENANT}/customers/{external_id}")
+            status, record = stack.admin("GET", f"/tenants/{TENANT}/customers/{external_id}")
             record = record if status == 200 else None
             print(_row(external_id, record))
             if record is None:
@@ -273,9 +273,7 @@ def main() -> int:
                 for k, v in want.items()
                 if record[k] != v
             ]
-        unmatched = http("GET", f"{stack.api_url}/tenants/{TENANT}/customers/stripe:{customers['u-edsger']}")[
-            0
-        ]
+        unmatched = stack.admin("GET", f"/tenants/{TENANT}/customers/stripe:{customers['u-edsger']}")[0]
         if unmatched != 404:
             mismatches.append("Edsger's unmatched record should have moved to u-edsger")
         if backfill["state"] != "succeeded":

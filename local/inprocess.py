@@ -25,9 +25,10 @@ from revsync.settings import get_settings
 from revsync.store import models
 
 from local import apigw, lambda_runtime, poller
+from local.auth import LocalIssuer
 from local.aws import create_resources
 from local.environment import LOCAL_AWS, REGION, EnvironmentPatch, functions_environment
-from local.template import LocalNames, http_routes, resources_of_type
+from local.template import LocalNames, resources_of_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,12 @@ class InProcessStack:
         self._environment = EnvironmentPatch()
         self.names: LocalNames | None = None
         self.clock = clock
+        self.issuer = LocalIssuer(clock=lambda: self.clock())  # noqa: PLW0108 (tests move stack.clock)
+        self.gateway = apigw.Gateway(self.issuer, lambda_runtime.invoke)
+
+    def token(self, tenant_id: str | None = None) -> str:
+        """A bearer token for ``tenant_id``, or the operator's (scope ``revsync/admin``) without one."""
+        return self.issuer.issue({"tenant_id": tenant_id} if tenant_id else {"scope": "revsync/admin"})
 
     def __enter__(self) -> InProcessStack:
         self._environment.set(LOCAL_AWS)
@@ -109,26 +116,22 @@ class InProcessStack:
         body: bytes | str | dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         query: str = "",
+        *,
+        token: str | None = None,
     ) -> HttpResponse:
+        """Through the template's routes. Admin routes get the operator's bearer token unless
+        ``token`` (a tenant's, or "" for none) or an ``authorization`` header is given."""
         headers = dict(headers or {})
         if isinstance(body, dict):
             body = json.dumps(body)
             headers.setdefault("content-type", "application/json")
+        if not any(key.lower() == "authorization" for key in headers):
+            bearer = self.token() if token is None else token
+            if bearer:
+                headers["authorization"] = f"Bearer {bearer}"
         raw = body.encode() if isinstance(body, str) else (body or b"")
-        for route in http_routes():
-            params = apigw.match(route, method, path)
-            if params is None:
-                continue
-            event = apigw.http_event(route, path, params, raw, headers, query)
-            result = lambda_runtime.invoke(route.function, event)
-            return HttpResponse(
-                int(result["statusCode"]), dict(result.get("headers") or {}), result.get("body") or ""
-            )
-        return HttpResponse(
-            404,
-            {"content-type": "application/json"},
-            json.dumps({"error": "not_found", "message": "no such route"}),
-        )
+        result = self.gateway.handle(method, path, raw, headers, query)
+        return HttpResponse(result.status, result.headers, result.body)
 
     def post_webhook(
         self,

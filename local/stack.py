@@ -27,12 +27,14 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from local import apigw, lambda_runtime, poller, stepfunctions
+from local.auth import LocalIssuer
 from local.aws import DEFAULT_PLATFORM_KEY, DEFAULT_WEBHOOK_SECRET, create_resources
 from local.environment import LOCAL_AWS, REGION, EnvironmentPatch, functions_environment
+from local.http import http
 from local.inprocess import reset_process_caches
 from local.stripe_sandbox.server import SandboxApp
 from local.stripe_sandbox.server import serve as serve_sandbox
-from local.template import LocalNames, http_routes
+from local.template import LocalNames
 
 log = logging.getLogger("revsync.local")
 
@@ -80,6 +82,20 @@ class LocalStack:
     _poller_busy: threading.Event = field(default_factory=threading.Event)
     poll_stats: poller.PollStats = field(default_factory=poller.PollStats)
     _environment: EnvironmentPatch = field(default_factory=EnvironmentPatch)
+    issuer: LocalIssuer = field(default_factory=LocalIssuer)
+    gateway: apigw.Gateway = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gateway = apigw.Gateway(self.issuer, self._invoke)
+
+    def token(self, tenant_id: str | None = None) -> str:
+        """A bearer token for ``tenant_id``, or the operator's (scope ``revsync/admin``) without one."""
+        return self.issuer.issue({"tenant_id": tenant_id} if tenant_id else {"scope": "revsync/admin"})
+
+    def admin(self, method: str, path: str, body: Any = None, *, token: str | None = None) -> tuple[int, Any]:
+        """An admin route over HTTP with a bearer token (the operator's unless ``token`` is given)."""
+        bearer = token if token is not None else self.token()
+        return http(method, f"{self.api_url}{path}", body, headers={"authorization": f"Bearer {bearer}"})
 
     @property
     def api_url(self) -> str:
@@ -195,32 +211,16 @@ class LocalStack:
         if request.path == "/_local/flush" and request.method == "POST":
             response = Response(json.dumps(self.flush()), mimetype="application/json")
             return response(environ, start_response)
-        for route in http_routes():
-            params = apigw.match(route, request.method, request.path)
-            if params is None:
-                continue
-            event = apigw.http_event(
-                route,
-                request.path,
-                params,
-                request.get_data(),
-                dict(request.headers.items()),
-                request.query_string.decode(),
-            )
-            result = self._invoke(route.function, event)
-            response = Response(
-                result.get("body") or "",
-                status=int(result["statusCode"]),
-                headers=result.get("headers") or {},
-            )
-            for cookie in result.get("cookies") or []:
-                response.headers.add("Set-Cookie", cookie)
-            return response(environ, start_response)
-        response = Response(
-            json.dumps({"error": "not_found", "message": "no such route"}),
-            status=404,
-            mimetype="application/json",
+        result = self.gateway.handle(
+            request.method,
+            request.path,
+            request.get_data(),
+            dict(request.headers.items()),
+            request.query_string.decode(),
         )
+        response = Response(result.body, status=result.status, headers=result.headers)
+        for cookie in result.cookies:
+            response.headers.add("Set-Cookie", cookie)
         return response(environ, start_response)
 
     # --- the poller -----------------------------------------------------------------------------

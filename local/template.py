@@ -67,10 +67,39 @@ class LocalNames:
         return logical_id
 
 
+# The local stack's parameter values: its own stage, and admin routes behind its local JWT issuer
+# (local/auth.py), as DESIGN.md's local stack requires.
+LOCAL_PARAMETERS = {"Stage": LOCAL_STAGE, "AdminAuth": "JWT", "AdminLoginUrl": "/_local/login"}
+
+
 def parameter_defaults() -> dict[str, str]:
     params = {k: str(v.get("Default", "")) for k, v in load_template().get("Parameters", {}).items()}
-    params["Stage"] = LOCAL_STAGE
+    params.update(LOCAL_PARAMETERS)
     return params
+
+
+def condition(name: str) -> bool:
+    """A template condition, evaluated with the local parameter values."""
+    return bool(_evaluate(load_template()["Conditions"][name]))
+
+
+def _evaluate(expression: Any) -> Any:
+    if isinstance(expression, dict) and len(expression) == 1:
+        ((fn, arg),) = expression.items()
+        if fn == "Ref":
+            return parameter_defaults()[arg]
+        if fn == "Fn::Equals":
+            return _evaluate(arg[0]) == _evaluate(arg[1])
+        if fn == "Fn::Not":
+            return not _evaluate(arg[0])
+        if fn == "Fn::And":
+            return all(_evaluate(item) for item in arg)
+        if fn == "Fn::Or":
+            return any(_evaluate(item) for item in arg)
+        if fn == "Condition":
+            return condition(arg)
+        raise ValueError(f"condition function {fn} is not evaluated locally")
+    return expression
 
 
 def _resolve(value: Any, names: LocalNames) -> Any:
@@ -83,6 +112,9 @@ def _resolve(value: Any, names: LocalNames) -> Any:
     }
     if isinstance(value, dict) and len(value) == 1:
         ((fn, arg),) = value.items()
+        if fn == "Fn::If":
+            name, when_true, when_false = arg
+            return _resolve(when_true if condition(name) else when_false, names)
         if fn == "Ref":
             if arg in params:
                 return params[arg]
@@ -151,13 +183,39 @@ class HttpRoute:
     function: str  # logical id
     code_uri: str
     handler: str
-    auth: str  # NONE | AWS_IAM
+    auth: str  # NONE | AWS_IAM | JWT
 
     @property
     def route_key(self) -> str:
         return f"{self.method} {self.path}"
 
 
+def _admin_routes() -> list[HttpRoute]:
+    """The plain ``AWS::ApiGatewayV2::Route`` resources, with the auth the local parameters choose."""
+    template, names = load_template(), LocalNames(region="us-east-1", queue_urls={})
+    routes = []
+    for resource in resources_of_type("AWS::ApiGatewayV2::Route").values():
+        props = resource["Properties"]
+        method, path = props["RouteKey"].split(" ", 1)
+        integration_id = re.fullmatch(r"integrations/\$\{(\w+)\}", props["Target"]["Fn::Sub"])
+        assert integration_id, props["Target"]
+        integration = template["Resources"][integration_id.group(1)]["Properties"]
+        function = integration["IntegrationUri"]["Fn::GetAtt"][0]
+        function_props = template["Resources"][function]["Properties"]
+        routes.append(
+            HttpRoute(
+                method=method,
+                path=path,
+                function=function,
+                code_uri=function_props["CodeUri"],
+                handler=function_props["Handler"],
+                auth=str(_resolve(props.get("AuthorizationType", "NONE"), names)),
+            )
+        )
+    return routes
+
+
+@lru_cache(maxsize=1)
 def http_routes() -> list[HttpRoute]:
     template = load_template()
     default_auth = (
@@ -167,7 +225,7 @@ def http_routes() -> list[HttpRoute]:
         .get("Auth", {})
         .get("DefaultAuthorizer", "NONE")
     )
-    routes = []
+    routes = _admin_routes()
     for logical_id, resource in resources_of_type("AWS::Serverless::Function").items():
         props = resource["Properties"]
         for event in props.get("Events", {}).values():
@@ -184,4 +242,5 @@ def http_routes() -> list[HttpRoute]:
                     auth=spec.get("Auth", {}).get("Authorizer", default_auth),
                 )
             )
-    return routes
+    # Like API Gateway: a literal path is matched before a parameterised one.
+    return sorted(routes, key=lambda route: route.path.count("{"))

@@ -16,14 +16,16 @@ from urllib.parse import unquote
 import stripe
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from revsync.domain import access
+from revsync.errors import ApiError
 from revsync.infra.secrets import PlatformSecrets, TenantSecrets
 from revsync.infra.stepfunctions import BackfillStarter
 from revsync.services import connect, reconcile
 from revsync.services import settings_page as settings_page_view
 from revsync.services import tenants as service
 from revsync.services.sync import Customers
-from revsync.services.tenants import ApiError
 from revsync.settings import get_settings
 from revsync.store.customers import CustomerStore
 from revsync.store.events_progress import EventsProgressStore
@@ -90,6 +92,20 @@ def _json_body() -> Any:
         return json.loads(raw)
     except ValueError:
         raise ApiError(400, "invalid_json", "body is not valid JSON") from None
+
+
+def _authorize_tenant(resolver: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[str]:
+    """Admin routes (those with a tenant in the path) act only for the caller's tenant (JWT mode)."""
+    tenant_id = resolver.context.get("_route_args", {}).get("tenant_id")
+    if tenant_id is not None:
+        settings = get_settings()
+        authorizer = resolver.current_event.request_context.authorizer.raw_event
+        principal = access.principal_from_jwt(authorizer, settings.jwt_tenant_claim)
+        access.authorize(settings.admin_auth, tenant_id, principal)
+    return next_middleware(resolver)
+
+
+app.use(middlewares=[_authorize_tenant])
 
 
 @app.exception_handler(ApiError)
@@ -215,7 +231,13 @@ def oauth_callback() -> Response[str]:
     except ApiError as exc:
         logger.info("oauth refused", error=exc.code, status=exc.status)
         return _page(exc.status, "Stripe was not connected", exc.message)
-    location = connect.settings_location(_public_base_url(), tenant_id)
+    settings = get_settings()
+    location = connect.settings_location(
+        _public_base_url(),
+        tenant_id,
+        return_url=settings.settings_return_url,
+        app_shell=settings.admin_auth == access.JWT,
+    )
     return Response(status_code=302, content_type="text/plain", body="", headers={"Location": location})
 
 
@@ -248,6 +270,13 @@ def settings_page(tenant_id: str) -> Response[str]:
         events=deps.events,
         stripe=deps.stripe,
     )
+    return Response(status_code=200, content_type="text/html; charset=utf-8", body=body)
+
+
+@app.get("/settings")
+def settings_app() -> Response[str]:
+    settings = get_settings()
+    body = settings_page_view.app_shell(settings.admin_login_url, settings.jwt_tenant_claim)
     return Response(status_code=200, content_type="text/html; charset=utf-8", body=body)
 
 

@@ -30,9 +30,9 @@ def tenant(stack: LocalStack, tenant_id: str) -> tuple[stripe.StripeClient, str]
     """An API-key tenant with no webhook endpoint: whatever it gets comes from the backfill."""
     key = f"rk_test_{secrets.token_hex(12)}"
     assert (
-        http(
+        stack.admin(
             "PUT",
-            f"{stack.api_url}/tenants/{tenant_id}/stripe/connection",
+            f"/tenants/{tenant_id}/stripe/connection",
             {"api_key": key, "webhook_secret": f"whsec_{secrets.token_hex(8)}"},
         )[0]
         == 200
@@ -41,8 +41,8 @@ def tenant(stack: LocalStack, tenant_id: str) -> tuple[stripe.StripeClient, str]
 
 
 def configure_and_wait(stack: LocalStack, tenant_id: str, timeout: float = 120) -> dict[str, Any]:
-    status, body = http(
-        "PUT", f"{stack.api_url}/tenants/{tenant_id}/stripe/config", {"customer_id_trait": "metadata.app_id"}
+    status, body = stack.admin(
+        "PUT", f"/tenants/{tenant_id}/stripe/config", {"customer_id_trait": "metadata.app_id"}
     )
     assert status == 200, body
     assert body["backfill"]["execution"], body
@@ -52,7 +52,7 @@ def configure_and_wait(stack: LocalStack, tenant_id: str, timeout: float = 120) 
 def wait_backfill(stack: LocalStack, tenant_id: str, timeout: float = 120) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        backfill: dict[str, Any] = http("GET", f"{stack.api_url}/tenants/{tenant_id}/stripe")[1]["backfill"]
+        backfill: dict[str, Any] = stack.admin("GET", f"/tenants/{tenant_id}/stripe")[1]["backfill"]
         if backfill["state"] in ("succeeded", "failed"):
             return backfill
         time.sleep(0.2)
@@ -134,13 +134,13 @@ def test_mixed_states_import_to_exactly_the_records_the_rules_give(stack: LocalS
     assert backfill["counts"] == {"customers": 7, "subscriptions": 9, "invoices": 7}, backfill
     for name, customer_id in ids.items():
         external_id = f"u-{name}" if name not in ("no-trait", "deleted") else f"stripe:{customer_id}"
-        status, record = http("GET", f"{stack.api_url}/tenants/bf-mixed/customers/{external_id}")
+        status, record = stack.admin("GET", f"/tenants/bf-mixed/customers/{external_id}")
         assert status == 200, (name, record)
         want = expected_record(client, customer_id)
         assert {k: record[k] for k in want} == want, name
-    past_due = http("GET", f"{stack.api_url}/tenants/bf-mixed/customers/u-past-due")[1]
+    past_due = stack.admin("GET", "/tenants/bf-mixed/customers/u-past-due")[1]
     assert past_due["mrr"] == 10000  # past_due still counts
-    deleted = http("GET", f"{stack.api_url}/tenants/bf-mixed/customers/stripe:{ids['deleted']}")[1]
+    deleted = stack.admin("GET", f"/tenants/bf-mixed/customers/stripe:{ids['deleted']}")[1]
     assert (deleted["deleted_in_stripe"], deleted["matched"], deleted["mrr"]) == (True, False, 0)
 
 
@@ -165,7 +165,7 @@ def test_interrupted_execution_resumes_and_counts_nothing_twice(stack: LocalStac
     assert backfill["state"] == "succeeded", backfill
     assert backfill["counts"] == {"customers": count, "subscriptions": count, "invoices": count}
     for index in range(0, count, 25):
-        record = http("GET", f"{stack.api_url}/tenants/bf-resume/customers/seed-{index}")[1]
+        record = stack.admin("GET", f"/tenants/bf-resume/customers/seed-{index}")[1]
         assert (record["mrr"], record["total_paid"], record["churned"]) == (1000, 1000, False), index
 
 
@@ -194,24 +194,24 @@ def test_rate_limited_import_fails_no_request_and_lists_the_minimum(stack: Local
 
 def test_admin_trigger_is_202_then_409_while_running(stack: LocalStack) -> None:
     _, key = tenant(stack, "bf-trigger")
-    assert http("POST", f"{stack.api_url}/tenants/bf-trigger/stripe/backfill")[1]["error"] == "not_configured"
+    assert stack.admin("POST", "/tenants/bf-trigger/stripe/backfill")[1]["error"] == "not_configured"
     http("POST", f"{stack.stripe_url}/_sandbox/seed", {"customers": 150}, {"Authorization": f"Bearer {key}"})
     http(
         "POST", f"{stack.stripe_url}/_sandbox/config", {"latency_ms": 30}
     )  # keep the first run going a while
     try:
-        configure = http(
+        configure = stack.admin(
             "PUT",
-            f"{stack.api_url}/tenants/bf-trigger/stripe/config",
+            "/tenants/bf-trigger/stripe/config",
             {"customer_id_trait": "metadata.app_id"},
         )
         assert configure[0] == 200
-        status, body = http("POST", f"{stack.api_url}/tenants/bf-trigger/stripe/backfill")
+        status, body = stack.admin("POST", "/tenants/bf-trigger/stripe/backfill")
         assert (status, body["error"]) == (409, "backfill_running")
         assert wait_backfill(stack, "bf-trigger")["state"] == "succeeded"
     finally:
         http("POST", f"{stack.stripe_url}/_sandbox/config", {"latency_ms": 0})
-    status, body = http("POST", f"{stack.api_url}/tenants/bf-trigger/stripe/backfill")
+    status, body = stack.admin("POST", "/tenants/bf-trigger/stripe/backfill")
     assert status == 202
     assert body["execution"].startswith("arn:aws:states:")
     assert wait_backfill(stack, "bf-trigger")["counts"] == {
@@ -225,15 +225,13 @@ def test_changing_the_trait_rekeys_existing_records_through_the_backfill(stack: 
     _, key = tenant(stack, "bf-rekey")
     http("POST", f"{stack.stripe_url}/_sandbox/seed", {"customers": 30}, {"Authorization": f"Bearer {key}"})
     assert configure_and_wait(stack, "bf-rekey")["state"] == "succeeded"
-    assert http("GET", f"{stack.api_url}/tenants/bf-rekey/customers/seed-7")[0] == 200
+    assert stack.admin("GET", "/tenants/bf-rekey/customers/seed-7")[0] == 200
 
-    status, body = http(
-        "PUT", f"{stack.api_url}/tenants/bf-rekey/stripe/config", {"customer_id_trait": "email"}
-    )
+    status, body = stack.admin("PUT", "/tenants/bf-rekey/stripe/config", {"customer_id_trait": "email"})
     assert (status, body["config"]["customer_id_trait"]) == (200, "email")
     assert wait_backfill(stack, "bf-rekey")["state"] == "succeeded"
 
-    moved = http("GET", f"{stack.api_url}/tenants/bf-rekey/customers/seed7@example.com")
+    moved = stack.admin("GET", "/tenants/bf-rekey/customers/seed7@example.com")
     assert moved[0] == 200
     assert (moved[1]["matched"], moved[1]["mrr"], moved[1]["total_paid"]) == (True, 1000, 1000)
-    assert http("GET", f"{stack.api_url}/tenants/bf-rekey/customers/seed-7")[0] == 404
+    assert stack.admin("GET", "/tenants/bf-rekey/customers/seed-7")[0] == 404

@@ -54,7 +54,7 @@ def get(url: str) -> tuple[int, str, str]:
 
 def authorize(stack: LocalStack, tenant_id: str, **sandbox: str) -> str:
     """Start the flow and go through the sandbox's authorize page; returns the callback URL."""
-    status, body = http("POST", f"{stack.api_url}/tenants/{tenant_id}/stripe/connect")
+    status, body = stack.admin("POST", f"/tenants/{tenant_id}/stripe/connect")
     assert status == 200, body
     url = body["authorize_url"]
     assert url.startswith(f"{stack.stripe_url}/oauth/authorize?")
@@ -67,14 +67,15 @@ def authorize(stack: LocalStack, tenant_id: str, **sandbox: str) -> str:
 
 
 def connection(stack: LocalStack, tenant_id: str) -> dict[str, Any]:
-    return http("GET", f"{stack.api_url}/tenants/{tenant_id}/stripe")[1]["connection"]  # type: ignore[no-any-return]
+    return stack.admin("GET", f"/tenants/{tenant_id}/stripe")[1]["connection"]  # type: ignore[no-any-return]
 
 
 def test_oauth_connects_and_syncs_through_the_platform_endpoint(stack: LocalStack) -> None:
     callback = authorize(stack, "oa-ok")
     status, location, _ = get(callback)
     assert status == 302
-    assert location == f"{stack.api_url}/tenants/oa-ok/stripe/settings?connected=1"
+    # JWT mode (the local stack's): back to the settings page's shell, which holds the browser's token.
+    assert location == f"{stack.api_url}/settings?tenant=oa-ok&connected=1"
     connected = connection(stack, "oa-ok")
     assert (connected["status"], connected["mode"], connected["livemode"]) == ("connected", "oauth", False)
     assert connected["scope"] == "read_write"
@@ -90,11 +91,11 @@ def test_oauth_connects_and_syncs_through_the_platform_endpoint(stack: LocalStac
             params={"email": f"c{index}@example.com", "metadata": {"app_id": f"a{index}"}}
         )
     http("POST", f"{stack.stripe_url}/_sandbox/config", {"fail_next_requests": 3})
-    assert http("GET", f"{stack.api_url}/tenants/oa-ok/stripe/traits") == (
+    assert stack.admin("GET", "/tenants/oa-ok/stripe/traits") == (
         502,
         {"error": "stripe_unavailable", "message": "Stripe did not answer as expected; try again."},
     )
-    traits = http("GET", f"{stack.api_url}/tenants/oa-ok/stripe/traits")[1]
+    traits = stack.admin("GET", "/tenants/oa-ok/stripe/traits")[1]
     assert traits["sampled"] == 3
     assert {c["trait"]: c["customers"] for c in traits["candidates"]} == {
         "id": 3,
@@ -102,19 +103,16 @@ def test_oauth_connects_and_syncs_through_the_platform_endpoint(stack: LocalStac
         "metadata.app_id": 3,
     }
     assert (
-        http("PUT", f"{stack.api_url}/tenants/oa-ok/stripe/config", {"customer_id_trait": "metadata.app_id"})[
-            0
-        ]
-        == 200
+        stack.admin("PUT", "/tenants/oa-ok/stripe/config", {"customer_id_trait": "metadata.app_id"})[0] == 200
     )
     as_platform.v1.customers.create(params={"email": "late@example.com", "metadata": {"app_id": "a-late"}})
     http("POST", f"{stack.api_url}/_local/flush")
     deadline = time.monotonic() + 30
-    while http("GET", f"{stack.api_url}/tenants/oa-ok/stripe")[1]["backfill"]["state"] == "running":
+    while stack.admin("GET", "/tenants/oa-ok/stripe")[1]["backfill"]["state"] == "running":
         assert time.monotonic() < deadline
         time.sleep(0.2)
     for app_id in ("a0", "a1", "a2", "a-late"):
-        assert http("GET", f"{stack.api_url}/tenants/oa-ok/customers/{app_id}")[0] == 200, app_id
+        assert stack.admin("GET", f"/tenants/oa-ok/customers/{app_id}")[0] == 200, app_id
 
 
 def stack_post_webhook(stack: LocalStack, event: dict[str, Any]) -> tuple[int, Any]:
@@ -187,7 +185,7 @@ def test_deauthorization_from_either_side_stops_that_tenant_only(stack: LocalSta
         assert get(authorize(stack, tenant_id))[0] == 302
         tenants[tenant_id] = connection(stack, tenant_id)["account_id"]
 
-    status, body = http("DELETE", f"{stack.api_url}/tenants/oa-leaves/stripe")
+    status, body = stack.admin("DELETE", "/tenants/oa-leaves/stripe")
     assert (status, body["connection"]["status"]) == (200, "revoked")
     # From Stripe's side: the account removes the platform; Stripe sends account.application.deauthorized.
     platform = stripe.StripeClient(
@@ -201,11 +199,11 @@ def test_deauthorization_from_either_side_stops_that_tenant_only(stack: LocalSta
     stays = stripe.StripeClient(
         "sk_test_platform", stripe_account=tenants["oa-stays"], base_addresses={"api": stack.stripe_url}
     )
-    http("PUT", f"{stack.api_url}/tenants/oa-stays/stripe/config", {"customer_id_trait": "id"})
+    stack.admin("PUT", "/tenants/oa-stays/stripe/config", {"customer_id_trait": "id"})
     kept = stays.v1.customers.create(params={"name": "still synced"})
     http("POST", f"{stack.api_url}/_local/flush")
-    assert http("GET", f"{stack.api_url}/tenants/oa-stays/customers/{kept.id}")[0] == 200
-    assert http("DELETE", f"{stack.api_url}/tenants/oa-leaves/stripe")[1]["error"] == "not_connected"
+    assert stack.admin("GET", f"/tenants/oa-stays/customers/{kept.id}")[0] == 200
+    assert stack.admin("DELETE", "/tenants/oa-leaves/stripe")[1]["error"] == "not_connected"
     # Events still arriving for the accounts that left are acknowledged and dropped.
     for tenant_id in ("oa-leaves", "oa-removed"):
         event = {

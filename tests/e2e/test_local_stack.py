@@ -25,9 +25,9 @@ def connect_tenant(stack: LocalStack, tenant_id: str) -> tuple[stripe.StripeClie
     """An API-key tenant: its own sandbox account, a webhook endpoint to its direct route, a trait."""
     key, secret = f"rk_test_{secrets.token_hex(12)}", f"whsec_{secrets.token_hex(12)}"
     assert (
-        http(
+        stack.admin(
             "PUT",
-            f"{stack.api_url}/tenants/{tenant_id}/stripe/connection",
+            f"/tenants/{tenant_id}/stripe/connection",
             {"api_key": key, "webhook_secret": secret},
         )[0]
         == 200
@@ -40,9 +40,9 @@ def connect_tenant(stack: LocalStack, tenant_id: str) -> tuple[stripe.StripeClie
         }
     )
     assert (
-        http(
+        stack.admin(
             "PUT",
-            f"{stack.api_url}/tenants/{tenant_id}/stripe/config",
+            f"/tenants/{tenant_id}/stripe/config",
             {"customer_id_trait": "metadata.app_id"},
         )[0]
         == 200
@@ -120,7 +120,7 @@ def test_live_changes_reach_the_records_through_delayed_duplicated_reordered_web
 
         assert http("POST", f"{stack.api_url}/_local/flush")[1] == {"flushed": True, "dead_letters": 0}
         for name, customer_id in ids.items():
-            status, record = http("GET", f"{stack.api_url}/tenants/e2e-acme/customers/u-{name}")
+            status, record = stack.admin("GET", f"/tenants/e2e-acme/customers/u-{name}")
             assert status == 200, (name, record)
             want = expected_record(client, customer_id)
             got = {k: record[k] for k in want}
@@ -193,14 +193,22 @@ def test_the_gateway_serves_exactly_the_templates_routes(local_stack: LocalStack
         for path, methods in translated["Resources"]["HttpApi"]["Properties"]["Body"]["paths"].items()
         for method in methods
     }
+    declared |= {
+        tuple(resource["Properties"]["RouteKey"].split(" ", 1))
+        for resource in translated["Resources"].values()
+        if resource["Type"] == "AWS::ApiGatewayV2::Route"
+    }
     served = {(route.method, route.path) for route in http_routes()}
     assert served == declared
-    for method, path in sorted(served):
-        concrete = path.replace("{tenant_id}", "e2e-routes").replace("{external_id}", "nobody")
-        status, body = http(
-            method, f"{local_stack.api_url}{concrete}", {} if method in ("PUT", "POST") else None
-        )
-        assert body != {"error": "not_found", "message": "no such route"}, (method, path, status)
+    for route in http_routes():
+        concrete = route.path.replace("{tenant_id}", "e2e-routes").replace("{external_id}", "nobody")
+        body: dict[str, str] | None = {} if route.method in ("PUT", "POST") else None
+        if route.auth == "NONE":
+            status, answer = http(route.method, f"{local_stack.api_url}{concrete}", body)
+        else:
+            assert http(route.method, f"{local_stack.api_url}{concrete}", body)[0] == 401
+            status, answer = local_stack.admin(route.method, concrete, body)
+        assert answer != {"error": "not_found", "message": "no such route"}, (route, status)
     assert http("GET", f"{local_stack.api_url}/not/a/route") == (
         404,
         {"error": "not_found", "message": "no such route"},

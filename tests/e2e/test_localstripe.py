@@ -20,7 +20,7 @@ import pytest
 import stripe
 
 from local.stack import LocalStack, Ports
-from tests.e2e.conftest import free_port, http
+from tests.e2e.conftest import free_port
 
 pytestmark = pytest.mark.e2e
 TENANT, API_KEY, SECRET = "ls-tenant", "sk_test_localstripe0001", "whsec_localstripe_secret"
@@ -70,23 +70,21 @@ def _eventually(check: Callable[[], Any], timeout: float = 30) -> Any:
 
 
 def _record(stack: LocalStack, external_id: str) -> dict[str, Any] | None:
-    status, body = http("GET", f"{stack.api_url}/tenants/{TENANT}/customers/{external_id}")
+    status, body = stack.admin("GET", f"/tenants/{TENANT}/customers/{external_id}")
     return body if status == 200 else None
 
 
 def test_localstripe_objects_arrive_as_the_right_records(stack: LocalStack, localstripe_url: str) -> None:
     assert os.environ["REVSYNC_STRIPE_API_BASE"] == localstripe_url
     assert stack.sandbox is None
-    status, connected = http(
+    status, connected = stack.admin(
         "PUT",
-        f"{stack.api_url}/tenants/{TENANT}/stripe/connection",
+        f"/tenants/{TENANT}/stripe/connection",
         {"api_key": API_KEY, "webhook_secret": SECRET},
     )
     assert status == 200, connected
     assert (
-        http(
-            "PUT", f"{stack.api_url}/tenants/{TENANT}/stripe/config", {"customer_id_trait": "metadata.app_id"}
-        )[0]
+        stack.admin("PUT", f"/tenants/{TENANT}/stripe/config", {"customer_id_trait": "metadata.app_id"})[0]
         == 200
     )
     # localstripe signs and delivers its own webhooks to whatever is configured here.

@@ -22,7 +22,7 @@ CHECKED = ("mrr", "trialing", "churned", "deleted_in_stripe", "total_paid", "las
 
 def _reconcile(stack: LocalStack, tenant_id: str) -> dict[str, Any]:
     for _ in range(10):  # a run cut short by the route's time limit resumes
-        status, answer = http("POST", f"{stack.api_url}/tenants/{tenant_id}/stripe/reconcile")
+        status, answer = stack.admin("POST", f"/tenants/{tenant_id}/stripe/reconcile")
         assert status == 202, answer
         if answer["reconcile"]["state"] == "done":
             return answer["reconcile"]  # type: ignore[no-any-return]
@@ -34,7 +34,7 @@ def _mismatches(
 ) -> list[str]:
     wrong = []
     for name, customer_id in ids.items():
-        status, record = http("GET", f"{stack.api_url}/tenants/{tenant_id}/customers/u-{name}")
+        status, record = stack.admin("GET", f"/tenants/{tenant_id}/customers/u-{name}")
         want = expected_record(client, customer_id)
         if status != 200 or {k: record[k] for k in CHECKED} != {k: want[k] for k in CHECKED}:
             wrong.append(name)
@@ -115,19 +115,17 @@ def test_dropped_webhooks_of_a_month_for_50_customers_are_recovered_by_one_recon
     assert http("POST", f"{stack.api_url}/_local/flush")[1]["flushed"] is True
     assert report["recovered"] > 0
     assert _mismatches(stack, "e2e-missed", client, ids) == []
-    status = http("GET", f"{stack.api_url}/tenants/e2e-missed/stripe")[1]
+    status = stack.admin("GET", "/tenants/e2e-missed/stripe")[1]
     assert status["events"]["recovered"] == report["recovered"]
     assert status["events"]["last_reconciled_at"] is not None
     assert status["events"]["backfill_needed"] is False
 
     # Twice changes nothing and counts nothing twice.
-    totals = {
-        n: http("GET", f"{stack.api_url}/tenants/e2e-missed/customers/u-{n}")[1]["total_paid"] for n in ids
-    }
+    totals = {n: stack.admin("GET", f"/tenants/e2e-missed/customers/u-{n}")[1]["total_paid"] for n in ids}
     again = _reconcile(stack, "e2e-missed")
     assert again["recovered"] == 0
     assert {
-        n: http("GET", f"{stack.api_url}/tenants/e2e-missed/customers/u-{n}")[1]["total_paid"] for n in ids
+        n: stack.admin("GET", f"/tenants/e2e-missed/customers/u-{n}")[1]["total_paid"] for n in ids
     } == totals
 
 
@@ -139,16 +137,16 @@ def test_changes_made_while_a_connection_was_revoked_are_recovered_once_it_is_re
     ids = _month_of_changes(client, 5, random.Random(12))
     assert http("POST", f"{stack.api_url}/_local/flush")[1]["flushed"] is True
     _reconcile(stack, "e2e-revoked")  # caught up: reconciled through now
-    assert http("DELETE", f"{stack.api_url}/tenants/e2e-revoked/stripe")[0] == 200
+    assert stack.admin("DELETE", "/tenants/e2e-revoked/stripe")[0] == 200
     sandbox(stack, "clock/advance", {"seconds": 31 * DAY})  # renewals while disconnected (dropped)
     more = _month_of_changes(client, 3, random.Random(13), prefix="later")
     assert http("POST", f"{stack.api_url}/_local/flush")[1]["flushed"] is True
     assert _mismatches(stack, "e2e-revoked", client, {**ids, **more})
     key = client._requestor.api_key
     assert (
-        http(
+        stack.admin(
             "PUT",
-            f"{stack.api_url}/tenants/e2e-revoked/stripe/connection",
+            "/tenants/e2e-revoked/stripe/connection",
             {"api_key": key, "webhook_secret": secret},
         )[0]
         == 200
@@ -162,5 +160,5 @@ def test_changes_made_while_a_connection_was_revoked_are_recovered_once_it_is_re
 
 
 def test_reconcile_is_refused_for_a_tenant_without_a_connection(local_stack: LocalStack) -> None:
-    status, answer = http("POST", f"{local_stack.api_url}/tenants/e2e-nobody/stripe/reconcile")
+    status, answer = local_stack.admin("POST", "/tenants/e2e-nobody/stripe/reconcile")
     assert (status, answer["error"]) == (409, "not_connected")

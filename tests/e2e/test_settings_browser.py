@@ -1,5 +1,7 @@
-"""The settings page in a real headless browser (Debian's chromium): connect through the sandbox's
-authorize page, pick the customer-ID trait, watch the import finish."""
+"""The settings page in a real headless browser (Debian's chromium), in JWT mode as a deployed stack
+with AdminAuth=JWT serves it: log in (the local issuer's login page stands in for a hosted one),
+connect through the sandbox's authorize page, come back to the settings page, pick the customer-ID
+trait, watch the import finish; another tenant's settings stay closed."""
 
 from __future__ import annotations
 
@@ -66,17 +68,23 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
 
 def test_connect_pick_a_trait_and_watch_the_import(stack: LocalStack, browser: webdriver.Chrome) -> None:
     wait = WebDriverWait(browser, 60)
-    settings = f"{stack.api_url}/tenants/web/stripe/settings"
-    browser.get(settings)
+    # No token yet: the settings page sends the browser to log in, which returns it with one.
+    browser.get(f"{stack.api_url}/settings?tenant=web")
+    wait.until(expected_conditions.url_contains("/_local/login"))
+    browser.find_element(By.ID, "tenant").send_keys("web")
+    browser.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+    wait.until(expected_conditions.presence_of_element_located((By.ID, "connect")))
+    assert "access_token" not in browser.current_url  # the shell takes the token out of the address
     assert "Stripe is not connected" in browser.page_source
     assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
 
     browser.find_element(By.ID, "connect").click()
     wait.until(expected_conditions.url_contains("/oauth/authorize"))
     browser.find_element(By.CSS_SELECTOR, "button[value=approve]").click()
-    wait.until(expected_conditions.url_contains("/tenants/web/stripe/settings?connected=1"))
+    wait.until(expected_conditions.url_contains("/settings?tenant=web&connected=1"))
+    wait.until(expected_conditions.presence_of_element_located((By.ID, "disconnect")))
     assert "Connected to Stripe account" in browser.page_source
-    account = http("GET", f"{stack.api_url}/tenants/web/stripe")[1]["connection"]["account_id"]
+    account = stack.admin("GET", "/tenants/web/stripe")[1]["connection"]["account_id"]
 
     # The connected account's existing customers.
     client = stripe.StripeClient(
@@ -106,6 +114,11 @@ def test_connect_pick_a_trait_and_watch_the_import(stack: LocalStack, browser: w
     assert "3 customers, 3 subscriptions, 3 invoices" in browser.find_element(By.ID, "backfill-counts").text
     assert "stripe" in browser.find_element(By.TAG_NAME, "table").text
 
-    record = http("GET", f"{stack.api_url}/tenants/web/customers/ws-1")
+    record = stack.admin("GET", "/tenants/web/customers/ws-1")
     assert record[0] == 200
     assert record[1]["mrr"] == 4000
+
+    # The same login cannot open another tenant's settings.
+    browser.get(f"{stack.api_url}/settings?tenant=someone-else")
+    wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "message"), "not for this tenant"))
+    assert "Connect with Stripe" not in browser.page_source

@@ -161,18 +161,60 @@ def test_operations_logs_kept_alarms_and_tracing_where_instrumented(translated: 
         assert traced == ("Tracer()" in source), name
 
 
-def test_admin_routes_use_iam_and_webhooks_are_public(translated: dict[str, Any]) -> None:
+PUBLIC_ROUTES = {
+    "POST /webhooks/stripe",
+    "POST /webhooks/stripe/{tenant_id}",
+    "GET /health",
+    "GET /oauth/stripe/callback",
+    "GET /settings",
+}
+
+
+# DESIGN.md's admin routes (the contract's route table).
+ADMIN_ROUTES = {
+    "POST /tenants/{tenant_id}/stripe/connect",
+    "PUT /tenants/{tenant_id}/stripe/connection",
+    "GET /tenants/{tenant_id}/stripe",
+    "GET /tenants/{tenant_id}/stripe/traits",
+    "PUT /tenants/{tenant_id}/stripe/config",
+    "POST /tenants/{tenant_id}/stripe/backfill",
+    "DELETE /tenants/{tenant_id}/stripe",
+    "GET /tenants/{tenant_id}/customers/{external_id}",
+    "GET /tenants/{tenant_id}/stripe/settings",
+    "POST /tenants/{tenant_id}/stripe/reconcile",
+    "GET /tenants/{tenant_id}/revenue",
+    "GET /tenants/{tenant_id}/customers/{external_id}/history",
+}
+
+
+def test_public_routes_have_no_authorizer_and_every_admin_route_follows_admin_auth(
+    translated: dict[str, Any],
+) -> None:
     api = translated["Resources"]["HttpApi"]["Properties"]["Body"]
-    for path, methods in api["paths"].items():
-        for method, operation in methods.items():
-            public = path.startswith("/webhooks/") or path in ("/health", "/oauth/stripe/callback")
-            security = operation.get("security", [])
-            if public:
-                assert security in ([], [{}], [{"NONE": []}]) or not any("AWS_IAM" in s for s in security), (
-                    path
-                )
-            else:
-                assert {"AWS_IAM": []} in security, f"{method} {path} is not IAM-protected"
+    sam_routes = {f"{m.upper()} {p}" for p, methods in api["paths"].items() for m in methods}
+    assert sam_routes == PUBLIC_ROUTES
+    for methods in api["paths"].values():
+        for operation in methods.values():
+            assert operation.get("security", []) in ([], [{}]), operation
+    admin = {
+        props["RouteKey"]: props
+        for props in (r["Properties"] for r in _resources(translated, "AWS::ApiGatewayV2::Route").values())
+    }
+    for route, props in admin.items():
+        assert route.split(" ", 1)[1].startswith("/tenants/{tenant_id}"), route
+        assert props["Target"] == {"Fn::Sub": "integrations/${TenantApiIntegration}"}
+        assert props["AuthorizationType"] == {"Fn::If": ["UseJwt", "JWT", "AWS_IAM"]}, route
+        assert props["AuthorizerId"] == {
+            "Fn::If": ["UseJwt", {"Ref": "AdminJwtAuthorizer"}, {"Ref": "AWS::NoValue"}]
+        }
+    assert set(admin) == ADMIN_ROUTES
+    [authorizer] = _resources(translated, "AWS::ApiGatewayV2::Authorizer").values()
+    assert authorizer["Condition"] == "UseJwt"
+    assert authorizer["Properties"]["AuthorizerType"] == "JWT"
+    assert authorizer["Properties"]["IdentitySource"] == ["$request.header.Authorization"]
+    environment = translated["Resources"]["TenantApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert environment["ADMIN_AUTH"] == {"Ref": "AdminAuth"}
+    assert environment["JWT_TENANT_CLAIM"] == {"Ref": "JwtTenantClaim"}
 
 
 def test_no_secret_values_in_the_template() -> None:

@@ -1,6 +1,6 @@
 """revsync's failures that cross layers, as one hierarchy (no dependencies: any layer may raise them).
 
-HTTP routes map ``ApiError`` (revsync.services.tenants) to responses in one place; the worker maps
+HTTP routes map ``ApiError`` to responses in one place (the tenant API handler); the worker maps
 these: ``Deferred`` delays a message without counting against it, ``RetryLater`` retries it and, on
 its last allowed delivery, parks it with the reason.
 """
@@ -25,3 +25,11 @@ class Deferred(RetryLater):
     def __init__(self, delay_seconds: float, reason: str) -> None:
         super().__init__(reason)
         self.delay_seconds = delay_seconds
+
+
+class ApiError(RevsyncError):
+    """A caller's mistake (4xx) or a dependency's failure (5xx), with a stable error code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message

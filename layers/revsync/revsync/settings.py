@@ -51,6 +51,14 @@ class Settings(NamedTuple):
     backfill_pages_per_step: int
     stripe_rate_limit_test: float
     stripe_rate_limit_live: float
+    # Admin routes: "IAM" (SigV4) or "JWT" (a tenant's token may act only on its tenant; see
+    # revsync.domain.access), the claim naming the token's tenant, where a browser without a token
+    # logs in, and where the OAuth callback returns the browser ({tenant_id} replaced; None: the
+    # settings page here).
+    admin_auth: str
+    jwt_tenant_claim: str
+    admin_login_url: str | None
+    settings_return_url: str | None
     # Only the local stack sets it (moto on a loaded machine is slower than DynamoDB); the template
     # never does, so deployed clients keep aws.CONFIG's timeouts.
     local_client_timeout_seconds: float | None
@@ -88,6 +96,10 @@ def get_settings() -> Settings:
         backfill_pages_per_step=int(os.environ.get("BACKFILL_PAGES_PER_STEP", "20")),
         stripe_rate_limit_test=float(os.environ.get("STRIPE_RATE_LIMIT_TEST", "25")),
         stripe_rate_limit_live=float(os.environ.get("STRIPE_RATE_LIMIT_LIVE", "100")),
+        admin_auth=os.environ.get("ADMIN_AUTH", "IAM"),
+        jwt_tenant_claim=os.environ.get("JWT_TENANT_CLAIM") or "tenant_id",
+        admin_login_url=os.environ.get("ADMIN_LOGIN_URL") or None,
+        settings_return_url=os.environ.get("SETTINGS_RETURN_URL") or None,
         local_client_timeout_seconds=float(os.environ.get("REVSYNC_LOCAL_CLIENT_TIMEOUT_SECONDS") or 0)
         or None,
     )

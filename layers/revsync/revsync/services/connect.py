@@ -12,8 +12,9 @@ from urllib.parse import quote
 
 from revsync.domain import oauth_state
 from revsync.domain.tenancy import Connection, Tenant, status_document
+from revsync.errors import ApiError
 from revsync.services.sync import SyncResult
-from revsync.services.tenants import ApiError, TenantRepository, checked_tenant_id
+from revsync.services.tenants import TenantRepository, checked_tenant_id
 from revsync.store.tenants import AccountTaken
 from revsync.stripe_api.client import OAuthGrant, StripeAccessError
 
@@ -43,9 +44,17 @@ def public_base_url(configured: str | None, request_domain: str) -> str:
     return configured.rstrip("/") if configured else f"https://{request_domain}"
 
 
-def settings_location(base_url: str, tenant_id: str) -> str:
-    """Where the OAuth callback sends the browser once Stripe is connected."""
-    return f"{base_url}/tenants/{quote(tenant_id)}/stripe/settings?connected=1"
+def settings_location(base_url: str, tenant_id: str, *, return_url: str | None, app_shell: bool) -> str:
+    """Where the OAuth callback sends the browser once Stripe is connected: the operator's return URL
+    (``{tenant_id}`` replaced), else the app shell (JWT mode: the browser holds a token), else the
+    settings page itself (IAM mode, behind the platform's backend)."""
+    if return_url:
+        location = return_url.replace("{tenant_id}", quote(tenant_id, safe=""))
+    elif app_shell:
+        location = f"{base_url}/settings?tenant={quote(tenant_id, safe='')}"
+    else:
+        location = f"{base_url}/tenants/{quote(tenant_id)}/stripe/settings"
+    return location + ("&" if "?" in location else "?") + "connected=1"
 
 
 def authorize_url(

@@ -17,9 +17,9 @@ from revsync.domain.events import EventError, event_from_dict, observation_of
 from revsync.domain.reconcile import EventsState, window
 from revsync.domain.snapshots import SnapshotError
 from revsync.domain.tenancy import Tenant
-from revsync.errors import Deferred
+from revsync.errors import ApiError, Deferred
 from revsync.services.sync import Customers, StripeObjects, Tenants, apply_observation
-from revsync.services.tenants import ApiError, checked_tenant_id
+from revsync.services.tenants import checked_tenant_id
 
 # The event types whose objects revsync applies (connection events come to the platform, not here).
 RECONCILED_TYPES = (

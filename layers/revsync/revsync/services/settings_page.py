@@ -1,18 +1,26 @@
 """The Stripe settings page: server-rendered HTML, no build step, small inline script.
 
 Connect, pick the customer-ID trait among the discovered candidates, see the tracking settings and
-the import's progress, disconnect. It talks to the tenant routes next to it (relative URLs).
+the import's progress, disconnect. It talks to the tenant routes (``data-api`` on the body), with
+the bearer token the app shell keeps (JWT mode) or none (IAM mode, behind the platform's backend).
 """
 
 from __future__ import annotations
 
 import html
+import json
 from typing import Any
+from urllib.parse import quote
+
+TOKEN_KEY = "revsync.token"
 
 _SCRIPT = """
-const api = location.pathname.replace(/\\/settings$/, "");
+const api = document.body.dataset.api;
 async function call(method, path, body) {
-  const response = await fetch(api + path, {method, headers: {"content-type": "application/json"},
+  const headers = {"content-type": "application/json"};
+  const token = sessionStorage.getItem("__TOKEN_KEY__");
+  if (token) { headers.authorization = "Bearer " + token; }
+  const response = await fetch(api + path, {method, headers,
                                             body: body === undefined ? undefined : JSON.stringify(body)});
   const data = await response.json().catch(() => ({}));
   if (!response.ok) { throw new Error(data.message || response.statusText); }
@@ -50,7 +58,7 @@ async function poll() {
   else if (b.state === "failed") { say("The import failed: " + (b.error || "unknown error")); }
 }
 if (document.getElementById("backfill-state").textContent === "running") { poll(); }
-"""
+""".replace("__TOKEN_KEY__", TOKEN_KEY)
 
 
 def _e(value: Any) -> str:
@@ -108,7 +116,7 @@ body{{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:
 section{{border-top:1px solid #ccc;padding:.5rem 0}}
 button{{font-size:1rem;padding:.4rem .9rem}}
 </style></head>
-<body><main>
+<body data-api="/tenants/{_e(quote(tenant))}/stripe"><main>
 <h1>Stripe for {_e(tenant)}</h1>
 <p id="message" role="status" aria-live="polite">{_e(note)}</p>
 <section aria-labelledby="h-connection"><h2 id="h-connection">Connection</h2>{connection_html}</section>
@@ -128,4 +136,62 @@ def message_page(title: str, message: str) -> str:
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"</head><body><main><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p></main></body></html>"
+    )
+
+
+_SHELL_SCRIPT = """
+const LOGIN = __LOGIN__, CLAIM = __CLAIM__, KEY = __TOKEN_KEY__;
+const params = new URLSearchParams(location.search);
+const fragment = new URLSearchParams(location.hash.slice(1));
+// An OpenID provider's implicit redirect: the ID token carries the tenant claim, so prefer it.
+const fresh = fragment.get("id_token") || fragment.get("access_token");
+if (fresh) {
+  sessionStorage.setItem(KEY, fresh);
+  history.replaceState(null, "", location.pathname + location.search);
+}
+const token = sessionStorage.getItem(KEY);
+function say(text) { document.getElementById("message").textContent = text; }
+function claim(jwt, name) {
+  try { return JSON.parse(atob(jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")))[name]; }
+  catch (e) { return undefined; }
+}
+function login() {
+  if (!LOGIN) { say("Log in to your identity provider, then come back here."); return; }
+  const back = encodeURIComponent(location.pathname + location.search);
+  location.href = LOGIN + (LOGIN.includes("?") ? "&" : "?") + "return=" + back;
+}
+async function load() {
+  if (!token) { login(); return; }
+  const tenant = params.get("tenant") || claim(token, CLAIM);
+  if (!tenant) { say("This login names no tenant; open this page with ?tenant=<your tenant>."); return; }
+  const query = params.get("connected") ? "?connected=1" : "";
+  const response = await fetch("/tenants/" + encodeURIComponent(tenant) + "/stripe/settings" + query,
+                               {headers: {authorization: "Bearer " + token}});
+  if (response.status === 401) { sessionStorage.removeItem(KEY); login(); return; }
+  const text = await response.text();
+  if (!response.ok) {
+    let message = response.statusText;
+    try { message = JSON.parse(text).message; } catch (e) { /* not JSON */ }
+    say(message);
+    return;
+  }
+  document.open(); document.write(text); document.close();
+}
+load();
+"""
+
+
+def app_shell(login_url: str | None, tenant_claim: str) -> str:
+    """The page a browser opens (``GET /settings``): no tenant data of its own. It keeps the bearer
+    token an identity provider hands back (or sends the browser to log in) and loads the tenant's
+    settings page with it."""
+    script = (
+        _SHELL_SCRIPT.replace("__LOGIN__", json.dumps(login_url or ""))
+        .replace("__CLAIM__", json.dumps(tenant_claim))
+        .replace("__TOKEN_KEY__", json.dumps(TOKEN_KEY))
+    )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Stripe settings</title>'
+        '</head><body><main><h1>Stripe settings</h1><p id="message" role="status" aria-live="polite">'
+        "Loading…</p></main><script>" + script.replace("</", "<\\/") + "</script></body></html>"
     )

@@ -11,7 +11,7 @@ from revsync.domain.reconcile import EventsState
 from revsync.domain.record import TraitError, validate_trait
 from revsync.domain.tenancy import Connection, Tenant, status_document, validate_tenant_id
 from revsync.domain.traits import candidate_traits
-from revsync.errors import RevsyncError
+from revsync.errors import ApiError
 from revsync.services import settings_page as settings_page_view
 from revsync.stripe_api.client import KeyCheck, StripeAccessError
 
@@ -19,14 +19,6 @@ logger = logging.getLogger("revsync.tenants")
 
 _API_KEY = re.compile(r"^(rk|sk)_(test|live)_[A-Za-z0-9_]{8,}$")
 _WEBHOOK_SECRET = re.compile(r"^whsec_[A-Za-z0-9_+/=]{8,}$")
-
-
-class ApiError(RevsyncError):
-    """A caller's mistake (4xx) or a dependency's failure (5xx), with a stable error code."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 class TenantRepository(Protocol):
