@@ -76,8 +76,41 @@ def create_resources(region: str, endpoint_url: str | None = None) -> LocalNames
         )["stateMachineArn"]
         names.state_machine_arns[logical_id] = arn
 
+    create_change_feed_tap(session, endpoint_url, names)
     seed_platform_secrets(session, endpoint_url, names)
     return names
+
+
+CHANGES_TAP = "revsync-local-changes-tap"
+
+
+def create_change_feed_tap(session: Any, endpoint_url: str | None, names: LocalNames) -> None:
+    """The template's buses on moto, plus (locally only) a rule sending every change to a queue of
+    its own, so the demo and the tests can read the feed (``read_change_feed``)."""
+    events = session.client("events", endpoint_url=endpoint_url)
+    sqs = session.client("sqs", endpoint_url=endpoint_url)
+    for logical_id in resources_of_type("AWS::Events::EventBus"):
+        bus = names.physical_name(logical_id)
+        events.create_event_bus(Name=bus)
+        url = sqs.create_queue(QueueName=CHANGES_TAP)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name=CHANGES_TAP, EventBusName=bus, EventPattern=json.dumps({"source": ["revsync"]}))
+        events.put_targets(Rule=CHANGES_TAP, EventBusName=bus, Targets=[{"Id": "tap", "Arn": arn}])
+        names.queue_urls[CHANGES_TAP] = url
+
+
+def read_change_feed(session: Any, endpoint_url: str | None, names: LocalNames) -> list[dict[str, Any]]:
+    """Every change-feed event published since the last read (the local tap queue, drained)."""
+    sqs = session.client("sqs", endpoint_url=endpoint_url)
+    url = names.queue_urls[CHANGES_TAP]
+    found: list[dict[str, Any]] = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return found
+        for message in messages:
+            found.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 
 
 def seed_platform_secrets(

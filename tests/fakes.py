@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from revsync.domain.events import Envelope, Observation, ParkedEvent
+from revsync.domain.history import Contribution, HistoryLog
 from revsync.domain.reconcile import EventsState
 from revsync.domain.record import CustomerRecord
 from revsync.domain.snapshots import (
@@ -108,6 +110,7 @@ class FakeCustomers:
 
     states: dict[tuple[str, str], StoredCustomer] = field(default_factory=dict)
     records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    totals: dict[str, dict[str, dict[str, Contribution]]] = field(default_factory=dict)
     writes: int = 0
     reads: int = 0
 
@@ -126,6 +129,8 @@ class FakeCustomers:
         external_id: str,
         config_version: int,
         record_changed: bool = True,
+        history: HistoryLog | None = None,
+        revenue_changes: Mapping[tuple[str, str], Contribution] | None = None,
     ) -> int:
         current = self.states.get((tenant_id, objects.customer_id))
         if (current.version if current else None) != stored.version:
@@ -134,9 +139,33 @@ class FakeCustomers:
         version = (stored.version or 0) + 1
         record_version = stored.record_version if not record_changed and stored.record_version else version
         self.states[(tenant_id, objects.customer_id)] = StoredCustomer(
-            objects, version, external_id, config_version, record_version
+            objects,
+            version,
+            external_id,
+            config_version,
+            record_version,
+            history if history is not None else stored.history,
         )
+        for (currency, month), delta in (revenue_changes or {}).items():
+            months = self.totals.setdefault(tenant_id, {}).setdefault(currency, {})
+            months[month] = months.get(month, Contribution()) + delta
         return version
+
+    def revenue_totals(self, tenant_id: str) -> dict[str, dict[str, Contribution]]:
+        self.reads += 1
+        return {currency: dict(months) for currency, months in self.totals.get(tenant_id, {}).items()}
+
+    def history(self, tenant_id: str, customer_id: str) -> HistoryLog | None:
+        self.reads += 1
+        stored = self.states.get((tenant_id, customer_id))
+        return None if stored is None else stored.history
+
+    def get_record(self, tenant_id: str, external_id: str) -> dict[str, Any] | None:
+        self.reads += 1
+        record = self.records.get((tenant_id, external_id))
+        if record is None:
+            return None
+        return {k: v for k, v in record.items() if k != "revsync_version"}
 
     def project(
         self, record: CustomerRecord, version: int, previous_external_id: str | None, *, repair: bool

@@ -13,6 +13,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from revsync.domain.backfill import new_totals
+from revsync.infra.changes import EventBridgeChanges
 from revsync.services import backfill, reconcile
 from revsync.services.sync import Customers, Tenants
 from revsync.settings import get_settings
@@ -42,6 +43,7 @@ class Dependencies:
     progress: backfill.Progress
     stripe: Stripe
     events: EventsProgressStore
+    changes: EventBridgeChanges
     clock: Callable[[], float]
 
 
@@ -54,6 +56,7 @@ def dependencies() -> Dependencies:
         progress=BackfillProgress(),
         stripe=stripe_accounts(),
         events=EventsProgressStore(),
+        changes=EventBridgeChanges(),
         clock=time.time,
     )
 
@@ -108,7 +111,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             # As many walks as the Map runs at once: a step that will not finish soon splits its
             # window so the concurrency the template deploys is used.
             max_walks=settings.backfill_concurrency,
+            changes=deps.changes,
         )
+        deps.changes.flush()
         logger.info("backfill step", tenant_id=tenant_id, kind=produced[0]["kind"], walks=len(produced))
         return {"segments": produced}
     if action == "collect":
@@ -128,7 +133,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             progress=deps.events,
             clock=deps.clock,
             out_of_time=lambda: time.monotonic() > stop_at,
+            changes=deps.changes,
         )
+        deps.changes.flush()
         recovered = sum(r["recovered"] for r in result["reconciled"].values())
         logger.info("reconciled", tenants=result["tenants"], recovered=recovered)
         metrics.add_metric(name="EventsRecovered", unit=MetricUnit.Count, value=recovered)

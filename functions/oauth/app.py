@@ -20,6 +20,7 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from revsync.domain import access
 from revsync.errors import ApiError
+from revsync.infra.changes import EventBridgeChanges
 from revsync.infra.secrets import PlatformSecrets, TenantSecrets
 from revsync.infra.stepfunctions import BackfillStarter
 from revsync.services import connect, reconcile
@@ -55,6 +56,7 @@ class Dependencies:
     stripe: TenantApiStripe
     customers: Customers
     events: EventsProgressStore
+    changes: EventBridgeChanges
     clock: Callable[[], float]
 
 
@@ -72,6 +74,7 @@ def dependencies() -> Dependencies:
         stripe=stripe_accounts(tenant_secrets),
         customers=CustomerStore(),
         events=EventsProgressStore(),
+        changes=EventBridgeChanges(),
         clock=time.time,
     )
 
@@ -299,7 +302,9 @@ def post_reconcile(tenant_id: str) -> Response[str]:
         progress=deps.events,
         clock=deps.clock,
         out_of_time=lambda: time.monotonic() > deadline,
+        changes=deps.changes,
     )
+    deps.changes.flush()
     return _json(202, document)
 
 

@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, proce
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from revsync.errors import Deferred, RetryLater
+from revsync.infra.changes import EventBridgeChanges
 from revsync.infra.queue import DeadLetters, EventsQueueVisibility
 from revsync.services.receive import TenantDirectory
 from revsync.services.sync import Customers, StripeObjects, Tenants
@@ -46,6 +47,7 @@ class Dependencies:
     dead_letters: DeadLetters
     visibility: EventsQueueVisibility
     watermarks: Watermarks
+    changes: EventBridgeChanges
     clock: Callable[[], float]
 
 
@@ -60,6 +62,7 @@ def dependencies() -> Dependencies:
         dead_letters=DeadLetters(),
         visibility=EventsQueueVisibility(),
         watermarks=CachedWatermarks(EventsProgressStore()),
+        changes=EventBridgeChanges(),
         clock=time.time,
     )
 
@@ -78,6 +81,7 @@ def record_handler(record: SQSRecord) -> None:
         stripe=deps.stripe,
         watermarks=deps.watermarks,
         clock=deps.clock,
+        changes=deps.changes,
     )
     if handled.outcome == "parked":
         group = handled.group or record.attributes.message_group_id or "unknown"
@@ -115,8 +119,16 @@ def record_handler(record: SQSRecord) -> None:
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # When every record of a batch failed, Powertools raises: Lambda then retries the whole batch.
-    return dict(
-        process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context
+    try:
+        return dict(
+            process_partial_response(
+                event=event, record_handler=record_handler, processor=processor, context=context
+            )
         )
-    )
+    finally:
+        # The batch's record changes, ten per PutEvents call (at most once: see infra.changes).
+        sent, failed = dependencies().changes.flush()
+        if sent:
+            metrics.add_metric(name="RecordChangesPublished", unit=MetricUnit.Count, value=sent)
+        if failed:
+            metrics.add_metric(name="RecordChangesNotPublished", unit=MetricUnit.Count, value=failed)

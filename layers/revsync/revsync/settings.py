@@ -51,6 +51,8 @@ class Settings(NamedTuple):
     backfill_pages_per_step: int
     stripe_rate_limit_test: float
     stripe_rate_limit_live: float
+    # The change feed's EventBridge bus (Customer Record Changed events).
+    changes_bus_name: str
     # Admin routes: "IAM" (SigV4) or "JWT" (a tenant's token may act only on its tenant; see
     # revsync.domain.access), the claim naming the token's tenant, where a browser without a token
     # logs in, and where the OAuth callback returns the browser ({tenant_id} replaced; None: the
@@ -96,6 +98,7 @@ def get_settings() -> Settings:
         backfill_pages_per_step=int(os.environ.get("BACKFILL_PAGES_PER_STEP", "20")),
         stripe_rate_limit_test=float(os.environ.get("STRIPE_RATE_LIMIT_TEST", "25")),
         stripe_rate_limit_live=float(os.environ.get("STRIPE_RATE_LIMIT_LIVE", "100")),
+        changes_bus_name=os.environ.get("CHANGES_BUS_NAME", f"revsync-{stage}-changes"),
         admin_auth=os.environ.get("ADMIN_AUTH", "IAM"),
         jwt_tenant_claim=os.environ.get("JWT_TENANT_CLAIM") or "tenant_id",
         admin_login_url=os.environ.get("ADMIN_LOGIN_URL") or None,

@@ -12,6 +12,7 @@ from revsync.settings import get_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_stepfunctions import SFNClient
 
@@ -55,8 +56,15 @@ def stepfunctions() -> SFNClient:
     return client
 
 
+@lru_cache(maxsize=1)
+def events() -> EventBridgeClient:
+    client: EventBridgeClient = _client("events")
+    return client
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests switch between moto contexts)."""
+    events.cache_clear()
     sqs.cache_clear()
     dynamodb.cache_clear()
     stepfunctions.cache_clear()

@@ -24,7 +24,7 @@ from revsync.domain.snapshots import (
     parse_subscription,
 )
 from revsync.domain.tenancy import Tenant
-from revsync.services.sync import Customers, StripeObjects, Tenants, apply_observation
+from revsync.services.sync import ChangeFeed, Customers, StripeObjects, Tenants, apply_observation
 from revsync.stripe_api.pacing import Pacer
 
 _PARSERS: dict[str, Callable[[dict[str, Any]], Snapshot]] = {
@@ -89,6 +89,7 @@ def import_segment(
     max_walks: int = 1,
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
+    changes: ChangeFeed | None = None,
 ) -> list[Segment]:
     """Walk up to ``max_pages`` pages of the segment (fewer if ``deadline`` comes).
 
@@ -107,7 +108,9 @@ def import_segment(
         requested_at = int(clock())  # stamped when asked: see services.sync
         objects, has_more = stripe.list_page(tenant, segment["kind"], list_params(segment), pacer)
         segment["requests"] += 1
-        _apply_page(tenant_id, segment["kind"], objects, requested_at, tenants, customers, stripe, clock)
+        _apply_page(
+            tenant_id, segment["kind"], objects, requested_at, tenants, customers, stripe, clock, changes
+        )
         imported += len(objects)
         segment["imported"] += len(objects)
         segment["done"] = not has_more
@@ -131,6 +134,7 @@ def _apply_page(
     customers: Customers,
     stripe: Lister,
     clock: Callable[[], float],
+    changes: ChangeFeed | None,
 ) -> None:
     parse = _PARSERS[kind]
     snapshots = [parse(raw) for raw in objects]
@@ -148,8 +152,16 @@ def _apply_page(
     observations.sort(key=lambda o: customer_id_of(o["snapshot"]))
     for _, group in groupby(observations, key=lambda o: customer_id_of(o["snapshot"])):
         for observation in group:
+            # A backfill's subscriptions enter the MRR history at their start (imported).
             apply_observation(
-                tenant_id, observation, tenants=tenants, customers=customers, stripe=stripe, clock=clock
+                tenant_id,
+                observation,
+                tenants=tenants,
+                customers=customers,
+                stripe=stripe,
+                clock=clock,
+                changes=changes,
+                imported=True,
             )
 
 

@@ -18,7 +18,7 @@ from revsync.domain.reconcile import EventsState, window
 from revsync.domain.snapshots import SnapshotError
 from revsync.domain.tenancy import Tenant
 from revsync.errors import ApiError, Deferred
-from revsync.services.sync import Customers, StripeObjects, Tenants, apply_observation
+from revsync.services.sync import ChangeFeed, Customers, StripeObjects, Tenants, apply_observation
 from revsync.services.tenants import checked_tenant_id
 
 # The event types whose objects revsync applies (connection events come to the platform, not here).
@@ -90,6 +90,7 @@ def reconcile(
     progress: EventsProgress,
     clock: Callable[[], float],
     out_of_time: Callable[[], bool],
+    changes: ChangeFeed | None = None,
 ) -> ReconcileReport:
     tenant = tenants.get(tenant_id)
     if tenant is None or not tenant.connection.is_connected:
@@ -117,7 +118,13 @@ def reconcile(
                 if observation is None:
                     continue
                 result = apply_observation(
-                    tenant_id, observation, tenants=tenants, customers=customers, stripe=stripe, clock=clock
+                    tenant_id,
+                    observation,
+                    tenants=tenants,
+                    customers=customers,
+                    stripe=stripe,
+                    clock=clock,
+                    changes=changes,
                 )
                 recovered += result.outcome == "applied"
             if not more or not page:
@@ -143,6 +150,7 @@ def reconcile_on_request(
     progress: EventsProgress,
     clock: Callable[[], float],
     out_of_time: Callable[[], bool],
+    changes: ChangeFeed | None = None,
 ) -> dict[str, Any]:
     """``POST /tenants/{id}/stripe/reconcile``: 202 with what this run did (a run cut short by the
     route's time limit says ``partial``; the schedule goes on from the same window)."""
@@ -154,6 +162,7 @@ def reconcile_on_request(
         progress=progress,
         clock=clock,
         out_of_time=out_of_time,
+        changes=changes,
     )
     if report.state == "not_connected":
         raise ApiError(409, "not_connected", "this tenant has no Stripe connection")
@@ -171,6 +180,7 @@ def reconcile_all(
     progress: EventsProgress,
     clock: Callable[[], float],
     out_of_time: Callable[[], bool],
+    changes: ChangeFeed | None = None,
 ) -> dict[str, Any]:
     """The schedule: every connected tenant in turn, until the function's time runs short."""
     reports: dict[str, Any] = {}
@@ -185,6 +195,7 @@ def reconcile_all(
             progress=progress,
             clock=clock,
             out_of_time=out_of_time,
+            changes=changes,
         )
         reports[tenant_id] = report.as_dict()
     return {"tenants": len(tenant_ids), "reconciled": reports}

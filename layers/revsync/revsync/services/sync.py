@@ -7,11 +7,21 @@ semantics live in the domain, this module only sequences load → decide → sav
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from revsync.domain.changes import record_change
 from revsync.domain.events import Observation
+from revsync.domain.history import (
+    Contribution,
+    HistoryLog,
+    contribution_changes,
+    contributions,
+    history_entries,
+    movements,
+    mrr_timeline,
+)
 from revsync.domain.record import CustomerRecord, derive_record
 from revsync.domain.snapshots import (
     Coupon,
@@ -54,6 +64,8 @@ class Customers(Protocol):
         external_id: str,
         config_version: int,
         record_changed: bool = True,
+        history: HistoryLog | None = None,
+        revenue_changes: Mapping[tuple[str, str], Contribution] | None = None,
     ) -> int: ...
 
     def project(
@@ -78,6 +90,12 @@ class StripeObjects(Protocol):
 
     def invoice_lines(self, tenant: Tenant, invoice_id: str) -> list[InvoiceLine]:
         """Every subscription line of an invoice (``/v1/invoices/{id}/lines``)."""
+        ...
+
+
+class ChangeFeed(Protocol):
+    def publish(self, detail: dict[str, Any]) -> None:
+        """Queue one ``Customer Record Changed`` event (sent when the caller flushes)."""
         ...
 
 
@@ -130,6 +148,34 @@ def _enriched(
     return {**observation, "snapshot": snapshot}
 
 
+def _history_after(
+    customer_id: str, history: HistoryLog, seen: list[Observation], imported: bool
+) -> tuple[HistoryLog, dict[tuple[str, str], Contribution]]:
+    """The kept observations with ``seen`` added, and what that adds to the tenant's months."""
+    after = history.with_entries(entry for kept in seen for entry in history_entries(kept, imported=imported))
+    if after == history:
+        return history, {}
+
+    def by_month(log: HistoryLog) -> dict[tuple[str, str], Contribution]:
+        return contributions(movements(mrr_timeline(customer_id, log.observations())))
+
+    return after, contribution_changes(by_month(history), by_month(after))
+
+
+def _publish(
+    changes: ChangeFeed,
+    customer_id: str,
+    history: HistoryLog,
+    previous: CustomerRecord | None,
+    record: CustomerRecord,
+    observed_at: int,
+) -> None:
+    ever_paid = any(mrr > 0 for _, _, mrr in mrr_timeline(customer_id, history.observations()))
+    detail = record_change(previous, record, observed_at, ever_paid)
+    if detail is not None:
+        changes.publish(detail)
+
+
 def apply_observation(
     tenant_id: str,
     observation: Observation,
@@ -139,10 +185,13 @@ def apply_observation(
     stripe: StripeObjects,
     account: str | Unset | None = UNSET,
     clock: Callable[[], float] = time.time,
+    changes: ChangeFeed | None = None,
+    imported: bool = False,
 ) -> SyncResult:
     """Apply ``observation`` for ``tenant_id``; ``account`` is the Connect account the event came
     from (None: the tenant's own API-key route; unset: a backfill page or a refetch, read through the
-    tenant's current connection)."""
+    tenant's current connection). ``imported``: a backfill page's object (its subscriptions enter
+    the MRR history at their start). Each record change is published to ``changes``."""
     tenant = tenants.get(tenant_id)
     if tenant is None or not tenant.connection.is_connected:
         return SyncResult("dropped", "tenant_not_connected")
@@ -151,6 +200,8 @@ def apply_observation(
         return SyncResult("dropped", "account_mismatch")
     customer_id = customer_id_of(observation["snapshot"])
     refetches = conflicts = 0
+    # Everything observed on the way (an event that tied, then the read that settled it) is history.
+    seen: list[Observation] = []
     for _ in range(MAX_ATTEMPTS):
         stored = customers.load(tenant_id, customer_id)
         if stored.config_version > tenant.config_version:
@@ -159,6 +210,9 @@ def apply_observation(
         observation = _enriched(observation, stored.objects, tenant, stripe)
         outcome = apply(stored.objects, observation)
         unexpanded = observation["source"] != "fetched" and has_unexpanded_discounts(observation["snapshot"])
+        if not unexpanded and observation not in seen:
+            # (One whose discounts Stripe sent unexpanded would show a wrong MRR; its read stands in.)
+            seen.append(observation)
         if outcome.decision.action == "refetch" or (unexpanded and outcome.changed):
             if refetches >= MAX_REFETCHES:
                 raise RetryLater(f"unresolved after {refetches} reads from Stripe: {outcome.decision.reason}")
@@ -180,7 +234,8 @@ def apply_observation(
         record = derive_record(tenant_id, outcome.objects, trait)
         previous = derive_record(tenant_id, stored.objects, trait) if stored.version is not None else None
         config_moved = stored.config_version != tenant.config_version
-        if not outcome.changed and not config_moved:
+        history, revenue = _history_after(customer_id, stored.history, seen, imported)
+        if not outcome.changed and not config_moved and history == stored.history:
             # Nothing new, but the record may lag the state it derives from (a projection that failed
             # after the state write, then a redrive): one read tells, whatever the receive count.
             wanted = stored.record_version
@@ -192,23 +247,26 @@ def apply_observation(
             return SyncResult("unchanged", "record_repaired", refetches, conflicts, written)
         repair = conflicts > 0 or config_moved
         version = stored.version or 0
-        if outcome.changed or config_moved:
-            try:
-                version = customers.save(
-                    tenant_id,
-                    stored,
-                    outcome.objects,
-                    observation if outcome.changed else None,
-                    record["external_id"],
-                    tenant.config_version,
-                    record_changed=record != previous or config_moved,
-                )
-            except ConcurrentUpdate:
-                conflicts += 1
-                continue
+        try:
+            version = customers.save(
+                tenant_id,
+                stored,
+                outcome.objects,
+                observation if outcome.changed else None,
+                record["external_id"],
+                tenant.config_version,
+                record_changed=record != previous or config_moved,
+                history=history,
+                revenue_changes=revenue,
+            )
+        except ConcurrentUpdate:
+            conflicts += 1
+            continue
         written = False
         if record != previous or repair:
             written = customers.project(record, version, stored.external_id, repair=repair)
+        if written and changes is not None and record != previous:
+            _publish(changes, customer_id, stored.history, previous, record, observation["observed_at"])
         result = "applied" if outcome.changed else "unchanged"
         return SyncResult(result, outcome.decision.reason, refetches, conflicts, written)
     raise RetryLater(f"gave up after {conflicts} concurrent updates")

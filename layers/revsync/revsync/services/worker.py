@@ -23,7 +23,15 @@ from revsync.domain.snapshots import SnapshotError
 from revsync.errors import Deferred
 from revsync.services.connect import connection_revoked
 from revsync.services.receive import TenantDirectory, route_event
-from revsync.services.sync import UNSET, Customers, StripeObjects, SyncResult, Tenants, apply_observation
+from revsync.services.sync import (
+    UNSET,
+    ChangeFeed,
+    Customers,
+    StripeObjects,
+    SyncResult,
+    Tenants,
+    apply_observation,
+)
 from revsync.services.tenants import TenantRepository
 
 Outcome = Literal["applied", "unchanged", "dropped", "parked", "deferred", "retry"]
@@ -58,6 +66,7 @@ def _apply_envelope(
     stripe: StripeObjects,
     watermarks: Watermarks,
     clock: Callable[[], float],
+    changes: ChangeFeed,
 ) -> SyncResult:
     account = envelope.get("account", UNSET)  # older envelopes carry none
     observation = envelope["observation"]
@@ -76,6 +85,7 @@ def _apply_envelope(
         stripe=stripe,
         account=account,
         clock=clock,
+        changes=changes,
     )
     if result.outcome != "dropped":
         watermarks.note(envelope["tenant_id"], observation["observed_at"])
@@ -94,6 +104,7 @@ def process_message(
     stripe: StripeObjects,
     watermarks: Watermarks,
     clock: Callable[[], float],
+    changes: ChangeFeed,
 ) -> MessageResult:
     envelope: Envelope | None = None
     try:
@@ -117,6 +128,7 @@ def process_message(
             stripe=stripe,
             watermarks=watermarks,
             clock=clock,
+            changes=changes,
         )
     except Deferred as exc:
         # Stripe's rate limit: later, never a failure (the receive count does not park it).

@@ -7,17 +7,22 @@ the derived record changed. A new paid invoice adds its own put.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
 
 from revsync.domain.events import Observation
+from revsync.domain.history import Contribution, HistoryLog
 from revsync.domain.record import UNMATCHED_PREFIX, CustomerRecord
 from revsync.domain.snapshots import InvoiceSnapshot
 from revsync.domain.state import CustomerObjects
+from revsync.settings import get_settings
 from revsync.store import models
-from revsync.store.models import CustomerRecordItem, CustomerStateItem, PaidInvoiceItem
+from revsync.store.models import CustomerRecordItem, CustomerStateItem, PaidInvoiceItem, RevenueMonthItem
 
 # The record attributes revsync owns; everything else on the item belongs to the platform.
 OWNED_RECORD_FIELDS = (
@@ -53,6 +58,7 @@ class StoredCustomer:
     external_id: str | None  # the record key last projected
     config_version: int
     record_version: int | None = None  # the version the current record derives from
+    history: HistoryLog = field(default_factory=HistoryLog)
 
 
 def _invoice_observation(item: PaidInvoiceItem) -> Observation:
@@ -118,6 +124,7 @@ class CustomerStore:
                 if state is not None and state.record_version is not None
                 else (int(state.version) if state is not None and state.version is not None else None)
             ),
+            history=HistoryLog.from_json(state.history if state is not None else None),
         )
 
     def save(
@@ -129,11 +136,16 @@ class CustomerStore:
         external_id: str,
         config_version: int,
         record_changed: bool = True,
+        history: HistoryLog | None = None,
+        revenue_changes: Mapping[tuple[str, str], Contribution] | None = None,
     ) -> int:
         """Save the objects unless someone else did since ``stored`` was loaded; return the new version.
 
         ``record_changed``: whether the derived record differs from the one ``stored`` gives (if not,
-        the record keeps deriving from ``stored.record_version``)."""
+        the record keeps deriving from ``stored.record_version``). ``history`` replaces the kept
+        observations; ``revenue_changes`` ((currency, month) -> what the customer's new history adds
+        to that month) are added to the tenant's monthly totals in the same transaction, so each
+        change is counted exactly once: a retry finds the version moved and recomputes."""
         pk = models.sync_partition(tenant_id, objects.customer_id)
         if applied is not None and applied["snapshot"]["object"] == "invoice":
             # Idempotent put, before the state write that makes it visible to the record's version.
@@ -148,12 +160,16 @@ class CustomerStore:
             },
             external_id=external_id,
             config_version=config_version,
+            history=(history if history is not None else stored.history).to_json(),
         )
         new_version = (stored.version or 0) + 1
         carried = stored.record_version if not record_changed else None
         item.record_version = carried if carried is not None else new_version
         if stored.version is not None:
             item.version = stored.version  # unset: the save requires that no state item exists yet
+        if revenue_changes:
+            self._save_with_revenue(item, tenant_id, revenue_changes)
+            return int(item.version)
         try:
             item.save()  # VersionAttribute: conditional on the version we loaded
         except PutError as exc:
@@ -161,6 +177,55 @@ class CustomerStore:
                 raise ConcurrentUpdate(pk) from exc
             raise
         return int(item.version)
+
+    def _save_with_revenue(
+        self, item: CustomerStateItem, tenant_id: str, changes: Mapping[tuple[str, str], Contribution]
+    ) -> None:
+        connection = Connection(
+            region=get_settings().region,
+            connect_timeout_seconds=models.CONNECT_TIMEOUT_SECONDS,
+            read_timeout_seconds=models.READ_TIMEOUT_SECONDS,
+            max_retry_attempts=models.MAX_RETRY_ATTEMPTS,
+        )
+        try:
+            with TransactWrite(connection=connection) as transaction:
+                transaction.save(item)  # conditional on the version we loaded
+                for (currency, month), delta in sorted(changes.items()):
+                    total = RevenueMonthItem(
+                        models.revenue_partition(tenant_id), models.revenue_sort_key(currency, month)
+                    )
+                    actions: list[Any] = [
+                        getattr(RevenueMonthItem, name).add(value)
+                        for name, value in delta._asdict().items()
+                        if value
+                    ]
+                    actions.append(RevenueMonthItem.kind.set(RevenueMonthItem))
+                    transaction.update(total, actions=actions)
+        except TransactWriteError as exc:
+            reasons = exc.cancellation_reasons
+            if reasons and reasons[0] is not None and reasons[0].code == "ConditionalCheckFailed":
+                raise ConcurrentUpdate(item.pk) from exc
+            raise
+
+    def revenue_totals(self, tenant_id: str) -> dict[str, dict[str, Contribution]]:
+        """currency -> month -> the tenant's totals (one Query: a few items per month of history)."""
+        found: dict[str, dict[str, Contribution]] = {}
+        for item in RevenueMonthItem.query(models.revenue_partition(tenant_id)):
+            currency, month = item.sk.split("#", 1)
+            found.setdefault(currency, {})[month] = Contribution(
+                *(int(getattr(item, name)) for name in Contribution._fields)
+            )
+        return found
+
+    def history(self, tenant_id: str, customer_id: str) -> HistoryLog | None:
+        """The customer's kept observations (None: nothing stored for that customer)."""
+        try:
+            item = CustomerStateItem.get(
+                models.sync_partition(tenant_id, customer_id), models.STATE_SK, consistent_read=True
+            )
+        except DoesNotExist:
+            return None
+        return HistoryLog.from_json(item.history)
 
     def project(
         self, record: CustomerRecord, version: int, previous_external_id: str | None, *, repair: bool

@@ -93,6 +93,31 @@ class CustomerStateItem(SyncItem, discriminator="state"):
     # The version whose derived record is the current one: the record item must carry at least this
     # ``revsync_version``, else its projection failed and is repaired (no extra write to know it).
     record_version = NumberAttribute(null=True)
+    # The customer's kept observations for MRR history (revsync.domain.history.HistoryLog).
+    history = CompressedJSONAttribute(null=True)
+
+
+def revenue_partition(tenant_id: str) -> str:
+    """The tenant's monthly revenue totals; "!" is in no tenant id and starts no Stripe customer id."""
+    return f"{tenant_id}#!revenue"
+
+
+def revenue_sort_key(currency: str, month: str) -> str:
+    return f"{currency}#{month}"
+
+
+class RevenueMonthItem(SyncItem, discriminator="revenue"):
+    """A tenant's movements in one month and currency, summed over its customers (ADDed to as a
+    customer's contribution changes, in the transaction that saves that customer's state)."""
+
+    new = NumberAttribute(default=0)
+    expansion = NumberAttribute(default=0)
+    reactivation = NumberAttribute(default=0)
+    contraction = NumberAttribute(default=0)
+    churn = NumberAttribute(default=0)
+    new_customers = NumberAttribute(default=0)
+    reactivated_customers = NumberAttribute(default=0)
+    churned_customers = NumberAttribute(default=0)
 
 
 class PaidInvoiceItem(SyncItem, discriminator="invoice"):
