@@ -23,7 +23,7 @@ from revsync.errors import ApiError
 from revsync.infra.changes import EventBridgeChanges
 from revsync.infra.secrets import PlatformSecrets, TenantSecrets
 from revsync.infra.stepfunctions import BackfillStarter
-from revsync.services import connect, reconcile
+from revsync.services import connect, reconcile, revenue
 from revsync.services import settings_page as settings_page_view
 from revsync.services import tenants as service
 from revsync.services.sync import Customers
@@ -48,6 +48,8 @@ class TenantApiStripe(
 class Dependencies:
     tenants: service.TenantRepository
     records: service.RecordReader
+    histories: revenue.HistoryReader
+    revenue: revenue.RevenueReader
     claims: service.BackfillClaims
     states: connect.States
     platform: PlatformSecrets
@@ -66,6 +68,8 @@ def dependencies() -> Dependencies:
     return Dependencies(
         tenants=TenantStore(),
         records=CustomerStore(),
+        histories=CustomerStore(),
+        revenue=CustomerStore(),
         claims=BackfillProgress(),
         states=OAuthStates(),
         platform=PlatformSecrets(),
@@ -312,6 +316,21 @@ def post_reconcile(tenant_id: str) -> Response[str]:
 def get_customer(tenant_id: str, external_id: str) -> Response[str]:
     record = service.customer_record(tenant_id, unquote(external_id), records=dependencies().records)
     return _json(200, record)
+
+
+@app.get("/tenants/<tenant_id>/customers/<external_id>/history")
+def get_customer_history(tenant_id: str, external_id: str) -> Response[str]:
+    deps = dependencies()
+    document = revenue.customer_history(
+        tenant_id, unquote(external_id), records=deps.records, histories=deps.histories
+    )
+    return _json(200, document)
+
+
+@app.get("/tenants/<tenant_id>/revenue")
+def get_revenue(tenant_id: str) -> Response[str]:
+    query = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if isinstance(v, str)}
+    return _json(200, revenue.revenue(tenant_id, query, totals=dependencies().revenue, now=_now()))
 
 
 @logger.inject_lambda_context

@@ -1,0 +1,96 @@
+"""MRR history and monthly revenue movements (DESIGN.md "MRR history and movements"): the read side.
+
+``GET .../customers/{external_id}/history`` replays the customer's kept observations;
+``GET .../revenue`` reads the tenant's monthly totals (one Query over its months, never its
+customers) and accumulates them into start / movements / end per month.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from revsync.domain.history import (
+    Contribution,
+    HistoryLog,
+    history_document,
+    month_of,
+    months,
+    movements,
+    mrr_timeline,
+    revenue_months,
+)
+from revsync.errors import ApiError
+from revsync.services.tenants import RecordReader, checked_tenant_id
+
+_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_CURRENCY = re.compile(r"^[a-z]{3}$")
+MAX_MONTHS = 120
+DEFAULT_MONTHS = 12
+
+
+class HistoryReader(Protocol):
+    def history(self, tenant_id: str, customer_id: str) -> HistoryLog | None: ...
+
+
+class RevenueReader(Protocol):
+    def revenue_totals(self, tenant_id: str) -> dict[str, dict[str, Contribution]]: ...
+
+
+def customer_history(
+    tenant_id: str, external_id: str, *, records: RecordReader, histories: HistoryReader
+) -> dict[str, Any]:
+    tenant_id = checked_tenant_id(tenant_id)
+    if not external_id or len(external_id) > 1024:
+        raise ApiError(400, "invalid_external_id", "external_id must be 1-1024 characters")
+    record = records.get_record(tenant_id, external_id)
+    if record is None:
+        raise ApiError(404, "customer_not_found", "no customer record with that external_id")
+    customer_id = str(record["stripe_customer_id"])
+    log = histories.history(tenant_id, customer_id) or HistoryLog()
+    return history_document(movements(mrr_timeline(customer_id, log.observations())))
+
+
+def _month(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    if not _MONTH.fullmatch(value):
+        raise ApiError(400, "invalid_month", f"{name} must be a month as YYYY-MM")
+    return value
+
+
+def _months_before(month: str, count: int) -> str:
+    year, number = (int(part) for part in month.split("-"))
+    index = year * 12 + number - 1 - count
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def _most_common(totals: Mapping[str, Mapping[str, Contribution]], last: str) -> str | None:
+    """The currency most of the tenant's paying customers use at the end of ``last``."""
+
+    def weight(currency: str) -> tuple[int, int, str]:
+        upto = [t for month, t in totals[currency].items() if month <= last]
+        return sum(t.net_customers for t in upto), sum(t.net_mrr for t in upto), currency
+
+    return max(totals, key=weight, default=None)
+
+
+def revenue(tenant_id: str, query: Mapping[str, str], *, totals: RevenueReader, now: int) -> dict[str, Any]:
+    """``?from=YYYY-MM&to=YYYY-MM[&currency=usd]``; without them the twelve months up to now's."""
+    tenant_id = checked_tenant_id(tenant_id)
+    last = _month(query.get("to"), "to") or month_of(now)
+    first = _month(query.get("from"), "from") or _months_before(last, DEFAULT_MONTHS - 1)
+    if first > last:
+        raise ApiError(400, "invalid_range", "from must not be after to")
+    if len(months(first, last)) > MAX_MONTHS:
+        raise ApiError(400, "range_too_long", f"at most {MAX_MONTHS} months per request")
+    currency = query.get("currency")
+    if currency is not None and not _CURRENCY.fullmatch(currency):
+        raise ApiError(400, "invalid_currency", "currency must be a lowercase ISO code such as usd")
+    found = totals.revenue_totals(tenant_id)
+    currency = currency or _most_common(found, last)
+    return {
+        "currency": currency,
+        "months": revenue_months(found.get(currency or "", {}), first, last),
+    }

@@ -1,0 +1,281 @@
+"""MRR history, monthly revenue and the change feed through the real handlers on moto.
+
+Webhooks over three months for a few customers (late, reordered and repeated deliveries included)
+give the months and the customer histories the contract describes; the feed carries one event per
+record change and none for duplicates; the in-memory fake keeps exactly what the DynamoDB store
+keeps (the same story through both).
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import random
+from typing import Any
+
+import boto3
+import pytest
+from revsync.domain.events import observation_of, parse_event
+from revsync.domain.history import Contribution, HistoryLog
+from revsync.domain.tenancy import Connection, Tenant
+from revsync.services.sync import apply_observation
+from revsync.store.customers import ConcurrentUpdate, CustomerStore
+
+from local import stripe_shapes as S
+from local.aws import read_change_feed
+from local.inprocess import InProcessStack
+from tests.fakes import FakeCustomers, FakeStripe, FakeTenants
+from tests.integration.conftest import PLATFORM_SECRET
+
+pytestmark = pytest.mark.integration
+
+DAY = 86_400
+JAN = calendar.timegm((2026, 1, 1, 0, 0, 0))
+ACCOUNT = "acct_rev"
+PRO = S.price(5000, id="price_pro")
+
+
+def _sub(customer: str, sub_id: str, quantity: int = 1, status: str = "active", **kw: Any) -> dict[str, Any]:
+    item = {**S.subscription_item(PRO, quantity=quantity), "id": f"si_{sub_id}"}
+    return S.subscription(customer, [item], id=sub_id, status=status, **kw)
+
+
+def _story() -> list[dict[str, Any]]:
+    """ada: new in January, expands in February. bob: new in January, churns in February, comes back
+    in March. cy: new in February, contracts in March."""
+    ada, bob, cy = (S.customer(f"cus_{n}", metadata={"app_id": f"u-{n}"}) for n in ("ada", "bob", "cy"))
+    events = [
+        S.event("customer.created", ada, created=JAN + DAY, account=ACCOUNT),
+        S.event(
+            "customer.subscription.created", _sub("cus_ada", "sub_ada"), created=JAN + DAY, account=ACCOUNT
+        ),
+        S.event("customer.created", bob, created=JAN + 2 * DAY, account=ACCOUNT),
+        S.event(
+            "customer.subscription.created",
+            _sub("cus_bob", "sub_bob"),
+            created=JAN + 2 * DAY,
+            account=ACCOUNT,
+        ),
+        S.event(
+            "customer.subscription.updated",
+            _sub("cus_ada", "sub_ada", quantity=3),
+            created=JAN + 35 * DAY,
+            account=ACCOUNT,
+        ),
+        S.event(
+            "customer.subscription.deleted",
+            _sub(
+                "cus_bob", "sub_bob", status="canceled", canceled_at=JAN + 40 * DAY, ended_at=JAN + 40 * DAY
+            ),
+            created=JAN + 40 * DAY,
+            account=ACCOUNT,
+        ),
+        S.event("customer.created", cy, created=JAN + 45 * DAY, account=ACCOUNT),
+        S.event(
+            "customer.subscription.created",
+            _sub("cus_cy", "sub_cy", quantity=2),
+            created=JAN + 45 * DAY,
+            account=ACCOUNT,
+        ),
+        S.event(
+            "customer.subscription.created",
+            _sub("cus_bob", "sub_bob2"),
+            created=JAN + 65 * DAY,
+            account=ACCOUNT,
+        ),
+        S.event(
+            "customer.subscription.updated", _sub("cus_cy", "sub_cy"), created=JAN + 70 * DAY, account=ACCOUNT
+        ),
+    ]
+    return events
+
+
+EXPECTED_MONTHS = [
+    {
+        "month": "2026-01",
+        "mrr_start": 0,
+        "new": 10000,
+        "expansion": 0,
+        "reactivation": 0,
+        "contraction": 0,
+        "churn": 0,
+        "mrr_end": 10000,
+        "customers_start": 0,
+        "customers_end": 2,
+    },
+    {
+        "month": "2026-02",
+        "mrr_start": 10000,
+        "new": 10000,
+        "expansion": 10000,
+        "reactivation": 0,
+        "contraction": 0,
+        "churn": 5000,
+        "mrr_end": 25000,
+        "customers_start": 2,
+        "customers_end": 2,
+    },
+    {
+        "month": "2026-03",
+        "mrr_start": 25000,
+        "new": 0,
+        "expansion": 0,
+        "reactivation": 5000,
+        "contraction": 5000,
+        "churn": 0,
+        "mrr_end": 25000,
+        "customers_start": 2,
+        "customers_end": 3,
+    },
+]
+
+
+@pytest.fixture
+def connected(stack: InProcessStack) -> InProcessStack:
+    tenant = Tenant("rev", Connection("connected", "oauth", ACCOUNT, connected_at=0)).with_config(
+        "metadata.app_id"
+    )
+    from revsync.store.tenants import TenantStore
+
+    TenantStore().save(tenant, JAN)
+    return stack
+
+
+def _deliver(stack: InProcessStack, events: list[dict[str, Any]]) -> None:
+    for event in events:
+        assert stack.post_webhook(event, PLATFORM_SECRET).status == 200
+    stack.drain()
+
+
+def _feed(stack: InProcessStack) -> list[dict[str, Any]]:
+    assert stack.names is not None
+    return read_change_feed(boto3.session.Session(region_name="us-east-1"), None, stack.names)
+
+
+def test_months_histories_and_feed_from_webhooks_in_any_order(connected: InProcessStack) -> None:
+    stack, events = connected, _story()
+    late_and_twice = [*events[::-1], *random.Random(3).sample(events, 4)]
+    _deliver(stack, late_and_twice)
+
+    response = stack.request("GET", "/tenants/rev/revenue", query="from=2026-01&to=2026-03")
+    assert response.status == 200, response.body
+    assert response.json() == {"currency": "usd", "months": EXPECTED_MONTHS}
+    # A window later than the first month starts from everything before it; the currency defaults.
+    march = stack.request("GET", "/tenants/rev/revenue", query="from=2026-03&to=2026-03&currency=usd").json()
+    assert march["months"] == EXPECTED_MONTHS[2:]
+    assert stack.request(
+        "GET", "/tenants/rev/revenue", query="from=2026-01&to=2026-01&currency=eur"
+    ).json() == {
+        "currency": "eur",
+        "months": [{**EXPECTED_MONTHS[0], "new": 0, "mrr_end": 0, "customers_end": 0}],
+    }
+
+    bob = stack.request("GET", "/tenants/rev/customers/u-bob/history").json()
+    assert bob == {
+        "currency": "usd",
+        "points": [
+            {"at": JAN + 2 * DAY, "mrr": 5000, "movement": "new", "amount": 5000},
+            {"at": JAN + 40 * DAY, "mrr": 0, "movement": "churn", "amount": 5000},
+            {"at": JAN + 65 * DAY, "mrr": 5000, "movement": "reactivation", "amount": 5000},
+        ],
+    }
+
+    # Delivered in reverse, so the records moved to their final state first: each record change is
+    # one event, and the repeats made none.
+    published = _feed(stack)
+    assert all(e["source"] == "revsync" and e["detail-type"] == "Customer Record Changed" for e in published)
+    details = [e["detail"] for e in published]
+    assert len(details) == len({json.dumps(d, sort_keys=True) for d in details})
+    # (A subscription seen before its customer keys the record by the Stripe id until the customer,
+    # with the trait, arrives: that move is a change too.)
+    assert {d["external_id"] for d in details} == {"u-ada", "u-bob", "u-cy"} | {
+        f"stripe:cus_{n}" for n in ("ada", "bob", "cy")
+    }
+    for detail in details:
+        assert set(detail) == {
+            "tenant_id",
+            "external_id",
+            "stripe_customer_id",
+            "observed_at",
+            "changed",
+            "mrr",
+            "movement",
+            "churned",
+        }
+        assert detail["changed"], detail
+    # Every delivery again: nothing changes, nothing is published.
+    _deliver(stack, events)
+    assert _feed(stack) == []
+    assert stack.request("GET", "/tenants/rev/revenue", query="from=2026-01&to=2026-03").json()["months"] == (
+        EXPECTED_MONTHS
+    )
+
+
+def test_the_feed_says_what_moved_in_order(connected: InProcessStack) -> None:
+    stack, events = connected, _story()
+    _deliver(stack, events)
+    bob = [e["detail"] for e in _feed(stack) if e["detail"]["external_id"] == "u-bob"]
+    assert [(d["movement"], d["mrr"], d["churned"]) for d in bob if d["movement"]] == [
+        ("new", {"before": 0, "after": 5000}, {"before": False, "after": False}),
+        ("churn", {"before": 5000, "after": 0}, {"before": False, "after": True}),
+        ("reactivation", {"before": 0, "after": 5000}, {"before": True, "after": False}),
+    ]
+    assert "mrr" in next(d for d in bob if d["movement"] == "churn")["changed"]
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ("from=2026-13&to=2026-12", "invalid_month"),
+        ("from=26-01", "invalid_month"),
+        ("from=2026-05&to=2026-01", "invalid_range"),
+        ("from=2000-01&to=2026-01", "range_too_long"),
+        ("currency=USD", "invalid_currency"),
+        ("currency=%00%FF", "invalid_currency"),
+    ],
+)
+def test_bad_revenue_queries_are_400s(connected: InProcessStack, query: str, error: str) -> None:
+    response = connected.request("GET", "/tenants/rev/revenue", query=query)
+    assert (response.status, response.json()["error"]) == (400, error)
+
+
+def test_unknown_customer_history_is_404(connected: InProcessStack) -> None:
+    response = connected.request("GET", "/tenants/rev/customers/nobody/history")
+    assert (response.status, response.json()["error"]) == (404, "customer_not_found")
+    # Twelve empty months up to now's when nothing is asked.
+    default = connected.request("GET", "/tenants/rev/revenue").json()
+    assert len(default["months"]) == 12
+    assert default["currency"] is None
+
+
+# --- the fake keeps what the store keeps --------------------------------------------------------
+
+
+def _through(customers: Any) -> tuple[dict[str, dict[str, Contribution]], HistoryLog | None]:
+    tenant = Tenant("rev", Connection("connected", "oauth", ACCOUNT)).with_config("metadata.app_id")
+    tenants, stripe = FakeTenants({"rev": tenant}), FakeStripe()
+    for raw in _story():
+        observation = observation_of(parse_event(json.dumps(raw).encode()))
+        assert observation is not None
+        apply_observation("rev", observation, tenants=tenants, customers=customers, stripe=stripe)
+    return customers.revenue_totals("rev"), customers.history("rev", "cus_bob")
+
+
+def test_the_fake_keeps_what_the_store_keeps(stack: InProcessStack) -> None:
+    store = CustomerStore()
+    assert _through(FakeCustomers()) == _through(store)
+    totals, history = _through(store)  # the same story again: nothing moves
+    assert totals == _through(FakeCustomers())[0]
+    assert history is not None
+    assert len(history.entries) == 4  # the customer and three subscription observations
+
+
+@pytest.mark.parametrize("kind", ["fake", "store"])
+def test_a_stale_save_adds_nothing_to_the_months(stack: InProcessStack, kind: str) -> None:
+    customers: Any = FakeCustomers() if kind == "fake" else CustomerStore()
+    stored = customers.load("rev", "cus_zed")
+    change = {("usd", "2026-01"): Contribution(new=100, new_customers=1)}
+    customers.save("rev", stored, stored.objects, None, "u-zed", 0, revenue_changes=change)
+    with pytest.raises(ConcurrentUpdate):
+        customers.save("rev", stored, stored.objects, None, "u-zed", 0, revenue_changes=change)
+    assert customers.revenue_totals("rev") == {"usd": {"2026-01": Contribution(new=100, new_customers=1)}}
