@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -38,10 +39,15 @@ class LocalContext:
 
 @cache
 def load_module(logical_id: str) -> ModuleType:
-    """Import a function's handler module under a unique name (every function has an ``app.py``)."""
+    """Import a function's handler module under a unique name (every function has an ``app.py``).
+
+    From the source tree, or from ``sam build``'s output when ``REVSYNC_LOCAL_BUILD_DIR`` names it
+    (bench/worker_cost.py measures the built handlers)."""
     props = load_template()["Resources"][logical_id]["Properties"]
     module_name, _ = props["Handler"].rsplit(".", 1)
-    path = ROOT / props["CodeUri"] / f"{module_name.replace('.', '/')}.py"
+    built = os.environ.get("REVSYNC_LOCAL_BUILD_DIR")
+    code = Path(built) / logical_id if built else ROOT / props["CodeUri"]
+    path = code / f"{module_name.replace('.', '/')}.py"
     unique = f"revsync_function_{logical_id}"
     spec = importlib.util.spec_from_file_location(unique, path)
     assert spec is not None

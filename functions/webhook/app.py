@@ -101,7 +101,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             parked=deps.parked,
             now=int(deps.clock()),
         )
-    # Only ids, types and outcomes are logged: never bodies, secrets or e-mails.
-    logger.info("webhook", outcome=response.outcome, status=response.status, **response.log)
+    # Only ids, types and outcomes are logged: never bodies, secrets or e-mails. A queued event is the
+    # common case, counted by its metric; its line is DEBUG (LogLevel) so logs cost little per event.
+    log = logger.debug if response.outcome == "queued" else logger.info
+    log("webhook", outcome=response.outcome, status=response.status, **response.log)
     metrics.add_metric(name=_METRIC[response.outcome.split(":")[0]], unit=MetricUnit.Count, value=1)
     return _http(response)

@@ -103,7 +103,8 @@ def record_handler(record: SQSRecord) -> None:
         )
         raise RetryLater(handled.reason)
     result = handled.result
-    logger.info(
+    # Applied or unchanged: the common case, counted by metrics; its line is DEBUG (see LogLevel).
+    logger.debug(
         "applied",
         **handled.log,
         outcome=handled.outcome,

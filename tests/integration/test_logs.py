@@ -19,22 +19,23 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def info_logs() -> Any:
-    """Every function's Powertools logger at INFO for this test (the suite runs them at WARNING)."""
+def debug_logs() -> Any:
+    """Every function's Powertools logger at DEBUG for this test (the suite runs them at WARNING): the
+    per-event lines (a queued webhook, an applied event) are DEBUG, and must be as clean."""
     loggers: list[Logger] = [
         lambda_runtime.load_module(f).logger
         for f in ("WebhookFunction", "WorkerFunction", "TenantApiFunction")
     ]
     levels = [logger.log_level for logger in loggers]
     for logger in loggers:
-        logger.setLevel(logging.INFO)
+        logger.setLevel(logging.DEBUG)
     yield
     for logger, level in zip(loggers, levels, strict=True):
         logger.setLevel(level)
 
 
 def test_no_secret_or_email_in_any_log_line_and_function_names_do_not_leak(
-    stack: InProcessStack, connect_oauth: Any, caplog: pytest.LogCaptureFixture, info_logs: Any
+    stack: InProcessStack, connect_oauth: Any, caplog: pytest.LogCaptureFixture, debug_logs: Any
 ) -> None:
     connect_oauth("acme", "acct_acme")
     customer = S.customer("cus_1", email="ada.lovelace@example.com", metadata={"app_id": "u-1"})

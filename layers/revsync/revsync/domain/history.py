@@ -75,6 +75,10 @@ def revenue_view(snapshot: Snapshot) -> Snapshot | None:
     return None
 
 
+def _canonical(view: Any) -> str:
+    return json.dumps(view, sort_keys=True, separators=(",", ":"))
+
+
 class Entry(NamedTuple):
     """One kept observation: when, how (its lifecycle step, or ``imported``), and its view's index."""
 
@@ -90,14 +94,17 @@ class HistoryLog(NamedTuple):
     entries: frozenset[Entry] = frozenset()
 
     def to_json(self) -> dict[str, Any]:
-        return {"views": list(self.views), "entries": sorted([list(e) for e in self.entries])}
+        return {
+            "views": [json.loads(v) for v in self.views],
+            "entries": sorted([list(e) for e in self.entries]),
+        }
 
     @classmethod
     def from_json(cls, document: Mapping[str, Any] | None) -> HistoryLog:
         if not document:
             return cls()
         return cls(
-            tuple(document["views"]),
+            tuple(_canonical(view) for view in document["views"]),
             frozenset(Entry(int(at), str(source), int(view)) for at, source, view in document["entries"]),
         )
 
@@ -105,7 +112,7 @@ class HistoryLog(NamedTuple):
         views, index = list(self.views), {view: i for i, view in enumerate(self.views)}
         entries = set(self.entries)
         for at, source, snapshot in additions:
-            text = json.dumps(snapshot, sort_keys=True, separators=(",", ":"))
+            text = _canonical(snapshot)
             if text not in index:
                 index[text] = len(views)
                 views.append(text)

@@ -124,7 +124,7 @@ class CustomerStore:
                 if state is not None and state.record_version is not None
                 else (int(state.version) if state is not None and state.version is not None else None)
             ),
-            history=HistoryLog.from_json(state.history if state is not None else None),
+            history=HistoryLog.from_json(stored.get("history")),
         )
 
     def save(
@@ -157,10 +157,10 @@ class CustomerStore:
                 "customer": objects.customer,
                 "subscriptions": dict(objects.subscriptions),
                 "invoice_ids": sorted(objects.invoices),
+                "history": (history if history is not None else stored.history).to_json(),
             },
             external_id=external_id,
             config_version=config_version,
-            history=(history if history is not None else stored.history).to_json(),
         )
         new_version = (stored.version or 0) + 1
         carried = stored.record_version if not record_changed else None
@@ -225,7 +225,7 @@ class CustomerStore:
             )
         except DoesNotExist:
             return None
-        return HistoryLog.from_json(item.history)
+        return HistoryLog.from_json(item.objects.get("history"))
 
     def project(
         self, record: CustomerRecord, version: int, previous_external_id: str | None, *, repair: bool

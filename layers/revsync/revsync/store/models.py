@@ -48,16 +48,44 @@ class _FromSettings:
         return getattr(get_settings(), self.field)
 
 
+# A preset dictionary for the state item: the keys and common values of the snapshots it holds, in
+# the canonical (sorted, compact) JSON they are written in. Small items compress poorly on their own
+# (zlib has nothing to refer back to); with these bytes to refer to, a customer with a subscription
+# and its history takes about a quarter of the space, under the 1 KB a write unit covers. Never
+# edit it: items written with it are read with it. A new one gets a new version byte.
+_ZDICT_V1 = (
+    b'{"balance":0,"created":null,"currency":"usd","deleted":false,"delinquent":false,"discount":null,'
+    b'"email":null,"id":"cus_","metadata":{},"name":null,"object":"customer"}'
+    b'{"cancel_at":null,"cancel_at_period_end":false,"canceled_at":null,"created":null,"currency":"usd",'
+    b'"current_period_end":null,"customer":"cus_","discounts":[],"ended_at":null,"id":"sub_",'
+    b'"items":[{"current_period_end":null,"discounts":[],"id":"si_","price":{"billing_scheme":"per_unit",'
+    b'"currency":"usd","divide_by":null,"id":"price_","interval":"month","interval_count":1,'
+    b'"nickname":null,"product":"prod_","round":null,"tiers":[],"tiers_mode":null,"unit_amount":"",'
+    b'"usage_type":"licensed"},"quantity":1}],"items_complete":true,"object":"subscription",'
+    b'"status":"active","trial_end":null}'
+    b'{"coupon":{"amount_off":null,"currency":null,"duration":"forever","duration_in_months":null,'
+    b'"id":"","percent_off":null},"coupon_id":"","end":null,"expanded":true,"id":"di_","start":null}'
+    b'{"event_id":"evt_","observed_at":1,"snapshot":{},"source":"updated"}"fetched""created""deleted"'
+    b'{"customer":null,"history":{"entries":[],"views":[]},"invoice_ids":["in_"],"subscriptions":{}}'
+)
+_ZDICT_V1_MARK = b"\x01"
+
+
 class CompressedJSONAttribute(Attribute[Any]):
     """JSON, zlib-compressed into a binary attribute: snapshots repeat keys, and writes are billed per KB."""
 
     attr_type = BINARY
 
     def serialize(self, value: Any) -> bytes:
-        return zlib.compress(json.dumps(value, separators=(",", ":"), sort_keys=True).encode(), 6)
+        text = json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+        compressor = zlib.compressobj(9, zdict=_ZDICT_V1)
+        return _ZDICT_V1_MARK + compressor.compress(text) + compressor.flush()
 
     def deserialize(self, value: bytes) -> Any:
-        return json.loads(zlib.decompress(value))
+        if value[:1] == _ZDICT_V1_MARK:
+            decompressor = zlib.decompressobj(zdict=_ZDICT_V1)
+            return json.loads(decompressor.decompress(value[1:]) + decompressor.flush())
+        return json.loads(zlib.decompress(value))  # written before the preset dictionary
 
 
 # --- sync table -----------------------------------------------------------------------------------
@@ -83,7 +111,9 @@ class SyncItem(Model):
 
 
 class CustomerStateItem(SyncItem, discriminator="state"):
-    """The latest observation of a Stripe customer and of each of its subscriptions."""
+    """The latest observation of a Stripe customer and of each of its subscriptions, and the kept
+    observations of its MRR history (``objects["history"]``: compressed together, they share most
+    of their bytes)."""
 
     version = VersionAttribute()
     objects = CompressedJSONAttribute()
@@ -93,8 +123,6 @@ class CustomerStateItem(SyncItem, discriminator="state"):
     # The version whose derived record is the current one: the record item must carry at least this
     # ``revsync_version``, else its projection failed and is repaired (no extra write to know it).
     record_version = NumberAttribute(null=True)
-    # The customer's kept observations for MRR history (revsync.domain.history.HistoryLog).
-    history = CompressedJSONAttribute(null=True)
 
 
 def revenue_partition(tenant_id: str) -> str:
