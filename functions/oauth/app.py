@@ -276,6 +276,7 @@ def settings_page(tenant_id: str) -> Response[str]:
         tenants=deps.tenants,
         events=deps.events,
         stripe=deps.stripe,
+        revenue=revenue.revenue(tenant_id, {}, totals=deps.revenue, now=_now()),
     )
     return Response(status_code=200, content_type="text/html; charset=utf-8", body=body)
 

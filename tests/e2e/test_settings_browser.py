@@ -5,6 +5,7 @@ trait, watch the import finish; another tenant's settings stay closed."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ if not (CHROMIUM and CHROMEDRIVER):
         raise RuntimeError("CI must run the browser test: `make browser-deps` installs chromium")
     pytest.skip("chromium and chromedriver are not installed (make browser-deps)", allow_module_level=True)
 
+from PIL import Image  # noqa: E402
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -66,7 +68,13 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
         driver.quit()
 
 
-def test_connect_pick_a_trait_and_watch_the_import(stack: LocalStack, browser: webdriver.Chrome) -> None:
+def _near(pixel: tuple[int, int, int], colour: tuple[int, int, int]) -> bool:
+    return all(abs(a - b) <= 24 for a, b in zip(pixel, colour, strict=True))
+
+
+def test_connect_pick_a_trait_and_watch_the_import(
+    stack: LocalStack, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
     wait = WebDriverWait(browser, 60)
     # No token yet: the settings page sends the browser to log in, which returns it with one.
     browser.get(f"{stack.api_url}/settings?tenant=web")
@@ -114,6 +122,16 @@ def test_connect_pick_a_trait_and_watch_the_import(stack: LocalStack, browser: w
     assert "3 customers, 3 subscriptions, 3 invoices" in browser.find_element(By.ID, "backfill-counts").text
     assert "stripe" in browser.find_element(By.TAG_NAME, "table").text
 
+    # The revenue section: an MRR chart the server draws (checked on a screenshot: its bars are there,
+    # in their colour) and the same figures in a table.
+    browser.refresh()
+    chart = wait.until(expected_conditions.presence_of_element_located((By.ID, "mrr-chart")))
+    image = Image.open(io.BytesIO(chart.screenshot_as_png)).convert("RGB")
+    bar_pixels = sum(1 for pixel in image.get_flattened_data() if _near(pixel, (0x63, 0x5B, 0xFF)))
+    assert bar_pixels > 200, bar_pixels
+    (tmp_path / "mrr-chart.png").write_bytes(chart.screenshot_as_png)
+    table = browser.find_element(By.ID, "mrr-table").text
+    assert "120.00 USD" in table  # three customers at 40.00 a month, new this month
     record = stack.admin("GET", "/tenants/web/customers/ws-1")
     assert record[0] == 200
     assert record[1]["mrr"] == 4000

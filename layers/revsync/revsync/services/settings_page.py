@@ -65,7 +65,87 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def render(status: dict[str, Any], candidates: list[dict[str, Any]] | None, note: str = "") -> str:
+# Stripe's zero-decimal currencies: amounts are in whole units already.
+_ZERO_DECIMAL = frozenset(
+    (
+        "bif",
+        "clp",
+        "djf",
+        "gnf",
+        "jpy",
+        "kmf",
+        "krw",
+        "mga",
+        "pyg",
+        "rwf",
+        "ugx",
+        "vnd",
+        "vuv",
+        "xaf",
+        "xof",
+        "xpf",
+    )
+)
+_CHART_WIDTH, _CHART_HEIGHT, _AXIS = 640, 220, 28
+
+
+def _money(amount: int, currency: str | None) -> str:
+    code = (currency or "").lower()
+    value = f"{amount:,}" if code in _ZERO_DECIMAL else f"{amount / 100:,.2f}"
+    return f"{value} {code.upper()}".strip()
+
+
+def revenue_section(report: dict[str, Any]) -> str:
+    """MRR at the end of each month as an SVG bar chart the server draws, and the same figures with
+    the five movements in a table alongside (what a screen reader reads)."""
+    months, currency = report["months"], report["currency"]
+    if not currency or not any(m["mrr_end"] or m["mrr_start"] for m in months):
+        return "<p>No recurring revenue yet.</p>"
+    top = max(1, *(m["mrr_end"] for m in months))
+    slot = (_CHART_WIDTH - _AXIS) / len(months)
+    plot = _CHART_HEIGHT - _AXIS
+    bars = []
+    for index, month in enumerate(months):
+        height = round(plot * month["mrr_end"] / top, 1)
+        x = round(_AXIS + index * slot + slot * 0.15, 1)
+        label = f"{month['month']}: {_money(month['mrr_end'], currency)}"
+        bars.append(
+            f'<rect x="{x}" y="{round(plot - height, 1)}" width="{round(slot * 0.7, 1)}" height="{height}" '
+            f'fill="#635bff"><title>{_e(label)}</title></rect>'
+            f'<text x="{round(x + slot * 0.35, 1)}" y="{_CHART_HEIGHT - 10}" font-size="11" '
+            f'text-anchor="middle">{_e(month["month"][2:])}</text>'
+        )
+    chart = (
+        f'<svg id="mrr-chart" xmlns="http://www.w3.org/2000/svg" '
+        f'viewBox="0 0 {_CHART_WIDTH} {_CHART_HEIGHT}" width="100%" role="img" '
+        'aria-labelledby="mrr-chart-title">'
+        f'<title id="mrr-chart-title">MRR at the end of each month, {_e(currency.upper())}</title>'
+        f'<line x1="{_AXIS}" y1="{plot}" x2="{_CHART_WIDTH}" y2="{plot}" stroke="#888"/>'
+        f'<text x="2" y="12" font-size="11">{_e(_money(top, currency))}</text>{"".join(bars)}</svg>'
+    )
+    columns = ("mrr_start", "new", "expansion", "reactivation", "contraction", "churn", "mrr_end")
+    head = "".join(f'<th scope="col">{_e(c.replace("_", " "))}</th>' for c in columns)
+    rows = "".join(
+        f'<tr><th scope="row">{_e(m["month"])}</th>'
+        + "".join(f"<td>{_e(_money(m[c], currency))}</td>" for c in columns)
+        + f"<td>{_e(m['customers_end'])}</td></tr>"
+        for m in months
+    )
+    return (
+        f"<figure>{chart}<figcaption>MRR, last {len(months)} months ({_e(currency.upper())})"
+        "</figcaption></figure>"
+        f'<table id="mrr-table"><caption>Monthly MRR movements ({_e(currency.upper())})</caption>'
+        f'<thead><tr><th scope="col">month</th>{head}<th scope="col">paying customers</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def render(
+    status: dict[str, Any],
+    candidates: list[dict[str, Any]] | None,
+    note: str = "",
+    revenue: dict[str, Any] | None = None,
+) -> str:
     tenant = status["tenant_id"]
     connection, config, tracking, backfill = (
         status["connection"],
@@ -103,6 +183,7 @@ def render(status: dict[str, Any], candidates: list[dict[str, Any]] | None, note
         else "<p>Connect Stripe to choose the customer-ID trait.</p>"
     )
     counts = backfill["counts"]
+    revenue_html = revenue_section(revenue) if revenue else ""
     rows = "".join(
         f'<tr><th scope="row">{_e(k)}</th><td id="tracking-{_e(k)}">{_e(v or "not set")}</td></tr>'
         for k, v in tracking.items()
@@ -114,6 +195,7 @@ def render(status: dict[str, Any], candidates: list[dict[str, Any]] | None, note
 <style>
 body{{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
 section{{border-top:1px solid #ccc;padding:.5rem 0}}
+table{{border-collapse:collapse;font-size:.85rem}} td,th{{padding:.15rem .4rem;text-align:right}}
 button{{font-size:1rem;padding:.4rem .9rem}}
 </style></head>
 <body data-api="/tenants/{_e(quote(tenant))}/stripe"><main>
@@ -123,6 +205,7 @@ button{{font-size:1rem;padding:.4rem .9rem}}
 <section aria-labelledby="h-trait"><h2 id="h-trait">Customer ID</h2>{trait_html}</section>
 <section aria-labelledby="h-tracking"><h2 id="h-tracking">Tracking</h2>
 <table><caption>Which source each metric uses</caption><tbody>{rows}</tbody></table></section>
+<section aria-labelledby="h-revenue"><h2 id="h-revenue">Revenue</h2>{revenue_html}</section>
 <section aria-labelledby="h-import" aria-live="polite"><h2 id="h-import">Import</h2>
 <p>State: <span id="backfill-state">{_e(backfill["state"])}</span>.
 <span id="backfill-counts">{_e(counts["customers"])} customers, {_e(counts["subscriptions"])} subscriptions,

@@ -196,8 +196,10 @@ def settings_page(
     tenants: TenantRepository,
     events: EventsReader,
     stripe: CustomerSampler,
+    revenue: dict[str, Any] | None = None,
 ) -> str:
-    """The settings page (HTML): the status, and the trait candidates when Stripe answers."""
+    """The settings page (HTML): the status, the trait candidates when Stripe answers, and the last
+    twelve months of MRR (``revenue``: the revenue route's document)."""
     status = tenant_status(tenant_id, tenants=tenants, events=events)
     candidates, note = None, ""
     if status["connection"]["status"] == "connected":
@@ -208,7 +210,7 @@ def settings_page(
             note = "Could not read customers from Stripe right now; reload to try again."
     if just_connected:
         note = note or "Stripe is connected. Choose your customer-ID trait to import your data."
-    return settings_page_view.render(status, candidates, note)
+    return settings_page_view.render(status, candidates, note, revenue)
 
 
 def customer_record(tenant_id: str, external_id: str, *, records: RecordReader) -> dict[str, Any]:
