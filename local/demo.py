@@ -21,11 +21,14 @@ import urllib.request
 import warnings
 from typing import Any
 
+import boto3
 import stripe
 
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")  # the handlers' JSON logs would drown the story
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
+from local.aws import read_change_feed  # noqa: E402
+from local.environment import REGION  # noqa: E402
 from local.http import http  # noqa: E402
 from local.stack import LocalStack  # noqa: E402
 from local.truth import expected_record  # noqa: E402
@@ -230,6 +233,40 @@ def _row(external_id: str, record: dict[str, Any] | None) -> str:
     )
 
 
+def revenue(stack: LocalStack, records_mrr: int) -> list[str]:
+    """The month-by-month table from ``GET /revenue``; returns what does not add up."""
+    now = time.time()
+    first, last = (time.strftime("%Y-%m", time.gmtime(t)) for t in (now - 31 * DAY, now + 31 * DAY))
+    status, report = stack.admin("GET", f"/tenants/{TENANT}/revenue?from={first}&to={last}")
+    if status != 200:
+        return [f"GET /revenue answered {status}: {report}"]
+    print()
+    columns = ("mrr_start", "new", "expansion", "reactivation", "contraction", "churn", "mrr_end")
+    print(f"MRR movements ({report['currency']}), month by month:")
+    print(f"{'month':<8} " + " ".join(f"{c:>12}" for c in columns) + f" {'customers':>9}")
+    problems = []
+    for month in report["months"]:
+        print(
+            f"{month['month']:<8} "
+            + " ".join(f"{month[c] / 100:>12.2f}" for c in columns)
+            + f" {month['customers_end']:>9}"
+        )
+        moved = month["new"] + month["expansion"] + month["reactivation"]
+        moved -= month["contraction"] + month["churn"]
+        if month["mrr_start"] + moved != month["mrr_end"]:
+            problems.append(f"{month['month']}: start + movements != end")
+    if report["months"] and report["months"][-1]["mrr_end"] != records_mrr:
+        problems.append(
+            f"MRR at the end of {last} is {report['months'][-1]['mrr_end']}, records add up to {records_mrr}"
+        )
+    assert stack.names is not None
+    feed = read_change_feed(boto3.session.Session(region_name=REGION), stack.aws_url, stack.names)
+    churns = sum(1 for event in feed if event["detail"]["movement"] == "churn")
+    bus = stack.names.physical_name("ChangesBus")
+    step(f"change feed: {len(feed)} Customer Record Changed events on {bus}, {churns} of them churns")
+    return problems
+
+
 def main() -> int:
     started = time.monotonic()
     print("revsync demo on the embedded local stack (moto, Stripe sandbox, no network)")
@@ -273,6 +310,14 @@ def main() -> int:
                 for k, v in want.items()
                 if record[k] != v
             ]
+        records_mrr = sum(
+            record["mrr"]
+            for external_id in customers
+            if (record := stack.admin("GET", f"/tenants/{TENANT}/customers/{external_id}")[1])
+            and isinstance(record, dict)
+            and record.get("mrr")
+        )
+        mismatches += revenue(stack, records_mrr)
         unmatched = stack.admin("GET", f"/tenants/{TENANT}/customers/stripe:{customers['u-edsger']}")[0]
         if unmatched != 404:
             mismatches.append("Edsger's unmatched record should have moved to u-edsger")

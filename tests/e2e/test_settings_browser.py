@@ -68,7 +68,7 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
         driver.quit()
 
 
-def _near(pixel: tuple[int, int, int], colour: tuple[int, int, int]) -> bool:
+def _near(pixel: tuple[int, ...], colour: tuple[int, int, int]) -> bool:
     return all(abs(a - b) <= 24 for a, b in zip(pixel, colour, strict=True))
 
 
@@ -127,7 +127,11 @@ def test_connect_pick_a_trait_and_watch_the_import(
     browser.refresh()
     chart = wait.until(expected_conditions.presence_of_element_located((By.ID, "mrr-chart")))
     image = Image.open(io.BytesIO(chart.screenshot_as_png)).convert("RGB")
-    bar_pixels = sum(1 for pixel in image.get_flattened_data() if _near(pixel, (0x63, 0x5B, 0xFF)))
+    bar_pixels = sum(
+        1
+        for pixel in image.get_flattened_data()
+        if isinstance(pixel, tuple) and _near(pixel, (0x63, 0x5B, 0xFF))
+    )
     assert bar_pixels > 200, bar_pixels
     (tmp_path / "mrr-chart.png").write_bytes(chart.screenshot_as_png)
     table = browser.find_element(By.ID, "mrr-table").text
