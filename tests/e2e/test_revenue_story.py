@@ -119,11 +119,11 @@ def test_three_months_of_movements_histories_and_feed(local_stack: LocalStack) -
     # The feed: one event per record change, each movement of the story among them exactly once.
     assert stack.names is not None
     feed = read_change_feed(boto3.session.Session(region_name=REGION), stack.aws_url, stack.names)
-    moved = sorted(
+    feed_moves = sorted(
         (e["detail"]["movement"], e["detail"]["mrr"]["after"] - e["detail"]["mrr"]["before"])
         for e in feed
         if e["detail"]["movement"]
     )
     signed = {"churn": -1, "contraction": -1}
-    assert moved == sorted((kind, signed.get(kind, 1) * amount) for _, kind, amount in movements)
+    assert feed_moves == sorted((kind, signed.get(kind, 1) * amount) for _, kind, amount in movements)
     assert all(e["detail"]["tenant_id"] == TENANT for e in feed)
