@@ -77,6 +77,7 @@ bench: $(STAMP) build ## run the benchmarks under bench/ (cold start as built, b
 	-$(VPY) -m bench.cold_start
 	-$(VPY) -m bench.backfill
 	-$(VPY) -m bench.worker_cost
+	-$(VPY) -m bench.revenue
 
 clean: ## remove the virtualenv and build output
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache

@@ -22,7 +22,7 @@ from pynamodb.models import Model
 from revsync.domain.signature import compute_signature
 from revsync.infra import aws
 from revsync.settings import get_settings
-from revsync.store import models
+from revsync.store import customers, models
 
 from local import apigw, lambda_runtime, poller
 from local.auth import LocalIssuer
@@ -50,6 +50,7 @@ def reset_process_caches() -> None:
     for model in vars(models).values():
         if isinstance(model, type) and issubclass(model, Model):
             model._connection = None
+    customers._transactions.cache_clear()
     parameters.clear_caches()
     DEFAULT_PROVIDERS.clear()  # their clients are bound to the endpoint of the stack that made them
     for logical_id in resources_of_type("AWS::Serverless::Function"):

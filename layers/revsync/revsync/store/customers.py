@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from pynamodb.connection import Connection
@@ -89,6 +90,17 @@ def _invoice_item(pk: str, observation: Observation) -> PaidInvoiceItem:
         subscription_id=invoice["subscription"],
         observed_at=observation["observed_at"],
         lines=[[line["subscription"], line["period_end"]] for line in invoice["lines"]],
+    )
+
+
+@lru_cache(maxsize=1)
+def _transactions() -> Connection:
+    """One connection (one botocore client) per process for transactions, with the models' timeouts."""
+    return Connection(
+        region=get_settings().region,
+        connect_timeout_seconds=models.CONNECT_TIMEOUT_SECONDS,
+        read_timeout_seconds=models.READ_TIMEOUT_SECONDS,
+        max_retry_attempts=models.MAX_RETRY_ATTEMPTS,
     )
 
 
@@ -181,14 +193,8 @@ class CustomerStore:
     def _save_with_revenue(
         self, item: CustomerStateItem, tenant_id: str, changes: Mapping[tuple[str, str], Contribution]
     ) -> None:
-        connection = Connection(
-            region=get_settings().region,
-            connect_timeout_seconds=models.CONNECT_TIMEOUT_SECONDS,
-            read_timeout_seconds=models.READ_TIMEOUT_SECONDS,
-            max_retry_attempts=models.MAX_RETRY_ATTEMPTS,
-        )
         try:
-            with TransactWrite(connection=connection) as transaction:
+            with TransactWrite(connection=_transactions()) as transaction:
                 transaction.save(item)  # conditional on the version we loaded
                 for (currency, month), delta in sorted(changes.items()):
                     total = RevenueMonthItem(
