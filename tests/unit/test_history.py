@@ -329,8 +329,10 @@ def test_through_the_write_path_any_order_gives_the_same_history_and_months(
         history = customer_history("acme", "cus_1", records=customers, histories=customers)
         # A month a late event touched and the next one untouched again holds zeros: the same report.
         totals = {
-            currency: {month: total for month, total in months.items() if any(total)}
+            (currency, month): total
             for currency, months in customers.revenue_totals("acme").items()
+            for month, total in months.items()
+            if any(total)
         }
         return history, totals
 
