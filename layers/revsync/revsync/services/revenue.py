@@ -22,7 +22,7 @@ from revsync.domain.history import (
     revenue_months,
 )
 from revsync.errors import ApiError
-from revsync.services.tenants import RecordReader, checked_tenant_id
+from revsync.services.tenants import RecordReader, checked_tenant_id, customer_record
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _CURRENCY = re.compile(r"^[a-z]{3}$")
@@ -41,12 +41,7 @@ class RevenueReader(Protocol):
 def customer_history(
     tenant_id: str, external_id: str, *, records: RecordReader, histories: HistoryReader
 ) -> dict[str, Any]:
-    tenant_id = checked_tenant_id(tenant_id)
-    if not external_id or len(external_id) > 1024:
-        raise ApiError(400, "invalid_external_id", "external_id must be 1-1024 characters")
-    record = records.get_record(tenant_id, external_id)
-    if record is None:
-        raise ApiError(404, "customer_not_found", "no customer record with that external_id")
+    record = customer_record(tenant_id, external_id, records=records)  # 400 / 404 as that route
     customer_id = str(record["stripe_customer_id"])
     log = histories.history(tenant_id, customer_id) or HistoryLog()
     return history_document(movements(mrr_timeline(customer_id, log.observations())))

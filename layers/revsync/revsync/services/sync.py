@@ -170,7 +170,12 @@ def _publish(
     record: CustomerRecord,
     observed_at: int,
 ) -> None:
-    ever_paid = any(mrr > 0 for _, _, mrr in mrr_timeline(customer_id, history.observations()))
+    # Whether it paid before matters only to a change from no MRR to some (new or reactivation):
+    # replay the kept history only then.
+    starts_paying = (previous is None or not previous["mrr"]) and record["mrr"] > 0
+    ever_paid = starts_paying and any(
+        mrr > 0 for _, _, mrr in mrr_timeline(customer_id, history.observations())
+    )
     detail = record_change(previous, record, observed_at, ever_paid)
     if detail is not None:
         changes.publish(detail)
