@@ -11,6 +11,8 @@ from __future__ import annotations
 import calendar
 import json
 import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -279,3 +281,64 @@ def test_a_stale_save_adds_nothing_to_the_months(stack: InProcessStack, kind: st
     with pytest.raises(ConcurrentUpdate):
         customers.save("rev", stored, stored.objects, None, "u-zed", 0, revenue_changes=change)
     assert customers.revenue_totals("rev") == {"usd": {"2026-01": Contribution(new=100, new_customers=1)}}
+
+
+@dataclass
+class _ListFeed:
+    details: list[dict[str, Any]] = field(default_factory=list)
+
+    def publish(self, detail: dict[str, Any]) -> None:
+        self.details.append(detail)
+
+
+# --- concurrent workers: a committed change is published even when a newer record lands first --
+
+
+@dataclass
+class _Interleaved:
+    """The customer store, with another worker's event applied between this worker's state write
+    and its projection (the projection then finds a newer record and stands down)."""
+
+    inner: FakeCustomers
+    between: Callable[[], None] | None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def project(self, record: Any, version: int, previous: str | None, *, repair: bool) -> bool:
+        between, self.between = self.between, None
+        if between is not None:
+            between()
+        return self.inner.project(record, version, previous, repair=repair)
+
+
+def test_a_change_superseded_before_its_projection_is_still_published() -> None:
+    tenant = Tenant("rev", Connection("connected", "oauth", ACCOUNT)).with_config("metadata.app_id")
+    tenants, stripe, feed = FakeTenants({"rev": tenant}), FakeStripe(), _ListFeed()
+    customers = FakeCustomers()
+    ada = S.customer("cus_ada", metadata={"app_id": "u-ada"})
+    created, subscribed, expanded = (
+        observation_of(parse_event(json.dumps(raw).encode()))
+        for raw in (
+            S.event("customer.created", ada, created=JAN, account=ACCOUNT),
+            S.event("customer.subscription.created", _sub("cus_ada", "sub_ada"), created=JAN + DAY),
+            S.event(
+                "customer.subscription.updated", _sub("cus_ada", "sub_ada", quantity=2), created=JAN + 2 * DAY
+            ),
+        )
+    )
+    assert None not in (created, subscribed, expanded)
+
+    def run(observation: Any, store: Any) -> None:
+        apply_observation("rev", observation, tenants=tenants, customers=store, stripe=stripe, changes=feed)
+
+    run(created, customers)
+    run(subscribed, _Interleaved(customers, between=lambda: run(expanded, customers)))
+
+    assert customers.records[("rev", "u-ada")]["mrr"] == 10000
+    assert sorted(
+        (d["movement"], d["mrr"]["before"], d["mrr"]["after"]) for d in feed.details if d["movement"]
+    ) == [
+        ("expansion", 5000, 10000),
+        ("new", 0, 5000),
+    ]

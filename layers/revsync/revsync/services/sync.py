@@ -270,7 +270,9 @@ def apply_observation(
         written = False
         if record != previous or repair:
             written = customers.project(record, version, stored.external_id, repair=repair)
-        if written and changes is not None and record != previous:
+        # The version-checked state write is the change; a newer record projected first (another
+        # worker's later event) does not undo it, so it is published either way.
+        if changes is not None and record != previous:
             _publish(changes, customer_id, stored.history, previous, record, observation["observed_at"])
         result = "applied" if outcome.changed else "unchanged"
         return SyncResult(result, outcome.decision.reason, refetches, conflicts, written)
