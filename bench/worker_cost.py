@@ -12,7 +12,7 @@ day) goes through the receiver and worker handlers on in-process moto. When `sam
   out), plus a service latency per AWS call (DynamoDB 5 ms, a transaction 10 ms, SQS 8 ms,
   EventBridge 15 ms); memory sizes from template.yaml.
 - The change feed: PutEvents entries; CloudWatch Logs: the bytes the handlers log, plus Lambda's own
-  START/END/REPORT lines per invocation.
+  START/END/REPORT lines per invocation unless the template's LoggingConfig drops them.
 
 Prints one summary: per applied event against the worker budget (at most 2 writes, 1.5 write units,
 2 reads, 0.05 Stripe calls) and the cost at on-demand list prices (budget $3.50 per million).
@@ -64,7 +64,8 @@ WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"}
 READS = {"GetItem", "Query"}
 # Service latency added per call to the handler's own measured time.
 LATENCY_SECONDS = {"dynamodb": 0.005, "TransactWriteItems": 0.010, "sqs": 0.008, "events": 0.015}
-# Lambda's START, END and REPORT lines per invocation.
+# Lambda's START, END and REPORT lines per invocation: sent unless the function's LoggingConfig
+# keeps only WARN system logs.
 PLATFORM_LOG_BYTES = 330
 # On-demand list prices (us-east-1): API Gateway HTTP API $1.00/M requests; Lambda arm64
 # $0.0000133334 per GB-s and $0.20/M requests; SQS FIFO $0.50/M requests (per 64 KB); DynamoDB
@@ -231,6 +232,16 @@ def _memory_gb(logical_id: str) -> float:
     return int(load_template()["Resources"][logical_id]["Properties"]["MemorySize"]) / 1024
 
 
+def _platform_log_bytes(logical_id: str) -> int:
+    """Lambda's own lines per invocation, as the template configures the function's logging."""
+    template = load_template()
+    config = {
+        **template.get("Globals", {}).get("Function", {}).get("LoggingConfig", {}),
+        **template["Resources"][logical_id]["Properties"].get("LoggingConfig", {}),
+    }
+    return 0 if config.get("SystemLogLevel") == "WARN" else PLATFORM_LOG_BYTES
+
+
 class Meter:
     """Every AWS request the handlers make (whatever client makes it), its units, and the time
     spent in moto answering it (taken out of the handlers' measured time)."""
@@ -366,7 +377,12 @@ def main(customers: int = 300) -> int:
         "worker DynamoDB": PRICE["wru"] * wru / n + PRICE["rru"] * worker.rru / n,
         "change feed": PRICE["putevents"] * worker.feed_entries / n,
         "CloudWatch Logs": PRICE["log_gb"]
-        * (receiver_log.bytes + worker_log.bytes + PLATFORM_LOG_BYTES * (n + stats.batches))
+        * (
+            receiver_log.bytes
+            + worker_log.bytes
+            + _platform_log_bytes("WebhookFunction") * n
+            + _platform_log_bytes("WorkerFunction") * stats.batches
+        )
         / n
         / 1e9,
     }

@@ -19,6 +19,7 @@ from revsync.domain.signature import sign_header
 from local.http import http
 from local.stack import LocalStack, Ports
 from tests.e2e.conftest import free_port
+from tests.e2e.test_backfill import wait_backfill
 
 pytestmark = pytest.mark.e2e
 STATE_KEY = "e2e-state-signing-key"
@@ -107,10 +108,7 @@ def test_oauth_connects_and_syncs_through_the_platform_endpoint(stack: LocalStac
     )
     as_platform.v1.customers.create(params={"email": "late@example.com", "metadata": {"app_id": "a-late"}})
     http("POST", f"{stack.api_url}/_local/flush")
-    deadline = time.monotonic() + 30
-    while stack.admin("GET", "/tenants/oa-ok/stripe")[1]["backfill"]["state"] == "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    assert wait_backfill(stack, "oa-ok")["state"] == "succeeded"
     for app_id in ("a0", "a1", "a2", "a-late"):
         assert stack.admin("GET", f"/tenants/oa-ok/customers/{app_id}")[0] == 200, app_id
 

@@ -1,0 +1,79 @@
+"""Local stack only: moto's DynamoDB transactions without a whole-table copy each.
+
+moto backs up every table a TransactWriteItems touches with ``copy.deepcopy`` before applying it,
+so each transaction costs time in proportion to everything in that table. Every MRR change is a
+transaction (the state and the tenant's monthly totals together), and the local stack keeps all
+tenants in one table, so an import slows down as the table fills. Here the backup is of the items
+the transaction names instead: their prior values are kept and put back if it is cancelled, which
+is all a rollback can change. moto's own restore then puts the same table objects back.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType, Item
+from moto.dynamodb.models.table import Table
+
+_Backup = tuple[Table, DynamoType, DynamoType | None, Item | None]
+
+
+def _key(table: Table, operation: dict[str, Any]) -> tuple[DynamoType, DynamoType | None]:
+    key = operation.get("Key") or operation["Item"]
+    hash_value = DynamoType(key[table.hash_key_attr])
+    range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+    return hash_value, range_value
+
+
+def _backups(backend: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> list[_Backup]:
+    kept: list[_Backup] = []
+    for entry in transact_items:
+        ((_, operation),) = entry.items()
+        table = backend.tables.get(operation.get("TableName", ""))
+        if table is None:
+            continue
+        try:
+            hash_value, range_value = _key(table, operation)
+        except KeyError:
+            continue  # no key: moto refuses the transaction itself, before changing anything
+        existing = table.get_item(hash_value, range_value)
+        kept.append((table, hash_value, range_value, copy.deepcopy(existing)))
+    return kept
+
+
+def _restore(kept: list[_Backup]) -> None:
+    for table, hash_value, range_value, item in reversed(kept):
+        items: Any = table.items  # moto: {hash: item}, or {hash: {range: item}} with a range key
+        if range_value is None:
+            if item is None:
+                items.pop(hash_value, None)
+            else:
+                items[hash_value] = item
+        else:
+            partition = items[hash_value]
+            if item is None:
+                partition.pop(range_value, None)
+            else:
+                partition[range_value] = item
+
+
+def install() -> None:
+    """Patch moto in this process (idempotent)."""
+    if getattr(DynamoDBBackend.transact_write_items, "_revsync_local", False):
+        return
+    original = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+        kept = _backups(self, transact_items) if len(transact_items) <= 100 else []
+        try:
+            original(self, transact_items)
+        except Exception:
+            _restore(kept)
+            raise
+
+    transact_write_items._revsync_local = True  # type: ignore[attr-defined]
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    # moto's whole-table backup becomes the table itself; the items are backed up above.
+    Table.__deepcopy__ = lambda self, memo: self  # type: ignore[attr-defined]
