@@ -131,6 +131,15 @@ def test_operations_logs_kept_alarms_and_tracing_where_instrumented(translated: 
         group = groups[f"{function}LogGroup"]["Properties"]
         assert group["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{function}}}"}
         assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    for function in _resources(translated, "AWS::Lambda::Function").values():
+        # Lambda's own lines only when they are warnings; the application's at the stack's LogLevel.
+        assert function["Properties"]["LoggingConfig"] == {
+            "LogFormat": "JSON",
+            "ApplicationLogLevel": {"Ref": "LogLevel"},
+            "SystemLogLevel": "WARN",
+        }
+    # Metrics lines carry no level (Lambda counts them as INFO): a level above INFO would drop them.
+    assert translated["Parameters"]["LogLevel"]["AllowedValues"] == ["DEBUG", "INFO"]
     logging = resources["BackfillStateMachine"]["Properties"]["LoggingConfiguration"]
     assert logging["Level"] == "ERROR"
     assert logging["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"] == {
