@@ -123,18 +123,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.info("backfill finished", **result)
         return result
     if action in ("reconcile", "reconcile_all"):  # missed events (the schedule, or one tenant)
-        stop_at = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_SECONDS
         tenant_ids = [tenant_id] if action == "reconcile" else connected_tenant_ids()
-        result = reconcile.reconcile_all(
-            tenant_ids,
-            tenants=deps.stored_tenants,
-            customers=deps.customers,
-            stripe=deps.stripe,
-            progress=deps.events,
-            clock=deps.clock,
-            out_of_time=lambda: time.monotonic() > stop_at,
-            changes=deps.changes,
+        ports = reconcile.ReconcilePorts(
+            deps.stored_tenants, deps.customers, deps.stripe, deps.events, deps.clock, deps.changes
         )
+        out_of_time = reconcile.out_of_time_after(
+            context.get_remaining_time_in_millis(), SAFETY_MARGIN_SECONDS
+        )
+        result = reconcile.reconcile_all(tenant_ids, ports, out_of_time)
         deps.changes.flush()
         recovered = sum(r["recovered"] for r in result["reconciled"].values())
         logger.info("reconciled", tenants=result["tenants"], recovered=recovered)

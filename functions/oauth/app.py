@@ -297,18 +297,12 @@ def get_status(tenant_id: str) -> Response[str]:
 @app.post("/tenants/<tenant_id>/stripe/reconcile")
 def post_reconcile(tenant_id: str) -> Response[str]:
     deps = dependencies()
-    # Leave room inside the function's time limit: a run cut short resumes on the schedule.
-    deadline = time.monotonic() + max(1.0, app.lambda_context.get_remaining_time_in_millis() / 1000 - 5)
-    document = reconcile.reconcile_on_request(
-        tenant_id,
-        tenants=deps.tenants,
-        customers=deps.customers,
-        stripe=deps.stripe,
-        progress=deps.events,
-        clock=deps.clock,
-        out_of_time=lambda: time.monotonic() > deadline,
-        changes=deps.changes,
+    ports = reconcile.ReconcilePorts(
+        deps.tenants, deps.customers, deps.stripe, deps.events, deps.clock, deps.changes
     )
+    # Leave room inside the function's time limit: a run cut short resumes on the schedule.
+    out_of_time = reconcile.out_of_time_after(app.lambda_context.get_remaining_time_in_millis(), 5)
+    document = reconcile.reconcile_on_request(tenant_id, ports, out_of_time)
     deps.changes.flush()
     return _json(202, document)
 

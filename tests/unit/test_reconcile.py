@@ -10,7 +10,7 @@ from revsync.domain.events import observation_of, parse_event
 from revsync.domain.reconcile import EVENTS_RETENTION_SECONDS, MARGIN_SECONDS, window
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.errors import Deferred
-from revsync.services.reconcile import reconcile
+from revsync.services.reconcile import ReconcilePorts, out_of_time_after, reconcile
 from revsync.services.sync import apply_observation
 
 from local import stripe_shapes as S
@@ -70,15 +70,8 @@ def _deliver(
 def _run(
     tenants: FakeTenants, customers: FakeCustomers, stripe: FakeStripe, progress: FakeEventsProgress
 ) -> Any:
-    return reconcile(
-        "acme",
-        tenants=tenants,
-        customers=customers,
-        stripe=stripe,
-        progress=progress,
-        clock=lambda: NOW,
-        out_of_time=lambda: False,
-    )
+    ports = ReconcilePorts(tenants, customers, stripe, progress, clock=lambda: NOW)
+    return reconcile("acme", ports, out_of_time=lambda: False)
 
 
 def _records(customers: FakeCustomers) -> dict[Any, Any]:
@@ -160,3 +153,17 @@ def test_a_disconnected_tenant_is_not_reconciled() -> None:
     tenants.tenants["acme"] = Tenant("acme", Connection("revoked", "oauth", "acct_1"))
     assert _run(tenants, customers, stripe, progress).state == "not_connected"
     assert stripe.event_pages == 0
+
+
+def test_a_run_stops_its_margin_before_the_function_does_and_gets_at_least_a_second() -> None:
+    now = [100.0]
+    out_of_time = out_of_time_after(30_000, 5, monotonic=lambda: now[0])
+    now[0] = 124.9
+    assert not out_of_time()
+    now[0] = 125.1
+    assert out_of_time()
+    short = out_of_time_after(2_000, 5, monotonic=lambda: now[0])  # less time left than the margin
+    now[0] += 0.9
+    assert not short()
+    now[0] += 0.2
+    assert short()

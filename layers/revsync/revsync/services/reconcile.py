@@ -9,6 +9,7 @@ same window again (resumable, at the price of re-reading what it already checked
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -58,6 +59,26 @@ class EventsProgress(Protocol):
     ) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ReconcilePorts:
+    """What a catch-up reads and writes through (the same for the schedule and the route)."""
+
+    tenants: Tenants
+    customers: Customers
+    stripe: EventLister
+    progress: EventsProgress
+    clock: Callable[[], float]
+    changes: ChangeFeed | None = None
+
+
+def out_of_time_after(
+    remaining_ms: int, margin_seconds: float, monotonic: Callable[[], float] = time.monotonic
+) -> Callable[[], bool]:
+    """A run's deadline: the function's remaining time less a margin (a run cut short resumes)."""
+    deadline = monotonic() + max(1.0, remaining_ms / 1000 - margin_seconds)
+    return lambda: monotonic() > deadline
+
+
 State = Literal["done", "partial", "running", "not_connected"]
 
 
@@ -81,17 +102,8 @@ class ReconcileReport:
         }
 
 
-def reconcile(
-    tenant_id: str,
-    *,
-    tenants: Tenants,
-    customers: Customers,
-    stripe: EventLister,
-    progress: EventsProgress,
-    clock: Callable[[], float],
-    out_of_time: Callable[[], bool],
-    changes: ChangeFeed | None = None,
-) -> ReconcileReport:
+def reconcile(tenant_id: str, ports: ReconcilePorts, out_of_time: Callable[[], bool]) -> ReconcileReport:
+    tenants, progress, stripe, clock = ports.tenants, ports.progress, ports.stripe, ports.clock
     tenant = tenants.get(tenant_id)
     if tenant is None or not tenant.connection.is_connected:
         return ReconcileReport("not_connected")
@@ -121,10 +133,10 @@ def reconcile(
                     tenant_id,
                     observation,
                     tenants=tenants,
-                    customers=customers,
+                    customers=ports.customers,
                     stripe=stripe,
                     clock=clock,
-                    changes=changes,
+                    changes=ports.changes,
                 )
                 recovered += result.outcome == "applied"
             if not more or not page:
@@ -142,28 +154,11 @@ def reconcile(
 
 
 def reconcile_on_request(
-    tenant_id: str,
-    *,
-    tenants: Tenants,
-    customers: Customers,
-    stripe: EventLister,
-    progress: EventsProgress,
-    clock: Callable[[], float],
-    out_of_time: Callable[[], bool],
-    changes: ChangeFeed | None = None,
+    tenant_id: str, ports: ReconcilePorts, out_of_time: Callable[[], bool]
 ) -> dict[str, Any]:
     """``POST /tenants/{id}/stripe/reconcile``: 202 with what this run did (a run cut short by the
     route's time limit says ``partial``; the schedule goes on from the same window)."""
-    report = reconcile(
-        checked_tenant_id(tenant_id),
-        tenants=tenants,
-        customers=customers,
-        stripe=stripe,
-        progress=progress,
-        clock=clock,
-        out_of_time=out_of_time,
-        changes=changes,
-    )
+    report = reconcile(checked_tenant_id(tenant_id), ports, out_of_time)
     if report.state == "not_connected":
         raise ApiError(409, "not_connected", "this tenant has no Stripe connection")
     if report.state == "running":
@@ -172,30 +167,12 @@ def reconcile_on_request(
 
 
 def reconcile_all(
-    tenant_ids: list[str],
-    *,
-    tenants: Tenants,
-    customers: Customers,
-    stripe: EventLister,
-    progress: EventsProgress,
-    clock: Callable[[], float],
-    out_of_time: Callable[[], bool],
-    changes: ChangeFeed | None = None,
+    tenant_ids: list[str], ports: ReconcilePorts, out_of_time: Callable[[], bool]
 ) -> dict[str, Any]:
     """The schedule: every connected tenant in turn, until the function's time runs short."""
     reports: dict[str, Any] = {}
     for tenant_id in tenant_ids:
         if out_of_time():
             break
-        report = reconcile(
-            tenant_id,
-            tenants=tenants,
-            customers=customers,
-            stripe=stripe,
-            progress=progress,
-            clock=clock,
-            out_of_time=out_of_time,
-            changes=changes,
-        )
-        reports[tenant_id] = report.as_dict()
+        reports[tenant_id] = reconcile(tenant_id, ports, out_of_time).as_dict()
     return {"tenants": len(tenant_ids), "reconciled": reports}
