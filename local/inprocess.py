@@ -24,7 +24,7 @@ from revsync.infra import aws
 from revsync.settings import get_settings
 from revsync.store import customers, models
 
-from local import apigw, lambda_runtime, moto_transactions, poller
+from local import apigw, lambda_runtime, moto_speedups, poller
 from local.auth import LocalIssuer
 from local.aws import create_resources
 from local.environment import LOCAL_AWS, REGION, EnvironmentPatch, functions_environment
@@ -65,7 +65,7 @@ class InProcessStack:
     depend on wall-clock time passing)."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        moto_transactions.install()
+        moto_speedups.install()
         self._mock = mock_aws()
         self._environment = EnvironmentPatch()
         self.names: LocalNames | None = None

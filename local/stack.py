@@ -26,7 +26,7 @@ from moto.server import ThreadedMotoServer
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from local import apigw, lambda_runtime, moto_transactions, poller, stepfunctions
+from local import apigw, lambda_runtime, moto_speedups, poller, stepfunctions
 from local.auth import LocalIssuer
 from local.aws import DEFAULT_PLATFORM_KEY, DEFAULT_WEBHOOK_SECRET, create_resources
 from local.environment import LOCAL_AWS, REGION, EnvironmentPatch, functions_environment
@@ -113,7 +113,7 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's and our servers' access logs
-        moto_transactions.install()
+        moto_speedups.install()
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.ports.aws, verbose=False)
         moto.start()
         self._servers.append(moto)

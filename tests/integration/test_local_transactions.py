@@ -10,14 +10,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from local import moto_transactions
+from local import moto_speedups
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def dynamodb() -> Iterator[Any]:
-    moto_transactions.install()
+    moto_speedups.install()
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         client.create_table(
