@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
@@ -15,13 +16,21 @@ from revsync.settings import get_settings
 _MAX_AGE_SECONDS = 300
 
 
+_PROVIDERS_LOCK = threading.Lock()
+
+
 def use_timeouts() -> None:
     """Powertools' default SSM and Secrets Manager providers, with revsync's client timeouts (theirs
-    are botocore's: 60 s reads, retried), created on first use as Powertools would."""
-    if "ssm" not in DEFAULT_PROVIDERS:
-        DEFAULT_PROVIDERS["ssm"] = parameters.SSMProvider(boto_config=aws.CONFIG)
-    if "secrets" not in DEFAULT_PROVIDERS:
-        DEFAULT_PROVIDERS["secrets"] = parameters.SecretsProvider(boto_config=aws.CONFIG)
+    are botocore's: 60 s reads, retried), created on first use as Powertools would. Once per process
+    even when several threads ask at once (the local stack runs handlers side by side): each one
+    builds a boto3 client, which is the slow part."""
+    if "ssm" in DEFAULT_PROVIDERS and "secrets" in DEFAULT_PROVIDERS:
+        return
+    with _PROVIDERS_LOCK:
+        if "ssm" not in DEFAULT_PROVIDERS:
+            DEFAULT_PROVIDERS["ssm"] = parameters.SSMProvider(boto_config=aws.CONFIG)
+        if "secrets" not in DEFAULT_PROVIDERS:
+            DEFAULT_PROVIDERS["secrets"] = parameters.SecretsProvider(boto_config=aws.CONFIG)
 
 
 def _split(value: str) -> list[str]:
@@ -81,7 +90,9 @@ class TenantSecrets:
         name = self.name(tenant_id)
         use_timeouts()
         parameters.set_secret(name, json.dumps({"api_key": api_key, "webhook_secret": webhook_secret}))
-        parameters.clear_caches()  # the next read must see the new value, not the cached old one
+        # The next read must see the new value, not the cached old one. (Powertools' clear_caches()
+        # would drop the providers, and with them their clients, to be built again.)
+        DEFAULT_PROVIDERS["secrets"].clear_cache()
         return name
 
 
