@@ -81,5 +81,7 @@ def install() -> None:
 
     transact_write_items._revsync_local = True  # type: ignore[attr-defined]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
-    # moto's whole-table backup becomes the table itself; the items are backed up above.
+    # moto's whole-table backup becomes the table itself; the items are backed up above. This makes
+    # every deepcopy of a Table in this process a no-op: transactions are the only place moto copies
+    # one (its backups copy a table's items, not the table).
     Table.__deepcopy__ = lambda self, memo: self  # type: ignore[attr-defined]
