@@ -40,7 +40,6 @@ def deployed_settings() -> dict[str, float]:
     """The importer's settings exactly as template.yaml deploys them (no bench-only knobs)."""
     variables = load_template()["Resources"]["ImporterFunction"]["Properties"]["Environment"]["Variables"]
     return {
-        "windows": int(variables["BACKFILL_WINDOWS"]),
         "concurrency": int(variables["BACKFILL_CONCURRENCY"]),
         "pages_per_step": int(variables["BACKFILL_PAGES_PER_STEP"]),
         # Unset in the template: Settings' default, Stripe's test-mode limit.
@@ -51,7 +50,6 @@ def deployed_settings() -> dict[str, float]:
 DEPLOYED = deployed_settings()
 RATE_LIMIT = DEPLOYED["rate_limit"]
 CONCURRENCY = int(DEPLOYED["concurrency"])
-WINDOWS = int(DEPLOYED["windows"])
 PAGES_PER_STEP = int(DEPLOYED["pages_per_step"])
 
 
@@ -118,19 +116,18 @@ def _run(url: str, customers: int) -> int:
             pacer=pacer,
             max_pages=PAGES_PER_STEP,
             deadline=float("inf"),
-            max_walks=CONCURRENCY,
         )
 
     started = time.monotonic()
     active = backfill.start(
-        "bench", tenants=tenants, progress=progress, windows=WINDOWS, now=int(time.time())
+        "bench", tenants=tenants, progress=progress, walks=CONCURRENCY, now=int(time.time())
     )
     totals, rounds = new_totals(), 0
     with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
         while active:
             rounds += 1
             produced = list(pool.map(step, active))
-            totals, active = collect(totals, produced)
+            totals, active = collect(totals, produced, CONCURRENCY)
     elapsed = time.monotonic() - started
     stats = http("GET", f"{url}/_sandbox/stats")[1]["requests"]
     listed = sum(

@@ -85,7 +85,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             tenant_id,
             tenants=deps.stored_tenants,
             progress=deps.progress,
-            windows=settings.backfill_windows,
+            walks=settings.backfill_concurrency,
             now=now,
         )
         logger.info("backfill started", tenant_id=tenant_id, segments=len(segments))
@@ -108,16 +108,19 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             pacer=_pacer(tenant_id),
             max_pages=settings.backfill_pages_per_step,
             deadline=deadline,
-            # As many walks as the Map runs at once: a step that will not finish soon splits its
-            # window so the concurrency the template deploys is used.
-            max_walks=settings.backfill_concurrency,
             changes=deps.changes,
         )
         deps.changes.flush()
         logger.info("backfill step", tenant_id=tenant_id, kind=produced[0]["kind"], walks=len(produced))
         return {"segments": produced}
     if action == "collect":
-        return backfill.collect_round(tenant_id, event["totals"], [r["segments"] for r in event["rounds"]])
+        # As many walks as the Map runs at once: room a finished walk leaves goes to the others.
+        return backfill.collect_round(
+            tenant_id,
+            event["totals"],
+            [r["segments"] for r in event["rounds"]],
+            walks=settings.backfill_concurrency,
+        )
     if action == "finish":
         result = backfill.finish(tenant_id, event["totals"], progress=deps.progress, now=now)
         logger.info("backfill finished", **result)

@@ -1,11 +1,23 @@
-"""Backfill steps with in-memory stores and a fake Stripe list: windows, cursors, webhooks racing pages."""
+"""Backfill steps with in-memory stores and a fake Stripe list: walks splitting, cursors, racing webhooks."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from revsync.domain.backfill import KINDS, Segment, Totals, collect, list_params, new_totals, plan, split
+from revsync.domain.backfill import (
+    EARLIEST,
+    KINDS,
+    PAGES_PER_WALK,
+    Segment,
+    Totals,
+    collect,
+    list_params,
+    new_totals,
+    plan,
+    share_out,
+    split,
+)
 from revsync.domain.events import observation_of, parse_event
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.services import backfill
@@ -89,7 +101,6 @@ def _step(
         pacer=Pacer(0),
         max_pages=max_pages,
         deadline=float("inf"),
-        max_walks=4,
         clock=lambda: clock,
     )
 
@@ -100,29 +111,28 @@ def _run(
     customers: FakeCustomers,
     progress: Progress,
     clock: int = NOW,
-    windows: int = 3,
+    walks: int = 3,
     max_pages: int = 2,
 ) -> tuple[Totals, int]:
     """The state machine's rounds, in order: returns the totals and how many walks there were."""
-    active = backfill.start("acme", tenants=tenants, progress=progress, windows=windows, now=NOW)
+    active = backfill.start("acme", tenants=tenants, progress=progress, walks=walks, now=NOW)
     totals, walks = new_totals(), len(active)
     while active:
         produced = [
             _step(segment, (tenants, customers, progress), lister, max_pages, clock) for segment in active
         ]
         walks += sum(len(p) - 1 for p in produced)
-        totals, active = collect(totals, produced)
+        totals, active = collect(totals, produced, walks)
+        assert len(active) <= walks  # never more walks going than the Map runs at once
     return totals, walks
 
 
-def test_plan_covers_every_kind_in_windows_with_an_open_newest_one() -> None:
-    segments = plan(NOW, 4)
-    assert [s["kind"] for s in segments] == [k for k in KINDS for _ in range(4)]
-    for kind in KINDS:
-        mine = [s for s in segments if s["kind"] == kind]
-        assert [s["lt"] for s in mine[:-1]] == [s["gte"] for s in mine[1:]]  # contiguous
-        assert mine[-1]["lt"] is None
-    params = list_params(segments[5])
+def test_plan_starts_one_walk_per_list_open_both_ways_with_its_share() -> None:
+    segments = plan(15)
+    assert [s["kind"] for s in segments] == list(KINDS)
+    assert all((s["gte"], s["lt"], s["walks"]) == (EARLIEST, None, 5) for s in segments)
+    assert plan(2)[0]["walks"] == 1  # never less than one walk per list
+    params = list_params(segments[1])
     assert params["status"] == "all"
     assert params["limit"] == 100
     assert "data.customer" in params["expand"]
@@ -149,7 +159,7 @@ def test_a_long_walk_splits_and_nothing_is_imported_twice_or_missed() -> None:
         S.customer(f"cus_{i:04d}", metadata={"app_id": f"u-{i}"}, created=NOW - 7 * i) for i in range(1234)
     ]
     lister = FakeLister({"customers": made, "subscriptions": [], "invoices": []})
-    totals, walks = _run(lister, tenants, customers, progress, windows=1, max_pages=2)
+    totals, walks = _run(lister, tenants, customers, progress, walks=3, max_pages=2)
     assert totals["customers"] == 1234
     assert len(customers.records) == 1234
     assert walks > 3  # the one customers walk split
@@ -158,29 +168,60 @@ def test_a_long_walk_splits_and_nothing_is_imported_twice_or_missed() -> None:
     assert minimum <= len(customer_calls) <= minimum + walks  # at most one partial page per walk
 
 
-def test_split_fans_a_planned_window_out_once_keeping_the_cursor_side() -> None:
-    segment = plan(NOW, 1)[0]
-    segment["cursor"] = "cus_x"
-    oldest = NOW - 10_000
-    walks = split(segment, oldest_seen=oldest, page_span=100, max_walks=4)
-    kept, *older = walks
-    assert len(walks) == 4
-    assert (kept["cursor"], kept["lt"], kept["splittable"]) == ("cus_x", None, False)
-    # Contiguous slices of [gte, kept.gte): nothing twice, nothing missed.
-    assert older[0]["gte"] == segment["gte"]
-    assert [w["lt"] for w in older] == [*[w["gte"] for w in older[1:]], kept["gte"]]
-    assert all(w["cursor"] is None and not w["splittable"] for w in older)
-    assert split(kept, oldest_seen=oldest, page_span=100, max_walks=4) == [kept]  # no second fan-out
-    near_end = plan(NOW, 1)[0]
-    assert split(near_end, oldest_seen=near_end["gte"] + 150, page_span=100, max_walks=4) == [near_end]
+def _contiguous(kept: Segment, older: list[Segment], bottom: int) -> None:
+    """The new walks tile [bottom, kept.gte) newest first: nothing twice, nothing missed."""
+    assert [w["lt"] for w in older] == [kept["gte"], *[w["gte"] for w in older[:-1]]]
+    assert older[-1]["gte"] == bottom
+    assert all(w["cursor"] is None and w["walks"] == 1 and w["imported"] == 0 for w in older)
+
+
+def test_an_open_walk_splits_into_slices_of_its_density_and_an_open_last_one() -> None:
+    segment = Segment(**{**plan(12)[0], "cursor": "cus_x"})  # 4 walks allowed
+    oldest, span = NOW - 10_000, 100  # the first page spanned 100 s
+    kept, *older = split(segment, oldest_seen=oldest, page_span=span)
+    assert len(older) == 3
+    assert (kept["cursor"], kept["lt"], kept["walks"]) == ("cus_x", None, 1)
+    assert kept["gte"] == oldest - PAGES_PER_WALK * span
+    assert [w["lt"] for w in older[:2]] == [oldest - i * PAGES_PER_WALK * span for i in (1, 2)]
+    _contiguous(kept, older, EARLIEST)  # the last is still open: the data's start is unknown
+    assert split(kept, oldest_seen=oldest, page_span=span) == [
+        Segment(**{**kept, "oldest": oldest, "span": span})
+    ]
+
+
+def test_a_bounded_walk_splits_only_into_slices_of_at_least_a_walks_pages() -> None:
+    bounded = Segment(**{**plan(3)[0], "gte": NOW - 100_000, "lt": NOW, "walks": 8, "cursor": "cus_y"})
+    span = 1_000  # 99 pages left: 3 slices of 33 (4 would be under 25 pages each)
+    kept, *older = split(bounded, oldest_seen=NOW - 1_000, page_span=span)
+    assert len(older) == 2
+    assert (kept["lt"], kept["cursor"]) == (NOW, "cus_y")
+    _contiguous(kept, older, NOW - 100_000)
+    assert all((w["lt"] or NOW) - w["gte"] >= PAGES_PER_WALK * span for w in older)
+    assert NOW - 1_000 - kept["gte"] >= PAGES_PER_WALK * span
+    near_end = Segment(**{**bounded, "gte": NOW - 30_000})  # 29 pages left: one walk
+    assert len(split(near_end, oldest_seen=NOW - 1_000, page_span=span)) == 1
+
+
+def test_room_left_by_finished_walks_goes_to_open_walks_then_long_bounded_ones() -> None:
+    def walked(gte: int, oldest: int, span: int) -> Segment:
+        return Segment(**{**plan(3)[0], "gte": gte, "lt": NOW, "oldest": oldest, "span": span, "walks": 1})
+
+    open_walk = walked(EARLIEST, NOW - 50_000, 100)
+    long_one = walked(NOW - 70_000, NOW - 10_000, 1_000)  # ~60 pages left: room for 2 walks of 25
+    short_one = walked(NOW - 40_000, NOW - 10_000, 1_000)  # ~30 pages left: stays one
+    fresh = Segment(**{**plan(3)[1], "gte": EARLIEST})  # no page yet: nothing known
+    shared = share_out([short_one, open_walk, long_one, fresh], walks=10)
+    assert [s["walks"] for s in shared] == [1, 6, 2, 1]  # 4 going + 6 free: 1 to long_one, 5 open
+    other_open = walked(EARLIEST, NOW - 1_000, 10)
+    assert [s["walks"] for s in share_out([open_walk, other_open], walks=7)] == [3, 4]
+    assert share_out([short_one, open_walk], walks=2) == [short_one, open_walk]  # no room: unchanged
 
 
 def test_a_retried_step_resumes_from_its_cursor() -> None:
     tenants, customers, progress = _env()
     made = [S.customer(f"cus_{i:03d}", metadata={"app_id": f"u-{i}"}, created=NOW - i) for i in range(150)]
     lister = FakeLister({"customers": made, "subscriptions": [], "invoices": []})
-    newest = plan(NOW, 1)[0]
-    # The older part of the window, if split off, is not this test's concern.
+    newest = plan(3)[0]  # one walk allowed: it stays one
     first, *_older = _step(newest, (tenants, customers, progress), lister, max_pages=1)
     assert (first["imported"], first["done"], first["cursor"]) == (100, False, "cus_099")
     # The next step failed once and is retried with the same input: same cursor, same page.

@@ -44,9 +44,9 @@ class Settings(NamedTuple):
     stripe_api_base: str | None
     max_webhook_body_bytes: int
     backfill_state_machine_arn: str
-    # The backfill walks this many created-time windows per list, this many at once, each walk
-    # taking an equal share of the account's rate limit (Stripe: 25 requests/s in test mode, 100 live).
-    backfill_windows: int
+    # The backfill keeps up to this many walks going at once (the Map's concurrency), sharing the
+    # account's rate limit (Stripe: 25 requests/s in test mode, 100 live); each step takes this many
+    # pages at most.
     backfill_concurrency: int
     backfill_pages_per_step: int
     stripe_rate_limit_test: float
@@ -93,9 +93,8 @@ def get_settings() -> Settings:
         stripe_api_base=os.environ.get("REVSYNC_STRIPE_API_BASE") or None,
         max_webhook_body_bytes=int(os.environ.get("MAX_WEBHOOK_BODY_BYTES", str(256 * 1024))),
         backfill_state_machine_arn=os.environ.get("BACKFILL_STATE_MACHINE_ARN", ""),
-        backfill_windows=int(os.environ.get("BACKFILL_WINDOWS", "4")),
-        backfill_concurrency=int(os.environ.get("BACKFILL_CONCURRENCY", "20")),
-        backfill_pages_per_step=int(os.environ.get("BACKFILL_PAGES_PER_STEP", "20")),
+        backfill_concurrency=int(os.environ.get("BACKFILL_CONCURRENCY", "15")),
+        backfill_pages_per_step=int(os.environ.get("BACKFILL_PAGES_PER_STEP", "25")),
         stripe_rate_limit_test=float(os.environ.get("STRIPE_RATE_LIMIT_TEST", "25")),
         stripe_rate_limit_live=float(os.environ.get("STRIPE_RATE_LIMIT_LIVE", "100")),
         changes_bus_name=os.environ.get("CHANGES_BUS_NAME", f"revsync-{stage}-changes"),

@@ -1,9 +1,16 @@
-"""Backfill planning, sans I/O: which Stripe lists to walk, split into ``created`` windows.
+"""Backfill planning, sans I/O: which Stripe lists to walk, and when a walk splits into several.
 
 A Stripe list is a cursor walk, one page at a time, and one call takes a few hundred milliseconds,
-so a single walk uses a small part of an account's rate limit. Splitting each list into windows of
-``created`` time lets several walks run side by side (a Map state), each still a plain cursor walk:
-the requests are the minimum for pages of 100 plus at most one per window.
+so a single walk uses a small part of an account's rate limit: several walks must run side by side
+(a Map state), each a plain cursor walk over a range of ``created`` time. Every walk ends on a part
+page, half a page beyond the minimum on average, so walks are kept long (``PAGES_PER_WALK``).
+
+How far back an account's data goes is unknown until a walk reaches its end: Stripe lists newest
+first and tells no count. So each list starts as one walk from now to the past; after its first
+page (which tells how many seconds a page of it spans) it becomes up to its share of the walks:
+slices of ``PAGES_PER_WALK`` pages at that density and a last walk open to the past. Between rounds
+(``collect``), walks that finished leave room that goes to the open walks (the unknown part) and to
+bounded walks with many pages left.
 """
 
 from __future__ import annotations
@@ -13,19 +20,23 @@ from typing import Any, Literal, TypedDict
 Kind = Literal["customers", "subscriptions", "invoices"]
 KINDS: tuple[Kind, ...] = ("customers", "subscriptions", "invoices")
 PAGE_SIZE = 100
-# Nothing in Stripe predates this (2010-01-01); the last window is open-ended.
+# Nothing in Stripe predates this (2010-01-01): a walk from here is open to the past.
 EARLIEST = 1_262_304_000
+# A walk of at least this many pages wastes (on its last, part page) under 2% of its requests.
+PAGES_PER_WALK = 25
 
 
 class Segment(TypedDict):
     kind: Kind
-    gte: int
+    gte: int  # EARLIEST: open to the past (how far back the data goes is not known yet)
     lt: int | None  # None: up to now and beyond (objects created during the backfill too)
     cursor: str | None  # Stripe's ``starting_after``: the last object already imported
     done: bool
     imported: int
     requests: int
-    splittable: bool  # a planned window may fan out once; the walks it makes do not split again
+    walks: int  # how many walks this one may become after its next page (1: it stays one)
+    oldest: int | None  # ``created`` of the last object imported (where what is left begins)
+    span: int  # seconds one page of this walk spanned last (0: no page yet)
     config_version: int  # the tenant config the run started with: steps never use an older one
 
 
@@ -37,29 +48,26 @@ class Totals(TypedDict):
     walks: int  # cursor walks finished: the requests are at most the minimum plus one per walk
 
 
-def plan(now: int, windows: int, config_version: int = 0, earliest: int = EARLIEST) -> list[Segment]:
-    """``windows`` equal slices of [earliest, now) for each list; the newest is open-ended."""
-    windows = max(1, windows)
-    step = max(1, (now - earliest) // windows)
-    bounds = [earliest + i * step for i in range(windows)]
-    segments: list[Segment] = []
-    for kind in KINDS:
-        for index, start in enumerate(bounds):
-            end = bounds[index + 1] if index + 1 < windows else None
-            segments.append(
-                Segment(
-                    kind=kind,
-                    gte=start,
-                    lt=end,
-                    cursor=None,
-                    done=False,
-                    imported=0,
-                    requests=0,
-                    splittable=True,
-                    config_version=config_version,
-                )
-            )
-    return segments
+def _segment(kind: Kind, gte: int, lt: int | None, config_version: int, walks: int = 1) -> Segment:
+    return Segment(
+        kind=kind,
+        gte=gte,
+        lt=lt,
+        cursor=None,
+        done=False,
+        imported=0,
+        requests=0,
+        walks=walks,
+        oldest=None,
+        span=0,
+        config_version=config_version,
+    )
+
+
+def plan(walks: int, config_version: int = 0) -> list[Segment]:
+    """One walk per list, from now to the past, each allowed its share of ``walks``."""
+    share = max(1, walks // len(KINDS))
+    return [_segment(kind, EARLIEST, None, config_version, share) for kind in KINDS]
 
 
 def list_params(segment: Segment) -> dict[str, Any]:
@@ -80,48 +88,76 @@ def list_params(segment: Segment) -> dict[str, Any]:
     return params
 
 
-def split(
-    segment: Segment, oldest_seen: int, page_span: int, max_walks: int, pages_ahead: int = 2
-) -> list[Segment]:
-    """Cut what is left of a walk into up to ``max_walks`` walks when it will not end soon.
+def split(segment: Segment, oldest_seen: int, page_span: int) -> list[Segment]:
+    """After a page: the walk, and the new walks it hands the older part of its range to.
 
-    The walk goes newest first, so after a page what is left is ``[gte, oldest_seen]``; at the page's
-    density (``page_span`` seconds per page) that is about ``(oldest_seen - gte) / page_span`` pages.
-    If that is more than ``pages_ahead``, the range is cut into equal slices: this walk keeps the
-    newest with its cursor (same order, so the cursor stays valid) and new walks take the others. No
-    object is in two slices, none in no slice; each walk costs at most one page beyond the minimum.
+    What is left is ``[gte, oldest_seen]``. Open to the past, it is cut into slices of
+    ``PAGES_PER_WALK`` pages at this page's density (``page_span`` seconds per page), the last one
+    still open; bounded, into equal slices of at least ``PAGES_PER_WALK`` pages. This walk keeps the
+    newest slice with its cursor (same order, so the cursor stays valid), new walks take the others:
+    no object is in two slices, none in none. Up to ``segment["walks"]`` walks in all.
     """
-    remaining = oldest_seen - segment["gte"]
-    if segment["done"] or not segment["splittable"] or page_span <= 0 or remaining < 2:
+    segment = Segment(**{**segment, "oldest": oldest_seen, "span": max(1, page_span)})
+    if segment["done"] or segment["walks"] <= 1:
         return [segment]
-    parts = min(max_walks, remaining // page_span // pages_ahead, remaining)
-    if parts < 2:
-        return [segment]
-    bounds = [segment["gte"] + remaining * i // parts for i in range(parts)]
-    kept = Segment(**{**segment, "gte": bounds[-1], "splittable": False})
-    older = [
-        Segment(
-            kind=segment["kind"],
-            gte=start,
-            lt=bounds[i + 1],
-            cursor=None,
-            done=False,
-            imported=0,
-            requests=0,
-            splittable=False,
-            config_version=segment["config_version"],
+    span, kind, version = segment["span"], segment["kind"], segment["config_version"]
+    slice_seconds = PAGES_PER_WALK * span
+    if segment["gte"] <= EARLIEST:
+        bounds = [oldest_seen - i * slice_seconds for i in range(1, segment["walks"])]
+        bounds = [bound for bound in bounds if bound > EARLIEST]
+        lower = [*bounds[1:], EARLIEST]
+    else:
+        remaining = oldest_seen - segment["gte"]
+        parts = min(segment["walks"], remaining // slice_seconds)
+        bounds = (
+            [segment["gte"] + remaining * i // parts for i in range(parts - 1, 0, -1)] if parts > 1 else []
         )
-        for i, start in enumerate(bounds[:-1])
-    ]
-    return [kept, *older]
+        lower = [*bounds[1:], segment["gte"]]
+    if not bounds:
+        return [Segment(**{**segment, "walks": 1})]
+    kept = Segment(**{**segment, "gte": bounds[0], "walks": 1})
+    return [kept, *(_segment(kind, low, high, version) for high, low in zip(bounds, lower, strict=True))]
+
+
+def _pages_left(segment: Segment) -> float:
+    """Estimated pages still to walk (infinite when open to the past: the data's start is unknown)."""
+    if segment["oldest"] is None or segment["span"] <= 0:
+        return 0.0
+    if segment["gte"] <= EARLIEST:
+        return float("inf")
+    return (segment["oldest"] - segment["gte"]) / segment["span"]
+
+
+def share_out(active: list[Segment], walks: int) -> list[Segment]:
+    """Give the room finished walks left (up to ``walks`` at once) to the walks still going.
+
+    Bounded walks with many pages left come first (known work, slices of ``PAGES_PER_WALK`` pages
+    at least), then walks open to the past share the rest (their data may go back far).
+    """
+    free = walks - len(active)
+    active = [Segment(**segment) for segment in active]
+    waiting = [s for s in active if s["walks"] <= 1 and s["span"] > 0]
+    for segment in sorted(waiting, key=_pages_left, reverse=True):
+        pages = _pages_left(segment)
+        if free <= 0 or pages == float("inf"):
+            continue
+        extra = min(free, int(pages // PAGES_PER_WALK) - 1)
+        if extra > 0:
+            segment["walks"], free = 1 + extra, free - extra
+    open_walks = [s for s in waiting if _pages_left(s) == float("inf")]
+    for index, segment in enumerate(open_walks):
+        extra = free // (len(open_walks) - index)
+        if extra > 0:
+            segment["walks"], free = 1 + extra, free - extra
+    return active
 
 
 def new_totals() -> Totals:
     return Totals(customers=0, subscriptions=0, invoices=0, requests=0, walks=0)
 
 
-def collect(totals: Totals, rounds: list[list[Segment]]) -> tuple[Totals, list[Segment]]:
-    """After a round: add up what finished walks imported, and keep the walks still going."""
+def collect(totals: Totals, rounds: list[list[Segment]], walks: int) -> tuple[Totals, list[Segment]]:
+    """After a round: add up what finished walks imported; the walks still going share ``walks``."""
     totals = Totals(**totals)
     active: list[Segment] = []
     for segment in (s for produced in rounds for s in produced):
@@ -131,4 +167,4 @@ def collect(totals: Totals, rounds: list[list[Segment]]) -> tuple[Totals, list[S
             totals["walks"] += 1
         else:
             active.append(segment)
-    return totals, active
+    return totals, share_out(active, walks)

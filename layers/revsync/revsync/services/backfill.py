@@ -69,10 +69,10 @@ def _connected(tenants: Tenants, tenant_id: str, config_version: int = 0) -> Ten
     return tenant
 
 
-def start(tenant_id: str, *, tenants: Tenants, progress: Progress, windows: int, now: int) -> list[Segment]:
+def start(tenant_id: str, *, tenants: Tenants, progress: Progress, walks: int, now: int) -> list[Segment]:
     tenant = _connected(tenants, tenant_id)
     progress.backfill_started(tenant_id, now, "importing")
-    return plan(now, windows, tenant.config_version)
+    return plan(walks, tenant.config_version)
 
 
 def import_segment(
@@ -86,16 +86,14 @@ def import_segment(
     pacer: Pacer,
     max_pages: int,
     deadline: float,
-    max_walks: int = 1,
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
     changes: ChangeFeed | None = None,
 ) -> list[Segment]:
     """Walk up to ``max_pages`` pages of the segment (fewer if ``deadline`` comes).
 
-    Returns the segment with its new cursor, plus up to ``max_walks - 1`` new segments for the older
-    part of its window when the walk would not end soon (see ``domain.backfill.split``); the step then
-    ends at once, so the new walks start in the next round.
+    Returns the segment with its new cursor, plus the new walks it split into when it was allowed to
+    (see ``domain.backfill.split``); the step then ends at once, so they start in the next round.
     """
     # A cached tenant older than the config this run started with (a trait just changed) is refreshed.
     tenant = _connected(tenants, tenant_id, segment["config_version"])
@@ -117,7 +115,7 @@ def import_segment(
         if objects:
             segment["cursor"] = str(objects[-1]["id"])
             newest, oldest = int(objects[0]["created"]), int(objects[-1]["created"])
-            segment, *produced = split(segment, oldest, max(1, newest - oldest), max_walks)
+            segment, *produced = split(segment, oldest, newest - oldest)
             if produced:
                 break
     if imported:
@@ -165,8 +163,8 @@ def _apply_page(
             )
 
 
-def collect_round(tenant_id: str, totals: Totals, rounds: list[list[Segment]]) -> dict[str, Any]:
-    totals, active = collect(totals, rounds)
+def collect_round(tenant_id: str, totals: Totals, rounds: list[list[Segment]], walks: int) -> dict[str, Any]:
+    totals, active = collect(totals, rounds, walks)
     return {"tenant_id": tenant_id, "totals": totals, "segments": active, "active": len(active)}
 
 
