@@ -6,7 +6,8 @@ mode, from a process of its own (Stripe's work does not compete for this process
 importer steps (revsync.services.backfill) and Stripe client walk it over HTTP in the
 state machine's rounds, `BACKFILL_CONCURRENCY` walks at a time like the Map state. Storage is in
 memory here: this measures the Stripe side (the schedule of list requests), not local DynamoDB.
-Prints the share of the rate limit used, the requests against the minimum, and the wall time.
+Prints the share of the rate limit used, the requests against the minimum, and the wall time; exits 1
+when either budget (at least 85% of the rate, at most 1.02x the minimum) is missed.
 Run: `make bench` (or `python -m bench.backfill [customers]`).
 """
 
@@ -142,8 +143,8 @@ def _run(url: str, customers: int) -> int:
         f"records {len(store.records)}"
     )
     print(
-        f"list requests {listed} (minimum {minimum}, +{listed - minimum} over {totals['walks']} walks), "
-        f"429s {throttled}, rounds {rounds}"
+        f"list requests {listed} = {listed / minimum:.3f}x the minimum {minimum} (budget 1.02x), "
+        f"+{listed - minimum} over {totals['walks']} walks, 429s {throttled}, rounds {rounds}"
     )
     print(
         f"wall {elapsed:.1f}s at {LATENCY_MS} ms/call; rate limit used {used:.0%} of {RATE_LIMIT:.0f}/s "
@@ -151,6 +152,7 @@ def _run(url: str, customers: int) -> int:
     )
     ok = (
         used >= 0.85
+        and listed <= 1.02 * minimum
         and throttled == 0
         and totals["customers"] == customers
         and len(store.records) == customers
