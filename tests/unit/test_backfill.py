@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from random import Random
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -142,14 +143,19 @@ def test_plan_starts_one_walk_per_list_open_both_ways_with_its_share() -> None:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    ages=st.lists(st.integers(min_value=0, max_value=3 * 365 * 86_400), min_size=0, max_size=900),
+    count=st.integers(min_value=0, max_value=1_500),
+    spread=st.sampled_from([0, 60, 86_400, 3 * 365 * 86_400]),  # 0: all in the same second
+    clusters=st.integers(min_value=1, max_value=4),
+    rng=st.randoms(use_true_random=False),
     walks=st.integers(min_value=1, max_value=20),
     max_pages=st.integers(min_value=1, max_value=5),
 )
 def test_any_history_is_imported_once_whatever_the_splits(
-    ages: list[int], walks: int, max_pages: int
+    count: int, spread: int, clusters: int, rng: Random, walks: int, max_pages: int
 ) -> None:
     """Clustered, sparse, same-second or empty: every customer once, requests bounded by the walks."""
+    centres = [rng.randrange(4 * 365 * 86_400) for _ in range(clusters)]
+    ages = [rng.choice(centres) + rng.randrange(spread + 1) for _ in range(count)]
     tenants, customers, progress = _env()
     made = [
         S.customer(f"cus_{i:04d}", metadata={"app_id": f"u-{i}"}, created=NOW - age)
