@@ -3,6 +3,17 @@
 Per applied observation this costs one Query (the state item and the paid invoices share a
 partition), one conditional write of the state item, and one conditional update of the record when
 the derived record changed. A new paid invoice adds its own put.
+
+A paid invoice is put before the state write that makes it count, so an invoice whose state write
+failed or was lost is not applied yet (it will be, when its event is retried). Which invoice items
+count is told by the state without listing them all (the state item stays under 1 KB, one write
+unit, however many invoices a customer pays): each new invoice takes the next number of the state's
+invoice count, and the state lists the last ``RECENT_INVOICES`` it counted. An item counts when it is
+listed, or when its number is older than the listed ones. An item whose state write was lost keeps
+a number another invoice took; before that number leaves the list, the state write that pushes it
+out deletes the lost item (conditional on its number: a retry may have put it again meanwhile), so
+it does not count until its event is retried or redriven, as when it was listed. (Only a put delayed
+past ``RECENT_INVOICES`` later invoices of one customer would escape that: README "Known limits".)
 """
 
 from __future__ import annotations
@@ -44,6 +55,36 @@ OWNED_RECORD_FIELDS = (
 )
 
 
+RECENT_INVOICES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceLog:
+    """Which paid-invoice items the stored state counts (see the module docstring)."""
+
+    count: int = 0  # numbers given to invoices so far
+    recent: tuple[str, ...] = ()  # the last RECENT_INVOICES counted, oldest first
+    numbers: Mapping[str, int | None] = field(default_factory=dict)  # of the counted items
+    lost: Mapping[str, int] = field(default_factory=dict)  # items put, not counted: their numbers
+
+    def counts(self, invoice_id: str, number: int | None) -> bool:
+        # An item put before invoices were numbered is number 0 (see _invoice_log).
+        return invoice_id in self.recent or (number or 0) <= self.count - RECENT_INVOICES
+
+    def after(self, invoice_id: str) -> tuple[InvoiceLog, int | None]:
+        """The log once ``invoice_id`` is saved, and the number its item is put with."""
+        if invoice_id in self.numbers:  # counted already: an update keeps its number
+            return self, self.numbers[invoice_id]
+        number = self.count + 1
+        recent = (*self.recent, invoice_id)[-RECENT_INVOICES:]
+        lost = {lost_id: n for lost_id, n in self.lost.items() if lost_id != invoice_id}
+        return InvoiceLog(number, recent, {**self.numbers, invoice_id: number}, lost), number
+
+    def leaving(self) -> dict[str, int]:
+        """Lost items whose numbers the list no longer covers: they must go before this log is saved."""
+        return {invoice_id: n for invoice_id, n in self.lost.items() if n <= self.count - RECENT_INVOICES}
+
+
 class ConcurrentUpdate(RuntimeError):
     """Another writer changed the customer's state since it was loaded: load again and retry."""
 
@@ -60,6 +101,16 @@ class StoredCustomer:
     config_version: int
     record_version: int | None = None  # the version the current record derives from
     history: HistoryLog = field(default_factory=HistoryLog)
+    invoices: InvoiceLog = field(default_factory=InvoiceLog)
+
+
+def _invoice_log(stored: Mapping[str, Any]) -> InvoiceLog:
+    listed = tuple(stored.get("invoice_ids", ()))
+    if "invoice_count" in stored:
+        return InvoiceLog(int(stored["invoice_count"]), listed)
+    # Written before invoices were numbered: its items have no number and it lists every invoice it
+    # counted. Its count starts at RECENT_INVOICES, so they all count as number 0 from now on.
+    return InvoiceLog(RECENT_INVOICES, listed) if listed else InvoiceLog()
 
 
 def _invoice_observation(item: PaidInvoiceItem) -> Observation:
@@ -77,12 +128,13 @@ def _invoice_observation(item: PaidInvoiceItem) -> Observation:
     return Observation(snapshot=snapshot, observed_at=int(item.observed_at), source="updated", event_id=None)
 
 
-def _invoice_item(pk: str, observation: Observation) -> PaidInvoiceItem:
+def _invoice_item(pk: str, observation: Observation, number: int | None) -> PaidInvoiceItem:
     invoice = observation["snapshot"]
     assert invoice["object"] == "invoice"
     return PaidInvoiceItem(
         pk,
         f"{models.INVOICE_SK_PREFIX}{invoice['id']}",
+        number=number,
         invoice_id=invoice["id"],
         amount_paid=invoice["amount_paid"],
         currency=invoice["currency"],
@@ -91,6 +143,15 @@ def _invoice_item(pk: str, observation: Observation) -> PaidInvoiceItem:
         observed_at=observation["observed_at"],
         lines=[[line["subscription"], line["period_end"]] for line in invoice["lines"]],
     )
+
+
+def _delete_lost_invoice(pk: str, invoice_id: str, number: int) -> None:
+    item = PaidInvoiceItem(pk, f"{models.INVOICE_SK_PREFIX}{invoice_id}")
+    try:
+        item.delete(condition=PaidInvoiceItem.number == number)
+    except DeleteError as exc:
+        if not _conditional_failed(exc):
+            raise  # else its event was retried meanwhile: the item is put again, with a new number
 
 
 @lru_cache(maxsize=1)
@@ -108,18 +169,26 @@ class CustomerStore:
     def load(self, tenant_id: str, customer_id: str) -> StoredCustomer:
         pk = models.sync_partition(tenant_id, customer_id)
         state: CustomerStateItem | None = None
-        invoices: dict[str, Observation] = {}
+        items: list[PaidInvoiceItem] = []
         for item in models.SyncItem.query(pk, consistent_read=True):
             if isinstance(item, CustomerStateItem):
                 state = item
             elif isinstance(item, PaidInvoiceItem):
-                invoices[item.invoice_id] = _invoice_observation(item)
+                items.append(item)
         stored = state.objects if state is not None else {}
-        # A paid invoice is put before the state write that makes it count: one whose write was
-        # followed by a failed or lost state write is not applied yet (it will be, when retried).
-        known = stored.get("invoice_ids")
-        if known is not None:
-            invoices = {invoice_id: o for invoice_id, o in invoices.items() if invoice_id in set(known)}
+        log = _invoice_log(stored)
+        numbers: dict[str, int | None] = {}
+        lost: dict[str, int] = {}
+        for item in items:
+            number = int(item.number) if item.number is not None else None
+            if log.counts(item.invoice_id, number):
+                numbers[item.invoice_id] = number
+            elif number is not None:
+                lost[item.invoice_id] = number
+        log = InvoiceLog(log.count, log.recent, numbers, lost)
+        invoices = {
+            item.invoice_id: _invoice_observation(item) for item in items if item.invoice_id in numbers
+        }
         objects = CustomerObjects(
             customer_id=customer_id,
             customer=stored.get("customer"),
@@ -137,6 +206,7 @@ class CustomerStore:
                 else (int(state.version) if state is not None and state.version is not None else None)
             ),
             history=HistoryLog.from_json(stored.get("history")),
+            invoices=log,
         )
 
     def save(
@@ -159,16 +229,21 @@ class CustomerStore:
         to that month) are added to the tenant's monthly totals in the same transaction, so each
         change is counted exactly once: a retry finds the version moved and recomputes."""
         pk = models.sync_partition(tenant_id, objects.customer_id)
+        log = stored.invoices
         if applied is not None and applied["snapshot"]["object"] == "invoice":
-            # Idempotent put, before the state write that makes it visible to the record's version.
-            _invoice_item(pk, applied).save()
+            # Idempotent put, before the state write that makes it count (see the module docstring).
+            log, number = log.after(applied["snapshot"]["id"])
+            _invoice_item(pk, applied, number).save()
+            for invoice_id, lost_number in log.leaving().items():
+                _delete_lost_invoice(pk, invoice_id, lost_number)
         item = CustomerStateItem(
             pk,
             models.STATE_SK,
             objects={
                 "customer": objects.customer,
                 "subscriptions": dict(objects.subscriptions),
-                "invoice_ids": sorted(objects.invoices),
+                "invoice_count": log.count,
+                "invoice_ids": list(log.recent),
                 "history": (history if history is not None else stored.history).to_json(),
             },
             external_id=external_id,

@@ -151,6 +151,7 @@ class RevenueMonthItem(SyncItem, discriminator="revenue"):
 class PaidInvoiceItem(SyncItem, discriminator="invoice"):
     """One paid invoice: the paid-invoice history, counted once however often Stripe reports it."""
 
+    number = NumberAttribute(null=True)  # its place in the state's invoice count (store.customers)
     invoice_id = UnicodeAttribute()
     amount_paid = NumberAttribute()
     currency = UnicodeAttribute(null=True)
