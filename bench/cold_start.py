@@ -38,7 +38,7 @@ LAMBDA_ENV = {
 
 _PROBE = """
 import sys, time, json
-sys.path[:0] = {path!r}
+sys.path[:] = {path!r} + [p for p in sys.path if p]  # no '': the working directory is not on Lambda's path
 t = time.perf_counter()
 {imports}
 elapsed = time.perf_counter() - t
