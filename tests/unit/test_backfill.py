@@ -118,15 +118,18 @@ def _run(
     max_pages: int = 2,
 ) -> tuple[Totals, int]:
     """The state machine's rounds, in order: returns the totals and how many walks there were."""
-    active = backfill.start("acme", tenants=tenants, progress=progress, walks=walks, now=NOW)
+    max_walks = walks
+    active = backfill.start("acme", tenants=tenants, progress=progress, walks=max_walks, now=NOW)
     totals, walks = new_totals(), len(active)
     while active:
         produced = [
             _step(segment, (tenants, customers, progress), lister, max_pages, clock) for segment in active
         ]
-        walks += sum(len(p) - 1 for p in produced)
-        totals, active = collect(totals, produced, walks)
-        assert len(active) <= walks  # never more walks going than the Map runs at once
+        walks += sum(len(p) - 1 for p in produced)  # split after a page
+        going = sum(not segment["done"] for p in produced for segment in p)
+        totals, active = collect(totals, produced, max_walks)
+        walks += len(active) - going  # split into the room finished walks left
+        assert len(active) <= max_walks  # never more walks going than the Map runs at once
     return totals, walks
 
 
@@ -234,19 +237,33 @@ def test_a_bounded_walk_splits_only_into_slices_of_at_least_a_walks_pages() -> N
     assert len(split(near_end, oldest_seen=NOW - 1_000, page_span=span)) == 1
 
 
-def test_room_left_by_finished_walks_goes_to_open_walks_then_long_bounded_ones() -> None:
-    def walked(gte: int, oldest: int, span: int) -> Segment:
-        return Segment(**{**plan(3)[0], "gte": gte, "lt": NOW, "oldest": oldest, "span": span, "walks": 1})
+def test_room_left_by_finished_walks_is_filled_by_splitting_long_then_open_walks() -> None:
+    def walked(gte: int, oldest: int, span: int, cursor: str) -> Segment:
+        return Segment(
+            **{
+                **plan(3)[0],
+                "gte": gte,
+                "lt": NOW,
+                "oldest": oldest,
+                "span": span,
+                "cursor": cursor,
+                "walks": 1,
+            }
+        )
 
-    open_walk = walked(EARLIEST, NOW - 50_000, 100)
-    long_one = walked(NOW - 70_000, NOW - 10_000, 1_000)  # ~60 pages left: room for 2 walks of 25
-    short_one = walked(NOW - 40_000, NOW - 10_000, 1_000)  # ~30 pages left: stays one
+    short_one = walked(NOW - 40_000, NOW - 10_000, 1_000, "a")  # ~30 pages left: stays one
+    open_walk = walked(EARLIEST, NOW - 50_000, 100, "b")
+    long_one = walked(NOW - 70_000, NOW - 10_000, 1_000, "c")  # ~60 pages left: room for 2 walks
     fresh = Segment(**{**plan(3)[1], "gte": EARLIEST})  # no page yet: nothing known
     shared = share_out([short_one, open_walk, long_one, fresh], walks=10)
-    assert [s["walks"] for s in shared] == [1, 6, 2, 1]  # 4 going + 6 free: 1 to long_one, 5 open
-    other_open = walked(EARLIEST, NOW - 1_000, 10)
-    assert [s["walks"] for s in share_out([open_walk, other_open], walks=7)] == [3, 4]
-    assert share_out([short_one, open_walk], walks=2) == [short_one, open_walk]  # no room: unchanged
+    assert len(shared) == 10  # 4 going + 6 free: 1 to long_one, the other 5 to the open walk
+    assert shared[0] == short_one
+    assert shared[-1] == fresh
+    from_open, from_long = shared[1:7], shared[7:9]
+    assert (from_open[0]["cursor"], from_long[0]["cursor"]) == ("b", "c")  # each keeps its cursor
+    _contiguous(from_open[0], from_open[1:], EARLIEST)
+    _contiguous(from_long[0], from_long[1:], NOW - 70_000)
+    assert len(share_out([short_one, open_walk], walks=2)) == 2  # no room: nothing splits
 
 
 def test_a_retried_step_resumes_from_its_cursor() -> None:

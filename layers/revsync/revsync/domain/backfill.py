@@ -9,8 +9,8 @@ How far back an account's data goes is unknown until a walk reaches its end: Str
 first and tells no count. So each list starts as one walk from now to the past; after its first
 page (which tells how many seconds a page of it spans) it becomes up to its share of the walks:
 slices of ``PAGES_PER_WALK`` pages at that density and a last walk open to the past. Between rounds
-(``collect``), walks that finished leave room that goes to the open walks (the unknown part) and to
-bounded walks with many pages left.
+(``collect``), the room walks that finished leave is filled by splitting the others the same way, at
+the density their last page showed: bounded walks with many pages left first, then the open ones.
 """
 
 from __future__ import annotations
@@ -129,27 +129,35 @@ def _pages_left(segment: Segment) -> float:
 
 
 def share_out(active: list[Segment], walks: int) -> list[Segment]:
-    """Give the room finished walks left (up to ``walks`` at once) to the walks still going.
+    """Split the walks still going into the room finished walks left (up to ``walks`` at once).
 
-    Bounded walks with many pages left come first (known work, slices of ``PAGES_PER_WALK`` pages
-    at least), then walks open to the past share the rest (their data may go back far).
+    Each splits at the density its last page showed, as ``split`` does after a page. Bounded walks
+    with many pages left come first (known work, slices of ``PAGES_PER_WALK`` pages at least), then
+    walks open to the past share the rest (their data may go back far).
     """
     free = walks - len(active)
-    active = [Segment(**segment) for segment in active]
-    waiting = [s for s in active if s["walks"] <= 1 and s["span"] > 0]
+    allowed = {id(segment): 1 for segment in active}
+    waiting = [s for s in active if s["walks"] <= 1 and s["span"] > 0 and s["oldest"] is not None]
     for segment in sorted(waiting, key=_pages_left, reverse=True):
         pages = _pages_left(segment)
         if free <= 0 or pages == float("inf"):
             continue
         extra = min(free, int(pages // PAGES_PER_WALK) - 1)
         if extra > 0:
-            segment["walks"], free = 1 + extra, free - extra
+            allowed[id(segment)], free = 1 + extra, free - extra
     open_walks = [s for s in waiting if _pages_left(s) == float("inf")]
     for index, segment in enumerate(open_walks):
         extra = free // (len(open_walks) - index)
         if extra > 0:
-            segment["walks"], free = 1 + extra, free - extra
-    return active
+            allowed[id(segment)], free = 1 + extra, free - extra
+    shared: list[Segment] = []
+    for segment in active:
+        oldest = segment["oldest"]
+        if allowed[id(segment)] > 1 and oldest is not None:
+            shared += split(Segment(**{**segment, "walks": allowed[id(segment)]}), oldest, segment["span"])
+        else:
+            shared.append(segment)
+    return shared
 
 
 def new_totals() -> Totals:
