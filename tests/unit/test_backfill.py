@@ -266,6 +266,17 @@ def test_room_left_by_finished_walks_is_filled_by_splitting_long_then_open_walks
     assert len(share_out([short_one, open_walk], walks=2)) == 2  # no room: nothing splits
 
 
+def test_a_walk_planned_before_the_deploy_goes_on_as_one_walk() -> None:
+    tenants, customers, progress = _env()
+    made = [S.customer(f"cus_{i:03d}", metadata={"app_id": f"u-{i}"}, created=NOW - i) for i in range(150)]
+    lister = FakeLister({"customers": made, "subscriptions": [], "invoices": []})
+    planned: Any = {k: v for k, v in plan(3)[0].items() if k not in ("walks", "oldest", "span")}
+    planned["splittable"] = True  # the previous plan's field
+    first, *others = _step(planned, (tenants, customers, progress), lister, max_pages=5)
+    assert others == []
+    assert (first["imported"], first["done"], first["walks"]) == (150, True, 1)
+
+
 def test_a_retried_step_resumes_from_its_cursor() -> None:
     tenants, customers, progress = _env()
     made = [S.customer(f"cus_{i:03d}", metadata={"app_id": f"u-{i}"}, created=NOW - i) for i in range(150)]

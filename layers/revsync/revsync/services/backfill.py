@@ -97,7 +97,8 @@ def import_segment(
     """
     # A cached tenant older than the config this run started with (a trait just changed) is refreshed.
     tenant = _connected(tenants, tenant_id, segment["config_version"])
-    segment = Segment(**segment)
+    # A walk planned before a deploy that added fields goes on as one walk.
+    segment = Segment(**{"walks": 1, "oldest": None, "span": 0, **segment})
     produced: list[Segment] = []
     imported = 0
     for _ in range(max_pages):
