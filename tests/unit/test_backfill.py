@@ -266,6 +266,20 @@ def test_room_left_by_finished_walks_is_filled_by_splitting_long_then_open_walks
     assert len(share_out([short_one, open_walk], walks=2)) == 2  # no room: nothing splits
 
 
+def test_a_page_of_evenly_spaced_objects_gives_slices_of_whole_pages() -> None:
+    """100 objects 10 s apart span 990 s, but the walk moves on 1,000 s a page: slices of 25 pages
+    are 25,000 s, so each walk's last page is full (no part page at a slice's end)."""
+    tenants, customers, progress = _env()
+    made = [
+        S.customer(f"cus_{i:05d}", metadata={"app_id": f"u-{i}"}, created=NOW - 10 * i) for i in range(3000)
+    ]
+    lister = FakeLister({"customers": made, "subscriptions": [], "invoices": []})
+    kept, *older = _step(plan(9)[0], (tenants, customers, progress), lister, max_pages=1)
+    oldest = NOW - 10 * 99
+    assert (kept["span"], kept["gte"]) == (1_000, oldest - 25_000)
+    assert (older[0]["lt"], older[0]["gte"]) == (oldest - 25_000, oldest - 50_000)
+
+
 def test_a_walk_planned_before_the_deploy_goes_on_as_one_walk() -> None:
     tenants, customers, progress = _env()
     made = [S.customer(f"cus_{i:03d}", metadata={"app_id": f"u-{i}"}, created=NOW - i) for i in range(150)]

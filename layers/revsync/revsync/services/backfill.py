@@ -116,7 +116,9 @@ def import_segment(
         if objects:
             segment["cursor"] = str(objects[-1]["id"])
             newest, oldest = int(objects[0]["created"]), int(objects[-1]["created"])
-            segment, *produced = split(segment, oldest, newest - oldest)
+            # n objects span n - 1 gaps; a page of them moves the walk on by about n gaps.
+            page_span = (newest - oldest) * len(objects) // max(1, len(objects) - 1)
+            segment, *produced = split(segment, oldest, page_span)
             if produced:
                 break
     if imported:
