@@ -136,25 +136,23 @@ def share_out(active: list[Segment], walks: int) -> list[Segment]:
     walks open to the past share the rest (their data may go back far).
     """
     free = walks - len(active)
-    allowed = {id(segment): 1 for segment in active}
-    waiting = [s for s in active if s["walks"] <= 1 and s["span"] > 0 and s["oldest"] is not None]
-    for segment in sorted(waiting, key=_pages_left, reverse=True):
-        pages = _pages_left(segment)
-        if free <= 0 or pages == float("inf"):
-            continue
-        extra = min(free, int(pages // PAGES_PER_WALK) - 1)
+    allowed = [1] * len(active)
+    waiting = [i for i, s in enumerate(active) if s["walks"] <= 1 and s["span"] > 0]
+    for i in sorted(waiting, key=lambda i: _pages_left(active[i]), reverse=True):
+        pages = _pages_left(active[i])
+        extra = min(free, int(pages // PAGES_PER_WALK) - 1) if pages < float("inf") else 0
         if extra > 0:
-            allowed[id(segment)], free = 1 + extra, free - extra
-    open_walks = [s for s in waiting if _pages_left(s) == float("inf")]
-    for index, segment in enumerate(open_walks):
-        extra = free // (len(open_walks) - index)
+            allowed[i], free = 1 + extra, free - extra
+    open_walks = [i for i in waiting if _pages_left(active[i]) == float("inf")]
+    for n, i in enumerate(open_walks):
+        extra = free // (len(open_walks) - n)
         if extra > 0:
-            allowed[id(segment)], free = 1 + extra, free - extra
+            allowed[i], free = 1 + extra, free - extra
     shared: list[Segment] = []
-    for segment in active:
+    for segment, walks_allowed in zip(active, allowed, strict=True):
         oldest = segment["oldest"]
-        if allowed[id(segment)] > 1 and oldest is not None:
-            shared += split(Segment(**{**segment, "walks": allowed[id(segment)]}), oldest, segment["span"])
+        if walks_allowed > 1 and oldest is not None:
+            shared += split(Segment(**{**segment, "walks": walks_allowed}), oldest, segment["span"])
         else:
             shared.append(segment)
     return shared

@@ -19,7 +19,7 @@ past ``RECENT_INVOICES`` later invoices of one customer would escape that: READM
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -185,7 +185,7 @@ class CustomerStore:
                 numbers[item.invoice_id] = number
             elif number is not None:
                 lost[item.invoice_id] = number
-        log = InvoiceLog(log.count, log.recent, numbers, lost)
+        log = replace(log, numbers=numbers, lost=lost)
         invoices = {
             item.invoice_id: _invoice_observation(item) for item in items if item.invoice_id in numbers
         }
