@@ -15,12 +15,10 @@ from types import TracebackType
 from typing import Any
 
 import boto3
-from aws_lambda_powertools.utilities import parameters
-from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 from moto import mock_aws
 from pynamodb.models import Model
 from revsync.domain.signature import compute_signature
-from revsync.infra import aws
+from revsync.infra import aws, secrets
 from revsync.settings import get_settings
 from revsync.store import customers, models
 
@@ -51,8 +49,7 @@ def reset_process_caches() -> None:
         if isinstance(model, type) and issubclass(model, Model):
             model._connection = None
     customers._transactions.cache_clear()
-    parameters.clear_caches()
-    DEFAULT_PROVIDERS.clear()  # their clients are bound to the endpoint of the stack that made them
+    secrets.CACHE.clear()
     for logical_id in resources_of_type("AWS::Serverless::Function"):
         module = lambda_runtime.load_module(logical_id)
         dependencies = getattr(module, "dependencies", None)

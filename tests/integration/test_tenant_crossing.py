@@ -166,15 +166,15 @@ def test_an_oauth_state_of_one_tenant_cannot_connect_another(stack: InProcessSta
     assert oauth_state.verify(token, key, NOW).tenant_id == "acme"
 
 
-def test_a_rewritten_tenant_secret_is_read_at_once_and_the_providers_are_kept(stack: InProcessStack) -> None:
-    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
+def test_a_rewritten_tenant_secret_is_read_at_once_and_the_client_is_kept(stack: InProcessStack) -> None:
+    from revsync.infra import aws
     from revsync.infra.secrets import TenantSecrets
 
     secrets = TenantSecrets()
     name = secrets.write("rotating", "rk_test_old", "whsec_old")
     assert secrets.webhook_secrets(name) == ["whsec_old"]  # now cached
-    providers = dict(DEFAULT_PROVIDERS)
+    client = aws.secretsmanager()
     secrets.write("rotating", "rk_test_new", "whsec_old,whsec_new")
     assert secrets.webhook_secrets(name) == ["whsec_old", "whsec_new"]
     assert secrets.read(name)["api_key"] == "rk_test_new"
-    assert providers == DEFAULT_PROVIDERS  # same providers, same clients: only the values were dropped
+    assert aws.secretsmanager() is client  # same client: only the value was dropped

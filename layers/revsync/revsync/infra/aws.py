@@ -13,7 +13,9 @@ from revsync.settings import get_settings
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_ssm import SSMClient
     from mypy_boto3_stepfunctions import SFNClient
 
 # Fail fast inside a Lambda: the caller (API Gateway / SQS) retries the whole request. A call's
@@ -62,8 +64,22 @@ def events() -> EventBridgeClient:
     return client
 
 
+@lru_cache(maxsize=1)
+def ssm() -> SSMClient:
+    client: SSMClient = _client("ssm")
+    return client
+
+
+@lru_cache(maxsize=1)
+def secretsmanager() -> SecretsManagerClient:
+    client: SecretsManagerClient = _client("secretsmanager")
+    return client
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests switch between moto contexts)."""
+    ssm.cache_clear()
+    secretsmanager.cache_clear()
     events.cache_clear()
     sqs.cache_clear()
     dynamodb.cache_clear()
