@@ -14,7 +14,7 @@ from revsync.stripe_api import client as stripe_client
 from local.template import ROOT, load_template
 
 # Worst case of one call through each client, in seconds.
-AWS = (aws.CONNECT_TIMEOUT_SECONDS + aws.READ_TIMEOUT_SECONDS) * aws.MAX_ATTEMPTS  # boto3, Powertools
+AWS = (aws.CONNECT_TIMEOUT_SECONDS + aws.READ_TIMEOUT_SECONDS) * aws.MAX_ATTEMPTS  # every boto3 client
 PYNAMODB = (models.CONNECT_TIMEOUT_SECONDS + models.READ_TIMEOUT_SECONDS) * (1 + models.MAX_RETRY_ATTEMPTS)
 STRIPE = stripe_client.REQUEST_TIMEOUT_SECONDS * (1 + stripe_client.MAX_NETWORK_RETRIES)
 
