@@ -1,22 +1,56 @@
-"""Every outbound client's worst case (timeouts x attempts) fits inside each function that uses it,
-with each function's timeout read from template.yaml."""
+"""Every outbound client's worst case (timeouts x attempts, and the backoff its library sleeps
+between them) fits inside each function that uses it, with each function's timeout read from
+template.yaml. The backoff comes from botocore's and the stripe SDK's own code, at its longest."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from typing import Any
+from unittest import mock
 
+import stripe
+from botocore.retries.standard import ExponentialBackoff, RetryContext
 from revsync.infra import aws
 from revsync.store import models
 from revsync.stripe_api import client as stripe_client
 
 from local.template import ROOT, load_template
 
+
+class _Throttled:
+    """Throttling errors back off the longest (a 1 s base, against 25-50 ms for other errors)."""
+
+    def is_throttling_error_from_context(self, context: RetryContext) -> bool:
+        return True
+
+
+def botocore_backoff(attempts: int) -> float:
+    """The most botocore's standard retry mode sleeps between ``attempts`` attempts (its jitter at
+    its top; a service's ``x-amz-retry-after`` header, which none of ours sends, is left out)."""
+    detector: Any = _Throttled()
+    backoff = ExponentialBackoff(random=lambda: 1.0, throttling_detector=detector)
+    return sum(backoff.delay_amount(RetryContext(attempt_number=n)) for n in range(1, attempts))
+
+
+def stripe_backoff(retries: int) -> float:
+    """The most the stripe SDK sleeps before ``retries`` retries (its jitter at its top)."""
+    http = stripe.RequestsClient()
+    with mock.patch("random.uniform", lambda low, high: high):  # the SDK's jitter draws from it
+        return sum(http._sleep_time_seconds(n) for n in range(1, retries + 1))
+
+
 # Worst case of one call through each client, in seconds.
-AWS = (aws.CONNECT_TIMEOUT_SECONDS + aws.READ_TIMEOUT_SECONDS) * aws.MAX_ATTEMPTS  # every boto3 client
-PYNAMODB = (models.CONNECT_TIMEOUT_SECONDS + models.READ_TIMEOUT_SECONDS) * (1 + models.MAX_RETRY_ATTEMPTS)
-STRIPE = stripe_client.REQUEST_TIMEOUT_SECONDS * (1 + stripe_client.MAX_NETWORK_RETRIES)
+AWS = (aws.CONNECT_TIMEOUT_SECONDS + aws.READ_TIMEOUT_SECONDS) * aws.MAX_ATTEMPTS + botocore_backoff(
+    aws.MAX_ATTEMPTS
+)
+PYNAMODB_ATTEMPTS = 1 + models.MAX_RETRY_ATTEMPTS  # PynamoDB's botocore client: total attempts
+PYNAMODB = (
+    models.CONNECT_TIMEOUT_SECONDS + models.READ_TIMEOUT_SECONDS
+) * PYNAMODB_ATTEMPTS + botocore_backoff(PYNAMODB_ATTEMPTS)
+STRIPE = (stripe_client.CONNECT_TIMEOUT_SECONDS + stripe_client.READ_TIMEOUT_SECONDS) * (
+    1 + stripe_client.MAX_NETWORK_RETRIES
+) + stripe_backoff(stripe_client.MAX_NETWORK_RETRIES)
 
 # What each function calls (the receiver is kept off PynamoDB and Stripe; checked below).
 CLIENTS = {
@@ -54,7 +88,7 @@ def test_the_sdk_defaults_would_not_have_fit() -> None:
 def test_the_clients_are_built_with_those_settings() -> None:
     client = stripe_client.make_client("sk_test_x", api_base=None)
     http: Any = client._requestor._get_http_client()
-    assert http._timeout == stripe_client.REQUEST_TIMEOUT_SECONDS
+    assert http._timeout == (stripe_client.CONNECT_TIMEOUT_SECONDS, stripe_client.READ_TIMEOUT_SECONDS)
     config: Any = aws.CONFIG
     assert (config.connect_timeout, config.read_timeout) == (
         aws.CONNECT_TIMEOUT_SECONDS,
@@ -63,6 +97,18 @@ def test_the_clients_are_built_with_those_settings() -> None:
     for model in (models.SyncItem, models.CustomerRecordItem, models.TenantsItem):
         assert model.Meta.read_timeout_seconds == models.READ_TIMEOUT_SECONDS
         assert model.Meta.max_retry_attempts == models.MAX_RETRY_ATTEMPTS
+
+
+def test_every_boto3_client_is_made_with_those_settings(stack: object) -> None:
+    # (The stack gives the functions' environment; the clients are made as in a handler.)
+    factories = (aws.sqs, aws.dynamodb, aws.stepfunctions, aws.events, aws.ssm, aws.secretsmanager)
+    for factory in factories:
+        made: Any = factory().meta.config
+        assert (made.connect_timeout, made.read_timeout) == (
+            aws.CONNECT_TIMEOUT_SECONDS,
+            aws.READ_TIMEOUT_SECONDS,
+        ), factory
+        assert made.retries["total_max_attempts"] == aws.MAX_ATTEMPTS, factory  # first attempt included
 
 
 def test_the_receiver_loads_neither_pynamodb_nor_stripe() -> None:

@@ -27,7 +27,8 @@ MAX_ATTEMPTS = 2
 CONFIG = Config(
     connect_timeout=CONNECT_TIMEOUT_SECONDS,
     read_timeout=READ_TIMEOUT_SECONDS,
-    retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+    # total_max_attempts counts the first attempt; botocore's "max_attempts" would be retries after it.
+    retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
 )
 
 

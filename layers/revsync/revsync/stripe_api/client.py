@@ -30,10 +30,12 @@ from revsync.stripe_api.pacing import Pacer, call_paced, call_within_budget
 
 T = TypeVar("T")
 
-# Retries are the SDK's own (idempotency keys, Retry-After, backoff with jitter); set explicitly.
+# Retries are the SDK's own (idempotency keys, backoff with jitter: 0.5 s, then 1 s); set explicitly.
 MAX_NETWORK_RETRIES = 2
-# Per request; the SDK's default is 80 s. (1 + retries) x timeout fits the tenant API's 15 s.
-REQUEST_TIMEOUT_SECONDS = 4
+# Per attempt, as requests applies them: connecting, then each read (the SDK's default is 80 s for
+# both). (1 + retries) x (connect + read) plus the backoff fits the tenant API's 15 s.
+CONNECT_TIMEOUT_SECONDS = 1
+READ_TIMEOUT_SECONDS = 3
 # Discounts are ids in a subscription unless expanded (4 levels at most, so item discounts' coupons
 # stay ids and are read through the coupon cache).
 SUBSCRIPTION_EXPANSIONS = ["discounts", "items.data.discounts"]
@@ -54,7 +56,7 @@ def make_client(
         stripe_account=stripe_account,
         base_addresses=base_addresses,
         max_network_retries=MAX_NETWORK_RETRIES,
-        http_client=stripe.RequestsClient(timeout=REQUEST_TIMEOUT_SECONDS),
+        http_client=stripe.RequestsClient(timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS)),
     )
 
 
