@@ -15,6 +15,7 @@ from revsync.infra import aws
 from revsync.store import models
 from revsync.stripe_api import client as stripe_client
 
+from local import lambda_runtime
 from local.template import ROOT, load_template
 
 
@@ -77,6 +78,11 @@ def test_every_client_fits_every_function_that_uses_it() -> None:
     for function, clients in CLIENTS.items():
         for name, worst in clients.items():
             assert worst <= timeouts[function], (function, name, worst, timeouts[function])
+
+
+def test_the_importer_stops_taking_pages_in_time_for_one_more_stripe_call() -> None:
+    importer = lambda_runtime.load_module("ImporterFunction")
+    assert importer.SAFETY_MARGIN_SECONDS >= STRIPE
 
 
 def test_the_sdk_defaults_would_not_have_fit() -> None:
