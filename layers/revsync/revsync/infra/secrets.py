@@ -3,7 +3,7 @@
 Read with boto3's SSM and Secrets Manager clients (``revsync.infra.aws``: revsync's timeouts) rather
 than Powertools Parameters, which did the same: importing that package loads all its providers
 (AppConfig's and DynamoDB's included) and cost the receiver 4 ms of cold start, measured on the
-built artifact (1.27x → 1.23x ``import boto3``, budget 1.25x). revsync needs three calls and a
+built artifact (1.26x → 1.23x ``import boto3`` in one run, budget 1.25x). revsync needs three calls and a
 max-age cache, which is this module.
 """
 
