@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = 11
+SAMPLES = 21
 BUDGETS = {"WebhookFunction": 1.25, "WorkerFunction": 2.0, "TenantApiFunction": 2.0, "ImporterFunction": 2.0}
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py", "urllib3")
 # What Lambda sets in a function's environment, and what the template sets (tracing on).
