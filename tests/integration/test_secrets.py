@@ -8,6 +8,7 @@ import json
 import boto3
 import pytest
 from revsync.infra import aws, secrets
+from revsync.infra.cache import MaxAgeCache
 from revsync.settings import get_settings
 
 from local.inprocess import InProcessStack
@@ -24,7 +25,7 @@ class Clock:
 @pytest.fixture
 def clock(stack: InProcessStack, monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr(secrets, "CACHE", secrets.SecretCache(clock=fake))
+    monkeypatch.setattr(secrets, "CACHE", MaxAgeCache(secrets.MAX_AGE_SECONDS, fake))
     return fake
 
 
@@ -64,7 +65,7 @@ def test_a_missing_tenant_secret_raises_and_is_not_cached(clock: Clock) -> None:
 
 def test_the_cache_keeps_each_name_for_its_max_age() -> None:
     clock = Clock()
-    cache = secrets.SecretCache(clock=clock, max_age=10)
+    cache: MaxAgeCache[str, str] = MaxAgeCache(10, clock)
     reads: list[str] = []
 
     def read(value: str) -> str:

@@ -3,57 +3,23 @@
 Read with boto3's SSM and Secrets Manager clients (``revsync.infra.aws``: revsync's timeouts) rather
 than Powertools Parameters, which did the same: importing that package loads all its providers
 (AppConfig's and DynamoDB's included) and cost the receiver 4 ms of cold start, measured on the
-built artifact (1.26x → 1.23x ``import boto3`` in one run, budget 1.25x). revsync needs three calls and a
-max-age cache, which is this module.
+built artifact (1.26x → 1.23x ``import boto3`` in one run, budget 1.25x). revsync needs three calls
+and a max-age cache (``revsync.infra.cache``, which the worker's tenant reads use too).
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from revsync.domain.routing import TenantRoute
 from revsync.infra import aws
+from revsync.infra.cache import MaxAgeCache
 from revsync.settings import get_settings
 
 MAX_AGE_SECONDS = 300
 
-T = TypeVar("T")
-
-
-class SecretCache:
-    """Values by name, each kept ``max_age`` seconds after it was read (the clock is injectable)."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic, max_age: float = MAX_AGE_SECONDS) -> None:
-        self._clock, self._max_age = clock, max_age
-        self._values: dict[str, tuple[float, Any]] = {}
-        self._lock = threading.Lock()  # the local stack runs handlers side by side
-
-    def get(self, name: str, read: Callable[[], T]) -> T:
-        now = self._clock()
-        with self._lock:
-            kept = self._values.get(name)
-        if kept is not None and now < kept[0]:
-            cached: T = kept[1]
-            return cached
-        value = read()  # outside the lock: a slow read must not hold up other names
-        with self._lock:
-            self._values[name] = (now + self._max_age, value)
-        return value
-
-    def forget(self, name: str) -> None:
-        with self._lock:
-            self._values.pop(name, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._values.clear()
-
-
-CACHE = SecretCache()
+CACHE: MaxAgeCache[str, str] = MaxAgeCache(MAX_AGE_SECONDS)  # raw values by source and name
 
 
 def _split(value: str) -> list[str]:
@@ -94,11 +60,11 @@ class TenantSecrets:
         return f"{get_settings().tenant_secret_prefix}{tenant_id}"
 
     def read(self, secret_name: str) -> dict[str, Any]:
-        def read() -> dict[str, Any]:
-            value = json.loads(aws.secretsmanager().get_secret_value(SecretId=secret_name)["SecretString"])
-            return value if isinstance(value, dict) else {}
+        def read() -> str:
+            return aws.secretsmanager().get_secret_value(SecretId=secret_name)["SecretString"]
 
-        return CACHE.get(f"secret:{secret_name}", read)
+        value = json.loads(CACHE.get(f"secret:{secret_name}", read))
+        return value if isinstance(value, dict) else {}
 
     def webhook_secrets(self, secret_name: str) -> list[str]:
         return _split(str(self.read(secret_name).get("webhook_secret", "")))

@@ -12,6 +12,7 @@ from pynamodb.transactions import TransactWrite
 
 from revsync.domain.tenancy import Connection, Tenant, Tracking
 from revsync.infra import aws
+from revsync.infra.cache import MaxAgeCache
 from revsync.settings import get_settings
 from revsync.store import models
 
@@ -156,19 +157,16 @@ class CachedTenantStore:
     """The worker's tenant reads: cached briefly per process, refreshed when a newer config is known."""
 
     def __init__(self, store: TenantStore, ttl_seconds: float = 30.0, clock: Any = time.monotonic) -> None:
-        self._store, self._ttl, self._clock = store, ttl_seconds, clock
-        self._cache: dict[str, tuple[float, Tenant | None]] = {}
+        self._store = store
+        self._cache: MaxAgeCache[str, Tenant | None] = MaxAgeCache(ttl_seconds, clock)
 
     def get(self, tenant_id: str, min_config_version: int = 0) -> Tenant | None:
-        now = self._clock()
-        cached = self._cache.get(tenant_id)
-        if cached is not None and now - cached[0] < self._ttl:
-            tenant = cached[1]
-            if tenant is not None and tenant.config_version >= min_config_version:
-                return tenant
-        tenant = self._store.get(tenant_id)
-        self._cache[tenant_id] = (now, tenant)
-        return tenant
+        return self._cache.get(
+            tenant_id,
+            lambda: self._store.get(tenant_id),
+            # An unknown tenant, or one cached before a newer config: read again.
+            usable=lambda tenant: tenant is not None and tenant.config_version >= min_config_version,
+        )
 
 
 _ZERO_COUNTS = {"customers": {"N": "0"}, "subscriptions": {"N": "0"}, "invoices": {"N": "0"}}
