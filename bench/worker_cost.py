@@ -2,7 +2,9 @@
 
 A realistic month of events for 300 customers (sign-ups, trials converting, renewals paid with both
 invoice events, upgrades, some cancellations and deletions, 10% redelivered, shuffled within each
-day) goes through the receiver and worker handlers on in-process moto. When `sam build` has run
+day) goes through the receiver and worker handlers on in-process moto, entering where Stripe is told
+to send them (the template's ConnectWebhookUrl: the receiver's function URL, no API Gateway charge;
+the HTTP API's route is priced too). When `sam build` has run
 (`make bench` builds first), the handlers and the layer are the ones in `.aws-sam/build`.
 
 - DynamoDB: every request the handlers make, with its capacity units from the item sizes by
@@ -39,7 +41,7 @@ from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / ".aws-sam" / "build"
@@ -60,7 +62,7 @@ from local import lambda_runtime  # noqa: E402
 from local import stripe_shapes as S  # noqa: E402
 from local.aws import DEFAULT_WEBHOOK_SECRET  # noqa: E402
 from local.inprocess import InProcessStack  # noqa: E402
-from local.template import load_template  # noqa: E402
+from local.template import function_urls, load_template  # noqa: E402
 from tests.fakes import FakeStripe  # noqa: E402
 
 DAY = 86_400
@@ -331,6 +333,9 @@ def main(customers: int = 300) -> int:
             [sys.executable, "-m", "bench.worker_cost", str(customers)], env=environment, check=False
         ).returncode
     rng = random.Random(7)
+    # Stripe calls the endpoint the template outputs for it (ConnectWebhookUrl): the receiver's
+    # function URL, which costs nothing per request; the HTTP API's route costs API Gateway's price.
+    entrance: Literal["api", "url"] = "url" if "WebhookFunction" in function_urls() else "api"
     receiver, worker = Meter(), Meter()
     receiver_log, worker_log = LogBytes(), LogBytes()
     with InProcessStack() as stack:
@@ -345,7 +350,7 @@ def main(customers: int = 300) -> int:
         with metering(receiver):
             started = time.perf_counter()
             for event in events:
-                assert stack.post_webhook(event, DEFAULT_WEBHOOK_SECRET).status == 200
+                assert stack.post_webhook(event, DEFAULT_WEBHOOK_SECRET, via=entrance).status == 200
             receiver_seconds = time.perf_counter() - started - receiver.waited
         _count_logs(worker_log)
         with metering(worker):
@@ -375,7 +380,7 @@ def main(customers: int = 300) -> int:
     # its own, since a FIFO event source mapping has no batching window.
     per_batch = PRICE["lambda_req"] + 2 * PRICE["sqs"]
     parts = {
-        "API Gateway": PRICE["apigw"],
+        "API Gateway": PRICE["apigw"] if entrance == "api" else 0.0,
         f"receiver Lambda ({receiver_ms:.1f} ms, code {receiver_code_ms:.1f})": PRICE["lambda_req"]
         + PRICE["lambda_gb_s"] * _memory_gb("WebhookFunction") * receiver_ms / 1000,
         "SQS (send; receive and delete per batch)": PRICE["sqs"] * (1 + 2 * batches_per_event),
@@ -431,6 +436,12 @@ def main(customers: int = 300) -> int:
         f"  at a trickle (one event per worker batch): ${trickle:.2f}; with the code at Lambda's vCPU "
         f"share of its memory rather than this machine's full core: +${slower * 1e6:.2f}"
     )
+    if entrance == "url":
+        api = PRICE["apigw"] * 1e6
+        print(
+            f"  webhooks sent to the function URL (ConnectWebhookUrl); to the HTTP API's route instead: "
+            f"+${api:.2f}, ${cost + api:.2f} (a trickle ${trickle + api:.2f})"
+        )
     ok = (
         per["writes"] <= 2
         and per["wru"] <= 1.5

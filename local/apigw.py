@@ -1,4 +1,4 @@
-"""API Gateway HTTP API (payload format 2.0) events, as API Gateway builds them."""
+"""API Gateway HTTP API and Lambda function URL events (payload format 2.0), as AWS builds them."""
 
 from __future__ import annotations
 
@@ -34,6 +34,45 @@ def match(route: HttpRoute, method: str, path: str) -> dict[str, str] | None:
     return params
 
 
+def _body(body: bytes, headers: dict[str, str]) -> tuple[str | None, bool]:
+    """The event's body and isBase64Encoded: HTTP APIs and function URLs pass text bodies as they are
+    and base64-encode everything else, including a body whose content type says text but whose bytes
+    are not UTF-8."""
+    if not body:
+        return None, False
+    if headers.get("content-type", "").startswith(_TEXT_TYPES):
+        try:
+            return body.decode(), False
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(body).decode(), True
+
+
+def _query_parameters(query: str) -> dict[str, str] | None:
+    """Decoded, and repeated keys joined with commas, as API Gateway and function URLs do."""
+    parameters: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True, errors="replace"):
+        parameters[key] = f"{parameters[key]},{value}" if key in parameters else value
+    return parameters or None
+
+
+def _request_context(method: str, path: str, headers: dict[str, str], route_key: str) -> dict[str, Any]:
+    return {
+        "http": {
+            "method": method,
+            "path": path,
+            "protocol": "HTTP/1.1",
+            "sourceIp": "127.0.0.1",
+            "userAgent": headers.get("user-agent", ""),
+        },
+        "requestId": str(uuid.uuid4()),
+        "routeKey": route_key,
+        "stage": "$default",
+        "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()),
+        "timeEpoch": int(time.time() * 1000),
+    }
+
+
 def http_event(
     route: HttpRoute,
     path: str,
@@ -44,47 +83,54 @@ def http_event(
     authorizer: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     headers = {k.lower(): v for k, v in (headers or {}).items()}
-    content_type = headers.get("content-type", "")
-    # HTTP APIs pass text bodies as they are and base64-encode everything else, including a body
-    # whose content type says text but whose bytes are not UTF-8.
-    is_text = content_type.startswith(_TEXT_TYPES) or not body
-    if is_text:
-        try:
-            body.decode()
-        except UnicodeDecodeError:
-            is_text = False
-    # Decoded, and repeated keys joined with commas, as API Gateway does.
-    query_parameters: dict[str, str] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True, errors="replace"):
-        query_parameters[key] = f"{query_parameters[key]},{value}" if key in query_parameters else value
+    encoded, is_base64 = _body(body, headers)
     return {
         "version": "2.0",
         "routeKey": route.route_key,
         "rawPath": path,
         "rawQueryString": query,
         "headers": headers,
-        "queryStringParameters": query_parameters or None,
+        "queryStringParameters": _query_parameters(query),
         "pathParameters": path_parameters or None,
         "requestContext": {
             "accountId": "123456789012",
             "apiId": "local",
             **({"authorizer": authorizer} if authorizer else {}),
             "domainName": "localhost",
-            "http": {
-                "method": route.method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
-                "userAgent": headers.get("user-agent", ""),
-            },
-            "requestId": str(uuid.uuid4()),
-            "routeKey": route.route_key,
-            "stage": "$default",
-            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()),
-            "timeEpoch": int(time.time() * 1000),
+            "domainPrefix": "localhost",
+            **_request_context(route.method, path, headers, route.route_key),
         },
-        "body": (body.decode() if is_text else base64.b64encode(body).decode()) if body else None,
-        "isBase64Encoded": bool(body) and not is_text,
+        "body": encoded,
+        "isBase64Encoded": is_base64,
+    }
+
+
+URL_ID = "local"  # <url-id> in https://<url-id>.lambda-url.<region>.on.aws
+
+
+def function_url_event(
+    method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None, query: str = ""
+) -> dict[str, Any]:
+    """A function URL's event (AuthType NONE): API Gateway's format 2.0 with no routes, so
+    ``routeKey`` is ``$default`` and there are no path parameters, whatever the method and path."""
+    headers = {k.lower(): v for k, v in (headers or {}).items()}
+    encoded, is_base64 = _body(body, headers)
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": headers,
+        **({"queryStringParameters": parameters} if (parameters := _query_parameters(query)) else {}),
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": URL_ID,
+            "domainName": f"{URL_ID}.lambda-url.us-east-1.on.aws",
+            "domainPrefix": URL_ID,
+            **_request_context(method.upper(), path, headers, "$default"),
+        },
+        **({"body": encoded} if encoded is not None else {}),
+        "isBase64Encoded": is_base64,
     }
 
 
@@ -132,11 +178,27 @@ class Gateway:
                     # API Gateway answers {"message": "Unauthorized"} itself; the handler never runs.
                     return _json(401, {"error": "unauthorized", "message": "Unauthorized"})
             event = http_event(route, path, params, body, headers, query, authorizer)
-            result = self._invoke(route.function, event)
-            return GatewayResponse(
-                int(result["statusCode"]),
-                dict(result.get("headers") or {}),
-                result.get("body") or "",
-                list(result.get("cookies") or []),
-            )
+            return _response(self._invoke(route.function, event))
         return _json(404, {"error": "not_found", "message": "no such route"})
+
+
+def _response(result: dict[str, Any]) -> GatewayResponse:
+    return GatewayResponse(
+        int(result["statusCode"]),
+        dict(result.get("headers") or {}),
+        result.get("body") or "",
+        list(result.get("cookies") or []),
+    )
+
+
+class FunctionUrl:
+    """A function's URL as the template declares it (``FunctionUrlConfig``, AuthType NONE): every
+    method and path reach the function; there is no router and no authorizer in front of it."""
+
+    def __init__(self, function: str, invoke: Callable[[str, dict[str, Any]], dict[str, Any]]) -> None:
+        self.function, self._invoke = function, invoke
+
+    def handle(
+        self, method: str, path: str, body: bytes, headers: dict[str, str], query: str
+    ) -> GatewayResponse:
+        return _response(self._invoke(self.function, function_url_event(method, path, body, headers, query)))

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 from moto import mock_aws
@@ -26,7 +26,7 @@ from local import apigw, lambda_runtime, moto_speedups, poller
 from local.auth import LocalIssuer
 from local.aws import create_resources
 from local.environment import LOCAL_AWS, REGION, EnvironmentPatch, functions_environment
-from local.template import LocalNames, resources_of_type
+from local.template import LocalNames, function_urls, resources_of_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +69,11 @@ class InProcessStack:
         self.clock = clock
         self.issuer = LocalIssuer(clock=lambda: self.clock())  # noqa: PLW0108 (tests move stack.clock)
         self.gateway = apigw.Gateway(self.issuer, lambda_runtime.invoke)
+        # Only public URLs exist in the template (AuthType NONE): nothing in front of the function.
+        assert set(function_urls().values()) <= {"NONE"}, function_urls()
+        self.function_urls = {
+            logical_id: apigw.FunctionUrl(logical_id, lambda_runtime.invoke) for logical_id in function_urls()
+        }
 
     def token(self, tenant_id: str | None = None) -> str:
         """A bearer token for ``tenant_id``, or the operator's (scope ``revsync/admin``) without one."""
@@ -142,8 +147,10 @@ class InProcessStack:
         body: bytes | None = None,
         signature: str | None = None,
         content_type: str = "application/json",
+        via: Literal["api", "url"] = "api",
     ) -> HttpResponse:
-        """POST a Stripe event to the receiver, signed as Stripe signs it (or as the caller overrides)."""
+        """POST a Stripe event to the receiver, signed as Stripe signs it (or as the caller overrides),
+        on the HTTP API's route or (``via="url"``) on the receiver's function URL."""
         raw = body if body is not None else json.dumps(event).encode()
         if signature is None:
             stamp = int(self.clock()) if timestamp is None else timestamp
@@ -153,7 +160,16 @@ class InProcessStack:
         if signature:
             headers["stripe-signature"] = signature
         path = "/webhooks/stripe" if tenant_id is None else f"/webhooks/stripe/{tenant_id}"
+        if via == "url":
+            return self.url_request("WebhookFunction", "POST", path, raw, headers)
         return self.request("POST", path, raw, headers)
+
+    def url_request(
+        self, function: str, method: str, path: str, body: bytes, headers: dict[str, str], query: str = ""
+    ) -> HttpResponse:
+        """A request to ``function``'s URL."""
+        result = self.function_urls[function].handle(method, path, body, headers, query)
+        return HttpResponse(result.status, result.headers, result.body)
 
     # --- the queue ----------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""``make soak``: 10,000 hostile and odd inputs over HTTP against the local stack; prints the counts.
+"""``make soak``: 10,000 hostile and odd inputs over HTTP against the local stack (the webhook ones
+alternately on the HTTP API and on the receiver's function URL); prints the counts.
 
 The inputs are local/fuzz.py's (the same generator the hypothesis suite draws from), seeded 0..N-1 so
 a run is repeatable. Exits non-zero on any 5xx, on a forged input that was queued, or on anything
@@ -61,7 +62,11 @@ def main() -> int:
         TenantStore().save(
             Tenant("soakdirect", Connection("connected", "api_key", secret_name=name)).with_config("id"), now
         )
-        connection = http.client.HTTPConnection("127.0.0.1", stack.ports.api, timeout=30)
+        # Webhook inputs alternate between the HTTP API's route and the receiver's function URL.
+        ports = {"api": stack.ports.api, "url": stack.ports.webhook}
+        connections = {
+            name: http.client.HTTPConnection("127.0.0.1", port, timeout=30) for name, port in ports.items()
+        }
         statuses: Counter[str] = Counter()
         outcomes: Counter[str] = Counter()
         parked_bodies: set[bytes] = set()
@@ -76,10 +81,11 @@ def main() -> int:
                 direct_secret=DIRECT_SECRET,
                 serial=serial,
             )
-            answer = _send(connection, item)
+            entrance = "url" if serial % 2 and item.path.startswith("/webhooks/") else "api"
+            answer = _send(connections[entrance], item)
             if answer is None:
                 unsendable += 1
-                connection = http.client.HTTPConnection("127.0.0.1", stack.ports.api, timeout=30)
+                connections[entrance] = http.client.HTTPConnection("127.0.0.1", ports[entrance], timeout=30)
                 continue
             status, body = answer
             statuses[f"{status // 100}xx"] += 1

@@ -4,6 +4,8 @@
   ``REVSYNC_AWS_PORT`` (5000), with the template's tables and queues.
 - Gateway: an HTTP server on ``REVSYNC_API_PORT`` (3000) serving exactly the template's routes by
   calling the same handlers with API Gateway v2 events, plus ``POST /_local/flush``.
+- The receiver's function URL on ``REVSYNC_WEBHOOK_PORT`` (3001): every request goes to the receiver
+  as a function URL event; the sandbox delivers the platform's Connect webhooks there.
 - Poller: feeds the events queue to the worker like the Lambda event-source mapping.
 - Stripe: the sandbox on ``REVSYNC_STRIPE_PORT`` (12111), unless ``REVSYNC_STRIPE_API_BASE`` points
   at another Stripe API. The platform key is ``REVSYNC_STRIPE_SECRET_KEY`` (``sk_test_platform``) and
@@ -42,6 +44,7 @@ log = logging.getLogger("revsync.local")
 @dataclass(frozen=True, slots=True)
 class Ports:
     api: int = 3000
+    webhook: int = 3001  # the receiver's function URL
     aws: int = 5000
     stripe: int = 12111
 
@@ -49,6 +52,7 @@ class Ports:
     def from_env(cls) -> Ports:
         return cls(
             api=int(os.environ.get("REVSYNC_API_PORT", "3000")),
+            webhook=int(os.environ.get("REVSYNC_WEBHOOK_PORT", "3001")),
             aws=int(os.environ.get("REVSYNC_AWS_PORT", "5000")),
             stripe=int(os.environ.get("REVSYNC_STRIPE_PORT", "12111")),
         )
@@ -87,6 +91,7 @@ class LocalStack:
 
     def __post_init__(self) -> None:
         self.gateway = apigw.Gateway(self.issuer, self._invoke)
+        self.webhook_function_url = apigw.FunctionUrl("WebhookFunction", self._invoke)
 
     def token(self, tenant_id: str | None = None) -> str:
         """A bearer token for ``tenant_id``, or the operator's (scope ``revsync/admin``) without one."""
@@ -100,6 +105,11 @@ class LocalStack:
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.api}"
+
+    @property
+    def webhook_url(self) -> str:
+        """The receiver's function URL (the template's ConnectWebhookUrl without its path)."""
+        return f"http://127.0.0.1:{self.ports.webhook}"
 
     @property
     def aws_url(self) -> str:
@@ -145,6 +155,9 @@ class LocalStack:
         gateway = make_server("127.0.0.1", self.ports.api, self._gateway, threaded=True)
         threading.Thread(target=gateway.serve_forever, name="gateway", daemon=True).start()
         self._servers.append(gateway)
+        function_url = make_server("127.0.0.1", self.ports.webhook, self._function_url, threaded=True)
+        threading.Thread(target=function_url.serve_forever, name="function-url", daemon=True).start()
+        self._servers.append(function_url)
         threading.Thread(target=self._poll_forever, name="poller", daemon=True).start()
         if self.reconcile_seconds > 0:
             threading.Thread(target=self._reconcile_forever, name="reconcile-schedule", daemon=True).start()
@@ -153,13 +166,14 @@ class LocalStack:
         return self
 
     def register_connect_endpoint(self) -> None:
-        """The platform's Connect webhook endpoint, signed with the stack's webhook secret."""
+        """The platform's Connect webhook endpoint, signed with the stack's webhook secret: the
+        receiver's function URL, as README's deploy section registers it."""
         import stripe  # noqa: PLC0415 (dev-only convenience)
 
         client = stripe.StripeClient(self.platform_key, base_addresses={"api": self.stripe_url})
         client.v1.webhook_endpoints.create(
             params={  # type: ignore[typeddict-unknown-key]
-                "url": f"{self.api_url}/webhooks/stripe",
+                "url": f"{self.webhook_url}/webhooks/stripe",
                 "connect": True,
                 "enabled_events": ["*"],
                 "secret": self.webhook_secret,  # sandbox extension: choose the secret
@@ -219,6 +233,23 @@ class LocalStack:
             dict(request.headers.items()),
             request.query_string.decode(),
         )
+        return self._respond(result, environ, start_response)
+
+    def _function_url(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        # A function URL passes the path as it was sent (percent-encoded); werkzeug's is decoded.
+        raw_path = str(environ.get("RAW_URI") or request.path).split("?", 1)[0]
+        result = self.webhook_function_url.handle(
+            request.method,
+            raw_path,
+            request.get_data(),
+            dict(request.headers.items()),
+            request.query_string.decode(),
+        )
+        return self._respond(result, environ, start_response)
+
+    @staticmethod
+    def _respond(result: apigw.GatewayResponse, environ: dict[str, Any], start_response: Any) -> Any:
         response = Response(result.body, status=result.status, headers=result.headers)
         for cookie in result.cookies:
             response.headers.add("Set-Cookie", cookie)
@@ -291,7 +322,8 @@ def main() -> None:
     print(f"  AWS (moto)      {stack.aws_url}")
     print(f"  Stripe          {stack.stripe_url}" + ("   (sandbox)" if stack.sandbox else "   (external)"))
     # The secret itself is never printed: it is REVSYNC_WEBHOOK_SECRET (whsec_local unless overridden).
-    print(f"  Connect webhook {stack.api_url}/webhooks/stripe  (secret: $REVSYNC_WEBHOOK_SECRET)")
+    print(f"  Connect webhook {stack.webhook_url}/webhooks/stripe  (the receiver's function URL; the API's")
+    print(f"                  {stack.api_url}/webhooks/stripe works too; secret: $REVSYNC_WEBHOOK_SECRET)")
     try:
         while True:
             time.sleep(3600)

@@ -244,3 +244,12 @@ def http_routes() -> list[HttpRoute]:
             )
     # Like API Gateway: a literal path is matched before a parameterised one.
     return sorted(routes, key=lambda route: route.path.count("{"))
+
+
+def function_urls() -> dict[str, str]:
+    """The functions the template gives a URL (``FunctionUrlConfig``): logical id -> AuthType."""
+    return {
+        logical_id: str(resource["Properties"]["FunctionUrlConfig"]["AuthType"])
+        for logical_id, resource in resources_of_type("AWS::Serverless::Function").items()
+        if "FunctionUrlConfig" in resource["Properties"]
+    }

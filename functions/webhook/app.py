@@ -1,4 +1,5 @@
-"""Stripe webhook receiver (POST /webhooks/stripe[/{tenant_id}]). Wiring only: see revsync.services.receive.
+"""Stripe webhook receiver: POST /webhooks/stripe[/{tenant_id}] on the HTTP API or on the function's
+URL. Wiring only: see revsync.services.receive.
 
 Cold start matters here: nothing on this import path pulls in the stripe SDK or PynamoDB.
 """
@@ -87,7 +88,7 @@ def _http(response: WebhookResponse) -> dict[str, Any]:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps = dependencies()
     try:
-        request = WebhookRequest.from_api_gateway(event, get_settings().max_webhook_body_bytes)
+        request = WebhookRequest.from_http_event(event, get_settings().max_webhook_body_bytes)
     except RequestError as exc:
         response = WebhookResponse(
             exc.status, {"error": exc.code, "message": str(exc)}, f"rejected:{exc.code}"

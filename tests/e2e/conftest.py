@@ -10,7 +10,7 @@ import pytest
 from local.http import http
 from local.stack import LocalStack, Ports
 
-__all__ = ["free_port", "http", "local_stack"]
+__all__ = ["free_port", "free_ports", "http", "local_stack"]
 
 
 def free_port() -> int:
@@ -20,10 +20,13 @@ def free_port() -> int:
         return port
 
 
+def free_ports() -> Ports:
+    return Ports(api=free_port(), webhook=free_port(), aws=free_port(), stripe=free_port())
+
+
 @pytest.fixture(scope="module")
 def local_stack() -> Iterator[LocalStack]:
     # No scheduled catch-up: it would recover what a test drops at a moment no test controls
     # (tests/integration/test_reconcile_schedule.py runs the scheduled action itself).
-    ports = Ports(api=free_port(), aws=free_port(), stripe=free_port())
-    with LocalStack(ports=ports, reconcile_seconds=0) as stack:
+    with LocalStack(ports=free_ports(), reconcile_seconds=0) as stack:
         yield stack

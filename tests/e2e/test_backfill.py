@@ -12,9 +12,9 @@ import pytest
 import stripe
 
 from local.http import http
-from local.stack import LocalStack, Ports
+from local.stack import LocalStack
 from local.truth import expected_record
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import free_ports
 
 pytestmark = pytest.mark.e2e
 DAY = 86_400
@@ -22,7 +22,7 @@ DAY = 86_400
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    with LocalStack(ports=Ports(api=free_port(), aws=free_port(), stripe=free_port())) as running:
+    with LocalStack(ports=free_ports()) as running:
         yield running
 
 

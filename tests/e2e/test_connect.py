@@ -17,8 +17,8 @@ from revsync.domain import oauth_state
 from revsync.domain.signature import sign_header
 
 from local.http import http
-from local.stack import LocalStack, Ports
-from tests.e2e.conftest import free_port
+from local.stack import LocalStack
+from tests.e2e.conftest import free_ports
 from tests.e2e.test_backfill import wait_backfill
 
 pytestmark = pytest.mark.e2e
@@ -28,7 +28,7 @@ STATE_KEY = "e2e-state-signing-key"
 @pytest.fixture(scope="module")
 def stack(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[LocalStack]:
     monkeypatch_module.setenv("REVSYNC_STATE_KEY", STATE_KEY)
-    with LocalStack(ports=Ports(api=free_port(), aws=free_port(), stripe=free_port())) as running:
+    with LocalStack(ports=free_ports()) as running:
         yield running
 
 

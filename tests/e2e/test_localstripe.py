@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import stripe
 
-from local.stack import LocalStack, Ports
-from tests.e2e.conftest import free_port
+from local.stack import LocalStack
+from tests.e2e.conftest import free_port, free_ports
 
 pytestmark = pytest.mark.e2e
 TENANT, API_KEY, SECRET = "ls-tenant", "sk_test_localstripe0001", "whsec_localstripe_secret"
@@ -54,9 +54,7 @@ def localstripe_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def stack(localstripe_url: str) -> Iterator[LocalStack]:
-    with LocalStack(
-        ports=Ports(api=free_port(), aws=free_port(), stripe=free_port()), stripe_api_base=localstripe_url
-    ) as running:
+    with LocalStack(ports=free_ports(), stripe_api_base=localstripe_url) as running:
         yield running
 
 

@@ -15,8 +15,8 @@ import pytest
 import stripe
 
 from local.http import http
-from local.stack import LocalStack, Ports
-from tests.e2e.conftest import free_port
+from local.stack import LocalStack
+from tests.e2e.conftest import free_ports
 
 pytestmark = pytest.mark.e2e
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -36,7 +36,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    with LocalStack(ports=Ports(api=free_port(), aws=free_port(), stripe=free_port())) as running:
+    with LocalStack(ports=free_ports()) as running:
         # Show the authorize page (with its buttons) instead of approving at once.
         http("POST", f"{running.stripe_url}/_sandbox/config", {"oauth_auto_approve": False})
         yield running

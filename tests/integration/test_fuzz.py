@@ -43,8 +43,13 @@ def _connect(stack: InProcessStack) -> None:
     )
 
 
-def _send(stack: InProcessStack, item: FuzzInput) -> tuple[int, Any]:
-    response = stack.request(item.method, item.path, item.body, item.headers, item.query)
+def _send(stack: InProcessStack, item: FuzzInput, via_url: bool) -> tuple[int, Any]:
+    """Webhook inputs go to the HTTP API's route or to the receiver's function URL (the two
+    entrances Stripe may be given); the callback only exists on the API."""
+    if via_url and item.path.startswith("/webhooks/"):
+        response = stack.url_request("WebhookFunction", item.method, item.path, item.body, item.headers)
+    else:
+        response = stack.request(item.method, item.path, item.body, item.headers, item.query)
     try:
         body = json.loads(response.body)
     except ValueError:
@@ -78,7 +83,7 @@ def test_public_routes_never_5xx_and_lose_nothing(
             direct_secret=DIRECT_SECRET,
             serial=seed * 100 + n,
         )
-        status, body = _send(stack, item)
+        status, body = _send(stack, item, via_url=seed % 2 == 1)
         assert status < 500, (item.kind, item.path, status, body)
         outcome = acknowledged(status, body) if item.path.startswith("/webhooks/") else "callback"
         if item.path.startswith("/webhooks/") and not item.signed:
@@ -99,3 +104,32 @@ def test_public_routes_never_5xx_and_lose_nothing(
     assert stats.succeeded <= queued + before["EventsQueue"]
     # Every delivery the receiver parked is kept; the worker may park more (unreadable on apply).
     assert newly_parked <= dead_letters <= newly_parked + stats.succeeded
+
+
+_SEGMENTS = st.sampled_from(["webhooks", "stripe", "direct", "acme", "", "..", "%2F", "%00", "é", "x" * 70])
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]),
+    segments=st.lists(_SEGMENTS, max_size=5),
+    body=st.binary(max_size=300),
+    query=st.sampled_from(["", "a=1", "tenant_id=acme&tenant_id=x", "%ZZ"]),
+)
+def test_the_function_url_answers_any_method_and_path_with_a_4xx(
+    stack: InProcessStack, method: str, segments: list[str], body: bytes, query: str
+) -> None:
+    """A function URL has no router in front of the receiver: whatever arrives unsigned, at whatever
+    path and with whatever method, is a 4xx and queues nothing."""
+    before = {q: stack.queue_depth(q) for q in ("EventsQueue", "EventsDeadLetterQueue")}
+    response = stack.url_request(
+        "WebhookFunction", method, "/" + "/".join(segments), body, {"content-type": "text/plain"}, query
+    )
+    assert 400 <= response.status < 500, (method, segments, response.status, response.body)
+    assert json.loads(response.body)["error"]
+    assert {q: stack.queue_depth(q) for q in before} == before

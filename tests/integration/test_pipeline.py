@@ -33,12 +33,15 @@ def _post(stack: InProcessStack, event: dict[str, Any], **kwargs: Any) -> None:
     assert response.status == 200, response.body
 
 
-def test_event_is_applied_and_readable(stack: InProcessStack, connect_oauth: Any) -> None:
+@pytest.mark.parametrize("via", ["api", "url"])  # the HTTP API's route, the receiver's function URL
+def test_event_is_applied_and_readable(stack: InProcessStack, connect_oauth: Any, via: str) -> None:
     connect_oauth("acme", "acct_acme")
     customer = S.customer("cus_1", email="ada@example.com", metadata={"app_id": "u-1"})
     sub = S.subscription("cus_1", [S.subscription_item(S.price(2500), quantity=2)], status="active")
-    _post(stack, S.event("customer.created", customer, created=NOW - 30, account="acct_acme"))
-    _post(stack, S.event("customer.subscription.created", sub, created=NOW - 20, account="acct_acme"))
+    _post(stack, S.event("customer.created", customer, created=NOW - 30, account="acct_acme"), via=via)
+    _post(
+        stack, S.event("customer.subscription.created", sub, created=NOW - 20, account="acct_acme"), via=via
+    )
 
     stats = stack.drain()
 
@@ -67,7 +70,8 @@ def test_same_event_twice_has_one_effect(stack: InProcessStack, connect_oauth: A
         ),
     )
     _post(stack, paid)
-    _post(stack, paid)  # Stripe's retry of the same delivery: FIFO dedupes it by event id
+    # Stripe's retry of the same delivery, even to the other entrance: FIFO dedupes it by event id.
+    _post(stack, paid, via="url")
     assert stack.queue_depth("EventsQueue") == 2
     stack.drain()
     first = _record(stack, "acme", "u-1")

@@ -226,6 +226,27 @@ def test_public_routes_have_no_authorizer_and_every_admin_route_follows_admin_au
     assert environment["JWT_TENANT_CLAIM"] == {"Ref": "JwtTenantClaim"}
 
 
+def test_only_the_receiver_has_a_url_and_it_is_public_on_both_permissions(translated: dict[str, Any]) -> None:
+    """The receiver's function URL (the endpoint registered in Stripe) is public like its API routes;
+    since October 2025 a public URL needs lambda:InvokeFunction (via the URL) besides
+    lambda:InvokeFunctionUrl, and aws-sam-translator must have added both."""
+    [(logical_id, url)] = _resources(translated, "AWS::Lambda::Url").items()
+    assert url["Properties"] == {"AuthType": "NONE", "TargetFunctionArn": {"Ref": "WebhookFunction"}}
+    grants = {
+        (props["Action"], props.get("InvokedViaFunctionUrl"), props.get("FunctionUrlAuthType"))
+        for props in (r["Properties"] for r in _resources(translated, "AWS::Lambda::Permission").values())
+        if props["FunctionName"] == {"Ref": "WebhookFunction"} and props["Principal"] == "*"
+    }
+    assert grants == {("lambda:InvokeFunctionUrl", None, "NONE"), ("lambda:InvokeFunction", True, None)}
+    outputs = translated["Outputs"]
+    assert outputs["ConnectWebhookUrl"]["Value"] == {
+        "Fn::Sub": f"${{{logical_id}.FunctionUrl}}webhooks/stripe"
+    }
+    assert outputs["TenantWebhookUrlPrefix"]["Value"] == {
+        "Fn::Sub": f"${{{logical_id}.FunctionUrl}}webhooks/stripe/"
+    }
+
+
 def test_no_secret_values_in_the_template() -> None:
     text = (ROOT / "template.yaml").read_text()
     for marker in ("sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_"):

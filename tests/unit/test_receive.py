@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
+from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model, LambdaFunctionUrlModel
 from revsync.domain.events import parked_body
 from revsync.domain.signature import sign_header
 from revsync.domain.tenancy import TenantRoute
 from revsync.services.receive import RequestError, WebhookRequest, receive
 
+from local import apigw
 from local import stripe_shapes as S
+from local.template import HttpRoute, http_routes
 from tests.fakes import FakeDirectory, FakeQueue, FakeSecrets
 
 NOW = 1_750_000_000
@@ -202,15 +206,81 @@ def test_non_ascii_or_odd_signature_headers_are_400(header: str) -> None:
     assert (queue.sent, queue.parked) == ([], [])
 
 
-def test_api_gateway_event_parsing() -> None:
-    event = {
-        "body": "eyJhIjogMX0=",
-        "isBase64Encoded": True,
-        "headers": {"Stripe-Signature": "t=1,v1=x"},
-        "pathParameters": {"tenant_id": "direct"},
-    }
-    request = WebhookRequest.from_api_gateway(event, 1024)
-    assert (request.body, request.signature, request.tenant_id) == (b'{"a": 1}', "t=1,v1=x", "direct")
-    with pytest.raises(RequestError) as too_big:
-        WebhookRequest.from_api_gateway({"body": "x" * 2000}, 1024)
-    assert too_big.value.status == 413
+def _route(path: str) -> HttpRoute:
+    [route] = [r for r in http_routes() if r.function == "WebhookFunction" and r.path == path]
+    return route
+
+
+def _entrances(
+    path: str, body: bytes, headers: dict[str, str], method: str = "POST"
+) -> dict[str, dict[str, Any]]:
+    """The same request as the HTTP API's route and as the receiver's function URL deliver it,
+    each checked against Powertools' parser model of that event source (not our builders' idea)."""
+    template_path = "/webhooks/stripe/{tenant_id}" if path.count("/") > 2 else "/webhooks/stripe"
+    # An HTTP API hands over the path percent-decoded; a function URL as it was sent.
+    decoded = unquote(path)
+    params = apigw.match(_route(template_path), "POST", decoded) or {}
+    http_api = apigw.http_event(_route(template_path), decoded, params, body, headers)
+    function_url = apigw.function_url_event(method, path, body, headers)
+    APIGatewayProxyEventV2Model.model_validate(http_api)
+    LambdaFunctionUrlModel.model_validate(function_url)
+    return {"http_api": http_api, "function_url": function_url}
+
+
+@pytest.mark.parametrize(
+    ("path", "tenant_id"),
+    [
+        ("/webhooks/stripe", None),
+        ("/webhooks/stripe/direct", "direct"),
+        ("/webhooks/stripe/dir%65ct", "direct"),  # percent-encoded: a function URL passes it so
+    ],
+)
+@pytest.mark.parametrize("content_type", ["application/json", "application/octet-stream"])
+def test_both_entrances_read_the_same_request(path: str, tenant_id: str | None, content_type: str) -> None:
+    body = b'{"a": 1}'
+    headers = {"Stripe-Signature": "t=1,v1=x", "content-type": content_type}
+    for name, event in _entrances(path, body, headers).items():
+        request = WebhookRequest.from_http_event(event, 1024)
+        assert (request.body, request.signature, request.tenant_id) == (body, "t=1,v1=x", tenant_id), name
+        if name == "http_api" and tenant_id is not None:
+            assert event["pathParameters"] == {"tenant_id": tenant_id}
+
+
+def test_a_custom_domains_mapping_key_before_the_path_is_allowed() -> None:
+    event = apigw.function_url_event("POST", "/revsync/webhooks/stripe/direct", b"{}", {})
+    assert WebhookRequest.from_http_event(event, 1024).tenant_id == "direct"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("POST", "/", 404, "not_found"),
+        ("POST", "/webhooks", 404, "not_found"),
+        ("POST", "/webhooks/stripe/direct/extra", 404, "not_found"),
+        ("POST", "/webhooks/stripes", 404, "not_found"),
+        ("GET", "/webhooks/stripe", 405, "method_not_allowed"),
+        ("PUT", "/webhooks/stripe/direct", 405, "method_not_allowed"),
+        ("GET", "/favicon.ico", 404, "not_found"),
+    ],
+)
+def test_the_function_url_answers_only_the_webhook_routes(
+    method: str, path: str, status: int, code: str
+) -> None:
+    """A function URL has no router: whatever reaches it that is not a webhook POST is a 4xx."""
+    event = apigw.function_url_event(method, path, b"{}", {"content-type": "application/json"})
+    LambdaFunctionUrlModel.model_validate(event)
+    with pytest.raises(RequestError) as rejected:
+        WebhookRequest.from_http_event(event, 1024)
+    assert (rejected.value.status, rejected.value.code) == (status, code)
+
+
+def test_oversized_or_badly_encoded_bodies_are_4xx_at_either_entrance() -> None:
+    for event in _entrances("/webhooks/stripe", b"x" * 2000, {"content-type": "text/plain"}).values():
+        with pytest.raises(RequestError) as too_big:
+            WebhookRequest.from_http_event(event, 1024)
+        assert too_big.value.status == 413
+    for event in _entrances("/webhooks/stripe", b"\xff\x00", {}).values():
+        event["body"] = "not base64!"
+        with pytest.raises(RequestError) as bad:
+            WebhookRequest.from_http_event(event, 1024)
+        assert (bad.value.status, bad.value.code) == (400, "bad_encoding")

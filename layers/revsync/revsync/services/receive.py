@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
+from urllib.parse import unquote
 
 from revsync.domain import signature
 from revsync.domain.events import (
@@ -52,6 +53,7 @@ class ParkedEvents(Protocol):
 
 
 _NO_LOG: Mapping[str, Any] = MappingProxyType({})
+_CONNECT_PATH = ("webhooks", "stripe")
 
 
 class RequestError(ValueError):
@@ -68,8 +70,26 @@ class WebhookRequest(NamedTuple):
     tenant_id: str | None  # set on the direct (API-key) route
 
     @classmethod
-    def from_api_gateway(cls, event: Mapping[str, Any], max_body_bytes: int) -> WebhookRequest:
-        """Read an API Gateway HTTP API (v2) event; the raw bytes are what Stripe signed."""
+    def from_http_event(cls, event: Mapping[str, Any], max_body_bytes: int) -> WebhookRequest:
+        """Read an HTTP API or function URL event (payload format 2.0, the same for both); the raw
+        bytes are what Stripe signed.
+
+        The tenant comes from the path, not ``pathParameters``: a function URL has no routes, so any
+        path and method reach the handler, and only the HTTP API's two webhook paths are answered
+        (at the end of the path: behind a custom domain's API mapping, ``rawPath`` starts with it).
+        A function URL passes the path percent-encoded, an HTTP API decoded: tenant ids hold no
+        "%", so decoding the segment gives the same id from either.
+        """
+        method = ((event.get("requestContext") or {}).get("http") or {}).get("method")
+        segments = str(event.get("rawPath") or "").strip("/").split("/")
+        if segments[-2:] == list(_CONNECT_PATH):
+            tenant_id = None
+        elif len(segments) > 2 and segments[-3:-1] == list(_CONNECT_PATH):
+            tenant_id = unquote(segments[-1])
+        else:
+            raise RequestError(404, "not_found", "webhooks are POST /webhooks/stripe[/{tenant_id}]")
+        if method != "POST":
+            raise RequestError(405, "method_not_allowed", "webhooks are POSTed")
         raw = event.get("body") or ""
         if len(raw) > max_body_bytes * 4 // 3 + 4:
             raise RequestError(413, "body_too_large", f"body exceeds {max_body_bytes} bytes")
@@ -83,7 +103,6 @@ class WebhookRequest(NamedTuple):
         if len(body) > max_body_bytes:
             raise RequestError(413, "body_too_large", f"body exceeds {max_body_bytes} bytes")
         headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
-        tenant_id = (event.get("pathParameters") or {}).get("tenant_id")
         return cls(body=body, signature=headers.get("stripe-signature"), tenant_id=tenant_id)
 
 
