@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
 from local.auth import LOGIN_PATH, LocalIssuer, TokenRequestError, login_page
-from local.template import HttpRoute, http_routes
+from local.template import FUNCTION_URL_ID, HttpRoute, function_url_domain, http_routes
 
 _TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "application/xml")
 
@@ -105,9 +105,6 @@ def http_event(
     }
 
 
-URL_ID = "local"  # <url-id> in https://<url-id>.lambda-url.<region>.on.aws
-
-
 def function_url_event(
     method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None, query: str = ""
 ) -> dict[str, Any]:
@@ -124,9 +121,9 @@ def function_url_event(
         **({"queryStringParameters": parameters} if (parameters := _query_parameters(query)) else {}),
         "requestContext": {
             "accountId": "anonymous",
-            "apiId": URL_ID,
-            "domainName": f"{URL_ID}.lambda-url.us-east-1.on.aws",
-            "domainPrefix": URL_ID,
+            "apiId": FUNCTION_URL_ID,
+            "domainName": function_url_domain("us-east-1"),
+            "domainPrefix": FUNCTION_URL_ID,
             **_request_context(method.upper(), path, headers, "$default"),
         },
         **({"body": encoded} if encoded is not None else {}),

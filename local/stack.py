@@ -146,6 +146,7 @@ class LocalStack:
                 **functions_environment(self.names),
                 "REVSYNC_STRIPE_API_BASE": self.stripe_url,
                 "PUBLIC_BASE_URL": self.api_url,
+                "WEBHOOK_BASE_URL": f"{self.webhook_url}/",
             }
         )
         reset_process_caches()

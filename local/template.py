@@ -140,6 +140,8 @@ def _resolve(value: Any, names: LocalNames) -> Any:
             return re.sub(r"\$\{([^}]+)\}", substitute, text)
         if fn == "Fn::GetAtt":
             logical_id, attribute = arg
+            if attribute == "FunctionUrl":  # SAM's <Function>Url resource (FunctionUrlConfig)
+                return f"https://{function_url_domain(names.region)}/"
             if attribute in ("QueueName", "TableName"):
                 return names.physical_name(logical_id)
             if attribute == "Arn":
@@ -244,6 +246,14 @@ def http_routes() -> list[HttpRoute]:
             )
     # Like API Gateway: a literal path is matched before a parameterised one.
     return sorted(routes, key=lambda route: route.path.count("{"))
+
+
+FUNCTION_URL_ID = "local"  # <url-id> in https://<url-id>.lambda-url.<region>.on.aws
+
+
+def function_url_domain(region: str) -> str:
+    """A function URL's host in process (the local stack serves it on REVSYNC_WEBHOOK_PORT)."""
+    return f"{FUNCTION_URL_ID}.lambda-url.{region}.on.aws"
 
 
 def function_urls() -> dict[str, str]:

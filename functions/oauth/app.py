@@ -291,7 +291,15 @@ def settings_app() -> Response[str]:
 @app.get("/tenants/<tenant_id>/stripe")
 def get_status(tenant_id: str) -> Response[str]:
     deps = dependencies()
-    return _json(200, service.tenant_status(tenant_id, tenants=deps.tenants, events=deps.events))
+    return _json(
+        200,
+        service.tenant_status(
+            tenant_id,
+            tenants=deps.tenants,
+            events=deps.events,
+            webhook_base_url=get_settings().webhook_base_url,
+        ),
+    )
 
 
 @app.post("/tenants/<tenant_id>/stripe/reconcile")

@@ -85,10 +85,11 @@ def test_localstripe_objects_arrive_as_the_right_records(stack: LocalStack, loca
         stack.admin("PUT", f"/tenants/{TENANT}/stripe/config", {"customer_id_trait": "metadata.app_id"})[0]
         == 200
     )
-    # localstripe signs and delivers its own webhooks to whatever is configured here.
-    registration = urllib.parse.urlencode(
-        {"url": f"{stack.api_url}/webhooks/stripe/{TENANT}", "secret": SECRET}
-    )
+    # localstripe signs and delivers its own webhooks to whatever is configured here: the endpoint
+    # the status document names, the receiver's function URL.
+    webhook_url = stack.admin("GET", f"/tenants/{TENANT}/stripe")[1]["webhook_url"]
+    assert webhook_url == f"{stack.webhook_url}/webhooks/stripe/{TENANT}"
+    registration = urllib.parse.urlencode({"url": webhook_url, "secret": SECRET})
     urllib.request.urlopen(
         urllib.request.Request(
             f"{localstripe_url}/_config/webhooks/revsync",

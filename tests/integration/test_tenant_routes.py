@@ -34,6 +34,9 @@ def test_api_key_connection_then_direct_webhooks_reach_the_record(
     stack: InProcessStack, stripe_fake: FakeStripe, capsys: pytest.CaptureFixture[str]
 ) -> None:
     stripe_fake.valid_keys[API_KEY] = "acct_direct"
+    # Where the tenant registers its endpoint in Stripe, before it has the endpoint's secret to save.
+    webhook_url = stack.request("GET", "/tenants/acme/stripe").json()["webhook_url"]
+    assert webhook_url == "https://local.lambda-url.us-east-1.on.aws/webhooks/stripe/acme"
     response = _connect(stack)
     assert response.status == 200, response.body
     connection = response.json()["connection"]
@@ -50,7 +53,7 @@ def test_api_key_connection_then_direct_webhooks_reach_the_record(
 
     customer = S.customer("cus_9", email="grace@example.com")
     event = S.event("customer.created", customer, created=NOW)  # no `account`: a direct endpoint
-    assert stack.post_webhook(event, WEBHOOK_SECRET, tenant_id="acme").status == 200
+    assert stack.post_webhook(event, WEBHOOK_SECRET, tenant_id="acme", via="url").status == 200
     assert (
         stack.post_webhook(event, "whsec_local", tenant_id="acme").status == 400
     )  # the platform's secret is not this tenant's

@@ -38,6 +38,9 @@ class Settings(NamedTuple):
     # Where browsers reach the API (the OAuth redirect and the settings page); derived from the
     # request when unset.
     public_base_url: str | None
+    # The receiver's function URL (https://<url-id>.lambda-url.<region>.on.aws/): where an API-key
+    # tenant's own Stripe account sends its webhooks (<it>webhooks/stripe/<tenant_id>).
+    webhook_base_url: str | None
     # Secrets Manager name prefix for per-tenant API-key connections: <prefix><tenant_id>.
     tenant_secret_prefix: str
     # Another Stripe API (the local sandbox, localstripe) instead of api.stripe.com.
@@ -89,6 +92,7 @@ def get_settings() -> Settings:
         ),
         state_key_param=os.environ.get("OAUTH_STATE_KEY_PARAM", f"/revsync/{stage}/oauth/state-key"),
         public_base_url=os.environ.get("PUBLIC_BASE_URL") or None,
+        webhook_base_url=os.environ.get("WEBHOOK_BASE_URL") or None,
         tenant_secret_prefix=os.environ.get("TENANT_SECRET_PREFIX", f"revsync/{stage}/tenants/"),
         stripe_api_base=os.environ.get("REVSYNC_STRIPE_API_BASE") or None,
         max_webhook_body_bytes=int(os.environ.get("MAX_WEBHOOK_BODY_BYTES", str(256 * 1024))),

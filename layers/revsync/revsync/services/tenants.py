@@ -172,12 +172,14 @@ class EventsReader(Protocol):
     def get(self, tenant_id: str) -> EventsState: ...
 
 
-def tenant_status(tenant_id: str, *, tenants: TenantRepository, events: EventsReader) -> dict[str, Any]:
+def tenant_status(
+    tenant_id: str, *, tenants: TenantRepository, events: EventsReader, webhook_base_url: str | None = None
+) -> dict[str, Any]:
     tenant_id = checked_tenant_id(tenant_id)
     tenant = tenants.get(tenant_id) or Tenant(tenant_id=tenant_id)
     progress = events.get(tenant_id)
     return {
-        **status_document(tenant),
+        **status_document(tenant, webhook_base_url),
         "events": {
             "last_event_at": progress.last_event_at,
             "last_reconciled_at": progress.last_reconciled_at,
