@@ -238,6 +238,13 @@ def test_only_the_receiver_has_a_url_and_it_is_public_on_both_permissions(transl
         if props["FunctionName"] == {"Ref": "WebhookFunction"} and props["Principal"] == "*"
     }
     assert grants == {("lambda:InvokeFunctionUrl", None, "NONE"), ("lambda:InvokeFunction", True, None)}
+    # No API Gateway throttle in front of the URL: the operator may cap the receiver's concurrency.
+    assert translated["Resources"]["WebhookFunction"]["Properties"]["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["CapReceiver", {"Ref": "ReceiverReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert translated["Conditions"]["CapReceiver"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ReceiverReservedConcurrency"}, 0]}]
+    }
     outputs = translated["Outputs"]
     assert outputs["ConnectWebhookUrl"]["Value"] == {
         "Fn::Sub": f"${{{logical_id}.FunctionUrl}}webhooks/stripe"
