@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
 from local.auth import LOGIN_PATH, LocalIssuer, TokenRequestError, login_page
+from local.environment import REGION
 from local.template import FUNCTION_URL_ID, HttpRoute, function_url_domain, http_routes
 
 _TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "application/xml")
@@ -122,7 +123,7 @@ def function_url_event(
         "requestContext": {
             "accountId": "anonymous",
             "apiId": FUNCTION_URL_ID,
-            "domainName": function_url_domain("us-east-1"),
+            "domainName": function_url_domain(REGION),
             "domainPrefix": FUNCTION_URL_ID,
             **_request_context(method.upper(), path, headers, "$default"),
         },
