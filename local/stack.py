@@ -4,8 +4,9 @@
   ``REVSYNC_AWS_PORT`` (5000), with the template's tables and queues.
 - Gateway: an HTTP server on ``REVSYNC_API_PORT`` (3000) serving exactly the template's routes by
   calling the same handlers with API Gateway v2 events, plus ``POST /_local/flush``.
-- The receiver's function URL on ``REVSYNC_WEBHOOK_PORT`` (3001): every request goes to the receiver
-  as a function URL event; the sandbox delivers the platform's Connect webhooks there.
+- The receiver's function URL on ``REVSYNC_WEBHOOK_PORT`` (unset: a free port, printed): every
+  request goes to the receiver as a function URL event; the sandbox delivers the platform's Connect
+  webhooks there. Not a fixed port, so two stacks on other API ports never collide on it.
 - Poller: feeds the events queue to the worker like the Lambda event-source mapping.
 - Stripe: the sandbox on ``REVSYNC_STRIPE_PORT`` (12111), unless ``REVSYNC_STRIPE_API_BASE`` points
   at another Stripe API. The platform key is ``REVSYNC_STRIPE_SECRET_KEY`` (``sk_test_platform``) and
@@ -20,7 +21,7 @@ import os
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import boto3
@@ -44,7 +45,7 @@ log = logging.getLogger("revsync.local")
 @dataclass(frozen=True, slots=True)
 class Ports:
     api: int = 3000
-    webhook: int = 3001  # the receiver's function URL
+    webhook: int = 0  # the receiver's function URL; 0: any free port (LocalStack.webhook_url says which)
     aws: int = 5000
     stripe: int = 12111
 
@@ -52,7 +53,7 @@ class Ports:
     def from_env(cls) -> Ports:
         return cls(
             api=int(os.environ.get("REVSYNC_API_PORT", "3000")),
-            webhook=int(os.environ.get("REVSYNC_WEBHOOK_PORT", "3001")),
+            webhook=int(os.environ.get("REVSYNC_WEBHOOK_PORT", "0")),
             aws=int(os.environ.get("REVSYNC_AWS_PORT", "5000")),
             stripe=int(os.environ.get("REVSYNC_STRIPE_PORT", "12111")),
         )
@@ -141,6 +142,11 @@ class LocalStack:
         )
         stepfunctions.install()
         self.names = create_resources(REGION, endpoint_url=self.aws_url)
+        # Bound before the functions' environment is set: the tenant API names this URL.
+        function_url = make_server("127.0.0.1", self.ports.webhook, self._function_url, threaded=True)
+        self.ports = replace(self.ports, webhook=function_url.server_port)
+        threading.Thread(target=function_url.serve_forever, name="function-url", daemon=True).start()
+        self._servers.append(function_url)
         self._environment.set(
             {
                 **functions_environment(self.names),
@@ -156,9 +162,6 @@ class LocalStack:
         gateway = make_server("127.0.0.1", self.ports.api, self._gateway, threaded=True)
         threading.Thread(target=gateway.serve_forever, name="gateway", daemon=True).start()
         self._servers.append(gateway)
-        function_url = make_server("127.0.0.1", self.ports.webhook, self._function_url, threaded=True)
-        threading.Thread(target=function_url.serve_forever, name="function-url", daemon=True).start()
-        self._servers.append(function_url)
         threading.Thread(target=self._poll_forever, name="poller", daemon=True).start()
         if self.reconcile_seconds > 0:
             threading.Thread(target=self._reconcile_forever, name="reconcile-schedule", daemon=True).start()

@@ -21,7 +21,7 @@ def free_port() -> int:
 
 
 def free_ports() -> Ports:
-    return Ports(api=free_port(), webhook=free_port(), aws=free_port(), stripe=free_port())
+    return Ports(api=free_port(), aws=free_port(), stripe=free_port())  # the function URL's: any free one
 
 
 @pytest.fixture(scope="module")

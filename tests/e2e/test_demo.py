@@ -13,7 +13,7 @@ pytestmark = pytest.mark.e2e
 def test_demo_story_matches_the_sandbox(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name in ("REVSYNC_API_PORT", "REVSYNC_WEBHOOK_PORT", "REVSYNC_AWS_PORT", "REVSYNC_STRIPE_PORT"):
+    for name in ("REVSYNC_API_PORT", "REVSYNC_AWS_PORT", "REVSYNC_STRIPE_PORT"):
         monkeypatch.setenv(name, str(free_port()))  # not the defaults: a developer's `make up` may hold them
     assert demo.main() == 0
     out = capsys.readouterr().out
