@@ -22,7 +22,8 @@ DAY = 86_400
 
 
 def connect_tenant(stack: LocalStack, tenant_id: str) -> tuple[stripe.StripeClient, str]:
-    """An API-key tenant: its own sandbox account, a webhook endpoint to its direct route, a trait."""
+    """An API-key tenant: its own sandbox account, a webhook endpoint where the status document says
+    (the receiver's function URL), a trait."""
     key, secret = f"rk_test_{secrets.token_hex(12)}", f"whsec_{secrets.token_hex(12)}"
     assert (
         stack.admin(
@@ -35,7 +36,7 @@ def connect_tenant(stack: LocalStack, tenant_id: str) -> tuple[stripe.StripeClie
     client = stripe.StripeClient(key, base_addresses={"api": stack.stripe_url})
     client.v1.webhook_endpoints.create(
         params={  # type: ignore[typeddict-unknown-key,typeddict-item]
-            "url": f"{stack.api_url}/webhooks/stripe/{tenant_id}",
+            "url": stack.admin("GET", f"/tenants/{tenant_id}/stripe")[1]["webhook_url"],
             "secret": secret,
         }
     )

@@ -76,15 +76,12 @@ def tenant_webhook_url(webhook_base_url: str, tenant_id: str) -> str:
     return f"{webhook_base_url.rstrip('/')}/webhooks/stripe/{tenant_id}"
 
 
-def status_document(tenant: Tenant, webhook_base_url: str | None = None) -> dict[str, Any]:
-    """``GET /tenants/{tenant_id}/stripe`` (DESIGN.md contract, plus ``webhook_url`` when the
-    receiver's URL is known: an API-key connection needs its endpoint's signing secret, so the
-    endpoint is registered in Stripe before the connection is saved)."""
+def status_document(tenant: Tenant) -> dict[str, Any]:
+    """``GET /tenants/{tenant_id}/stripe`` (DESIGN.md contract)."""
     connection = tenant.connection
     backfill = tenant.backfill or {}
     return {
         "tenant_id": tenant.tenant_id,
-        "webhook_url": tenant_webhook_url(webhook_base_url, tenant.tenant_id) if webhook_base_url else None,
         "connection": {
             "status": connection.status,
             "mode": connection.mode,

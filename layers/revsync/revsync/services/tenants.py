@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from revsync.domain.reconcile import EventsState
 from revsync.domain.record import TraitError, validate_trait
-from revsync.domain.tenancy import Connection, Tenant, status_document, validate_tenant_id
+from revsync.domain.tenancy import Connection, Tenant, status_document, tenant_webhook_url, validate_tenant_id
 from revsync.domain.traits import candidate_traits
 from revsync.errors import ApiError
 from revsync.services import settings_page as settings_page_view
@@ -175,11 +175,15 @@ class EventsReader(Protocol):
 def tenant_status(
     tenant_id: str, *, tenants: TenantRepository, events: EventsReader, webhook_base_url: str | None = None
 ) -> dict[str, Any]:
+    """The status document, the catch-up's progress, and ``webhook_url`` when the receiver's URL is
+    known: an API-key connection needs its endpoint's signing secret, so that endpoint is registered
+    in Stripe before the connection is saved."""
     tenant_id = checked_tenant_id(tenant_id)
     tenant = tenants.get(tenant_id) or Tenant(tenant_id=tenant_id)
     progress = events.get(tenant_id)
     return {
-        **status_document(tenant, webhook_base_url),
+        **status_document(tenant),
+        "webhook_url": tenant_webhook_url(webhook_base_url, tenant_id) if webhook_base_url else None,
         "events": {
             "last_event_at": progress.last_event_at,
             "last_reconciled_at": progress.last_reconciled_at,
