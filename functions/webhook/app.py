@@ -33,6 +33,7 @@ from revsync.store.tenant_lookup import DynamoTenantDirectory
 logger = Logger()
 metrics = Metrics()
 
+_QUIET = frozenset({"queued", "rejected:not_found", "rejected:method_not_allowed"})
 _METRIC = {
     "queued": "WebhookQueued",
     "dropped": "WebhookDropped",
@@ -103,8 +104,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             now=int(deps.clock()),
         )
     # Only ids, types and outcomes are logged: never bodies, secrets or e-mails. A queued event is the
-    # common case, counted by its metric; its line is DEBUG (LogLevel) so logs cost little per event.
-    log = logger.debug if response.outcome == "queued" else logger.info
+    # common case, and a request for another path or method is what scanners send a public URL: both
+    # are counted by their metric, and their lines are DEBUG (LogLevel) so they cost little.
+    log = logger.debug if response.outcome in _QUIET else logger.info
     log("webhook", outcome=response.outcome, status=response.status, **response.log)
     metrics.add_metric(name=_METRIC[response.outcome.split(":")[0]], unit=MetricUnit.Count, value=1)
     return _http(response)

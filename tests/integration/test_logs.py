@@ -73,3 +73,27 @@ def test_no_secret_or_email_in_any_log_line_and_function_names_do_not_leak(
     for line in lines:
         if "function_name" in line:
             assert services[line["service"]] == line["function_name"], line
+
+
+def test_what_scanners_send_the_url_is_a_debug_line_and_a_forgery_an_info_line(
+    stack: InProcessStack, caplog: pytest.LogCaptureFixture, debug_logs: Any
+) -> None:
+    """A public function URL gets probed for other paths: those lines stay below the deployed INFO
+    level (the metric counts them), where a bad signature on the webhook path does not."""
+    receiver = lambda_runtime.load_module("WebhookFunction").logger
+    for method, path, headers in (
+        ("GET", "/wp-login.php", {}),
+        ("GET", "/webhooks/stripe", {}),
+        ("POST", "/webhooks/stripe", {"stripe-signature": "t=1,v1=00", "content-type": "application/json"}),
+    ):
+        stack.url_request("WebhookFunction", method, path, b"{}", headers)
+    lines = [
+        (r.levelname, json.loads(receiver.registered_formatter.format(r))["outcome"])
+        for r in caplog.records
+        if r.name == receiver.name and r.getMessage() == "webhook"
+    ]
+    assert lines == [
+        ("DEBUG", "rejected:not_found"),
+        ("DEBUG", "rejected:method_not_allowed"),
+        ("INFO", "rejected:signature_expired"),
+    ]
