@@ -82,9 +82,9 @@ class WebhookRequest(NamedTuple):
         """
         method = ((event.get("requestContext") or {}).get("http") or {}).get("method")
         segments = str(event.get("rawPath") or "").strip("/").split("/")
-        if segments[-2:] == list(_CONNECT_PATH):
+        if tuple(segments[-2:]) == _CONNECT_PATH:
             tenant_id = None
-        elif len(segments) > 2 and segments[-3:-1] == list(_CONNECT_PATH):
+        elif len(segments) > 2 and tuple(segments[-3:-1]) == _CONNECT_PATH:
             tenant_id = unquote(segments[-1])
         else:
             raise RequestError(404, "not_found", "webhooks are POST /webhooks/stripe[/{tenant_id}]")
