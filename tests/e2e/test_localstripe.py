@@ -38,7 +38,7 @@ def localstripe_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a slow, shared CI machine
         while time.monotonic() < deadline:
             try:
                 urllib.request.urlopen(f"{url}/v1/customers", timeout=1)
@@ -58,7 +58,7 @@ def stack(localstripe_url: str) -> Iterator[LocalStack]:
         yield running
 
 
-def _eventually(check: Callable[[], Any], timeout: float = 30) -> Any:
+def _eventually(check: Callable[[], Any], timeout: float = 120) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         result = check()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from typing import Any
 
@@ -14,6 +16,17 @@ from local.inprocess import InProcessStack
 from tests.fakes import FakeStripe
 
 PLATFORM_SECRET = "whsec_local"  # local/aws.py seeds SSM with it
+
+
+def sam_cli() -> str:
+    """The AWS SAM CLI's path: `make test` installs it (`.sam-venv`) and puts it on PATH. Elsewhere,
+    without it, the calling module is skipped; CI=true makes a missing SAM CLI an error."""
+    sam = shutil.which("sam")
+    if sam is None:
+        if os.environ.get("CI"):
+            raise RuntimeError("CI must run the SAM CLI's tests: `make sam-cli` installs it")
+        pytest.skip("the SAM CLI is not installed (make sam-cli)", allow_module_level=True)
+    return sam
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ skipped (and CI=true makes a missing SAM CLI an error).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,14 +15,11 @@ from pathlib import Path
 import pytest
 
 from local.template import ROOT, resources_of_type
+from tests.integration.conftest import sam_cli
 
 pytestmark = pytest.mark.integration
 
-SAM = shutil.which("sam")
-if SAM is None:
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must run the build test: `make sam-cli` installs the SAM CLI")
-    pytest.skip("the SAM CLI is not installed (make sam-cli)", allow_module_level=True)
+SAM = sam_cli()
 
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil")
