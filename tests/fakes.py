@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from revsync.domain.events import Envelope, Observation, ParkedEvent
@@ -27,7 +27,8 @@ from revsync.domain.snapshots import (
 )
 from revsync.domain.state import CustomerObjects
 from revsync.domain.tenancy import Tenant, TenantRoute
-from revsync.store.customers import ConcurrentUpdate, StoredCustomer
+from revsync.infra.queue import QueueError
+from revsync.store.customers import ConcurrentUpdate, StoredCustomer, kept_invoice
 from revsync.stripe_api.client import KeyCheck, StripeAccessError
 
 
@@ -138,8 +139,10 @@ class FakeCustomers:
         self.writes += 1 + (applied is not None and applied["snapshot"]["object"] == "invoice")
         version = (stored.version or 0) + 1
         record_version = stored.record_version if not record_changed and stored.record_version else version
+        # Paid invoices come back as the store keeps them (tests/integration/test_fake_contracts.py).
+        kept = replace(objects, invoices={i: kept_invoice(o) for i, o in objects.invoices.items()})
         self.states[(tenant_id, objects.customer_id)] = StoredCustomer(
-            objects,
+            kept,
             version,
             external_id,
             config_version,
@@ -222,7 +225,8 @@ class FakeSecrets:
 
 @dataclass
 class FakeQueue:
-    """The events queue and its dead-letter queue."""
+    """The events queue and its dead-letter queue, FIFO: a message sent again with the same
+    deduplication id (the event id; a parked delivery's bytes) is received once."""
 
     sent: list[Envelope] = field(default_factory=list)
     parked: list[ParkedEvent] = field(default_factory=list)
@@ -230,13 +234,15 @@ class FakeQueue:
 
     def send(self, envelope: Envelope) -> None:
         if self.fail:
-            raise RuntimeError("queue unavailable")
-        self.sent.append(envelope)
+            raise QueueError("queue unavailable")
+        if all(sent["event_id"] != envelope["event_id"] for sent in self.sent):
+            self.sent.append(envelope)
 
     def park(self, parked: ParkedEvent) -> None:
         if self.fail:
-            raise RuntimeError("queue unavailable")
-        self.parked.append(parked)
+            raise QueueError("queue unavailable")
+        if all(kept["body"] != parked["body"] for kept in self.parked):
+            self.parked.append(parked)
 
 
 @dataclass

@@ -113,11 +113,11 @@ def _invoice_log(stored: Mapping[str, Any]) -> InvoiceLog:
     return InvoiceLog(RECENT_INVOICES, listed) if listed else InvoiceLog()
 
 
-def _invoice_observation(item: PaidInvoiceItem) -> Observation:
+def _invoice_observation(item: PaidInvoiceItem, customer_id: str) -> Observation:
     snapshot = InvoiceSnapshot(
         object="invoice",
         id=item.invoice_id,
-        customer=item.pk.split("#", 1)[1],
+        customer=customer_id,
         status="paid",
         amount_paid=int(item.amount_paid),
         currency=item.currency,
@@ -126,6 +126,14 @@ def _invoice_observation(item: PaidInvoiceItem) -> Observation:
         lines=[{"subscription": str(sub), "period_end": int(end)} for sub, end in item.lines],
     )
     return Observation(snapshot=snapshot, observed_at=int(item.observed_at), source="updated", event_id=None)
+
+
+def kept_invoice(observation: Observation) -> Observation:
+    """A paid invoice's observation as ``load`` gives it back: what its item keeps (the fields the
+    record reads; no event id, and the source of any observation of a paid invoice is "updated")."""
+    invoice = observation["snapshot"]
+    assert invoice["object"] == "invoice"
+    return _invoice_observation(_invoice_item("", observation, None), invoice["customer"])
 
 
 def _invoice_item(pk: str, observation: Observation, number: int | None) -> PaidInvoiceItem:
@@ -187,7 +195,9 @@ class CustomerStore:
                 lost[item.invoice_id] = number
         log = replace(log, numbers=numbers, lost=lost)
         invoices = {
-            item.invoice_id: _invoice_observation(item) for item in items if item.invoice_id in numbers
+            item.invoice_id: _invoice_observation(item, customer_id)
+            for item in items
+            if item.invoice_id in numbers
         }
         objects = CustomerObjects(
             customer_id=customer_id,

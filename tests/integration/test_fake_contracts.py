@@ -1,0 +1,468 @@
+"""Each in-memory fake in tests/fakes.py behaves like the adapter it stands for: the same contract,
+run against both (the adapter on moto). A unit test that passes on a fake then says something
+about the deployed code."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+import pytest
+import stripe
+from revsync.domain.events import (
+    Envelope,
+    Observation,
+    ParkedEvent,
+    observation_of,
+    parse_event,
+    parse_queue_message,
+)
+from revsync.domain.history import Contribution, HistoryLog, history_entries
+from revsync.domain.record import derive_record
+from revsync.domain.state import CustomerObjects
+from revsync.domain.tenancy import Connection, Tenant
+from revsync.infra.queue import DeadLetters, SqsEventQueue
+from revsync.store.customers import ConcurrentUpdate, CustomerStore, kept_invoice
+from revsync.store.events_progress import EventsProgressStore
+from revsync.store.tenants import TenantStore
+from revsync.stripe_api.client import SUBSCRIPTION_EXPANSIONS, KeyCheck, StripeAccessError, StripeAccounts
+
+from local import stripe_shapes as S
+from local.inprocess import InProcessStack
+from local.stripe_sandbox.server import serve
+from tests.conftest import FROZEN_NOW
+from tests.e2e.conftest import free_port
+from tests.fakes import FakeCustomers, FakeEventsProgress, FakeQueue, FakeStripe, FakeTenants
+
+pytestmark = pytest.mark.integration
+
+ACCOUNT = "acct_contract"
+T0 = FROZEN_NOW - 30 * 86_400
+
+
+@pytest.fixture(params=["fake", "dynamodb"])
+def customers(request: pytest.FixtureRequest) -> Iterator[Any]:
+    if request.param == "fake":
+        yield FakeCustomers()
+        return
+    with InProcessStack(clock=lambda: FROZEN_NOW):
+        yield CustomerStore()
+
+
+@pytest.fixture(params=["fake", "dynamodb"])
+def progress(request: pytest.FixtureRequest) -> Iterator[Any]:
+    if request.param == "fake":
+        yield FakeEventsProgress()
+        return
+    with InProcessStack(clock=lambda: FROZEN_NOW):
+        yield EventsProgressStore()
+
+
+@pytest.fixture(params=["fake", "dynamodb"])
+def tenants(request: pytest.FixtureRequest) -> Iterator[Any]:
+    if request.param == "fake":
+        yield FakeTenants()
+        return
+    with InProcessStack(clock=lambda: FROZEN_NOW):
+        yield TenantStore()
+
+
+def _observed(event: dict[str, Any]) -> Observation:
+    observation = observation_of(parse_event(json.dumps(event).encode()))
+    assert observation is not None
+    return observation
+
+
+def _story() -> list[Observation]:
+    """A customer, its subscription, and a paid invoice of it, as webhooks deliver them."""
+    customer = S.customer("cus_c", email="c@example.com", metadata={"app_id": "u-c"}, created=T0)
+    item = S.subscription_item(S.price(4900, id="price_c"), period_start=T0, period_end=T0 + 30 * 86_400)
+    subscription = S.subscription(
+        "cus_c", [item], id="sub_c", status="active", created=T0, period_start=T0, period_end=T0 + 30 * 86_400
+    )
+    invoice = S.invoice(
+        "cus_c",
+        "sub_c",
+        amount_paid=4900,
+        paid_at=T0 + 2,
+        id="in_c",
+        period_start=T0,
+        period_end=T0 + 30 * 86_400,
+    )
+    return [
+        _observed(S.event("customer.created", customer, created=T0, account=ACCOUNT)),
+        _observed(S.event("customer.subscription.created", subscription, created=T0 + 1, account=ACCOUNT)),
+        _observed(S.event("invoice.paid", invoice, created=T0 + 2, account=ACCOUNT)),
+    ]
+
+
+def _save_story(customers: Any) -> tuple[CustomerObjects, HistoryLog, int]:
+    """Save the story one observation at a time, as the write path does; the last version."""
+    version = 0
+    for observation in _story():
+        stored = customers.load("t", "cus_c")
+        objects = stored.objects.with_observation(observation)
+        history = stored.history.with_entries(history_entries(observation))
+        version = customers.save("t", stored, objects, observation, "u-c", 3, history=history)
+    return objects, history, version
+
+
+# --- customers ------------------------------------------------------------------------------------
+
+
+def test_an_unknown_customer_loads_empty(customers: Any) -> None:
+    stored = customers.load("t", "cus_none")
+    assert stored.objects == CustomerObjects(customer_id="cus_none")
+    assert (stored.version, stored.external_id, stored.config_version, stored.record_version) == (
+        None,
+        None,
+        0,
+        None,
+    )
+    assert stored.history == HistoryLog()
+    assert customers.history("t", "cus_none") is None
+
+
+def test_what_is_saved_is_what_loads(customers: Any) -> None:
+    objects, history, version = _save_story(customers)
+
+    stored = customers.load("t", "cus_c")
+
+    assert version == 3
+    assert (stored.version, stored.external_id, stored.config_version, stored.record_version) == (
+        3,
+        "u-c",
+        3,
+        3,
+    )
+    assert stored.objects.customer == objects.customer
+    assert stored.objects.subscriptions == objects.subscriptions
+    # A paid invoice loads as its item keeps it: the same snapshot, no event id.
+    assert stored.objects.invoices == {"in_c": kept_invoice(objects.invoices["in_c"])}
+    assert stored.objects.invoices["in_c"]["snapshot"] == objects.invoices["in_c"]["snapshot"]
+    # The record derives the same from what loads as from what was saved.
+    trait = "metadata.app_id"
+    assert derive_record("t", stored.objects, trait) == derive_record("t", objects, trait)
+    assert stored.history == history
+    assert customers.history("t", "cus_c") == history
+
+
+def test_a_save_from_a_stale_load_is_refused_and_changes_nothing(customers: Any) -> None:
+    _save_story(customers)
+    stale = customers.load("t", "cus_c")
+    customers.save("t", stale, stale.objects, None, "u-c", 3)
+
+    with pytest.raises(ConcurrentUpdate):
+        customers.save("t", stale, stale.objects, None, "u-other", 4)
+    assert (customers.load("t", "cus_c").version, customers.load("t", "cus_c").external_id) == (4, "u-c")
+
+
+def test_a_first_save_is_refused_when_another_saved_first(customers: Any) -> None:
+    empty = customers.load("t", "cus_new")
+    customers.save("t", empty, empty.objects, None, "stripe:cus_new", 0)
+
+    with pytest.raises(ConcurrentUpdate):
+        customers.save("t", empty, empty.objects, None, "stripe:cus_new", 0)
+
+
+def test_an_unchanged_record_keeps_deriving_from_its_version(customers: Any) -> None:
+    _save_story(customers)
+    stored = customers.load("t", "cus_c")
+
+    customers.save("t", stored, stored.objects, None, "u-c", 3, record_changed=False)
+    carried = customers.load("t", "cus_c")
+    customers.save("t", carried, carried.objects, None, "u-c", 3, record_changed=True)
+
+    assert (carried.version, carried.record_version) == (4, 3)
+    assert customers.load("t", "cus_c").record_version == 5
+
+
+def test_revenue_changes_add_up_per_month_and_only_with_their_save(customers: Any) -> None:
+    first = {("usd", "2026-01"): Contribution(new=4900, new_customers=1)}
+    second = {("usd", "2026-01"): Contribution(expansion=100), ("usd", "2026-02"): Contribution(churn=5000)}
+    stored = customers.load("t", "cus_r")
+    customers.save("t", stored, stored.objects, None, "u-r", 0, revenue_changes=first)
+    with pytest.raises(ConcurrentUpdate):
+        customers.save("t", stored, stored.objects, None, "u-r", 0, revenue_changes=second)
+    customers.save("t", customers.load("t", "cus_r"), stored.objects, None, "u-r", 0, revenue_changes=second)
+
+    assert customers.revenue_totals("t") == {
+        "usd": {
+            "2026-01": Contribution(new=4900, expansion=100, new_customers=1),
+            "2026-02": Contribution(churn=5000),
+        }
+    }
+    assert customers.revenue_totals("other") == {}
+
+
+def _record(external_id: str, mrr: int = 4900) -> Any:
+    """The story's record at ``external_id`` (``mrr`` tells one derivation from another)."""
+    objects = CustomerObjects(customer_id="cus_c")
+    for observation in _story():
+        objects = objects.with_observation(observation)
+    return {**derive_record("t", objects, "metadata.app_id"), "external_id": external_id, "mrr": mrr}
+
+
+def test_a_record_is_written_only_by_a_newer_derivation_or_a_repair(customers: Any) -> None:
+    assert customers.project(_record("u-c", 4900), 2, None, repair=False) is True
+    assert customers.projected_version("t", "u-c", "cus_c") == 2
+
+    assert customers.project(_record("u-c", 1), 1, None, repair=False) is False  # older
+    assert customers.project(_record("u-c", 2), 2, None, repair=False) is False  # the same version
+    assert customers.get_record("t", "u-c")["mrr"] == 4900
+    assert customers.project(_record("u-c", 3), 2, None, repair=True) is True  # a repair rewrites it
+    assert customers.project(_record("u-c", 4), 3, None, repair=False) is True
+
+    assert customers.get_record("t", "u-c") == _record("u-c", 4)
+    assert customers.projected_version("t", "u-c", "cus_c") == 3
+    assert customers.projected_version("t", "u-c", "cus_other") is None
+    assert customers.projected_version("t", "u-none", "cus_c") is None
+    assert customers.get_record("t", "u-none") is None
+
+
+@pytest.mark.parametrize("old_key", ["stripe:cus_c", "u-old"])
+def test_a_record_that_moves_leaves_nothing_at_its_old_key(customers: Any, old_key: str) -> None:
+    customers.project(_record(old_key), 1, None, repair=False)
+
+    assert customers.project(_record("u-c"), 2, old_key, repair=False) is True
+
+    assert customers.get_record("t", old_key) is None
+    assert customers.projected_version("t", old_key, "cus_c") is None
+    assert customers.get_record("t", "u-c") == _record("u-c")
+
+
+# --- events progress ------------------------------------------------------------------------------
+
+
+def test_events_progress_starts_empty(progress: Any) -> None:
+    state = progress.get("t")
+    assert (state.last_event_at, state.reconciled_through, state.last_reconciled_at) == (None, None, None)
+    assert (state.recovered, state.running_since, state.backfill_needed) == (0, 0, False)
+
+
+def test_the_watermark_only_moves_forward(progress: Any) -> None:
+    progress.advance_watermark("t", 100)
+    progress.advance_watermark("t", 50)
+    assert progress.get("t").last_event_at == 100
+    progress.advance_watermark("t", 200)
+    assert progress.get("t").last_event_at == 200
+    assert progress.get("other").last_event_at is None
+
+
+def test_one_reconcile_runs_at_a_time_until_it_finishes_or_goes_stale(progress: Any) -> None:
+    assert progress.claim("t", 1000, stale_after=900) is True
+    assert progress.claim("t", 1500, stale_after=900) is False
+    assert progress.claim("t", 1901, stale_after=900) is True  # the first claim went stale
+
+    progress.finish("t", 2000, recovered=3, reconciled_through=1990, backfill_needed=True)
+    progress.finish("t", 2100, recovered=2, reconciled_through=None, backfill_needed=False)
+
+    state = progress.get("t")
+    assert (state.running_since, state.last_reconciled_at, state.recovered) == (0, 2100, 5)
+    assert (state.reconciled_through, state.backfill_needed) == (1990, False)  # a cut-short run keeps it
+    assert progress.claim("t", 2101) is True
+
+
+# --- tenants ----------------------------------------------------------------------------------------
+
+
+def test_a_saved_tenant_reads_back_the_same(tenants: Any) -> None:
+    tenant = Tenant("acme", Connection("connected", "oauth", ACCOUNT, livemode=False, connected_at=T0))
+    tenant = tenant.with_config("metadata.app_id")
+
+    tenants.save(tenant, FROZEN_NOW)
+
+    assert tenants.get("acme") == tenant
+    assert tenants.get("acme", min_config_version=tenant.config_version) == tenant
+    assert tenants.get("nobody") is None
+
+
+# --- Stripe -------------------------------------------------------------------------------------
+# FakeStripe holds Stripe's objects as the adapter reads them (a subscription with the expansions it
+# asks for); StripeAccounts reads the same account from the local Stripe sandbox over HTTP.
+
+KEY = "sk_test_fake_contract"
+
+
+@pytest.fixture(scope="module")
+def stripe_account() -> Iterator[dict[str, Any]]:
+    """A sandbox account with a discounted subscription and its paid invoice; its objects' ids."""
+    server, app = serve(free_port())
+    url = f"http://127.0.0.1:{server.server_port}"
+    client = stripe.StripeClient(KEY, base_addresses={"api": url, "connect": url}, max_network_retries=0)
+
+    def call(method: str, path: str, **params: Any) -> Any:
+        return client.raw_request(method, path, **params).data
+
+    try:
+        product = call("post", "/v1/products", name="Pro")
+        recurring = {"interval": "month"}
+        price = call(
+            "post", "/v1/prices", product=product["id"], unit_amount=4900, currency="usd", recurring=recurring
+        )
+        coupon = call("post", "/v1/coupons", percent_off=20, duration="forever")
+        customer = call("post", "/v1/customers", email="f@example.com", metadata={"app_id": "u-f"})
+        items = [{"price": price["id"], "quantity": 2}]
+        discounts = [{"coupon": coupon["id"]}]
+        subscription = call(
+            "post", "/v1/subscriptions", customer=customer["id"], items=items, discounts=discounts
+        )
+        (invoice,) = call("get", "/v1/invoices", customer=customer["id"])["data"]
+        expand = {"expand": SUBSCRIPTION_EXPANSIONS}
+        objects = {
+            customer["id"]: call("get", f"/v1/customers/{customer['id']}"),
+            subscription["id"]: call("get", f"/v1/subscriptions/{subscription['id']}", **expand),
+            invoice["id"]: call("get", f"/v1/invoices/{invoice['id']}"),
+            coupon["id"]: call("get", f"/v1/coupons/{coupon['id']}"),
+        }
+        events = list(reversed(call("get", "/v1/events", limit=100)["data"]))  # oldest first
+        yield {"url": url, "objects": objects, "events": events, "account": call("get", "/v1/account")["id"]}
+    finally:
+        server.shutdown()
+        app.stop()
+
+
+@pytest.fixture(params=["fake", "sandbox"])
+def stripe_reads(request: pytest.FixtureRequest, stripe_account: dict[str, Any]) -> Any:
+    if request.param == "fake":
+        return FakeStripe(
+            objects=dict(stripe_account["objects"]),
+            valid_keys={KEY: stripe_account["account"]},
+            events=list(stripe_account["events"]),
+        )
+    return StripeAccounts(
+        platform_key=lambda: KEY, tenant_api_key=lambda _: KEY, api_base=stripe_account["url"]
+    )
+
+
+def _api_key_tenant() -> Tenant:
+    return Tenant("f", Connection("connected", "api_key", None, secret_name="revsync/f/stripe"))
+
+
+def _id_of(stripe_account: dict[str, Any], kind: str) -> str:
+    return next(str(i) for i, o in stripe_account["objects"].items() if o["object"] == kind)
+
+
+@pytest.mark.parametrize("kind", ["customer", "subscription", "invoice"])
+def test_a_fetch_reads_the_object_as_stripe_has_it(
+    stripe_reads: Any, stripe_account: dict[str, Any], kind: str
+) -> None:
+    object_id = _id_of(stripe_account, kind)
+
+    snapshot = stripe_reads.fetch(_api_key_tenant(), kind, object_id)
+
+    assert snapshot is not None
+    assert (snapshot["object"], snapshot["id"]) == (kind, object_id)
+    if kind == "subscription":  # its discount read whole: the coupon's terms, not just an id
+        (discount,) = snapshot["discounts"]
+        assert Decimal(discount["coupon"]["percent_off"]) == 20
+    assert snapshot == FakeStripe(objects=dict(stripe_account["objects"])).fetch(
+        _api_key_tenant(), kind, object_id
+    )
+    assert stripe_reads.fetch(_api_key_tenant(), kind, f"{object_id}_gone") is None
+
+
+def test_lists_and_coupons_read_the_same(stripe_reads: Any, stripe_account: dict[str, Any]) -> None:
+    tenant, reference = _api_key_tenant(), FakeStripe(objects=dict(stripe_account["objects"]))
+    subscription_id, invoice_id = _id_of(stripe_account, "subscription"), _id_of(stripe_account, "invoice")
+    coupon_id = _id_of(stripe_account, "coupon")
+
+    items = stripe_reads.subscription_items(tenant, subscription_id)
+    lines = stripe_reads.invoice_lines(tenant, invoice_id)
+    coupons = stripe_reads.coupons(tenant, {coupon_id, "coupon_gone"})
+
+    assert [item["quantity"] for item in items] == [2]
+    assert items == reference.subscription_items(tenant, subscription_id)
+    assert [line["subscription"] for line in lines] == [subscription_id]
+    assert lines == reference.invoice_lines(tenant, invoice_id)
+    assert set(coupons) == {coupon_id}
+    assert coupons == reference.coupons(tenant, {coupon_id})
+
+
+def test_events_list_newest_first_filtered_by_time_and_type(
+    stripe_reads: Any, stripe_account: dict[str, Any]
+) -> None:
+    events = stripe_account["events"]
+    types = ("customer.created", "invoice.paid")
+
+    page, more = stripe_reads.list_events(
+        _api_key_tenant(), created_gte=events[0]["created"], types=types, starting_after=None
+    )
+
+    assert more is False
+    assert [e["type"] for e in page] == ["invoice.paid", "customer.created"]
+    assert [e["id"] for e in page] == [e["id"] for e in reversed(events) if e["type"] in types]
+    after, _ = stripe_reads.list_events(
+        _api_key_tenant(), created_gte=events[0]["created"], types=types, starting_after=page[0]["id"]
+    )
+    assert [e["id"] for e in after] == [page[1]["id"]]
+
+
+def test_an_api_key_is_checked_the_same(stripe_reads: Any, stripe_account: dict[str, Any]) -> None:
+    assert stripe_reads.check_api_key(KEY) == KeyCheck(account_id=stripe_account["account"], livemode=False)
+    with pytest.raises(StripeAccessError) as refused:
+        stripe_reads.check_api_key("not_a_key")
+    assert refused.value.code == "invalid_api_key"
+
+
+# --- the events queue and its dead letters -----------------------------------------------------------
+
+
+class Queues(NamedTuple):
+    """The receiver's queue ports, and what a consumer of each queue receives."""
+
+    events: Any  # EventQueue
+    dead_letters: Any  # ParkedEvents
+    sent: Callable[[], list[Any]]
+    parked: Callable[[], list[Any]]
+
+
+def _received(stack: InProcessStack, logical_id: str) -> list[Any]:
+    messages = stack.client("sqs").receive_message(
+        QueueUrl=stack.queue_url(logical_id), MaxNumberOfMessages=10
+    )
+    return [parse_queue_message(m["Body"]) for m in messages.get("Messages", [])]
+
+
+@pytest.fixture(params=["fake", "sqs"])
+def queues(request: pytest.FixtureRequest) -> Iterator[Queues]:
+    if request.param == "fake":
+        fake = FakeQueue()
+        yield Queues(fake, fake, lambda: list(fake.sent), lambda: list(fake.parked))
+        return
+    with InProcessStack(clock=lambda: FROZEN_NOW) as stack:
+        yield Queues(
+            SqsEventQueue(),
+            DeadLetters(),
+            lambda: _received(stack, "EventsQueue"),
+            lambda: _received(stack, "EventsDeadLetterQueue"),
+        )
+
+
+def test_a_queued_event_is_received_once_however_often_stripe_retries(queues: Queues) -> None:
+    observation = _story()[0]
+    envelope = Envelope(
+        v=1,
+        tenant_id="t",
+        event_id="evt_once",
+        event_type="customer.created",
+        livemode=False,
+        observation=observation,
+        account=ACCOUNT,
+    )
+
+    queues.events.send(envelope)
+    queues.events.send(envelope)  # Stripe's retry of the same event: FIFO deduplicates it by id
+
+    assert queues.sent() == [envelope]
+
+
+def test_a_parked_delivery_is_received_whole(queues: Queues) -> None:
+    parked = ParkedEvent(v=1, parked=True, tenant_id=None, body="bm90IGpzb24=", reason="not_json")
+
+    queues.dead_letters.park(parked)
+
+    assert queues.parked() == [parked]
+    assert queues.sent() == []
