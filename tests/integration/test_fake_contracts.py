@@ -42,31 +42,27 @@ ACCOUNT = "acct_contract"
 T0 = FROZEN_NOW - 30 * 86_400
 
 
-@pytest.fixture(params=["fake", "dynamodb"])
-def customers(request: pytest.FixtureRequest) -> Iterator[Any]:
+def _fake_or_adapter(request: pytest.FixtureRequest, fake: type, adapter: type) -> Iterator[Any]:
     if request.param == "fake":
-        yield FakeCustomers()
+        yield fake()
         return
     with InProcessStack(clock=lambda: FROZEN_NOW):
-        yield CustomerStore()
+        yield adapter()
+
+
+@pytest.fixture(params=["fake", "dynamodb"])
+def customers(request: pytest.FixtureRequest) -> Iterator[Any]:
+    yield from _fake_or_adapter(request, FakeCustomers, CustomerStore)
 
 
 @pytest.fixture(params=["fake", "dynamodb"])
 def progress(request: pytest.FixtureRequest) -> Iterator[Any]:
-    if request.param == "fake":
-        yield FakeEventsProgress()
-        return
-    with InProcessStack(clock=lambda: FROZEN_NOW):
-        yield EventsProgressStore()
+    yield from _fake_or_adapter(request, FakeEventsProgress, EventsProgressStore)
 
 
 @pytest.fixture(params=["fake", "dynamodb"])
 def tenants(request: pytest.FixtureRequest) -> Iterator[Any]:
-    if request.param == "fake":
-        yield FakeTenants()
-        return
-    with InProcessStack(clock=lambda: FROZEN_NOW):
-        yield TenantStore()
+    yield from _fake_or_adapter(request, FakeTenants, TenantStore)
 
 
 def _observed(event: dict[str, Any]) -> Observation:
