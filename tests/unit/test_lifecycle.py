@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from revsync.domain.record import external_id_for, validate_trait
 from revsync.domain.snapshots import parse_customer
+from revsync.domain.traits import candidate_traits
 
 from local import stripe_shapes as S
 from tests.unit.revenue_helpers import AS_OF, record_for
@@ -209,6 +212,7 @@ def test_traits_carry_the_stripe_data(shape: S.Shape) -> None:
         ("metadata.app_id", S.customer("cus_7", metadata={"app_id": "u-7"}), ("u-7", True)),
         ("metadata.app_id", S.customer("cus_7", metadata={"app_id": "  "}), ("stripe:cus_7", False)),
         ("metadata.app_id", S.customer("cus_7", metadata={"other": "x"}), ("stripe:cus_7", False)),
+        ("metadata.app.id", S.customer("cus_7", metadata={"app.id": "u-7", "app": "x"}), ("u-7", True)),
         (None, S.customer("cus_7", metadata={"app_id": "u-7"}), ("stripe:cus_7", False)),
     ],
 )
@@ -221,12 +225,32 @@ def test_subscription_before_its_customer_is_kept_unmatched_unless_the_trait_is_
     assert external_id_for("cus_7", None, "id") == ("cus_7", True)
 
 
-@pytest.mark.parametrize("trait", ["id", "email", "metadata.app_id", "metadata." + "k" * 40])
+# Stripe's metadata keys: up to 40 characters, any but square brackets (docs.stripe.com/api/metadata).
+@pytest.mark.parametrize(
+    "trait",
+    ["id", "email", "metadata.app_id", "metadata." + "k" * 40, "metadata.app.id", "metadata.Kundennr ü"],
+)
 def test_valid_traits(trait: str) -> None:
     assert validate_trait(trait) == trait
 
 
-@pytest.mark.parametrize("trait", ["", "name", "metadata.", "metadata.a.b", "metadata." + "k" * 41, "Email"])
+@pytest.mark.parametrize(
+    "trait", ["", "name", "metadata.", "metadata." + "k" * 41, "Email", "metadata.a[b]", "metadata.]"]
+)
 def test_invalid_traits(trait: str) -> None:
     with pytest.raises(ValueError, match="customer_id_trait"):
         validate_trait(trait)
+
+
+# Any key Stripe accepts: 1-40 characters, none of them a square bracket.
+_STRIPE_METADATA_KEYS = st.text(st.characters(blacklist_characters="[]"), min_size=1, max_size=40)
+
+
+@given(st.dictionaries(_STRIPE_METADATA_KEYS, st.text(min_size=1, max_size=20), max_size=5))
+def test_every_trait_the_picker_offers_can_be_saved_and_matches(metadata: dict[str, str]) -> None:
+    customer = S.customer("cus_7", metadata=metadata)
+    for candidate in candidate_traits([customer]):
+        trait = validate_trait(candidate["trait"])  # what PUT .../config checks
+        key = trait.removeprefix("metadata.")
+        if trait.startswith("metadata."):
+            assert external_id_for("cus_7", parse_customer(customer), trait) == (metadata[key].strip(), True)

@@ -57,12 +57,13 @@ class TraitError(ValueError):
 
 
 def validate_trait(trait: str) -> str:
-    """A customer-ID trait is ``id``, ``email`` or ``metadata.<key>``."""
+    """A customer-ID trait is ``id``, ``email`` or ``metadata.<key>``, the key as Stripe allows it:
+    1-40 characters, any but square brackets (so ``metadata.app.id`` is the key ``app.id``)."""
     if trait in ("id", "email"):
         return trait
     key = trait.removeprefix("metadata.")
-    if trait.startswith("metadata.") and key and len(key) <= 40 and "." not in key:
-        return trait  # Stripe metadata keys are at most 40 characters
+    if trait.startswith("metadata.") and 0 < len(key) <= 40 and not {"[", "]"} & set(key):
+        return trait
     raise TraitError("customer_id_trait must be 'id', 'email' or 'metadata.<key>'")
 
 
