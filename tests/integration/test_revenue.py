@@ -232,6 +232,11 @@ def test_the_feed_says_what_moved_in_order(connected: InProcessStack) -> None:
         ("from=26-01", "invalid_month"),
         ("from=2026-05&to=2026-01", "invalid_range"),
         ("from=2000-01&to=2026-01", "range_too_long"),
+        ("from=0001-01&to=9999-12", "invalid_month"),  # was a 500 (no year 10000 to end the range)
+        ("from=9990-03&to=9999-12", "invalid_month"),
+        ("from=0000-01&to=0000-02", "invalid_month"),  # was a 500 (there is no year 0)
+        ("to=0001-05", "invalid_month"),  # was a 500 (the default start went below year 1)
+        ("from=1969-12&to=1970-01", "invalid_month"),
         ("currency=USD", "invalid_currency"),
         ("currency=%00%FF", "invalid_currency"),
     ],
@@ -239,6 +244,14 @@ def test_the_feed_says_what_moved_in_order(connected: InProcessStack) -> None:
 def test_bad_revenue_queries_are_400s(connected: InProcessStack, query: str, error: str) -> None:
     response = connected.request("GET", "/tenants/rev/revenue", query=query)
     assert (response.status, response.json()["error"]) == (400, error)
+
+
+def test_the_first_and_last_months_answer(connected: InProcessStack) -> None:
+    early = connected.request("GET", "/tenants/rev/revenue", query="to=1970-03").json()
+    late = connected.request("GET", "/tenants/rev/revenue", query="from=9998-01&to=9998-12").json()
+
+    assert [m["month"] for m in early["months"]] == ["1970-01", "1970-02", "1970-03"]  # from: clamped
+    assert [m["month"] for m in late["months"]][-1] == "9998-12"
 
 
 def test_unknown_customer_history_is_404(connected: InProcessStack) -> None:

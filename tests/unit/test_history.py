@@ -23,8 +23,11 @@ from revsync.domain.history import (
     revenue_months,
 )
 from revsync.domain.snapshots import parse_customer, parse_invoice, parse_subscription
+from revsync.errors import ApiError
+from revsync.services.revenue import revenue
 
 from local import stripe_shapes as S
+from tests.fakes import FakeCustomers
 
 JAN = calendar.timegm((2026, 1, 1, 0, 0, 0))
 DAY = 86_400
@@ -337,3 +340,31 @@ def test_through_the_write_path_any_order_gives_the_same_history_and_months(
         return history, totals
 
     assert outcome(shuffled) == outcome(events)
+
+
+# --- the revenue route's query: any bytes give months or a 400, never an exception ----------------
+
+_MONTHS = st.one_of(
+    st.builds("{:04d}-{:02d}".format, st.integers(0, 9999), st.integers(0, 13)),
+    st.text(max_size=12),
+)
+
+
+_QUERIES = st.dictionaries(
+    st.sampled_from(["from", "to", "currency"]), _MONTHS | st.sampled_from(["usd", "USD"])
+)
+
+
+@given(_QUERIES)
+def test_any_revenue_query_answers_months_or_a_400(query: dict[str, str]) -> None:
+    refused: ApiError | None = None
+    try:
+        answer = revenue("t", query, totals=FakeCustomers(), now=1_800_000_000)
+    except ApiError as exc:
+        refused = exc
+    if refused is not None:
+        assert refused.status == 400
+        return
+    first, last = answer["months"][0]["month"], answer["months"][-1]["month"]
+    assert "1970-01" <= first <= last <= "9998-12"
+    assert len(answer["months"]) <= 120

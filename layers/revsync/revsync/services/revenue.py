@@ -16,7 +16,6 @@ from revsync.domain.history import (
     HistoryLog,
     history_document,
     month_of,
-    months,
     movements,
     mrr_timeline,
     revenue_months,
@@ -28,6 +27,8 @@ _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _CURRENCY = re.compile(r"^[a-z]{3}$")
 MAX_MONTHS = 120
 DEFAULT_MONTHS = 12
+# Months are Unix-time ranges; the last one's end (the next month's start) must be a valid date too.
+FIRST_MONTH, LAST_MONTH = "1970-01", "9998-12"
 
 
 class HistoryReader(Protocol):
@@ -50,14 +51,19 @@ def customer_history(
 def _month(value: str | None, name: str) -> str | None:
     if value is None:
         return None
-    if not _MONTH.fullmatch(value):
-        raise ApiError(400, "invalid_month", f"{name} must be a month as YYYY-MM")
+    if not _MONTH.fullmatch(value) or not FIRST_MONTH <= value <= LAST_MONTH:
+        message = f"{name} must be a month as YYYY-MM, {FIRST_MONTH} to {LAST_MONTH}"
+        raise ApiError(400, "invalid_month", message)
     return value
 
 
-def _months_before(month: str, count: int) -> str:
+def _index(month: str) -> int:
     year, number = (int(part) for part in month.split("-"))
-    index = year * 12 + number - 1 - count
+    return year * 12 + number - 1
+
+
+def _months_before(month: str, count: int) -> str:
+    index = max(_index(month) - count, _index(FIRST_MONTH))
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
@@ -78,7 +84,7 @@ def revenue(tenant_id: str, query: Mapping[str, str], *, totals: RevenueReader, 
     first = _month(query.get("from"), "from") or _months_before(last, DEFAULT_MONTHS - 1)
     if first > last:
         raise ApiError(400, "invalid_range", "from must not be after to")
-    if len(months(first, last)) > MAX_MONTHS:
+    if _index(last) - _index(first) + 1 > MAX_MONTHS:
         raise ApiError(400, "range_too_long", f"at most {MAX_MONTHS} months per request")
     currency = query.get("currency")
     if currency is not None and not _CURRENCY.fullmatch(currency):
