@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlencode
 
 from revsync.domain.events import Envelope, Observation, ParkedEvent
 from revsync.domain.history import Contribution, HistoryLog
@@ -29,7 +30,9 @@ from revsync.domain.state import CustomerObjects
 from revsync.domain.tenancy import Tenant, TenantRoute
 from revsync.infra.queue import QueueError
 from revsync.store.customers import ConcurrentUpdate, StoredCustomer, kept_invoice
-from revsync.stripe_api.client import KeyCheck, StripeAccessError
+from revsync.stripe_api.client import KeyCheck, OAuthGrant, StripeAccessError
+
+CONNECT_BASE = "https://connect.stripe.com"  # where Stripe's SDK sends a browser to authorize
 
 
 @dataclass
@@ -42,6 +45,8 @@ class FakeStripe:
     coupon_reads: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)  # the account's events, oldest first
     event_pages: int = 0
+    grants: dict[str, str] = field(default_factory=dict)  # OAuth code -> account id
+    deauthorized: list[str] = field(default_factory=list)
 
     def check_api_key(self, api_key: str) -> KeyCheck:
         if api_key not in self.valid_keys:
@@ -92,6 +97,33 @@ class FakeStripe:
         return {
             c: parsed for c in coupon_ids if c in self.objects and (parsed := parse_coupon(self.objects[c]))
         }
+
+    def sample_customers(self, tenant: Tenant, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest customers, as Stripe lists them (deleted ones are not listed)."""
+        customers = [o for o in self.objects.values() if o["object"] == "customer" and not o.get("deleted")]
+        return sorted(customers, key=lambda c: (c["created"], c["id"]), reverse=True)[:limit]
+
+    # --- Connect (OAuth) -------------------------------------------------------------------------
+
+    def oauth_authorize_url(self, client_id: str, state: str, redirect_uri: str) -> str:
+        query = {
+            "client_id": client_id,
+            "response_type": "code",
+            "scope": "read_write",
+            "state": state,
+            "redirect_uri": redirect_uri,
+        }
+        return f"{CONNECT_BASE}/oauth/authorize?{urlencode(query)}"
+
+    def oauth_exchange(self, code: str) -> OAuthGrant:
+        """A code from ``grants`` (code -> account id), once."""
+        account_id = self.grants.pop(code, None)
+        if account_id is None:
+            raise StripeAccessError("invalid_code", "Stripe did not accept the authorization code")
+        return OAuthGrant(account_id=account_id, livemode=False, scope="read_write")
+
+    def oauth_deauthorize(self, client_id: str, account_id: str) -> None:
+        self.deauthorized.append(account_id)  # already disconnected on Stripe's side: nothing to undo
 
 
 @dataclass

@@ -92,13 +92,7 @@ def _json(status: int, body: dict[str, Any]) -> Response[str]:
 
 
 def _json_body() -> Any:
-    raw = app.current_event.decoded_body
-    if not raw:
-        raise ApiError(400, "invalid_body", "a JSON body is required")
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_json", "body is not valid JSON") from None
+    return service.json_body(app.current_event.body, bool(app.current_event.is_base64_encoded))
 
 
 def _authorize_tenant(resolver: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[str]:

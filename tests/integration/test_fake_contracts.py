@@ -4,10 +4,12 @@ about the deployed code."""
 
 from __future__ import annotations
 
+import http.client
 import json
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 import stripe
@@ -27,7 +29,13 @@ from revsync.infra.queue import DeadLetters, SqsEventQueue
 from revsync.store.customers import ConcurrentUpdate, CustomerStore, kept_invoice
 from revsync.store.events_progress import EventsProgressStore
 from revsync.store.tenants import TenantStore
-from revsync.stripe_api.client import SUBSCRIPTION_EXPANSIONS, KeyCheck, StripeAccessError, StripeAccounts
+from revsync.stripe_api.client import (
+    SUBSCRIPTION_EXPANSIONS,
+    KeyCheck,
+    OAuthGrant,
+    StripeAccessError,
+    StripeAccounts,
+)
 
 from local import stripe_shapes as S
 from local.inprocess import InProcessStack
@@ -306,12 +314,17 @@ def stripe_account() -> Iterator[dict[str, Any]]:
             "post", "/v1/subscriptions", customer=customer["id"], items=items, discounts=discounts
         )
         (invoice,) = call("get", "/v1/invoices", customer=customer["id"])["data"]
+        newer = call("post", "/v1/customers", metadata={"app_id": "u-g"})
+        gone = call("post", "/v1/customers", metadata={"app_id": "u-gone"})
+        call("delete", f"/v1/customers/{gone['id']}")
         expand = {"expand": SUBSCRIPTION_EXPANSIONS}
         objects = {
             customer["id"]: call("get", f"/v1/customers/{customer['id']}"),
             subscription["id"]: call("get", f"/v1/subscriptions/{subscription['id']}", **expand),
             invoice["id"]: call("get", f"/v1/invoices/{invoice['id']}"),
             coupon["id"]: call("get", f"/v1/coupons/{coupon['id']}"),
+            newer["id"]: call("get", f"/v1/customers/{newer['id']}"),
+            gone["id"]: call("get", f"/v1/customers/{gone['id']}"),
         }
         events = list(reversed(call("get", "/v1/events", limit=100)["data"]))  # oldest first
         yield {"url": url, "objects": objects, "events": events, "account": call("get", "/v1/account")["id"]}
@@ -388,12 +401,17 @@ def test_events_list_newest_first_filtered_by_time_and_type(
     )
 
     assert more is False
-    assert [e["type"] for e in page] == ["invoice.paid", "customer.created"]
+    assert [e["type"] for e in page] == [
+        "customer.created",
+        "customer.created",
+        "invoice.paid",
+        "customer.created",
+    ]
     assert [e["id"] for e in page] == [e["id"] for e in reversed(events) if e["type"] in types]
     after, _ = stripe_reads.list_events(
-        _api_key_tenant(), created_gte=events[0]["created"], types=types, starting_after=page[0]["id"]
+        _api_key_tenant(), created_gte=events[0]["created"], types=types, starting_after=page[1]["id"]
     )
-    assert [e["id"] for e in after] == [page[1]["id"]]
+    assert [e["id"] for e in after] == [e["id"] for e in page[2:]]
 
 
 def test_an_api_key_is_checked_the_same(stripe_reads: Any, stripe_account: dict[str, Any]) -> None:
@@ -462,3 +480,53 @@ def test_a_parked_delivery_is_received_whole(queues: Queues) -> None:
 
     assert queues.parked() == [parked]
     assert queues.sent() == []
+
+
+def _authorization_code(sandbox_url: str, account_id: str) -> str:
+    """What the browser brings back from Stripe's authorize page: the sandbox approves at once."""
+    query = {"client_id": "ca_contract", "redirect_uri": "https://p.example/cb", "stripe_account": account_id}
+    connection = http.client.HTTPConnection(urlsplit(sandbox_url).netloc, timeout=30)
+    connection.request("GET", f"/oauth/authorize?{urlencode(query)}")
+    location = connection.getresponse().getheader("Location") or ""
+    connection.close()
+    return dict(parse_qsl(urlsplit(location).query))["code"]
+
+
+def test_connect_sends_the_browser_to_the_same_authorization(
+    stripe_reads: Any, stripe_account: dict[str, Any]
+) -> None:
+    url = urlsplit(stripe_reads.oauth_authorize_url("ca_contract", "st.ate", "https://p.example/cb?x=1"))
+
+    assert url.path == "/oauth/authorize"
+    assert dict(parse_qsl(url.query)) == {
+        "client_id": "ca_contract",
+        "response_type": "code",
+        "scope": "read_write",
+        "state": "st.ate",
+        "redirect_uri": "https://p.example/cb?x=1",
+    }
+
+
+def test_an_authorization_code_is_exchanged_once(stripe_reads: Any, stripe_account: dict[str, Any]) -> None:
+    account_id = f"acct_contract{len(stripe_account['events'])}{id(stripe_reads) % 1000:03d}"
+    code = _authorization_code(stripe_account["url"], account_id)
+    if isinstance(stripe_reads, FakeStripe):
+        stripe_reads.grants[code] = account_id
+
+    assert stripe_reads.oauth_exchange(code) == OAuthGrant(
+        account_id=account_id, livemode=False, scope="read_write"
+    )
+    with pytest.raises(StripeAccessError) as refused:
+        stripe_reads.oauth_exchange(code)
+    assert refused.value.code == "invalid_code"
+    stripe_reads.oauth_deauthorize("ca_contract", account_id)
+    stripe_reads.oauth_deauthorize("ca_contract", account_id)  # already gone: nothing to undo, no error
+
+
+def test_a_sample_is_the_newest_customers_deleted_ones_left_out(
+    stripe_reads: Any, stripe_account: dict[str, Any]
+) -> None:
+    sample = stripe_reads.sample_customers(_api_key_tenant(), 10)
+
+    assert [c["metadata"]["app_id"] for c in sample] == ["u-g", "u-f"]
+    assert [c["metadata"]["app_id"] for c in stripe_reads.sample_customers(_api_key_tenant(), 1)] == ["u-g"]

@@ -1,8 +1,10 @@
-"""Fuzz the public routes through the real handlers on moto (hypothesis draws the inputs).
+"""Fuzz the public routes, and the admin routes as an operator, through the real handlers on moto
+(hypothesis draws the inputs).
 
 Asserts, for every input: no 5xx; nothing forged or unsigned reaches either queue; every signed
 delivery is queued, dropped by rule, or parked with its reason; and after the worker runs, every
-queued message was applied, dropped by rule or parked (none lost). A quick profile runs in
+queued message was applied, dropped by rule or parked (none lost). An admin route answers whatever
+path values, body bytes and query it gets with a 2xx, 3xx or JSON 4xx. A quick profile runs in
 ``make test``; ``make soak`` runs 10,000 inputs over HTTP against the local stack.
 """
 
@@ -10,7 +12,9 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +25,7 @@ from revsync.store.tenants import TenantStore
 
 from local.fuzz import FuzzInput, acknowledged, fuzz_input
 from local.inprocess import InProcessStack
+from local.template import HttpRoute, http_routes
 from tests.conftest import FROZEN_NOW
 from tests.integration.conftest import PLATFORM_SECRET
 
@@ -133,3 +138,58 @@ def test_the_function_url_answers_any_method_and_path_with_a_4xx(
     assert 400 <= response.status < 500, (method, segments, response.status, response.body)
     assert json.loads(response.body)["error"]
     assert {q: stack.queue_depth(q) for q in before} == before
+
+
+# --- the admin routes: whatever an operator (or a browser) sends, a 2xx/3xx or a clear 4xx -----------
+
+_ADMIN_ROUTES = [r for r in http_routes() if r.auth != "NONE"]
+_PATH_VALUES = st.sampled_from(
+    ["acme", "direct", "nobody", "u-1", "stripe:cus_1", "acme%0A", "%2F", "%00", "é", "..", "x" * 70, "a b"]
+)
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=3),
+    max_leaves=8,
+)
+_FIELDS = st.sampled_from(["customer_id_trait", "api_key", "webhook_secret", "return_url", "execution"])
+_BODIES = st.one_of(
+    st.binary(max_size=200),
+    st.dictionaries(_FIELDS | st.text(max_size=10), _JSON_VALUES, max_size=3).map(
+        lambda d: json.dumps(d).encode()
+    ),
+)
+_QUERIES = st.lists(
+    st.tuples(
+        st.sampled_from(["from", "to", "currency", "return", "state", "code", "x"]), st.text(max_size=12)
+    ),
+    max_size=3,
+).map(urlencode)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    route=st.sampled_from(_ADMIN_ROUTES),
+    values=st.lists(_PATH_VALUES, min_size=3, max_size=3),
+    body=_BODIES,
+    query=_QUERIES,
+)
+def test_admin_routes_never_5xx_whatever_arrives(
+    stack: InProcessStack, stripe_fake: Any, route: HttpRoute, values: list[str], body: bytes, query: str
+) -> None:
+    if TenantStore().get("acme") is None:
+        _connect(stack)
+    path = route.path
+    for value in values:
+        path = re.sub(r"\{[^}]+\}", value, path, count=1)
+    headers = {"content-type": "application/json"}
+
+    response = stack.request(route.method, path, body, headers, query)
+
+    assert response.status < 500, (route.route_key, path, query, body, response.status, response.body)
+    if response.status >= 400 and "json" in response.headers.get("content-type", ""):
+        assert json.loads(response.body)["error"], response.body

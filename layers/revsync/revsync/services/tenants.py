@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import re
 from dataclasses import replace
@@ -51,6 +53,18 @@ class BackfillStarter(Protocol):
 
 class RecordReader(Protocol):
     def get_record(self, tenant_id: str, external_id: str) -> dict[str, Any] | None: ...
+
+
+def json_body(body: str | None, base64_encoded: bool) -> Any:
+    """A request's JSON body as API Gateway passes it: a 400 when there is none, and when its bytes
+    are not base64 (if marked so), not UTF-8 or not JSON."""
+    if not body:
+        raise ApiError(400, "invalid_body", "a JSON body is required")
+    try:  # binascii.Error and UnicodeDecodeError are ValueErrors too
+        raw = base64.b64decode(body, validate=True) if base64_encoded else body.encode()
+        return json.loads(raw.decode("utf-8"))
+    except ValueError:
+        raise ApiError(400, "invalid_json", "body is not valid JSON (UTF-8)") from None
 
 
 def checked_tenant_id(tenant_id: str) -> str:
