@@ -76,13 +76,14 @@ def test_api_key_connection_then_direct_webhooks_reach_the_record(
         (["not", "an", "object"], "invalid_body"),
         ("{not json", "invalid_json"),
         ("", "invalid_body"),
+        (b"\x80{}", "invalid_json"),  # not UTF-8 (the gateway passes it base64-encoded): was a 500
         ({"api_key": "rk_test_rejectedbystripe", "webhook_secret": WEBHOOK_SECRET}, "invalid_api_key"),
     ],
 )
 def test_bad_connections_are_400_and_store_nothing(
     stack: InProcessStack, stripe_fake: FakeStripe, body: Any, code: str
 ) -> None:
-    raw = body if isinstance(body, str) else __import__("json").dumps(body)
+    raw = body if isinstance(body, (str, bytes)) else __import__("json").dumps(body)
     response = stack.request(
         "PUT", "/tenants/acme/stripe/connection", raw, {"content-type": "application/json"}
     )
@@ -100,7 +101,7 @@ def test_config_requires_a_connection_and_a_valid_trait(
     assert (not_connected.status, not_connected.json()["error"]) == (409, "not_connected")
     stripe_fake.valid_keys[API_KEY] = None
     assert _connect(stack).status == 200
-    for trait in ("metadata.", "metadata.a.b", "name", "", 7):
+    for trait in ("metadata.", "metadata.a[b]", "name", "", 7):
         response = stack.request("PUT", "/tenants/acme/stripe/config", {"customer_id_trait": trait})
         assert (response.status, response.json()["error"]) == (400, "invalid_customer_id_trait"), trait
     status = stack.request("GET", "/tenants/acme/stripe").json()
