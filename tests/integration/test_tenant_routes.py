@@ -6,8 +6,10 @@ from typing import Any
 
 import pytest
 from revsync.domain.tenancy import Connection, Tenant, Tracking
+from revsync.services.backfill import BackfillError
 from revsync.store.tenants import TenantStore
 
+from local import lambda_runtime
 from local import stripe_shapes as S
 from local.inprocess import InProcessStack
 from tests.conftest import FROZEN_NOW
@@ -186,3 +188,21 @@ def test_a_connection_changed_meanwhile_is_a_409_not_a_500(
     monkeypatch.setattr(TenantStore, "save", crossed)
     response = stack.request("PUT", "/tenants/acme/stripe/config", {"customer_id_trait": "id"})
     assert (response.status, response.json()["error"]) == (409, "connection_changed")
+
+
+def test_a_console_backfill_of_a_tenant_not_connected_fails_with_its_reason(stack: InProcessStack) -> None:
+    """Started from the console (no route claimed it), the run's first step fails; the state
+    machine's RecordFailure step then records why on the tenant, and records nothing for a tenant
+    that does not exist."""
+    TenantStore().save(Tenant("idle", Connection()), NOW)
+    with pytest.raises(BackfillError) as failed:
+        lambda_runtime.invoke("ImporterFunction", {"action": "start", "tenant_id": "idle"})
+    error = {"Error": "BackfillError", "Cause": str(failed.value)}
+
+    lambda_runtime.invoke("ImporterFunction", {"action": "fail", "tenant_id": "idle", "error": error})
+    lambda_runtime.invoke("ImporterFunction", {"action": "fail", "tenant_id": "nobody", "error": error})
+
+    backfill = stack.request("GET", "/tenants/idle/stripe").json()["backfill"]
+    assert (backfill["state"], backfill["finished_at"]) == ("failed", NOW)
+    assert "has no Stripe connection" in backfill["error"]
+    assert TenantStore().get("nobody") is None

@@ -259,7 +259,20 @@ class BackfillProgress:
             expression += (
                 ", backfill.counts = :counts, backfill.requests = :requests, backfill.walks = :walks"
             )
-        self._update(tenant_id, expression, values, {"#s": "state", "#e": "error"})
+        names = {"#s": "state", "#e": "error"}
+        if self._update(tenant_id, expression, values, names, "attribute_exists(backfill)"):
+            return
+        # A run that failed before it started (started from the console for a tenant that is not
+        # connected) has no backfill map to update: record the outcome whole, if the tenant exists.
+        outcome = {
+            "state": values[":state"],
+            "stage": values[":stage"],
+            "counts": values.get(":counts", {"M": _ZERO_COUNTS}),
+            "started_at": {"NULL": True},
+            "finished_at": values[":now"],
+            "error": values[":error"],
+        }
+        self._update(tenant_id, "SET backfill = :b", {":b": {"M": outcome}}, None, "attribute_exists(pk)")
 
 
 def _running(now: int, stage: str) -> dict[str, Any]:
