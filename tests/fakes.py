@@ -242,6 +242,20 @@ class FakeDirectory:
         self.lookups += 1
         return self.by_tenants.get(tenant_id)
 
+    def save(self, tenant: Tenant) -> None:
+        """The routes saving ``tenant`` gives (TenantStore.save): by tenant, and by its Connect
+        account, which it releases when it moves to another account or to an API key."""
+        connection = tenant.connection
+        route = TenantRoute(
+            tenant.tenant_id, connection.status, connection.livemode, connection.mode, connection.secret_name
+        )
+        self.by_tenants[tenant.tenant_id] = route
+        for account_id, routed in list(self.by_accounts.items()):
+            if routed.tenant_id == tenant.tenant_id:
+                del self.by_accounts[account_id]
+        if connection.mode == "oauth" and connection.account_id:
+            self.by_accounts[connection.account_id] = route._replace(secret_name=None)
+
 
 @dataclass
 class FakeSecrets:

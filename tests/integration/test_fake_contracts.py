@@ -24,10 +24,12 @@ from revsync.domain.events import (
 from revsync.domain.history import Contribution, HistoryLog, history_entries
 from revsync.domain.record import derive_record
 from revsync.domain.state import CustomerObjects
+from revsync.domain.routing import TenantRoute
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.infra.queue import DeadLetters, SqsEventQueue
 from revsync.store.customers import ConcurrentUpdate, CustomerStore, kept_invoice
 from revsync.store.events_progress import EventsProgressStore
+from revsync.store.tenant_lookup import DynamoTenantDirectory
 from revsync.store.tenants import TenantStore
 from revsync.stripe_api.client import (
     SUBSCRIPTION_EXPANSIONS,
@@ -42,7 +44,14 @@ from local.inprocess import InProcessStack
 from local.stripe_sandbox.server import serve
 from tests.conftest import FROZEN_NOW
 from tests.e2e.conftest import free_port
-from tests.fakes import FakeCustomers, FakeEventsProgress, FakeQueue, FakeStripe, FakeTenants
+from tests.fakes import (
+    FakeCustomers,
+    FakeDirectory,
+    FakeEventsProgress,
+    FakeQueue,
+    FakeStripe,
+    FakeTenants,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -530,3 +539,58 @@ def test_a_sample_is_the_newest_customers_deleted_ones_left_out(
 
     assert [c["metadata"]["app_id"] for c in sample] == ["u-g", "u-f"]
     assert [c["metadata"]["app_id"] for c in stripe_reads.sample_customers(_api_key_tenant(), 1)] == ["u-g"]
+
+
+# --- the receiver's tenant directory ------------------------------------------------------------------
+
+
+class _SavingDirectory:
+    """The receiver's directory on DynamoDB, with tenants saved the way the tenant routes save them."""
+
+    def __init__(self) -> None:
+        self.store, self.directory = TenantStore(), DynamoTenantDirectory()
+
+    def save(self, tenant: Tenant) -> None:
+        self.store.save(tenant, FROZEN_NOW)
+
+    def by_account(self, account_id: str) -> TenantRoute | None:
+        return self.directory.by_account(account_id)
+
+    def by_tenant(self, tenant_id: str) -> TenantRoute | None:
+        return self.directory.by_tenant(tenant_id)
+
+
+@pytest.fixture(params=["fake", "dynamodb"])
+def directory(request: pytest.FixtureRequest) -> Iterator[Any]:
+    yield from _fake_or_adapter(request, FakeDirectory, _SavingDirectory)
+
+
+def test_a_connect_tenant_is_routed_by_its_account_and_an_api_key_tenant_by_its_path(directory: Any) -> None:
+    directory.save(Tenant("acme", Connection("connected", "oauth", ACCOUNT, livemode=True)))
+    directory.save(Tenant("direct", Connection("connected", "api_key", secret_name="revsync/direct")))
+
+    assert directory.by_account(ACCOUNT) == TenantRoute("acme", "connected", True, "oauth")
+    assert directory.by_tenant("acme") == TenantRoute("acme", "connected", True, "oauth")
+    assert directory.by_tenant("direct") == TenantRoute(
+        "direct", "connected", False, "api_key", "revsync/direct"
+    )
+    assert (directory.by_account("acct_nobody"), directory.by_tenant("nobody")) == (None, None)
+
+
+def test_a_tenant_that_moves_leaves_its_old_account_unrouted(directory: Any) -> None:
+    directory.save(Tenant("acme", Connection("connected", "oauth", ACCOUNT)))
+    directory.save(Tenant("acme", Connection("connected", "oauth", "acct_next")))
+    assert directory.by_account(ACCOUNT) is None
+    assert directory.by_account("acct_next") == TenantRoute("acme", "connected", False, "oauth")
+
+    directory.save(Tenant("acme", Connection("connected", "api_key", secret_name="revsync/acme")))
+    assert directory.by_account("acct_next") is None
+    assert directory.by_tenant("acme") == TenantRoute("acme", "connected", False, "api_key", "revsync/acme")
+
+
+def test_a_revoked_connection_is_routed_as_revoked(directory: Any) -> None:
+    directory.save(Tenant("acme", Connection("connected", "oauth", ACCOUNT)))
+    directory.save(Tenant("acme", Connection("revoked", "oauth", ACCOUNT)))
+
+    assert directory.by_account(ACCOUNT) == TenantRoute("acme", "revoked", False, "oauth")
+    assert directory.by_tenant("acme") == TenantRoute("acme", "revoked", False, "oauth")
