@@ -23,8 +23,8 @@ from revsync.domain.events import (
 )
 from revsync.domain.history import Contribution, HistoryLog, history_entries
 from revsync.domain.record import derive_record
-from revsync.domain.state import CustomerObjects
 from revsync.domain.routing import TenantRoute
+from revsync.domain.state import CustomerObjects
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.infra.queue import DeadLetters, SqsEventQueue
 from revsync.store.customers import ConcurrentUpdate, CustomerStore, kept_invoice
