@@ -140,6 +140,10 @@ def test_status_of_an_unknown_tenant_and_error_shapes(stack: InProcessStack) -> 
     assert status.json()["backfill"]["state"] == "none"
     missing = stack.request("GET", "/tenants/acme/customers/u-404")
     assert (missing.status, missing.json()["error"]) == (404, "customer_not_found")
+    # Over DynamoDB's 1,024-byte key in UTF-8, though not in characters (moto does not check it).
+    for path in ("/tenants/acme/customers/" + "é" * 600, "/tenants/acme/customers/" + "é" * 600 + "/history"):
+        too_long = stack.request("GET", path)
+        assert (too_long.status, too_long.json()["error"]) == (400, "invalid_external_id")
     bad_tenant = stack.request("GET", "/tenants/bad%20id/stripe")
     assert (bad_tenant.status, bad_tenant.json()["error"]) == (400, "invalid_tenant_id")
     assert stack.request("GET", "/health").json() == {"status": "ok"}

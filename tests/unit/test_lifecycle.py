@@ -213,6 +213,9 @@ def test_traits_carry_the_stripe_data(shape: S.Shape) -> None:
         ("metadata.app_id", S.customer("cus_7", metadata={"app_id": "  "}), ("stripe:cus_7", False)),
         ("metadata.app_id", S.customer("cus_7", metadata={"other": "x"}), ("stripe:cus_7", False)),
         ("metadata.app.id", S.customer("cus_7", metadata={"app.id": "u-7", "app": "x"}), ("u-7", True)),
+        # 500 characters (Stripe's limit) of 3 bytes each: more than DynamoDB can key a record by.
+        ("metadata.app_id", S.customer("cus_7", metadata={"app_id": "€" * 500}), ("stripe:cus_7", False)),
+        ("metadata.app_id", S.customer("cus_7", metadata={"app_id": "€" * 341}), ("€" * 341, True)),
         (None, S.customer("cus_7", metadata={"app_id": "u-7"}), ("stripe:cus_7", False)),
     ],
 )

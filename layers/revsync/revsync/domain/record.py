@@ -19,6 +19,7 @@ from revsync.domain.snapshots import (
 from revsync.domain.state import CustomerObjects
 
 RENEWING_STATUSES = frozenset({"active", "past_due", "trialing"})
+MAX_KEY_BYTES = 1024  # DynamoDB's limit on a sort key (the record's external_id)
 UNMATCHED_PREFIX = "stripe:"
 
 
@@ -79,7 +80,8 @@ def external_id_for(
     elif customer is not None and trait and trait.startswith("metadata."):
         value = customer["metadata"].get(trait.removeprefix("metadata."))
     value = value.strip() if isinstance(value, str) else None
-    if value:
+    # A value DynamoDB cannot key a record by (a sort key is at most 1024 bytes) matches nothing.
+    if value and len(value.encode()) <= MAX_KEY_BYTES:
         return value, True
     return f"{UNMATCHED_PREFIX}{customer_id}", False
 

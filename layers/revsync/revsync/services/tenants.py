@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from revsync.domain.reconcile import EventsState
-from revsync.domain.record import TraitError, validate_trait
+from revsync.domain.record import MAX_KEY_BYTES, TraitError, validate_trait
 from revsync.domain.tenancy import Connection, Tenant, status_document, tenant_webhook_url, validate_tenant_id
 from revsync.domain.traits import candidate_traits
 from revsync.errors import ApiError
@@ -235,8 +235,8 @@ def settings_page(
 
 def customer_record(tenant_id: str, external_id: str, *, records: RecordReader) -> dict[str, Any]:
     tenant_id = checked_tenant_id(tenant_id)
-    if not external_id or len(external_id) > 1024:
-        raise ApiError(400, "invalid_external_id", "external_id must be 1-1024 characters")
+    if not external_id or len(external_id.encode()) > MAX_KEY_BYTES:
+        raise ApiError(400, "invalid_external_id", f"external_id must be 1-{MAX_KEY_BYTES} bytes (UTF-8)")
     record = records.get_record(tenant_id, external_id)
     if record is None:
         raise ApiError(404, "customer_not_found", "no customer record with that external_id")
