@@ -260,13 +260,13 @@ class FakeDirectory:
 @dataclass
 class FakeSecrets:
     platform_secrets: list[str] = field(default_factory=lambda: ["whsec_platform"])
-    tenant_secrets: dict[str, list[str]] = field(default_factory=dict)
+    tenant_secrets: dict[str, list[str]] = field(default_factory=dict)  # by secret name
 
     def platform(self) -> list[str]:
         return self.platform_secrets
 
     def tenant(self, route: TenantRoute) -> list[str]:
-        return self.tenant_secrets.get(route.tenant_id, [])
+        return self.tenant_secrets.get(route.secret_name, []) if route.secret_name else []
 
 
 @dataclass

@@ -27,6 +27,7 @@ from revsync.domain.routing import TenantRoute
 from revsync.domain.state import CustomerObjects
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.infra.queue import DeadLetters, SqsEventQueue
+from revsync.infra.secrets import TenantSecrets, WebhookSecretSource
 from revsync.store.customers import ConcurrentUpdate, CustomerStore, kept_invoice
 from revsync.store.events_progress import EventsProgressStore
 from revsync.store.tenant_lookup import DynamoTenantDirectory
@@ -49,6 +50,7 @@ from tests.fakes import (
     FakeDirectory,
     FakeEventsProgress,
     FakeQueue,
+    FakeSecrets,
     FakeStripe,
     FakeTenants,
 )
@@ -594,3 +596,27 @@ def test_a_revoked_connection_is_routed_as_revoked(directory: Any) -> None:
 
     assert directory.by_account(ACCOUNT) == TenantRoute("acme", "revoked", False, "oauth")
     assert directory.by_tenant("acme") == TenantRoute("acme", "revoked", False, "oauth")
+
+
+# --- webhook signing secrets ----------------------------------------------------------------------
+
+
+@pytest.fixture(params=["fake", "aws"])
+def signing_secrets(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
+    """The receiver's secrets port, with the direct tenant's secret being rolled (two at once)."""
+    if request.param == "fake":
+        yield FakeSecrets(["whsec_local"], {"revsync/direct": ["whsec_old", "whsec_new"]}), "revsync/direct"
+        return
+    with InProcessStack(clock=lambda: FROZEN_NOW):  # the platform's secret: whsec_local, in SSM
+        yield WebhookSecretSource(), TenantSecrets().write("direct", "rk_test_direct", "whsec_old, whsec_new")
+
+
+def test_the_secrets_that_may_sign_a_webhook(signing_secrets: tuple[Any, str]) -> None:
+    secrets, name = signing_secrets
+
+    assert secrets.platform() == ["whsec_local"]
+    assert secrets.tenant(TenantRoute("direct", "connected", False, "api_key", name)) == [
+        "whsec_old",
+        "whsec_new",
+    ]
+    assert secrets.tenant(TenantRoute("acme", "connected", False, "oauth")) == []

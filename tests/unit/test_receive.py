@@ -33,7 +33,7 @@ def _deps() -> tuple[FakeDirectory, FakeSecrets, FakeQueue]:
         by_accounts={"acct_1": TenantRoute("acme", "connected", False, "oauth")},
         by_tenants={"direct": TenantRoute("direct", "connected", False, "api_key", "revsync/t/direct")},
     )
-    return directory, FakeSecrets(tenant_secrets={"direct": ["whsec_direct"]}), FakeQueue()
+    return directory, FakeSecrets(tenant_secrets={"revsync/t/direct": ["whsec_direct"]}), FakeQueue()
 
 
 def test_connect_event_is_queued_with_tenant_and_group() -> None:
