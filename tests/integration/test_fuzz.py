@@ -48,6 +48,17 @@ def _connect(stack: InProcessStack) -> None:
     )
 
 
+def _on_one_stack(examples: int) -> settings:
+    """Hypothesis settings for inputs sent to one in-process stack (a fixture shared by the examples),
+    the same examples on every run."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
 def _send(stack: InProcessStack, item: FuzzInput, via_url: bool) -> tuple[int, Any]:
     """Webhook inputs go to the HTTP API's route or to the receiver's function URL (the two
     entrances Stripe may be given); the callback only exists on the API."""
@@ -62,12 +73,7 @@ def _send(stack: InProcessStack, item: FuzzInput, via_url: bool) -> tuple[int, A
     return response.status, body
 
 
-@settings(
-    max_examples=120,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@_on_one_stack(120)
 @given(seeds=st.lists(st.integers(min_value=0, max_value=2**32), min_size=1, max_size=12))
 def test_public_routes_never_5xx_and_lose_nothing(
     stack: InProcessStack, stripe_fake: Any, seeds: list[int]
@@ -114,12 +120,7 @@ def test_public_routes_never_5xx_and_lose_nothing(
 _SEGMENTS = st.sampled_from(["webhooks", "stripe", "direct", "acme", "", "..", "%2F", "%00", "é", "x" * 70])
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@_on_one_stack(60)
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]),
     segments=st.lists(_SEGMENTS, max_size=5),
@@ -166,12 +167,7 @@ _QUERIES = st.lists(
 ).map(urlencode)
 
 
-@settings(
-    max_examples=150,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@_on_one_stack(150)
 @given(
     route=st.sampled_from(_ADMIN_ROUTES),
     values=st.lists(_PATH_VALUES, min_size=3, max_size=3),
