@@ -264,28 +264,37 @@ class BackfillProgress:
             return
         # A run that failed before it started (started from the console for a tenant that is not
         # connected) has no backfill map to update: record the outcome whole, if the tenant exists.
-        outcome = {
-            "state": values[":state"],
-            "stage": values[":stage"],
-            "counts": values.get(":counts", {"M": _ZERO_COUNTS}),
-            "started_at": {"NULL": True},
-            "finished_at": values[":now"],
-            "error": values[":error"],
+        outcome = _backfill(values[":state"]["S"], values[":stage"]["S"], None, now, error, counts)
+        self._update(tenant_id, "SET backfill = :b", {":b": outcome}, None, "attribute_exists(pk)")
+
+
+def _backfill(
+    state: str,
+    stage: str,
+    started_at: int | None,
+    finished_at: int | None,
+    error: str | None,
+    counts: dict[str, int],
+) -> dict[str, Any]:
+    """A whole ``backfill`` map (the status document's ``backfill``), as a DynamoDB attribute value."""
+
+    def number(value: int | None) -> dict[str, Any]:
+        return {"N": str(value)} if value is not None else {"NULL": True}
+
+    return {
+        "M": {
+            "state": {"S": state},
+            "stage": {"S": stage},
+            "counts": {"M": {**_ZERO_COUNTS, **{k: {"N": str(v)} for k, v in counts.items()}}},
+            "started_at": number(started_at),
+            "finished_at": number(finished_at),
+            "error": {"S": error} if error else {"NULL": True},
         }
-        self._update(tenant_id, "SET backfill = :b", {":b": {"M": outcome}}, None, "attribute_exists(pk)")
+    }
 
 
 def _running(now: int, stage: str) -> dict[str, Any]:
-    return {
-        "M": {
-            "state": {"S": "running"},
-            "stage": {"S": stage},
-            "counts": {"M": _ZERO_COUNTS},
-            "started_at": {"N": str(now)},
-            "finished_at": {"NULL": True},
-            "error": {"NULL": True},
-        }
-    }
+    return _backfill("running", stage, now, None, None, {})
 
 
 class AccountTaken(RuntimeError):
