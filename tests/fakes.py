@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlencode
 
+import stripe
 from revsync.domain.events import Envelope, Observation, ParkedEvent
 from revsync.domain.history import Contribution, HistoryLog
 from revsync.domain.reconcile import EventsState
@@ -31,8 +31,6 @@ from revsync.domain.tenancy import Tenant, TenantRoute
 from revsync.infra.queue import QueueError
 from revsync.store.customers import ConcurrentUpdate, StoredCustomer, kept_invoice
 from revsync.stripe_api.client import KeyCheck, OAuthGrant, StripeAccessError
-
-CONNECT_BASE = "https://connect.stripe.com"  # where Stripe's SDK sends a browser to authorize
 
 
 @dataclass
@@ -106,14 +104,19 @@ class FakeStripe:
     # --- Connect (OAuth) -------------------------------------------------------------------------
 
     def oauth_authorize_url(self, client_id: str, state: str, redirect_uri: str) -> str:
-        query = {
-            "client_id": client_id,
-            "response_type": "code",
-            "scope": "read_write",
-            "state": state,
-            "redirect_uri": redirect_uri,
-        }
-        return f"{CONNECT_BASE}/oauth/authorize?{urlencode(query)}"
+        """Built by the stripe SDK, as StripeAccounts builds it (no request is made)."""
+        client = stripe.StripeClient("sk_test_fake")
+        return str(
+            client.oauth.authorize_url(
+                params={
+                    "client_id": client_id,
+                    "response_type": "code",
+                    "scope": "read_write",
+                    "state": state,
+                    "redirect_uri": redirect_uri,
+                }
+            )
+        )
 
     def oauth_exchange(self, code: str) -> OAuthGrant:
         """A code from ``grants`` (code -> account id), once."""
