@@ -9,7 +9,8 @@ the HTTP API's route is priced too). When `sam build` has run
 
 - DynamoDB: every request the handlers make, with its capacity units from the item sizes by
   DynamoDB's rules (names + values; a write per KB of the larger of old and new item, a
-  transactional write twice; a strongly consistent read per 4 KB).
+  transactional write twice; a strongly consistent read per 4 KB), and the revenue index's writes
+  (one when a state item enters, leaves or changes in it; none when its entry stays the same).
 - Lambda durations: the handler code's own time, measured (the time spent waiting on moto taken
   out), plus a service latency per AWS call (DynamoDB 5 ms, a transaction 10 ms, SQS 8 ms,
   EventBridge 15 ms); memory sizes from template.yaml.
@@ -259,6 +260,26 @@ class Meter:
         self.feed_entries = 0
         self.waited = 0.0
         self.modeled = 0.0
+        # The sync table's revenue index as the writes seen so far leave it: item key -> its entry.
+        self.index: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def _index_write(self, table: str, item: dict[str, Any]) -> None:
+        """DynamoDB's index rule: a write to an item costs an index write when the item enters,
+        leaves or changes in the index (its keys or projected attributes), none otherwise."""
+        if "sync" not in table:
+            return
+        key = (item["pk"]["S"], item["sk"]["S"])
+        entry = (item["tenant_id"]["S"], item["timeline"]["S"]) if "tenant_id" in item else None
+        before = self.index.get(key)
+        if entry == before:
+            return
+        if entry is None:
+            del self.index[key]
+        else:
+            self.index[key] = entry
+        names = ("pk", "sk", "tenant_id", "timeline", "kind")  # the index entry: keys and projection
+        projected: dict[str, dict[str, Any]] = {name: item[name] for name in names if name in item}
+        self.wru["revenue index"] += math.ceil(item_bytes(projected) / 1024)
 
     def request(self, request: Any, seconds: float) -> None:
         target = request.headers.get("X-Amz-Target", b"")
@@ -271,6 +292,7 @@ class Meter:
         if name == "PutItem":
             item = params["Item"]
             self.wru[_kind(params["TableName"], item)] += math.ceil(item_bytes(item) / 1024)
+            self._index_write(params["TableName"], item)
         elif name in ("UpdateItem", "DeleteItem"):
             size = updated_item_bytes(params)
             self.wru[_kind(params["TableName"], params["Key"])] += max(1, math.ceil(size / 1024))

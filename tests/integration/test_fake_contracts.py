@@ -194,22 +194,36 @@ def test_an_unchanged_record_keeps_deriving_from_its_version(customers: Any) -> 
     assert customers.load("t", "cus_c").record_version == 5
 
 
-def test_revenue_changes_add_up_per_month_and_only_with_their_save(customers: Any) -> None:
-    first = {("usd", "2026-01"): Contribution(new=4900, new_customers=1)}
-    second = {("usd", "2026-01"): Contribution(expansion=100), ("usd", "2026-02"): Contribution(churn=5000)}
+JAN, FEB = 1_767_225_600, 1_769_904_000  # 2026-01-01, 2026-02-01
+
+
+def test_revenue_totals_sum_the_saved_timelines_of_the_tenant(customers: Any) -> None:
+    first = ((JAN, "usd", 4900),)
+    second = ((JAN, "usd", 4900), (JAN + 86_400, "usd", 5000), (FEB, "usd", 0))
     stored = customers.load("t", "cus_r")
-    customers.save("t", stored, stored.objects, None, "u-r", 0, revenue_changes=first)
-    with pytest.raises(ConcurrentUpdate):
-        customers.save("t", stored, stored.objects, None, "u-r", 0, revenue_changes=second)
-    customers.save("t", customers.load("t", "cus_r"), stored.objects, None, "u-r", 0, revenue_changes=second)
+    customers.save("t", stored, stored.objects, None, "u-r", 0, timeline=first)
+    with pytest.raises(ConcurrentUpdate):  # a stale save changes nothing
+        customers.save("t", stored, stored.objects, None, "u-r", 0, timeline=second)
+    assert customers.revenue_totals("t") == {"usd": {"2026-01": Contribution(new=4900, new_customers=1)}}
+    customers.save("t", customers.load("t", "cus_r"), stored.objects, None, "u-r", 0, timeline=second)
+    again = customers.load("t", "cus_r")
+    assert again.timeline == second
+    customers.save("t", again, again.objects, None, "u-r", 0)  # no timeline given: the stored one stays
+    other = customers.load("t", "cus_s")
+    customers.save("t", other, other.objects, None, "u-s", 0, timeline=((FEB, "eur", 300),))
+    never_paid = customers.load("t", "cus_none")
+    customers.save("t", never_paid, never_paid.objects, None, "u-n", 0, timeline=())
+    customers.save("other", customers.load("other", "cus_r"), stored.objects, None, "u-r", 0, timeline=first)
 
     assert customers.revenue_totals("t") == {
         "usd": {
             "2026-01": Contribution(new=4900, expansion=100, new_customers=1),
-            "2026-02": Contribution(churn=5000),
-        }
+            "2026-02": Contribution(churn=5000, churned_customers=1),
+        },
+        "eur": {"2026-02": Contribution(new=300, new_customers=1)},
     }
-    assert customers.revenue_totals("other") == {}
+    assert customers.load("t", "cus_none").timeline == ()
+    assert customers.revenue_totals("nobody") == {}
 
 
 def _record(external_id: str, mrr: int = 4900) -> Any:

@@ -200,6 +200,10 @@ def test_signed_but_unreadable_deliveries_are_parked_then_read_again_on_redrive(
 ) -> None:
     """Nothing Stripe sent is lost: what revsync cannot read is kept whole with its reason."""
     connect_oauth("acme", "acct_acme")
+    # Its customer, without the trait's value: the record is stripe:cus_1 once the subscription lands.
+    customer = S.event("customer.created", S.customer("cus_1"), created=NOW - 9, account="acct_acme")
+    assert stack.post_webhook(customer, PLATFORM_SECRET).status == 200
+    stack.drain()
     sub = S.subscription("cus_1", [S.subscription_item(S.price(2500))], status="active")
     sub["items"]["data"][0]["price"]["tiers"] = 5  # the shape that used to be a 500
     unreadable = S.event("customer.subscription.created", sub, created=NOW - 5, account="acct_acme")

@@ -6,13 +6,14 @@ from typing import Any
 
 import pytest
 from revsync.domain.events import Observation, Source
+from revsync.domain.history import Contribution
 from revsync.domain.snapshots import parse_customer, parse_subscription
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.services.sync import RetryLater, apply_observation
 from revsync.store.customers import ConcurrentUpdate
 
 from local import stripe_shapes as S
-from tests.fakes import FakeCustomers, FakeStripe, FakeTenants
+from tests.fakes import FakeCustomers, FakeFeed, FakeStripe, FakeTenants
 
 
 def _tenants(trait: str = "metadata.app_id") -> FakeTenants:
@@ -181,9 +182,76 @@ def test_a_read_to_settle_a_tie_counts_as_newer_than_what_was_received_whatever_
     )
     seven = {**two, "items": {**two["items"], "data": [{**two["items"]["data"][0], "quantity": 7}]}}
     stripe.objects["sub_1"] = seven
-    customers = FakeCustomers()
-    _apply(_sub(two, ahead), customers, stripe=stripe)
-    result = _apply(_sub(seven, ahead), customers, stripe=stripe)  # same second, different content
+    customers, tenants = FakeCustomers(), _tenants("id")  # keyed by the Stripe id: no customer needed
+    _apply(_sub(two, ahead), customers, tenants, stripe=stripe)
+    result = _apply(_sub(seven, ahead), customers, tenants, stripe=stripe)  # same second, new content
     assert (result.outcome, result.refetches) == ("applied", 1)
     [record] = customers.records.values()
     assert record["mrr"] == 7000
+
+
+# --- a record keyed by a customer trait waits for the customer object ------------------------------
+
+
+_ACTIVE = S.subscription("cus_1", [S.subscription_item(S.price(1000))], id="sub_1", status="active")
+
+
+def _active(at: int) -> Observation:
+    return _sub(_ACTIVE, at, source="created")
+
+
+def test_a_subscription_before_its_customer_keeps_its_state_and_waits_for_the_record_key() -> None:
+    """Stripe sends customer.created and customer.subscription.created in any order: the record is
+    projected once, at the trait's key, when the customer arrives (no stripe: record that moves)."""
+    customers, feed = FakeCustomers(), FakeFeed()
+    first = apply_observation(
+        "acme", _active(100), tenants=_tenants(), customers=customers, stripe=FakeStripe(), changes=feed
+    )
+    assert (first.outcome, first.record_written) == ("applied", False)
+    assert customers.records == {}
+    assert feed.details == []
+    stored = customers.load("acme", "cus_1")
+    assert set(stored.objects.subscriptions) == {"sub_1"}
+    assert stored.record_version == 0
+    assert customers.revenue_totals("acme") == {"usd": {"1970-01": Contribution(new=1000, new_customers=1)}}
+    # Delivered again: nothing to repair, no read of a record that does not exist.
+    reads = customers.reads
+    again = apply_observation(
+        "acme", _active(100), tenants=_tenants(), customers=customers, stripe=FakeStripe(), changes=feed
+    )
+    assert again.outcome == "unchanged", again
+    assert customers.reads == reads + 1
+
+    apply_observation(
+        "acme",
+        _customer(100, source="created", metadata={"app_id": "u-1"}),
+        tenants=_tenants(),
+        customers=customers,
+        stripe=FakeStripe(),
+        changes=feed,
+    )
+    assert set(customers.records) == {("acme", "u-1")}
+    assert customers.records[("acme", "u-1")]["mrr"] == 1000
+    [published] = feed.details
+    assert (published["external_id"], published["movement"]) == ("u-1", "new")
+
+
+def test_a_record_keyed_by_the_stripe_id_does_not_wait() -> None:
+    customers = FakeCustomers()
+    _apply(_active(100), customers, _tenants("id"))
+    assert customers.records[("acme", "cus_1")]["mrr"] == 1000
+
+
+def test_a_backfilled_subscription_of_an_unlisted_customer_is_kept_unmatched_and_followed() -> None:
+    """A backfill lists customers before subscriptions: a customer it did not list (deleted before)
+    will not arrive, so its record is stripe:<id>; later events keep updating that record."""
+    customers = FakeCustomers()
+    apply_observation(
+        "acme", _active(100), tenants=_tenants(), customers=customers, stripe=FakeStripe(), imported=True
+    )
+    assert customers.records[("acme", "stripe:cus_1")]["matched"] is False
+    raw = S.subscription(
+        "cus_1", [S.subscription_item(S.price(1000), quantity=2)], id="sub_1", status="active"
+    )
+    _apply(_sub(raw, 200), customers)
+    assert customers.records[("acme", "stripe:cus_1")]["mrr"] == 2000

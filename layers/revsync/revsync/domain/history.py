@@ -5,9 +5,8 @@ rules give for the latest observation of each object observed at or before t. Th
 that set small: each customer or subscription observation is kept as its *revenue view* (the
 snapshot without what cannot move MRR: period dates, names, metadata), and equal views are stored
 once (``HistoryLog``). Each change of MRR(t) is a movement; a customer's movements give its
-contribution to each month (``Contribution``), and a tenant's months are sums of those, kept as
-totals that the write path adjusts by the difference a change makes (idempotent: the difference is
-computed from the stored set before and after, under the state's version lock).
+contribution to each month (``Contribution``), and a tenant's months are sums of those over its
+customers' timelines (the write path keeps each customer's timeline with its state, in one write).
 """
 
 from __future__ import annotations
@@ -154,6 +153,10 @@ def history_entries(observation: Observation, *, imported: bool = False) -> list
 # --- the timeline and its movements ---------------------------------------------------------------
 
 
+# (time, currency, MRR from then on) at each change: what ``mrr_timeline`` gives.
+Timeline = tuple[tuple[int, str | None, int], ...]
+
+
 class MrrPoint(NamedTuple):
     at: int
     currency: str | None
@@ -292,16 +295,17 @@ def contributions(points: Iterable[MrrPoint]) -> dict[tuple[str, str], Contribut
     return {key: Contribution(**fields) for key, fields in found.items()}
 
 
-def contribution_changes(
-    before: Mapping[tuple[str, str], Contribution], after: Mapping[tuple[str, str], Contribution]
-) -> dict[tuple[str, str], Contribution]:
-    """What to add to each month's totals when a customer's contributions go from before to after."""
-    changes = {}
-    for key in set(before) | set(after):
-        delta = after.get(key, Contribution()) - before.get(key, Contribution())
-        if any(delta):
-            changes[key] = delta
-    return changes
+def revenue_totals(
+    timelines: Iterable[Sequence[tuple[int, str | None, int]]],
+) -> dict[str, dict[str, Contribution]]:
+    """currency -> YYYY-MM -> the customers' contributions to that month, summed (one timeline, as
+    ``mrr_timeline`` gives it, per customer)."""
+    totals: dict[str, dict[str, Contribution]] = {}
+    for timeline in timelines:
+        for (currency, month), contribution in contributions(movements(timeline)).items():
+            months = totals.setdefault(currency, {})
+            months[month] = months.get(month, Contribution()) + contribution
+    return totals
 
 
 class Month(NamedTuple):

@@ -86,6 +86,12 @@ def external_id_for(
     return f"{UNMATCHED_PREFIX}{customer_id}", False
 
 
+def record_key_unknown(objects: CustomerObjects, trait: str | None) -> bool:
+    """Whether the record's key is not known yet: the trait is read from the customer object
+    (``email``, ``metadata.<key>``) and that object has not been observed."""
+    return objects.customer is None and trait is not None and trait != "id"
+
+
 def _renews_at(subscription: SubscriptionSnapshot, invoices: list[InvoiceSnapshot]) -> int | None:
     """The later of the current-period end and the newest paid invoice line's period end; None when
     the subscription is set to cancel by then (at period end, or at a ``cancel_at`` before it)."""

@@ -7,22 +7,14 @@ semantics live in the domain, this module only sequences load → decide → sav
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from revsync.domain.changes import record_change
 from revsync.domain.events import Observation
-from revsync.domain.history import (
-    Contribution,
-    HistoryLog,
-    contribution_changes,
-    contributions,
-    history_entries,
-    movements,
-    mrr_timeline,
-)
-from revsync.domain.record import CustomerRecord, derive_record
+from revsync.domain.history import HistoryLog, Timeline, history_entries, mrr_timeline
+from revsync.domain.record import CustomerRecord, derive_record, record_key_unknown
 from revsync.domain.snapshots import (
     Coupon,
     InvoiceLine,
@@ -61,11 +53,12 @@ class Customers(Protocol):
         stored: StoredCustomer,
         objects: CustomerObjects,
         applied: Observation | None,
-        external_id: str,
+        external_id: str | None,
         config_version: int,
         record_changed: bool = True,
         history: HistoryLog | None = None,
-        revenue_changes: Mapping[tuple[str, str], Contribution] | None = None,
+        timeline: Timeline | None = None,
+        record_waits: bool = False,
     ) -> int: ...
 
     def project(
@@ -149,36 +142,65 @@ def _enriched(
 
 
 def _history_after(
-    customer_id: str, history: HistoryLog, seen: list[Observation], imported: bool
-) -> tuple[HistoryLog, dict[tuple[str, str], Contribution]]:
-    """The kept observations with ``seen`` added, and what that adds to the tenant's months."""
+    customer_id: str, stored: StoredCustomer, seen: list[Observation], imported: bool
+) -> tuple[HistoryLog, Timeline | None]:
+    """The kept observations with ``seen`` added, and the MRR timeline they give (None: the stored
+    one still holds). The tenant's months are sums of its customers' stored timelines."""
+    history = stored.history
     after = history.with_entries(entry for kept in seen for entry in history_entries(kept, imported=imported))
-    if after == history:
-        return history, {}
+    if after == history and stored.timeline is not None:
+        return history, None
+    return after, tuple(mrr_timeline(customer_id, after.observations()))
 
-    def by_month(log: HistoryLog) -> dict[tuple[str, str], Contribution]:
-        return contributions(movements(mrr_timeline(customer_id, log.observations())))
 
-    return after, contribution_changes(by_month(history), by_month(after))
+def _stopped_paying(timeline: Timeline) -> bool:
+    """Whether MRR fell to zero after being positive, at some point of ``timeline``."""
+    paying = False
+    for _, _, mrr in timeline:
+        if mrr > 0:
+            paying = True
+        elif paying:
+            return True
+    return False
 
 
 def _publish(
     changes: ChangeFeed,
     customer_id: str,
-    history: HistoryLog,
+    stored: StoredCustomer,
     previous: CustomerRecord | None,
     record: CustomerRecord,
     observed_at: int,
 ) -> None:
-    # Whether it paid before matters only to a change from no MRR to some (new or reactivation):
-    # replay the kept history only then.
-    starts_paying = (previous is None or not previous["mrr"]) and record["mrr"] > 0
-    ever_paid = starts_paying and any(
-        mrr > 0 for _, _, mrr in mrr_timeline(customer_id, history.observations())
-    )
+    # Whether it paid before matters only to a change from no MRR to some (new or reactivation): it
+    # did if a paying stretch of its timeline ended before (the record may show a stretch that began
+    # before the record did: one that waited for its customer object).
+    ever_paid = False
+    if (previous is None or not previous["mrr"]) and record["mrr"] > 0:
+        before = stored.timeline
+        if before is None:  # a state written before timelines were kept
+            before = tuple(mrr_timeline(customer_id, stored.history.observations()))
+        ever_paid = _stopped_paying(before)
     detail = record_change(previous, record, observed_at, ever_paid)
     if detail is not None:
         changes.publish(detail)
+
+
+def _records(
+    tenant_id: str, tenant: Tenant, stored: StoredCustomer, objects: CustomerObjects, imported: bool
+) -> tuple[CustomerRecord, CustomerRecord | None, bool]:
+    """The record ``objects`` give, the one ``stored`` gave (None: none), and whether the record
+    waits for its customer object (then nothing is projected yet)."""
+    trait = tenant.customer_id_trait
+    record = derive_record(tenant_id, objects, trait)
+    shown = stored.version is not None and stored.record_version != 0  # a record derives from it
+    previous = derive_record(tenant_id, stored.objects, trait) if shown else None
+    # A record keyed by a trait of the customer object waits for that object: an event of its
+    # subscription that arrives first (Stripe's order is any) would otherwise make a stripe: record
+    # that moves, and is published twice, a moment later. A backfill lists customers first, so a
+    # customer it did not list (deleted) is final and kept unmatched.
+    waits = not shown and not imported and record_key_unknown(objects, trait)
+    return record, previous, waits
 
 
 def apply_observation(
@@ -235,16 +257,14 @@ def apply_observation(
                 snapshot=fetched, observed_at=requested_at, source="fetched", event_id=None
             )
             continue
-        trait = tenant.customer_id_trait
-        record = derive_record(tenant_id, outcome.objects, trait)
-        previous = derive_record(tenant_id, stored.objects, trait) if stored.version is not None else None
+        record, previous, waits = _records(tenant_id, tenant, stored, outcome.objects, imported)
         config_moved = stored.config_version != tenant.config_version
-        history, revenue = _history_after(customer_id, stored.history, seen, imported)
+        history, timeline = _history_after(customer_id, stored, seen, imported)
         if not outcome.changed and not config_moved and history == stored.history:
             # Nothing new, but the record may lag the state it derives from (a projection that failed
             # after the state write, then a redrive): one read tells, whatever the receive count.
             wanted = stored.record_version
-            if wanted is None or (
+            if not wanted or (
                 (customers.projected_version(tenant_id, record["external_id"], customer_id) or 0) >= wanted
             ):
                 return SyncResult("unchanged", outcome.decision.reason, refetches, conflicts)
@@ -258,22 +278,25 @@ def apply_observation(
                 stored,
                 outcome.objects,
                 observation if outcome.changed else None,
-                record["external_id"],
+                None if waits else record["external_id"],
                 tenant.config_version,
-                record_changed=record != previous or config_moved,
+                record_changed=not waits and (record != previous or config_moved),
                 history=history,
-                revenue_changes=revenue,
+                timeline=timeline,
+                record_waits=waits,
             )
         except ConcurrentUpdate:
             conflicts += 1
             continue
+        result = "applied" if outcome.changed else "unchanged"
+        if waits:
+            return SyncResult(result, outcome.decision.reason, refetches, conflicts)
         written = False
         if record != previous or repair:
             written = customers.project(record, version, stored.external_id, repair=repair)
         # The version-checked state write is the change; a newer record projected first (another
         # worker's later event) does not undo it, so it is published either way.
         if changes is not None and record != previous:
-            _publish(changes, customer_id, stored.history, previous, record, observation["observed_at"])
-        result = "applied" if outcome.changed else "unchanged"
+            _publish(changes, customer_id, stored, previous, record, observation["observed_at"])
         return SyncResult(result, outcome.decision.reason, refetches, conflicts, written)
     raise RetryLater(f"gave up after {conflicts} concurrent updates")

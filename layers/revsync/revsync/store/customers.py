@@ -1,40 +1,43 @@
 """The write path's storage: load a customer's objects, save them optimistically, project the record.
 
-Per applied observation this costs one Query (the state item and the paid invoices share a
-partition), one conditional write of the state item, and one conditional update of the record when
-the derived record changed. A new paid invoice adds its own put.
+Per applied observation this costs one Query (the state item and the paid-invoice archives share a
+partition), one conditional write of the state item (its MRR timeline included: the tenant's months
+are summed from the sparse ``revenue`` index over those, which DynamoDB writes only when a timeline
+changes), and one conditional update of the record when the derived record changed.
 
-A paid invoice is put before the state write that makes it count, so an invoice whose state write
-failed or was lost is not applied yet (it will be, when its event is retried). Which invoice items
-count is told by the state without listing them all (the state item stays under 1 KB, one write
-unit, however many invoices a customer pays): each new invoice takes the next number of the state's
-invoice count, and the state lists the last ``RECENT_INVOICES`` it counted. An item counts when it is
-listed, or when its number is older than the listed ones. An item whose state write was lost keeps
-a number another invoice took; before that number leaves the list, the state write that pushes it
-out deletes the lost item (conditional on its number: a retry may have put it again meanwhile), so
-it does not count until its event is retried or redriven, as when it was listed. (Only a put delayed
-past ``RECENT_INVOICES`` later invoices of one customer would escape that: README "Known limits".)
+Paid invoices live in the state item itself, the newest ``INLINE_INVOICES`` of them, so paying one
+costs no write of its own. When one more arrives, the state's inline invoices move, together, into
+an archive item (``invoices#000001``, ``#000002``, ...) and the state counts one more archive: the
+state write stays the one commit point. An archive is written before the state write that counts
+it, as exactly the inline invoices of the state version it was spilled from (every writer holding
+that version writes the same bytes), and only over an archive spilled from the same or an older
+version: a spill whose state write lost never changes a counted archive, and the next spill
+overwrites it. A paid invoice is final: once archived, a later observation of it changes nothing.
+States from before the archives (paid invoices as one item each, numbered) are read as they were
+written and converted by their next save.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from typing import Any
 
-from pynamodb.connection import Connection
-from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWriteError, UpdateError
-from pynamodb.transactions import TransactWrite
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
 from revsync.domain.events import Observation
-from revsync.domain.history import Contribution, HistoryLog
+from revsync.domain.history import Contribution, HistoryLog, Timeline, revenue_totals
 from revsync.domain.record import UNMATCHED_PREFIX, CustomerRecord
 from revsync.domain.snapshots import InvoiceSnapshot
 from revsync.domain.state import CustomerObjects
-from revsync.settings import get_settings
 from revsync.store import models
-from revsync.store.models import CustomerRecordItem, CustomerStateItem, PaidInvoiceItem, RevenueMonthItem
+from revsync.store.models import (
+    CustomerRecordItem,
+    CustomerStateItem,
+    InvoiceArchiveItem,
+    PaidInvoiceItem,
+)
 
 # The record attributes revsync owns; everything else on the item belongs to the platform.
 OWNED_RECORD_FIELDS = (
@@ -55,38 +58,47 @@ OWNED_RECORD_FIELDS = (
 )
 
 
+INLINE_INVOICES = 4
+# The previous format's list length (read only: see _legacy_invoices).
 RECENT_INVOICES = 8
 
 
 @dataclass(frozen=True, slots=True)
-class InvoiceLog:
-    """Which paid-invoice items the stored state counts (see the module docstring)."""
+class InvoiceBook:
+    """Where the stored state keeps its paid invoices (see the module docstring)."""
 
-    count: int = 0  # numbers given to invoices so far
-    recent: tuple[str, ...] = ()  # the last RECENT_INVOICES counted, oldest first
-    numbers: Mapping[str, int | None] = field(default_factory=dict)  # of the counted items
-    lost: Mapping[str, int] = field(default_factory=dict)  # items put, not counted: their numbers
+    archived: int = 0  # archive items counted: numbers 1..archived
+    inline: tuple[str, ...] = ()  # ids kept in the state item, oldest first
+    # Archived ids: final, never written again.
+    archived_ids: frozenset[str] = frozenset()
 
-    def counts(self, invoice_id: str, number: int | None) -> bool:
-        # An item put before invoices were numbered is number 0 (see _invoice_log).
-        return invoice_id in self.recent or (number or 0) <= self.count - RECENT_INVOICES
-
-    def after(self, invoice_id: str) -> tuple[InvoiceLog, int | None]:
-        """The log once ``invoice_id`` is saved, and the number its item is put with."""
-        if invoice_id in self.numbers:  # counted already: an update keeps its number
-            return self, self.numbers[invoice_id]
-        number = self.count + 1
-        recent = (*self.recent, invoice_id)[-RECENT_INVOICES:]
-        lost = {lost_id: n for lost_id, n in self.lost.items() if lost_id != invoice_id}
-        return InvoiceLog(number, recent, {**self.numbers, invoice_id: number}, lost), number
-
-    def leaving(self) -> dict[str, int]:
-        """Lost items whose numbers the list no longer covers: they must go before this log is saved."""
-        return {invoice_id: n for invoice_id, n in self.lost.items() if n <= self.count - RECENT_INVOICES}
+    def after(self, invoice_id: str | None) -> tuple[InvoiceBook, list[tuple[str, ...]]]:
+        """The book once ``invoice_id`` (None: no invoice) is saved, and the inline ids to archive
+        first, in chunks (each chunk one archive item, numbered from ``archived + 1``)."""
+        if invoice_id is None or invoice_id in self.inline or invoice_id in self.archived_ids:
+            added: tuple[str, ...] = ()
+        else:
+            added = (invoice_id,)
+        if len(self.inline) + len(added) <= INLINE_INVOICES:
+            return replace(self, inline=self.inline + added), []
+        chunks = [self.inline[i : i + INLINE_INVOICES] for i in range(0, len(self.inline), INLINE_INVOICES)]
+        spilled = self.archived_ids | frozenset(self.inline)
+        return InvoiceBook(self.archived + len(chunks), added, spilled), chunks
 
 
 class ConcurrentUpdate(RuntimeError):
     """Another writer changed the customer's state since it was loaded: load again and retry."""
+
+
+def _timeline_to_json(timeline: Timeline) -> str:
+    return json.dumps([list(point) for point in timeline], separators=(",", ":"))
+
+
+def _timeline_from_json(text: str | None) -> Timeline | None:
+    """None: a state written before timelines were kept (sync derives it from the history)."""
+    if text is None:
+        return None
+    return tuple((int(at), currency, int(mrr)) for at, currency, mrr in json.loads(text))
 
 
 def _conditional_failed(exc: Exception) -> bool:
@@ -99,106 +111,109 @@ class StoredCustomer:
     version: int | None  # None: nothing stored yet
     external_id: str | None  # the record key last projected
     config_version: int
-    record_version: int | None = None  # the version the current record derives from
+    # The version the current record derives from (0: none yet, its key waits for the customer).
+    record_version: int | None = None
     history: HistoryLog = field(default_factory=HistoryLog)
-    invoices: InvoiceLog = field(default_factory=InvoiceLog)
+    invoices: InvoiceBook = field(default_factory=InvoiceBook)
+    # The MRR timeline ``history`` gives (None: a state written before timelines were kept).
+    timeline: Timeline | None = ()
 
 
-def _invoice_log(stored: Mapping[str, Any]) -> InvoiceLog:
-    listed = tuple(stored.get("invoice_ids", ()))
-    if "invoice_count" in stored:
-        return InvoiceLog(int(stored["invoice_count"]), listed)
-    # Written before invoices were numbered: its items have no number and it lists every invoice it
-    # counted. Its count starts at RECENT_INVOICES, so they all count as number 0 from now on.
-    return InvoiceLog(RECENT_INVOICES, listed) if listed else InvoiceLog()
+def _legacy_invoices(stored: Mapping[str, Any], items: list[PaidInvoiceItem]) -> list[PaidInvoiceItem]:
+    """The invoice items a state of the previous format counted: the last RECENT_INVOICES it listed,
+    and every item whose number is older than those (an unnumbered item, from before numbers, is
+    number 0; a state from then lists every invoice and counts from RECENT_INVOICES)."""
+    listed = set(stored.get("invoice_ids", ()))
+    count = int(stored.get("invoice_count", RECENT_INVOICES if listed else 0))
+    counted = [
+        item
+        for item in items
+        if item.invoice_id in listed or int(item.number or 0) <= count - RECENT_INVOICES
+    ]
+    return sorted(counted, key=lambda item: (int(item.number or 0), item.invoice_id))
 
 
-def _invoice_observation(item: PaidInvoiceItem, customer_id: str) -> Observation:
+def _legacy_document(item: PaidInvoiceItem) -> list[Any]:
+    lines = [[str(sub), int(end)] for sub, end in item.lines]
+    paid_at = None if item.paid_at is None else int(item.paid_at)
+    return [
+        item.invoice_id,
+        int(item.amount_paid),
+        item.currency,
+        paid_at,
+        item.subscription_id,
+        int(item.observed_at),
+        lines,
+    ]
+
+
+def _invoice_document(observation: Observation) -> list[Any]:
+    """What is kept of a paid invoice (the fields the record reads), compactly: a list, not a map."""
+    invoice = observation["snapshot"]
+    assert invoice["object"] == "invoice"
+    lines = [[line["subscription"], line["period_end"]] for line in invoice["lines"]]
+    return [
+        invoice["id"],
+        invoice["amount_paid"],
+        invoice["currency"],
+        invoice["paid_at"],
+        invoice["subscription"],
+        observation["observed_at"],
+        lines,
+    ]
+
+
+def _invoice_from_document(document: list[Any], customer_id: str) -> Observation:
+    invoice_id, amount_paid, currency, paid_at, subscription, observed_at, lines = document
     snapshot = InvoiceSnapshot(
         object="invoice",
-        id=item.invoice_id,
+        id=invoice_id,
         customer=customer_id,
         status="paid",
-        amount_paid=int(item.amount_paid),
-        currency=item.currency,
-        paid_at=int(item.paid_at) if item.paid_at is not None else None,
-        subscription=item.subscription_id,
-        lines=[{"subscription": str(sub), "period_end": int(end)} for sub, end in item.lines],
+        amount_paid=int(amount_paid),
+        currency=currency,
+        paid_at=None if paid_at is None else int(paid_at),
+        subscription=subscription,
+        lines=[{"subscription": str(sub), "period_end": int(end)} for sub, end in lines],
     )
-    return Observation(snapshot=snapshot, observed_at=int(item.observed_at), source="updated", event_id=None)
+    # Any observation of a paid invoice is an update of it; the event id is not kept.
+    return Observation(snapshot=snapshot, observed_at=int(observed_at), source="updated", event_id=None)
 
 
 def kept_invoice(observation: Observation) -> Observation:
-    """A paid invoice's observation as ``load`` gives it back: what its item keeps (the fields the
-    record reads; no event id, and the source of any observation of a paid invoice is "updated")."""
+    """A paid invoice's observation as ``load`` gives it back (what the store keeps of it)."""
     invoice = observation["snapshot"]
     assert invoice["object"] == "invoice"
-    return _invoice_observation(_invoice_item("", observation, None), invoice["customer"])
+    return _invoice_from_document(_invoice_document(observation), invoice["customer"])
 
 
-def _invoice_item(pk: str, observation: Observation, number: int | None) -> PaidInvoiceItem:
-    invoice = observation["snapshot"]
-    assert invoice["object"] == "invoice"
-    return PaidInvoiceItem(
-        pk,
-        f"{models.INVOICE_SK_PREFIX}{invoice['id']}",
-        number=number,
-        invoice_id=invoice["id"],
-        amount_paid=invoice["amount_paid"],
-        currency=invoice["currency"],
-        paid_at=invoice["paid_at"],
-        subscription_id=invoice["subscription"],
-        observed_at=observation["observed_at"],
-        lines=[[line["subscription"], line["period_end"]] for line in invoice["lines"]],
-    )
-
-
-def _delete_lost_invoice(pk: str, invoice_id: str, number: int) -> None:
-    item = PaidInvoiceItem(pk, f"{models.INVOICE_SK_PREFIX}{invoice_id}")
-    try:
-        item.delete(condition=PaidInvoiceItem.number == number)
-    except DeleteError as exc:
-        if not _conditional_failed(exc):
-            raise  # else its event was retried meanwhile: the item is put again, with a new number
-
-
-@lru_cache(maxsize=1)
-def _transactions() -> Connection:
-    """One connection (one botocore client) per process for transactions, with the models' timeouts."""
-    return Connection(
-        region=get_settings().region,
-        connect_timeout_seconds=models.CONNECT_TIMEOUT_SECONDS,
-        read_timeout_seconds=models.READ_TIMEOUT_SECONDS,
-        max_retry_attempts=models.MAX_RETRY_ATTEMPTS,
-    )
+def _archive_key(number: int) -> str:
+    return f"{models.INVOICE_ARCHIVE_SK_PREFIX}{number:06d}"
 
 
 class CustomerStore:
     def load(self, tenant_id: str, customer_id: str) -> StoredCustomer:
         pk = models.sync_partition(tenant_id, customer_id)
         state: CustomerStateItem | None = None
-        items: list[PaidInvoiceItem] = []
+        archives: dict[int, list[list[Any]]] = {}
+        legacy: list[PaidInvoiceItem] = []
         for item in models.SyncItem.query(pk, consistent_read=True):
             if isinstance(item, CustomerStateItem):
                 state = item
+            elif isinstance(item, InvoiceArchiveItem):
+                archives[int(item.number)] = item.invoices
             elif isinstance(item, PaidInvoiceItem):
-                items.append(item)
+                legacy.append(item)
         stored = state.objects if state is not None else {}
-        log = _invoice_log(stored)
-        numbers: dict[str, int | None] = {}
-        lost: dict[str, int] = {}
-        for item in items:
-            number = int(item.number) if item.number is not None else None
-            if log.counts(item.invoice_id, number):
-                numbers[item.invoice_id] = number
-            elif number is not None:
-                lost[item.invoice_id] = number
-        log = replace(log, numbers=numbers, lost=lost)
-        invoices = {
-            item.invoice_id: _invoice_observation(item, customer_id)
-            for item in items
-            if item.invoice_id in numbers
-        }
+        if "archived" in stored or not legacy:
+            archived = int(stored.get("archived", 0))
+            inline: list[list[Any]] = stored.get("invoices", [])
+            counted = [doc for number in sorted(archives) if number <= archived for doc in archives[number]]
+        else:  # the previous format: its counted items are this state's inline invoices, to archive
+            archived, counted = 0, []
+            inline = [_legacy_document(item) for item in _legacy_invoices(stored, legacy)]
+        invoices = {doc[0]: _invoice_from_document(doc, customer_id) for doc in (*counted, *inline)}
+        book = InvoiceBook(archived, tuple(doc[0] for doc in inline), frozenset(doc[0] for doc in counted))
         objects = CustomerObjects(
             customer_id=customer_id,
             customer=stored.get("customer"),
@@ -216,7 +231,8 @@ class CustomerStore:
                 else (int(state.version) if state is not None and state.version is not None else None)
             ),
             history=HistoryLog.from_json(stored.get("history")),
-            invoices=log,
+            invoices=book,
+            timeline=() if state is None else _timeline_from_json(state.timeline),
         )
 
     def save(
@@ -225,35 +241,36 @@ class CustomerStore:
         stored: StoredCustomer,
         objects: CustomerObjects,
         applied: Observation | None,
-        external_id: str,
+        external_id: str | None,
         config_version: int,
         record_changed: bool = True,
         history: HistoryLog | None = None,
-        revenue_changes: Mapping[tuple[str, str], Contribution] | None = None,
+        timeline: Timeline | None = None,
+        record_waits: bool = False,
     ) -> int:
         """Save the objects unless someone else did since ``stored`` was loaded; return the new version.
 
         ``record_changed``: whether the derived record differs from the one ``stored`` gives (if not,
-        the record keeps deriving from ``stored.record_version``). ``history`` replaces the kept
-        observations; ``revenue_changes`` ((currency, month) -> what the customer's new history adds
-        to that month) are added to the tenant's monthly totals in the same transaction, so each
-        change is counted exactly once: a retry finds the version moved and recomputes."""
+        the record keeps deriving from ``stored.record_version``); ``record_waits``: no record derives
+        from this state yet (record version 0; its key waits for the customer object). ``history``
+        replaces the kept observations and ``timeline`` the MRR timeline they give (None:
+        ``stored``'s), in the same write: the tenant's months are sums of the stored timelines, so a
+        change counts once."""
         pk = models.sync_partition(tenant_id, objects.customer_id)
-        log = stored.invoices
-        if applied is not None and applied["snapshot"]["object"] == "invoice":
-            # Idempotent put, before the state write that makes it count (see the module docstring).
-            log, number = log.after(applied["snapshot"]["id"])
-            _invoice_item(pk, applied, number).save()
-            for invoice_id, lost_number in log.leaving().items():
-                _delete_lost_invoice(pk, invoice_id, lost_number)
+        invoice = applied["snapshot"] if applied is not None else None
+        applied_invoice = invoice["id"] if invoice is not None and invoice["object"] == "invoice" else None
+        book, chunks = stored.invoices.after(applied_invoice)
+        for offset, chunk in enumerate(chunks, start=1):
+            # Before the state write that counts it (see the module docstring).
+            self._archive(pk, stored, stored.invoices.archived + offset, chunk)
         item = CustomerStateItem(
             pk,
             models.STATE_SK,
             objects={
                 "customer": objects.customer,
                 "subscriptions": dict(objects.subscriptions),
-                "invoice_count": log.count,
-                "invoice_ids": list(log.recent),
+                "archived": book.archived,
+                "invoices": [_invoice_document(objects.invoices[i]) for i in book.inline],
                 "history": (history if history is not None else stored.history).to_json(),
             },
             external_id=external_id,
@@ -261,12 +278,14 @@ class CustomerStore:
         )
         new_version = (stored.version or 0) + 1
         carried = stored.record_version if not record_changed else None
-        item.record_version = carried if carried is not None else new_version
+        item.record_version = 0 if record_waits else carried if carried is not None else new_version
         if stored.version is not None:
             item.version = stored.version  # unset: the save requires that no state item exists yet
-        if revenue_changes:
-            self._save_with_revenue(item, tenant_id, revenue_changes)
-            return int(item.version)
+        timeline = timeline if timeline is not None else stored.timeline
+        if timeline is not None:
+            item.timeline = _timeline_to_json(timeline)
+            # In the revenue index only with a point (sparse: customers that never had MRR stay out).
+            item.tenant_id = tenant_id if timeline else None
         try:
             item.save()  # VersionAttribute: conditional on the version we loaded
         except PutError as exc:
@@ -275,38 +294,32 @@ class CustomerStore:
             raise
         return int(item.version)
 
-    def _save_with_revenue(
-        self, item: CustomerStateItem, tenant_id: str, changes: Mapping[tuple[str, str], Contribution]
-    ) -> None:
+    def _archive(self, pk: str, stored: StoredCustomer, number: int, invoice_ids: tuple[str, ...]) -> None:
+        version = stored.version or 0
+        archive = InvoiceArchiveItem(
+            pk,
+            _archive_key(number),
+            number=number,
+            spilled_from=version,
+            invoices=[_invoice_document(stored.objects.invoices[i]) for i in invoice_ids],
+        )
         try:
-            with TransactWrite(connection=_transactions()) as transaction:
-                transaction.save(item)  # conditional on the version we loaded
-                for (currency, month), delta in sorted(changes.items()):
-                    total = RevenueMonthItem(
-                        models.revenue_partition(tenant_id), models.revenue_sort_key(currency, month)
-                    )
-                    actions: list[Any] = [
-                        getattr(RevenueMonthItem, name).add(value)
-                        for name, value in delta._asdict().items()
-                        if value
-                    ]
-                    actions.append(RevenueMonthItem.kind.set(RevenueMonthItem))
-                    transaction.update(total, actions=actions)
-        except TransactWriteError as exc:
-            reasons = exc.cancellation_reasons
-            if reasons and reasons[0] is not None and reasons[0].code == "ConditionalCheckFailed":
-                raise ConcurrentUpdate(item.pk) from exc
+            archive.save(
+                condition=InvoiceArchiveItem.spilled_from.does_not_exist()
+                | (InvoiceArchiveItem.spilled_from <= version)
+            )
+        except PutError as exc:
+            if _conditional_failed(exc):
+                raise ConcurrentUpdate(pk) from exc  # a newer state spilled it: this one is stale
             raise
 
     def revenue_totals(self, tenant_id: str) -> dict[str, dict[str, Contribution]]:
-        """currency -> month -> the tenant's totals (one Query: a few items per month of history)."""
-        found: dict[str, dict[str, Contribution]] = {}
-        for item in RevenueMonthItem.query(models.revenue_partition(tenant_id)):
-            currency, month = item.sk.split("#", 1)
-            found.setdefault(currency, {})[month] = Contribution(
-                *(int(getattr(item, name)) for name in Contribution._fields)
-            )
-        return found
+        """currency -> month -> the tenant's totals, summed over its customers' MRR timelines (one
+        Query of the revenue index: ~100 bytes a customer that ever had MRR)."""
+        found = (
+            _timeline_from_json(item.timeline) for item in CustomerStateItem.revenue_index.query(tenant_id)
+        )
+        return revenue_totals(timeline for timeline in found if timeline)
 
     def history(self, tenant_id: str, customer_id: str) -> HistoryLog | None:
         """The customer's kept observations (None: nothing stored for that customer)."""

@@ -3,7 +3,8 @@
 * customers: the customer records (contract), keyed by (tenant_id, external_id); shared with the
   platform's analytics import, so revsync only ever SETs or REMOVEs the attributes it owns.
 * sync: per (tenant, Stripe customer) partition: one ``state`` item (latest observation of the customer
-  and its subscriptions, optimistic-locked by version) and one item per paid invoice (the history).
+  and its subscriptions, its newest paid invoices and its MRR history, optimistic-locked by version)
+  and the archives of its older paid invoices; the ``revenue`` index lists a tenant's MRR timelines.
 * tenants: ``tenant#<id>`` items (connection, config, tracking, backfill) and ``account#<acct>``
   items routing Connect events to their tenant.
 
@@ -28,6 +29,7 @@ from pynamodb.attributes import (
     VersionAttribute,
 )
 from pynamodb.constants import BINARY
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
 from revsync.settings import get_settings
@@ -110,6 +112,21 @@ class SyncItem(Model):
     kind = DiscriminatorAttribute()
 
 
+class RevenueIndex(GlobalSecondaryIndex["CustomerStateItem"]):
+    """A tenant's customers that ever had MRR, with their MRR timelines: what ``/revenue`` sums.
+
+    Sparse (a state item is in it only while it has a timeline) and written by the state write
+    itself: DynamoDB bills an index write only when the timeline (or the item's presence) changes.
+    """
+
+    class Meta:
+        index_name = "revenue"
+        projection = IncludeProjection(["timeline", "kind"])
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    pk = UnicodeAttribute(range_key=True)
+
+
 class CustomerStateItem(SyncItem, discriminator="state"):
     """The latest observation of a Stripe customer and of each of its subscriptions, and the kept
     observations of its MRR history (``objects["history"]``: compressed together, they share most
@@ -123,33 +140,27 @@ class CustomerStateItem(SyncItem, discriminator="state"):
     # The version whose derived record is the current one: the record item must carry at least this
     # ``revsync_version``, else its projection failed and is repaired (no extra write to know it).
     record_version = NumberAttribute(null=True)
+    # The customer's MRR timeline ([[at, currency, mrr], ...] as JSON) and its tenant, both set only
+    # when the timeline has a point: the keys of the revenue index.
+    tenant_id = UnicodeAttribute(null=True)
+    timeline = UnicodeAttribute(null=True)
+    revenue_index = RevenueIndex()
 
 
-def revenue_partition(tenant_id: str) -> str:
-    """The tenant's monthly revenue totals; "!" is in no tenant id and starts no Stripe customer id."""
-    return f"{tenant_id}#!revenue"
+INVOICE_ARCHIVE_SK_PREFIX = "invoices#"
 
 
-def revenue_sort_key(currency: str, month: str) -> str:
-    return f"{currency}#{month}"
+class InvoiceArchiveItem(SyncItem, discriminator="invoices"):
+    """Paid invoices moved out of the state item together (store.customers), counted by the state."""
 
-
-class RevenueMonthItem(SyncItem, discriminator="revenue"):
-    """A tenant's movements in one month and currency, summed over its customers (ADDed to as a
-    customer's contribution changes, in the transaction that saves that customer's state)."""
-
-    new = NumberAttribute(default=0)
-    expansion = NumberAttribute(default=0)
-    reactivation = NumberAttribute(default=0)
-    contraction = NumberAttribute(default=0)
-    churn = NumberAttribute(default=0)
-    new_customers = NumberAttribute(default=0)
-    reactivated_customers = NumberAttribute(default=0)
-    churned_customers = NumberAttribute(default=0)
+    number = NumberAttribute()
+    spilled_from = NumberAttribute()  # the state version whose inline invoices these are
+    # [[id, amount_paid, currency, paid_at, subscription, observed_at, lines], ...]
+    invoices = CompressedJSONAttribute()
 
 
 class PaidInvoiceItem(SyncItem, discriminator="invoice"):
-    """One paid invoice: the paid-invoice history, counted once however often Stripe reports it."""
+    """One paid invoice, as the previous format kept them (read only: store.customers converts)."""
 
     number = NumberAttribute(null=True)  # its place in the state's invoice count (store.customers)
     invoice_id = UnicodeAttribute()
