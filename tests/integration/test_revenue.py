@@ -21,6 +21,7 @@ from revsync.domain.events import observation_of, parse_event
 from revsync.domain.history import Contribution, HistoryLog
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.services.sync import apply_observation
+from revsync.store import models
 from revsync.store.customers import CustomerStore
 
 from local import stripe_shapes as S
@@ -280,6 +281,54 @@ def test_the_fake_keeps_what_the_store_keeps(stack: InProcessStack) -> None:
     assert totals == _through(FakeCustomers())[0]
     assert history is not None
     assert len(history.entries) == 4  # the customer and three subscription observations
+
+
+# --- the revenue index: sparse, and filled in for states written before it -------------------------
+
+
+def _in_index(tenant_id: str) -> set[str]:
+    return {item.pk for item in models.CustomerStateItem.revenue_index.query(tenant_id)}
+
+
+def test_only_customers_that_ever_paid_are_in_the_revenue_index(stack: InProcessStack) -> None:
+    store = CustomerStore()
+    _through(store)
+    trialing = _sub("cus_tia", "sub_tia", status="trialing", trial_end=JAN + 40 * DAY)
+    tenants = FakeTenants({"rev": Tenant("rev", Connection("connected", "oauth", ACCOUNT)).with_config("id")})
+    raw = S.event("customer.subscription.created", trialing, created=JAN + 3 * DAY, account=ACCOUNT)
+    observation = observation_of(parse_event(json.dumps(raw).encode()))
+    assert observation is not None
+    apply_observation("rev", observation, tenants=tenants, customers=store, stripe=FakeStripe())
+    assert store.load("rev", "cus_tia").timeline == ()  # stored, empty: kept out of the index
+    assert _in_index("rev") == {f"rev#cus_{n}" for n in ("ada", "bob", "cy")}
+    assert _in_index("other") == set()
+
+
+def test_a_state_written_before_timelines_gets_one_at_its_next_change(stack: InProcessStack) -> None:
+    """A stack upgraded from month items: its states have no timeline until written again (a backfill
+    reads every object again, later, so it rewrites every state)."""
+    store = CustomerStore()
+    totals, _ = _through(store)
+    for item in models.SyncItem.query(models.sync_partition("rev", "cus_ada")):
+        if isinstance(item, models.CustomerStateItem):
+            item.tenant_id = item.timeline = None  # as the previous version wrote it
+            item.save()
+    assert store.load("rev", "cus_ada").timeline is None
+    assert "usd" in totals
+    assert store.revenue_totals("rev") != totals  # ada is missing until her state is written again
+
+    # Her next change moves no MRR (a paid invoice: not history), and still writes her timeline.
+    invoice = S.invoice("cus_ada", "sub_ada", amount_paid=5000, paid_at=JAN + 60 * DAY, id="in_ada")
+    paid = observation_of(
+        parse_event(json.dumps(S.event("invoice.paid", invoice, created=JAN + 60 * DAY)).encode())
+    )
+    assert paid is not None
+    tenant = Tenant("rev", Connection("connected", "oauth", ACCOUNT)).with_config("metadata.app_id")
+    result = apply_observation(
+        "rev", paid, tenants=FakeTenants({"rev": tenant}), customers=store, stripe=FakeStripe()
+    )
+    assert result.outcome == "applied"
+    assert store.revenue_totals("rev") == totals
 
 
 # --- concurrent workers: a committed change is published even when a newer record lands first --
