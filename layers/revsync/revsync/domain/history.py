@@ -268,9 +268,6 @@ class Contribution(NamedTuple):
         assert isinstance(other, Contribution)
         return Contribution(*(a + b for a, b in zip(self, other, strict=True)))
 
-    def __sub__(self, other: Contribution) -> Contribution:
-        return Contribution(*(a - b for a, b in zip(self, other, strict=True)))
-
     @property
     def net_mrr(self) -> int:
         return self.new + self.expansion + self.reactivation - self.contraction - self.churn
@@ -280,19 +277,29 @@ class Contribution(NamedTuple):
         return self.new_customers + self.reactivated_customers - self.churned_customers
 
 
-_COUNTED = {"new": "new_customers", "reactivation": "reactivated_customers", "churn": "churned_customers"}
+_SLOT = {name: index for index, name in enumerate(Contribution._fields)}
+# A movement's amount goes to its own field; these also count a customer.
+_COUNTED = {
+    "new": _SLOT["new_customers"],
+    "reactivation": _SLOT["reactivated_customers"],
+    "churn": _SLOT["churned_customers"],
+}
 
 
 def contributions(points: Iterable[MrrPoint]) -> dict[tuple[str, str], Contribution]:
-    """(currency, YYYY-MM) -> the customer's contribution to that month."""
-    found: dict[tuple[str, str], dict[str, int]] = {}
+    """(currency, YYYY-MM) -> the points' movements in that month, summed: one customer's
+    contribution to its months, or a tenant's months from all its customers' points (plain lists
+    while adding: ``/revenue`` adds up every paying customer's points on each request)."""
+    sums: dict[tuple[str, str], list[int]] = {}
     for point in points:
         key = (point.currency or "", month_of(point.at))
-        fields = found.setdefault(key, dict.fromkeys(Contribution._fields, 0))
-        fields[point.movement] += point.amount
+        fields = sums.get(key)
+        if fields is None:
+            fields = sums[key] = [0] * len(_SLOT)
+        fields[_SLOT[point.movement]] += point.amount
         if point.movement in _COUNTED:
             fields[_COUNTED[point.movement]] += 1
-    return {key: Contribution(**fields) for key, fields in found.items()}
+    return {key: Contribution(*fields) for key, fields in sums.items()}
 
 
 def revenue_totals(
@@ -301,10 +308,9 @@ def revenue_totals(
     """currency -> YYYY-MM -> the customers' contributions to that month, summed (one timeline, as
     ``mrr_timeline`` gives it, per customer)."""
     totals: dict[str, dict[str, Contribution]] = {}
-    for timeline in timelines:
-        for (currency, month), contribution in contributions(movements(timeline)).items():
-            months = totals.setdefault(currency, {})
-            months[month] = months.get(month, Contribution()) + contribution
+    points = (point for timeline in timelines for point in movements(timeline))
+    for (currency, month), total in contributions(points).items():
+        totals.setdefault(currency, {})[month] = total
     return totals
 
 
