@@ -29,7 +29,7 @@ from revsync.domain.state import CustomerObjects
 from revsync.domain.tenancy import Tenant, TenantRoute
 from revsync.infra.queue import QueueError
 from revsync.store.customers import ConcurrentUpdate, StoredCustomer, kept_invoice
-from revsync.stripe_api.client import KeyCheck, OAuthGrant, StripeAccessError
+from revsync.stripe_api.client import KeyCheck, OAuthGrant, StripeAccessError, authorize_url
 
 
 @dataclass
@@ -103,19 +103,8 @@ class FakeStripe:
     # --- Connect (OAuth) -------------------------------------------------------------------------
 
     def oauth_authorize_url(self, client_id: str, state: str, redirect_uri: str) -> str:
-        """Built by the stripe SDK, as StripeAccounts builds it (no request is made)."""
-        client = stripe.StripeClient("sk_test_fake")
-        return str(
-            client.oauth.authorize_url(
-                params={
-                    "client_id": client_id,
-                    "response_type": "code",
-                    "scope": "read_write",
-                    "state": state,
-                    "redirect_uri": redirect_uri,
-                }
-            )
-        )
+        """As StripeAccounts builds it (no request is made)."""
+        return authorize_url(stripe.StripeClient("sk_test_fake"), client_id, state, redirect_uri)
 
     def oauth_exchange(self, code: str) -> OAuthGrant:
         """A code from ``grants`` (code -> account id), once."""

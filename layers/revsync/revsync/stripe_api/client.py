@@ -60,6 +60,18 @@ def make_client(
     )
 
 
+def authorize_url(client: stripe.StripeClient, client_id: str, state: str, redirect_uri: str) -> str:
+    """Stripe Connect's authorize URL for a read-write connection (built by the SDK, no request)."""
+    params: Any = {
+        "client_id": client_id,
+        "response_type": "code",
+        "scope": "read_write",
+        "state": state,
+        "redirect_uri": redirect_uri,
+    }
+    return str(client.oauth.authorize_url(params=params))
+
+
 @dataclass(frozen=True, slots=True)
 class KeyCheck:
     account_id: str | None
@@ -210,17 +222,7 @@ class StripeAccounts:
 
     def oauth_authorize_url(self, client_id: str, state: str, redirect_uri: str) -> str:
         client = make_client(self._platform_key(), api_base=self._api_base)
-        return str(
-            client.oauth.authorize_url(
-                params={
-                    "client_id": client_id,
-                    "response_type": "code",
-                    "scope": "read_write",
-                    "state": state,
-                    "redirect_uri": redirect_uri,
-                }
-            )
-        )
+        return authorize_url(client, client_id, state, redirect_uri)
 
     def oauth_exchange(self, code: str) -> OAuthGrant:
         """Exchange an authorization code; only the account id, mode and scope are kept (no token:
