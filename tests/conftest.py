@@ -6,6 +6,12 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
+
+# No example may fail for taking long: CI is a shared 2-core machine (hypothesis's default 200 ms
+# deadline is a wall-clock check).
+settings.register_profile("revsync", deadline=None)
+settings.load_profile("revsync")
 
 # Nothing here may reach real AWS, whatever the developer's shell has configured.
 for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):

@@ -12,6 +12,7 @@ from revsync.domain.events import Observation
 from revsync.domain.history import (
     Contribution,
     HistoryLog,
+    TimelineStart,
     contributions,
     history_document,
     history_entries,
@@ -362,3 +363,29 @@ def test_any_revenue_query_answers_months_or_a_400(query: dict[str, str]) -> Non
     first, last = answer["months"][0]["month"], answer["months"][-1]["month"]
     assert "1970-01" <= first <= last <= "9998-12"
     assert len(answer["months"]) <= 120
+
+
+def test_a_timeline_in_pieces_gives_the_movements_and_months_of_the_whole() -> None:
+    """A piece that starts from where the previous one ended (TimelineStart) classifies its changes
+    as the whole timeline does, so contributions of pieces add up to the whole's."""
+    whole = [
+        (JAN + DAY, "usd", 1000),
+        (JAN + 10 * DAY, "usd", 2500),
+        (JAN + 40 * DAY, "usd", 0),
+        (JAN + 70 * DAY, "usd", 1500),
+        (JAN + 80 * DAY, "eur", 1400),
+    ]
+    for cut in range(1, len(whole)):
+        head, tail = whole[:cut], whole[cut:]
+        _, currency, mrr = head[-1]
+        start = TimelineStart(currency, mrr, any(m > 0 for _, _, m in head))
+        assert movements(head) + movements(tail, start) == movements(whole)
+        summed = contributions(movements(head))
+        for key, part in contributions(movements(tail, start)).items():
+            summed[key] = summed.get(key, Contribution()) + part
+        assert summed == contributions(movements(whole))
+    # Churned in the first piece: a later piece's return is a reactivation, not a new customer.
+    assert movements([(JAN + 50 * DAY, "usd", 900)], TimelineStart("usd", 0, True))[0].movement == (
+        "reactivation"
+    )
+    assert movements([(JAN + 50 * DAY, "usd", 0)], TimelineStart("usd", 700, False))[0].movement == "churn"

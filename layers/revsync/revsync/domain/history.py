@@ -219,12 +219,29 @@ def _classify(before: int, after: int, ever_paid: bool) -> tuple[Movement, int]:
     return "contraction", before - after
 
 
-def movements(timeline: Sequence[tuple[int, str | None, int]]) -> list[MrrPoint]:
-    """Each change classified by the MRR just before (b) and after (a) it, per currency (a change of
-    currency is a churn in the old one and a new or reactivated customer in the new one)."""
-    classified: list[MrrPoint] = []
+class TimelineStart(NamedTuple):
+    """Where a piece of a customer's timeline starts from: the currency and MRR just before its first
+    point, and whether the customer had MRR > 0 at any earlier time. A whole timeline starts from
+    nothing; a later piece (history kept in parts) carries what came before it, so its movements, and
+    its contributions to months, are a function of the piece alone and pieces add up."""
+
     currency: str | None = None
-    before, ever_paid = 0, False
+    mrr: int = 0
+    ever_paid: bool = False
+
+
+FROM_NOTHING = TimelineStart()
+
+
+def movements(
+    timeline: Sequence[tuple[int, str | None, int]], start: TimelineStart = FROM_NOTHING
+) -> list[MrrPoint]:
+    """Each change classified by the MRR just before (b) and after (a) it, per currency (a change of
+    currency is a churn in the old one and a new or reactivated customer in the new one), from
+    ``start`` (what came before the timeline's first point)."""
+    classified: list[MrrPoint] = []
+    currency: str | None = start.currency
+    before, ever_paid = start.mrr, start.ever_paid or start.mrr > 0
     for at, now_currency, after in timeline:
         if now_currency != currency and before > 0:
             classified.append(MrrPoint(at, currency, 0, "churn", before))
