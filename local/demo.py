@@ -192,14 +192,16 @@ def lost_webhook(stack: LocalStack, client: stripe.StripeClient, grace: str) -> 
     http("POST", f"{stack.stripe_url}/_sandbox/config", {"delivery_drop_ratio": 0.0})
     before = stack.admin("GET", f"/tenants/{TENANT}/customers/u-grace")[1]["mrr"]
     step(f"Grace drops to 1 seat, and Stripe's webhook is lost: her record still says MRR {before / 100:.2f}")
-    answer = stack.admin("POST", f"/tenants/{TENANT}/stripe/reconcile")[1]["reconcile"]
-    wait(stack, "applying the catch-up")
+    recovered_before = stack.admin("GET", f"/tenants/{TENANT}/stripe")[1]["events"]["recovered"]
+    stack.admin("POST", f"/tenants/{TENANT}/stripe/reconcile")  # queues the tenant's catch-up job
+    wait(stack, "running the catch-up job and applying what it recovers")
+    recovered = stack.admin("GET", f"/tenants/{TENANT}/stripe")[1]["events"]["recovered"] - recovered_before
     after = stack.admin("GET", f"/tenants/{TENANT}/customers/u-grace")[1]["mrr"]
     step(
-        f"catch-up from Stripe's Events API: {answer['listed']} events listed, {answer['recovered']} "
-        f"recovered; Grace's MRR is now {after / 100:.2f}"
+        f"catch-up from Stripe's Events API: {recovered} events recovered; Grace's MRR is now "
+        f"{after / 100:.2f}"
     )
-    return int(answer["recovered"])
+    return int(recovered)
 
 
 def wait(stack: LocalStack, what: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from local import apigw, lambda_runtime, moto_speedups, poller
 from local.auth import LocalIssuer
 from local.aws import create_resources
 from local.environment import LOCAL_AWS, REGION, EnvironmentPatch, functions_environment
-from local.template import LocalNames, function_urls, resources_of_type
+from local.template import LocalNames, function_urls, queue_sources, resources_of_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,13 +172,17 @@ class InProcessStack:
 
     # --- the queue ----------------------------------------------------------------------------
 
-    def drain(self, max_batches: int = 1000) -> poller.PollStats:
+    def drain(self, max_batches: int = 1000, queue: str = "EventsQueue") -> poller.PollStats:
+        """Feed ``queue`` to the function the template gives it as an SQS event source, in batches
+        of its size, until it is empty (the events queue to the worker by default)."""
+        [source] = [s for s in queue_sources() if s.queue == queue]
         return poller.drain(
             self.client("sqs"),
-            self.queue_url("EventsQueue"),
-            lambda event: lambda_runtime.invoke("WorkerFunction", event),
+            self.queue_url(queue),
+            lambda event: lambda_runtime.invoke(source.function, event),
             REGION,
             max_batches=max_batches,
+            batch_size=source.batch_size,
         )
 
     def queue_depth(self, logical_id: str) -> int:

@@ -1,7 +1,8 @@
-"""Feeds a queue to a worker handler like the Lambda SQS event-source mapping does.
+"""Feeds a queue to a function's handler like the Lambda SQS event-source mapping does.
 
-Batches of up to 10, partial batch failures (only the reported messages stay on the queue), and
-redrive to the dead-letter queue by the queue's own policy after its receive count.
+Batches of up to the event source's batch size, partial batch failures (only the reported messages
+stay on the queue), and redrive to the dead-letter queue by the queue's own policy after its receive
+count.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def poll_once(
     region: str,
     stats: PollStats,
     retry_visibility: int = 0,
+    batch_size: int = 10,
 ) -> int:
     """One batch: receive, invoke, delete what succeeded. Returns how many messages were received.
 
@@ -59,7 +61,7 @@ def poll_once(
     """
     response = sqs.receive_message(
         QueueUrl=queue_url,
-        MaxNumberOfMessages=10,
+        MaxNumberOfMessages=batch_size,
         AttributeNames=["All"],
         MessageSystemAttributeNames=["All"],
         WaitTimeSeconds=0,
@@ -90,10 +92,11 @@ def drain(
     invoke: Callable[[dict[str, Any]], dict[str, Any]],
     region: str,
     max_batches: int = 1000,
+    batch_size: int = 10,
 ) -> PollStats:
     """Poll until the queue is empty (or ``max_batches`` batches ran)."""
     stats = PollStats()
     for _ in range(max_batches):
-        if poll_once(sqs, queue_url, invoke, region, stats) == 0:
+        if poll_once(sqs, queue_url, invoke, region, stats, batch_size=batch_size) == 0:
             break
     return stats

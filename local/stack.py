@@ -7,7 +7,8 @@
 - The receiver's function URL on ``REVSYNC_WEBHOOK_PORT`` (unset: a free port, printed): every
   request goes to the receiver as a function URL event; the sandbox delivers the platform's Connect
   webhooks there. Not a fixed port, so two stacks on other API ports never collide on it.
-- Poller: feeds the events queue to the worker like the Lambda event-source mapping.
+- Pollers: feed each queue of the template's SQS event sources (the events queue to the worker, the
+  catch-up queue to the reconciler) like the Lambda event-source mapping.
 - Stripe: the sandbox on ``REVSYNC_STRIPE_PORT`` (12111), unless ``REVSYNC_STRIPE_API_BASE`` points
   at another Stripe API. The platform key is ``REVSYNC_STRIPE_SECRET_KEY`` (``sk_test_platform``) and
   the Connect webhook secret ``REVSYNC_WEBHOOK_SECRET`` (``whsec_local``).
@@ -37,7 +38,7 @@ from local.http import http
 from local.inprocess import reset_process_caches
 from local.stripe_sandbox.server import SandboxApp
 from local.stripe_sandbox.server import serve as serve_sandbox
-from local.template import LocalNames
+from local.template import LocalNames, QueueSource, queue_sources, schedules
 
 log = logging.getLogger("revsync.local")
 
@@ -84,8 +85,9 @@ class LocalStack:
     _servers: list[Any] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _function_locks: dict[str, threading.Lock] = field(default_factory=dict)
-    _poller_busy: threading.Event = field(default_factory=threading.Event)
-    poll_stats: poller.PollStats = field(default_factory=poller.PollStats)
+    # Per polled queue (the template's SQS event sources): whether its poller holds a batch, and counts.
+    _pollers_busy: dict[str, threading.Event] = field(default_factory=dict)
+    queue_stats: dict[str, poller.PollStats] = field(default_factory=dict)
     _environment: EnvironmentPatch = field(default_factory=EnvironmentPatch)
     issuer: LocalIssuer = field(default_factory=LocalIssuer)
     gateway: apigw.Gateway = field(init=False)
@@ -93,6 +95,11 @@ class LocalStack:
     def __post_init__(self) -> None:
         self.gateway = apigw.Gateway(self.issuer, self._invoke)
         self.webhook_function_url = apigw.FunctionUrl("WebhookFunction", self._invoke)
+
+    @property
+    def poll_stats(self) -> poller.PollStats:
+        """The events queue's poller counts (the worker's batches)."""
+        return self.queue_stats.setdefault("EventsQueue", poller.PollStats())
 
     def token(self, tenant_id: str | None = None) -> str:
         """A bearer token for ``tenant_id``, or the operator's (scope ``revsync/admin``) without one."""
@@ -162,7 +169,12 @@ class LocalStack:
         gateway = make_server("127.0.0.1", self.ports.api, self._gateway, threaded=True)
         threading.Thread(target=gateway.serve_forever, name="gateway", daemon=True).start()
         self._servers.append(gateway)
-        threading.Thread(target=self._poll_forever, name="poller", daemon=True).start()
+        for source in queue_sources():
+            self._pollers_busy[source.queue] = threading.Event()
+            self.queue_stats.setdefault(source.queue, poller.PollStats())
+            threading.Thread(
+                target=self._poll_forever, args=(source,), name=f"poller-{source.queue}", daemon=True
+            ).start()
         if self.reconcile_seconds > 0:
             threading.Thread(target=self._reconcile_forever, name="reconcile-schedule", daemon=True).start()
         if self.sandbox is not None:
@@ -261,34 +273,44 @@ class LocalStack:
 
     # --- the poller -----------------------------------------------------------------------------
 
+    def run_schedules(self) -> None:
+        """EventBridge Scheduler's part, once: each of the template's schedules sends its function its
+        input (the catch-up schedule queues a job per connected tenant; the catch-up queue's poller
+        runs them)."""
+        for schedule in schedules():
+            self._invoke(schedule.function, schedule.payload)
+
     def _reconcile_forever(self) -> None:
-        """EventBridge Scheduler's part: the importer's ``reconcile_all`` every ``reconcile_seconds``."""
+        """The schedules every ``reconcile_seconds`` (ReconcileMinutes in AWS)."""
         while not self._stop.wait(self.reconcile_seconds):
             try:
-                self._invoke("ImporterFunction", {"action": "reconcile_all"})
+                self.run_schedules()
             except Exception:  # keep the schedule, as Scheduler does
-                log.exception("scheduled reconcile failed")
+                log.exception("scheduled run failed")
 
-    def _poll_forever(self) -> None:
+    def _poll_forever(self, source: QueueSource) -> None:
+        """The event source mapping's part for one queue: batches of its size to its function."""
         assert self.names is not None
         sqs = boto3.client("sqs", region_name=REGION, endpoint_url=self.aws_url)
-        queue_url = self.names.queue_urls["EventsQueue"]
+        queue_url = self.names.queue_urls[source.queue]
+        busy = self._pollers_busy[source.queue]
         while not self._stop.is_set():
-            self._poller_busy.set()
+            busy.set()
             try:
                 received = poller.poll_once(
                     sqs,
                     queue_url,
-                    lambda e: self._invoke("WorkerFunction", e),
+                    lambda e: self._invoke(source.function, e),
                     REGION,
-                    self.poll_stats,
+                    self.queue_stats[source.queue],
                     retry_visibility=self.retry_seconds,
+                    batch_size=source.batch_size,
                 )
             except Exception:  # keep polling, as the event-source mapping does
                 log.exception("poller error")
                 received = 0
             finally:
-                self._poller_busy.clear()
+                busy.clear()
             if not received:
                 self._stop.wait(0.05)
 
@@ -304,12 +326,17 @@ class LocalStack:
         )
 
     def flush(self, timeout: float = 120) -> dict[str, Any]:
-        """Return once Stripe has nothing left to deliver, the events queue is empty and the worker idle."""
+        """Return once Stripe has nothing left to deliver, every polled queue (events, catch-up jobs)
+        is empty and their functions idle."""
         deadline = time.monotonic() + timeout
         quiet = 0
         while time.monotonic() < deadline:
             pending = self.sandbox.pending() if self.sandbox else 0
-            busy = pending or self.queue_depth("EventsQueue") or self._poller_busy.is_set()
+            busy = (
+                pending
+                or any(self.queue_depth(queue) for queue in self._pollers_busy)
+                or any(event.is_set() for event in self._pollers_busy.values())
+            )
             quiet = 0 if busy else quiet + 1
             if quiet >= 3:  # stable across a few looks: nothing in flight between the parts
                 return {"flushed": True, "dead_letters": self.queue_depth("EventsDeadLetterQueue")}

@@ -6,6 +6,7 @@ intrinsic functions the template uses (Ref, Sub, GetAtt) resolved against local 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -263,3 +264,40 @@ def function_urls() -> dict[str, str]:
         for logical_id, resource in resources_of_type("AWS::Serverless::Function").items()
         if "FunctionUrlConfig" in resource["Properties"]
     }
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSource:
+    """An SQS event source of a function (what Lambda's event source mapping polls for it)."""
+
+    function: str  # logical id
+    queue: str  # logical id
+    batch_size: int
+
+
+def queue_sources() -> list[QueueSource]:
+    """Every ``Type: SQS`` event of the template's functions, with its batch size."""
+    found = []
+    for logical_id, resource in resources_of_type("AWS::Serverless::Function").items():
+        for event in resource["Properties"].get("Events", {}).values():
+            if event["Type"] == "SQS":
+                queue = event["Properties"]["Queue"]["Fn::GetAtt"][0]
+                found.append(QueueSource(logical_id, queue, int(event["Properties"].get("BatchSize", 10))))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A ``ScheduleV2`` event of a function: what EventBridge Scheduler sends it, and how often."""
+
+    function: str  # logical id
+    payload: dict[str, Any]
+
+
+def schedules() -> list[Schedule]:
+    return [
+        Schedule(logical_id, json.loads(event["Properties"]["Input"]))
+        for logical_id, resource in resources_of_type("AWS::Serverless::Function").items()
+        for event in resource["Properties"].get("Events", {}).values()
+        if event["Type"] == "ScheduleV2"
+    ]

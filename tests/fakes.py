@@ -8,7 +8,7 @@ from typing import Any
 import stripe
 from revsync.domain.events import Envelope, Observation, ParkedEvent
 from revsync.domain.history import Contribution, HistoryLog, Timeline, revenue_totals
-from revsync.domain.reconcile import EventsState
+from revsync.domain.reconcile import CatchUpJob, EventsState, PendingWindow, RunEnd
 from revsync.domain.record import CustomerRecord
 from revsync.domain.snapshots import (
     Coupon,
@@ -27,6 +27,7 @@ from revsync.domain.snapshots import (
 )
 from revsync.domain.state import CustomerObjects
 from revsync.domain.tenancy import Tenant, TenantRoute
+from revsync.errors import CursorRejected
 from revsync.infra.queue import QueueError
 from revsync.store.customers import ConcurrentUpdate, StoredCustomer, kept_invoice
 from revsync.stripe_api.client import KeyCheck, OAuthGrant, StripeAccessError, authorize_url
@@ -77,6 +78,8 @@ class FakeStripe:
         ]
         if starting_after is not None:
             ids = [e["id"] for e in newest_first]
+            if starting_after not in ids:  # Stripe no longer has it (older than the 30 days it keeps)
+                raise CursorRejected(f"No such event: '{starting_after}'")
             newest_first = newest_first[ids.index(starting_after) + 1 :]
         return newest_first[:100], len(newest_first) > 100
 
@@ -294,7 +297,8 @@ class FakeQueue:
 
 @dataclass
 class FakeEventsProgress:
-    """The event progress store's semantics (watermark, one claim at a time) in memory."""
+    """The event progress store's semantics (watermark, one claim at a time, the pending window)
+    in memory."""
 
     states: dict[str, EventsState] = field(default_factory=dict)
 
@@ -306,23 +310,48 @@ class FakeEventsProgress:
         if state.last_event_at is None or state.last_event_at < event_created:
             self.states[tenant_id] = state._replace(last_event_at=event_created)
 
-    def claim(self, tenant_id: str, now: int, stale_after: int = 900) -> bool:
+    def claim(self, tenant_id: str, now: int, stale_after: int) -> EventsState | None:
         state = self.get(tenant_id)
         if state.running_since and state.running_since >= now - stale_after:
-            return False
+            return None
         self.states[tenant_id] = state._replace(running_since=now)
-        return True
+        return self.states[tenant_id]
 
-    def finish(
-        self, tenant_id: str, now: int, recovered: int, reconciled_through: int | None, backfill_needed: bool
-    ) -> None:
+    def checkpoint(self, tenant_id: str, pending: PendingWindow) -> None:
+        self.states[tenant_id] = self.get(tenant_id)._replace(pending=pending)
+
+    def release(self, tenant_id: str) -> None:
+        self.states[tenant_id] = self.get(tenant_id)._replace(running_since=0)
+
+    def finish(self, tenant_id: str, end: RunEnd) -> None:
         state = self.get(tenant_id)
         self.states[tenant_id] = state._replace(
             running_since=0,
-            last_reconciled_at=now,
-            recovered=state.recovered + recovered,
-            backfill_needed=backfill_needed,
-            reconciled_through=reconciled_through
-            if reconciled_through is not None
+            last_reconciled_at=end.now,
+            recovered=state.recovered + end.recovered,
+            backfill_needed=end.backfill_needed,
+            reconciled_through=end.reconciled_through
+            if end.reconciled_through is not None
             else state.reconciled_through,
+            pending=end.pending,
         )
+
+
+@dataclass
+class FakeCatchUpQueue:
+    """The catch-up queue: FIFO per tenant (its message group), deduplicated by each job's
+    deduplication id within the group, as SQS does for a queue scoped ``messageGroup``."""
+
+    period_seconds: int = 900
+    jobs: list[CatchUpJob] = field(default_factory=list)
+    _seen: set[tuple[str, str]] = field(default_factory=set)
+
+    def send(self, jobs: list[CatchUpJob]) -> None:
+        for job in jobs:
+            key = (job.tenant_id, job.deduplication_id(self.period_seconds))
+            if key not in self._seen:
+                self._seen.add(key)
+                self.jobs.append(job)
+
+    def take(self) -> CatchUpJob | None:
+        return self.jobs.pop(0) if self.jobs else None

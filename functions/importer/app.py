@@ -1,5 +1,6 @@
 """Backfill steps for the state machine (statemachines/backfill.asl.json). Wiring only: see
-revsync.services.backfill. The event's ``action`` names the step."""
+revsync.services.backfill. The event's ``action`` names the step. (The catch-up of missed events
+lives beside it: reconciler.py.)"""
 
 from __future__ import annotations
 
@@ -10,17 +11,15 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from revsync.domain.backfill import new_totals
 from revsync.infra.changes import EventBridgeChanges
-from revsync.services import backfill, reconcile
+from revsync.services import backfill
 from revsync.services.sync import Customers, Tenants
 from revsync.settings import get_settings
 from revsync.store.budget import AccountRequestBudget
 from revsync.store.customers import CustomerStore
-from revsync.store.events_progress import EventsProgressStore
-from revsync.store.tenants import BackfillProgress, CachedTenantStore, TenantStore, connected_tenant_ids
+from revsync.store.tenants import BackfillProgress, CachedTenantStore, TenantStore
 from revsync.stripe_api.pacing import Pacer
 from revsync.wiring import stripe_accounts
 
@@ -29,8 +28,8 @@ metrics = Metrics()
 SAFETY_MARGIN_SECONDS = 15  # stop taking pages this long before Lambda's time limit
 
 
-class Stripe(backfill.Lister, reconcile.EventLister, Protocol):
-    """Stripe as the importer uses it: list pages (backfill) and events (catch-up)."""
+class Stripe(backfill.Lister, Protocol):
+    """Stripe as the importer uses it: list pages."""
 
 
 @dataclass(slots=True)
@@ -42,7 +41,6 @@ class Dependencies:
     customers: Customers
     progress: backfill.Progress
     stripe: Stripe
-    events: EventsProgressStore
     changes: EventBridgeChanges
     clock: Callable[[], float]
 
@@ -55,7 +53,6 @@ def dependencies() -> Dependencies:
         customers=CustomerStore(),
         progress=BackfillProgress(),
         stripe=stripe_accounts(),
-        events=EventsProgressStore(),
         changes=EventBridgeChanges(),
         clock=time.time,
     )
@@ -124,20 +121,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if action == "finish":
         result = backfill.finish(tenant_id, event["totals"], progress=deps.progress, now=now)
         logger.info("backfill finished", **result)
-        return result
-    if action in ("reconcile", "reconcile_all"):  # missed events (the schedule, or one tenant)
-        tenant_ids = [tenant_id] if action == "reconcile" else connected_tenant_ids()
-        ports = reconcile.ReconcilePorts(
-            deps.stored_tenants, deps.customers, deps.stripe, deps.events, deps.clock, deps.changes
-        )
-        out_of_time = reconcile.out_of_time_after(
-            context.get_remaining_time_in_millis(), SAFETY_MARGIN_SECONDS
-        )
-        result = reconcile.reconcile_all(tenant_ids, ports, out_of_time)
-        deps.changes.flush()
-        recovered = sum(r["recovered"] for r in result["reconciled"].values())
-        logger.info("reconciled", tenants=result["tenants"], recovered=recovered)
-        metrics.add_metric(name="EventsRecovered", unit=MetricUnit.Count, value=recovered)
         return result
     if action == "fail":
         backfill.fail(tenant_id, event.get("error"), progress=deps.progress, now=now)

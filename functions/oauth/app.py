@@ -20,13 +20,12 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from revsync.domain import access
 from revsync.errors import ApiError
-from revsync.infra.changes import EventBridgeChanges
+from revsync.infra.catch_ups import SqsCatchUpQueue
 from revsync.infra.secrets import PlatformSecrets, TenantSecrets
 from revsync.infra.stepfunctions import BackfillStarter
 from revsync.services import connect, reconcile, revenue
 from revsync.services import settings_page as settings_page_view
 from revsync.services import tenants as service
-from revsync.services.sync import Customers
 from revsync.settings import get_settings
 from revsync.store.customers import CustomerStore
 from revsync.store.events_progress import EventsProgressStore
@@ -38,9 +37,7 @@ tracer = Tracer()
 app = APIGatewayHttpResolver()
 
 
-class TenantApiStripe(
-    service.KeyChecker, service.CustomerSampler, connect.StripeConnect, reconcile.EventLister, Protocol
-):
+class TenantApiStripe(service.KeyChecker, service.CustomerSampler, connect.StripeConnect, Protocol):
     """Stripe as the tenant routes use it."""
 
 
@@ -56,9 +53,8 @@ class Dependencies:
     starter: service.BackfillStarter
     secrets: service.SecretWriter
     stripe: TenantApiStripe
-    customers: Customers
     events: EventsProgressStore
-    changes: EventBridgeChanges
+    catch_ups: reconcile.CatchUpQueue
     clock: Callable[[], float]
 
 
@@ -76,9 +72,8 @@ def dependencies() -> Dependencies:
         starter=BackfillStarter(),
         secrets=tenant_secrets,
         stripe=stripe_accounts(tenant_secrets),
-        customers=CustomerStore(),
         events=EventsProgressStore(),
-        changes=EventBridgeChanges(),
+        catch_ups=SqsCatchUpQueue(),
         clock=time.time,
     )
 
@@ -299,13 +294,9 @@ def get_status(tenant_id: str) -> Response[str]:
 @app.post("/tenants/<tenant_id>/stripe/reconcile")
 def post_reconcile(tenant_id: str) -> Response[str]:
     deps = dependencies()
-    ports = reconcile.ReconcilePorts(
-        deps.tenants, deps.customers, deps.stripe, deps.events, deps.clock, deps.changes
+    document = reconcile.request_catch_up(
+        tenant_id, tenants=deps.tenants, progress=deps.events, queue=deps.catch_ups, now=_now()
     )
-    # Leave room inside the function's time limit: a run cut short resumes on the schedule.
-    out_of_time = reconcile.out_of_time_after(app.lambda_context.get_remaining_time_in_millis(), 5)
-    document = reconcile.reconcile_on_request(tenant_id, ports, out_of_time)
-    deps.changes.flush()
     return _json(202, document)
 
 

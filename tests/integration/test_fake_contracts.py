@@ -22,10 +22,13 @@ from revsync.domain.events import (
     parse_queue_message,
 )
 from revsync.domain.history import Contribution, HistoryLog, history_entries
+from revsync.domain.reconcile import CatchUpJob, PendingWindow, RunEnd, catch_up_job
 from revsync.domain.record import derive_record
 from revsync.domain.routing import TenantRoute
 from revsync.domain.state import CustomerObjects
 from revsync.domain.tenancy import Connection, Tenant
+from revsync.errors import CursorRejected
+from revsync.infra.catch_ups import SqsCatchUpQueue
 from revsync.infra.queue import DeadLetters, SqsEventQueue
 from revsync.infra.secrets import TenantSecrets, WebhookSecretSource
 from revsync.store.customers import ConcurrentUpdate, CustomerStore, kept_invoice
@@ -46,6 +49,7 @@ from local.stripe_sandbox.server import serve
 from tests.conftest import FROZEN_NOW
 from tests.e2e.conftest import free_port
 from tests.fakes import (
+    FakeCatchUpQueue,
     FakeCustomers,
     FakeDirectory,
     FakeEventsProgress,
@@ -281,17 +285,48 @@ def test_the_watermark_only_moves_forward(progress: Any) -> None:
 
 
 def test_one_reconcile_runs_at_a_time_until_it_finishes_or_goes_stale(progress: Any) -> None:
-    assert progress.claim("t", 1000, stale_after=900) is True
-    assert progress.claim("t", 1500, stale_after=900) is False
-    assert progress.claim("t", 1901, stale_after=900) is True  # the first claim went stale
+    claimed = progress.claim("t", 1000, stale_after=900)
+    assert claimed is not None
+    assert claimed.running_since == 1000
+    assert progress.claim("t", 1500, stale_after=900) is None
+    assert progress.claim("t", 1901, stale_after=900) is not None  # the first claim went stale
 
-    progress.finish("t", 2000, recovered=3, reconciled_through=1990, backfill_needed=True)
-    progress.finish("t", 2100, recovered=2, reconciled_through=None, backfill_needed=False)
+    progress.finish(
+        "t", RunEnd(2000, recovered=3, reconciled_through=1990, backfill_needed=True, pending=None)
+    )
+    progress.finish(
+        "t", RunEnd(2100, recovered=2, reconciled_through=None, backfill_needed=False, pending=None)
+    )
 
     state = progress.get("t")
     assert (state.running_since, state.last_reconciled_at, state.recovered) == (0, 2100, 5)
     assert (state.reconciled_through, state.backfill_needed) == (1990, False)  # a cut-short run keeps it
-    assert progress.claim("t", 2101) is True
+    assert progress.claim("t", 2101, stale_after=900) is not None
+    progress.release("t")
+    assert progress.get("t").running_since == 0
+    assert progress.get("t").last_reconciled_at == 2100  # a claim let go ran nothing
+
+
+def test_a_pending_window_is_kept_with_its_cursor_until_a_run_lists_it_to_the_end(progress: Any) -> None:
+    first = PendingWindow(1000, 5000, "evt_9", listed=100, recovered=4, gap_too_old=True)
+    progress.claim("t", 5000, stale_after=900)
+    progress.checkpoint("t", first)
+    assert progress.get("t").pending == first
+    assert progress.get("t").running_since == 5000  # a checkpoint keeps the claim
+
+    going_on = first._replace(cursor="evt_5", listed=180, continuation="abc", continued_at=5100)
+    progress.finish(
+        "t", RunEnd(5100, recovered=6, reconciled_through=None, backfill_needed=True, pending=going_on)
+    )
+    state = progress.claim("t", 5200, stale_after=900)  # the claim gives back what it found
+    assert state is not None
+    assert (state.pending, state.running_since) == (going_on, 5200)
+
+    progress.finish(
+        "t", RunEnd(5300, recovered=1, reconciled_through=5000, backfill_needed=False, pending=None)
+    )
+    state = progress.get("t")
+    assert (state.pending, state.reconciled_through, state.recovered) == (None, 5000, 7)
 
 
 # --- tenants ----------------------------------------------------------------------------------------
@@ -437,6 +472,10 @@ def test_events_list_newest_first_filtered_by_time_and_type(
         _api_key_tenant(), created_gte=events[0]["created"], types=types, starting_after=page[1]["id"]
     )
     assert [e["id"] for e in after] == [e["id"] for e in page[2:]]
+    with pytest.raises(CursorRejected):  # a cursor naming an event Stripe does not have
+        stripe_reads.list_events(
+            _api_key_tenant(), created_gte=events[0]["created"], types=types, starting_after="evt_gone"
+        )
 
 
 def test_an_api_key_is_checked_the_same(stripe_reads: Any, stripe_account: dict[str, Any]) -> None:
@@ -634,3 +673,46 @@ def test_the_secrets_that_may_sign_a_webhook(signing_secrets: tuple[Any, str]) -
         "whsec_new",
     ]
     assert secrets.tenant(TenantRoute("acme", "connected", False, "oauth")) == []
+
+
+# --- the catch-up queue -----------------------------------------------------------------------------
+
+
+class CatchUps(NamedTuple):
+    queue: Any  # CatchUpQueue
+    received: Callable[[], list[CatchUpJob]]
+
+
+def _received_jobs(stack: InProcessStack) -> list[CatchUpJob]:
+    jobs: list[CatchUpJob] = []
+    sqs, url = stack.client("sqs"), stack.queue_url("ReconcileQueue")
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in messages:
+            jobs.append(catch_up_job(message["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return jobs
+
+
+@pytest.fixture(params=["fake", "sqs"])
+def catch_ups(request: pytest.FixtureRequest) -> Iterator[CatchUps]:
+    if request.param == "fake":
+        fake = FakeCatchUpQueue()
+        yield CatchUps(fake, lambda: list(iter(fake.take, None)))
+        return
+    with InProcessStack(clock=lambda: FROZEN_NOW) as stack:
+        yield CatchUps(SqsCatchUpQueue(), lambda: _received_jobs(stack))
+
+
+def test_the_schedule_queues_a_tenant_once_a_period_and_each_tenant_in_its_order(catch_ups: CatchUps) -> None:
+    period = 900
+    now = period * 2_000_000
+    jobs = [CatchUpJob(f"t{n}", "schedule", now) for n in range(12)]  # more than one batch of 10
+    catch_ups.queue.send(jobs)
+    catch_ups.queue.send([CatchUpJob("t3", "schedule", now + 60)])  # a retried schedule, same period
+    catch_ups.queue.send([CatchUpJob("t3", "continue", now + 61, "tok")])  # a run's continuation
+
+    received = catch_ups.received()
+
+    assert sorted(received) == sorted([*jobs, CatchUpJob("t3", "continue", now + 61, "tok")])
+    t3 = [job for job in received if job.tenant_id == "t3"]
+    assert [job.reason for job in t3] == ["schedule", "continue"]  # one tenant's jobs in order

@@ -55,7 +55,13 @@ def _resources(translated: dict[str, Any], resource_type: str) -> dict[str, Any]
 
 def test_functions_are_python312_arm64_with_the_layer(translated: dict[str, Any]) -> None:
     functions = _resources(translated, "AWS::Lambda::Function")
-    assert set(functions) == {"WebhookFunction", "WorkerFunction", "TenantApiFunction", "ImporterFunction"}
+    assert set(functions) == {
+        "WebhookFunction",
+        "WorkerFunction",
+        "TenantApiFunction",
+        "ImporterFunction",
+        "ReconcilerFunction",
+    }
     for function in functions.values():
         props = function["Properties"]
         assert props["Runtime"] == "python3.12"
@@ -66,9 +72,17 @@ def test_functions_are_python312_arm64_with_the_layer(translated: dict[str, Any]
     assert receiver["Timeout"] <= 10
 
 
+def _mapping(translated: dict[str, Any], function: str) -> dict[str, Any]:
+    [mapping] = [
+        m["Properties"]
+        for m in _resources(translated, "AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["FunctionName"] == {"Ref": function}
+    ]
+    return dict(mapping)
+
+
 def test_worker_reports_partial_batch_failures(translated: dict[str, Any]) -> None:
-    [mapping] = _resources(translated, "AWS::Lambda::EventSourceMapping").values()
-    assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert _mapping(translated, "WorkerFunction")["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
 
 def test_events_queue_is_fifo_with_a_dlq_and_an_alarm(translated: dict[str, Any]) -> None:
@@ -152,20 +166,15 @@ def test_operations_logs_kept_alarms_and_tracing_where_instrumented(translated: 
         "ReceiverServerErrorsAlarm",
         "ReceiverErrorsAlarm",
         "BackfillFailedAlarm",
+        "ReconcileDeadLetterAlarm",
+        "ReconcileBehindAlarm",
     } <= set(alarms)
     # X-Ray where Powertools' Tracer instruments the handler, and only there.
+    declared = yaml_parse((ROOT / "template.yaml").read_text())["Resources"]
     for name, function in _resources(translated, "AWS::Lambda::Function").items():
-        source = (
-            ROOT
-            / "functions"
-            / {
-                "WebhookFunction": "webhook",
-                "WorkerFunction": "worker",
-                "TenantApiFunction": "oauth",
-                "ImporterFunction": "importer",
-            }[name]
-            / "app.py"
-        ).read_text()
+        code = declared[name]["Properties"]
+        module = code["Handler"].rsplit(".", 1)[0]
+        source = (ROOT / code["CodeUri"] / f"{module}.py").read_text()
         traced = function["Properties"].get("TracingConfig", {}).get("Mode") == "Active"
         assert traced == ("Tracer()" in source), name
 
@@ -260,10 +269,43 @@ def test_no_secret_values_in_the_template() -> None:
         assert marker not in text
 
 
-def test_missed_events_are_caught_up_on_a_schedule(translated: dict[str, Any]) -> None:
+def test_missed_events_are_caught_up_one_tenant_per_job_from_a_queue_the_schedule_fills(
+    translated: dict[str, Any],
+) -> None:
+    resources = translated["Resources"]
     [schedule] = _resources(translated, "AWS::Scheduler::Schedule").values()
     props = schedule["Properties"]
     assert props["ScheduleExpression"] == {"Fn::Sub": "rate(${ReconcileMinutes} minutes)"}
-    assert props["Target"]["Arn"] == {"Fn::GetAtt": ["ImporterFunction", "Arn"]}
-    assert json.loads(props["Target"]["Input"]) == {"action": "reconcile_all"}
+    assert props["Target"]["Arn"] == {"Fn::GetAtt": ["ReconcilerFunction", "Arn"]}
+    assert json.loads(props["Target"]["Input"]) == {"action": "queue_catch_ups"}
     assert translated["Parameters"]["ReconcileMinutes"]["Default"] == 15
+    # One job per invocation, a cap on how many at once, a queue per tenant group with a DLQ.
+    mapping = _mapping(translated, "ReconcilerFunction")
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["ReconcileQueue", "Arn"]}
+    assert mapping["BatchSize"] == 1
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "ReconcileConcurrency"}}
+    assert translated["Parameters"]["ReconcileConcurrency"]["MinValue"] == 2  # Lambda's least
+    queue = resources["ReconcileQueue"]["Properties"]
+    assert queue["FifoQueue"] is True
+    assert queue["DeduplicationScope"] == "messageGroup"
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["ReconcileDeadLetterQueue", "Arn"]
+    }
+    timeout = resources["ReconcilerFunction"]["Properties"]["Timeout"]
+    assert queue["VisibilityTimeout"] >= 6 * timeout  # Lambda's advice for an SQS event source
+    # A job is not held longer than a stale claim: a dead run's tenant is taken over.
+    from revsync.services.reconcile import CLAIM_STALE_SECONDS
+
+    assert timeout < CLAIM_STALE_SECONDS
+    dead_letters = resources["ReconcileDeadLetterAlarm"]["Properties"]
+    assert dead_letters["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["ReconcileDeadLetterQueue", "QueueName"]}
+    behind = resources["ReconcileBehindAlarm"]["Properties"]
+    assert behind["Threshold"] == {"Ref": "ReconcileMinutes"}
+    [oldest] = [m for m in behind["Metrics"] if "MetricStat" in m]
+    assert oldest["MetricStat"]["Metric"]["MetricName"] == "ApproximateAgeOfOldestMessage"
+    recovered = resources["EventsRecoveredAlarm"]["Properties"]["Dimensions"]
+    assert recovered == [{"Name": "service", "Value": "revsync-reconciler"}]
+    reconciler = resources["ReconcilerFunction"]["Properties"]["Environment"]["Variables"]
+    assert reconciler["POWERTOOLS_SERVICE_NAME"] == "revsync-reconciler"
+    tenant_api = resources["TenantApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert tenant_api["RECONCILE_QUEUE_URL"] == reconciler["RECONCILE_QUEUE_URL"] == {"Ref": "ReconcileQueue"}

@@ -59,6 +59,7 @@ CLIENTS = {
     "WorkerFunction": {"aws": AWS, "pynamodb": PYNAMODB, "stripe": STRIPE},
     "TenantApiFunction": {"aws": AWS, "pynamodb": PYNAMODB, "stripe": STRIPE},
     "ImporterFunction": {"aws": AWS, "pynamodb": PYNAMODB, "stripe": STRIPE},
+    "ReconcilerFunction": {"aws": AWS, "pynamodb": PYNAMODB, "stripe": STRIPE},
 }
 
 
@@ -80,9 +81,9 @@ def test_every_client_fits_every_function_that_uses_it() -> None:
             assert worst <= timeouts[function], (function, name, worst, timeouts[function])
 
 
-def test_the_importer_stops_taking_pages_in_time_for_one_more_stripe_call() -> None:
-    importer = lambda_runtime.load_module("ImporterFunction")
-    assert importer.SAFETY_MARGIN_SECONDS >= STRIPE
+def test_the_importer_and_the_catch_up_stop_taking_pages_in_time_for_one_more_stripe_call() -> None:
+    for function in ("ImporterFunction", "ReconcilerFunction"):
+        assert lambda_runtime.load_module(function).SAFETY_MARGIN_SECONDS >= STRIPE
 
 
 def test_the_sdk_defaults_would_not_have_fit() -> None:

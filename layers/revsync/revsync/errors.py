@@ -27,6 +27,10 @@ class Deferred(RetryLater):
         self.delay_seconds = delay_seconds
 
 
+class CursorRejected(RevsyncError):
+    """Stripe no longer accepts a list cursor (the object it names is gone): list from the top."""
+
+
 class ApiError(RevsyncError):
     """A caller's mistake (4xx) or a dependency's failure (5xx), with a stable error code."""
 

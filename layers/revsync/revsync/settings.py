@@ -18,7 +18,7 @@ def _required(name: str) -> str:
 
 
 # A NamedTuple rather than a dataclass: it is on the receiver's cold-start path, and defining a
-# 25-field dataclass costs about a millisecond there.
+# 27-field dataclass costs about a millisecond there.
 class Settings(NamedTuple):
     stage: str
     region: str
@@ -27,6 +27,10 @@ class Settings(NamedTuple):
     tenants_table: str
     events_queue_url: str
     dead_letter_queue_url: str
+    # The catch-up jobs' queue (one message group per tenant), and the period the schedule queues
+    # one job per connected tenant in (ReconcileMinutes).
+    reconcile_queue_url: str
+    reconcile_minutes: int
     # Deliveries of a message before the worker parks it in the DLQ itself (with its reason); the
     # queue's redrive policy allows one more, as a safety net.
     max_receive_count: int
@@ -80,6 +84,8 @@ def get_settings() -> Settings:
         tenants_table=_required("TENANTS_TABLE"),
         events_queue_url=os.environ.get("EVENTS_QUEUE_URL", ""),
         dead_letter_queue_url=os.environ.get("DEAD_LETTER_QUEUE_URL", ""),
+        reconcile_queue_url=os.environ.get("RECONCILE_QUEUE_URL", ""),
+        reconcile_minutes=int(os.environ.get("RECONCILE_MINUTES", "15")),
         max_receive_count=int(os.environ.get("MAX_RECEIVE_COUNT", "5")),
         webhook_secret_param=os.environ.get(
             "STRIPE_WEBHOOK_SECRET_PARAM", f"/revsync/{stage}/stripe/webhook-secret"

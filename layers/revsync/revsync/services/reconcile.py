@@ -1,24 +1,38 @@
 """Missed events: list Stripe's Events API since a little before the watermark and apply whatever
 was not applied, through the one write path (an event applied twice changes nothing).
 
-Runs on a schedule for every connected tenant and on ``POST /tenants/{id}/stripe/reconcile``. Each
-run holds a claim (one at a time per tenant), stops at its deadline or when the account's request
-budget says wait, and then leaves ``reconciled_through`` where it was, so the next run lists the
-same window again (resumable, at the price of re-reading what it already checked: idempotent).
+Every connected tenant gets a catch-up job each period (``queue_catch_ups``, the schedule; the
+on-demand route queues the same job: ``request_catch_up``), least recently reconciled first, and a
+consumer runs one tenant's job per invocation (``run_job``): one tenant's backlog or failure never
+delays another's. A run lists its window newest first, page by page, saving how far it got after
+each page; one that runs out of time keeps the window and its cursor and queues its own
+continuation, so a window ends only when it has been listed to its end, over as many runs as that
+takes. A run stopped by the account's request budget keeps its place the same way and goes on at
+the next period.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from revsync.domain.events import EventError, event_from_dict, observation_of
-from revsync.domain.reconcile import EventsState, window
+from revsync.domain.reconcile import (
+    CatchUpJob,
+    EventsState,
+    PendingWindow,
+    RunEnd,
+    catch_up_order,
+    continuation_live,
+    job_runs,
+    plan_run,
+)
 from revsync.domain.snapshots import SnapshotError
 from revsync.domain.tenancy import Tenant
-from revsync.errors import ApiError, Deferred
+from revsync.errors import ApiError, CursorRejected, Deferred
 from revsync.services.sync import ChangeFeed, Customers, StripeObjects, Tenants, apply_observation
 from revsync.services.tenants import checked_tenant_id
 
@@ -41,27 +55,56 @@ RECONCILED_TYPES = (
 )
 
 
+# A claim, or a queued continuation, older than this belongs to a run that died (the consumer's time
+# limit, 120 s, is well inside it).
+CLAIM_STALE_SECONDS = 900
+
+
 class EventLister(StripeObjects, Protocol):
     def list_events(
         self, tenant: Tenant, *, created_gte: int, types: tuple[str, ...], starting_after: str | None
     ) -> tuple[list[dict[str, Any]], bool]:
-        """One page (newest first) of the account's events."""
+        """One page (newest first) of the account's events; ``CursorRejected`` when Stripe no longer
+        has the event ``starting_after`` names."""
         ...
 
 
 class EventsProgress(Protocol):
     def get(self, tenant_id: str) -> EventsState: ...
 
-    def claim(self, tenant_id: str, now: int, stale_after: int = 900) -> bool: ...
+    def claim(self, tenant_id: str, now: int, stale_after: int) -> EventsState | None:
+        """Start a run unless one holds the claim (one older than ``stale_after`` counts as dead);
+        the tenant's progress as the claim found it, or None when another run holds it."""
+        ...
 
-    def finish(
-        self, tenant_id: str, now: int, recovered: int, reconciled_through: int | None, backfill_needed: bool
-    ) -> None: ...
+    def checkpoint(self, tenant_id: str, pending: PendingWindow) -> None:
+        """How far the running window got (a run that dies goes on from here)."""
+        ...
+
+    def release(self, tenant_id: str) -> None:
+        """Let go of a claim that ran nothing."""
+        ...
+
+    def finish(self, tenant_id: str, end: RunEnd) -> None:
+        """Release the claim with what the run did."""
+        ...
+
+
+class CatchUpQueue(Protocol):
+    def send(self, jobs: list[CatchUpJob]) -> None:
+        """Queue jobs (one message group per tenant: a tenant's jobs run one at a time)."""
+        ...
+
+
+class CatchUpCandidates(Protocol):
+    def last_reconciled(self) -> dict[str, int | None]:
+        """Every tenant with a live Stripe connection, and when it was last reconciled."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
 class ReconcilePorts:
-    """What a catch-up reads and writes through (the same for the schedule and the route)."""
+    """What a catch-up reads and writes through."""
 
     tenants: Tenants
     customers: Customers
@@ -69,6 +112,7 @@ class ReconcilePorts:
     progress: EventsProgress
     clock: Callable[[], float]
     changes: ChangeFeed | None = None
+    stale_after: int = CLAIM_STALE_SECONDS
 
 
 def out_of_time_after(
@@ -79,17 +123,20 @@ def out_of_time_after(
     return lambda: monotonic() > deadline
 
 
-State = Literal["done", "partial", "running", "not_connected"]
+State = Literal["done", "partial", "running", "not_connected", "skipped"]
 
 
 @dataclass(frozen=True, slots=True)
 class ReconcileReport:
     state: State
     listed_from: int | None = None
-    listed: int = 0
-    recovered: int = 0
+    listed: int = 0  # in this run
+    recovered: int = 0  # in this run
     unreadable: int = 0
     backfill_needed: bool = False
+    resumed: bool = False  # went on with a window an earlier run began
+    window_listed: int = 0  # in the whole window so far
+    out_of_time: bool = False  # partial because its time ran out (not because Stripe said wait)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -99,80 +146,180 @@ class ReconcileReport:
             "recovered": self.recovered,
             "unreadable": self.unreadable,
             "backfill_needed": self.backfill_needed,
+            "resumed": self.resumed,
+            "window_listed": self.window_listed,
         }
 
 
-def reconcile(tenant_id: str, ports: ReconcilePorts, out_of_time: Callable[[], bool]) -> ReconcileReport:
-    tenants, progress, stripe, clock = ports.tenants, ports.progress, ports.stripe, ports.clock
-    tenant = tenants.get(tenant_id)
+class _TenantOfTheRun:
+    """The tenant as the run read it at its start: one read per run, not one per event."""
+
+    def __init__(self, tenant: Tenant) -> None:
+        self._tenant = tenant
+
+    def get(self, tenant_id: str, min_config_version: int = 0) -> Tenant | None:
+        return self._tenant if tenant_id == self._tenant.tenant_id else None
+
+
+@dataclass(slots=True)
+class _Listing:
+    """Where a run is in its window, and what it found so far."""
+
+    start: int
+    through: int
+    cursor: str | None
+    window_listed: int
+    window_recovered: int
+    gap_too_old: bool
+    listed: int = 0
+    recovered: int = 0
+    unreadable: int = 0
+
+    def pending(self, continuation: str | None = None, continued_at: int | None = None) -> PendingWindow:
+        return PendingWindow(
+            self.start,
+            self.through,
+            self.cursor,
+            self.window_listed,
+            self.window_recovered,
+            self.gap_too_old,
+            continuation,
+            continued_at,
+        )
+
+
+def _apply_page(tenant: Tenant, page: list[dict[str, Any]], ports: ReconcilePorts, at: _Listing) -> None:
+    for raw in page:
+        at.listed += 1
+        at.window_listed += 1
+        try:
+            observation = observation_of(event_from_dict(raw))
+        except (EventError, SnapshotError):
+            at.unreadable += 1  # its webhook, if it came, was parked with the reason
+            continue
+        if observation is None:
+            continue
+        result = apply_observation(
+            tenant.tenant_id,
+            observation,
+            tenants=_TenantOfTheRun(tenant),
+            customers=ports.customers,
+            stripe=ports.stripe,
+            clock=ports.clock,
+            changes=ports.changes,
+            repair_record=False,
+        )
+        if result.outcome == "applied":
+            at.recovered += 1
+            at.window_recovered += 1
+
+
+def reconcile(
+    tenant_id: str,
+    ports: ReconcilePorts,
+    out_of_time: Callable[[], bool],
+    job: CatchUpJob | None = None,
+    continuation: str | None = None,
+) -> ReconcileReport:
+    """One run for one tenant: go on with its pending window, or list the next one. ``job``: the
+    queued job it runs (skipped when a live continuation covers it); ``continuation``: the token of
+    the job that will go on if this run runs out of time (the pending window remembers it).
+
+    A run reads the tenant once and stores no record repair: an event it finds already applied
+    costs the customer's one state Query."""
+    progress, clock = ports.progress, ports.clock
+    tenant = ports.tenants.get(tenant_id)
     if tenant is None or not tenant.connection.is_connected:
         return ReconcileReport("not_connected")
     started = int(clock())
-    if not progress.claim(tenant_id, started):
+    state = progress.claim(tenant_id, started, ports.stale_after)
+    if state is None:
         return ReconcileReport("running")
-    listed = recovered = unreadable = 0
-    state = progress.get(tenant_id)
-    span = window(state.last_event_at, state.reconciled_through, tenant.connection.connected_at, started)
-    complete = False
+    if job is not None and not job_runs(job, state, started, ports.stale_after):
+        progress.release(tenant_id)
+        return ReconcileReport("skipped")
+    plan = plan_run(state, tenant.connection.connected_at, started)
+    at = _Listing(plan.start, plan.through, plan.cursor, plan.listed, plan.recovered, plan.gap_too_old)
+    complete = timed_out = False
     try:
-        cursor: str | None = None
-        while not out_of_time():
-            page, more = stripe.list_events(
-                tenant, created_gte=span.start, types=RECONCILED_TYPES, starting_after=cursor
-            )
-            for raw in page:
-                listed += 1
-                try:
-                    observation = observation_of(event_from_dict(raw))
-                except (EventError, SnapshotError):
-                    unreadable += 1  # its webhook, if it came, was parked with the reason
-                    continue
-                if observation is None:
-                    continue
-                result = apply_observation(
-                    tenant_id,
-                    observation,
-                    tenants=tenants,
-                    customers=ports.customers,
-                    stripe=stripe,
-                    clock=clock,
-                    changes=ports.changes,
+        while not (timed_out := out_of_time()):
+            try:
+                page, more = ports.stripe.list_events(
+                    tenant, created_gte=at.start, types=RECONCILED_TYPES, starting_after=at.cursor
                 )
-                recovered += result.outcome == "applied"
+            except CursorRejected:
+                # List the window again from the top: that covers everything created up to now.
+                at.cursor, at.through, at.window_listed, at.window_recovered = None, int(clock()), 0, 0
+                continue
+            _apply_page(tenant, page, ports, at)
             if not more or not page:
                 complete = True
                 break
-            cursor = str(page[-1]["id"])
+            at.cursor = str(page[-1]["id"])
+            progress.checkpoint(tenant_id, at.pending())
     except Deferred:
-        complete = False  # the account's request budget says wait: the next run goes on
+        complete = False  # the account's request budget says wait: the next period goes on
     finally:
-        # Everything created before this run started was listed (events are listable at once).
-        progress.finish(tenant_id, int(clock()), recovered, started if complete else None, span.gap_too_old)
+        now = int(clock())
+        pending = None
+        if not complete:
+            queued = continuation if timed_out else None
+            pending = at.pending(queued, now if queued else None)
+        through = at.through if complete else None
+        progress.finish(tenant_id, RunEnd(now, at.recovered, through, at.gap_too_old, pending))
     return ReconcileReport(
-        "done" if complete else "partial", span.start, listed, recovered, unreadable, span.gap_too_old
+        "done" if complete else "partial",
+        at.start,
+        at.listed,
+        at.recovered,
+        at.unreadable,
+        at.gap_too_old,
+        plan.resumed,
+        at.window_listed,
+        timed_out,
     )
 
 
-def reconcile_on_request(
-    tenant_id: str, ports: ReconcilePorts, out_of_time: Callable[[], bool]
+def run_job(
+    job: CatchUpJob, ports: ReconcilePorts, queue: CatchUpQueue, out_of_time: Callable[[], bool]
+) -> ReconcileReport:
+    """The consumer's part: one queued job. A run cut short by its time queues its continuation
+    (with a fresh token the pending window remembers, so one chain of runs serves a backlog)."""
+    token = secrets.token_hex(8)
+    report = reconcile(job.tenant_id, ports, out_of_time, job=job, continuation=token)
+    if report.state == "partial" and report.out_of_time:
+        # After the pending window names it: a send that fails leaves a token no job carries, and
+        # the schedule takes over once it is stale.
+        queue.send([CatchUpJob(job.tenant_id, "continue", int(ports.clock()), token)])
+    return report
+
+
+def queue_catch_ups(candidates: CatchUpCandidates, queue: CatchUpQueue, now: int) -> dict[str, Any]:
+    """The schedule: one job per connected tenant, least recently reconciled first."""
+    order = catch_up_order(candidates.last_reconciled())
+    jobs = [CatchUpJob(tenant_id, "schedule", now) for tenant_id in order]
+    queue.send(jobs)
+    return {"queued": len(jobs)}
+
+
+def request_catch_up(
+    tenant_id: str,
+    *,
+    tenants: Tenants,
+    progress: EventsProgress,
+    queue: CatchUpQueue,
+    now: int,
+    stale_after: int = CLAIM_STALE_SECONDS,
 ) -> dict[str, Any]:
-    """``POST /tenants/{id}/stripe/reconcile``: 202 with what this run did (a run cut short by the
-    route's time limit says ``partial``; the schedule goes on from the same window)."""
-    report = reconcile(checked_tenant_id(tenant_id), ports, out_of_time)
-    if report.state == "not_connected":
+    """``POST /tenants/{id}/stripe/reconcile``: 202 with the job queued (the consumer runs it as it
+    runs the schedule's); 409 while a run holds the claim or a continuation is on its way."""
+    tenant_id = checked_tenant_id(tenant_id)
+    tenant = tenants.get(tenant_id)
+    if tenant is None or not tenant.connection.is_connected:
         raise ApiError(409, "not_connected", "this tenant has no Stripe connection")
-    if report.state == "running":
+    state = progress.get(tenant_id)
+    running = state.running_since and now - state.running_since < stale_after
+    if running or continuation_live(state, now, stale_after):
         raise ApiError(409, "reconcile_running", "a catch-up is already running for this tenant")
-    return {"reconcile": report.as_dict()}
-
-
-def reconcile_all(
-    tenant_ids: list[str], ports: ReconcilePorts, out_of_time: Callable[[], bool]
-) -> dict[str, Any]:
-    """The schedule: every connected tenant in turn, until the function's time runs short."""
-    reports: dict[str, Any] = {}
-    for tenant_id in tenant_ids:
-        if out_of_time():
-            break
-        reports[tenant_id] = reconcile(tenant_id, ports, out_of_time).as_dict()
-    return {"tenants": len(tenant_ids), "reconciled": reports}
+    queue.send([CatchUpJob(tenant_id, "request", now)])
+    return {"reconcile": {"state": "queued", "queued_at": now}}

@@ -214,11 +214,15 @@ def apply_observation(
     clock: Callable[[], float] = time.time,
     changes: ChangeFeed | None = None,
     imported: bool = False,
+    repair_record: bool = True,
 ) -> SyncResult:
     """Apply ``observation`` for ``tenant_id``; ``account`` is the Connect account the event came
     from (None: the tenant's own API-key route; unset: a backfill page or a refetch, read through the
     tenant's current connection). ``imported``: a backfill page's object (its subscriptions enter
-    the MRR history at their start). Each record change is published to ``changes``."""
+    the MRR history at their start). Each record change is published to ``changes``.
+    ``repair_record``: an observation that changes nothing checks (one read) that the record is not
+    behind its state (a redelivery after a failed projection); a catch-up, which mostly finds what
+    was applied already, leaves that to the queue's redelivery."""
     tenant = tenants.get(tenant_id)
     if tenant is None or not tenant.connection.is_connected:
         return SyncResult("dropped", "tenant_not_connected")
@@ -264,8 +268,13 @@ def apply_observation(
             # Nothing new, but the record may lag the state it derives from (a projection that failed
             # after the state write, then a redrive): one read tells, whatever the receive count.
             wanted = stored.record_version
-            if not wanted or (
-                (customers.projected_version(tenant_id, record["external_id"], customer_id) or 0) >= wanted
+            if (
+                not repair_record
+                or not wanted
+                or (
+                    (customers.projected_version(tenant_id, record["external_id"], customer_id) or 0)
+                    >= wanted
+                )
             ):
                 return SyncResult("unchanged", outcome.decision.reason, refetches, conflicts)
             written = customers.project(record, wanted, stored.external_id, repair=True)

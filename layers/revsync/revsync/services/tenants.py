@@ -205,6 +205,16 @@ def tenant_status(
             "reconciling": bool(progress.running_since),
             # Part of the last catch-up's gap was older than Stripe's Events API keeps (30 days).
             "backfill_needed": progress.backfill_needed,
+            # A window begun and not yet listed to its end (runs go on with it), and how far it got.
+            "pending": None
+            if progress.pending is None
+            else {
+                "from": progress.pending.start,
+                "through": progress.pending.through,
+                "listed": progress.pending.listed,
+                "recovered": progress.pending.recovered,
+                "continuing": progress.pending.continuation is not None,
+            },
         },
     }
 

@@ -135,24 +135,6 @@ class TenantStore:
             raise
 
 
-def connected_tenant_ids() -> list[str]:
-    """Every tenant with a live Stripe connection (a scan of the small tenants table, for the schedule)."""
-    client, found = aws.dynamodb(), list[str]()
-    kwargs: dict[str, Any] = {
-        "TableName": get_settings().tenants_table,
-        "FilterExpression": "begins_with(pk, :tenant) AND #c.#s = :connected",
-        "ProjectionExpression": "tenant_id",
-        "ExpressionAttributeNames": {"#c": "connection", "#s": "status"},
-        "ExpressionAttributeValues": {":tenant": {"S": "tenant#"}, ":connected": {"S": "connected"}},
-    }
-    while True:
-        page = client.scan(**kwargs)
-        found.extend(item["tenant_id"]["S"] for item in page.get("Items", []) if "tenant_id" in item)
-        if "LastEvaluatedKey" not in page:
-            return sorted(found)
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
 class CachedTenantStore:
     """The worker's tenant reads: cached briefly per process, refreshed when a newer config is known."""
 

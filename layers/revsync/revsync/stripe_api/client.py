@@ -26,6 +26,7 @@ from revsync.domain.snapshots import (
     with_coupons,
 )
 from revsync.domain.tenancy import Tenant
+from revsync.errors import CursorRejected
 from revsync.stripe_api.pacing import Pacer, call_paced, call_within_budget
 
 T = TypeVar("T")
@@ -188,9 +189,15 @@ class StripeAccounts:
         params: dict[str, Any] = {"limit": 100, "created": {"gte": created_gte}, "types": list(types)}
         if starting_after:
             params["starting_after"] = starting_after
-        page: dict[str, Any] = self._read(
-            tenant, lambda: client.raw_request("get", "/v1/events", **params)
-        ).data
+        try:
+            page: dict[str, Any] = self._read(
+                tenant, lambda: client.raw_request("get", "/v1/events", **params)
+            ).data
+        except stripe.InvalidRequestError as exc:
+            if starting_after and exc.param == "starting_after":
+                # The event the cursor names is gone (past the 30 days Stripe keeps events).
+                raise CursorRejected(str(exc.user_message or "cursor rejected")) from None
+            raise
         return list(page["data"]), bool(page["has_more"])
 
     def subscription_items(self, tenant: Tenant, subscription_id: str) -> list[SubscriptionItem]:

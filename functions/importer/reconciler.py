@@ -1,0 +1,107 @@
+"""The catch-up of missed events (revsync.services.reconcile). Wiring only.
+
+EventBridge Scheduler sends ``{"action": "queue_catch_ups"}`` every ReconcileMinutes: one job per
+connected tenant goes on the catch-up queue. The queue's event source mapping hands this function
+one job per invocation (BatchSize 1; at most ReconcileConcurrency at once); a job that keeps
+failing goes to the catch-up dead-letter queue, and its tenant's next period's job goes on from
+where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from revsync.domain.reconcile import catch_up_job
+from revsync.infra.catch_ups import SqsCatchUpQueue
+from revsync.infra.changes import EventBridgeChanges
+from revsync.services import reconcile
+from revsync.services.sync import Customers, Tenants
+from revsync.store.customers import CustomerStore
+from revsync.store.events_progress import ConnectedTenants, EventsProgressStore
+from revsync.store.tenants import TenantStore
+from revsync.wiring import stripe_accounts
+
+logger = Logger()
+metrics = Metrics()
+SAFETY_MARGIN_SECONDS = 15  # stop taking pages this long before Lambda's time limit
+
+
+@dataclass(slots=True)
+class Dependencies:
+    tenants: Tenants
+    customers: Customers
+    stripe: reconcile.EventLister
+    progress: reconcile.EventsProgress
+    queue: reconcile.CatchUpQueue
+    candidates: reconcile.CatchUpCandidates
+    changes: EventBridgeChanges
+    clock: Callable[[], float]
+    monotonic: Callable[[], float]  # a run's deadline
+
+
+@lru_cache(maxsize=1)
+def dependencies() -> Dependencies:
+    return Dependencies(
+        tenants=TenantStore(),
+        customers=CustomerStore(),
+        stripe=stripe_accounts(),
+        progress=EventsProgressStore(),
+        queue=SqsCatchUpQueue(),
+        candidates=ConnectedTenants(),
+        changes=EventBridgeChanges(),
+        clock=time.time,
+        monotonic=time.monotonic,
+    )
+
+
+def _ports(deps: Dependencies) -> reconcile.ReconcilePorts:
+    return reconcile.ReconcilePorts(
+        deps.tenants, deps.customers, deps.stripe, deps.progress, deps.clock, deps.changes
+    )
+
+
+def _run_jobs(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps = dependencies()
+    reports = {}
+    try:
+        for record in event["Records"]:
+            job = catch_up_job(record["body"])
+            out_of_time = reconcile.out_of_time_after(
+                context.get_remaining_time_in_millis(), SAFETY_MARGIN_SECONDS, deps.monotonic
+            )
+            report = reconcile.run_job(job, _ports(deps), deps.queue, out_of_time)
+            reports[job.tenant_id] = report.as_dict()
+            logger.info("caught up", tenant_id=job.tenant_id, reason=job.reason, **report.as_dict())
+            metrics.add_metric(name="EventsRecovered", unit=MetricUnit.Count, value=report.recovered)
+    finally:
+        deps.changes.flush()
+    return {"reconciled": reports}
+
+
+def _queue_catch_ups(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps = dependencies()
+    result = reconcile.queue_catch_ups(deps.candidates, deps.queue, int(deps.clock()))
+    logger.info("catch-ups queued", **result)
+    metrics.add_metric(name="CatchUpsQueued", unit=MetricUnit.Count, value=result["queued"])
+    return result
+
+
+ACTIONS = {"queue_catch_ups": _queue_catch_ups}
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "Records" in event:  # the catch-up queue's event source mapping
+        return _run_jobs(event, context)
+    action = ACTIONS.get(str(event.get("action")))
+    if action is None:
+        raise ValueError(f"unknown catch-up action {event.get('action')!r}")
+    return action(event, context)
