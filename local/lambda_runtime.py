@@ -24,6 +24,7 @@ class LocalContext:
 
     function_name: str
     memory_limit_in_mb: int = 256
+    timeout_ms: int = 30_000  # the function's Timeout: what it has left as an invocation starts
     function_version: str = "$LATEST"
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     log_group_name: str = "local"
@@ -34,7 +35,7 @@ class LocalContext:
         return f"arn:aws:lambda:local:123456789012:function:{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return self.timeout_ms
 
 
 @cache
@@ -77,9 +78,13 @@ def handler(logical_id: str) -> Handler:
 
 
 def invoke(logical_id: str, event: dict[str, Any]) -> dict[str, Any]:
-    memory = int(load_template()["Resources"][logical_id]["Properties"].get("MemorySize", 128))
+    template = load_template()
+    props = template["Resources"][logical_id]["Properties"]
+    memory = int(props.get("MemorySize", 128))
+    timeout = int(props.get("Timeout", template.get("Globals", {}).get("Function", {}).get("Timeout", 3)))
+    context = LocalContext(function_name=logical_id, memory_limit_in_mb=memory, timeout_ms=timeout * 1000)
     try:
-        return handler(logical_id)(event, LocalContext(function_name=logical_id, memory_limit_in_mb=memory))
+        return handler(logical_id)(event, context)
     finally:
         # With POWERTOOLS_METRICS_DISABLED, Powertools neither publishes nor clears a function's
         # metrics, and prints them all once a metric reaches 100 values: drop them per invocation,

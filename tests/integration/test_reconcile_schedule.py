@@ -119,7 +119,7 @@ def short_runs(stack: InProcessStack) -> list[float]:
     now = [0.0]
 
     def monotonic() -> float:
-        now[0] += 10.0  # each look at the clock is 10 s later: a 15 s budget after the margin
+        now[0] += 60.0  # each look at the clock is a minute later: the 105 s budget lasts one page
         return now[0]
 
     reconciler.dependencies().monotonic = monotonic
