@@ -309,5 +309,5 @@ def test_tenant_secrets_key_is_kept_and_each_function_opens_only_the_kind_it_nee
         assert set(actions) <= {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"} | (
             {"secretsmanager:DeleteSecret"} if role == "TenantApiFunctionRole" else set()
         ), role
-    [delete] = [g for g in _role_actions(translated, "TenantApiFunctionRole", "secretsmanager:Delete")]
-    assert delete[2] == {"Bool": {"secretsmanager:ForceDeleteWithoutRecovery": "true"}}
+    [(_, _, condition)] = _role_actions(translated, "TenantApiFunctionRole", "secretsmanager:Delete")
+    assert condition == {"Bool": {"secretsmanager:ForceDeleteWithoutRecovery": "true"}}
