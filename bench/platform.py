@@ -58,6 +58,7 @@ from revsync.store.customers import CustomerStore  # noqa: E402
 from revsync.store.events_progress import EventsProgressStore  # noqa: E402
 from revsync.store.tenants import TenantStore  # noqa: E402
 
+from bench import tenant_secrets_cost as secrets_cost  # noqa: E402
 from bench.worker_cost import PRICE, LogBytes, Meter, metering  # noqa: E402
 from local import lambda_runtime  # noqa: E402
 from local import stripe_shapes as S  # noqa: E402
@@ -71,6 +72,7 @@ FULL_VCPU_MB = 1769  # Lambda gives one vCPU at 1,769 MB, a share in proportion 
 NOW0 = 1_800_000_000
 # A month of periods.
 MONTH_SECONDS = 30 * 86_400
+PLATFORM_TENANTS = 5_000  # the stack's KMS key is shared by this many tenants
 
 
 def _properties() -> dict[str, Any]:
@@ -441,6 +443,9 @@ def _idle_parts(idle: list[Invocation], consumer: Consumer, logs: LogBytes) -> d
         "SQS": runs * sqs_requests * PRICE["sqs"],
         "DynamoDB": runs * (rru * PRICE["rru"] + wru * PRICE["wru"]),
         "CloudWatch Logs": runs * log_bytes * PRICE["log_gb"] / 1e9,
+        # An API-key tenant's sealed key: its bytes, its share of the stack's KMS key, a Decrypt
+        # per run (an OAuth tenant has none of these).
+        "its sealed API key": secrets_cost.sealed(PLATFORM_TENANTS, consumer.period / 60).total,
     }
     return parts
 

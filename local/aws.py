@@ -1,4 +1,4 @@
-"""Creates the template's tables, queues and platform parameters on moto (in-process or server)."""
+"""Creates the template's tables, queues, keys and platform parameters on moto (in-process or server)."""
 
 from __future__ import annotations
 
@@ -76,9 +76,22 @@ def create_resources(region: str, endpoint_url: str | None = None) -> LocalNames
         )["stateMachineArn"]
         names.state_machine_arns[logical_id] = arn
 
+    create_keys(session, endpoint_url, names)
     create_change_feed_tap(session, endpoint_url, names)
     seed_platform_secrets(session, endpoint_url, names)
     return names
+
+
+def create_keys(session: Any, endpoint_url: str | None, names: LocalNames) -> None:
+    """The template's KMS keys, with their key policies and rotation (moto keeps the policy; its
+    Decrypt checks the encryption context, as KMS does)."""
+    kms = session.client("kms", endpoint_url=endpoint_url)
+    for logical_id, resource in resources_of_type("AWS::KMS::Key").items():
+        props = names.resolve(resource["Properties"])
+        metadata = kms.create_key(Description=props["Description"], Policy=json.dumps(props["KeyPolicy"]))
+        if props.get("EnableKeyRotation"):
+            kms.enable_key_rotation(KeyId=metadata["KeyMetadata"]["KeyId"])
+        names.key_arns[logical_id] = metadata["KeyMetadata"]["Arn"]
 
 
 CHANGES_TAP = "revsync-local-changes-tap"

@@ -58,9 +58,9 @@ def main() -> int:
         TenantStore().save(
             Tenant("soak", Connection("connected", "oauth", "acct_soak")).with_config("metadata.app_id"), now
         )
-        name = TenantSecrets().write("soakdirect", "rk_test_soak_direct_key", DIRECT_SECRET)
+        sealed = TenantSecrets().seal("soakdirect", "rk_test_soak_direct_key", DIRECT_SECRET)
         TenantStore().save(
-            Tenant("soakdirect", Connection("connected", "api_key", secret_name=name)).with_config("id"), now
+            Tenant("soakdirect", Connection("connected", "api_key", sealed=sealed)).with_config("id"), now
         )
         # Webhook inputs alternate between the HTTP API's route and the receiver's function URL.
         ports = {"api": stack.ports.api, "url": stack.ports.webhook}

@@ -55,6 +55,7 @@ class LocalNames:
     region: str
     queue_urls: dict[str, str]
     state_machine_arns: dict[str, str] = field(default_factory=dict)
+    key_arns: dict[str, str] = field(default_factory=dict)  # KMS keys, by logical id, once created
 
     def resolve(self, value: Any) -> Any:
         return _resolve(value, self)
@@ -147,6 +148,8 @@ def _resolve(value: Any, names: LocalNames) -> Any:
                 return names.physical_name(logical_id)
             if attribute == "Arn":
                 resource_type = load_template()["Resources"][logical_id]["Type"]
+                if resource_type == "AWS::KMS::Key":
+                    return names.key_arns.get(logical_id, logical_id)
                 if resource_type == "AWS::Serverless::Function":
                     # Locally a function is named by its logical id (see local/stepfunctions.py).
                     return f"arn:aws:lambda:{names.region}:{ACCOUNT_ID}:function:{logical_id}"

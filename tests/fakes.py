@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,9 +27,10 @@ from revsync.domain.snapshots import (
     with_coupons,
 )
 from revsync.domain.state import CustomerObjects
-from revsync.domain.tenancy import Tenant, TenantRoute
+from revsync.domain.tenancy import SealedSecrets, Tenant, TenantRoute
 from revsync.errors import CursorRejected
 from revsync.infra.queue import QueueError
+from revsync.infra.secrets import API_KEY, WEBHOOK_SECRET, SealedSecretError
 from revsync.store.customers import ConcurrentUpdate, StoredCustomer, kept_invoice
 from revsync.stripe_api.client import KeyCheck, OAuthGrant, StripeAccessError, authorize_url
 
@@ -251,18 +253,32 @@ class FakeDirectory:
         account, which it releases when it moves to another account or to an API key."""
         connection = tenant.connection
         route = TenantRoute(
-            tenant.tenant_id, connection.status, connection.livemode, connection.mode, connection.secret_name
+            tenant.tenant_id,
+            connection.status,
+            connection.livemode,
+            connection.mode,
+            connection.secret_name,
+            connection.sealed.webhook_secret if connection.sealed else None,
         )
         self.by_tenants[tenant.tenant_id] = route
         for account_id, routed in list(self.by_accounts.items()):
             if routed.tenant_id == tenant.tenant_id:
                 del self.by_accounts[account_id]
         if connection.mode == "oauth" and connection.account_id:
-            self.by_accounts[connection.account_id] = route._replace(secret_name=None)
+            self.by_accounts[connection.account_id] = route._replace(
+                secret_name=None, sealed_webhook_secret=None
+            )
+
+
+_SEALED = b"fake-kms:"
 
 
 @dataclass
 class FakeSecrets:
+    """The receiver's signing secrets (WebhookSecretSource) and the tenant API's sealing (TenantSecrets).
+    A sealed value opens only for the tenant and kind it was sealed for, as KMS's encryption context
+    makes it; ``tenant_secrets`` are Secrets Manager secrets saved before sealing, by name."""
+
     platform_secrets: list[str] = field(default_factory=lambda: ["whsec_platform"])
     tenant_secrets: dict[str, list[str]] = field(default_factory=dict)  # by secret name
 
@@ -270,7 +286,31 @@ class FakeSecrets:
         return self.platform_secrets
 
     def tenant(self, route: TenantRoute) -> list[str]:
-        return self.tenant_secrets.get(route.secret_name, []) if route.secret_name else []
+        if route.sealed_webhook_secret is not None:
+            value = self._open(route.tenant_id, WEBHOOK_SECRET, route.sealed_webhook_secret)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if route.secret_name is None:
+            return []
+        if route.secret_name not in self.tenant_secrets:  # Secrets Manager: ResourceNotFoundException
+            raise LookupError(f"no secret {route.secret_name}")
+        return self.tenant_secrets[route.secret_name]
+
+    def seal(self, tenant_id: str, api_key: str, webhook_secret: str) -> SealedSecrets:
+        def sealed(kind: str, value: str) -> bytes:
+            return _SEALED + json.dumps([tenant_id, kind, value]).encode()
+
+        return SealedSecrets(sealed(API_KEY, api_key), sealed(WEBHOOK_SECRET, webhook_secret))
+
+    def retire(self, secret_name: str) -> None:
+        self.tenant_secrets.pop(secret_name, None)
+
+    @staticmethod
+    def _open(tenant_id: str, kind: str, sealed: bytes) -> str:
+        if sealed.startswith(_SEALED):
+            sealed_for, sealed_kind, value = json.loads(sealed[len(_SEALED) :])
+            if (sealed_for, sealed_kind) == (tenant_id, kind):
+                return str(value)
+        raise SealedSecretError(f"the {kind} sealed for tenant {tenant_id} does not open")
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -9,6 +10,8 @@ from typing import Any
 
 import pytest
 from revsync.domain.tenancy import Connection, Tenant
+from revsync.infra import aws
+from revsync.settings import get_settings
 from revsync.store.tenants import TenantStore
 
 from local import lambda_runtime
@@ -16,6 +19,15 @@ from local.inprocess import InProcessStack
 from tests.fakes import FakeStripe
 
 PLATFORM_SECRET = "whsec_local"  # local/aws.py seeds SSM with it
+
+
+def legacy_tenant_secret(tenant_id: str, api_key: str, webhook_secret: str) -> str:
+    """A tenant's Secrets Manager secret as revsync saved it before sealed secrets (one JSON secret a
+    tenant, named ``revsync/<stage>/tenants/<tenant_id>``); its name, which the connection names."""
+    name = f"revsync/{get_settings().stage}/tenants/{tenant_id}"
+    value = json.dumps({"api_key": api_key, "webhook_secret": webhook_secret})
+    aws.secretsmanager().create_secret(Name=name, SecretString=value)
+    return name
 
 
 def sam_cli() -> str:

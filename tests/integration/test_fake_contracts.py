@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 import stripe
+from botocore.exceptions import ClientError
 from revsync.domain.events import (
     Envelope,
     Observation,
@@ -26,11 +27,11 @@ from revsync.domain.reconcile import CatchUpJob, PendingWindow, RunEnd, catch_up
 from revsync.domain.record import derive_record
 from revsync.domain.routing import TenantRoute
 from revsync.domain.state import CustomerObjects
-from revsync.domain.tenancy import Connection, Tenant
+from revsync.domain.tenancy import Connection, SealedSecrets, Tenant
 from revsync.errors import CursorRejected
 from revsync.infra.catch_ups import SqsCatchUpQueue
 from revsync.infra.queue import DeadLetters, SqsEventQueue
-from revsync.infra.secrets import TenantSecrets, WebhookSecretSource
+from revsync.infra.secrets import SealedSecretError, TenantSecrets, WebhookSecretSource
 from revsync.store.customers import ConcurrentUpdate, CustomerStore, kept_invoice
 from revsync.store.events_progress import EventsProgressStore
 from revsync.store.tenant_lookup import DynamoTenantDirectory
@@ -58,6 +59,7 @@ from tests.fakes import (
     FakeStripe,
     FakeTenants,
 )
+from tests.integration.conftest import legacy_tenant_secret
 
 pytestmark = pytest.mark.integration
 
@@ -623,11 +625,17 @@ def directory(request: pytest.FixtureRequest) -> Iterator[Any]:
 def test_a_connect_tenant_is_routed_by_its_account_and_an_api_key_tenant_by_its_path(directory: Any) -> None:
     directory.save(Tenant("acme", Connection("connected", "oauth", ACCOUNT, livemode=True)))
     directory.save(Tenant("direct", Connection("connected", "api_key", secret_name="revsync/direct")))
+    sealed = SealedSecrets(b"sealed key", b"sealed webhook secret")
+    directory.save(Tenant("sealed", Connection("connected", "api_key", sealed=sealed)))
 
     assert directory.by_account(ACCOUNT) == TenantRoute("acme", "connected", True, "oauth")
     assert directory.by_tenant("acme") == TenantRoute("acme", "connected", True, "oauth")
     assert directory.by_tenant("direct") == TenantRoute(
         "direct", "connected", False, "api_key", "revsync/direct"
+    )
+    # The webhook secret's ciphertext comes with the route (no second read); the key's does not.
+    assert directory.by_tenant("sealed") == TenantRoute(
+        "sealed", "connected", False, "api_key", sealed_webhook_secret=b"sealed webhook secret"
     )
     assert (directory.by_account("acct_nobody"), directory.by_tenant("nobody")) == (None, None)
 
@@ -654,21 +662,33 @@ def test_a_revoked_connection_is_routed_as_revoked(directory: Any) -> None:
 # --- webhook signing secrets ----------------------------------------------------------------------
 
 
+LEGACY = "revsync/local/tenants/legacy"
+
+
 @pytest.fixture(params=["fake", "aws"])
-def signing_secrets(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
-    """The receiver's secrets port, with the direct tenant's secret being rolled (two at once)."""
+def signing_secrets(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any]]:
+    """The receiver's secrets port and the tenant API's sealing. A tenant saved before sealed secrets
+    has a Secrets Manager secret (``LEGACY``) being rolled: two webhook secrets at once."""
     if request.param == "fake":
-        yield FakeSecrets(["whsec_local"], {"revsync/direct": ["whsec_old", "whsec_new"]}), "revsync/direct"
+        fake = FakeSecrets(["whsec_local"], {LEGACY: ["whsec_old", "whsec_new"]})
+        yield fake, fake
         return
     with InProcessStack(clock=lambda: FROZEN_NOW):  # the platform's secret: whsec_local, in SSM
-        yield WebhookSecretSource(), TenantSecrets().write("direct", "rk_test_direct", "whsec_old, whsec_new")
+        assert legacy_tenant_secret("legacy", "rk_test_legacy", "whsec_old, whsec_new") == LEGACY
+        yield WebhookSecretSource(), TenantSecrets()
 
 
-def test_the_secrets_that_may_sign_a_webhook(signing_secrets: tuple[Any, str]) -> None:
-    secrets, name = signing_secrets
+def _sealed_route(tenant_id: str, sealed: bytes) -> TenantRoute:
+    return TenantRoute(tenant_id, "connected", False, "api_key", sealed_webhook_secret=sealed)
+
+
+def test_the_secrets_that_may_sign_a_webhook(signing_secrets: tuple[Any, Any]) -> None:
+    secrets, sealer = signing_secrets
+    sealed = sealer.seal("direct", "rk_test_direct", "whsec_old, whsec_new")
 
     assert secrets.platform() == ["whsec_local"]
-    assert secrets.tenant(TenantRoute("direct", "connected", False, "api_key", name)) == [
+    assert secrets.tenant(_sealed_route("direct", sealed.webhook_secret)) == ["whsec_old", "whsec_new"]
+    assert secrets.tenant(TenantRoute("legacy", "connected", False, "api_key", LEGACY)) == [
         "whsec_old",
         "whsec_new",
     ]
@@ -716,3 +736,26 @@ def test_the_schedule_queues_a_tenant_once_a_period_and_each_tenant_in_its_order
     assert sorted(received) == sorted([*jobs, CatchUpJob("t3", "continue", now + 61, "tok")])
     t3 = [job for job in received if job.tenant_id == "t3"]
     assert [job.reason for job in t3] == ["schedule", "continue"]  # one tenant's jobs in order
+
+
+def test_a_sealed_secret_opens_only_for_its_tenant_and_kind(signing_secrets: tuple[Any, Any]) -> None:
+    secrets, sealer = signing_secrets
+    sealed = sealer.seal("direct", "rk_test_direct", "whsec_direct")
+    assert secrets.tenant(_sealed_route("direct", sealed.webhook_secret)) == ["whsec_direct"]
+    # Copied to another tenant's item (opened for direct just now: the cache must not answer), or
+    # the API key's ciphertext put where the webhook secret goes.
+    for route in (_sealed_route("other", sealed.webhook_secret), _sealed_route("direct", sealed.api_key)):
+        with pytest.raises(SealedSecretError):
+            secrets.tenant(route)
+
+
+def test_a_retired_secret_is_gone_and_retiring_it_again_is_harmless(signing_secrets: tuple[Any, Any]) -> None:
+    secrets, sealer = signing_secrets
+    route = TenantRoute("legacy", "connected", False, "api_key", LEGACY)
+    assert secrets.tenant(route) == ["whsec_old", "whsec_new"]
+    sealer.retire(LEGACY)
+    sealer.retire(LEGACY)
+    # Secrets Manager's ResourceNotFoundException (a ClientError), or the fake's LookupError: the
+    # receiver answers either with a 503, as for any failure to read a secret.
+    with pytest.raises((ClientError, LookupError)):
+        secrets.tenant(route)

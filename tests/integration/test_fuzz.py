@@ -42,9 +42,9 @@ def _connect(stack: InProcessStack) -> None:
         Tenant("acme", Connection("connected", "oauth", "acct_fuzz")).with_config("metadata.app_id"),
         FROZEN_NOW,
     )
-    name = TenantSecrets().write("direct", "rk_test_direct_key_1", DIRECT_SECRET)
+    sealed = TenantSecrets().seal("direct", "rk_test_direct_key_1", DIRECT_SECRET)
     TenantStore().save(
-        Tenant("direct", Connection("connected", "api_key", secret_name=name)).with_config("id"), FROZEN_NOW
+        Tenant("direct", Connection("connected", "api_key", sealed=sealed)).with_config("id"), FROZEN_NOW
     )
 
 

@@ -1,5 +1,6 @@
-"""Secrets read through revsync.infra.secrets on moto: what the receiver and the tenant API see, and
-how long a value is kept (a fake clock: nothing here waits for time to pass)."""
+"""Secrets read through revsync.infra.secrets on moto (SSM, KMS, Secrets Manager): what the receiver,
+the worker and the tenant API see, and how long a value is kept (a fake clock: nothing here waits
+for time to pass)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ import json
 
 import boto3
 import pytest
+from revsync.domain.routing import TenantRoute
+from revsync.domain.tenancy import Connection, SealedSecrets, Tenant
 from revsync.infra import aws, secrets
 from revsync.infra.cache import MaxAgeCache
 from revsync.settings import get_settings
+from revsync.store.tenants import TenantStore
 
 from local.inprocess import InProcessStack
+from tests.conftest import FROZEN_NOW
+from tests.integration.conftest import legacy_tenant_secret
 
 
 class Clock:
@@ -43,24 +49,58 @@ def test_the_platform_webhook_secrets_are_read_once_per_max_age(clock: Clock) ->
     assert platform.webhook_secrets() == ["whsec_c"]
 
 
-def test_a_tenant_secret_is_created_then_updated_and_read_back(clock: Clock) -> None:
+def _api_key_tenant(tenant_id: str, sealed: SealedSecrets | None = None, name: str | None = None) -> Tenant:
+    return Tenant(tenant_id, Connection("connected", "api_key", secret_name=name, sealed=sealed))
+
+
+def _route(tenant: Tenant) -> TenantRoute:
+    connection = tenant.connection
+    webhook_secret = connection.sealed.webhook_secret if connection.sealed else None
+    return TenantRoute(
+        tenant.tenant_id, "connected", False, "api_key", connection.secret_name, webhook_secret
+    )
+
+
+def test_a_tenant_secret_is_sealed_then_resealed_and_read_back(clock: Clock) -> None:
     tenants = secrets.TenantSecrets()
-    name = tenants.write("acme", "rk_test_1", "whsec_1")
-    assert name == f"{get_settings().tenant_secret_prefix}acme"
-    assert tenants.read(name) == {"api_key": "rk_test_1", "webhook_secret": "whsec_1"}
-    assert tenants.write("acme", "rk_test_2", "whsec_1,whsec_2") == name  # updated, not created again
-    assert tenants.webhook_secrets(name) == ["whsec_1", "whsec_2"]
-    stored = aws.secretsmanager().get_secret_value(SecretId=name)["SecretString"]
-    assert json.loads(stored)["api_key"] == "rk_test_2"
+    acme = _api_key_tenant("acme", tenants.seal("acme", "rk_test_1", "whsec_1"))
+    assert tenants.api_key(acme) == "rk_test_1"
+    assert tenants.webhook_secrets(_route(acme)) == ["whsec_1"]
+    rotated = _api_key_tenant("acme", tenants.seal("acme", "rk_test_2", "whsec_1,whsec_2"))
+    assert tenants.webhook_secrets(_route(rotated)) == ["whsec_1", "whsec_2"]  # at once, not in 5 min
+    assert tenants.api_key(rotated) == "rk_test_2"
+    TenantStore().save(rotated, FROZEN_NOW)  # the tenant item keeps ciphertexts only
+    stored = aws.dynamodb().get_item(TableName=get_settings().tenants_table, Key={"pk": {"S": "tenant#acme"}})
+    assert b"rk_test_2" not in json.dumps(stored["Item"], default=repr).encode()
+    assert TenantStore().get("acme") == rotated
 
 
 def test_a_missing_tenant_secret_raises_and_is_not_cached(clock: Clock) -> None:
     tenants = secrets.TenantSecrets()
-    name = tenants.name("ghost")
+    ghost = _api_key_tenant("ghost", name="revsync/local/tenants/ghost")
     with pytest.raises(aws.secretsmanager().exceptions.ResourceNotFoundException):
-        tenants.read(name)
-    tenants.write("ghost", "rk_test_g", "whsec_g")
-    assert tenants.webhook_secrets(name) == ["whsec_g"]  # no failure was kept
+        tenants.read("revsync/local/tenants/ghost")
+    legacy_tenant_secret("ghost", "rk_test_g", "whsec_g")
+    assert tenants.webhook_secrets(_route(ghost)) == ["whsec_g"]  # no failure was kept
+    with pytest.raises(secrets.SealedSecretError):  # a connection with neither has no key to give
+        tenants.api_key(_api_key_tenant("nobody"))
+
+
+def test_a_sealed_secret_costs_one_kms_call_per_max_age_and_none_while_warm(clock: Clock) -> None:
+    tenants = secrets.TenantSecrets()
+    acme = _api_key_tenant("acme", tenants.seal("acme", "rk_test_1", "whsec_1"))
+    decrypts: list[str] = []
+    aws.kms().meta.events.register("before-call.kms.Decrypt", lambda **_: decrypts.append("decrypt"))
+    for _ in range(3):  # a webhook and the worker's Stripe client, three times over
+        assert tenants.webhook_secrets(_route(acme)) == ["whsec_1"]
+        assert tenants.api_key(acme) == "rk_test_1"
+    assert len(decrypts) == 2  # one per kind
+    clock.now += secrets.MAX_AGE_SECONDS - 1
+    tenants.webhook_secrets(_route(acme))
+    assert len(decrypts) == 2
+    clock.now += 1
+    tenants.webhook_secrets(_route(acme))
+    assert len(decrypts) == 3  # read again after its max age
 
 
 def test_the_cache_keeps_each_name_for_its_max_age() -> None:

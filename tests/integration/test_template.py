@@ -309,3 +309,48 @@ def test_missed_events_are_caught_up_one_tenant_per_job_from_a_queue_the_schedul
     assert reconciler["POWERTOOLS_SERVICE_NAME"] == "revsync-reconciler"
     tenant_api = resources["TenantApiFunction"]["Properties"]["Environment"]["Variables"]
     assert tenant_api["RECONCILE_QUEUE_URL"] == reconciler["RECONCILE_QUEUE_URL"] == {"Ref": "ReconcileQueue"}
+
+
+def _role_actions(translated: dict[str, Any], role: str, prefix: str) -> list[tuple[str, Any, Any]]:
+    """(action, resource, condition) of a function role's statements whose actions start with ``prefix``."""
+    found = []
+    for policy in translated["Resources"][role]["Properties"].get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            for action in actions:
+                if action.startswith(prefix):
+                    found.append((action, statement["Resource"], statement.get("Condition")))
+    return found
+
+
+def _kind(secret: str) -> dict[str, Any]:
+    return {"StringEquals": {"kms:EncryptionContext:secret": secret}}
+
+
+def test_tenant_secrets_key_is_kept_and_each_function_opens_only_the_kind_it_needs(
+    translated: dict[str, Any],
+) -> None:
+    key = translated["Resources"]["TenantSecretsKey"]
+    assert (key["DeletionPolicy"], key["UpdateReplacePolicy"]) == ("Retain", "Retain")  # as the table
+    assert key["Properties"]["EnableKeyRotation"] is True
+    [deny] = [s for s in key["Properties"]["KeyPolicy"]["Statement"] if s["Effect"] == "Deny"]
+    assert deny["Condition"] == {"Null": {"kms:EncryptionContext:tenant_id": "true"}}
+    arn = {"Fn::GetAtt": ["TenantSecretsKey", "Arn"]}
+    expected = {
+        # The public receiver opens webhook secrets, never API keys; only the tenant API encrypts.
+        "WebhookFunctionRole": [("kms:Decrypt", arn, _kind("webhook_secret"))],
+        "WorkerFunctionRole": [("kms:Decrypt", arn, _kind("api_key"))],
+        "ImporterFunctionRole": [("kms:Decrypt", arn, _kind("api_key"))],
+        "ReconcilerFunctionRole": [("kms:Decrypt", arn, _kind("api_key"))],
+        "TenantApiFunctionRole": [("kms:Encrypt", arn, None), ("kms:Decrypt", arn, _kind("api_key"))],
+    }
+    for role, grants in expected.items():
+        assert _role_actions(translated, role, "kms:") == grants, role
+    # Secrets Manager: read a connection saved before sealing; only the tenant API deletes, at once.
+    for role in expected:
+        actions = [action for action, _, _ in _role_actions(translated, role, "secretsmanager:")]
+        assert set(actions) <= {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"} | (
+            {"secretsmanager:DeleteSecret"} if role == "TenantApiFunctionRole" else set()
+        ), role
+    [(_, _, condition)] = _role_actions(translated, "TenantApiFunctionRole", "secretsmanager:Delete")
+    assert condition == {"Bool": {"secretsmanager:ForceDeleteWithoutRecovery": "true"}}

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 from revsync.domain import oauth_state
+from revsync.domain.routing import TenantRoute
 from revsync.domain.tenancy import Connection, Tenant
+from revsync.infra.secrets import SealedSecretError, TenantSecrets
 from revsync.store.tenants import AccountTaken, OAuthStates, TenantStore
 
 from local import stripe_shapes as S
@@ -117,13 +119,19 @@ def test_an_account_stays_with_its_tenant(stack: InProcessStack, connect_oauth: 
     assert _record(stack, "globex", "u-1") is None
 
 
-def test_direct_route_needs_that_tenants_own_secret(stack: InProcessStack) -> None:
-    from revsync.infra.secrets import TenantSecrets
+def _connect_api_key(tenant_id: str) -> Tenant:
+    """An API-key tenant as PUT .../connection saves it: its key and webhook secret sealed."""
+    sealed = TenantSecrets().seal(tenant_id, f"rk_test_{tenant_id}_key", f"whsec_{tenant_id}_secret")
+    tenant = Tenant(tenant_id, Connection("connected", "api_key", sealed=sealed)).with_config(
+        "metadata.app_id"
+    )
+    TenantStore().save(tenant, NOW)
+    return tenant
 
+
+def test_direct_route_needs_that_tenants_own_secret(stack: InProcessStack) -> None:
     for tenant_id in ("initech", "umbrella"):
-        name = TenantSecrets().write(tenant_id, f"rk_test_{tenant_id}_key", f"whsec_{tenant_id}_secret")
-        tenant = Tenant(tenant_id, Connection("connected", "api_key", secret_name=name))
-        TenantStore().save(tenant.with_config("metadata.app_id"), NOW)
+        _connect_api_key(tenant_id)
     event = S.event("customer.created", S.customer("cus_1", metadata={"app_id": "u-1"}), created=NOW)
     # Another tenant's secret, or the platform's, does not open umbrella's route.
     for secret in ("whsec_initech_secret", PLATFORM_SECRET):
@@ -168,13 +176,53 @@ def test_an_oauth_state_of_one_tenant_cannot_connect_another(stack: InProcessSta
 
 def test_a_rewritten_tenant_secret_is_read_at_once_and_the_client_is_kept(stack: InProcessStack) -> None:
     from revsync.infra import aws
-    from revsync.infra.secrets import TenantSecrets
 
     secrets = TenantSecrets()
-    name = secrets.write("rotating", "rk_test_old", "whsec_old")
-    assert secrets.webhook_secrets(name) == ["whsec_old"]  # now cached
-    client = aws.secretsmanager()
-    secrets.write("rotating", "rk_test_new", "whsec_old,whsec_new")
-    assert secrets.webhook_secrets(name) == ["whsec_old", "whsec_new"]
-    assert secrets.read(name)["api_key"] == "rk_test_new"
-    assert aws.secretsmanager() is client  # same client: only the value was dropped
+    sealed = secrets.seal("rotating", "rk_test_old", "whsec_old")
+    route = TenantRoute(
+        "rotating", "connected", False, "api_key", sealed_webhook_secret=sealed.webhook_secret
+    )
+    assert secrets.webhook_secrets(route) == ["whsec_old"]  # now cached
+    client = aws.kms()
+    resealed = secrets.seal("rotating", "rk_test_new", "whsec_old,whsec_new")
+    route = route._replace(sealed_webhook_secret=resealed.webhook_secret)
+    assert secrets.webhook_secrets(route) == ["whsec_old", "whsec_new"]
+    assert (
+        secrets.api_key(Tenant("rotating", Connection("connected", "api_key", sealed=resealed)))
+        == "rk_test_new"
+    )
+    assert aws.kms() is client  # same client: only the value was new
+
+
+def test_a_sealed_secret_copied_to_another_tenants_item_does_not_open(stack: InProcessStack) -> None:
+    from revsync.infra import aws
+    from revsync.settings import get_settings
+
+    initech = _connect_api_key("initech")
+    umbrella = _connect_api_key("umbrella")
+    event = S.event("customer.created", S.customer("cus_1", metadata={"app_id": "u-1"}), created=NOW)
+    assert stack.post_webhook(event, "whsec_initech_secret", tenant_id="initech").status == 200  # warm
+    # Someone with write access to the tenants table copies initech's sealed values onto umbrella.
+    copied = aws.dynamodb().get_item(
+        TableName=get_settings().tenants_table, Key={"pk": {"S": "tenant#initech"}}
+    )["Item"]["connection"]
+    aws.dynamodb().update_item(
+        TableName=get_settings().tenants_table,
+        Key={"pk": {"S": "tenant#umbrella"}},
+        UpdateExpression="SET #c = :c",
+        ExpressionAttributeNames={"#c": "connection"},
+        ExpressionAttributeValues={":c": copied},
+    )
+    # KMS opens them for initech only (the encryption context names it), cache or no cache: umbrella's
+    # route answers 503 (Stripe retries; the receiver's failure alarm fires) and queues nothing.
+    crossed = stack.post_webhook(event, "whsec_initech_secret", tenant_id="umbrella")
+    assert crossed.status == 503
+    assert stack.queue_depth("EventsQueue") == 1  # initech's event only
+    moved = TenantStore().get("umbrella")
+    assert moved is not None
+    assert moved.connection.sealed == initech.connection.sealed != umbrella.connection.sealed
+    with pytest.raises(SealedSecretError):
+        TenantSecrets().api_key(moved)  # nor does the worker's Stripe client get initech's key
+    stack.drain()
+    assert _record(stack, "initech", "u-1") is not None
+    assert _record(stack, "umbrella", "u-1") is None

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from revsync.domain.tenancy import Connection, Tenant, Tracking
+from revsync.infra.secrets import TenantSecrets
 from revsync.services.backfill import BackfillError
 from revsync.store.tenants import TenantStore
 
@@ -14,6 +15,7 @@ from local import stripe_shapes as S
 from local.inprocess import InProcessStack
 from tests.conftest import FROZEN_NOW
 from tests.fakes import FakeStripe
+from tests.integration.conftest import legacy_tenant_secret
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +52,12 @@ def test_api_key_connection_then_direct_webhooks_reach_the_record(
         "connected_at": connection["connected_at"],
         "scope": None,
     }
-    assert _secrets(stack) == ["revsync/local/tenants/acme"]
+    # Sealed on the tenant item with KMS, no Secrets Manager secret ($0.40 a month each).
+    assert _secrets(stack) == []
+    stored = TenantStore().get("acme")
+    assert stored is not None
+    assert stored.connection.sealed is not None
+    assert stored.connection.secret_name is None
     assert stack.request("PUT", "/tenants/acme/stripe/config", {"customer_id_trait": "email"}).status == 200
 
     customer = S.customer("cus_9", email="grace@example.com")
@@ -67,6 +74,57 @@ def test_api_key_connection_then_direct_webhooks_reach_the_record(
     logs = capsys.readouterr().out
     for secret in (API_KEY, WEBHOOK_SECRET, "grace@example.com"):
         assert secret not in logs
+
+
+def test_an_old_style_tenant_keeps_working_then_moves_to_sealed_secrets_on_its_rotation(
+    stack: InProcessStack, stripe_fake: FakeStripe
+) -> None:
+    """A tenant saved before sealed secrets: its Secrets Manager secret, in the middle of a webhook
+    secret roll (two secrets, comma-separated), keeps working until the tenant's next PUT
+    .../connection, which seals the new values on the tenant item and deletes the secret. The
+    receiver verifies deliveries all along."""
+    name = legacy_tenant_secret("acme", API_KEY, "whsec_old_secret, whsec_new_secret")
+    legacy = Tenant("acme", Connection("connected", "api_key", "acct_direct", secret_name=name))
+    TenantStore().save(legacy.with_config("id"), NOW)
+    delivered = iter(range(100))
+
+    def deliver(*secrets: str) -> int:
+        event = S.event("customer.created", S.customer(f"cus_{next(delivered)}"), created=NOW)
+        return stack.post_webhook(event, list(secrets), tenant_id="acme", via="url").status
+
+    # Before: read from Secrets Manager as always, both rolled secrets accepted.
+    assert [deliver("whsec_old_secret"), deliver("whsec_new_secret"), deliver("whsec_other")] == [
+        200,
+        200,
+        400,
+    ]
+    tenant = TenantStore().get("acme")
+    assert tenant is not None
+    assert TenantSecrets().api_key(tenant) == API_KEY
+
+    # The rotation: the roll ends (the new secret only) and the key changes.
+    stripe_fake.valid_keys["rk_test_51Rotatedkeyabcdef"] = "acct_direct"
+    rotated = stack.request(
+        "PUT",
+        "/tenants/acme/stripe/connection",
+        {"api_key": "rk_test_51Rotatedkeyabcdef", "webhook_secret": "whsec_new_secret"},
+    )
+    assert rotated.status == 200, rotated.body
+    assert _secrets(stack) == []  # deleted at once, no recovery window
+    tenant = TenantStore().get("acme")
+    assert tenant is not None
+    assert (tenant.connection.secret_name, tenant.customer_id_trait) == (None, "id")
+    assert tenant.connection.sealed is not None
+    assert TenantSecrets().api_key(tenant) == "rk_test_51Rotatedkeyabcdef"
+    # After: Stripe signs with the new secret (and, while its roll lasts, the old one beside it).
+    assert [
+        deliver("whsec_new_secret"),
+        deliver("whsec_old_secret", "whsec_new_secret"),
+        deliver("whsec_old_secret"),
+    ] == [200, 200, 400]
+    stack.drain()
+    for applied in ("cus_0", "cus_1", "cus_3", "cus_4"):
+        assert stack.request("GET", f"/tenants/acme/customers/{applied}").status == 200
 
 
 @pytest.mark.parametrize(

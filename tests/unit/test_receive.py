@@ -10,7 +10,7 @@ import pytest
 from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model, LambdaFunctionUrlModel
 from revsync.domain.events import parked_body
 from revsync.domain.signature import sign_header
-from revsync.domain.tenancy import TenantRoute
+from revsync.domain.tenancy import Connection, Tenant, TenantRoute
 from revsync.services.receive import RequestError, WebhookRequest, receive
 
 from local import apigw
@@ -72,6 +72,32 @@ def test_direct_route_uses_the_tenants_own_secret() -> None:
     assert (platform_signed.status, platform_signed.body["error"]) == (400, "bad_signature")
     assert len(queue.sent) == 1
     assert queue.sent[0]["tenant_id"] == "direct"
+
+
+def test_a_direct_tenant_with_sealed_secrets_is_verified_with_them_and_only_its_own() -> None:
+    directory, secrets, queue = _deps()
+    sealed = secrets.seal("sealed", "rk_test_sealed", "whsec_old, whsec_new")  # a roll: both sign
+    directory.save(Tenant("sealed", Connection("connected", "api_key", sealed=sealed)))
+    directory.save(Tenant("other", Connection("connected", "api_key", sealed=sealed)))  # copied over
+    event = S.event("customer.updated", S.customer("cus_1"), created=NOW)
+    statuses = [
+        receive(
+            _request(event, secret, tenant),
+            tenants=directory,
+            secrets=secrets,
+            queue=queue,
+            parked=queue,
+            now=NOW,
+        ).status
+        for secret, tenant in (
+            ("whsec_old", "sealed"),
+            ("whsec_new", "sealed"),
+            ("whsec_direct", "sealed"),
+            ("whsec_old", "other"),
+        )
+    ]
+    assert statuses == [200, 200, 400, 503]  # another tenant's ciphertext does not open: a retry, not a 2xx
+    assert [envelope["tenant_id"] for envelope in queue.sent] == ["sealed"]  # one event id, deduplicated
 
 
 def test_unhandled_type_is_dropped_before_any_lookup() -> None:

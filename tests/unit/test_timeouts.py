@@ -108,7 +108,7 @@ def test_the_clients_are_built_with_those_settings() -> None:
 
 def test_every_boto3_client_is_made_with_those_settings(stack: object) -> None:
     # (The stack gives the functions' environment; the clients are made as in a handler.)
-    factories = (aws.sqs, aws.dynamodb, aws.stepfunctions, aws.events, aws.ssm, aws.secretsmanager)
+    factories = (aws.sqs, aws.dynamodb, aws.stepfunctions, aws.events, aws.ssm, aws.secretsmanager, aws.kms)
     for factory in factories:
         made: Any = factory().meta.config
         assert (made.connect_timeout, made.read_timeout) == (

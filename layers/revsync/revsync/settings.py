@@ -45,8 +45,8 @@ class Settings(NamedTuple):
     # The receiver's function URL (https://<url-id>.lambda-url.<region>.on.aws/): where an API-key
     # tenant's own Stripe account sends its webhooks (<it>webhooks/stripe/<tenant_id>).
     webhook_base_url: str | None
-    # Secrets Manager name prefix for per-tenant API-key connections: <prefix><tenant_id>.
-    tenant_secret_prefix: str
+    # The KMS key (ARN) that encrypts API-key tenants' keys and webhook secrets (revsync.infra.secrets).
+    tenant_secrets_key: str
     # Another Stripe API (the local sandbox, localstripe) instead of api.stripe.com.
     stripe_api_base: str | None
     max_webhook_body_bytes: int
@@ -99,7 +99,7 @@ def get_settings() -> Settings:
         state_key_param=os.environ.get("OAUTH_STATE_KEY_PARAM", f"/revsync/{stage}/oauth/state-key"),
         public_base_url=os.environ.get("PUBLIC_BASE_URL") or None,
         webhook_base_url=os.environ.get("WEBHOOK_BASE_URL") or None,
-        tenant_secret_prefix=os.environ.get("TENANT_SECRET_PREFIX", f"revsync/{stage}/tenants/"),
+        tenant_secrets_key=os.environ.get("TENANT_SECRETS_KEY", ""),
         stripe_api_base=os.environ.get("REVSYNC_STRIPE_API_BASE") or None,
         max_webhook_body_bytes=int(os.environ.get("MAX_WEBHOOK_BODY_BYTES", str(256 * 1024))),
         backfill_state_machine_arn=os.environ.get("BACKFILL_STATE_MACHINE_ARN", ""),

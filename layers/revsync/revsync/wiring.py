@@ -15,7 +15,7 @@ def stripe_accounts(tenant_secrets: TenantSecrets | None = None) -> StripeAccoun
     settings, secrets = get_settings(), tenant_secrets or TenantSecrets()
     return StripeAccounts(
         platform_key=PlatformSecrets().stripe_secret_key,
-        tenant_api_key=lambda name: str(secrets.read(name)["api_key"]),
+        tenant_api_key=secrets.api_key,
         api_base=settings.stripe_api_base,
         budget=lambda account, rate: AccountRequestBudget(account, rate).reserve,
         rate_limits=(settings.stripe_rate_limit_test, settings.stripe_rate_limit_live),

@@ -24,6 +24,14 @@ def validate_tenant_id(tenant_id: str | None) -> str:
     return tenant_id
 
 
+class SealedSecrets(NamedTuple):
+    """An API-key tenant's restricted key and webhook secret, each encrypted by KMS with the tenant
+    and the secret's kind in its encryption context: bytes that only KMS can open, for that tenant."""
+
+    api_key: bytes
+    webhook_secret: bytes
+
+
 class TenantRoute(NamedTuple):
     """What the receiver needs to accept an event for a tenant (one small read)."""
 
@@ -31,4 +39,7 @@ class TenantRoute(NamedTuple):
     status: str
     livemode: bool
     mode: str | None = None
+    # Where an API-key tenant's webhook secret is: a Secrets Manager secret (a connection saved before
+    # sealed secrets, until its next rotation), else sealed on the tenant item itself.
     secret_name: str | None = None
+    sealed_webhook_secret: bytes | None = None

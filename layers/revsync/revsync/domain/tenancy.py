@@ -6,10 +6,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 # Re-exported: tenant ids and routes live in revsync.domain.routing (the receiver's light module).
-from revsync.domain.routing import TenantError, TenantRoute, validate_tenant_id
+from revsync.domain.routing import SealedSecrets, TenantError, TenantRoute, validate_tenant_id
 
 __all__ = [
     "Connection",
+    "SealedSecrets",
     "Tenant",
     "TenantError",
     "TenantRoute",
@@ -30,9 +31,13 @@ class Connection:
     mode: ConnectionMode | None = None
     account_id: str | None = None
     livemode: bool = False
+    # An API-key connection's key and webhook secret: ``sealed`` (KMS-encrypted, on the tenant item),
+    # or, for a connection saved before those, the Secrets Manager secret ``secret_name`` (read until
+    # the next rotation moves them, then deleted).
     secret_name: str | None = None
     connected_at: int | None = None
     scope: str | None = None  # what an OAuth connection was granted (read_write)
+    sealed: SealedSecrets | None = field(default=None, repr=False)
 
     @property
     def is_connected(self) -> bool:

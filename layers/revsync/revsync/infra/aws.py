@@ -13,6 +13,7 @@ from revsync.settings import get_settings
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_kms import KMSClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_ssm import SSMClient
@@ -77,10 +78,17 @@ def secretsmanager() -> SecretsManagerClient:
     return client
 
 
+@lru_cache(maxsize=1)
+def kms() -> KMSClient:
+    client: KMSClient = _client("kms")
+    return client
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests switch between moto contexts)."""
     ssm.cache_clear()
     secretsmanager.cache_clear()
+    kms.cache_clear()
     events.cache_clear()
     sqs.cache_clear()
     dynamodb.cache_clear()

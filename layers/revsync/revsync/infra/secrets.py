@@ -1,5 +1,13 @@
 """Platform and tenant secrets, cached in the process for five minutes (a webhook costs no secret read).
 
+An API-key tenant's restricted key and webhook secret are sealed: each encrypted with the stack's
+customer-managed KMS key (``kms:Encrypt`` itself: the values are far under its 4 KB limit, so no data
+key and no crypto library on the receiver's cold-start path), the tenant and the secret's kind as
+encryption context, and kept on the tenant item, where the receiver reads its route anyway. One key
+($1 a month) for all tenants instead of a Secrets Manager secret each ($0.40 a month): see
+``bench/tenant_secrets_cost.py``. A connection saved before that names its Secrets Manager secret:
+read as before until the next rotation (``PUT .../connection``) seals the new values and deletes it.
+
 Read with boto3's SSM and Secrets Manager clients (``revsync.infra.aws``: revsync's timeouts) rather
 than Powertools Parameters, which did the same: importing that package loads all its providers
 (AppConfig's and DynamoDB's included) and cost the receiver 4 ms of cold start, measured on the
@@ -9,13 +17,17 @@ and a max-age cache (``revsync.infra.cache``, which the worker's tenant reads us
 
 from __future__ import annotations
 
+import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from revsync.domain.routing import TenantRoute
+from revsync.domain.routing import SealedSecrets, TenantRoute
 from revsync.infra import aws
 from revsync.infra.cache import MaxAgeCache
 from revsync.settings import get_settings
+
+if TYPE_CHECKING:  # the receiver does not import it (it defines dataclasses: cold start)
+    from revsync.domain.tenancy import Tenant
 
 MAX_AGE_SECONDS = 300
 
@@ -53,34 +65,86 @@ class PlatformSecrets:
         return _parameter(get_settings().stripe_secret_key_param)
 
 
-class TenantSecrets:
-    """An API-key tenant's restricted key and webhook secret, one Secrets Manager secret per tenant."""
+class SealedSecretError(RuntimeError):
+    """KMS refused a tenant's sealed secret (sealed for another tenant or kind, or with another key),
+    or the connection has none."""
 
-    def name(self, tenant_id: str) -> str:
-        return f"{get_settings().tenant_secret_prefix}{tenant_id}"
+
+API_KEY, WEBHOOK_SECRET = "api_key", "webhook_secret"
+
+
+def _context(tenant_id: str, kind: str) -> dict[str, str]:
+    # KMS binds a ciphertext to its encryption context: it decrypts only for the same tenant and
+    # kind. The template's grants are conditioned on ``secret`` (the receiver opens webhook secrets).
+    return {"tenant_id": tenant_id, "secret": kind}
+
+
+def _unseal(tenant_id: str, kind: str, sealed: bytes) -> str:
+    """A sealed secret, decrypted at most once per max-age in this process. The cache key holds the
+    ciphertext's digest, so a rotated secret (a new ciphertext) is read at once, and its tenant and
+    kind, so a ciphertext copied to another tenant's item is still put to KMS, which refuses it."""
+
+    def read() -> str:
+        client = aws.kms()
+        try:
+            opened = client.decrypt(
+                CiphertextBlob=sealed,
+                KeyId=get_settings().tenant_secrets_key,
+                EncryptionContext=_context(tenant_id, kind),
+            )
+        except (client.exceptions.InvalidCiphertextException, client.exceptions.IncorrectKeyException):
+            raise SealedSecretError(f"the {kind} sealed for tenant {tenant_id} does not open") from None
+        return opened["Plaintext"].decode()
+
+    return CACHE.get(f"kms:{tenant_id}:{kind}:{hashlib.sha256(sealed).hexdigest()}", read)
+
+
+class TenantSecrets:
+    """An API-key tenant's restricted key and webhook secret: sealed with the stack's KMS key on the
+    tenant item, or, for a connection saved before that, in the Secrets Manager secret it names."""
+
+    def seal(self, tenant_id: str, api_key: str, webhook_secret: str) -> SealedSecrets:
+        client, key = aws.kms(), get_settings().tenant_secrets_key
+
+        def encrypt(kind: str, value: str) -> bytes:
+            encrypted = client.encrypt(
+                KeyId=key, Plaintext=value.encode(), EncryptionContext=_context(tenant_id, kind)
+            )
+            return encrypted["CiphertextBlob"]
+
+        return SealedSecrets(encrypt(API_KEY, api_key), encrypt(WEBHOOK_SECRET, webhook_secret))
+
+    def api_key(self, tenant: Tenant) -> str:
+        connection = tenant.connection
+        if connection.sealed is not None:
+            return _unseal(tenant.tenant_id, API_KEY, connection.sealed.api_key)
+        if connection.secret_name:
+            return str(self.read(connection.secret_name)["api_key"])
+        raise SealedSecretError(f"tenant {tenant.tenant_id} has no API key stored")
+
+    def webhook_secrets(self, route: TenantRoute) -> list[str]:
+        if route.sealed_webhook_secret is not None:
+            return _split(_unseal(route.tenant_id, WEBHOOK_SECRET, route.sealed_webhook_secret))
+        if route.secret_name:
+            return _split(str(self.read(route.secret_name).get("webhook_secret", "")))
+        return []
 
     def read(self, secret_name: str) -> dict[str, Any]:
+        """A Secrets Manager secret of a connection saved before sealed secrets."""
+
         def read() -> str:
             return aws.secretsmanager().get_secret_value(SecretId=secret_name)["SecretString"]
 
         value = json.loads(CACHE.get(f"secret:{secret_name}", read))
         return value if isinstance(value, dict) else {}
 
-    def webhook_secrets(self, secret_name: str) -> list[str]:
-        return _split(str(self.read(secret_name).get("webhook_secret", "")))
-
-    def write(self, tenant_id: str, api_key: str, webhook_secret: str) -> str:
-        """Create or update the tenant's secret; returns its name."""
-        name = self.name(tenant_id)
-        value = json.dumps({"api_key": api_key, "webhook_secret": webhook_secret})
-        client = aws.secretsmanager()
-        try:
-            client.put_secret_value(SecretId=name, SecretString=value)
-        except client.exceptions.ResourceNotFoundException:
-            client.create_secret(Name=name, SecretString=value)
-        # The next read (in this process) must see the new value, not the cached old one.
-        CACHE.forget(f"secret:{name}")
-        return name
+    def retire(self, secret_name: str) -> None:
+        """Delete a Secrets Manager secret whose connection was sealed since. At once, without a
+        recovery window: its values were replaced by the rotation (a rotated key is often one that
+        leaked), so nothing should read them again, and a retired key kept restorable for 7 to 30 days
+        helps no one. Deleting a secret that is already gone succeeds (AWS and moto alike)."""
+        aws.secretsmanager().delete_secret(SecretId=secret_name, ForceDeleteWithoutRecovery=True)
+        CACHE.forget(f"secret:{secret_name}")
 
 
 class WebhookSecretSource:
@@ -93,4 +157,4 @@ class WebhookSecretSource:
         return self._platform.webhook_secrets()
 
     def tenant(self, route: TenantRoute) -> list[str]:
-        return self._tenants.webhook_secrets(route.secret_name) if route.secret_name else []
+        return self._tenants.webhook_secrets(route)

@@ -198,7 +198,11 @@ def receive(
     try:
         if request.tenant_id is not None:
             direct = tenants.by_tenant(request.tenant_id)
-            if direct is None or direct.mode != "api_key" or not direct.secret_name:
+            if (
+                direct is None
+                or direct.mode != "api_key"
+                or not (direct.sealed_webhook_secret or direct.secret_name)
+            ):
                 # Nothing to verify against and nothing to write: acknowledge so Stripe stops retrying.
                 return _dropped("unknown_tenant", tenant_id=request.tenant_id)
             candidates = secrets.tenant(direct)

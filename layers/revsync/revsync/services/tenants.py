@@ -11,7 +11,14 @@ from typing import Any, Protocol
 
 from revsync.domain.reconcile import EventsState
 from revsync.domain.record import MAX_KEY_BYTES, TraitError, validate_trait
-from revsync.domain.tenancy import Connection, Tenant, status_document, tenant_webhook_url, validate_tenant_id
+from revsync.domain.tenancy import (
+    Connection,
+    SealedSecrets,
+    Tenant,
+    status_document,
+    tenant_webhook_url,
+    validate_tenant_id,
+)
 from revsync.domain.traits import candidate_traits
 from revsync.errors import ApiError
 from revsync.services import settings_page as settings_page_view
@@ -34,7 +41,9 @@ class KeyChecker(Protocol):
 
 
 class SecretWriter(Protocol):
-    def write(self, tenant_id: str, api_key: str, webhook_secret: str) -> str: ...
+    def seal(self, tenant_id: str, api_key: str, webhook_secret: str) -> SealedSecrets: ...
+
+    def retire(self, secret_name: str) -> None: ...
 
 
 class BackfillClaims(Protocol):
@@ -106,8 +115,12 @@ def connect_api_key(
     except StripeAccessError as exc:
         status = 502 if exc.code == "stripe_unavailable" else 400
         raise ApiError(status, exc.code, str(exc)) from None
-    secret_name = secrets.write(tenant_id, api_key, webhook_secret)
+    sealed = secrets.seal(tenant_id, api_key, webhook_secret)
     tenant = tenants.get(tenant_id) or Tenant(tenant_id=tenant_id)
+    # A connection saved before sealed secrets names its Secrets Manager secret: this rotation moves
+    # it. The new values are saved first (readers prefer them), the secret is deleted, then its name
+    # dropped: a deletion that fails leaves the name, and the next save deletes it.
+    retiring = tenant.connection.secret_name
     tenant = replace(
         tenant,
         connection=Connection(
@@ -115,11 +128,16 @@ def connect_api_key(
             mode="api_key",
             account_id=check.account_id,
             livemode=check.livemode,
-            secret_name=secret_name,
+            secret_name=retiring,
             connected_at=now,
+            sealed=sealed,
         ),
     )
     tenants.save(tenant, now)
+    if retiring:
+        secrets.retire(retiring)
+        tenant = replace(tenant, connection=replace(tenant.connection, secret_name=None))
+        tenants.save(tenant, now)
     return status_document(tenant)
 
 

@@ -60,4 +60,5 @@ class DynamoTenantDirectory:
             livemode=bool(connection.get("livemode", {}).get("BOOL", False)),
             mode=_s(connection, "mode"),
             secret_name=_s(connection, "secret_name"),
+            sealed_webhook_secret=connection.get("sealed_webhook_secret", {}).get("B"),
         )

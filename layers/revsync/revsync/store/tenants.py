@@ -10,7 +10,7 @@ from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
 from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
 
-from revsync.domain.tenancy import Connection, Tenant, Tracking
+from revsync.domain.tenancy import Connection, SealedSecrets, Tenant, Tracking
 from revsync.infra import aws
 from revsync.infra.cache import MaxAgeCache
 from revsync.settings import get_settings
@@ -29,6 +29,9 @@ def _to_domain(item: models.TenantItem) -> Tenant:
             secret_name=c.secret_name,
             connected_at=int(c.connected_at) if c.connected_at is not None else None,
             scope=c.scope,
+            sealed=SealedSecrets(c.sealed_api_key, c.sealed_webhook_secret)
+            if c.sealed_api_key is not None and c.sealed_webhook_secret is not None
+            else None,
         ),
         customer_id_trait=cfg.customer_id_trait,
         config_version=int(cfg.version or 0),
@@ -50,6 +53,8 @@ def _to_item(tenant: Tenant, now: int) -> models.TenantItem:
             secret_name=c.secret_name,
             connected_at=c.connected_at,
             scope=c.scope,
+            sealed_api_key=c.sealed.api_key if c.sealed else None,
+            sealed_webhook_secret=c.sealed.webhook_secret if c.sealed else None,
         ),
         config=models.Config(customer_id_trait=tenant.customer_id_trait, version=tenant.config_version),
         tracking=models.Tracking(

@@ -96,7 +96,7 @@ class StripeAccounts:
     def __init__(
         self,
         platform_key: Callable[[], str],
-        tenant_api_key: Callable[[str], str],
+        tenant_api_key: Callable[[Tenant], str],
         api_base: str | None,
         budget: Callable[[str, float], Callable[[], float]] | None = None,
         rate_limits: tuple[float, float] = (25.0, 100.0),
@@ -124,8 +124,8 @@ class StripeAccounts:
 
     def client_for(self, tenant: Tenant) -> stripe.StripeClient:
         connection = tenant.connection
-        if connection.mode == "api_key" and connection.secret_name:
-            return make_client(self._tenant_api_key(connection.secret_name), api_base=self._api_base)
+        if connection.mode == "api_key":
+            return make_client(self._tenant_api_key(tenant), api_base=self._api_base)
         return make_client(
             self._platform_key(), api_base=self._api_base, stripe_account=connection.account_id
         )
