@@ -14,9 +14,7 @@ from revsync.domain.backfill import (
     PAGES_PER_WALK,
     Segment,
     Totals,
-    collect,
     list_params,
-    new_totals,
     plan,
     share_out,
     split,
@@ -28,7 +26,7 @@ from revsync.services.sync import apply_observation
 from revsync.stripe_api.pacing import Pacer
 
 from local import stripe_shapes as S
-from tests.fakes import FakeCustomers, FakeStripe, FakeTenants
+from tests.fakes import FakeBackfillRuns, FakeCustomers, FakeStripe, FakeTenants
 
 NOW = 1_780_000_000
 
@@ -59,12 +57,20 @@ class FakeLister(FakeStripe):
 class Progress:
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
+        self.executions: list[str] = []
+        self.final: tuple[dict[str, int], str | None] | None = None
 
-    def backfill_started(self, tenant_id: str, now: int, stage: str) -> None:
-        self.counts = {}
+    def backfill_started(
+        self, tenant_id: str, now: int, stage: str, counts: dict[str, int] | None = None
+    ) -> None:
+        self.counts = dict(counts or {})
+        self.final = None
 
     def backfill_progress(self, tenant_id: str, kind: str, imported: int) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + imported
+
+    def set_execution(self, tenant_id: str, execution: str) -> None:
+        self.executions.append(execution)
 
     def backfill_finished(
         self,
@@ -85,12 +91,18 @@ def _env() -> tuple[FakeTenants, FakeCustomers, Progress]:
     return FakeTenants({"acme": tenant}), FakeCustomers(), Progress()
 
 
+def unlimited(tenant: Tenant, endpoints: list[str]) -> tuple[float, dict[str, float]]:
+    """Limits so high that the walks allowed are the most the run may have (``max_walks``)."""
+    return 1e6, dict.fromkeys(endpoints, 1e6)
+
+
 def _step(
     segment: Segment,
     env: tuple[FakeTenants, FakeCustomers, Progress],
     lister: FakeLister,
     max_pages: int,
     clock: int = NOW,
+    pacer: Pacer | None = None,
 ) -> list[Segment]:
     """One state machine step (``import_segment``) with in-memory stores."""
     tenants, customers, progress = env
@@ -101,10 +113,11 @@ def _step(
         customers=customers,
         stripe=lister,
         progress=progress,
-        pacer=Pacer(0),
+        pacer=pacer or Pacer(),
         max_pages=max_pages,
         deadline=float("inf"),
         clock=lambda: clock,
+        monotonic=lambda: 0.0,  # no page time measured: the allowance stays as planned
     )
 
 
@@ -118,19 +131,26 @@ def _run(
     max_pages: int = 2,
 ) -> tuple[Totals, int]:
     """The state machine's rounds, in order: returns the totals and how many walks there were."""
-    max_walks = walks
-    active = backfill.start("acme", tenants=tenants, progress=progress, walks=max_walks, now=NOW)
-    totals, walks = new_totals(), len(active)
+    max_walks, runs = walks, FakeBackfillRuns()
+    state = backfill.start(
+        "acme", tenants=tenants, progress=progress, runs=runs, limits=unlimited, max_walks=max_walks, now=NOW
+    )
+    active = state["segments"]
+    walks = len(active)
     while active:
         produced = [
             _step(segment, (tenants, customers, progress), lister, max_pages, clock) for segment in active
         ]
         walks += sum(len(p) - 1 for p in produced)  # split after a page
         going = sum(not segment["done"] for p in produced for segment in p)
-        totals, active = collect(totals, produced, max_walks)
+        state = backfill.collect_round(
+            "acme", state["run"], produced, tenants=tenants, runs=runs, limits=unlimited, max_walks=max_walks
+        )
+        active = state["segments"]
         walks += len(active) - going  # split into the room finished walks left
         assert len(active) <= max_walks  # never more walks going than the Map runs at once
-    return totals, walks
+    backfill.finish("acme", state["run"]["totals"], progress=progress, runs=runs, now=NOW)
+    return state["run"]["totals"], walks
 
 
 def test_plan_starts_one_walk_per_list_open_both_ways_with_its_share() -> None:

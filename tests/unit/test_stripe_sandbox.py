@@ -119,6 +119,47 @@ def test_rate_limit_answers_429_as_stripe_does(sandbox: tuple[str, SandboxApp]) 
     assert headers["Retry-After"] == "1"
 
 
+def test_endpoint_limits_refuse_one_endpoint_and_say_which_limit(sandbox: tuple[str, SandboxApp]) -> None:
+    """Stripe counts each named operation against its own limit and the account's: a 429 says which
+    in ``Stripe-Rate-Limited-Reason``; another endpoint of the account is not refused meanwhile."""
+    url, _ = sandbox
+    c = client(url, "sk_test_endpoints0001")
+    http(
+        "POST", f"{url}/_sandbox/config", {"endpoint_rate_limit_per_second": 3, "rate_limit_per_second": 100}
+    )
+    try:
+        reasons = []
+        for _ in range(8):
+            try:
+                c.v1.invoices.list()
+            except stripe.RateLimitError as exc:
+                headers: Any = exc.headers
+                reasons.append(headers["Stripe-Rate-Limited-Reason"])
+        assert reasons
+        assert set(reasons) == {"endpoint-rate"}
+        c.v1.customers.list()  # its own budget: not refused
+        http(
+            "POST",
+            f"{url}/_sandbox/config",
+            {"rate_limit_per_second": 1, "endpoint_rate_limit_per_second": None},
+        )
+        refused: list[str] = []
+        for _ in range(4):
+            try:
+                c.v1.subscriptions.list()
+            except stripe.RateLimitError as exc:
+                headers = exc.headers
+                refused.append(headers["Stripe-Rate-Limited-Reason"])
+        assert refused
+        assert set(refused) == {"global-rate"}
+    finally:
+        http(
+            "POST",
+            f"{url}/_sandbox/config",
+            {"rate_limit_per_second": None, "endpoint_rate_limit_per_second": None},
+        )
+
+
 def test_accounts_are_separated_by_key_and_by_stripe_account(sandbox: tuple[str, SandboxApp]) -> None:
     url, _ = sandbox
     first, second = client(url, "sk_test_first0001"), client(url, "sk_test_second0001")
