@@ -133,6 +133,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             runs=deps.runs,
             limits=_limits,
             max_walks=settings.backfill_concurrency,
+            history_budget=settings.backfill_history_budget,
         )
     if action == "continue":  # near the history limit: the run goes on in a new execution
         result = backfill.continue_run(

@@ -54,7 +54,7 @@ def test_reads_wait_for_their_slot_or_defer_when_it_is_too_far(stack: InProcessS
     assert clock.slept == [1.0, 1.0]
     # Ten reads reserved at once by other workers: the next slot is 10 s away, so this one defers.
     for _ in range(10):
-        budget.reserve("GET /v1/customers/{id}")
+        budget.reserve(None)
     with pytest.raises(Deferred) as deferred:
         call_within_budget(
             budget, "GET /v1/customers/{id}", partial(calls.append, 99), clock=clock, sleep=clock.sleep
@@ -153,7 +153,7 @@ def test_the_workers_stripe_reads_use_the_accounts_shared_budget(stack: InProces
     )
     tenant = Tenant("acme", Connection("connected", "oauth", "acct_budgeted"))
     for _ in range(4):  # busy budget: three slots taken already
-        AccountRequestBudget("acct_budgeted", 1.0, clock=clock).reserve("GET /v1/customers/{id}")
+        AccountRequestBudget("acct_budgeted", 1.0, clock=clock).reserve(None)
     with pytest.raises(Deferred):
         accounts.fetch(tenant, "customer", "cus_1")
     assert reserved == [("acct_budgeted", 1.0)]

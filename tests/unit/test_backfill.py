@@ -6,16 +6,20 @@ import json
 from random import Random
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from revsync.domain.backfill import (
     EARLIEST,
+    HISTORY_BUDGET,
     KINDS,
     PAGES_PER_WALK,
+    START_EVENTS,
     Segment,
     Totals,
     list_params,
     plan,
+    round_events,
     share_out,
     split,
 )
@@ -368,3 +372,123 @@ def test_webhooks_racing_the_pages_end_in_the_right_state() -> None:
     assert observation is not None
     apply_observation("acme", observation, tenants=tenants2, customers=customers2, stripe=FakeStripe())
     assert customers2.records[("acme", "u-1")]["mrr"] == 3000  # newer than the page: applied
+
+
+class Starter:
+    """Step Functions' StartExecution as the continuation uses it."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def start(self, state_machine: str, name: str, tenant_id: str) -> str:
+        self.names.append(name)
+        return f"{state_machine.replace(':stateMachine:', ':execution:')}:{name}"
+
+
+class FailingLister(FakeLister):
+    """Stripe failing (past every retry) at its ``fail_at``-th list request."""
+
+    def __init__(self, lists: dict[str, list[dict[str, Any]]], fail_at: int) -> None:
+        super().__init__(lists)
+        self.fail_at = fail_at
+
+    def list_page(
+        self, tenant: Tenant, kind: str, params: dict[str, Any], pacer: Pacer
+    ) -> tuple[list[dict[str, Any]], bool]:
+        if len(self.calls) + 1 == self.fail_at:
+            self.fail_at = 0
+            raise RuntimeError("Stripe unavailable")
+        return super().list_page(tenant, kind, params, pacer)
+
+
+STATE_MACHINE = "arn:aws:states:eu-west-1:123456789012:stateMachine:revsync-test-backfill"
+
+
+def _execution(
+    lister: FakeLister,
+    env: tuple[FakeTenants, FakeCustomers, Progress],
+    runs: FakeBackfillRuns,
+    starter: Starter,
+    history_budget: int,
+    max_walks: int = 6,
+) -> dict[str, Any]:
+    """One execution of the state machine: Start, rounds, then Finish or Continue (the Catch: raises)."""
+    tenants, customers, progress = env
+    state = backfill.start(
+        "acme", tenants=tenants, progress=progress, runs=runs, limits=unlimited, max_walks=max_walks, now=NOW
+    )
+    while state["active"] and not state["continue"]:
+        produced = [_step(segment, env, lister, max_pages=2) for segment in state["segments"]]
+        state = backfill.collect_round(
+            "acme",
+            state["run"],
+            produced,
+            tenants=tenants,
+            runs=runs,
+            limits=unlimited,
+            max_walks=max_walks,
+            history_budget=history_budget,
+        )
+    if state["continue"]:
+        return backfill.continue_run(
+            "acme", state["run"], executions=starter, state_machine=STATE_MACHINE, progress=progress
+        )
+    return backfill.finish("acme", state["run"]["totals"], progress=progress, runs=runs, now=NOW)
+
+
+def _history(count: int) -> dict[str, list[dict[str, Any]]]:
+    customers = [
+        S.customer(f"cus_{i:04d}", metadata={"app_id": f"u-{i}"}, created=NOW - 9 * i) for i in range(count)
+    ]
+    subscriptions = [
+        S.subscription(f"cus_{i:04d}", id=f"sub_{i:04d}", status="active", created=NOW - 9 * i)
+        for i in range(0, count, 2)
+    ]
+    return {"customers": customers, "subscriptions": subscriptions, "invoices": []}
+
+
+def test_a_run_continued_across_executions_loses_and_double_counts_nothing() -> None:
+    """Each execution has room for one round: the run goes on in new executions, each resuming
+    the walks the last one kept, and imports every object exactly once."""
+    env, runs, starter = _env(), FakeBackfillRuns(), Starter()
+    lister = FakeLister(_history(1_500))
+    budget = START_EVENTS + round_events(6) + 1  # room for one round an execution
+    executions = 1
+    while "execution" in (result := _execution(lister, env, runs, starter, budget)):
+        executions += 1
+        assert result["generation"] == executions
+    assert executions >= 3
+    assert starter.names == [f"acme-{NOW}-{n}" for n in range(2, executions + 1)]
+    assert env[2].executions == [
+        f"{STATE_MACHINE.replace(':stateMachine:', ':execution:')}:{n}" for n in starter.names
+    ]
+    assert (result["counts"]["customers"], result["counts"]["subscriptions"]) == (1_500, 750)
+    assert len(env[1].records) == 1_500
+    assert env[2].counts == {"customers": 1_500, "subscriptions": 750, "invoices": 0}
+    pages = [(kind, json.dumps(params, sort_keys=True)) for kind, params in lister.calls]
+    assert len(pages) == len(set(pages))  # no page asked twice
+    assert len(pages) <= 15 + 8 + 1 + result["walks"]  # the minimum, plus one part page per walk
+    assert runs.kept == {}  # finished: the next backfill starts anew
+
+
+def test_a_failure_mid_way_is_recorded_and_a_rerun_resumes_and_completes() -> None:
+    env, runs, starter = _env(), FakeBackfillRuns(), Starter()
+    lister = FailingLister(_history(1_500), fail_at=14)
+    with pytest.raises(RuntimeError) as failed:
+        _execution(lister, env, runs, starter, HISTORY_BUDGET)
+    # The state machine's Catch: the reason is recorded, the kept run stays.
+    backfill.fail("acme", {"Error": "RuntimeError", "Cause": str(failed.value)}, progress=env[2], now=NOW)
+    assert env[2].final == ({}, "RuntimeError: Stripe unavailable")
+    kept = runs.load("acme")
+    assert kept is not None
+    asked_before = len(lister.calls)
+
+    result = _execution(lister, env, runs, starter, HISTORY_BUDGET)  # the rerun
+    assert env[2].final is not None
+    assert env[2].final[1] is None
+    assert (result["counts"]["customers"], result["counts"]["subscriptions"]) == (1_500, 750)
+    assert len(env[1].records) == 1_500
+    # It went on from the kept cursors: no walk started again from the top.
+    resumed = [params for _, params in lister.calls[asked_before:] if params.get("starting_after") is None]
+    assert all(params["created"] != {"gte": EARLIEST} for params in resumed)
+    assert len(lister.calls) < 2 * (15 + 8)

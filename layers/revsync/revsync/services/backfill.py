@@ -122,16 +122,18 @@ def _allowance(tenant: Tenant, limits: Limits, seconds: float, max_walks: int) -
     return allowance(global_rate, by_kind, seconds, max_walks)
 
 
-def _state(tenant_id: str, run: Run, segments: list[Segment]) -> dict[str, Any]:
+def _state(tenant_id: str, run: Run, segments: list[Segment], history_budget: int) -> dict[str, Any]:
     """The state machine's state between steps."""
+    # Continue in a new execution before a round that could pass the history budget (once this one
+    # has run a round: each execution moves the run on).
+    full = run["history"] > START_EVENTS and run["history"] + round_events(len(segments)) > history_budget
     return {
         "tenant_id": tenant_id,
         "run": run,
         "segments": segments,
         "active": len(segments),
         "concurrency": max(1, len(segments)),
-        # Continue in a new execution before a round that could pass the history budget.
-        "continue": bool(segments) and run["history"] + round_events(len(segments)) > HISTORY_BUDGET,
+        "continue": bool(segments) and full,
     }
 
 
@@ -160,7 +162,7 @@ def start(
         run, segments = kept
         run = Run(**{**run, "history": START_EVENTS, "generation": run["generation"] + 1})
         progress.backfill_started(tenant_id, run["started_at"], "importing", _counts(run, segments))
-        return _state(tenant_id, run, segments)
+        return _state(tenant_id, run, segments, HISTORY_BUDGET)
     walks = _allowance(tenant, limits, page_seconds([]), max_walks)
     run = Run(
         totals=new_totals(),
@@ -173,7 +175,7 @@ def start(
     segments = plan(walks, tenant.config_version)
     runs.save(tenant_id, run, segments)
     progress.backfill_started(tenant_id, now, "importing")
-    return _state(tenant_id, run, segments)
+    return _state(tenant_id, run, segments, HISTORY_BUDGET)
 
 
 def import_segment(
@@ -306,6 +308,7 @@ def collect_round(
     runs: Runs,
     limits: Limits,
     max_walks: int,
+    history_budget: int = HISTORY_BUDGET,
 ) -> dict[str, Any]:
     """After a round: totals from finished walks, the allowance sized to the pages' measured time,
     the walks still going sharing it; kept for a continuation or a rerun."""
@@ -317,7 +320,7 @@ def collect_round(
         **{**run, "totals": totals, "allowance": walks, "history": run["history"] + round_events(len(rounds))}
     )
     runs.save(tenant_id, run, active)
-    return _state(tenant_id, run, active)
+    return _state(tenant_id, run, active, history_budget)
 
 
 def continue_run(

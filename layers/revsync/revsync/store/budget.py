@@ -2,9 +2,10 @@
 the catch-up, the worker's reads, the tenant API): reservation clocks in the tenants table.
 
 ``budget#<account>`` is the account's clock, ``budget#<account>#<endpoint>`` each endpoint's (e.g.
-``budget#acct_1#GET /v1/invoices``). Each request takes the next slot of its endpoint's clock, then
-the next slot of the account's clock not before it: one conditional write per clock (two when the
-clock is busy). Callers sleep until their slot, so together they stay within both limits.
+``budget#acct_1#GET /v1/invoices``). A request waits for the next slot of its endpoint's clock, then
+for the next slot of the account's (see ``revsync.stripe_api.pacing``): one conditional write per
+clock (two when the clock is busy). Callers sleep until their slots, so together they stay within
+both limits.
 
 A clock's spacing is its item's ``interval_ms`` when set, else the default (1000 / Stripe's limit):
 when Stripe raises an account's limit, an operator sets it on that item, e.g. 20 for an endpoint
@@ -69,9 +70,9 @@ class AccountRequestBudget:
         interval = int(updated.get("interval_ms", values[":default"])["N"])
         return int(updated["next_slot"]["N"]) - interval
 
-    def reserve(self, endpoint: str) -> float:
-        endpoint_slot = self._take(endpoint, self.endpoint_interval_ms, int(self._clock() * 1000))
-        return self._take(None, self.interval_ms, endpoint_slot) / 1000
+    def reserve(self, endpoint: str | None) -> float:
+        default_ms = self.interval_ms if endpoint is None else self.endpoint_interval_ms
+        return self._take(endpoint, default_ms, int(self._clock() * 1000)) / 1000
 
     def slow_down(self, reason: str, endpoint: str, seconds: float) -> None:
         until = {":until": {"N": str(int((self._clock() + seconds) * 1000))}}

@@ -3,7 +3,9 @@
 Stripe limits each account's requests per second (100 live, 25 in test) and, inside that, each
 endpoint's: every named operation (``GET /v1/invoices``, ``GET /v1/coupons/{id}``, ...) has its own
 limit, 25/s unless Stripe raised it for the account, and counts against the account's too. A
-request therefore takes a slot in its endpoint's budget and one in the account's. A 429 names the
+request therefore waits for a slot in its endpoint's budget, then for one in the account's (in that
+order: a walker whose endpoint is held back does not hold a slot of the account's, which would hold
+back every other endpoint behind it). A 429 names the
 limiter that refused it in ``Stripe-Rate-Limited-Reason`` (``global-rate``, ``endpoint-rate``,
 ``global-concurrency``, ``endpoint-concurrency``, ``resource-specific``): only that budget slows
 down, so a refused endpoint does not hold back the others.
@@ -33,9 +35,9 @@ SLOW_DOWN_SECONDS = 1.0
 
 
 class RequestBudget(Protocol):
-    def reserve(self, endpoint: str) -> float:
-        """The wall-clock second a request to ``endpoint`` may start: a slot in the endpoint's
-        budget and, not before it, one in the account's."""
+    def reserve(self, endpoint: str | None) -> float:
+        """The wall-clock second of the next free slot of ``endpoint``'s budget (None: the account's),
+        taken from now on."""
         ...
 
     def slow_down(self, reason: str, endpoint: str, seconds: float) -> None:
@@ -65,16 +67,13 @@ class LocalBudget:
         self._lock = threading.Lock()
         self._clock = clock
 
-    def _take(self, key: str, interval: float, not_before: float) -> float:
-        start = max(not_before, self._next.get(key, 0.0))
-        self._next[key] = start + interval
-        return start
-
-    def reserve(self, endpoint: str) -> float:
+    def reserve(self, endpoint: str | None) -> float:
         with self._lock:
-            rate = self.endpoint_rates.get(endpoint, self.endpoint_rate)
-            endpoint_slot = self._take(endpoint, _interval(rate), self._clock())
-            return self._take("", _interval(self.rate), endpoint_slot)
+            key = endpoint or ""
+            rate = self.rate if endpoint is None else self.endpoint_rates.get(endpoint, self.endpoint_rate)
+            start = max(self._clock(), self._next.get(key, 0.0))
+            self._next[key] = start + _interval(rate)
+            return start
 
     def slow_down(self, reason: str, endpoint: str, seconds: float) -> None:
         with self._lock:
@@ -100,10 +99,11 @@ class Pacer:
         self.refused: dict[str, int] = {}  # 429s by Stripe-Rate-Limited-Reason
 
     def wait(self, endpoint: str) -> None:
-        delay = self.budget.reserve(endpoint) - self._clock()
-        if delay > 0:
-            self.waited += delay
-            self._sleep(delay)
+        for budget in (endpoint, None):  # the endpoint's slot, then the account's
+            delay = self.budget.reserve(budget) - self._clock()
+            if delay > 0:
+                self.waited += delay
+                self._sleep(delay)
 
     def refused_by(self, exc: stripe.RateLimitError, endpoint: str, attempt: int) -> None:
         """Slow the budget Stripe names, then back off (exponential, full jitter) before the retry."""
@@ -159,11 +159,12 @@ def call_within_budget(
     """One request in the account's shared budget, for a worker that must not sit and wait: a slot
     further away than ``max_wait`` or a 429 from Stripe raises ``Deferred`` (the message comes back
     later) instead of sleeping through the function's time limit or failing the message."""
-    delay = budget.reserve(endpoint) - clock()
-    if delay > max_wait:
-        raise Deferred(delay, f"request budget ({endpoint}): next slot in {delay:.1f}s")
-    if delay > 0:
-        sleep(delay)
+    for limiter in (endpoint, None):  # the endpoint's slot, then the account's
+        delay = budget.reserve(limiter) - clock()
+        if delay > max_wait:
+            raise Deferred(delay, f"request budget ({limiter or 'account'}): next slot in {delay:.1f}s")
+        if delay > 0:
+            sleep(delay)
     try:
         return request()
     except stripe.RateLimitError as exc:
