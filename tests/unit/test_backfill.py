@@ -413,7 +413,7 @@ def _execution(
     max_walks: int = 6,
 ) -> dict[str, Any]:
     """One execution of the state machine: Start, rounds, then Finish or Continue (the Catch: raises)."""
-    tenants, customers, progress = env
+    tenants, _, progress = env
     state = backfill.start(
         "acme", tenants=tenants, progress=progress, runs=runs, limits=unlimited, max_walks=max_walks, now=NOW
     )

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from itertools import groupby
 from typing import Any, Protocol
 
@@ -106,7 +107,7 @@ class Executions(Protocol):
 class Limits(Protocol):
     """The account's limits as its budget spaces requests: (global, {endpoint: rate})."""
 
-    def __call__(self, tenant: Tenant, endpoints: list[str]) -> tuple[float, dict[str, float]]: ...
+    def __call__(self, tenant: Tenant, endpoints: list[str], /) -> tuple[float, dict[str, float]]: ...
 
 
 def _connected(tenants: Tenants, tenant_id: str, config_version: int = 0) -> Tenant:
@@ -194,13 +195,15 @@ def import_segment(
     changes: ChangeFeed | None = None,
     writers: int = 1,
     write_page: Callable[[str, list[dict[str, Any]], int], None] | None = None,
+    ahead: Callable[[], AbstractContextManager[Executor]] | None = None,
 ) -> list[Segment]:
     """Walk up to ``max_pages`` pages of the segment (fewer if ``deadline`` comes).
 
-    A page's objects are written ``writers`` at a time (one customer's together: they share a
-    partition and a version lock; different customers' writes are independent, and concurrent
-    writers of one customer retry on its version). ``write_page(kind, objects, requested_at)``
-    replaces the write path (a benchmark's model of it).
+    The walk is paced by Stripe, not by its writes: the next page is asked for (``ahead``: a
+    one-thread executor) while this one is written, and a page's objects are written ``writers`` at
+    a time (one customer's together: they share a partition and a version lock; different customers'
+    writes are independent, and concurrent writers of one customer retry on its version).
+    ``write_page(kind, objects, requested_at)`` replaces the write path (a benchmark's model of it).
 
     Returns the segment with its new cursor, plus the new walks it split into when it was allowed to
     (see ``domain.backfill.split``); the step then ends at once, so they start in the next round.
@@ -212,19 +215,42 @@ def import_segment(
     produced: list[Segment] = []
     imported = 0
 
+    def fetch(params: dict[str, Any]) -> tuple[list[dict[str, Any]], bool, int, float]:
+        requested_at = int(clock())  # stamped when asked: see services.sync
+        started, waited = monotonic(), pacer.waited
+        objects, has_more = stripe.list_page(tenant, segment["kind"], params, pacer)
+        return objects, has_more, requested_at, monotonic() - started - (pacer.waited - waited)
+
     def write(kind: str, objects: list[dict[str, Any]], requested_at: int) -> None:
         _apply_page(tenant_id, kind, objects, requested_at, tenants, customers, stripe, clock, changes, pool)
 
-    with ThreadPoolExecutor(max_workers=writers) if writers > 1 else _Inline() as pool:
-        for _ in range(max_pages):
-            if segment["done"] or monotonic() >= deadline:
+    with (
+        (ahead or (lambda: ThreadPoolExecutor(max_workers=1)))() as fetcher,
+        ThreadPoolExecutor(max_workers=writers) if writers > 1 else _Inline() as pool,
+    ):
+        pending: Future[tuple[list[dict[str, Any]], bool, int, float]] | None = None
+        for page in range(max_pages):
+            if pending is None and (segment["done"] or monotonic() >= deadline):
                 break
-            requested_at = int(clock())  # stamped when asked: see services.sync
-            started, waited = monotonic(), pacer.waited
-            objects, has_more = stripe.list_page(tenant, segment["kind"], list_params(segment), pacer)
+            objects, has_more, requested_at, fetching = (
+                pending.result() if pending is not None else fetch(list_params(segment))
+            )
+            pending = None
             segment["requests"] += 1
+            # Ask for the next page now, unless this page may end the step (a walk that may split
+            # after it, the step's last page, the deadline, the list's end).
+            if (
+                has_more
+                and objects
+                and segment["walks"] <= 1
+                and page + 1 < max_pages
+                and monotonic() < deadline
+            ):
+                following = Segment(**{**segment, "cursor": str(objects[-1]["id"])})
+                pending = fetcher.submit(fetch, list_params(following))
+            started = monotonic()
             (write_page or write)(segment["kind"], objects, requested_at)
-            segment["busy"] += monotonic() - started - (pacer.waited - waited)
+            segment["busy"] += max(fetching, monotonic() - started)
             imported += len(objects)
             segment["imported"] += len(objects)
             segment["done"] = not has_more
@@ -261,7 +287,7 @@ def _apply_page(
     requested_at: int,
     tenants: Tenants,
     customers: Customers,
-    stripe: Lister,
+    stripe: StripeObjects,
     clock: Callable[[], float],
     changes: ChangeFeed | None,
     pool: ThreadPoolExecutor | _Inline,
