@@ -269,6 +269,9 @@ class _Progress:
 
     def set_execution(self, tenant_id: str, execution: str) -> None: ...
 
+    def fail_if_running(self, tenant_id: str, execution: str, now: int, error: str) -> bool:
+        return False
+
     def backfill_finished(
         self,
         tenant_id: str,

@@ -87,6 +87,10 @@ def _limits(tenant: Tenant, endpoints: list[str]) -> tuple[float, dict[str, floa
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps, settings = dependencies(), get_settings()
     now = int(deps.clock())
+    if event.get("source") == "aws.states":  # a backfill execution ended outside its Catch
+        failed = backfill.execution_ended(event.get("detail") or {}, progress=deps.progress, now=now)
+        logger.warning("backfill execution ended", tenant_id=failed, status=event["detail"].get("status"))
+        return {"tenant_id": failed}
     action = event["action"]
     tenant_id = str(event.get("tenant_id", ""))
     if action == "start":
@@ -98,6 +102,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             limits=_limits,
             max_walks=settings.backfill_concurrency,
             now=now,
+            execution=event.get("execution"),
         )
         run = state["run"]
         logger.info(

@@ -76,6 +76,12 @@ class Progress:
     def set_execution(self, tenant_id: str, execution: str) -> None:
         self.executions.append(execution)
 
+    def fail_if_running(self, tenant_id: str, execution: str, now: int, error: str) -> bool:
+        if self.final is not None or not self.executions or self.executions[-1] != execution:
+            return False
+        self.final = ({}, error)
+        return True
+
     def backfill_finished(
         self,
         tenant_id: str,
@@ -492,3 +498,27 @@ def test_a_failure_mid_way_is_recorded_and_a_rerun_resumes_and_completes() -> No
     resumed = [params for _, params in lister.calls[asked_before:] if params.get("starting_after") is None]
     assert all(params["created"] != {"gte": EARLIEST} for params in resumed)
     assert len(lister.calls) < 2 * (15 + 8)
+
+
+def test_an_execution_that_ends_outside_its_catch_fails_the_backfill_it_runs() -> None:
+    """Timed out, aborted, or an error no Catch sees: Step Functions' status change event fails the
+    backfill when it names the execution running it (never a later one's, nor a finished one's)."""
+    tenants, _, progress = _env()
+    arn = f"{STATE_MACHINE.replace(':stateMachine:', ':execution:')}:acme-1"
+    backfill.start(
+        "acme",
+        tenants=tenants,
+        progress=progress,
+        runs=FakeBackfillRuns(),
+        limits=unlimited,
+        max_walks=3,
+        now=NOW,
+        execution=arn,
+    )
+    detail = {"executionArn": arn, "status": "TIMED_OUT", "input": json.dumps({"tenant_id": "acme"})}
+    other = {**detail, "executionArn": f"{arn}-2"}
+    assert backfill.execution_ended(other, progress=progress, now=NOW) is None
+    assert progress.final is None
+    assert backfill.execution_ended(detail, progress=progress, now=NOW) == "acme"
+    assert progress.final == ({}, "TIMED_OUT:")
+    assert backfill.execution_ended({**detail, "input": "not json"}, progress=progress, now=NOW) is None

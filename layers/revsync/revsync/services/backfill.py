@@ -13,6 +13,7 @@ round that would take the execution past its history budget the run continues in
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -78,6 +79,8 @@ class Progress(Protocol):
     def backfill_progress(self, tenant_id: str, kind: str, imported: int) -> None: ...
 
     def set_execution(self, tenant_id: str, execution: str) -> None: ...
+
+    def fail_if_running(self, tenant_id: str, execution: str, now: int, error: str) -> bool: ...
 
     def backfill_finished(
         self,
@@ -154,10 +157,14 @@ def start(
     limits: Limits,
     max_walks: int,
     now: int,
+    execution: str | None = None,
 ) -> dict[str, Any]:
     """A new run, or the kept one resumed (continued from a full execution, or started again after a
-    failure) when it was planned for the tenant's current config."""
+    failure) when it was planned for the tenant's current config. ``execution``: the one running it
+    (named on the status document, so that its end outside the state machine's Catch is seen)."""
     tenant = _connected(tenants, tenant_id)
+    if execution:
+        progress.set_execution(tenant_id, execution)
     kept = runs.load(tenant_id)
     if kept is not None and kept[0]["config_version"] == tenant.config_version:
         run, segments = kept
@@ -372,6 +379,20 @@ def finish(tenant_id: str, totals: Totals, *, progress: Progress, runs: Runs, no
         "requests": totals["requests"],
         "walks": totals["walks"],
     }
+
+
+def execution_ended(detail: dict[str, Any], *, progress: Progress, now: int) -> str | None:
+    """An execution ended FAILED, TIMED_OUT or ABORTED (Step Functions' status change event): when it
+    is the one the tenant's running backfill names, the backfill failed (a timeout, an abort or an
+    error no Catch can see would otherwise leave it ``running``). The kept run stays for a rerun."""
+    try:
+        tenant_id = str(json.loads(detail.get("input") or "{}")["tenant_id"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    reason = f"{detail.get('status')}: {detail.get('error') or ''} {detail.get('cause') or ''}".strip()
+    if progress.fail_if_running(tenant_id, str(detail.get("executionArn")), now, reason[:500]):
+        return tenant_id
+    return None
 
 
 def fail(tenant_id: str, error: Any, *, progress: Progress, now: int) -> None:

@@ -217,6 +217,23 @@ class BackfillProgress:
     def set_execution(self, tenant_id: str, execution: str) -> None:
         self._update(tenant_id, "SET backfill.execution = :e", {":e": {"S": execution}})
 
+    def fail_if_running(self, tenant_id: str, execution: str, now: int, error: str) -> bool:
+        """The backfill failed, if it is still running in ``execution``."""
+        return self._update(
+            tenant_id,
+            "SET backfill.#s = :failed, backfill.stage = :failed, backfill.finished_at = :now, "
+            "backfill.#e = :error",
+            {
+                ":failed": {"S": "failed"},
+                ":now": {"N": str(now)},
+                ":error": {"S": error},
+                ":running": {"S": "running"},
+                ":execution": {"S": execution},
+            },
+            {"#s": "state", "#e": "error"},
+            "backfill.#s = :running AND backfill.execution = :execution",
+        )
+
     def backfill_started(
         self, tenant_id: str, now: int, stage: str, counts: dict[str, int] | None = None
     ) -> None:
