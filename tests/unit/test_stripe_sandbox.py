@@ -11,6 +11,7 @@ import pytest
 import stripe
 
 from local.http import http
+from local.stripe_sandbox.limits import Limiters, Limits
 from local.stripe_sandbox.server import SandboxApp, serve
 from tests.e2e.conftest import free_port
 
@@ -305,3 +306,23 @@ def test_events_stay_listable_when_their_delivery_is_dropped(sandbox: tuple[str,
         e.data.object.id for e in c.v1.events.list(params={"type": "customer.created"}).auto_paging_iter()
     ]
     assert sorted(everything) == sorted(created)
+
+
+def test_the_sandboxs_limiters_count_as_stripe_documents() -> None:
+    """Per account: requests in flight, each endpoint's rate, the account's rate (a refused request
+    takes nothing from any budget); a second refills a second's worth."""
+    now = [0.0]
+    limiters = Limiters(clock=lambda: now[0])
+    limits = Limits(global_rate=3, endpoint_rate=2, endpoint_rates={"GET /v1/invoices": 3}, concurrency=2)
+    assert limiters.admit("acct_1", "GET /v1/customers", limits) is None
+    assert limiters.admit("acct_1", "GET /v1/customers", limits) is None
+    assert limiters.admit("acct_1", "GET /v1/customers", limits) == "global-concurrency"
+    assert limiters.admit("acct_2", "GET /v1/customers", limits) is None  # another account
+    limiters.release("acct_1")
+    limiters.release("acct_1")
+    assert limiters.admit("acct_1", "GET /v1/customers", limits) == "endpoint-rate"
+    assert limiters.admit("acct_1", "GET /v1/invoices", limits) is None  # raised for this account
+    limiters.release("acct_1")
+    assert limiters.admit("acct_1", "GET /v1/invoices", limits) == "global-rate"
+    now[0] += 1.0
+    assert limiters.admit("acct_1", "GET /v1/customers", limits) is None
