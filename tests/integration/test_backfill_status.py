@@ -9,6 +9,7 @@ import pytest
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.store.tenants import BackfillProgress, TenantStore
 
+from local import lambda_runtime
 from local.inprocess import InProcessStack
 from tests.conftest import FROZEN_NOW
 
@@ -40,3 +41,25 @@ def test_an_ended_execution_fails_only_the_backfill_it_runs(stack: InProcessStac
     assert not progress.fail_if_running("acme", "arn:exec:2", FROZEN_NOW + 90, "FAILED:")  # already ended
     assert _backfill("acme")["error"] == "TIMED_OUT:"
     assert not progress.fail_if_running("nobody", "arn:exec:2", FROZEN_NOW, "FAILED:")
+
+
+def test_a_console_started_run_names_its_execution_and_its_failed_end_is_recorded(
+    stack: InProcessStack,
+) -> None:
+    """No route claimed it (no backfill map yet): the Start step claims it and names its execution;
+    Step Functions' status change event for that execution then records the failure."""
+    connected = Tenant("console", Connection("connected", "oauth", "acct_console")).with_config("id")
+    TenantStore().save(connected, int(time.time()))
+    arn = "arn:aws:states:eu-west-1:123456789012:execution:revsync-local-backfill:console-1"
+    state = lambda_runtime.invoke(
+        "ImporterFunction", {"action": "start", "tenant_id": "console", "execution": arn}
+    )
+    assert state["active"] == 3
+    assert (_backfill("console")["state"], _backfill("console")["execution"]) == ("running", arn)
+    ended = {
+        "source": "aws.states",
+        "detail-type": "Step Functions Execution Status Change",
+        "detail": {"executionArn": arn, "status": "ABORTED", "input": '{"tenant_id": "console"}'},
+    }
+    assert lambda_runtime.invoke("ImporterFunction", ended) == {"tenant_id": "console"}
+    assert (_backfill("console")["state"], _backfill("console")["error"]) == ("failed", "ABORTED:")

@@ -163,13 +163,13 @@ def start(
     failure) when it was planned for the tenant's current config. ``execution``: the one running it
     (named on the status document, so that its end outside the state machine's Catch is seen)."""
     tenant = _connected(tenants, tenant_id)
-    if execution:
-        progress.set_execution(tenant_id, execution)
     kept = runs.load(tenant_id)
     if kept is not None and kept[0]["config_version"] == tenant.config_version:
         run, segments = kept
         run = Run(**{**run, "history": START_EVENTS, "generation": run["generation"] + 1})
         progress.backfill_started(tenant_id, run["started_at"], "importing", _counts(run, segments))
+        if execution:
+            progress.set_execution(tenant_id, execution)
         return _state(tenant_id, run, segments, HISTORY_BUDGET)
     walks = _allowance(tenant, limits, page_seconds([]), max_walks)
     run = Run(
@@ -183,6 +183,8 @@ def start(
     segments = plan(walks, tenant.config_version)
     runs.save(tenant_id, run, segments)
     progress.backfill_started(tenant_id, now, "importing")
+    if execution:
+        progress.set_execution(tenant_id, execution)
     return _state(tenant_id, run, segments, HISTORY_BUDGET)
 
 
