@@ -247,7 +247,7 @@ def test_a_run_near_its_history_budget_continues_in_new_executions(
     context), which resumes the kept run; every object is imported once, and no execution's history
     passes the budget (each round's events as ``round_events`` counts them)."""
     _, key = tenant(stack, "bf-continue")
-    count = 450
+    count = 250
     http(
         "POST", f"{stack.stripe_url}/_sandbox/seed", {"customers": count}, {"Authorization": f"Bearer {key}"}
     )
@@ -266,7 +266,7 @@ def test_a_run_near_its_history_budget_continues_in_new_executions(
         "executions"
     ]
     mine = [e for e in executions if e["name"].startswith("bf-continue-")]
-    assert len(mine) >= 3, [e["name"] for e in mine]
+    assert len(mine) >= 2, [e["name"] for e in mine]
     assert {e["status"] for e in mine} == {"SUCCEEDED"}
     for execution in mine:
         history = client.get_execution_history(executionArn=execution["executionArn"], maxResults=1000)

@@ -25,11 +25,14 @@ from revsync.domain.backfill import (
 )
 from revsync.domain.events import observation_of, parse_event
 from revsync.domain.tenancy import Connection, Tenant
+from revsync.infra.aws import CONFIG, MAX_POOL_CONNECTIONS
 from revsync.services import backfill
 from revsync.services.sync import apply_observation
+from revsync.store.models import CustomerRecordItem, SyncItem
 from revsync.stripe_api.pacing import Pacer
 
 from local import stripe_shapes as S
+from local.template import load_template
 from tests.fakes import FakeBackfillRuns, FakeCustomers, FakeStripe, FakeTenants
 
 NOW = 1_780_000_000
@@ -522,3 +525,16 @@ def test_an_execution_that_ends_outside_its_catch_fails_the_backfill_it_runs() -
     assert backfill.execution_ended(detail, progress=progress, now=NOW) == "acme"
     assert progress.final == ({}, "TIMED_OUT:")
     assert backfill.execution_ended({**detail, "input": "not json"}, progress=progress, now=NOW) is None
+
+
+def test_a_steps_writers_and_its_next_page_fit_the_processs_dynamodb_connections() -> None:
+    """More writers than pooled connections would queue for a connection (and drop the extra ones)."""
+    variables = load_template()["Resources"]["ImporterFunction"]["Properties"]["Environment"]["Variables"]
+    writers = int(variables["BACKFILL_WRITERS"])
+    assert writers + 2 <= MAX_POOL_CONNECTIONS  # the writers, the next page's budget, the progress
+    assert getattr(CONFIG, "max_pool_connections", None) == MAX_POOL_CONNECTIONS
+    assert (
+        SyncItem.Meta.max_pool_connections
+        == CustomerRecordItem.Meta.max_pool_connections
+        == MAX_POOL_CONNECTIONS
+    )
