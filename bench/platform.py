@@ -50,6 +50,7 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "INFO")
 os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
 warnings.filterwarnings("ignore")
 
+from revsync.domain.ratelimits import list_endpoint  # noqa: E402
 from revsync.domain.reconcile import CatchUpJob  # noqa: E402
 from revsync.domain.tenancy import Connection, Tenant  # noqa: E402
 from revsync.infra.catch_ups import job_body  # noqa: E402
@@ -57,6 +58,7 @@ from revsync.store.budget import AccountRequestBudget  # noqa: E402
 from revsync.store.customers import CustomerStore  # noqa: E402
 from revsync.store.events_progress import EventsProgressStore  # noqa: E402
 from revsync.store.tenants import TenantStore  # noqa: E402
+from revsync.stripe_api.pacing import call_within_budget  # noqa: E402
 
 from bench import tenant_secrets_cost as secrets_cost  # noqa: E402
 from bench.worker_cost import PRICE, LogBytes, Meter, metering  # noqa: E402
@@ -103,7 +105,8 @@ class AccountEvents:
 
 class ModelledStripe(FakeStripe):
     """Stripe's Events API per account, 300 ms a page of modelled time; each page reserved in the
-    account's shared request budget first, as ``StripeAccounts`` does (a DynamoDB write)."""
+    account's shared request budget first, as ``StripeAccounts`` does (a DynamoDB write on the
+    endpoint's clock and one on the account's)."""
 
     def __init__(self, time_: ModelledTime) -> None:
         super().__init__()
@@ -114,7 +117,9 @@ class ModelledStripe(FakeStripe):
         self, tenant: Tenant, *, created_gte: int, types: tuple[str, ...], starting_after: str | None
     ) -> tuple[list[dict[str, Any]], bool]:
         self.event_pages += 1
-        AccountRequestBudget(str(tenant.connection.account_id), 25.0, lambda: NOW0 + self.time.now).reserve()
+        now = lambda: NOW0 + self.time.now  # noqa: E731
+        budget = AccountRequestBudget(str(tenant.connection.account_id), 25.0, now)
+        call_within_budget(budget, list_endpoint("events"), lambda: None, clock=now, sleep=lambda _: None)
         self.time.now += STRIPE_PAGE_SECONDS
         account = self.accounts.get(str(tenant.connection.account_id))
         return account.page(created_gte, starting_after) if account else ([], False)

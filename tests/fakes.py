@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import stripe
+from revsync.domain.backfill import Run, Segment
 from revsync.domain.events import Envelope, Observation, ParkedEvent
 from revsync.domain.history import Contribution, HistoryLog, Timeline, revenue_totals
 from revsync.domain.reconcile import CatchUpJob, EventsState, PendingWindow, RunEnd
@@ -395,3 +396,22 @@ class FakeCatchUpQueue:
 
     def take(self) -> CatchUpJob | None:
         return self.jobs.pop(0) if self.jobs else None
+
+
+@dataclass
+class FakeBackfillRuns:
+    """The kept backfill run (``revsync.store.backfill_runs``) in memory, stored as JSON as it is."""
+
+    kept: dict[str, str] = field(default_factory=dict)
+
+    def load(self, tenant_id: str) -> tuple[Run, list[Segment]] | None:
+        if tenant_id not in self.kept:
+            return None
+        run, segments = json.loads(self.kept[tenant_id])
+        return run, segments
+
+    def save(self, tenant_id: str, run: Run, segments: list[Segment]) -> None:
+        self.kept[tenant_id] = json.dumps([run, segments])
+
+    def clear(self, tenant_id: str) -> None:
+        self.kept.pop(tenant_id, None)

@@ -12,11 +12,13 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from revsync.domain.backfill import new_totals
+from revsync.domain.tenancy import Tenant
 from revsync.infra.changes import EventBridgeChanges
+from revsync.infra.stepfunctions import BackfillExecutions
 from revsync.services import backfill
 from revsync.services.sync import Customers, Tenants
 from revsync.settings import get_settings
+from revsync.store.backfill_runs import BackfillRuns
 from revsync.store.budget import AccountRequestBudget
 from revsync.store.customers import CustomerStore
 from revsync.store.tenants import BackfillProgress, CachedTenantStore, TenantStore
@@ -40,6 +42,8 @@ class Dependencies:
     stored_tenants: Tenants
     customers: Customers
     progress: backfill.Progress
+    runs: backfill.Runs
+    executions: backfill.Executions
     stripe: Stripe
     changes: EventBridgeChanges
     clock: Callable[[], float]
@@ -52,22 +56,27 @@ def dependencies() -> Dependencies:
         stored_tenants=TenantStore(),
         customers=CustomerStore(),
         progress=BackfillProgress(),
+        runs=BackfillRuns(),
+        executions=BackfillExecutions(),
         stripe=stripe_accounts(),
         changes=EventBridgeChanges(),
         clock=time.time,
     )
 
 
-def _pacer(tenant_id: str) -> Pacer:
-    """The account's one request budget, shared by every step running against it."""
+def _budget(tenant: Tenant | None, tenant_id: str) -> AccountRequestBudget:
+    """The account's one request budget, shared by every step, the catch-up and the worker's reads."""
     settings = get_settings()
-    tenant = dependencies().tenants.get(tenant_id)
     live = bool(tenant and tenant.connection.livemode)
     limit = settings.stripe_rate_limit_live if live else settings.stripe_rate_limit_test
     account = (
         tenant.connection.account_id if tenant and tenant.connection.account_id else f"tenant-{tenant_id}"
     )
-    return Pacer(reserve=AccountRequestBudget(account, limit).reserve)
+    return AccountRequestBudget(account, limit)
+
+
+def _limits(tenant: Tenant, endpoints: list[str]) -> tuple[float, dict[str, float]]:
+    return _budget(tenant, tenant.tenant_id).rates(endpoints)
 
 
 @metrics.log_metrics
@@ -75,26 +84,31 @@ def _pacer(tenant_id: str) -> Pacer:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps, settings = dependencies(), get_settings()
     now = int(deps.clock())
+    if event.get("source") == "aws.states":  # a backfill execution ended outside its Catch
+        failed = backfill.execution_ended(event.get("detail") or {}, progress=deps.progress, now=now)
+        logger.warning("backfill execution ended", tenant_id=failed, status=event["detail"].get("status"))
+        return {"tenant_id": failed}
     action = event["action"]
     tenant_id = str(event.get("tenant_id", ""))
     if action == "start":
-        segments = backfill.start(
+        state = backfill.start(
             tenant_id,
             tenants=deps.stored_tenants,
             progress=deps.progress,
-            walks=settings.backfill_concurrency,
+            runs=deps.runs,
+            limits=_limits,
+            max_walks=settings.backfill_concurrency,
             now=now,
+            execution=event.get("execution"),
         )
-        logger.info("backfill started", tenant_id=tenant_id, segments=len(segments))
-        # The Map runs `concurrency` walks at once (MaxConcurrencyPath); _pacer splits the rate limit by it.
-        return {
-            "tenant_id": tenant_id,
-            "segments": segments,
-            "totals": new_totals(),
-            "concurrency": settings.backfill_concurrency,
-        }
+        run = state["run"]
+        logger.info(
+            "backfill started", tenant_id=tenant_id, walks=state["active"], generation=run["generation"]
+        )
+        return state
     if action == "page":
         deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_SECONDS
+        tenant = deps.tenants.get(tenant_id)
         produced = backfill.import_segment(
             tenant_id,
             event["segment"],
@@ -102,24 +116,41 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             customers=deps.customers,
             stripe=deps.stripe,
             progress=deps.progress,
-            pacer=_pacer(tenant_id),
+            pacer=Pacer(_budget(tenant, tenant_id)),
             max_pages=settings.backfill_pages_per_step,
             deadline=deadline,
             changes=deps.changes,
+            writers=settings.backfill_writers,
         )
         deps.changes.flush()
         logger.info("backfill step", tenant_id=tenant_id, kind=produced[0]["kind"], walks=len(produced))
         return {"segments": produced}
     if action == "collect":
-        # As many walks as the Map runs at once: room a finished walk leaves goes to the others.
+        # The walks still going share the allowance; the run is kept for a continuation or a rerun.
         return backfill.collect_round(
             tenant_id,
-            event["totals"],
+            event["run"],
             [r["segments"] for r in event["rounds"]],
-            walks=settings.backfill_concurrency,
+            tenants=deps.stored_tenants,
+            runs=deps.runs,
+            limits=_limits,
+            max_walks=settings.backfill_concurrency,
+            history_budget=settings.backfill_history_budget,
         )
+    if action == "continue":  # near the history limit: the run goes on in a new execution
+        result = backfill.continue_run(
+            tenant_id,
+            event["run"],
+            executions=deps.executions,
+            state_machine=str(event["state_machine"]),
+            progress=deps.progress,
+        )
+        logger.info("backfill continues", tenant_id=tenant_id, generation=result["generation"])
+        return result
     if action == "finish":
-        result = backfill.finish(tenant_id, event["totals"], progress=deps.progress, now=now)
+        result = backfill.finish(
+            tenant_id, event["run"]["totals"], progress=deps.progress, runs=deps.runs, now=now
+        )
         logger.info("backfill finished", **result)
         return result
     if action == "fail":

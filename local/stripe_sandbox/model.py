@@ -33,9 +33,11 @@ class StripeError(Exception):
         type_: str = "invalid_request_error",
         code: str | None = None,
         param: str | None = None,
+        rate_limited_reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
+        self.rate_limited_reason = rate_limited_reason  # a 429's Stripe-Rate-Limited-Reason
 
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {"type": self.type, "message": self.message}
@@ -88,7 +90,10 @@ class Sandbox:
         self.clock_offset = 0
         self.codes: dict[str, dict[str, Any]] = {}
         self.settings: dict[str, Any] = {
-            "rate_limit_per_second": None,
+            "rate_limit_per_second": None,  # the account's global limit (Stripe: 100 live, 25 test)
+            "endpoint_rate_limit_per_second": None,  # each endpoint's (Stripe's default: 25)
+            "endpoint_rate_limits": {},  # per endpoint, e.g. {"GET /v1/invoices": 50}
+            "concurrency_limit": None,  # requests in flight per account
             "latency_ms": 0,
             "delivery_delay_ms": 0,
             "delivery_duplicate_ratio": 0.0,

@@ -26,6 +26,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from local.stripe_sandbox.forms import as_bool, as_int, decode
+from local.stripe_sandbox.limits import Limiters, Limits
 from local.stripe_sandbox.model import HIDDEN_BY_DEFAULT, Account, Delivery, OAuthError, Sandbox, StripeError
 from local.stripe_sandbox.shapes import public
 
@@ -230,26 +231,11 @@ def _api_key(request: Request) -> str:
     raise StripeError(401, "You did not provide an API key.", code="api_key_missing")
 
 
-class _TokenBucket:
-    def __init__(self) -> None:
-        self.tokens: dict[str, tuple[float, float]] = {}
-
-    def take(self, key: str, rate: float) -> bool:
-        now = time.monotonic()
-        tokens, last = self.tokens.get(key, (rate, now))
-        tokens = min(rate, tokens + (now - last) * rate)
-        if tokens < 1:
-            self.tokens[key] = (tokens, now)
-            return False
-        self.tokens[key] = (tokens - 1, now)
-        return True
-
-
 class SandboxApp:
     def __init__(self, sandbox: Sandbox | None = None) -> None:
         self.sandbox = sandbox or Sandbox()
         self.urls = Map([rule.empty() for rule in _RULES])  # a rule binds to one map: copies per app
-        self.bucket = _TokenBucket()
+        self.limiters = Limiters()
         self.requests: dict[str, int] = {}
         self._wake = threading.Event()
         self.sandbox.delivery_listeners.append(self._wake.set)
@@ -296,22 +282,44 @@ class SandboxApp:
         if endpoint in ("authorize", "token", "deauthorize"):
             oauth: Callable[[Request], Response] = getattr(self, f"oauth_{endpoint}")
             return oauth(request)
-        latency = float(sandbox.settings["latency_ms"]) / 1000
-        if latency:
-            time.sleep(latency)
         with sandbox.lock:
             account = sandbox.resolve(_api_key(request), request.headers.get("Stripe-Account"))
-        rate = sandbox.settings["rate_limit_per_second"]
         route = f"{request.method} {_route_template(endpoint, args)}"
         self._count(f"{account.id} {route}")
-        if rate and not self.bucket.take(account.id, float(rate)):
+        reason = self.limiters.admit(account.id, route, self._limits())
+        if reason is not None:
             self._count(f"{account.id} 429")
+            self._count(f"{account.id} 429 {reason} {route}")
             raise StripeError(
                 429,
                 "Too many requests hit the API too quickly. We recommend an exponential "
                 "backoff of your requests.",
                 code="rate_limit",
+                rate_limited_reason=reason,
             )
+        try:
+            latency = float(sandbox.settings["latency_ms"]) / 1000
+            if latency:
+                time.sleep(latency)
+            return self._answer(request, endpoint, account, args)
+        finally:
+            self.limiters.release(account.id)
+
+    def _limits(self) -> Limits:
+        settings = self.sandbox.settings
+
+        def rate(name: str) -> float | None:
+            return float(settings[name]) if settings[name] else None
+
+        return Limits(
+            global_rate=rate("rate_limit_per_second"),
+            endpoint_rate=rate("endpoint_rate_limit_per_second"),
+            endpoint_rates={k: float(v) for k, v in (settings["endpoint_rate_limits"] or {}).items()},
+            concurrency=int(settings["concurrency_limit"]) if settings["concurrency_limit"] else None,
+        )
+
+    def _answer(self, request: Request, endpoint: str, account: Account, args: dict[str, str]) -> Response:
+        sandbox = self.sandbox
         params = _params(request)
         supported = supported_params(request.method, endpoint, args)
         if supported is None:
@@ -638,7 +646,7 @@ def _route_template(endpoint: str, args: dict[str, str]) -> str:
 
 def _rate_headers(exc: StripeError) -> dict[str, str]:
     if exc.status == 429:
-        return {"Retry-After": "1", "Stripe-Rate-Limited-Reason": "global-rate"}
+        return {"Retry-After": "1", "Stripe-Rate-Limited-Reason": exc.rate_limited_reason or "global-rate"}
     return {}
 
 

@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 import stripe
+from revsync.domain.backfill import START_EVENTS, round_events
+from revsync.infra import aws
+from revsync.settings import get_settings
 
 from local.http import http
 from local.stack import LocalStack
@@ -235,3 +238,43 @@ def test_changing_the_trait_rekeys_existing_records_through_the_backfill(stack: 
     assert moved[0] == 200
     assert (moved[1]["matched"], moved[1]["mrr"], moved[1]["total_paid"]) == (True, 1000, 1000)
     assert stack.admin("GET", "/tenants/bf-rekey/customers/seed-7")[0] == 404
+
+
+def test_a_run_near_its_history_budget_continues_in_new_executions(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On moto's interpreter: the Continue step starts the next execution (from the execution's own
+    context), which resumes the kept run; every object is imported once, and no execution's history
+    passes the budget (each round's events as ``round_events`` counts them)."""
+    _, key = tenant(stack, "bf-continue")
+    count = 250
+    http(
+        "POST", f"{stack.stripe_url}/_sandbox/seed", {"customers": count}, {"Authorization": f"Bearer {key}"}
+    )
+    budget = START_EVENTS + round_events(3) + 1  # one round an execution
+    monkeypatch.setenv("BACKFILL_HISTORY_BUDGET", str(budget))
+    get_settings.cache_clear()  # the handlers run in this process
+    try:
+        backfill = configure_and_wait(stack, "bf-continue", timeout=240)
+    finally:
+        monkeypatch.delenv("BACKFILL_HISTORY_BUDGET")
+        get_settings.cache_clear()
+    assert backfill["state"] == "succeeded", backfill
+    assert backfill["counts"] == {"customers": count, "subscriptions": count, "invoices": count}
+    client = aws.stepfunctions()
+    executions = client.list_executions(stateMachineArn=get_settings().backfill_state_machine_arn)[
+        "executions"
+    ]
+    mine = [e for e in executions if e["name"].startswith("bf-continue-")]
+    assert len(mine) >= 2, [e["name"] for e in mine]
+    assert {e["status"] for e in mine} == {"SUCCEEDED"}
+    for execution in mine:
+        history = client.get_execution_history(executionArn=execution["executionArn"], maxResults=1000)
+        # The budget, a round that could be larger than the one planned for, and the way out.
+        assert len(history["events"]) <= budget + round_events(40), execution["name"]
+    requests = requests_of(stack, key)
+    minimum = 3 * math.ceil(count / 100)
+    listed = (
+        requests["GET /v1/customers"] - 1 + requests["GET /v1/subscriptions"] + requests["GET /v1/invoices"]
+    )
+    assert minimum <= listed <= minimum + backfill["walks"]  # no page read twice across executions

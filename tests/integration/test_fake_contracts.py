@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pytest
 import stripe
 from botocore.exceptions import ClientError
+from revsync.domain.backfill import KINDS, Run, Segment, allowance, new_totals, plan
 from revsync.domain.events import (
     Envelope,
     Observation,
@@ -32,6 +33,7 @@ from revsync.errors import CursorRejected
 from revsync.infra.catch_ups import SqsCatchUpQueue
 from revsync.infra.queue import DeadLetters, SqsEventQueue
 from revsync.infra.secrets import SealedSecretError, TenantSecrets, WebhookSecretSource
+from revsync.store.backfill_runs import BackfillRuns
 from revsync.store.customers import ConcurrentUpdate, CustomerStore, kept_invoice
 from revsync.store.events_progress import EventsProgressStore
 from revsync.store.tenant_lookup import DynamoTenantDirectory
@@ -50,6 +52,7 @@ from local.stripe_sandbox.server import serve
 from tests.conftest import FROZEN_NOW
 from tests.e2e.conftest import free_port
 from tests.fakes import (
+    FakeBackfillRuns,
     FakeCatchUpQueue,
     FakeCustomers,
     FakeDirectory,
@@ -343,6 +346,35 @@ def test_a_saved_tenant_reads_back_the_same(tenants: Any) -> None:
     assert tenants.get("acme") == tenant
     assert tenants.get("acme", min_config_version=tenant.config_version) == tenant
     assert tenants.get("nobody") is None
+
+
+# --- the kept backfill run ---------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["fake", "dynamodb"])
+def backfill_runs(request: pytest.FixtureRequest) -> Iterator[Any]:
+    yield from _fake_or_adapter(request, FakeBackfillRuns, BackfillRuns)
+
+
+def test_a_kept_run_reads_back_the_same_until_cleared(backfill_runs: Any) -> None:
+    assert backfill_runs.load("acme") is None
+    segments = plan(allowance(25.0, dict.fromkeys(KINDS, 25.0), 1.0, 40), config_version=3)
+    segments[0] = Segment(**{**segments[0], "cursor": "cus_1", "imported": 100, "requests": 1, "busy": 0.5})
+    run = Run(
+        totals=new_totals(),
+        allowance=allowance(100.0, dict.fromkeys(KINDS, 25.0), 0.4, 150),
+        history=1_234,
+        generation=2,
+        started_at=T0,
+        config_version=3,
+    )
+    backfill_runs.save("acme", run, segments)
+    assert backfill_runs.load("acme") == (run, segments)
+    assert backfill_runs.load("other") is None
+    backfill_runs.save("acme", run, segments[1:])  # the next round's replaces it
+    assert backfill_runs.load("acme") == (run, segments[1:])
+    backfill_runs.clear("acme")
+    assert backfill_runs.load("acme") is None
 
 
 # --- Stripe -------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from revsync.errors import Deferred
 from revsync.infra.queue import EventsQueueVisibility
 from revsync.store.budget import AccountRequestBudget
 from revsync.stripe_api.client import StripeAccounts
-from revsync.stripe_api.pacing import call_within_budget
+from revsync.stripe_api.pacing import LocalBudget, call_within_budget
 
 from local import lambda_runtime
 from local import stripe_shapes as S
@@ -47,14 +47,19 @@ def test_reads_wait_for_their_slot_or_defer_when_it_is_too_far(stack: InProcessS
     budget = AccountRequestBudget("acct_slow", rate=1, clock=clock)
     calls: list[int] = []
     for n in range(3):  # slots at +0, +1, +2 s: each within the wait the worker allows
-        call_within_budget(budget.reserve, partial(calls.append, n), clock=clock, sleep=clock.sleep)
+        call_within_budget(
+            budget, "GET /v1/customers/{id}", partial(calls.append, n), clock=clock, sleep=clock.sleep
+        )
     assert calls == [0, 1, 2]
-    assert clock.slept == [1.0, 1.0]
+    # Each waited for its endpoint's slot (25/s), then for the account's (1/s here).
+    assert round(clock.now - FROZEN_NOW, 3) == 2.0
     # Ten reads reserved at once by other workers: the next slot is 10 s away, so this one defers.
     for _ in range(10):
-        budget.reserve()
+        budget.reserve(None)
     with pytest.raises(Deferred) as deferred:
-        call_within_budget(budget.reserve, partial(calls.append, 99), clock=clock, sleep=clock.sleep)
+        call_within_budget(
+            budget, "GET /v1/customers/{id}", partial(calls.append, 99), clock=clock, sleep=clock.sleep
+        )
     assert deferred.value.delay_seconds > 2
     assert 99 not in calls
 
@@ -64,7 +69,9 @@ def test_a_429_defers_for_retry_after() -> None:
         raise stripe.RateLimitError("slow down", headers={"Retry-After": "7"})
 
     with pytest.raises(Deferred) as deferred:
-        call_within_budget(lambda: 0.0, refused, clock=lambda: 0.0, sleep=lambda _: None)
+        call_within_budget(
+            LocalBudget(clock=lambda: 0.0), "GET /v1/events", refused, clock=lambda: 0.0, sleep=lambda _: None
+        )
     assert 7 <= deferred.value.delay_seconds <= 7 * 1.5
 
 
@@ -134,7 +141,7 @@ def test_the_workers_stripe_reads_use_the_accounts_shared_budget(stack: InProces
 
     def budget(account: str, rate: float) -> Any:
         reserved.append((account, rate))
-        return AccountRequestBudget(account, rate, clock=clock).reserve
+        return AccountRequestBudget(account, rate, clock=clock)
 
     accounts = StripeAccounts(
         platform_key=lambda: "sk_test_platform",
@@ -147,7 +154,7 @@ def test_the_workers_stripe_reads_use_the_accounts_shared_budget(stack: InProces
     )
     tenant = Tenant("acme", Connection("connected", "oauth", "acct_budgeted"))
     for _ in range(4):  # busy budget: three slots taken already
-        AccountRequestBudget("acct_budgeted", 1.0, clock=clock).reserve()
+        AccountRequestBudget("acct_budgeted", 1.0, clock=clock).reserve(None)
     with pytest.raises(Deferred):
         accounts.fetch(tenant, "customer", "cus_1")
     assert reserved == [("acct_budgeted", 1.0)]

@@ -6,29 +6,34 @@ import json
 from random import Random
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from revsync.domain.backfill import (
     EARLIEST,
+    HISTORY_BUDGET,
     KINDS,
     PAGES_PER_WALK,
+    START_EVENTS,
     Segment,
     Totals,
-    collect,
     list_params,
-    new_totals,
     plan,
+    round_events,
     share_out,
     split,
 )
 from revsync.domain.events import observation_of, parse_event
 from revsync.domain.tenancy import Connection, Tenant
+from revsync.infra.aws import CONFIG, MAX_POOL_CONNECTIONS
 from revsync.services import backfill
 from revsync.services.sync import apply_observation
+from revsync.store.models import CustomerRecordItem, SyncItem
 from revsync.stripe_api.pacing import Pacer
 
 from local import stripe_shapes as S
-from tests.fakes import FakeCustomers, FakeStripe, FakeTenants
+from local.template import load_template
+from tests.fakes import FakeBackfillRuns, FakeCustomers, FakeStripe, FakeTenants
 
 NOW = 1_780_000_000
 
@@ -59,12 +64,26 @@ class FakeLister(FakeStripe):
 class Progress:
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
+        self.executions: list[str] = []
+        self.final: tuple[dict[str, int], str | None] | None = None
 
-    def backfill_started(self, tenant_id: str, now: int, stage: str) -> None:
-        self.counts = {}
+    def backfill_started(
+        self, tenant_id: str, now: int, stage: str, counts: dict[str, int] | None = None
+    ) -> None:
+        self.counts = dict(counts or {})
+        self.final = None
 
     def backfill_progress(self, tenant_id: str, kind: str, imported: int) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + imported
+
+    def set_execution(self, tenant_id: str, execution: str) -> None:
+        self.executions.append(execution)
+
+    def fail_if_running(self, tenant_id: str, execution: str, now: int, error: str) -> bool:
+        if self.final is not None or not self.executions or self.executions[-1] != execution:
+            return False
+        self.final = ({}, error)
+        return True
 
     def backfill_finished(
         self,
@@ -85,12 +104,18 @@ def _env() -> tuple[FakeTenants, FakeCustomers, Progress]:
     return FakeTenants({"acme": tenant}), FakeCustomers(), Progress()
 
 
+def unlimited(tenant: Tenant, endpoints: list[str]) -> tuple[float, dict[str, float]]:
+    """Limits so high that the walks allowed are the most the run may have (``max_walks``)."""
+    return 1e6, dict.fromkeys(endpoints, 1e6)
+
+
 def _step(
     segment: Segment,
     env: tuple[FakeTenants, FakeCustomers, Progress],
     lister: FakeLister,
     max_pages: int,
     clock: int = NOW,
+    pacer: Pacer | None = None,
 ) -> list[Segment]:
     """One state machine step (``import_segment``) with in-memory stores."""
     tenants, customers, progress = env
@@ -101,10 +126,11 @@ def _step(
         customers=customers,
         stripe=lister,
         progress=progress,
-        pacer=Pacer(0),
+        pacer=pacer or Pacer(),
         max_pages=max_pages,
         deadline=float("inf"),
         clock=lambda: clock,
+        monotonic=lambda: 0.0,  # no page time measured: the allowance stays as planned
     )
 
 
@@ -118,19 +144,26 @@ def _run(
     max_pages: int = 2,
 ) -> tuple[Totals, int]:
     """The state machine's rounds, in order: returns the totals and how many walks there were."""
-    max_walks = walks
-    active = backfill.start("acme", tenants=tenants, progress=progress, walks=max_walks, now=NOW)
-    totals, walks = new_totals(), len(active)
+    max_walks, runs = walks, FakeBackfillRuns()
+    state = backfill.start(
+        "acme", tenants=tenants, progress=progress, runs=runs, limits=unlimited, max_walks=max_walks, now=NOW
+    )
+    active = state["segments"]
+    walks = len(active)
     while active:
         produced = [
             _step(segment, (tenants, customers, progress), lister, max_pages, clock) for segment in active
         ]
         walks += sum(len(p) - 1 for p in produced)  # split after a page
         going = sum(not segment["done"] for p in produced for segment in p)
-        totals, active = collect(totals, produced, max_walks)
+        state = backfill.collect_round(
+            "acme", state["run"], produced, tenants=tenants, runs=runs, limits=unlimited, max_walks=max_walks
+        )
+        active = state["segments"]
         walks += len(active) - going  # split into the room finished walks left
         assert len(active) <= max_walks  # never more walks going than the Map runs at once
-    return totals, walks
+    backfill.finish("acme", state["run"]["totals"], progress=progress, runs=runs, now=NOW)
+    return state["run"]["totals"], walks
 
 
 def test_plan_starts_one_walk_per_list_open_both_ways_with_its_share() -> None:
@@ -348,3 +381,160 @@ def test_webhooks_racing_the_pages_end_in_the_right_state() -> None:
     assert observation is not None
     apply_observation("acme", observation, tenants=tenants2, customers=customers2, stripe=FakeStripe())
     assert customers2.records[("acme", "u-1")]["mrr"] == 3000  # newer than the page: applied
+
+
+class Starter:
+    """Step Functions' StartExecution as the continuation uses it."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def start(self, state_machine: str, name: str, tenant_id: str) -> str:
+        self.names.append(name)
+        return f"{state_machine.replace(':stateMachine:', ':execution:')}:{name}"
+
+
+class FailingLister(FakeLister):
+    """Stripe failing (past every retry) at its ``fail_at``-th list request."""
+
+    def __init__(self, lists: dict[str, list[dict[str, Any]]], fail_at: int) -> None:
+        super().__init__(lists)
+        self.fail_at = fail_at
+
+    def list_page(
+        self, tenant: Tenant, kind: str, params: dict[str, Any], pacer: Pacer
+    ) -> tuple[list[dict[str, Any]], bool]:
+        if len(self.calls) + 1 == self.fail_at:
+            self.fail_at = 0
+            raise RuntimeError("Stripe unavailable")
+        return super().list_page(tenant, kind, params, pacer)
+
+
+STATE_MACHINE = "arn:aws:states:eu-west-1:123456789012:stateMachine:revsync-test-backfill"
+
+
+def _execution(
+    lister: FakeLister,
+    env: tuple[FakeTenants, FakeCustomers, Progress],
+    runs: FakeBackfillRuns,
+    starter: Starter,
+    history_budget: int,
+    max_walks: int = 6,
+) -> dict[str, Any]:
+    """One execution of the state machine: Start, rounds, then Finish or Continue (the Catch: raises)."""
+    tenants, _, progress = env
+    state = backfill.start(
+        "acme", tenants=tenants, progress=progress, runs=runs, limits=unlimited, max_walks=max_walks, now=NOW
+    )
+    while state["active"] and not state["continue"]:
+        produced = [_step(segment, env, lister, max_pages=2) for segment in state["segments"]]
+        state = backfill.collect_round(
+            "acme",
+            state["run"],
+            produced,
+            tenants=tenants,
+            runs=runs,
+            limits=unlimited,
+            max_walks=max_walks,
+            history_budget=history_budget,
+        )
+    if state["continue"]:
+        return backfill.continue_run(
+            "acme", state["run"], executions=starter, state_machine=STATE_MACHINE, progress=progress
+        )
+    return backfill.finish("acme", state["run"]["totals"], progress=progress, runs=runs, now=NOW)
+
+
+def _history(count: int) -> dict[str, list[dict[str, Any]]]:
+    customers = [
+        S.customer(f"cus_{i:04d}", metadata={"app_id": f"u-{i}"}, created=NOW - 9 * i) for i in range(count)
+    ]
+    subscriptions = [
+        S.subscription(f"cus_{i:04d}", id=f"sub_{i:04d}", status="active", created=NOW - 9 * i)
+        for i in range(0, count, 2)
+    ]
+    return {"customers": customers, "subscriptions": subscriptions, "invoices": []}
+
+
+def test_a_run_continued_across_executions_loses_and_double_counts_nothing() -> None:
+    """Each execution has room for one round: the run goes on in new executions, each resuming
+    the walks the last one kept, and imports every object exactly once."""
+    env, runs, starter = _env(), FakeBackfillRuns(), Starter()
+    lister = FakeLister(_history(1_500))
+    budget = START_EVENTS + round_events(6) + 1  # room for one round an execution
+    executions = 1
+    while "execution" in (result := _execution(lister, env, runs, starter, budget)):
+        executions += 1
+        assert result["generation"] == executions
+    assert executions >= 3
+    assert starter.names == [f"acme-{NOW}-{n}" for n in range(2, executions + 1)]
+    assert env[2].executions == [
+        f"{STATE_MACHINE.replace(':stateMachine:', ':execution:')}:{n}" for n in starter.names
+    ]
+    assert (result["counts"]["customers"], result["counts"]["subscriptions"]) == (1_500, 750)
+    assert len(env[1].records) == 1_500
+    assert env[2].counts == {"customers": 1_500, "subscriptions": 750, "invoices": 0}
+    pages = [(kind, json.dumps(params, sort_keys=True)) for kind, params in lister.calls]
+    assert len(pages) == len(set(pages))  # no page asked twice
+    assert len(pages) <= 15 + 8 + 1 + result["walks"]  # the minimum, plus one part page per walk
+    assert runs.kept == {}  # finished: the next backfill starts anew
+
+
+def test_a_failure_mid_way_is_recorded_and_a_rerun_resumes_and_completes() -> None:
+    env, runs, starter = _env(), FakeBackfillRuns(), Starter()
+    lister = FailingLister(_history(1_500), fail_at=14)
+    with pytest.raises(RuntimeError) as failed:
+        _execution(lister, env, runs, starter, HISTORY_BUDGET)
+    # The state machine's Catch: the reason is recorded, the kept run stays.
+    backfill.fail("acme", {"Error": "RuntimeError", "Cause": str(failed.value)}, progress=env[2], now=NOW)
+    assert env[2].final == ({}, "RuntimeError: Stripe unavailable")
+    kept = runs.load("acme")
+    assert kept is not None
+    asked_before = len(lister.calls)
+
+    result = _execution(lister, env, runs, starter, HISTORY_BUDGET)  # the rerun
+    assert env[2].final is not None
+    assert env[2].final[1] is None
+    assert (result["counts"]["customers"], result["counts"]["subscriptions"]) == (1_500, 750)
+    assert len(env[1].records) == 1_500
+    # It went on from the kept cursors: no walk started again from the top.
+    resumed = [params for _, params in lister.calls[asked_before:] if params.get("starting_after") is None]
+    assert all(params["created"] != {"gte": EARLIEST} for params in resumed)
+    assert len(lister.calls) < 2 * (15 + 8)
+
+
+def test_an_execution_that_ends_outside_its_catch_fails_the_backfill_it_runs() -> None:
+    """Timed out, aborted, or an error no Catch sees: Step Functions' status change event fails the
+    backfill when it names the execution running it (never a later one's, nor a finished one's)."""
+    tenants, _, progress = _env()
+    arn = f"{STATE_MACHINE.replace(':stateMachine:', ':execution:')}:acme-1"
+    backfill.start(
+        "acme",
+        tenants=tenants,
+        progress=progress,
+        runs=FakeBackfillRuns(),
+        limits=unlimited,
+        max_walks=3,
+        now=NOW,
+        execution=arn,
+    )
+    detail = {"executionArn": arn, "status": "TIMED_OUT", "input": json.dumps({"tenant_id": "acme"})}
+    other = {**detail, "executionArn": f"{arn}-2"}
+    assert backfill.execution_ended(other, progress=progress, now=NOW) is None
+    assert progress.final is None
+    assert backfill.execution_ended(detail, progress=progress, now=NOW) == "acme"
+    assert progress.final == ({}, "TIMED_OUT:")
+    assert backfill.execution_ended({**detail, "input": "not json"}, progress=progress, now=NOW) is None
+
+
+def test_a_steps_writers_and_its_next_page_fit_the_processs_dynamodb_connections() -> None:
+    """More writers than pooled connections would queue for a connection (and drop the extra ones)."""
+    variables = load_template()["Resources"]["ImporterFunction"]["Properties"]["Environment"]["Variables"]
+    writers = int(variables["BACKFILL_WRITERS"])
+    assert writers + 2 <= MAX_POOL_CONNECTIONS  # the writers, the next page's budget, the progress
+    assert getattr(CONFIG, "max_pool_connections", None) == MAX_POOL_CONNECTIONS
+    assert (
+        SyncItem.Meta.max_pool_connections
+        == CustomerRecordItem.Meta.max_pool_connections
+        == MAX_POOL_CONNECTIONS
+    )

@@ -11,6 +11,7 @@ import pytest
 import stripe
 
 from local.http import http
+from local.stripe_sandbox.limits import Limiters, Limits
 from local.stripe_sandbox.server import SandboxApp, serve
 from tests.e2e.conftest import free_port
 
@@ -117,6 +118,47 @@ def test_rate_limit_answers_429_as_stripe_does(sandbox: tuple[str, SandboxApp]) 
     headers: Any = errors[0].headers
     assert body["error"]["code"] == "rate_limit"
     assert headers["Retry-After"] == "1"
+
+
+def test_endpoint_limits_refuse_one_endpoint_and_say_which_limit(sandbox: tuple[str, SandboxApp]) -> None:
+    """Stripe counts each named operation against its own limit and the account's: a 429 says which
+    in ``Stripe-Rate-Limited-Reason``; another endpoint of the account is not refused meanwhile."""
+    url, _ = sandbox
+    c = client(url, "sk_test_endpoints0001")
+    http(
+        "POST", f"{url}/_sandbox/config", {"endpoint_rate_limit_per_second": 3, "rate_limit_per_second": 100}
+    )
+    try:
+        reasons = []
+        for _ in range(8):
+            try:
+                c.v1.invoices.list()
+            except stripe.RateLimitError as exc:
+                headers: Any = exc.headers
+                reasons.append(headers["Stripe-Rate-Limited-Reason"])
+        assert reasons
+        assert set(reasons) == {"endpoint-rate"}
+        c.v1.customers.list()  # its own budget: not refused
+        http(
+            "POST",
+            f"{url}/_sandbox/config",
+            {"rate_limit_per_second": 1, "endpoint_rate_limit_per_second": None},
+        )
+        refused: list[str] = []
+        for _ in range(4):
+            try:
+                c.v1.subscriptions.list()
+            except stripe.RateLimitError as exc:
+                headers = exc.headers
+                refused.append(headers["Stripe-Rate-Limited-Reason"])
+        assert refused
+        assert set(refused) == {"global-rate"}
+    finally:
+        http(
+            "POST",
+            f"{url}/_sandbox/config",
+            {"rate_limit_per_second": None, "endpoint_rate_limit_per_second": None},
+        )
 
 
 def test_accounts_are_separated_by_key_and_by_stripe_account(sandbox: tuple[str, SandboxApp]) -> None:
@@ -264,3 +306,23 @@ def test_events_stay_listable_when_their_delivery_is_dropped(sandbox: tuple[str,
         e.data.object.id for e in c.v1.events.list(params={"type": "customer.created"}).auto_paging_iter()
     ]
     assert sorted(everything) == sorted(created)
+
+
+def test_the_sandboxs_limiters_count_as_stripe_documents() -> None:
+    """Per account: requests in flight, each endpoint's rate, the account's rate (a refused request
+    takes nothing from any budget); a second refills a second's worth."""
+    now = [0.0]
+    limiters = Limiters(clock=lambda: now[0])
+    limits = Limits(global_rate=3, endpoint_rate=2, endpoint_rates={"GET /v1/invoices": 3}, concurrency=2)
+    assert limiters.admit("acct_1", "GET /v1/customers", limits) is None
+    assert limiters.admit("acct_1", "GET /v1/customers", limits) is None
+    assert limiters.admit("acct_1", "GET /v1/customers", limits) == "global-concurrency"
+    assert limiters.admit("acct_2", "GET /v1/customers", limits) is None  # another account
+    limiters.release("acct_1")
+    limiters.release("acct_1")
+    assert limiters.admit("acct_1", "GET /v1/customers", limits) == "endpoint-rate"
+    assert limiters.admit("acct_1", "GET /v1/invoices", limits) is None  # raised for this account
+    limiters.release("acct_1")
+    assert limiters.admit("acct_1", "GET /v1/invoices", limits) == "global-rate"
+    now[0] += 1.0
+    assert limiters.admit("acct_1", "GET /v1/customers", limits) is None

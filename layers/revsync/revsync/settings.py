@@ -9,6 +9,8 @@ import os
 from functools import lru_cache
 from typing import NamedTuple
 
+from revsync.domain.backfill import HISTORY_BUDGET
+
 
 def _required(name: str) -> str:
     value = os.environ.get(name)
@@ -51,11 +53,15 @@ class Settings(NamedTuple):
     stripe_api_base: str | None
     max_webhook_body_bytes: int
     backfill_state_machine_arn: str
-    # The backfill keeps up to this many walks going at once (the Map's concurrency), sharing the
-    # account's rate limit (Stripe: 25 requests/s in test mode, 100 live); each step takes this many
+    # The backfill keeps as many walks going as keep each list's endpoint at its limit within the
+    # account's (revsync.domain.backfill.allowance), at most this many; each step takes this many
     # pages at most.
     backfill_concurrency: int
     backfill_pages_per_step: int
+    # A page's objects are written this many at a time (one customer's together).
+    backfill_writers: int
+    # History events an execution may use before the run continues in a new one (of 25,000).
+    backfill_history_budget: int
     stripe_rate_limit_test: float
     stripe_rate_limit_live: float
     # The change feed's EventBridge bus (Customer Record Changed events).
@@ -105,6 +111,8 @@ def get_settings() -> Settings:
         backfill_state_machine_arn=os.environ.get("BACKFILL_STATE_MACHINE_ARN", ""),
         backfill_concurrency=int(os.environ.get("BACKFILL_CONCURRENCY", "15")),
         backfill_pages_per_step=int(os.environ.get("BACKFILL_PAGES_PER_STEP", "25")),
+        backfill_writers=int(os.environ.get("BACKFILL_WRITERS", "1")),
+        backfill_history_budget=int(os.environ.get("BACKFILL_HISTORY_BUDGET", str(HISTORY_BUDGET))),
         stripe_rate_limit_test=float(os.environ.get("STRIPE_RATE_LIMIT_TEST", "25")),
         stripe_rate_limit_live=float(os.environ.get("STRIPE_RATE_LIMIT_LIVE", "100")),
         changes_bus_name=os.environ.get("CHANGES_BUS_NAME", f"revsync-{stage}-changes"),

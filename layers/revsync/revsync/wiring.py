@@ -17,6 +17,6 @@ def stripe_accounts(tenant_secrets: TenantSecrets | None = None) -> StripeAccoun
         platform_key=PlatformSecrets().stripe_secret_key,
         tenant_api_key=secrets.api_key,
         api_base=settings.stripe_api_base,
-        budget=lambda account, rate: AccountRequestBudget(account, rate).reserve,
+        budget=AccountRequestBudget,
         rate_limits=(settings.stripe_rate_limit_test, settings.stripe_rate_limit_live),
     )

@@ -11,10 +11,21 @@ page (which tells how many seconds a page of it spans) it becomes up to its shar
 slices of ``PAGES_PER_WALK`` pages at that density and a last walk open to the past. Between rounds
 (``collect``), the room walks that finished leave is filled by splitting the others the same way, at
 the density their last page showed: bounded walks with many pages left first, then the open ones.
+
+How many walks: enough to keep each list's endpoint at its rate limit while staying inside the
+account's (``allowance``): a walk takes a page every ``page_seconds`` (Stripe's answer plus the
+page's writes, measured by the steps), so an endpoint allowed r requests/s needs r x page_seconds
+walks, and the account's limit R caps them all at R x page_seconds.
+
+A standard Step Functions execution holds at most 25,000 history events, and a failure from that
+limit skips the state machine's Catch. Each round adds ``round_events(walks)``; before a round that
+would pass ``HISTORY_BUDGET`` the run continues in a new execution with its walks and totals.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any, Literal, TypedDict
 
 Kind = Literal["customers", "subscriptions", "invoices"]
@@ -24,6 +35,17 @@ PAGE_SIZE = 100
 EARLIEST = 1_262_304_000
 # A walk of at least this many pages wastes (on its last, part page) under 2% of its requests.
 PAGES_PER_WALK = 25
+# Seconds a walk takes per page before any is measured: Stripe's ~0.3-0.5 s plus the page's writes.
+DEFAULT_PAGE_SECONDS = 1.0
+# Twice the bare need (rate x page time): a round ends with its slowest step, and walks that end or
+# split mid-round leave their share idle until then (bench/backfill.py, 1M customers: 1.28x Stripe's
+# floor with 1.25 times the need, 1.16x with twice).
+WALK_HEADROOM = 2.0
+# Step Functions' limit of a standard execution, and what a run uses of it before it continues in a
+# new execution: the rest is for retried steps (each retry adds three events) and the way out.
+HISTORY_LIMIT = 25_000
+HISTORY_BUDGET = 20_000
+START_EVENTS = 6  # ExecutionStarted and the Start task's 5
 
 
 class Segment(TypedDict):
@@ -38,6 +60,7 @@ class Segment(TypedDict):
     oldest: int | None  # ``created`` of the last object imported (where what is left begins)
     span: int  # seconds one page of this walk spanned last (0: no page yet)
     config_version: int  # the tenant config the run started with: steps never use an older one
+    busy: float  # seconds this walk spent on its pages (Stripe's answers and the writes), not waiting
 
 
 class Totals(TypedDict):
@@ -61,13 +84,51 @@ def _segment(kind: Kind, gte: int, lt: int | None, config_version: int, walks: i
         oldest=None,
         span=0,
         config_version=config_version,
+        busy=0.0,
     )
 
 
-def plan(walks: int, config_version: int = 0) -> list[Segment]:
-    """One walk per list, from now to the past, each allowed its share of ``walks``."""
-    share = max(1, walks // len(KINDS))
-    return [_segment(kind, EARLIEST, None, config_version, share) for kind in KINDS]
+class Allowance(TypedDict):
+    walks: int  # walks going at once in all (the account's limit)
+    kinds: dict[str, int]  # at most this many of each list (its endpoint's limit)
+    page_seconds: float  # what the allowance was sized for
+
+
+def allowance(
+    global_rate: float, endpoint_rates: Mapping[str, float], page_seconds: float, max_walks: int
+) -> Allowance:
+    """Enough walks to keep each list's endpoint at its limit, all within the account's limit."""
+
+    def need(rate: float) -> int:
+        return max(1, min(max_walks, math.ceil(rate * page_seconds * WALK_HEADROOM)))
+
+    total = need(global_rate)
+    kinds: dict[str, int] = {kind: min(total, need(endpoint_rates.get(kind, global_rate))) for kind in KINDS}
+    return Allowance(walks=max(total, len(KINDS)), kinds=kinds, page_seconds=page_seconds)
+
+
+def plan(walks: int | Allowance, config_version: int = 0) -> list[Segment]:
+    """One walk per list, from now to the past, each allowed its share of the walks."""
+    if isinstance(walks, int):
+        walks = Allowance(walks=walks, kinds={}, page_seconds=DEFAULT_PAGE_SECONDS)
+    share = max(1, walks["walks"] // len(KINDS))
+    return [
+        _segment(kind, EARLIEST, None, config_version, min(share, walks["kinds"].get(kind, share)))
+        for kind in KINDS
+    ]
+
+
+def round_events(walks: int) -> int:
+    """History events one round adds: the Map's 4, 7 per walk, Collect's 5 and the Choice's 2
+    (a retried step adds 3 per retry: ``HISTORY_BUDGET`` leaves room for them)."""
+    return 11 + 7 * walks
+
+
+def page_seconds(segments: list[Segment], default: float = DEFAULT_PAGE_SECONDS) -> float:
+    """A walk's time per page as the steps measured it (their own work: waiting for slots excluded)."""
+    busy = sum(s.get("busy", 0.0) for s in segments)
+    pages = sum(s["requests"] for s in segments if s.get("busy", 0.0) > 0)
+    return busy / pages if pages else default
 
 
 def list_params(segment: Segment) -> dict[str, Any]:
@@ -128,26 +189,35 @@ def _pages_left(segment: Segment) -> float:
     return (segment["oldest"] - segment["gte"]) / segment["span"]
 
 
-def share_out(active: list[Segment], walks: int) -> list[Segment]:
-    """Split the walks still going into the room finished walks left (up to ``walks`` at once).
+def share_out(active: list[Segment], walks: int, kinds: Mapping[str, int] | None = None) -> list[Segment]:
+    """Split the walks still going into the room finished walks left (up to ``walks`` at once, and
+    up to ``kinds[kind]`` of one list).
 
     Each splits at the density its last page showed, as ``split`` does after a page. Bounded walks
     with many pages left come first (known work, slices of ``PAGES_PER_WALK`` pages at least), then
     walks open to the past share the rest (their data may go back far).
     """
     free = walks - len(active)
+    room = {kind: (kinds or {}).get(kind, walks) - sum(s["kind"] == kind for s in active) for kind in KINDS}
     allowed = [1] * len(active)
+
+    def give(i: int, extra: int) -> None:
+        nonlocal free
+        extra = min(extra, free, room[active[i]["kind"]])
+        if extra > 0:
+            allowed[i] += extra
+            free -= extra
+            room[active[i]["kind"]] -= extra
+
     waiting = [i for i, s in enumerate(active) if s["walks"] <= 1 and s["span"] > 0]
     for i in sorted(waiting, key=lambda i: _pages_left(active[i]), reverse=True):
         pages = _pages_left(active[i])
-        extra = min(free, int(pages // PAGES_PER_WALK) - 1) if pages < float("inf") else 0
-        if extra > 0:
-            allowed[i], free = 1 + extra, free - extra
+        if pages < float("inf"):
+            give(i, int(pages // PAGES_PER_WALK) - 1)
     open_walks = [i for i in waiting if _pages_left(active[i]) == float("inf")]
     for n, i in enumerate(open_walks):
-        extra = free // (len(open_walks) - n)
-        if extra > 0:
-            allowed[i], free = 1 + extra, free - extra
+        same_kind_left = sum(active[j]["kind"] == active[i]["kind"] for j in open_walks[n:])
+        give(i, min(free // (len(open_walks) - n), room[active[i]["kind"]] // same_kind_left))
     shared: list[Segment] = []
     for segment, walks_allowed in zip(active, allowed, strict=True):
         oldest = segment["oldest"]
@@ -158,11 +228,24 @@ def share_out(active: list[Segment], walks: int) -> list[Segment]:
     return shared
 
 
+class Run(TypedDict):
+    """What carries a run from round to round, and from one execution to the next."""
+
+    totals: Totals
+    allowance: Allowance
+    history: int  # events this execution's history holds so far
+    generation: int  # executions the run has had (1: the first)
+    started_at: int
+    config_version: int
+
+
 def new_totals() -> Totals:
     return Totals(customers=0, subscriptions=0, invoices=0, requests=0, walks=0)
 
 
-def collect(totals: Totals, rounds: list[list[Segment]], walks: int) -> tuple[Totals, list[Segment]]:
+def collect(
+    totals: Totals, rounds: list[list[Segment]], walks: int, kinds: Mapping[str, int] | None = None
+) -> tuple[Totals, list[Segment]]:
     """After a round: add up what finished walks imported; the walks still going share ``walks``."""
     totals = Totals(**totals)
     active: list[Segment] = []
@@ -173,4 +256,4 @@ def collect(totals: Totals, rounds: list[list[Segment]], walks: int) -> tuple[To
             totals["walks"] += 1
         else:
             active.append(segment)
-    return totals, share_out(active, walks)
+    return totals, share_out(active, walks, kinds)

@@ -25,11 +25,14 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT_SECONDS = 1.0
 READ_TIMEOUT_SECONDS = 1.0
 MAX_ATTEMPTS = 2
+# Connections a process keeps to a service: a backfill step writes BACKFILL_WRITERS customers at once.
+MAX_POOL_CONNECTIONS = 32
 CONFIG = Config(
     connect_timeout=CONNECT_TIMEOUT_SECONDS,
     read_timeout=READ_TIMEOUT_SECONDS,
     # total_max_attempts counts the first attempt; botocore's "max_attempts" would be retries after it.
     retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
+    max_pool_connections=MAX_POOL_CONNECTIONS,
 )
 
 

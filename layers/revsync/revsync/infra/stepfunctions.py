@@ -16,3 +16,19 @@ class BackfillStarter:
             input=json.dumps({"tenant_id": tenant_id}),
         )
         return str(response["executionArn"])
+
+
+class BackfillExecutions:
+    """A run's next execution, started by the run itself (its state machine's ARN comes from the
+    execution's context, so the function needs no reference to the state machine)."""
+
+    def start(self, state_machine: str, name: str, tenant_id: str) -> str:
+        client = aws.stepfunctions()
+        try:
+            response = client.start_execution(
+                stateMachineArn=state_machine, name=name, input=json.dumps({"tenant_id": tenant_id})
+            )
+        except client.exceptions.ExecutionAlreadyExists:
+            # A retried step whose first try started it (and it has ended since): it is that one.
+            return state_machine.replace(":stateMachine:", ":execution:") + f":{name}"
+        return str(response["executionArn"])

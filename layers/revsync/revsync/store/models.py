@@ -33,6 +33,7 @@ from pynamodb.constants import BINARY
 from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
+from revsync.infra.aws import MAX_POOL_CONNECTIONS
 from revsync.settings import get_settings
 
 # PynamoDB's own defaults (15 s connect, 30 s read, 3 retries) would outlast every function's timeout.
@@ -107,6 +108,7 @@ class SyncItem(Model):
         connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
         read_timeout_seconds = READ_TIMEOUT_SECONDS
         max_retry_attempts = MAX_RETRY_ATTEMPTS
+        max_pool_connections = MAX_POOL_CONNECTIONS
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -185,6 +187,7 @@ class CustomerRecordItem(Model):
         connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
         read_timeout_seconds = READ_TIMEOUT_SECONDS
         max_retry_attempts = MAX_RETRY_ATTEMPTS
+        max_pool_connections = MAX_POOL_CONNECTIONS
 
     tenant_id = UnicodeAttribute(hash_key=True)
     external_id = UnicodeAttribute(range_key=True)
@@ -248,6 +251,7 @@ class TenantsItem(Model):
         connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
         read_timeout_seconds = READ_TIMEOUT_SECONDS
         max_retry_attempts = MAX_RETRY_ATTEMPTS
+        max_pool_connections = MAX_POOL_CONNECTIONS
 
     pk = UnicodeAttribute(hash_key=True)
     kind = DiscriminatorAttribute()

@@ -204,21 +204,42 @@ class BackfillProgress:
     def set_execution(self, tenant_id: str, execution: str) -> None:
         self._update(tenant_id, "SET backfill.execution = :e", {":e": {"S": execution}})
 
-    def backfill_started(self, tenant_id: str, now: int, stage: str) -> None:
+    def fail_if_running(self, tenant_id: str, execution: str, now: int, error: str) -> bool:
+        """The backfill failed, if it is still running in ``execution``."""
+        return self._update(
+            tenant_id,
+            "SET backfill.#s = :failed, backfill.stage = :failed, backfill.finished_at = :now, "
+            "backfill.#e = :error",
+            {
+                ":failed": {"S": "failed"},
+                ":now": {"N": str(now)},
+                ":error": {"S": error},
+                ":running": {"S": "running"},
+                ":execution": {"S": execution},
+            },
+            {"#s": "state", "#e": "error"},
+            "backfill.#s = :running AND backfill.execution = :execution",
+        )
+
+    def backfill_started(
+        self, tenant_id: str, now: int, stage: str, counts: dict[str, int] | None = None
+    ) -> None:
+        """``counts``: what a resumed run had imported already (zero for a new one)."""
         # Started from the console or CLI, nothing claimed it: claim it now (keeping a route's claim).
         if not self._update(
             tenant_id,
             "SET backfill.stage = :stage, backfill.counts = :zero, backfill.started_at = :now",
             {
                 ":stage": {"S": stage},
-                ":zero": {"M": _ZERO_COUNTS},
+                ":zero": {"M": {**_ZERO_COUNTS, **{k: {"N": str(v)} for k, v in (counts or {}).items()}}},
                 ":now": {"N": str(now)},
                 ":running": {"S": "running"},
             },
             {"#s": "state"},
             "backfill.#s = :running",
         ):
-            self._update(tenant_id, "SET backfill = :b", {":b": _running(now, stage)})
+            started = _backfill("running", stage, now, None, None, counts or {})
+            self._update(tenant_id, "SET backfill = :b", {":b": started})
 
     def backfill_progress(self, tenant_id: str, kind: str, imported: int) -> None:
         self._update(tenant_id, "ADD backfill.counts.#k :n", {":n": {"N": str(imported)}}, {"#k": kind})

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import stripe
 
+from revsync.domain.ratelimits import list_endpoint
 from revsync.domain.snapshots import (
     Coupon,
     InvoiceLine,
@@ -27,7 +28,7 @@ from revsync.domain.snapshots import (
 )
 from revsync.domain.tenancy import Tenant
 from revsync.errors import CursorRejected
-from revsync.stripe_api.pacing import Pacer, call_paced, call_within_budget
+from revsync.stripe_api.pacing import Pacer, RequestBudget, call_paced, call_within_budget
 
 T = TypeVar("T")
 
@@ -98,7 +99,7 @@ class StripeAccounts:
         platform_key: Callable[[], str],
         tenant_api_key: Callable[[Tenant], str],
         api_base: str | None,
-        budget: Callable[[str, float], Callable[[], float]] | None = None,
+        budget: Callable[[str, float], RequestBudget] | None = None,
         rate_limits: tuple[float, float] = (25.0, 100.0),
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
@@ -108,19 +109,25 @@ class StripeAccounts:
         self._tenant_api_key = tenant_api_key
         self._api_base = api_base
         self._coupon_cache: dict[tuple[str, str], Coupon] = {}
-        # ``budget(account, rate)``: the account's shared reservation clock (None: unpaced).
+        # ``budget(account, rate)``: the account's shared request budget (None: unpaced).
         self._budget = budget
         self._rate_limits = rate_limits
         self._clock, self._sleep = clock, sleep
 
-    def _read(self, tenant: Tenant, request: Callable[[], T]) -> T:
-        """A single read for the write path, within the account's request budget."""
+    def _read(self, tenant: Tenant, endpoint: str, request: Callable[[], T]) -> T:
+        """A single read for the write path, within its endpoint's and the account's budgets."""
         if self._budget is None:
             return request()
+        budget = self.budget_for(tenant)
+        return call_within_budget(budget, endpoint, request, clock=self._clock, sleep=self._sleep)
+
+    def budget_for(self, tenant: Tenant) -> RequestBudget:
+        """The account's request budget (the global limit of its mode, live or test)."""
         connection = tenant.connection
         rate = self._rate_limits[1] if connection.livemode else self._rate_limits[0]
-        reserve = self._budget(connection.account_id or f"tenant-{tenant.tenant_id}", rate)
-        return call_within_budget(reserve, request, clock=self._clock, sleep=self._sleep)
+        if self._budget is None:
+            raise RuntimeError("this StripeAccounts has no request budget")
+        return self._budget(connection.account_id or f"tenant-{tenant.tenant_id}", rate)
 
     def client_for(self, tenant: Tenant) -> stripe.StripeClient:
         connection = tenant.connection
@@ -157,7 +164,11 @@ class StripeAccounts:
             if key not in self._coupon_cache:
                 client = client or self.client_for(tenant)
                 try:
-                    retrieved = self._read(tenant, lambda: client.v1.coupons.retrieve(coupon_id))  # noqa: B023
+                    retrieved = self._read(
+                        tenant,
+                        "GET /v1/coupons/{id}",
+                        lambda: client.v1.coupons.retrieve(coupon_id),  # noqa: B023
+                    )
                     parsed = parse_coupon(_as_dict(retrieved))
                 except stripe.InvalidRequestError as exc:
                     if exc.http_status != 404:
@@ -169,13 +180,19 @@ class StripeAccounts:
             found[coupon_id] = self._coupon_cache[key]
         return found
 
-    def _list_all(self, tenant: Tenant, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def _list_all(
+        self, tenant: Tenant, path: str, endpoint: str, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         """Every page of a list, each page one budgeted read."""
         client = self.client_for(tenant)
         found: list[dict[str, Any]] = []
         query = {**params, "limit": 100}
         while True:
-            page: dict[str, Any] = self._read(tenant, lambda: client.raw_request("get", path, **query)).data
+            page: dict[str, Any] = self._read(
+                tenant,
+                endpoint,
+                lambda: client.raw_request("get", path, **query),
+            ).data
             found.extend(page["data"])
             if not page.get("has_more") or not page["data"]:
                 return found
@@ -191,7 +208,7 @@ class StripeAccounts:
             params["starting_after"] = starting_after
         try:
             page: dict[str, Any] = self._read(
-                tenant, lambda: client.raw_request("get", "/v1/events", **params)
+                tenant, list_endpoint("events"), lambda: client.raw_request("get", "/v1/events", **params)
             ).data
         except stripe.InvalidRequestError as exc:
             if starting_after and exc.param == "starting_after":
@@ -201,11 +218,14 @@ class StripeAccounts:
         return list(page["data"]), bool(page["has_more"])
 
     def subscription_items(self, tenant: Tenant, subscription_id: str) -> list[SubscriptionItem]:
-        raw = self._list_all(tenant, "/v1/subscription_items", {"subscription": subscription_id})
+        raw = self._list_all(
+            tenant, "/v1/subscription_items", "GET /v1/subscription_items", {"subscription": subscription_id}
+        )
         return [parse_subscription_item(item) for item in raw]
 
     def invoice_lines(self, tenant: Tenant, invoice_id: str) -> list[InvoiceLine]:
-        return parse_invoice_lines(self._list_all(tenant, f"/v1/invoices/{invoice_id}/lines", {}))
+        lines = self._list_all(tenant, f"/v1/invoices/{invoice_id}/lines", "GET /v1/invoices/{id}/lines", {})
+        return parse_invoice_lines(lines)
 
     def list_page(
         self, tenant: Tenant, kind: str, params: dict[str, Any], pacer: Pacer
@@ -216,7 +236,9 @@ class StripeAccounts:
         per item, which is most of a page's CPU time and all of it thrown away here.
         """
         client = self.client_for(tenant)
-        response = call_paced(pacer, lambda: client.raw_request("get", f"/v1/{kind}", **params))
+        response = call_paced(
+            pacer, list_endpoint(kind), lambda: client.raw_request("get", f"/v1/{kind}", **params)
+        )
         page: dict[str, Any] = response.data
         return list(page["data"]), bool(page["has_more"])
 
@@ -257,18 +279,23 @@ class StripeAccounts:
         client = self.client_for(tenant)
         try:
             if kind == "customer":
-                customer = self._read(tenant, lambda: client.v1.customers.retrieve(object_id))
+                customer = self._read(
+                    tenant, "GET /v1/customers/{id}", lambda: client.v1.customers.retrieve(object_id)
+                )
                 snapshot: Snapshot = parse_customer(_as_dict(customer))
             elif kind == "subscription":
                 subscription = self._read(
                     tenant,
+                    "GET /v1/subscriptions/{id}",
                     lambda: client.v1.subscriptions.retrieve(
                         object_id, params={"expand": SUBSCRIPTION_EXPANSIONS}
                     ),
                 )
                 snapshot = parse_subscription(_as_dict(subscription))
             elif kind == "invoice":
-                invoice = self._read(tenant, lambda: client.v1.invoices.retrieve(object_id))
+                invoice = self._read(
+                    tenant, "GET /v1/invoices/{id}", lambda: client.v1.invoices.retrieve(object_id)
+                )
                 snapshot = parse_invoice(_as_dict(invoice))
             else:
                 raise ValueError(f"cannot fetch a {kind}")
