@@ -84,7 +84,8 @@ def record_handler(record: SQSRecord) -> None:
         changes=deps.changes,
     )
     if handled.outcome == "parked":
-        group = handled.group or record.attributes.message_group_id or "unknown"
+        # In the dead-letter queue, the group it came in (a redrive brings it back to that group).
+        group = record.attributes.message_group_id or "unknown"
         deps.dead_letters.send(record.body, group, record.message_id, handled.reason)
         logger.error(
             "parked in DLQ", message_id=record.message_id, receive_count=receive_count, reason=handled.reason

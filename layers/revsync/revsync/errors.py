@@ -26,6 +26,10 @@ class Deferred(RetryLater):
         super().__init__(reason)
         self.delay_seconds = delay_seconds
 
+    def delay_for(self, receive_count: int) -> float:
+        """How long to hide a message received ``receive_count`` times (the wait asked for)."""
+        return self.delay_seconds
+
 
 class ApiError(RevsyncError):
     """A caller's mistake (4xx) or a dependency's failure (5xx), with a stable error code."""

@@ -12,8 +12,10 @@ from collections.abc import Callable
 
 from revsync.infra import aws
 from revsync.settings import get_settings
+from revsync.store.throttling import defers_when_throttled
 
 
+@defers_when_throttled
 class AccountRequestBudget:
     def __init__(self, account_id: str, rate: float, clock: Callable[[], float] = time.time) -> None:
         self.key = {"pk": {"S": f"budget#{account_id}"}}

@@ -15,6 +15,7 @@ from typing import Any
 from revsync.domain.reconcile import EventsState, watermark_due
 from revsync.infra import aws
 from revsync.settings import get_settings
+from revsync.store.throttling import defers_when_throttled
 
 
 def _key(tenant_id: str) -> dict[str, Any]:
@@ -26,6 +27,7 @@ def _number(item: dict[str, Any], name: str) -> int | None:
     return int(value) if value is not None else None
 
 
+@defers_when_throttled
 class EventsProgressStore:
     def get(self, tenant_id: str) -> EventsState:
         item = (
