@@ -428,12 +428,14 @@ class Burst:
                 return
             receive = LATENCY_SECONDS["sqs"]
             with self.invoked(now + receive) as invocation:
-                result = lambda_runtime.invoke(
-                    "WorkerFunction", {"Records": [self._record(m) for m in batch]}
-                )
+                records = {"Records": [self._record(m) for m in batch]}
+                try:
+                    result = lambda_runtime.invoke("WorkerFunction", records)
+                    failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
+                except Exception:  # a failed invocation: Lambda retries the whole batch
+                    failed = {m.id for m in batch}
                 done = invocation.now()
                 self.worker_code += invocation.code_seconds()
-            failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
             self.deferred += sum(1 for m in batch if m.id in failed and m.hidden_until is not None)
             self.applied += len(batch) - len(failed)
             self.worker_events += len(batch)

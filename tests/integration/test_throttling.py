@@ -10,6 +10,7 @@ message reaches the dead-letter queue. Once throttling stops, every event is app
 from __future__ import annotations
 
 import itertools
+import json
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 from moto.sqs import models as sqs_models
+from revsync.domain.events import envelope_for, event_from_dict
 
 from local import lambda_runtime, moto_fifo
 from local import stripe_shapes as S
@@ -124,3 +126,44 @@ def test_throttled_writes_are_deferred_past_max_receive_count_then_applied_once(
     record = stack.request("GET", "/tenants/acme/customers/u-1").json()
     assert (record["mrr"], record["total_paid"]) == (2500, 2500)  # the invoice counted once
     assert stack.request("GET", "/tenants/acme/customers/u-2").status == 200
+
+
+def test_a_batch_held_back_by_a_deferral_is_not_a_failed_invocation_and_waits_as_one(
+    stack: InProcessStack, connect_oauth: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A throttled head defers its group: its skipped group mates are hidden as long (SQS holds a
+    FIFO group while any of its messages is in flight), and a batch that only that held back is
+    reported as such, not as an error of the whole invocation (an alarm, and Lambda scaling back)."""
+    connect_oauth("acme", "acct_acme")
+    worker = lambda_runtime.load_module("WorkerFunction").dependencies()
+    hidden: dict[str, float] = {}
+    monkeypatch.setattr(worker.visibility, "hide", hidden.__setitem__)
+    customer = S.customer("cus_1", metadata={"app_id": "u-1"})
+    records = [
+        _sqs_record(
+            f"m{n}", S.event("customer.updated", customer, created=FROZEN_NOW + n, account="acct_acme")
+        )
+        for n in range(3)
+    ]
+
+    throttling = Throttling()
+    with throttled(throttling, monkeypatch):
+        throttling.in_worker = True
+        result = lambda_runtime.invoke("WorkerFunction", {"Records": records})
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": f"m{n}"} for n in range(3)]}
+    assert set(hidden) == {"r-m0", "r-m1", "r-m2"}
+    assert len(set(hidden.values())) == 1
+
+
+def _sqs_record(message_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The receiver's envelope of ``event``, as the event source mapping hands it to the worker."""
+    envelope = envelope_for(event_from_dict(event), "acme")
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"r-{message_id}",
+        "body": json.dumps(envelope),
+        "attributes": {"ApproximateReceiveCount": "1", "MessageGroupId": "acme#3"},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+    }
