@@ -22,7 +22,7 @@ from revsync.infra import aws, secrets
 from revsync.settings import get_settings
 from revsync.store import models
 
-from local import apigw, lambda_runtime, moto_speedups, poller
+from local import apigw, lambda_runtime, moto_fifo, moto_speedups, poller
 from local.auth import LocalIssuer
 from local.aws import create_resources
 from local.environment import LOCAL_AWS, REGION, EnvironmentPatch, functions_environment
@@ -62,6 +62,7 @@ class InProcessStack:
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         moto_speedups.install()
+        moto_fifo.install()
         self._mock = mock_aws()
         self._environment = EnvironmentPatch()
         self.names: LocalNames | None = None

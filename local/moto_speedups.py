@@ -9,11 +9,16 @@
   tenants in one table, so an import slows down as the table fills. Here the backup is of the items
   the transaction names instead: their prior values are kept and put back if it is cancelled, which
   is all a rollback can change. moto's own restore then puts the same table objects back.
+- moto answers a Query of a table's own key by sorting every item of the table and keeping those
+  of the asked partition key: each Query costs time in proportion to the whole table (the worker
+  queries once per event, so a burst of n events took time in n²). Here that scan sees only the
+  asked partition's items, the ones it would have kept, in the same order.
 """
 
 from __future__ import annotations
 
 import copy
+import threading
 from typing import Any
 
 from moto import backends
@@ -63,10 +68,42 @@ def _restore(kept: list[_Backup]) -> None:
                 partition[range_value] = item
 
 
+_partition = threading.local()  # the partition a Query of the table's own key asks for
+
+
+def _install_partition_query() -> None:
+    original_query, original_all_items = Table.query, Table.all_items
+
+    def query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        # moto's backend passes index_name as the eighth positional argument (after hash_key: 7th).
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if index_name is not None or hash_key is None:
+            return original_query(self, hash_key, *args, **kwargs)
+        _partition.key = hash_key
+        try:
+            return original_query(self, hash_key, *args, **kwargs)
+        finally:
+            _partition.key = None
+
+    def all_items(self: Table) -> list[Item]:
+        key = getattr(_partition, "key", None)
+        if key is None:
+            return original_all_items(self)
+        found: Any = self.items.get(key)
+        if found is None:
+            return []
+        items = list(found.values()) if self.range_key_attr else [found]
+        return sorted(items, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
+
+    Table.query = query  # type: ignore[method-assign]
+    Table.all_items = all_items  # type: ignore[method-assign]
+
+
 def install() -> None:
     """Patch moto in this process (idempotent)."""
     if getattr(DynamoDBBackend.transact_write_items, "_revsync_local", False):
         return
+    _install_partition_query()
     moto_modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: moto_modules
     original = DynamoDBBackend.transact_write_items

@@ -22,6 +22,7 @@ import os
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,7 +31,7 @@ from moto.server import ThreadedMotoServer
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from local import apigw, lambda_runtime, moto_speedups, poller, stepfunctions
+from local import apigw, lambda_runtime, moto_fifo, moto_speedups, poller, stepfunctions
 from local.auth import LocalIssuer
 from local.aws import DEFAULT_PLATFORM_KEY, DEFAULT_WEBHOOK_SECRET, create_resources
 from local.environment import LOCAL_AWS, REGION, EnvironmentPatch, functions_environment
@@ -82,6 +83,9 @@ class LocalStack:
     )
     names: LocalNames | None = None
     sandbox: SandboxApp | None = None
+    # What ``flush`` waits with (tests pass their own: no wall-clock time in a test).
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
     _servers: list[Any] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _function_locks: dict[str, threading.Lock] = field(default_factory=dict)
@@ -132,6 +136,7 @@ class LocalStack:
     def start(self) -> LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's and our servers' access logs
         moto_speedups.install()
+        moto_fifo.install()
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.ports.aws, verbose=False)
         moto.start()
         self._servers.append(moto)
@@ -240,7 +245,12 @@ class LocalStack:
     def _gateway(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
         if request.path == "/_local/flush" and request.method == "POST":
-            response = Response(json.dumps(self.flush()), mimetype="application/json")
+            flushed = self.flush()
+            # Not flushed by the deadline: a 503 saying what is left, never a 200 to misread as done.
+            response = Response(json.dumps(flushed), status=200 if flushed["flushed"] else 503)
+            response.mimetype = "application/json"
+            if not flushed["flushed"] and flushed.get("deferred_until"):
+                response.headers["Retry-After"] = str(max(1, round(flushed["deferred_until"] - self.clock())))
             return response(environ, start_response)
         result = self.gateway.handle(
             request.method,
@@ -325,23 +335,42 @@ class LocalStack:
             attributes["ApproximateNumberOfMessagesNotVisible"]
         )
 
+    def backlog(self, logical_id: str) -> moto_fifo.Backlog:
+        assert self.names is not None
+        return moto_fifo.backlog(self.names.queue_urls[logical_id], REGION)
+
     def flush(self, timeout: float = 120) -> dict[str, Any]:
         """Return once Stripe has nothing left to deliver, every polled queue (events, catch-up jobs)
-        is empty and their functions idle."""
-        deadline = time.monotonic() + timeout
+        is empty and their functions idle. Messages hidden by a deferral (Stripe's rate limit,
+        DynamoDB's throttling) are waited for too, with the messages of their FIFO group queued behind
+        them. Past ``timeout``, the answer says what is left: deliveries, messages queued, messages
+        still deferred and until when."""
+        deadline = self.clock() + timeout
         quiet = 0
-        while time.monotonic() < deadline:
+        while True:
             pending = self.sandbox.pending() if self.sandbox else 0
+            backlogs = [self.backlog(source.queue) for source in queue_sources()]
             busy = (
                 pending
-                or any(self.queue_depth(queue) for queue in self._pollers_busy)
+                or any(backlog.messages for backlog in backlogs)
                 or any(event.is_set() for event in self._pollers_busy.values())
             )
             quiet = 0 if busy else quiet + 1
+            dead_letters = self.backlog("EventsDeadLetterQueue").messages
             if quiet >= 3:  # stable across a few looks: nothing in flight between the parts
-                return {"flushed": True, "dead_letters": self.queue_depth("EventsDeadLetterQueue")}
-            time.sleep(0.05)
-        return {"flushed": False, "dead_letters": self.queue_depth("EventsDeadLetterQueue")}
+                return {"flushed": True, "dead_letters": dead_letters}
+            if self.clock() >= deadline:
+                return {
+                    "flushed": False,
+                    "dead_letters": dead_letters,
+                    "undelivered": pending,
+                    "queued": sum(backlog.ready + backlog.blocked for backlog in backlogs),
+                    "deferred": sum(backlog.hidden for backlog in backlogs),
+                    "deferred_until": max(
+                        (b.hidden_until for b in backlogs if b.hidden_until is not None), default=None
+                    ),
+                }
+            self.sleep(0.05)
 
 
 def main() -> None:

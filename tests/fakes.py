@@ -8,7 +8,7 @@ from typing import Any
 
 import stripe
 from revsync.domain.backfill import Run, Segment
-from revsync.domain.events import Envelope, Observation, ParkedEvent
+from revsync.domain.events import Envelope, Observation, ParkedEvent, message_group
 from revsync.domain.history import Contribution, HistoryLog, Timeline, revenue_totals
 from revsync.domain.reconcile import CatchUpJob, EventsState, PendingWindow, RunEnd
 from revsync.domain.record import CustomerRecord
@@ -317,16 +317,20 @@ class FakeSecrets:
 @dataclass
 class FakeQueue:
     """The events queue and its dead-letter queue, FIFO: a message sent again with the same
-    deduplication id (the event id; a parked delivery's bytes) is received once."""
+    deduplication id (the event id; a parked delivery's bytes) is received once, within its message
+    group (the events queue's DeduplicationScope: another tenant's event with that id is its own)."""
 
     sent: list[Envelope] = field(default_factory=list)
     parked: list[ParkedEvent] = field(default_factory=list)
     fail: bool = False
+    groups_per_tenant: int = 8
 
     def send(self, envelope: Envelope) -> None:
         if self.fail:
             raise QueueError("queue unavailable")
-        if all(sent["event_id"] != envelope["event_id"] for sent in self.sent):
+        group = message_group(envelope, self.groups_per_tenant)
+        key = (group, envelope["event_id"])
+        if all((message_group(sent, self.groups_per_tenant), sent["event_id"]) != key for sent in self.sent):
             self.sent.append(envelope)
 
     def park(self, parked: ParkedEvent) -> None:

@@ -571,6 +571,28 @@ def test_a_queued_event_is_received_once_however_often_stripe_retries(queues: Qu
     assert queues.sent() == [envelope]
 
 
+def test_another_tenants_event_with_the_same_id_is_its_own(queues: Queues) -> None:
+    """Deduplication is per message group (the queue's DeduplicationScope), and a group is one tenant's."""
+    observation = _story()[0]
+    envelopes = [
+        Envelope(
+            v=1,
+            tenant_id=tenant,
+            event_id="evt_shared",
+            event_type="customer.created",
+            livemode=False,
+            observation=observation,
+            account=ACCOUNT,
+        )
+        for tenant in ("t", "u")
+    ]
+
+    for envelope in envelopes:
+        queues.events.send(envelope)
+
+    assert sorted(queues.sent(), key=lambda e: e["tenant_id"]) == envelopes
+
+
 def test_a_parked_delivery_is_received_whole(queues: Queues) -> None:
     parked = ParkedEvent(v=1, parked=True, tenant_id=None, body="bm90IGpzb24=", reason="not_json")
 

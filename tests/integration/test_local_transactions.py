@@ -79,3 +79,22 @@ def test_a_transaction_that_goes_through_applies_every_part(dynamodb: Any) -> No
         {"N": "15"},
         {"N": "7"},
     )
+
+
+def test_a_query_of_a_partition_answers_as_moto_does_without_scanning_the_table(dynamodb: Any) -> None:
+    for pk, sk in (("b", "2"), ("b", "1"), ("c", "1"), ("b", "3")):
+        dynamodb.put_item(TableName="t", Item={"pk": {"S": pk}, "sk": {"S": sk}})
+
+    def query(pk: str, **kwargs: Any) -> list[str]:
+        found = dynamodb.query(
+            TableName="t",
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": pk}},
+            **kwargs,
+        )
+        return [item["sk"]["S"] for item in found["Items"]]
+
+    assert query("b") == ["1", "2", "3"]
+    assert query("b", ScanIndexForward=False, Limit=2) == ["3", "2"]
+    assert query("a") == ["state", "total"]
+    assert query("none") == []

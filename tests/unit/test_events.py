@@ -115,7 +115,7 @@ def test_envelope_round_trip_and_group() -> None:
     )
     envelope = envelope_for(event, "acme")
     assert envelope is not None
-    assert message_group(envelope) == "acme#cus_7"
+    assert message_group(envelope, 8) == message_group(envelope, 8) in {f"acme#{n}" for n in range(8)}
     assert parse_queue_message(json.dumps(envelope)) == envelope
     with pytest.raises(EventError):
         parse_queue_message('{"v": 99}')
@@ -132,3 +132,20 @@ def test_decimal_fields_as_the_stripe_sdk_returns_them_are_read() -> None:
     price = parse_subscription(sub)["items"][0]["price"]
     assert price is not None
     assert price["unit_amount"] == "1234.5"
+
+
+def test_a_tenants_customers_share_its_message_groups_and_a_customer_keeps_one() -> None:
+    def group(tenant_id: str, customer_id: str, groups: int = 8) -> str:
+        event = _parse(S.event("customer.updated", S.customer(customer_id), created=3, account="acct_1"))
+        envelope = envelope_for(event, tenant_id)
+        assert envelope is not None
+        return message_group(envelope, groups)
+
+    customers = [f"cus_{n:04d}" for n in range(400)]
+    groups = {group("acme", c) for c in customers}
+    assert groups == {f"acme#{n}" for n in range(8)}  # all eight used, none other
+    assert all(group("acme", c) == group("acme", c) for c in customers[:20])
+    assert {group("acme", c, groups=1) for c in customers} == {"acme#0"}
+    # Any customer id (Stripe's are ASCII; a signed hostile body's may not be) gives a valid group id.
+    assert group("acme", "cus_\ud800 é" * 40) in groups
+    assert group("globex", customers[0]).startswith("globex#")

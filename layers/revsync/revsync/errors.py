@@ -26,6 +26,10 @@ class Deferred(RetryLater):
         super().__init__(reason)
         self.delay_seconds = delay_seconds
 
+    def delay_for(self, receive_count: int) -> float:
+        """How long to hide a message received ``receive_count`` times (the wait asked for)."""
+        return self.delay_seconds
+
 
 class CursorRejected(RevsyncError):
     """Stripe no longer accepts a list cursor (the object it names is gone): list from the top."""

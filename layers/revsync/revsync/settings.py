@@ -36,6 +36,9 @@ class Settings(NamedTuple):
     # Deliveries of a message before the worker parks it in the DLQ itself (with its reason); the
     # queue's redrive policy allows one more, as a safety net.
     max_receive_count: int
+    # The FIFO message groups a tenant's events are spread over (template.yaml: TenantMessageGroups,
+    # where the number is derived): at most this many of a tenant's batches run at once.
+    tenant_message_groups: int
     # SSM parameter names of platform secrets (SecureString); values never live in the environment in AWS.
     webhook_secret_param: str
     stripe_secret_key_param: str
@@ -93,6 +96,7 @@ def get_settings() -> Settings:
         reconcile_queue_url=os.environ.get("RECONCILE_QUEUE_URL", ""),
         reconcile_minutes=int(os.environ.get("RECONCILE_MINUTES", "15")),
         max_receive_count=int(os.environ.get("MAX_RECEIVE_COUNT", "5")),
+        tenant_message_groups=max(1, int(os.environ.get("TENANT_MESSAGE_GROUPS", "8"))),
         webhook_secret_param=os.environ.get(
             "STRIPE_WEBHOOK_SECRET_PARAM", f"/revsync/{stage}/stripe/webhook-secret"
         ),

@@ -173,12 +173,20 @@ def envelope_for(event: StripeEvent, tenant_id: str) -> Envelope | None:
     )
 
 
-def message_group(envelope: Envelope) -> str:
-    """FIFO group: events of one Stripe customer of one tenant are applied in arrival order."""
+def message_group(envelope: Envelope, groups_per_tenant: int) -> str:
+    """FIFO group: one of the tenant's ``groups_per_tenant`` groups, chosen by a stable hash of the
+    Stripe customer (CRC-32: the same in every process, unlike ``hash``).
+
+    A customer's events stay in one group, so they are applied in arrival order and a Stripe retry
+    meets its first delivery in the queue's per-group deduplication; a tenant's events are in at most
+    ``groups_per_tenant`` groups (and its connection's), and Lambda runs at most one batch of a group at
+    a time, so that bounds the tenant's concurrent writes (template.yaml: TenantMessageGroups). The
+    group holds no customer text: a group id is limited to 128 printable ASCII characters."""
     observation = envelope["observation"]
     if observation is None:
         return f"{envelope['tenant_id']}#connection"
-    return f"{envelope['tenant_id']}#{customer_id_of(observation['snapshot'])}"
+    customer = customer_id_of(observation["snapshot"]).encode("utf-8", "surrogatepass")
+    return f"{envelope['tenant_id']}#{binascii.crc32(customer) % groups_per_tenant}"
 
 
 def parked_event(body: bytes, tenant_id: str | None, reason: str) -> ParkedEvent:

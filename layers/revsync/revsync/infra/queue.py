@@ -18,12 +18,14 @@ class QueueError(RuntimeError):
 
 class SqsEventQueue:
     def send(self, envelope: Envelope) -> None:
+        settings = get_settings()
         try:
             aws.sqs().send_message(
-                QueueUrl=get_settings().events_queue_url,
+                QueueUrl=settings.events_queue_url,
                 MessageBody=json.dumps(envelope, separators=(",", ":")),
-                MessageGroupId=message_group(envelope),
-                # Stripe retries reuse the event id: FIFO drops the copy within its 5-minute window.
+                MessageGroupId=message_group(envelope, settings.tenant_message_groups),
+                # Stripe retries reuse the event id: FIFO drops the copy within its 5-minute window
+                # (per message group: a customer's events are in one group).
                 MessageDeduplicationId=envelope["event_id"],
             )
         except (BotoCoreError, ClientError) as exc:

@@ -321,5 +321,6 @@ def request_catch_up(
     running = state.running_since and now - state.running_since < stale_after
     if running or continuation_live(state, now, stale_after):
         raise ApiError(409, "reconcile_running", "a catch-up is already running for this tenant")
-    queue.send([CatchUpJob(tenant_id, "request", now)])
+    # Its own deduplication id: a request a moment after another one's job ran is a job of its own.
+    queue.send([CatchUpJob(tenant_id, "request", now, secrets.token_hex(8))])
     return {"reconcile": {"state": "queued", "queued_at": now}}

@@ -15,7 +15,6 @@ from revsync.domain.events import (
     Envelope,
     EventError,
     is_parked,
-    message_group,
     parked_body,
     parse_queue_message,
 )
@@ -45,7 +44,6 @@ PERMANENT_ERRORS = (EventError, SnapshotError)
 class MessageResult:
     outcome: Outcome
     reason: str
-    group: str | None = None
     delay_seconds: float | None = None  # deferred: hide the message this long
     result: SyncResult | None = None
     log: dict[str, Any] = field(default_factory=dict)
@@ -131,14 +129,14 @@ def process_message(
             changes=changes,
         )
     except Deferred as exc:
-        # Stripe's rate limit: later, never a failure (the receive count does not park it).
-        return MessageResult("deferred", str(exc), delay_seconds=exc.delay_seconds)
+        # Stripe's rate limit, DynamoDB's throttling: later, never a failure (the receive count does
+        # not park it).
+        return MessageResult("deferred", str(exc), delay_seconds=exc.delay_for(receive_count))
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
-        group = message_group(envelope) if envelope is not None else None
         if isinstance(exc, PERMANENT_ERRORS) or receive_count >= max_receive_count:
-            return MessageResult("parked", reason[:1000], group=group)
-        return MessageResult("retry", reason[:1000], group=group)
+            return MessageResult("parked", reason[:1000])
+        return MessageResult("retry", reason[:1000])
     log = {
         "tenant_id": envelope["tenant_id"],
         "event_id": envelope["event_id"],

@@ -21,12 +21,14 @@ from collections.abc import Callable, Iterable
 from revsync.domain.ratelimits import DEFAULT_ENDPOINT_RATE, GLOBAL_REASONS
 from revsync.infra import aws
 from revsync.settings import get_settings
+from revsync.store.throttling import defers_when_throttled
 
 
 def _interval_ms(rate: float) -> int:
     return max(1, int(1000 / rate)) if rate > 0 else 0
 
 
+@defers_when_throttled
 class AccountRequestBudget:
     def __init__(
         self,

@@ -38,6 +38,7 @@ from revsync.store.models import (
     InvoiceArchiveItem,
     PaidInvoiceItem,
 )
+from revsync.store.throttling import defers_when_throttled
 
 # The record attributes revsync owns; everything else on the item belongs to the platform.
 OWNED_RECORD_FIELDS = (
@@ -191,6 +192,7 @@ def _archive_key(number: int) -> str:
     return f"{models.INVOICE_ARCHIVE_SK_PREFIX}{number:06d}"
 
 
+@defers_when_throttled
 class CustomerStore:
     def load(self, tenant_id: str, customer_id: str) -> StoredCustomer:
         pk = models.sync_partition(tenant_id, customer_id)

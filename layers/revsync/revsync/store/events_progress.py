@@ -16,6 +16,7 @@ from typing import Any
 from revsync.domain.reconcile import EventsState, PendingWindow, RunEnd, watermark_due
 from revsync.infra import aws
 from revsync.settings import get_settings
+from revsync.store.throttling import defers_when_throttled
 
 
 def _key(tenant_id: str) -> dict[str, Any]:
@@ -77,6 +78,7 @@ def _state_from(item: dict[str, Any]) -> EventsState:
     )
 
 
+@defers_when_throttled
 class EventsProgressStore:
     def get(self, tenant_id: str) -> EventsState:
         item = (
@@ -164,6 +166,7 @@ class EventsProgressStore:
         )
 
 
+@defers_when_throttled
 class ConnectedTenants:
     """The schedule's list: every tenant with a live connection, with when it was last reconciled
     (one scan of the tenants table: tenant items and their ``events#`` items)."""

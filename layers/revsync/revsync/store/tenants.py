@@ -15,6 +15,7 @@ from revsync.infra import aws
 from revsync.infra.cache import MaxAgeCache
 from revsync.settings import get_settings
 from revsync.store import models
+from revsync.store.throttling import defers_when_throttled
 
 
 def _to_domain(item: models.TenantItem) -> Tenant:
@@ -65,6 +66,7 @@ def _to_item(tenant: Tenant, now: int) -> models.TenantItem:
     )
 
 
+@defers_when_throttled
 class TenantStore:
     def get(self, tenant_id: str, min_config_version: int = 0) -> Tenant | None:
         """The tenant as stored now (always at least as new as any ``min_config_version``)."""
@@ -159,6 +161,7 @@ class CachedTenantStore:
 _ZERO_COUNTS = {"customers": {"N": "0"}, "subscriptions": {"N": "0"}, "invoices": {"N": "0"}}
 
 
+@defers_when_throttled
 class BackfillProgress:
     """The tenant item's ``backfill`` map: claimed once, counted atomically, finished with a state."""
 
@@ -313,6 +316,7 @@ class ConnectionMoved(RuntimeError):
     """The tenant's connection changed while it was being saved: read it again and retry."""
 
 
+@defers_when_throttled
 class OAuthStates:
     """Issued OAuth states (``state#<nonce>``), expiring by TTL and consumed at most once."""
 
