@@ -20,10 +20,14 @@ concurrency, the reconciler's memory and timeout are read from template.yaml.
    caught up each period (starved: 0), and every customer's total paid equals what its invoices
    add up to (nothing applied twice).
 3. An idle tenant's fixed monthly cost: its run each period (Lambda, the queue's requests, DynamoDB
-   units, logs) at on-demand list prices, plus its secret at rest. Budget $0.05.
+   units, logs) at on-demand list prices, plus its sealed API key. Budget $0.05.
+4. A burst of 1,000 events/s for one tenant for 60 s through the receiver and the worker
+   (``bench/burst.py``): nothing lost or parked, and the peak write units per second on the tenant's
+   partitions against DynamoDB's 1,000.
 
-Run: `python -m bench.platform` (part of `make bench`); `python -m bench.platform 500 10000` runs it
-smaller (tenants, backlog events).
+Run: `python -m bench.platform` (part of `make bench`; about two hours here, moto being the most of
+it); `python -m bench.platform 500 10000 12` runs it smaller (tenants, backlog events, burst seconds;
+0 seconds: no burst).
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ from revsync.store.tenants import TenantStore  # noqa: E402
 from revsync.stripe_api.pacing import call_within_budget  # noqa: E402
 
 from bench import tenant_secrets_cost as secrets_cost  # noqa: E402
+from bench.burst import PARTITION_WRITE_UNITS, run_burst  # noqa: E402
 from bench.worker_cost import PRICE, LogBytes, Meter, metering  # noqa: E402
 from local import lambda_runtime  # noqa: E402
 from local import stripe_shapes as S  # noqa: E402
@@ -396,10 +401,17 @@ def _backlog(consumer: Consumer, stripe: ModelledStripe, tenants: list[str], bac
     return starved == 0 and not wrong and listed == len(events) and ran[-1].state == "done"
 
 
-def main(tenant_count: int = 5000, backlog: int = 100_000) -> int:
+def main(tenant_count: int = 5000, backlog: int = 100_000, burst_seconds: int = 60) -> int:
     if BUILD.exists() and not os.environ.get("REVSYNC_LOCAL_BUILD_DIR"):
         environment = {**os.environ, "REVSYNC_LOCAL_BUILD_DIR": str(BUILD)}
-        command = [sys.executable, "-m", "bench.platform", str(tenant_count), str(backlog)]
+        command = [
+            sys.executable,
+            "-m",
+            "bench.platform",
+            str(tenant_count),
+            str(backlog),
+            str(burst_seconds),
+        ]
         return subprocess.run(command, env=environment, check=False).returncode
     source = "as built (.aws-sam/build)" if os.environ.get("REVSYNC_LOCAL_BUILD_DIR") else "source tree"
     started = time.perf_counter()
@@ -430,6 +442,13 @@ def main(tenant_count: int = 5000, backlog: int = 100_000) -> int:
             ]
     print(_idle_cost(idle, consumer, logs))
     ok &= sum(_idle_parts(idle, consumer, logs).values()) <= 0.05
+    if burst_seconds:
+        # 4. A burst: 1,000 events/s for one tenant (bench/burst.py: the receiver and the worker).
+        report = run_burst(seconds=burst_seconds)
+        for line in report.lines():
+            print(f"  {line}")
+        ok &= report.applied == report.sent and report.parked == 0 and report.lost == 0
+        ok &= max(report.peak_record_units, report.peak_index_units) <= PARTITION_WRITE_UNITS
     print(f"  (bench ran {time.perf_counter() - started:.0f} s)")
     return 0 if ok else 1
 
@@ -470,4 +489,4 @@ def _idle_cost(idle: list[Invocation], consumer: Consumer, logs: LogBytes) -> st
 
 
 if __name__ == "__main__":
-    sys.exit(main(*(int(a) for a in sys.argv[1:3])))
+    sys.exit(main(*(int(a) for a in sys.argv[1:4])))
