@@ -22,7 +22,7 @@ from revsync.infra import aws, secrets
 from revsync.settings import get_settings
 from revsync.store import models
 
-from local import apigw, lambda_runtime, moto_speedups, poller
+from local import apigw, lambda_runtime, moto_speedups, poller, streams
 from local.auth import LocalIssuer
 from local.aws import create_resources
 from local.environment import LOCAL_AWS, REGION, EnvironmentPatch, functions_environment
@@ -65,6 +65,7 @@ class InProcessStack:
         self._mock = mock_aws()
         self._environment = EnvironmentPatch()
         self.names: LocalNames | None = None
+        self._rollup: streams.StreamMapping | None = None
         self.clock = clock
         self.issuer = LocalIssuer(clock=lambda: self.clock())  # noqa: PLW0108 (tests move stack.clock)
         self.gateway = apigw.Gateway(self.issuer, lambda_runtime.invoke)
@@ -173,13 +174,23 @@ class InProcessStack:
     # --- the queue ----------------------------------------------------------------------------
 
     def drain(self, max_batches: int = 1000) -> poller.PollStats:
-        return poller.drain(
+        """The events queue into the worker, then the sync table's stream into the revenue rollup."""
+        stats = poller.drain(
             self.client("sqs"),
             self.queue_url("EventsQueue"),
             lambda event: lambda_runtime.invoke("WorkerFunction", event),
             REGION,
             max_batches=max_batches,
         )
+        self.drain_stream()
+        return stats
+
+    def drain_stream(self, max_batches: int = 1000) -> streams.StreamStats:
+        """The sync table's stream into the revenue rollup, as Lambda's mapping would feed it."""
+        if self._rollup is None:
+            assert self.names is not None
+            self._rollup = streams.mapping("RollupFunction", self.names, lambda_runtime.invoke, REGION)
+        return self._rollup.drain(max_batches)
 
     def queue_depth(self, logical_id: str) -> int:
         attributes = self.client("sqs").get_queue_attributes(

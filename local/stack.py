@@ -8,6 +8,8 @@
   request goes to the receiver as a function URL event; the sandbox delivers the platform's Connect
   webhooks there. Not a fixed port, so two stacks on other API ports never collide on it.
 - Poller: feeds the events queue to the worker like the Lambda event-source mapping.
+- Stream poller: feeds the sync table's stream to the revenue rollup like Lambda's DynamoDB
+  event-source mapping (``local/streams.py``).
 - Stripe: the sandbox on ``REVSYNC_STRIPE_PORT`` (12111), unless ``REVSYNC_STRIPE_API_BASE`` points
   at another Stripe API. The platform key is ``REVSYNC_STRIPE_SECRET_KEY`` (``sk_test_platform``) and
   the Connect webhook secret ``REVSYNC_WEBHOOK_SECRET`` (``whsec_local``).
@@ -29,7 +31,7 @@ from moto.server import ThreadedMotoServer
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from local import apigw, lambda_runtime, moto_speedups, poller, stepfunctions
+from local import apigw, lambda_runtime, moto_speedups, poller, stepfunctions, streams
 from local.auth import LocalIssuer
 from local.aws import DEFAULT_PLATFORM_KEY, DEFAULT_WEBHOOK_SECRET, create_resources
 from local.environment import LOCAL_AWS, REGION, EnvironmentPatch, functions_environment
@@ -85,6 +87,9 @@ class LocalStack:
     _stop: threading.Event = field(default_factory=threading.Event)
     _function_locks: dict[str, threading.Lock] = field(default_factory=dict)
     _poller_busy: threading.Event = field(default_factory=threading.Event)
+    _rollup_busy: threading.Event = field(default_factory=threading.Event)
+    _rollup_polls: int = 0  # complete polls of the sync table's stream
+    _rollup_delivered: int = 0  # records the last one delivered
     poll_stats: poller.PollStats = field(default_factory=poller.PollStats)
     _environment: EnvironmentPatch = field(default_factory=EnvironmentPatch)
     issuer: LocalIssuer = field(default_factory=LocalIssuer)
@@ -163,6 +168,7 @@ class LocalStack:
         threading.Thread(target=gateway.serve_forever, name="gateway", daemon=True).start()
         self._servers.append(gateway)
         threading.Thread(target=self._poll_forever, name="poller", daemon=True).start()
+        threading.Thread(target=self._poll_stream_forever, name="stream-poller", daemon=True).start()
         if self.reconcile_seconds > 0:
             threading.Thread(target=self._reconcile_forever, name="reconcile-schedule", daemon=True).start()
         if self.sandbox is not None:
@@ -292,6 +298,23 @@ class LocalStack:
             if not received:
                 self._stop.wait(0.05)
 
+    def _poll_stream_forever(self) -> None:
+        assert self.names is not None
+        mapping = streams.mapping("RollupFunction", self.names, self._invoke, REGION, self.aws_url)
+        while not self._stop.is_set():
+            self._rollup_busy.set()
+            try:
+                delivered = mapping.poll_once()
+            except Exception:  # keep polling, as the event-source mapping does
+                log.exception("stream poller error")
+                delivered = 0
+            finally:
+                self._rollup_busy.clear()
+            self._rollup_delivered = delivered
+            self._rollup_polls += 1
+            if not delivered:
+                self._stop.wait(0.05)
+
     def queue_depth(self, logical_id: str) -> int:
         assert self.names is not None
         sqs = boto3.client("sqs", region_name=REGION, endpoint_url=self.aws_url)
@@ -304,14 +327,19 @@ class LocalStack:
         )
 
     def flush(self, timeout: float = 120) -> dict[str, Any]:
-        """Return once Stripe has nothing left to deliver, the events queue is empty and the worker idle."""
+        """Return once Stripe has nothing left to deliver, the events queue is empty and the worker idle,
+        and the revenue rollup has read the stream to its end since."""
         deadline = time.monotonic() + timeout
         quiet = 0
+        polls = self._rollup_polls
         while time.monotonic() < deadline:
             pending = self.sandbox.pending() if self.sandbox else 0
             busy = pending or self.queue_depth("EventsQueue") or self._poller_busy.is_set()
+            busy = busy or self._rollup_busy.is_set() or self._rollup_delivered
             quiet = 0 if busy else quiet + 1
-            if quiet >= 3:  # stable across a few looks: nothing in flight between the parts
+            polls = self._rollup_polls if not quiet else polls
+            # Two whole polls of the stream since the rest went quiet: the last writes were read.
+            if quiet >= 3 and self._rollup_polls >= polls + 2:
                 return {"flushed": True, "dead_letters": self.queue_depth("EventsDeadLetterQueue")}
             time.sleep(0.05)
         return {"flushed": False, "dead_letters": self.queue_depth("EventsDeadLetterQueue")}

@@ -30,6 +30,7 @@ from revsync.services.sync import Customers
 from revsync.settings import get_settings
 from revsync.store.customers import CustomerStore
 from revsync.store.events_progress import EventsProgressStore
+from revsync.store.rollup import RevenueRollup
 from revsync.store.tenants import BackfillProgress, ConnectionMoved, OAuthStates, TenantStore
 from revsync.wiring import stripe_accounts
 
@@ -69,7 +70,7 @@ def dependencies() -> Dependencies:
         tenants=TenantStore(),
         records=CustomerStore(),
         histories=CustomerStore(),
-        revenue=CustomerStore(),
+        revenue=RevenueRollup(),
         claims=BackfillProgress(),
         states=OAuthStates(),
         platform=PlatformSecrets(),

@@ -162,16 +162,18 @@ def test_months_histories_and_feed_from_webhooks_in_any_order(connected: InProce
 
     response = stack.request("GET", "/tenants/rev/revenue", query="from=2026-01&to=2026-03")
     assert response.status == 200, response.body
-    assert response.json() == {"currency": "usd", "months": EXPECTED_MONTHS}
+    report = response.json()
+    # When the newest change counted was made (the stream's time for it): how recent the rollup is.
+    assert isinstance(report.pop("as_of"), int)
+    assert report == {"currency": "usd", "months": EXPECTED_MONTHS}
     # A window later than the first month starts from everything before it; the currency defaults.
     march = stack.request("GET", "/tenants/rev/revenue", query="from=2026-03&to=2026-03&currency=usd").json()
     assert march["months"] == EXPECTED_MONTHS[2:]
-    assert stack.request(
-        "GET", "/tenants/rev/revenue", query="from=2026-01&to=2026-01&currency=eur"
-    ).json() == {
-        "currency": "eur",
-        "months": [{**EXPECTED_MONTHS[0], "new": 0, "mrr_end": 0, "customers_end": 0}],
-    }
+    euros = stack.request("GET", "/tenants/rev/revenue", query="from=2026-01&to=2026-01&currency=eur").json()
+    assert (euros["currency"], euros["months"]) == (
+        "eur",
+        [{**EXPECTED_MONTHS[0], "new": 0, "mrr_end": 0, "customers_end": 0}],
+    )
 
     bob = stack.request("GET", "/tenants/rev/customers/u-bob/history").json()
     assert bob == {
@@ -259,6 +261,7 @@ def test_unknown_customer_history_is_404(connected: InProcessStack) -> None:
     default = connected.request("GET", "/tenants/rev/revenue").json()
     assert len(default["months"]) == 12
     assert default["currency"] is None
+    assert default["as_of"] is None  # nothing counted yet
 
 
 # --- the fake keeps what the store keeps --------------------------------------------------------

@@ -25,6 +25,8 @@ class Settings(NamedTuple):
     customers_table: str
     sync_table: str
     tenants_table: str
+    # The tenants' monthly revenue rollup (revsync.store.rollup), kept from the sync table's stream.
+    revenue_table: str
     events_queue_url: str
     dead_letter_queue_url: str
     # Deliveries of a message before the worker parks it in the DLQ itself (with its reason); the
@@ -78,6 +80,7 @@ def get_settings() -> Settings:
         customers_table=_required("CUSTOMERS_TABLE"),
         sync_table=_required("SYNC_TABLE"),
         tenants_table=_required("TENANTS_TABLE"),
+        revenue_table=os.environ.get("REVENUE_TABLE", f"revsync-{stage}-revenue"),
         events_queue_url=os.environ.get("EVENTS_QUEUE_URL", ""),
         dead_letter_queue_url=os.environ.get("DEAD_LETTER_QUEUE_URL", ""),
         max_receive_count=int(os.environ.get("MAX_RECEIVE_COUNT", "5")),

@@ -1,4 +1,4 @@
-"""PynamoDB models of revsync's three tables.
+"""PynamoDB models of revsync's four tables.
 
 * customers: the customer records (contract), keyed by (tenant_id, external_id); shared with the
   platform's analytics import, so revsync only ever SETs or REMOVEs the attributes it owns.
@@ -7,6 +7,8 @@
   and the archives of its older paid invoices; the ``revenue`` index lists a tenant's MRR timelines.
 * tenants: ``tenant#<id>`` items (connection, config, tracking, backfill) and ``account#<acct>``
   items routing Connect events to their tenant.
+* revenue: each tenant's monthly (and yearly) revenue totals, kept from the sync table's stream by
+  the rollup (revsync.store.rollup), and the markers of the stream records it applied.
 
 Table names come from settings when first used (descriptors), so importing this module reads nothing;
 the region and endpoint come from botocore's own environment resolution.
@@ -145,6 +147,10 @@ class CustomerStateItem(SyncItem, discriminator="state"):
     tenant_id = UnicodeAttribute(null=True)
     timeline = UnicodeAttribute(null=True)
     revenue_index = RevenueIndex()
+    # The tenant whose revenue rollup counts this item's timeline (every item holding a piece of a
+    # timeline carries it): an item written before the rollup existed has none, is not counted, and
+    # is counted from its next write (or when revsync.store.rollup seeds it).
+    rollup_tenant = UnicodeAttribute(null=True)
 
 
 INVOICE_ARCHIVE_SK_PREFIX = "invoices#"
@@ -263,3 +269,56 @@ class AccountItem(TenantsItem, discriminator="account"):
     account_id = UnicodeAttribute()
     status = UnicodeAttribute()
     livemode = BooleanAttribute(default=False)
+
+
+# --- revenue table --------------------------------------------------------------------------------
+
+
+def rollup_partition(tenant_id: str) -> str:
+    return f"tenant#{tenant_id}"
+
+
+def rollup_sort_key(currency: str, period: str) -> str:
+    """``m#YYYY-MM#<currency>`` for a month, ``y#YYYY#<currency>`` for a year."""
+    return f"{'m' if len(period) > 4 else 'y'}#{period}#{currency}"
+
+
+class RevenueItem(Model):
+    class Meta:
+        table_name = _FromSettings("revenue_table")
+        connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
+        read_timeout_seconds = READ_TIMEOUT_SECONDS
+        max_retry_attempts = MAX_RETRY_ATTEMPTS
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
+class RevenuePeriodItem(RevenueItem):
+    """A tenant's movements in one month (or year) and currency, summed over its customers."""
+
+    new = NumberAttribute(default=0)
+    expansion = NumberAttribute(default=0)
+    reactivation = NumberAttribute(default=0)
+    contraction = NumberAttribute(default=0)
+    churn = NumberAttribute(default=0)
+    new_customers = NumberAttribute(default=0)
+    reactivated_customers = NumberAttribute(default=0)
+    churned_customers = NumberAttribute(default=0)
+    # When the newest change applied to it was made (the stream record's time, Unix seconds).
+    as_of = NumberAttribute(null=True)
+
+
+APPLIED_SK = "applied"
+
+
+def applied_partition(event_id: str, part: int) -> str:
+    return f"applied#{event_id}#{part}"
+
+
+class AppliedGroupItem(RevenueItem):
+    """Marks a group of stream records as applied (revsync.domain.rollup): the group's first record,
+    and the sequence number of its last. Expires once the stream can no longer deliver them again."""
+
+    through = UnicodeAttribute()  # a sequence number: up to 40 digits, more than a DynamoDB number holds
+    expires_at = NumberAttribute()
