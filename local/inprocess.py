@@ -2,7 +2,8 @@
 
 Tables, queues and function environments come from template.yaml; HTTP requests are matched against
 the template's routes and handed to the real handlers as API Gateway v2 events; the events queue is
-drained into the real worker the way the SQS event-source mapping would.
+drained into the real worker the way the SQS event-source mapping would, and the sync table's stream
+into the revenue rollup the way the DynamoDB one would (local/streams.py).
 """
 
 from __future__ import annotations
@@ -173,8 +174,9 @@ class InProcessStack:
 
     # --- the queue ----------------------------------------------------------------------------
 
-    def drain(self, max_batches: int = 1000) -> poller.PollStats:
-        """The events queue into the worker, then the sync table's stream into the revenue rollup."""
+    def drain(self, max_batches: int = 1000, *, rollup: bool = True) -> poller.PollStats:
+        """The events queue into the worker, then (``rollup``) the sync table's stream into the
+        revenue rollup."""
         stats = poller.drain(
             self.client("sqs"),
             self.queue_url("EventsQueue"),
@@ -182,7 +184,8 @@ class InProcessStack:
             REGION,
             max_batches=max_batches,
         )
-        self.drain_stream()
+        if rollup:
+            self.drain_stream()
         return stats
 
     def drain_stream(self, max_batches: int = 1000) -> streams.StreamStats:

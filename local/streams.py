@@ -4,8 +4,11 @@ Per shard, in order: a batch of up to the mapping's ``BatchSize`` records from t
 in Lambda's event shape (DynamoDB JSON images, binary values base64, the creation time in Unix
 seconds, the stream's ARN). The checkpoint moves past the batch when the function succeeds, to the
 lowest sequence number it reports failed (``ReportBatchItemFailures``), and not at all when it
-raises: the same batch is delivered again. Locally a batch is taken as soon as it is there (no
-batching window) and retried at the next poll.
+raises: the same batch is delivered again. With a ``TumblingWindowInSeconds`` the event also carries
+the window's fields (``shardId``, ``window``, the ``state`` the function last answered), and an
+answer without ``state`` is a failure, as in Lambda. Locally a batch is taken as soon as it is there
+(no batching window), retried at the next poll, and a window's final invocation (no records) is not
+made.
 """
 
 from __future__ import annotations
@@ -56,17 +59,12 @@ def _lambda_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
     }
 
 
-def stream_functions() -> dict[str, tuple[str, int]]:
-    """Functions fed by a table's stream in the template: logical id -> (table, BatchSize)."""
-    found = {}
-    for logical_id, resource in load_template()["Resources"].items():
-        if resource["Type"] != "AWS::Serverless::Function":
-            continue
-        for event in resource["Properties"].get("Events", {}).values():
-            if event["Type"] == "DynamoDB":
-                table, _ = event["Properties"]["Stream"]["Fn::GetAtt"]
-                found[logical_id] = (table, int(event["Properties"].get("BatchSize", 100)))
-    return found
+def stream_event(function: str) -> dict[str, Any]:
+    """The properties of the function's DynamoDB event in the template."""
+    events = load_template()["Resources"][function]["Properties"]["Events"]
+    [properties] = [event["Properties"] for event in events.values() if event["Type"] == "DynamoDB"]
+    spec: dict[str, Any] = properties
+    return spec
 
 
 def mapping(
@@ -77,7 +75,8 @@ def mapping(
     endpoint_url: str | None = None,
 ) -> StreamMapping:
     """``function``'s mapping as the template declares it, on the local table's stream."""
-    table, size = stream_functions()[function]
+    spec = stream_event(function)
+    table, _ = spec["Stream"]["Fn::GetAtt"]
     dynamodb = boto3.client("dynamodb", region_name=region, endpoint_url=endpoint_url)
     arn = dynamodb.describe_table(TableName=names.physical_name(table))["Table"]["LatestStreamArn"]
     # botocore addresses DynamoDB Streams by account (<account>.streams-ddb...); moto answers only
@@ -88,7 +87,13 @@ def mapping(
         endpoint_url=endpoint_url,
         config=Config(account_id_endpoint_mode="disabled"),
     )
-    return StreamMapping(streams, arn, lambda event: invoke(function, event), size)
+    return StreamMapping(
+        streams,
+        arn,
+        lambda event: invoke(function, event),
+        int(spec.get("BatchSize", 100)),
+        windowed=bool(spec.get("TumblingWindowInSeconds")),
+    )
 
 
 @dataclass
@@ -99,7 +104,9 @@ class StreamMapping:
     stream_arn: str
     invoke: Callable[[dict[str, Any]], dict[str, Any]]
     batch_size: int
+    windowed: bool = False  # a TumblingWindowInSeconds: the window's fields in each event
     stats: StreamStats = field(default_factory=StreamStats)
+    states: dict[str, Any] = field(default_factory=dict)  # shard id -> the state last answered
     # shard id -> where its next batch starts (absent: the shard's start)
     checkpoints: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -109,6 +116,17 @@ class StreamMapping:
             StreamArn=self.stream_arn, ShardId=shard_id, **position
         )["ShardIterator"]
         return iterator
+
+    def _window(self, shard_id: str) -> dict[str, Any]:
+        # One window for the local stack's lifetime: its start and end are not used by revsync.
+        return {
+            "window": {"start": "1970-01-01T00:00:00Z", "end": "9999-12-31T23:59:59Z"},
+            "state": self.states.get(shard_id, {}),
+            "shardId": shard_id,
+            "eventSourceARN": self.stream_arn,
+            "isFinalInvokeForWindow": False,
+            "isWindowTerminatedEarly": False,
+        }
 
     def poll_once(self) -> int:
         """One batch from each shard that has records. Returns how many records were delivered."""
@@ -124,9 +142,14 @@ class StreamMapping:
             delivered += len(records)
             self.stats.batches += 1
             self.stats.records += len(records)
+            event: dict[str, Any] = {"Records": [_lambda_record(r, self.stream_arn) for r in records]}
+            if self.windowed:
+                event.update(self._window(shard_id))
             try:
-                result = self.invoke({"Records": [_lambda_record(r, self.stream_arn) for r in records]})
-                failed = [f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])]
+                result = self.invoke(event) or {}
+                failed = [f["itemIdentifier"] for f in result.get("batchItemFailures", [])]
+                if self.windowed:
+                    self.states[shard_id] = result["state"]  # none: a failed invocation, as in Lambda
             except Exception:  # an invocation error: the whole batch again
                 self.stats.failed += 1
                 continue

@@ -10,7 +10,7 @@ from revsync.domain.events import Envelope, Observation, ParkedEvent
 from revsync.domain.history import Contribution, HistoryLog, Timeline, revenue_totals
 from revsync.domain.reconcile import EventsState
 from revsync.domain.record import CustomerRecord
-from revsync.domain.rollup import Group, Piece, PieceChange, RevenuePeriods
+from revsync.domain.rollup import Group, Piece, PieceChange, Position, RevenuePeriods
 from revsync.domain.snapshots import (
     Coupon,
     InvoiceLine,
@@ -248,20 +248,20 @@ class FakeCustomers:
 
 @dataclass
 class FakeRollup:
-    """The revenue table's semantics (store.rollup) in memory: a group's changes and its marker
-    written together or not at all, a group found applied already answered with its marker."""
+    """The revenue table's semantics (store.rollup) in memory: a group's changes and its shard's
+    position written together or not at all, a group applied already answered with the position."""
 
     periods_kept: dict[tuple[str, str, str], Contribution] = field(default_factory=dict)
     as_of: dict[tuple[str, str, str], int] = field(default_factory=dict)
-    markers: dict[tuple[str, int], int] = field(default_factory=dict)  # -> through
+    positions: dict[str, Position] = field(default_factory=dict)  # shard id -> how far applied
     writes: int = 0
 
-    def apply(self, group: Group, expires_at: int) -> int | None:
-        marker = (group.event_id, group.part)
-        if marker in self.markers:
-            return self.markers[marker]
+    def apply(self, shard_id: str, group: Group, expires_at: int) -> Position | None:
+        position = self.positions.get(shard_id)
+        if position is not None and position.key() >= group.start.key():
+            return position
         self.writes += 1
-        self.markers[marker] = group.through
+        self.positions[shard_id] = group.through
         for key, change in group.changes.items():
             self.periods_kept[key] = self.periods_kept.get(key, Contribution()) + change
             self.as_of[key] = group.as_of

@@ -2,9 +2,11 @@
 Wiring only: see revsync.services.rollup.
 
 A batch (one shard's records, in order) is applied group by group; when a group fails, its first
-record is reported as the batch's failure, so Lambda retries from there and the groups' markers
-skip whatever was applied already. ``{"action": "seed", "tenant_id": ..., "cursor": ...}`` (an
-operator's invocation) counts the tenant's states written before the rollup existed.
+record is reported as the batch's failure, so Lambda retries from there, and the shard's position
+skips whatever was applied already. The mapping's tumbling window is there for the shard's id it
+puts in each event (the window's ``state`` is not used: it is answered empty, as Lambda requires).
+``{"action": "seed", "tenant_id": ..., "cursor": ...}`` (an operator's invocation) counts the
+tenant's states written before the rollup existed.
 """
 
 from __future__ import annotations
@@ -17,12 +19,10 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from revsync.domain.rollup import PieceChange
 from revsync.domain.routing import validate_tenant_id
 from revsync.services.rollup import RollupInterrupted, RollupWriter, UncountedPieces, apply_changes, seed
-from revsync.store.rollup import RevenueRollup, UncountedStates, piece_change
+from revsync.store.rollup import RevenueRollup, UncountedStates, stream_batch
 
 logger = Logger()
 metrics = Metrics()
@@ -45,39 +45,25 @@ def dependencies() -> Dependencies:
 
 def _apply(event: dict[str, Any]) -> dict[str, Any]:
     deps = dependencies()
-    changes: list[PieceChange] = []
-    sequences: dict[int, str] = {}
-    for record in DynamoDBStreamEvent(event).records:
-        stream = record.dynamodb
-        if stream is None:  # never: every record of a table's stream carries the change
-            continue
-        sequence = str(stream["SequenceNumber"])
-        change = piece_change(
-            str(record["eventID"]),
-            sequence,
-            stream.approximate_creation_date_time or 0,
-            stream.old_image,
-            stream.new_image,
-        )
-        changes.append(change)
-        sequences[change.sequence] = sequence  # reported back as Lambda gave it
+    batch = stream_batch(event)
+    if batch.shard_id is None:
+        raise ValueError("no shardId in the event: the mapping needs its TumblingWindowInSeconds")
     now = int(deps.clock())
     try:
-        outcome = apply_changes(changes, deps.rollup, now)
+        outcome = apply_changes(batch.shard_id, batch.changes, deps.rollup, now)
     except RollupInterrupted as exc:
-        logger.exception(
-            "rollup interrupted: the batch is retried from this record", sequence=sequences[exc.sequence]
-        )
+        failed = batch.sequence_numbers[exc.sequence]
+        logger.exception("rollup interrupted: retried from this record", sequence=failed)
         metrics.add_metric(name="RollupGroupsFailed", unit=MetricUnit.Count, value=1)
-        return {"batchItemFailures": [{"itemIdentifier": sequences[exc.sequence]}]}
+        return {"state": {}, "batchItemFailures": [{"itemIdentifier": failed}]}
     metrics.add_metric(name="RollupGroupsWritten", unit=MetricUnit.Count, value=outcome.written)
-    if outcome.found:
-        metrics.add_metric(name="RollupGroupsFoundApplied", unit=MetricUnit.Count, value=outcome.found)
+    if outcome.skipped:
+        metrics.add_metric(name="RollupGroupsSkipped", unit=MetricUnit.Count, value=outcome.skipped)
     if outcome.oldest_change is not None:
-        # Lambda's IteratorAge is the alarm's; this is the same lag as the rollup sees it.
+        # The lag as the rollup sees it (Lambda's IteratorAge, which the alarm watches, is the same).
         lag = max(0, now - outcome.oldest_change)
         metrics.add_metric(name="RollupLagSeconds", unit=MetricUnit.Seconds, value=lag)
-    return {"batchItemFailures": []}
+    return {"state": {}, "batchItemFailures": []}
 
 
 @metrics.log_metrics

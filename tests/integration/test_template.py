@@ -83,17 +83,20 @@ def test_worker_reports_partial_batch_failures(translated: dict[str, Any]) -> No
     assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
 
-def test_the_rollup_reads_the_sync_tables_stream_in_order_and_loses_nothing(translated: dict[str, Any]) -> None:
-    """Old and new images of every sync item change; one batch per shard at a time, never split (a
-    retry starts at a group's first record: revsync.domain.rollup), retried until its records leave
-    the stream and then kept in a queue; its lag alarms."""
+def test_the_rollup_reads_the_sync_tables_stream_in_order_and_loses_nothing(
+    translated: dict[str, Any],
+) -> None:
+    """Old and new images of every sync item change; one batch per shard at a time, with the shard's
+    id (a tumbling window's event carries it: revsync.domain.rollup keeps each shard's position),
+    retried until its records leave the stream and then kept in a queue; its lag alarms."""
     resources = translated["Resources"]
     stream = resources["SyncTable"]["Properties"]["StreamSpecification"]
     assert stream == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
     mapping = resources["RollupFunctionSyncStream"]["Properties"]
     assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["SyncTable", "StreamArn"]}
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert (mapping["ParallelizationFactor"], mapping["BisectBatchOnFunctionError"]) == (1, False)
+    assert mapping["ParallelizationFactor"] == 1
+    assert mapping["TumblingWindowInSeconds"] > 0  # for the shardId in each event
     assert mapping["MaximumRetryAttempts"] == -1
     assert mapping["StartingPosition"] == "TRIM_HORIZON"
     assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {

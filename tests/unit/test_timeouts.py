@@ -59,7 +59,7 @@ CLIENTS = {
     "WorkerFunction": {"aws": AWS, "pynamodb": PYNAMODB, "stripe": STRIPE},
     "TenantApiFunction": {"aws": AWS, "pynamodb": PYNAMODB, "stripe": STRIPE},
     "ImporterFunction": {"aws": AWS, "pynamodb": PYNAMODB, "stripe": STRIPE},
-    "RollupFunction": {"pynamodb": PYNAMODB},
+    "RollupFunction": {"aws": AWS, "pynamodb": PYNAMODB},
 }
 
 

@@ -9,11 +9,11 @@ what the old one added: applied once per record, the rollup equals the sum over 
 Periods: each month (``YYYY-MM``) and, so that a month's opening MRR is read from a few items
 whatever the tenant's age, each year (``YYYY``) is kept, summed.
 
-A stream batch is applied in groups of consecutive records, each group one all-or-nothing write
-under a marker keyed by its first record (and, for one record too big for one write, its part): a
-retried batch starts at a group's first record (Lambda retries from the batch's start, or from the
-record reported as failed, which is always a group's first), finds the marker and skips what it
-covers, so every record is applied exactly once however often and however cut it is delivered.
+A stream batch (one shard's records, in order) is applied in groups of consecutive records, each
+group one all-or-nothing write together with its shard's position (how far the shard's records are
+applied), conditional on the position being before the group: a record delivered again, in a batch
+retried whole, from a reported record, cut shorter or longer, is found applied and skipped, so every
+record is applied exactly once however often and however cut it is delivered.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class PieceChange(NamedTuple):
     """One stream record of an item holding a piece: its old and new piece (None: none counted)."""
 
     event_id: str  # unique in the stream
-    sequence: int  # ordered within the stream's shard, which holds a whole batch
+    sequence: int  # ordered within the stream's shard (a batch is one shard's)
     changed_at: int  # when the item changed (Unix seconds)
     old: Piece | None
     new: Piece | None
@@ -100,14 +100,34 @@ def combined(parts: Sequence[Mapping[RollupKey, Contribution]]) -> Changes:
     return {key: value for key, value in total.items() if any(value)}
 
 
-class Group(NamedTuple):
-    """Consecutive records applied together, or one part of a record too big for one write."""
+# A position's part when the whole record is applied.
+WHOLE_RECORD = 9999
 
-    event_id: str  # the first record's: with ``part``, the key of the group's marker
+
+class Position(NamedTuple):
+    """How far a shard's records are applied: every record before ``sequence``, and that record's
+    parts up to ``part`` (``WHOLE_RECORD``: all of it)."""
+
+    sequence: int
     part: int
+
+    def key(self) -> str:
+        """Sortable as text (a sequence number has up to 40 digits, more than a DynamoDB number)."""
+        return f"{self.sequence:040d}#{self.part:04d}"
+
+    @classmethod
+    def from_key(cls, key: str) -> Position:
+        sequence, part = key.split("#")
+        return cls(int(sequence), int(part))
+
+
+class Group(NamedTuple):
+    """Consecutive records of a shard applied together, or one part of a record too big for one write."""
+
+    start: Position  # where it starts: its first record, part ``part`` (0 unless a record's later part)
+    through: Position  # how far its shard is applied once it is
     parts: int  # more than one only for a record whose own changes exceed one write
-    through: int  # the last record's sequence number
-    end: int  # the index after the group's last record
+    end: int  # the index after the group's last record, once all its parts are applied
     changes: Changes
     as_of: int  # the newest record's time
 
@@ -120,17 +140,17 @@ def plan_group(
     limit: int = MAX_PERIODS_PER_GROUP,
 ) -> Group:
     """The group starting at ``records[begin]`` (its ``part``): as many consecutive records as fit in
-    ``limit`` periods. A function of the records from ``begin`` on, so a retry plans it again alike."""
+    ``limit`` periods; a record that does not fit alone, in parts of ``limit`` periods."""
     first = records[begin]
     own = changes[begin]
     if len(own) > limit:
         keys = sorted(own)
         chunks = [keys[i : i + limit] for i in range(0, len(keys), limit)]
+        last = part + 1 == len(chunks)
         return Group(
-            first.event_id,
-            part,
+            Position(first.sequence, part),
+            Position(first.sequence, WHOLE_RECORD if last else part),
             len(chunks),
-            first.sequence,
             begin + 1,
             {key: own[key] for key in chunks[part]},
             first.changed_at,
@@ -145,10 +165,9 @@ def plan_group(
         end += 1
     group = records[begin:end]
     return Group(
-        first.event_id,
-        0,
+        Position(first.sequence, 0),
+        Position(group[-1].sequence, WHOLE_RECORD),
         1,
-        group[-1].sequence,
         end,
         combined(changes[begin:end]),
         max(record.changed_at for record in group),

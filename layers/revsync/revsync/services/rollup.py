@@ -4,25 +4,33 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
-from revsync.domain.rollup import Group, PieceChange, change_of, plan_group
+from revsync.domain.rollup import (
+    MAX_PERIODS_PER_GROUP,
+    WHOLE_RECORD,
+    Group,
+    PieceChange,
+    Position,
+    change_of,
+    plan_group,
+)
 
-# A marker outlives every redelivery of its records: a stream keeps a record 24 hours.
-MARKER_SECONDS = 2 * 86_400
+# A shard's position outlives every redelivery of its records: a stream keeps a record 24 hours.
+POSITION_SECONDS = 2 * 86_400
 
 
 class RollupWriter(Protocol):
-    def apply(self, group: Group, expires_at: int) -> int | None:
-        """Apply the group and put its marker, all or nothing: None; or, if its marker is there
-        already, the sequence number of the last record that marker covers."""
+    def apply(self, shard_id: str, group: Group, expires_at: int) -> Position | None:
+        """Apply the group and move its shard's position to ``group.through``, all or nothing, if the
+        position is before ``group.start``: None; else (applied already) the position found."""
         ...
 
 
 class RollupInterrupted(RuntimeError):
-    """A group could not be written: the batch is to be retried from its first record."""
+    """A group could not be written: the batch is to be retried from the group's first record."""
 
     def __init__(self, sequence: int) -> None:
         super().__init__(f"rollup interrupted at sequence number {sequence}")
@@ -32,36 +40,46 @@ class RollupInterrupted(RuntimeError):
 class RollupOutcome(NamedTuple):
     records: int
     written: int  # groups written now
-    found: int  # groups found applied already (a retried batch)
+    skipped: int  # groups found applied already (records delivered again)
     oldest_change: int | None  # the time of the batch's oldest record
 
 
-def apply_changes(records: Sequence[PieceChange], rollup: RollupWriter, now: int) -> RollupOutcome:
-    """Apply a batch of one shard's records, in order, one group at a time; a group found applied
-    already is skipped with every record its marker covers. A failure raises ``RollupInterrupted``
-    with the failed group's first record: retrying from there applies what is left, once."""
+def apply_changes(
+    shard_id: str,
+    records: Sequence[PieceChange],
+    rollup: RollupWriter,
+    now: int,
+    limit: int = MAX_PERIODS_PER_GROUP,
+) -> RollupOutcome:
+    """Apply a batch of one shard's records, in order, one group (of at most ``limit`` periods) at a
+    time. A group found applied already tells how far the shard is: planning resumes from there. A
+    failure raises ``RollupInterrupted`` with the failed group's first record: whatever Lambda
+    delivers again from there (or from anywhere before) is applied once."""
     ordered = sorted(records, key=lambda record: record.sequence)
     sequences = [record.sequence for record in ordered]
     changes = [change_of(record.old, record.new) for record in ordered]
-    begin = part = written = found = 0
+    begin = part = written = skipped = 0
     while begin < len(ordered):
-        group = plan_group(ordered, changes, begin, part)
-        if not group.changes:  # nothing to add, nothing to mark
+        group = plan_group(ordered, changes, begin, part, limit)
+        if not group.changes:  # nothing to add: applying it again is harmless, so no write at all
             begin, part = group.end, 0
             continue
         try:
-            through = rollup.apply(group, now + MARKER_SECONDS)
+            found = rollup.apply(shard_id, group, now + POSITION_SECONDS)
         except Exception as exc:
             raise RollupInterrupted(ordered[begin].sequence) from exc
-        written, found = written + (through is None), found + (through is not None)
-        if group.part + 1 < group.parts:
-            part += 1
-        elif through is None or group.parts > 1:
-            begin, part = group.end, 0
+        if found is None:
+            written += 1
+            found = group.through
         else:
-            begin, part = max(begin + 1, bisect_right(sequences, through)), 0
+            skipped += 1
+        if found.part == WHOLE_RECORD:
+            begin, part = bisect_right(sequences, found.sequence), 0
+        else:  # a record applied in parts, up to this one
+            begin = bisect_left(sequences, found.sequence)
+            part = found.part + 1 if begin < len(ordered) and sequences[begin] == found.sequence else 0
     oldest = min((record.changed_at for record in ordered), default=None)
-    return RollupOutcome(len(ordered), written, found, oldest)
+    return RollupOutcome(len(ordered), written, skipped, oldest)
 
 
 class UncountedPieces(Protocol):

@@ -8,7 +8,7 @@
 * tenants: ``tenant#<id>`` items (connection, config, tracking, backfill) and ``account#<acct>``
   items routing Connect events to their tenant.
 * revenue: each tenant's monthly (and yearly) revenue totals, kept from the sync table's stream by
-  the rollup (revsync.store.rollup), and the markers of the stream records it applied.
+  the rollup (revsync.store.rollup), and how far it has applied each shard of the stream.
 
 Table names come from settings when first used (descriptors), so importing this module reads nothing;
 the region and endpoint come from botocore's own environment resolution.
@@ -309,16 +309,16 @@ class RevenuePeriodItem(RevenueItem):
     as_of = NumberAttribute(null=True)
 
 
-APPLIED_SK = "applied"
+def shard_partition(shard_id: str) -> str:
+    return f"shard#{shard_id}"
 
 
-def applied_partition(event_id: str, part: int) -> str:
-    return f"applied#{event_id}#{part}"
+POSITION_SK = "position"
 
 
-class AppliedGroupItem(RevenueItem):
-    """Marks a group of stream records as applied (revsync.domain.rollup): the group's first record,
-    and the sequence number of its last. Expires once the stream can no longer deliver them again."""
+class ShardPositionItem(RevenueItem):
+    """How far the rollup has applied one shard of the sync table's stream (domain.rollup.Position),
+    moved in the transaction of each group it applies. Expires once the shard can deliver nothing again."""
 
-    through = UnicodeAttribute()  # a sequence number: up to 40 digits, more than a DynamoDB number holds
+    position = UnicodeAttribute()  # Position.key()
     expires_at = NumberAttribute()

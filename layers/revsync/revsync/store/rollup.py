@@ -1,10 +1,10 @@
 """The revenue rollup's storage: reading stream images as pieces, applying groups of changes to the
 revenue table once each, reading a tenant's periods, and seeding pieces written before the rollup.
 
-Apply (``RevenueRollup.apply``): one transaction per group (revsync.domain.rollup): the group's
-marker, put only if absent, and an ADD of its changes to each period item (month and year, per
-tenant and currency). A group already applied is cancelled whole by its marker, which the
-cancellation returns: its ``through`` says which records it covered.
+Apply (``RevenueRollup.apply``): one transaction per group (revsync.domain.rollup): its shard's
+position, put only if it is before the group, and an ADD of its changes to each period item (month
+and year, per tenant and currency). A group applied already is cancelled whole by the position,
+which the cancellation returns: it says how far the shard is applied.
 
 Read (``RevenueRollup.periods``): two Queries of the tenant's partition, years before the first
 month asked and months from that year's January to the last: a few small items per month asked,
@@ -16,17 +16,20 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
-from pynamodb.connection import Connection, TableConnection
-from pynamodb.exceptions import TransactWriteError, UpdateError
+from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
+from botocore.exceptions import ClientError
+from pynamodb.connection import Connection
+from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from revsync.domain.history import Contribution, TimelineStart
-from revsync.domain.rollup import Group, Piece, PieceChange, RevenuePeriods
+from revsync.domain.rollup import Group, Piece, PieceChange, Position, RevenuePeriods
+from revsync.infra import aws
 from revsync.settings import get_settings
 from revsync.store import models
-from revsync.store.models import AppliedGroupItem, CustomerStateItem, RevenuePeriodItem
+from revsync.store.models import CustomerStateItem, RevenuePeriodItem, ShardPositionItem
 
 _FIELDS = Contribution._fields
 # Seeding reads the revenue index a page at a time (keys and timelines: ~110 bytes a customer).
@@ -46,21 +49,35 @@ def piece_of(image: Mapping[str, Any]) -> Piece | None:
     return Piece(str(tenant_id), points, TimelineStart(currency, int(mrr), bool(ever_paid)))
 
 
-def piece_change(
-    event_id: str,
-    sequence: str,
-    changed_at: int,
-    old_image: Mapping[str, Any] | None,
-    new_image: Mapping[str, Any] | None,
-) -> PieceChange:
-    """A stream record (images deserialized) as the rollup sees it."""
-    return PieceChange(
-        event_id,
-        int(sequence),
-        changed_at,
-        piece_of(old_image) if old_image else None,
-        piece_of(new_image) if new_image else None,
-    )
+class StreamBatch(NamedTuple):
+    """A Lambda event of the sync table's stream, as the rollup reads it."""
+
+    shard_id: str | None  # there when the mapping has a tumbling window
+    changes: list[PieceChange]
+    sequence_numbers: dict[int, str]  # as Lambda gave them (what a reported failure names)
+
+
+def stream_batch(event: dict[str, Any]) -> StreamBatch:
+    """The pieces each record's old and new images hold (images deserialized by Powertools)."""
+    stream_event = DynamoDBStreamEvent(event)
+    changes: list[PieceChange] = []
+    sequences: dict[int, str] = {}
+    for record in stream_event.records:
+        change = record.dynamodb
+        if change is None:  # never: every record of a table's stream carries its change
+            continue
+        sequence = str(change["SequenceNumber"])
+        old, new = change.old_image, change.new_image
+        piece = PieceChange(
+            str(record["eventID"]),
+            int(sequence),
+            change.approximate_creation_date_time or 0,
+            piece_of(old) if old else None,
+            piece_of(new) if new else None,
+        )
+        changes.append(piece)
+        sequences[piece.sequence] = sequence
+    return StreamBatch(stream_event.shard_id, changes, sequences)
 
 
 @lru_cache(maxsize=1)
@@ -79,20 +96,22 @@ def _year_before(month: str) -> str:
 
 
 class RevenueRollup:
-    def apply(self, group: Group, expires_at: int) -> int | None:
-        """Apply the group's changes and put its marker, all or nothing. None when done now; the
-        ``through`` of the marker found when the group was applied already."""
-        marker = AppliedGroupItem(
-            models.applied_partition(group.event_id, group.part),
-            models.APPLIED_SK,
-            through=str(group.through),
+    def apply(self, shard_id: str, group: Group, expires_at: int) -> Position | None:
+        """Add the group's changes to its periods and move its shard's position to its end, all or
+        nothing, if the position is before the group's start. None when done now; the position found
+        when the group was applied already."""
+        position = ShardPositionItem(
+            models.shard_partition(shard_id),
+            models.POSITION_SK,
+            position=group.through.key(),
             expires_at=expires_at,
+        )
+        before = ShardPositionItem.position.does_not_exist() | (
+            ShardPositionItem.position < group.start.key()
         )
         try:
             with TransactWrite(connection=_transactions()) as transaction:
-                transaction.save(
-                    marker, condition=AppliedGroupItem.pk.does_not_exist(), return_values="ALL_OLD"
-                )
+                transaction.save(position, condition=before, return_values="ALL_OLD")
                 for key, change in sorted(group.changes.items()):
                     item = RevenuePeriodItem(
                         models.rollup_partition(key.tenant_id),
@@ -110,7 +129,7 @@ class RevenueRollup:
             found = reasons[0] if reasons else None
             if found is None or found.code != "ConditionalCheckFailed" or not found.raw_item:
                 raise
-            return int(found.raw_item["through"]["S"])
+            return Position.from_key(found.raw_item["position"]["S"])
         return None
 
     def periods(self, tenant_id: str, first: str, last: str) -> RevenuePeriods:
@@ -132,17 +151,6 @@ class RevenueRollup:
         return RevenuePeriods(totals, as_of)
 
 
-@lru_cache(maxsize=1)
-def _sync_table() -> TableConnection:
-    return TableConnection(
-        get_settings().sync_table,
-        region=get_settings().region,
-        connect_timeout_seconds=models.CONNECT_TIMEOUT_SECONDS,
-        read_timeout_seconds=models.READ_TIMEOUT_SECONDS,
-        max_retry_attempts=models.MAX_RETRY_ATTEMPTS,
-    )
-
-
 class UncountedStates:
     """States written before the rollup existed: their timelines are in the revenue index, but the
     rollup does not count them (no ``rollup_tenant``). Setting it (and nothing else: not the state's
@@ -159,16 +167,17 @@ class UncountedStates:
         )
         counted = 0
         for item in page:
+            # Not through the model: its save and update move the state's version.
             try:
-                _sync_table().update_item(
-                    item.pk,
-                    range_key=item.sk,
-                    actions=[CustomerStateItem.rollup_tenant.set(tenant_id)],
-                    condition=CustomerStateItem.rollup_tenant.does_not_exist()
-                    & CustomerStateItem.timeline.exists(),
+                aws.dynamodb().update_item(
+                    TableName=get_settings().sync_table,
+                    Key={"pk": {"S": item.pk}, "sk": {"S": item.sk}},
+                    UpdateExpression="SET rollup_tenant = :tenant",
+                    ConditionExpression="attribute_not_exists(rollup_tenant) AND attribute_exists(timeline)",
+                    ExpressionAttributeValues={":tenant": {"S": tenant_id}},
                 )
-            except UpdateError as exc:
-                if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise
                 continue
             counted += 1
