@@ -21,7 +21,7 @@ from pynamodb.models import Model
 from revsync.domain.signature import compute_signature
 from revsync.infra import aws, secrets
 from revsync.settings import get_settings
-from revsync.store import models
+from revsync.store import models, rollup
 
 from local import apigw, lambda_runtime, moto_speedups, poller, streams
 from local.auth import LocalIssuer
@@ -49,6 +49,7 @@ def reset_process_caches() -> None:
     for model in vars(models).values():
         if isinstance(model, type) and issubclass(model, Model):
             model._connection = None
+    rollup.transactions.cache_clear()  # the revenue rollup's, likewise
     secrets.CACHE.clear()
     for logical_id in resources_of_type("AWS::Serverless::Function"):
         module = lambda_runtime.load_module(logical_id)

@@ -81,7 +81,7 @@ def stream_batch(event: dict[str, Any]) -> StreamBatch:
 
 
 @lru_cache(maxsize=1)
-def _transactions() -> Connection:
+def transactions() -> Connection:
     """One connection (one botocore client) per process for transactions, with the models' timeouts."""
     return Connection(
         region=get_settings().region,
@@ -110,7 +110,7 @@ class RevenueRollup:
             ShardPositionItem.position < group.start.key()
         )
         try:
-            with TransactWrite(connection=_transactions()) as transaction:
+            with TransactWrite(connection=transactions()) as transaction:
                 transaction.save(position, condition=before, return_values="ALL_OLD")
                 for key, change in sorted(group.changes.items()):
                     item = RevenuePeriodItem(
