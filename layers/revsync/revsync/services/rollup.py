@@ -73,11 +73,14 @@ def apply_changes(
             found = group.through
         else:
             skipped += 1
+        at = (begin, part)
         if found.part == WHOLE_RECORD:
             begin, part = bisect_right(sequences, found.sequence), 0
         else:  # a record applied in parts, up to this one
             begin = bisect_left(sequences, found.sequence)
             part = found.part + 1 if begin < len(ordered) and sequences[begin] == found.sequence else 0
+        if (begin, part) <= at:  # a position before the group cannot refuse it
+            raise RollupInterrupted(ordered[at[0]].sequence) from RuntimeError(f"stuck at {found}")
     oldest = min((record.changed_at for record in ordered), default=None)
     return RollupOutcome(len(ordered), written, skipped, oldest)
 
