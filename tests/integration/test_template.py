@@ -108,8 +108,8 @@ def test_the_rollup_reads_the_sync_tables_stream_in_order_and_loses_nothing(
     assert lag["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "RollupFunction"}}]
     failures = resources["RollupFailuresAlarm"]["Properties"]
     assert failures["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["RollupFailuresQueue", "QueueName"]}
-    markers = resources["RevenueTable"]["Properties"]["TimeToLiveSpecification"]
-    assert markers == {"AttributeName": "expires_at", "Enabled": True}
+    positions = resources["RevenueTable"]["Properties"]["TimeToLiveSpecification"]
+    assert positions == {"AttributeName": "expires_at", "Enabled": True}
     # The tenant API reads the rollup and writes nothing there.
     role = resources["TenantApiFunctionRole"]["Properties"]["Policies"]
     revenue = [

@@ -419,3 +419,14 @@ def test_seeding_goes_page_by_page_and_stops_in_time_with_its_cursor() -> None:
 def test_empty_timeline_pieces_and_nothing_counted_start_nowhere() -> None:
     assert change_of(None, None) == {}
     assert Piece("t", ()).start == FROM_NOTHING
+
+
+def test_the_settings_page_says_how_recent_the_figures_are() -> None:
+    from revsync.services.settings_page import revenue_section
+
+    month = {"month": "2026-01", "mrr_start": 0, "new": 4900, "expansion": 0, "reactivation": 0}
+    month |= {"contraction": 0, "churn": 0, "mrr_end": 4900, "customers_start": 0, "customers_end": 1}
+    shown = revenue_section({"currency": "usd", "months": [month], "as_of": 1_767_225_600})
+    assert '<p id="mrr-as-of">Includes changes made up to 2026-01-01 00:00:00 UTC.</p>' in shown
+    assert "mrr-as-of" not in revenue_section({"currency": "usd", "months": [month], "as_of": None})
+    assert "mrr-as-of" in revenue_section({"currency": None, "months": [], "as_of": 1_767_225_600})

@@ -30,7 +30,7 @@ from revsync.domain.history import (
     movements,
 )
 
-# A transaction writes at most 100 items: the group's marker and this many periods.
+# A transaction writes at most 100 items: the shard's position and this many periods.
 MAX_PERIODS_PER_GROUP = 99
 
 
