@@ -22,7 +22,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from local.template import load_template
+from local.template import LocalNames, load_template
 
 
 @dataclass
@@ -69,7 +69,7 @@ def stream_event(function: str) -> dict[str, Any]:
 
 def mapping(
     function: str,
-    names: Any,
+    names: LocalNames,
     invoke: Callable[[str, dict[str, Any]], Any],
     region: str,
     endpoint_url: str | None = None,
