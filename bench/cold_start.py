@@ -24,7 +24,13 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = 21
-BUDGETS = {"WebhookFunction": 1.25, "WorkerFunction": 2.0, "TenantApiFunction": 2.0, "ImporterFunction": 2.0}
+BUDGETS = {
+    "WebhookFunction": 1.25,
+    "WorkerFunction": 2.0,
+    "TenantApiFunction": 2.0,
+    "ImporterFunction": 2.0,
+    "RollupFunction": 2.0,
+}
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py", "urllib3")
 # What Lambda sets in a function's environment, and what the template sets (tracing on).
 LAMBDA_ENV = {
@@ -96,12 +102,13 @@ def main() -> int:
     for logical_id, budget in BUDGETS.items():
         path = [str(build / logical_id), str(layer), str(runtime)]
         environment = function_environment(template, logical_id)
+        module = template["Resources"][logical_id]["Properties"]["Handler"].rsplit(".", 1)[0]
         baseline: list[float] = []
         function: list[float] = []
         heavy: set[str] = set()
         for _ in range(SAMPLES):
             baseline.append(float(sample(baseline_path, "import boto3", {})["seconds"]))  # type: ignore[arg-type]
-            probe = sample(path, "import app", environment)
+            probe = sample(path, f"import {module}", environment)
             function.append(float(probe["seconds"]))  # type: ignore[arg-type]
             heavy.update(probe["heavy"])  # type: ignore[arg-type]
         ratio = statistics.median(function) / statistics.median(baseline)

@@ -16,6 +16,9 @@ the HTTP API's route is priced too). When `sam build` has run
   EventBridge 15 ms); memory sizes from template.yaml.
 - The change feed: PutEvents entries; CloudWatch Logs: the bytes the handlers log, plus Lambda's own
   START/END/REPORT lines per invocation unless the template's LoggingConfig drops them.
+- The revenue rollup: the sync table's stream (free to read) through its handler afterwards, in the
+  template's batches: its invocations, durations and transactions (the trickle line prices each
+  MRR change as a transaction of its own, with its shard's position).
 
 Prints one summary: per applied event against the worker budget (at most 2 writes, 1.5 write units,
 2 reads, 0.05 Stripe calls) and the cost at on-demand list prices (budget $3.50 per million). The
@@ -235,6 +238,32 @@ def _kind(table: str, item: dict[str, Any]) -> str:
     return str(item.get("kind", {}).get("S") or item.get("sk", {}).get("S", "sync").split("#")[0])
 
 
+def _rollup(stack: InProcessStack) -> tuple[Meter, Any, float, int]:
+    """The stream through the revenue rollup, metered: the meter, the mapping's stats, the handler's
+    own seconds, and the write units its MRR changes would take each in a transaction of its own
+    (its shard's position and each period it moves, twice: a trickle)."""
+    from revsync.domain.rollup import change_of  # noqa: PLC0415
+    from revsync.store.rollup import stream_batch  # noqa: PLC0415
+
+    from local import streams  # noqa: PLC0415
+
+    meter = Meter()
+    with metering(meter):
+        started = time.perf_counter()
+        flow = stack.drain_stream()
+        seconds = time.perf_counter() - started - meter.waited
+    assert stack.names is not None
+    events: list[dict[str, Any]] = []
+
+    def capture(function: str, event: dict[str, Any]) -> dict[str, Any]:
+        events.append(event)
+        return {"state": {}, "batchItemFailures": []}
+
+    streams.mapping("RollupFunction", stack.names, capture, "us-east-1").drain()
+    changes = [change_of(c.old, c.new) for event in events for c in stream_batch(event).changes]
+    return meter, flow, seconds, 2 * sum(1 + len(change) for change in changes if change)
+
+
 def _memory_gb(logical_id: str) -> float:
     return int(load_template()["Resources"][logical_id]["Properties"]["MemorySize"]) / 1024
 
@@ -379,8 +408,9 @@ def main(customers: int = 300) -> int:
         _count_logs(worker_log)
         with metering(worker):
             started = time.perf_counter()
-            stats = stack.drain()
+            stats = stack.drain(rollup=False)
             worker_seconds = time.perf_counter() - started - worker.waited
+        rollup, flow, rollup_seconds, lone_units = _rollup(stack)
 
     applied, n = stats.succeeded, len(events)
     writes = sum(worker.counts[name] for name in WRITES)
@@ -415,6 +445,16 @@ def main(customers: int = 300) -> int:
         ),
         "worker DynamoDB": PRICE["wru"] * wru / n + PRICE["rru"] * worker.rru / n,
         "change feed": PRICE["putevents"] * worker.feed_entries / n,
+        f"rollup Lambda ({flow.batches} batches)": flow.batches
+        / n
+        * (
+            PRICE["lambda_req"]
+            + PRICE["lambda_gb_s"]
+            * _memory_gb("RollupFunction")
+            * (rollup_seconds + rollup.modeled)
+            / max(1, flow.batches)
+        ),
+        "rollup DynamoDB": PRICE["wru"] * sum(rollup.wru.values()) / n,
         "CloudWatch Logs": PRICE["log_gb"]
         * (
             receiver_log.bytes
@@ -427,6 +467,8 @@ def main(customers: int = 300) -> int:
     }
     cost = sum(parts.values()) * 1e6
     trickle = cost + (1 - batches_per_event) * per_batch * 1e6
+    # At a trickle the rollup's transactions are the MRR changes' own (no batch to share them).
+    trickle += (PRICE["wru"] * lone_units - PRICE["wru"] * sum(rollup.wru.values())) / n * 1e6
     source = (
         "as built (.aws-sam/build)"
         if os.environ.get("REVSYNC_LOCAL_BUILD_DIR")
@@ -457,8 +499,10 @@ def main(customers: int = 300) -> int:
         )
     )
     print(
-        f"  at a trickle (one event per worker batch): ${trickle:.2f}; with the code at Lambda's vCPU "
-        f"share of its memory rather than this machine's full core: +${slower * 1e6:.2f}"
+        f"  at a trickle (one event per worker batch, each MRR change alone in a rollup transaction: "
+        f"+${(lone_units - sum(rollup.wru.values())) * PRICE['wru'] / n * 1e6:.2f} of it): ${trickle:.2f}; "
+        f"with the code at Lambda's vCPU share of its memory rather than this machine's full core: "
+        f"+${slower * 1e6:.2f}"
     )
     if entrance == "url":
         api = PRICE["apigw"] * 1e6

@@ -24,6 +24,8 @@ def _table_args(props: dict[str, Any], names: LocalNames) -> dict[str, Any]:
     }
     if props.get("GlobalSecondaryIndexes"):
         args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    if props.get("StreamSpecification"):
+        args["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
     return args
 
 

@@ -2,7 +2,8 @@
 
 Tables, queues and function environments come from template.yaml; HTTP requests are matched against
 the template's routes and handed to the real handlers as API Gateway v2 events; the events queue is
-drained into the real worker the way the SQS event-source mapping would.
+drained into the real worker the way the SQS event-source mapping would, and the sync table's stream
+into the revenue rollup the way the DynamoDB one would (local/streams.py).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from pynamodb.models import Model
 from revsync.domain.signature import compute_signature
 from revsync.infra import aws, secrets
 from revsync.settings import get_settings
-from revsync.store import models
+from revsync.store import models, rollup
 
-from local import apigw, lambda_runtime, moto_fifo, moto_speedups, poller
+from local import apigw, lambda_runtime, moto_fifo, moto_speedups, poller, streams
 from local.auth import LocalIssuer
 from local.aws import create_resources
 from local.environment import LOCAL_AWS, REGION, EnvironmentPatch, functions_environment
@@ -48,6 +49,7 @@ def reset_process_caches() -> None:
     for model in vars(models).values():
         if isinstance(model, type) and issubclass(model, Model):
             model._connection = None
+    rollup.transactions.cache_clear()  # the revenue rollup's, likewise
     secrets.CACHE.clear()
     for logical_id in resources_of_type("AWS::Serverless::Function"):
         module = lambda_runtime.load_module(logical_id)
@@ -66,6 +68,7 @@ class InProcessStack:
         self._mock = mock_aws()
         self._environment = EnvironmentPatch()
         self.names: LocalNames | None = None
+        self._rollup: streams.StreamMapping | None = None
         self.clock = clock
         self.issuer = LocalIssuer(clock=lambda: self.clock())  # noqa: PLW0108 (tests move stack.clock)
         self.gateway = apigw.Gateway(self.issuer, lambda_runtime.invoke)
@@ -173,11 +176,14 @@ class InProcessStack:
 
     # --- the queue ----------------------------------------------------------------------------
 
-    def drain(self, max_batches: int = 1000, queue: str = "EventsQueue") -> poller.PollStats:
+    def drain(
+        self, max_batches: int = 1000, queue: str = "EventsQueue", *, rollup: bool = True
+    ) -> poller.PollStats:
         """Feed ``queue`` to the function the template gives it as an SQS event source, in batches
-        of its size, until it is empty (the events queue to the worker by default)."""
+        of its size, until it is empty (the events queue to the worker by default); then
+        (``rollup``) the sync table's stream into the revenue rollup."""
         [source] = [s for s in queue_sources() if s.queue == queue]
-        return poller.drain(
+        stats = poller.drain(
             self.client("sqs"),
             self.queue_url(queue),
             lambda event: lambda_runtime.invoke(source.function, event),
@@ -185,6 +191,16 @@ class InProcessStack:
             max_batches=max_batches,
             batch_size=source.batch_size,
         )
+        if rollup:
+            self.drain_stream()
+        return stats
+
+    def drain_stream(self, max_batches: int = 1000) -> streams.StreamStats:
+        """The sync table's stream into the revenue rollup, as Lambda's mapping would feed it."""
+        if self._rollup is None:
+            assert self.names is not None
+            self._rollup = streams.mapping("RollupFunction", self.names, lambda_runtime.invoke, REGION)
+        return self._rollup.drain(max_batches)
 
     def queue_depth(self, logical_id: str) -> int:
         attributes = self.client("sqs").get_queue_attributes(

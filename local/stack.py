@@ -9,6 +9,8 @@
   webhooks there. Not a fixed port, so two stacks on other API ports never collide on it.
 - Pollers: feed each queue of the template's SQS event sources (the events queue to the worker, the
   catch-up queue to the reconciler) like the Lambda event-source mapping.
+- Stream poller: feeds the sync table's stream to the revenue rollup like Lambda's DynamoDB
+  event-source mapping (``local/streams.py``).
 - Stripe: the sandbox on ``REVSYNC_STRIPE_PORT`` (12111), unless ``REVSYNC_STRIPE_API_BASE`` points
   at another Stripe API. The platform key is ``REVSYNC_STRIPE_SECRET_KEY`` (``sk_test_platform``) and
   the Connect webhook secret ``REVSYNC_WEBHOOK_SECRET`` (``whsec_local``).
@@ -31,7 +33,7 @@ from moto.server import ThreadedMotoServer
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from local import apigw, lambda_runtime, moto_fifo, moto_speedups, poller, stepfunctions
+from local import apigw, lambda_runtime, moto_fifo, moto_speedups, poller, stepfunctions, streams
 from local.auth import LocalIssuer
 from local.aws import DEFAULT_PLATFORM_KEY, DEFAULT_WEBHOOK_SECRET, create_resources
 from local.environment import LOCAL_AWS, REGION, EnvironmentPatch, functions_environment
@@ -92,6 +94,10 @@ class LocalStack:
     # Per polled queue (the template's SQS event sources): whether its poller holds a batch, and counts.
     _pollers_busy: dict[str, threading.Event] = field(default_factory=dict)
     queue_stats: dict[str, poller.PollStats] = field(default_factory=dict)
+    _rollup_busy: threading.Event = field(default_factory=threading.Event)
+    _rollup_polling: bool = False  # the stream poller runs (flush waits for it to read the stream)
+    _rollup_polls: int = 0  # complete polls of the sync table's stream
+    _rollup_delivered: int = 0  # records the last one delivered
     _environment: EnvironmentPatch = field(default_factory=EnvironmentPatch)
     issuer: LocalIssuer = field(default_factory=LocalIssuer)
     gateway: apigw.Gateway = field(init=False)
@@ -180,6 +186,8 @@ class LocalStack:
             threading.Thread(
                 target=self._poll_forever, args=(source,), name=f"poller-{source.queue}", daemon=True
             ).start()
+        self._rollup_polling = True
+        threading.Thread(target=self._poll_stream_forever, name="stream-poller", daemon=True).start()
         if self.reconcile_seconds > 0:
             threading.Thread(target=self._reconcile_forever, name="reconcile-schedule", daemon=True).start()
         if self.sandbox is not None:
@@ -324,6 +332,23 @@ class LocalStack:
             if not received:
                 self._stop.wait(0.05)
 
+    def _poll_stream_forever(self) -> None:
+        assert self.names is not None
+        mapping = streams.mapping("RollupFunction", self.names, self._invoke, REGION, self.aws_url)
+        while not self._stop.is_set():
+            self._rollup_busy.set()
+            try:
+                delivered = mapping.poll_once()
+            except Exception:  # keep polling, as the event-source mapping does
+                log.exception("stream poller error")
+                delivered = 0
+            finally:
+                self._rollup_busy.clear()
+            self._rollup_delivered = delivered
+            self._rollup_polls += 1
+            if not delivered:
+                self._stop.wait(0.05)
+
     def queue_depth(self, logical_id: str) -> int:
         assert self.names is not None
         sqs = boto3.client("sqs", region_name=REGION, endpoint_url=self.aws_url)
@@ -341,12 +366,14 @@ class LocalStack:
 
     def flush(self, timeout: float = 120) -> dict[str, Any]:
         """Return once Stripe has nothing left to deliver, every polled queue (events, catch-up jobs)
-        is empty and their functions idle. Messages hidden by a deferral (Stripe's rate limit,
-        DynamoDB's throttling) are waited for too, with the messages of their FIFO group queued behind
-        them. Past ``timeout``, the answer says what is left: deliveries, messages queued, messages
-        still deferred and until when."""
+        is empty and their functions idle, and the revenue rollup has read the sync table's stream to
+        its end since. Messages hidden by a deferral (Stripe's rate limit, DynamoDB's throttling) are
+        waited for too, with the messages of their FIFO group queued behind them. Past ``timeout``,
+        the answer says what is left: deliveries, messages queued, messages still deferred and until
+        when."""
         deadline = self.clock() + timeout
         quiet = 0
+        polls = self._rollup_polls
         while True:
             pending = self.sandbox.pending() if self.sandbox else 0
             backlogs = [self.backlog(source.queue) for source in queue_sources()]
@@ -354,10 +381,15 @@ class LocalStack:
                 pending
                 or any(backlog.messages for backlog in backlogs)
                 or any(event.is_set() for event in self._pollers_busy.values())
+                or self._rollup_busy.is_set()
+                or self._rollup_delivered
             )
             quiet = 0 if busy else quiet + 1
+            polls = self._rollup_polls if not quiet else polls
+            # Two whole polls of the stream since the rest went quiet: the last writes were read.
+            stream_read = not self._rollup_polling or self._rollup_polls >= polls + 2
             dead_letters = self.backlog("EventsDeadLetterQueue").messages
-            if quiet >= 3:  # stable across a few looks: nothing in flight between the parts
+            if quiet >= 3 and stream_read:  # stable across a few looks: nothing in flight
                 return {"flushed": True, "dead_letters": dead_letters}
             if self.clock() >= deadline:
                 return {

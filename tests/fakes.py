@@ -12,6 +12,7 @@ from revsync.domain.events import Envelope, Observation, ParkedEvent, message_gr
 from revsync.domain.history import Contribution, HistoryLog, Timeline, revenue_totals
 from revsync.domain.reconcile import CatchUpJob, EventsState, PendingWindow, RunEnd
 from revsync.domain.record import CustomerRecord
+from revsync.domain.rollup import Group, Piece, PieceChange, Position, RevenuePeriods
 from revsync.domain.snapshots import (
     Coupon,
     InvoiceLine,
@@ -152,6 +153,8 @@ class FakeCustomers:
     records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     writes: int = 0
     reads: int = 0
+    # The sync table's stream as the rollup reads it: one record per state write.
+    stream: list[PieceChange] = field(default_factory=list)
 
     def load(self, tenant_id: str, customer_id: str) -> StoredCustomer:
         self.reads += 1
@@ -189,6 +192,20 @@ class FakeCustomers:
             record_version,
             history if history is not None else stored.history,
             timeline=timeline if timeline is not None else stored.timeline,
+        )
+        before, after = (
+            None if s is None else s.timeline
+            for s in (current, self.states[(tenant_id, objects.customer_id)])
+        )
+        sequence = len(self.stream) + 1
+        self.stream.append(
+            PieceChange(
+                f"event-{sequence}",
+                sequence,
+                sequence,
+                None if before is None else Piece(tenant_id, before),
+                None if after is None else Piece(tenant_id, after),
+            )
         )
         return version
 
@@ -233,6 +250,39 @@ class FakeCustomers:
         if record is None or record["stripe_customer_id"] != customer_id:
             return None
         return int(record["revsync_version"])
+
+
+@dataclass
+class FakeRollup:
+    """The revenue table's semantics (store.rollup) in memory: a group's changes and its shard's
+    position written together or not at all, a group applied already answered with the position."""
+
+    periods_kept: dict[tuple[str, str, str], Contribution] = field(default_factory=dict)
+    as_of: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    positions: dict[str, Position] = field(default_factory=dict)  # shard id -> how far applied
+    writes: int = 0
+
+    def apply(self, shard_id: str, group: Group, expires_at: int) -> Position | None:
+        position = self.positions.get(shard_id)
+        if position is not None and position.key() >= group.start.key():
+            return position
+        self.writes += 1
+        self.positions[shard_id] = group.through
+        for key, change in group.changes.items():
+            self.periods_kept[key] = self.periods_kept.get(key, Contribution()) + change
+            self.as_of[key] = group.as_of
+        return None
+
+    def periods(self, tenant_id: str, first: str, last: str) -> RevenuePeriods:
+        totals: dict[str, dict[str, Contribution]] = {}
+        as_of: int | None = None
+        year = first[:4]
+        for (tenant, currency, period), total in sorted(self.periods_kept.items()):
+            wanted = period < year if len(period) == 4 else f"{year}-01" <= period <= last
+            if tenant == tenant_id and wanted:
+                totals.setdefault(currency, {})[period] = total
+                as_of = max(as_of or 0, self.as_of[(tenant, currency, period)])
+        return RevenuePeriods(totals, as_of)
 
 
 @dataclass

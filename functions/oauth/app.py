@@ -29,6 +29,7 @@ from revsync.services import tenants as service
 from revsync.settings import get_settings
 from revsync.store.customers import CustomerStore
 from revsync.store.events_progress import EventsProgressStore
+from revsync.store.rollup import RevenueRollup
 from revsync.store.tenants import BackfillProgress, ConnectionMoved, OAuthStates, TenantStore
 from revsync.wiring import stripe_accounts
 
@@ -65,7 +66,7 @@ def dependencies() -> Dependencies:
         tenants=TenantStore(),
         records=CustomerStore(),
         histories=CustomerStore(),
-        revenue=CustomerStore(),
+        revenue=RevenueRollup(),
         claims=BackfillProgress(),
         states=OAuthStates(),
         platform=PlatformSecrets(),

@@ -123,7 +123,8 @@ def test_connect_pick_a_trait_and_watch_the_import(
     assert "stripe" in browser.find_element(By.TAG_NAME, "table").text
 
     # The revenue section: an MRR chart the server draws (checked on a screenshot: its bars are there,
-    # in their colour) and the same figures in a table.
+    # in their colour) and the same figures in a table, once the rollup has followed the import.
+    stack.flush()
     browser.refresh()
     chart = wait.until(expected_conditions.presence_of_element_located((By.ID, "mrr-chart")))
     image = Image.open(io.BytesIO(chart.screenshot_as_png)).convert("RGB")
@@ -136,6 +137,7 @@ def test_connect_pick_a_trait_and_watch_the_import(
     (tmp_path / "mrr-chart.png").write_bytes(chart.screenshot_as_png)
     table = browser.find_element(By.ID, "mrr-table").text
     assert "120.00 USD" in table  # three customers at 40.00 a month, new this month
+    assert "Includes changes made up to" in browser.find_element(By.ID, "mrr-as-of").text
     record = stack.admin("GET", "/tenants/web/customers/ws-1")
     assert record[0] == 200
     assert record[1]["mrr"] == 4000

@@ -76,9 +76,10 @@ def test_the_layer_ships_nothing_the_runtime_provides_nor_tests_or_local_code(bu
     built = {p.relative_to(python).as_posix() for p in (python / "revsync").rglob("*.py")}
     assert built == source
     # Each function ships its handler and nothing else.
-    for logical_id in resources_of_type("AWS::Serverless::Function"):
+    for logical_id, function in resources_of_type("AWS::Serverless::Function").items():
+        module = function["Properties"]["Handler"].rsplit(".", 1)[0]
         names = {p.name for p in (build / logical_id).iterdir()}
-        assert names == {"app.py", "__pycache__"}, (logical_id, names)
+        assert names == {f"{module}.py", "__pycache__"}, (logical_id, names)
 
 
 def test_every_module_is_precompiled_for_the_runtime(build: Path) -> None:

@@ -26,6 +26,7 @@ from revsync.domain.events import (
 from revsync.domain.history import Contribution, HistoryLog, history_entries
 from revsync.domain.reconcile import CatchUpJob, PendingWindow, RunEnd, catch_up_job
 from revsync.domain.record import derive_record
+from revsync.domain.rollup import WHOLE_RECORD, Group, Piece, Position, RevenuePeriods, RollupKey
 from revsync.domain.routing import TenantRoute
 from revsync.domain.state import CustomerObjects
 from revsync.domain.tenancy import Connection, SealedSecrets, Tenant
@@ -36,6 +37,7 @@ from revsync.infra.secrets import SealedSecretError, TenantSecrets, WebhookSecre
 from revsync.store.backfill_runs import BackfillRuns
 from revsync.store.customers import ConcurrentUpdate, CustomerStore, kept_invoice
 from revsync.store.events_progress import EventsProgressStore
+from revsync.store.rollup import RevenueRollup, stream_batch
 from revsync.store.tenant_lookup import DynamoTenantDirectory
 from revsync.store.tenants import TenantStore
 from revsync.stripe_api.client import (
@@ -46,9 +48,12 @@ from revsync.stripe_api.client import (
     StripeAccounts,
 )
 
+from local import streams
 from local import stripe_shapes as S
+from local.environment import REGION
 from local.inprocess import InProcessStack
 from local.stripe_sandbox.server import serve
+from local.template import LocalNames
 from tests.conftest import FROZEN_NOW
 from tests.e2e.conftest import free_port
 from tests.fakes import (
@@ -58,6 +63,7 @@ from tests.fakes import (
     FakeDirectory,
     FakeEventsProgress,
     FakeQueue,
+    FakeRollup,
     FakeSecrets,
     FakeStripe,
     FakeTenants,
@@ -813,3 +819,93 @@ def test_a_retired_secret_is_gone_and_retiring_it_again_is_harmless(signing_secr
     # receiver answers either with a 503, as for any failure to read a secret.
     with pytest.raises((ClientError, LookupError)):
         secrets.tenant(route)
+
+
+# --- the revenue rollup: the stream of the store's saves, and the revenue table -------------------
+
+
+def _saved_pieces(customers: Any) -> list[tuple[Piece | None, Piece | None]]:
+    """Each save's old and new piece, as the rollup reads them from the sync table's stream (from
+    DynamoDB's stream on moto, through the event Lambda's mapping would deliver)."""
+    if isinstance(customers, FakeCustomers):
+        changes = customers.stream
+    else:
+        events: list[dict[str, Any]] = []
+
+        def capture(function: str, event: dict[str, Any]) -> dict[str, Any]:
+            events.append(event)
+            return {"state": {}, "batchItemFailures": []}
+
+        streams.mapping("RollupFunction", LocalNames(region=REGION, queue_urls={}), capture, REGION).drain()
+        changes = [change for event in events for change in stream_batch(event).changes]
+    return [(c.old, c.new) for c in changes if (c.old, c.new) != (None, None)]
+
+
+def test_the_stream_of_saves_holds_each_saves_old_and_new_piece(customers: Any) -> None:
+    first = ((JAN, "usd", 4900),)
+    second = ((JAN, "usd", 4900), (FEB, "usd", 0))
+    stored = customers.load("t", "cus_p")
+    customers.save("t", stored, stored.objects, None, "u-p", 0, timeline=first)
+    with pytest.raises(ConcurrentUpdate):  # a stale save is no change: nothing in the stream
+        customers.save("t", stored, stored.objects, None, "u-p", 0, timeline=second)
+    again = customers.load("t", "cus_p")
+    customers.save("t", again, again.objects, None, "u-p", 0)  # the timeline kept: old == new
+    customers.save("t", customers.load("t", "cus_p"), again.objects, None, "u-p", 0, timeline=second)
+    never = customers.load("u", "cus_n")
+    customers.save("u", never, never.objects, None, "u-n", 0, timeline=())
+
+    assert _saved_pieces(customers) == [
+        (None, Piece("t", first)),
+        (Piece("t", first), Piece("t", first)),
+        (Piece("t", first), Piece("t", second)),
+        (None, Piece("u", ())),
+    ]
+
+
+@pytest.fixture(params=["fake", "dynamodb"])
+def rollup(request: pytest.FixtureRequest) -> Iterator[Any]:
+    yield from _fake_or_adapter(request, FakeRollup, RevenueRollup)
+
+
+def _group(first: int, last: int, changes: dict[RollupKey, Contribution], as_of: int) -> Group:
+    return Group(Position(first, 0), Position(last, WHOLE_RECORD), 1, 0, changes, as_of)
+
+
+NEW = Contribution(new=4900, new_customers=1)
+CHURN = Contribution(churn=4900, churned_customers=1)
+
+
+def test_a_group_is_applied_once_with_its_shards_position(rollup: Any) -> None:
+    january = {RollupKey("t", "usd", "2026-01"): NEW, RollupKey("t", "usd", "2026"): NEW}
+    group = _group(10, 12, january, JAN + 5)
+
+    assert rollup.apply("shard-a", group, FROZEN_NOW) is None
+    assert rollup.apply("shard-a", group, FROZEN_NOW) == Position(12, WHOLE_RECORD)  # again: found
+    inside = _group(11, 11, january, JAN + 6)  # a batch retried from inside the group
+    assert rollup.apply("shard-a", inside, FROZEN_NOW) == Position(12, WHOLE_RECORD)
+    part = Group(Position(13, 0), Position(13, 0), 2, 0, {RollupKey("t", "usd", "2026-02"): CHURN}, FEB)
+    assert rollup.apply("shard-a", part, FROZEN_NOW) is None
+    assert rollup.apply("shard-a", part, FROZEN_NOW) == Position(13, 0)  # its next part may follow
+    assert rollup.apply("shard-b", group, FROZEN_NOW) is None  # another shard's position is its own
+
+    periods = rollup.periods("t", "2026-01", "2026-03")
+    assert periods.totals == {
+        "usd": {"2026-01": Contribution(*(2 * v for v in NEW)), "2026-02": CHURN},
+    }
+    assert periods.as_of == FEB
+    assert rollup.periods("nobody", "2026-01", "2026-03") == RevenuePeriods({}, None)
+
+
+def test_periods_are_years_before_the_first_month_then_months_up_to_the_last(rollup: Any) -> None:
+    changes: dict[RollupKey, Contribution] = {}
+    for currency in ("usd", "eur"):
+        for period in ("2024-05", "2024", "2025-11", "2025", "2026-01", "2026-04", "2026-07", "2026"):
+            changes[RollupKey("t", currency, period)] = NEW
+    changes[RollupKey("other", "usd", "2025")] = NEW
+    rollup.apply("shard-a", _group(1, 1, changes, JAN), FROZEN_NOW)
+
+    found = rollup.periods("t", "2026-03", "2026-04")
+
+    expected = {"2024": NEW, "2025": NEW, "2026-01": NEW, "2026-04": NEW}
+    assert found.totals == {"usd": expected, "eur": expected}
+    assert found.as_of == JAN

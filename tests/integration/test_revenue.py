@@ -18,12 +18,14 @@ from typing import Any
 import boto3
 import pytest
 from revsync.domain.events import observation_of, parse_event
-from revsync.domain.history import Contribution, HistoryLog
+from revsync.domain.history import Contribution, HistoryLog, revenue_months
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.services.sync import apply_observation
 from revsync.store import models
 from revsync.store.customers import CustomerStore
+from revsync.store.rollup import RevenueRollup
 
+from local import lambda_runtime, streams
 from local import stripe_shapes as S
 from local.aws import read_change_feed
 from local.inprocess import InProcessStack
@@ -162,16 +164,18 @@ def test_months_histories_and_feed_from_webhooks_in_any_order(connected: InProce
 
     response = stack.request("GET", "/tenants/rev/revenue", query="from=2026-01&to=2026-03")
     assert response.status == 200, response.body
-    assert response.json() == {"currency": "usd", "months": EXPECTED_MONTHS}
+    report = response.json()
+    # When the newest change counted was made (the stream's time for it): how recent the rollup is.
+    assert isinstance(report.pop("as_of"), int)
+    assert report == {"currency": "usd", "months": EXPECTED_MONTHS}
     # A window later than the first month starts from everything before it; the currency defaults.
     march = stack.request("GET", "/tenants/rev/revenue", query="from=2026-03&to=2026-03&currency=usd").json()
     assert march["months"] == EXPECTED_MONTHS[2:]
-    assert stack.request(
-        "GET", "/tenants/rev/revenue", query="from=2026-01&to=2026-01&currency=eur"
-    ).json() == {
-        "currency": "eur",
-        "months": [{**EXPECTED_MONTHS[0], "new": 0, "mrr_end": 0, "customers_end": 0}],
-    }
+    euros = stack.request("GET", "/tenants/rev/revenue", query="from=2026-01&to=2026-01&currency=eur").json()
+    assert (euros["currency"], euros["months"]) == (
+        "eur",
+        [{**EXPECTED_MONTHS[0], "new": 0, "mrr_end": 0, "customers_end": 0}],
+    )
 
     bob = stack.request("GET", "/tenants/rev/customers/u-bob/history").json()
     assert bob == {
@@ -259,6 +263,7 @@ def test_unknown_customer_history_is_404(connected: InProcessStack) -> None:
     default = connected.request("GET", "/tenants/rev/revenue").json()
     assert len(default["months"]) == 12
     assert default["currency"] is None
+    assert default["as_of"] is None  # nothing counted yet
 
 
 # --- the fake keeps what the store keeps --------------------------------------------------------
@@ -382,3 +387,97 @@ def test_a_change_superseded_before_its_projection_is_still_published() -> None:
         ("expansion", 5000, 10000),
         ("new", 0, 5000),
     ]
+
+
+# --- the rollup: the stream's batches failed and retried, and states from before it ----------------
+
+
+@dataclass
+class _FlakyRollup:
+    """The rollup function's revenue table, its n-th write (from 0) failing before it lands
+    (``fail``) or after it landed with its answer lost (``lost``)."""
+
+    inner: Any
+    fail: set[int]
+    lost: set[int]
+    calls: int = 0
+
+    def apply(self, shard_id: str, group: Any, expires_at: int) -> Any:
+        call, self.calls = self.calls, self.calls + 1
+        if call in self.fail:
+            raise TimeoutError("write failed")
+        found = self.inner.apply(shard_id, group, expires_at)
+        if call in self.lost:
+            raise TimeoutError("answer lost")
+        return found
+
+
+def _recomputed_months(first: str, last: str) -> list[dict[str, Any]]:
+    """The months from the stored timelines (the revenue index, summed in memory): the check."""
+    return revenue_months(CustomerStore().revenue_totals("rev").get("usd", {}), first, last)
+
+
+def test_the_rollup_equals_the_recomputation_after_failed_and_retried_stream_batches(
+    connected: InProcessStack,
+) -> None:
+    """Webhooks shuffled and repeated; then the stream in batches of 3, a write lost after landing, a
+    write failing, the function's answer lost once (the batch again, cut shorter): the months are
+    the recomputation's, and the contract's."""
+    stack, events = connected, _story()
+    for event in [*random.Random(8).sample(events, len(events)), *events[:3]]:
+        assert stack.post_webhook(event, PLATFORM_SECRET).status == 200
+    stack.drain(rollup=False)
+    rollup = lambda_runtime.load_module("RollupFunction").dependencies()
+    rollup.rollup = _FlakyRollup(RevenueRollup(), fail={3}, lost={1})
+    invocations: list[int] = []
+
+    def invoke(function: str, event: dict[str, Any]) -> dict[str, Any]:
+        answer = lambda_runtime.invoke(function, event)
+        invocations.append(len(event["Records"]))
+        if len(invocations) == 4:  # Lambda never got the answer: the batch again, and shorter
+            mapping.batch_size = 2
+            raise TimeoutError("invocation timed out")
+        return answer
+
+    assert stack.names is not None
+    mapping = streams.mapping("RollupFunction", stack.names, invoke, "us-east-1")
+    mapping.batch_size = 3
+    stats = mapping.drain()
+
+    assert rollup.rollup.calls > 3  # both faulty writes happened
+    assert len(invocations) > 4  # and so did the lost answer, with the shorter batches after it
+    assert max(invocations[4:]) == 2
+    assert stats.failed >= 2
+    report = stack.request("GET", "/tenants/rev/revenue", query="from=2026-01&to=2026-03").json()
+    assert report["months"] == _recomputed_months("2026-01", "2026-03") == EXPECTED_MONTHS
+    # Everything again from the stream's start (a new mapping): every record found applied.
+    again = streams.mapping("RollupFunction", stack.names, lambda_runtime.invoke, "us-east-1").drain()
+    assert again.failed == 0
+    assert stack.request("GET", "/tenants/rev/revenue", query="from=2026-01&to=2026-03").json() == report
+
+
+def test_states_written_before_the_rollup_count_once_seeded(connected: InProcessStack) -> None:
+    """An upgraded stack: states written before the rollup carry no rollup_tenant, so it counts
+    nothing for them until they are written again or seeded; seeding twice counts them once."""
+    stack = connected
+    _deliver(stack, _story())
+    sync = stack.client("dynamodb")
+    assert stack.names is not None
+    table = stack.names.physical_name("SyncTable")
+    for customer in ("cus_ada", "cus_bob"):  # as the previous version wrote them
+        key = {"pk": {"S": models.sync_partition("rev", customer)}, "sk": {"S": models.STATE_SK}}
+        sync.update_item(TableName=table, Key=key, UpdateExpression="REMOVE rollup_tenant")
+    stack.drain()
+    before = stack.request("GET", "/tenants/rev/revenue", query="from=2026-01&to=2026-03").json()
+    assert before["months"] != EXPECTED_MONTHS  # only cy is counted
+    assert before["months"][-1]["customers_end"] == 1
+
+    seeded = lambda_runtime.invoke("RollupFunction", {"action": "seed", "tenant_id": "rev"})
+    assert seeded == {"tenant_id": "rev", "counted": 2, "cursor": None}
+    assert lambda_runtime.invoke("RollupFunction", {"action": "seed", "tenant_id": "rev"})["counted"] == 0
+    stack.drain()
+
+    report = stack.request("GET", "/tenants/rev/revenue", query="from=2026-01&to=2026-03").json()
+    assert report["months"] == _recomputed_months("2026-01", "2026-03") == EXPECTED_MONTHS
+    with pytest.raises(ValueError, match="tenant_id"):
+        lambda_runtime.invoke("RollupFunction", {"action": "seed", "tenant_id": "no#such"})

@@ -36,6 +36,12 @@ def translated_template() -> dict[str, Any]:
     return output
 
 
+def translated_template_source() -> dict[str, Any]:
+    """template.yaml as written (CodeUri and Handler of each function)."""
+    source: dict[str, Any] = yaml_parse((ROOT / "template.yaml").read_text())
+    return source
+
+
 @pytest.fixture(scope="module")
 def translated() -> dict[str, Any]:
     return translated_template()
@@ -61,6 +67,7 @@ def test_functions_are_python312_arm64_with_the_layer(translated: dict[str, Any]
         "TenantApiFunction",
         "ImporterFunction",
         "ReconcilerFunction",
+        "RollupFunction",
     }
     for function in functions.values():
         props = function["Properties"]
@@ -85,6 +92,45 @@ def test_worker_reports_partial_batch_failures(translated: dict[str, Any]) -> No
     assert _mapping(translated, "WorkerFunction")["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
 
+def test_the_rollup_reads_the_sync_tables_stream_in_order_and_loses_nothing(
+    translated: dict[str, Any],
+) -> None:
+    """Old and new images of every sync item change; one batch per shard at a time, with the shard's
+    id (a tumbling window's event carries it: revsync.domain.rollup keeps each shard's position),
+    retried until its records leave the stream and then kept in a queue; its lag alarms."""
+    resources = translated["Resources"]
+    stream = resources["SyncTable"]["Properties"]["StreamSpecification"]
+    assert stream == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    mapping = resources["RollupFunctionSyncStream"]["Properties"]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["SyncTable", "StreamArn"]}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["ParallelizationFactor"] == 1
+    assert mapping["TumblingWindowInSeconds"] > 0  # for the shardId in each event
+    assert mapping["MaximumRetryAttempts"] == -1
+    assert mapping["StartingPosition"] == "TRIM_HORIZON"
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["RollupFailuresQueue", "Arn"]
+    }
+    assert 0 < mapping["MaximumBatchingWindowInSeconds"] <= 60  # the lag a quiet stream adds
+    lag = resources["RollupLagAlarm"]["Properties"]
+    assert (lag["Namespace"], lag["MetricName"]) == ("AWS/Lambda", "IteratorAge")
+    assert lag["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "RollupFunction"}}]
+    failures = resources["RollupFailuresAlarm"]["Properties"]
+    assert failures["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["RollupFailuresQueue", "QueueName"]}
+    positions = resources["RevenueTable"]["Properties"]["TimeToLiveSpecification"]
+    assert positions == {"AttributeName": "expires_at", "Enabled": True}
+    # The tenant API reads the rollup and writes nothing there.
+    role = resources["TenantApiFunctionRole"]["Properties"]["Policies"]
+    revenue = [
+        statement
+        for policy in role
+        for statement in policy["PolicyDocument"]["Statement"]
+        if "RevenueTable" in json.dumps(statement["Resource"])
+    ]
+    assert revenue
+    assert not {a for s in revenue for a in s["Action"] if "Put" in a or "Update" in a or "Delete" in a}
+
+
 def test_events_queue_is_fifo_with_a_dlq_and_an_alarm(translated: dict[str, Any]) -> None:
     queue = translated["Resources"]["EventsQueue"]["Properties"]
     assert queue["FifoQueue"] is True
@@ -97,7 +143,7 @@ def test_events_queue_is_fifo_with_a_dlq_and_an_alarm(translated: dict[str, Any]
 
 def test_tables_are_on_demand_encrypted_with_pitr(translated: dict[str, Any]) -> None:
     tables = _resources(translated, "AWS::DynamoDB::Table")
-    assert len(tables) == 3
+    assert len(tables) == 4
     for table in tables.values():
         props = table["Properties"]
         assert props["BillingMode"] == "PAY_PER_REQUEST"
@@ -168,13 +214,14 @@ def test_operations_logs_kept_alarms_and_tracing_where_instrumented(translated: 
         "BackfillFailedAlarm",
         "ReconcileDeadLetterAlarm",
         "ReconcileBehindAlarm",
+        "RollupLagAlarm",
+        "RollupFailuresAlarm",
     } <= set(alarms)
     # X-Ray where Powertools' Tracer instruments the handler, and only there.
-    declared = yaml_parse((ROOT / "template.yaml").read_text())["Resources"]
     for name, function in _resources(translated, "AWS::Lambda::Function").items():
-        code = declared[name]["Properties"]
-        module = code["Handler"].rsplit(".", 1)[0]
-        source = (ROOT / code["CodeUri"] / f"{module}.py").read_text()
+        declared = translated_template_source()["Resources"][name]["Properties"]
+        module = declared["Handler"].rsplit(".", 1)[0]
+        source = (ROOT / declared["CodeUri"] / f"{module}.py").read_text()
         traced = function["Properties"].get("TracingConfig", {}).get("Mode") == "Active"
         assert traced == ("Tracer()" in source), name
 

@@ -27,7 +27,7 @@ from revsync.errors import ApiError
 from revsync.services.revenue import revenue
 
 from local import stripe_shapes as S
-from tests.fakes import FakeCustomers
+from tests.fakes import FakeRollup
 
 JAN = calendar.timegm((2026, 1, 1, 0, 0, 0))
 DAY = 86_400
@@ -354,7 +354,7 @@ _QUERIES = st.dictionaries(
 def test_any_revenue_query_answers_months_or_a_400(query: dict[str, str]) -> None:
     refused: ApiError | None = None
     try:
-        answer = revenue("t", query, totals=FakeCustomers(), now=1_800_000_000)
+        answer = revenue("t", query, totals=FakeRollup(), now=1_800_000_000)
     except ApiError as exc:
         refused = exc
     if refused is not None:

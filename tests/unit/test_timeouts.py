@@ -60,6 +60,7 @@ CLIENTS = {
     "TenantApiFunction": {"aws": AWS, "pynamodb": PYNAMODB, "stripe": STRIPE},
     "ImporterFunction": {"aws": AWS, "pynamodb": PYNAMODB, "stripe": STRIPE},
     "ReconcilerFunction": {"aws": AWS, "pynamodb": PYNAMODB, "stripe": STRIPE},
+    "RollupFunction": {"aws": AWS, "pynamodb": PYNAMODB},
 }
 
 
@@ -101,7 +102,7 @@ def test_the_clients_are_built_with_those_settings() -> None:
         aws.CONNECT_TIMEOUT_SECONDS,
         aws.READ_TIMEOUT_SECONDS,
     )
-    for model in (models.SyncItem, models.CustomerRecordItem, models.TenantsItem):
+    for model in (models.SyncItem, models.CustomerRecordItem, models.TenantsItem, models.RevenueItem):
         assert model.Meta.read_timeout_seconds == models.READ_TIMEOUT_SECONDS
         assert model.Meta.max_retry_attempts == models.MAX_RETRY_ATTEMPTS
 

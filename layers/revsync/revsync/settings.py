@@ -27,6 +27,8 @@ class Settings(NamedTuple):
     customers_table: str
     sync_table: str
     tenants_table: str
+    # The tenants' monthly revenue rollup (revsync.store.rollup), kept from the sync table's stream.
+    revenue_table: str
     events_queue_url: str
     dead_letter_queue_url: str
     # The catch-up jobs' queue (one message group per tenant), and the period the schedule queues
@@ -91,6 +93,7 @@ def get_settings() -> Settings:
         customers_table=_required("CUSTOMERS_TABLE"),
         sync_table=_required("SYNC_TABLE"),
         tenants_table=_required("TENANTS_TABLE"),
+        revenue_table=os.environ.get("REVENUE_TABLE", f"revsync-{stage}-revenue"),
         events_queue_url=os.environ.get("EVENTS_QUEUE_URL", ""),
         dead_letter_queue_url=os.environ.get("DEAD_LETTER_QUEUE_URL", ""),
         reconcile_queue_url=os.environ.get("RECONCILE_QUEUE_URL", ""),

@@ -1,8 +1,9 @@
 """MRR history and monthly revenue movements (DESIGN.md "MRR history and movements"): the read side.
 
 ``GET .../customers/{external_id}/history`` replays the customer's kept observations;
-``GET .../revenue`` reads the tenant's monthly totals (one Query over its months, never its
-customers) and accumulates them into start / movements / end per month.
+``GET .../revenue`` reads the tenant's totals from the revenue rollup (whole years before the first
+month asked, then months: a few items per month asked, never its customers) and accumulates them
+into start / movements / end per month, saying how recent the newest change counted is (``as_of``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from revsync.domain.history import (
     mrr_timeline,
     revenue_months,
 )
+from revsync.domain.rollup import RevenuePeriods
 from revsync.errors import ApiError
 from revsync.services.tenants import RecordReader, checked_tenant_id, customer_record
 
@@ -36,7 +38,7 @@ class HistoryReader(Protocol):
 
 
 class RevenueReader(Protocol):
-    def revenue_totals(self, tenant_id: str) -> dict[str, dict[str, Contribution]]: ...
+    def periods(self, tenant_id: str, first: str, last: str) -> RevenuePeriods: ...
 
 
 def customer_history(
@@ -71,14 +73,15 @@ def _most_common(totals: Mapping[str, Mapping[str, Contribution]], last: str) ->
     """The currency most of the tenant's paying customers use at the end of ``last``."""
 
     def weight(currency: str) -> tuple[int, int, str]:
-        upto = [t for month, t in totals[currency].items() if month <= last]
+        upto = [t for period, t in totals[currency].items() if period <= last]
         return sum(t.net_customers for t in upto), sum(t.net_mrr for t in upto), currency
 
     return max(totals, key=weight, default=None)
 
 
 def revenue(tenant_id: str, query: Mapping[str, str], *, totals: RevenueReader, now: int) -> dict[str, Any]:
-    """``?from=YYYY-MM&to=YYYY-MM[&currency=usd]``; without them the twelve months up to now's."""
+    """``?from=YYYY-MM&to=YYYY-MM[&currency=usd]``; without them the twelve months up to now's.
+    ``as_of`` (an extension of the contract's document): when the newest change counted was made."""
     tenant_id = checked_tenant_id(tenant_id)
     last = _month(query.get("to"), "to") or month_of(now)
     first = _month(query.get("from"), "from") or _months_before(last, DEFAULT_MONTHS - 1)
@@ -89,9 +92,10 @@ def revenue(tenant_id: str, query: Mapping[str, str], *, totals: RevenueReader, 
     currency = query.get("currency")
     if currency is not None and not _CURRENCY.fullmatch(currency):
         raise ApiError(400, "invalid_currency", "currency must be a lowercase ISO code such as usd")
-    found = totals.revenue_totals(tenant_id)
-    currency = currency or _most_common(found, last)
+    found = totals.periods(tenant_id, first, last)
+    currency = currency or _most_common(found.totals, last)
     return {
         "currency": currency,
-        "months": revenue_months(found.get(currency or "", {}), first, last),
+        "months": revenue_months(found.totals.get(currency or "", {}), first, last),
+        "as_of": found.as_of,
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -95,12 +96,21 @@ def _money(amount: int, currency: str | None) -> str:
     return f"{value} {code.upper()}".strip()
 
 
+def _as_of(report: dict[str, Any]) -> str:
+    """How recent the figures are: the monthly totals are a rollup that follows changes shortly after."""
+    as_of = report.get("as_of")
+    if as_of is None:
+        return ""
+    moment = datetime.fromtimestamp(int(as_of), tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return f'<p id="mrr-as-of">Includes changes made up to {_e(moment)} UTC.</p>'
+
+
 def revenue_section(report: dict[str, Any]) -> str:
     """MRR at the end of each month as an SVG bar chart the server draws, and the same figures with
-    the five movements in a table alongside (what a screen reader reads)."""
+    the five movements in a table alongside (what a screen reader reads), and how recent they are."""
     months, currency = report["months"], report["currency"]
     if not currency or not any(m["mrr_end"] or m["mrr_start"] for m in months):
-        return "<p>No recurring revenue yet.</p>"
+        return "<p>No recurring revenue yet.</p>" + _as_of(report)
     top = max(1, *(m["mrr_end"] for m in months))
     slot = (_CHART_WIDTH - _AXIS) / len(months)
     plot = _CHART_HEIGHT - _AXIS
@@ -136,7 +146,7 @@ def revenue_section(report: dict[str, Any]) -> str:
         "</figcaption></figure>"
         f'<table id="mrr-table"><caption>Monthly MRR movements ({_e(currency.upper())})</caption>'
         f'<thead><tr><th scope="col">month</th>{head}<th scope="col">paying customers</th></tr></thead>'
-        f"<tbody>{rows}</tbody></table>"
+        f"<tbody>{rows}</tbody></table>{_as_of(report)}"
     )
 
 

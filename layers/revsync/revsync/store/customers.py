@@ -288,6 +288,7 @@ class CustomerStore:
             item.timeline = _timeline_to_json(timeline)
             # In the revenue index only with a point (sparse: customers that never had MRR stay out).
             item.tenant_id = tenant_id if timeline else None
+        item.rollup_tenant = tenant_id  # the revenue rollup counts its timeline (store.rollup)
         try:
             item.save()  # VersionAttribute: conditional on the version we loaded
         except PutError as exc:

@@ -1,4 +1,4 @@
-"""PynamoDB models of revsync's three tables.
+"""PynamoDB models of revsync's four tables.
 
 * customers: the customer records (contract), keyed by (tenant_id, external_id); shared with the
   platform's analytics import, so revsync only ever SETs or REMOVEs the attributes it owns.
@@ -7,6 +7,8 @@
   and the archives of its older paid invoices; the ``revenue`` index lists a tenant's MRR timelines.
 * tenants: ``tenant#<id>`` items (connection, config, tracking, backfill) and ``account#<acct>``
   items routing Connect events to their tenant.
+* revenue: each tenant's monthly (and yearly) revenue totals, kept from the sync table's stream by
+  the rollup (revsync.store.rollup), and how far it has applied each shard of the stream.
 
 Table names come from settings when first used (descriptors), so importing this module reads nothing;
 the region and endpoint come from botocore's own environment resolution.
@@ -148,6 +150,10 @@ class CustomerStateItem(SyncItem, discriminator="state"):
     tenant_id = UnicodeAttribute(null=True)
     timeline = UnicodeAttribute(null=True)
     revenue_index = RevenueIndex()
+    # The tenant whose revenue rollup counts this item's timeline (every item holding a piece of a
+    # timeline carries it): an item written before the rollup existed has none, is not counted, and
+    # is counted from its next write (or when revsync.store.rollup seeds it).
+    rollup_tenant = UnicodeAttribute(null=True)
 
 
 INVOICE_ARCHIVE_SK_PREFIX = "invoices#"
@@ -272,3 +278,56 @@ class AccountItem(TenantsItem, discriminator="account"):
     account_id = UnicodeAttribute()
     status = UnicodeAttribute()
     livemode = BooleanAttribute(default=False)
+
+
+# --- revenue table --------------------------------------------------------------------------------
+
+
+def rollup_partition(tenant_id: str) -> str:
+    return f"tenant#{tenant_id}"
+
+
+def rollup_sort_key(currency: str, period: str) -> str:
+    """``m#YYYY-MM#<currency>`` for a month, ``y#YYYY#<currency>`` for a year."""
+    return f"{'m' if len(period) > 4 else 'y'}#{period}#{currency}"
+
+
+class RevenueItem(Model):
+    class Meta:
+        table_name = _FromSettings("revenue_table")
+        connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
+        read_timeout_seconds = READ_TIMEOUT_SECONDS
+        max_retry_attempts = MAX_RETRY_ATTEMPTS
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
+class RevenuePeriodItem(RevenueItem):
+    """A tenant's movements in one month (or year) and currency, summed over its customers."""
+
+    new = NumberAttribute(default=0)
+    expansion = NumberAttribute(default=0)
+    reactivation = NumberAttribute(default=0)
+    contraction = NumberAttribute(default=0)
+    churn = NumberAttribute(default=0)
+    new_customers = NumberAttribute(default=0)
+    reactivated_customers = NumberAttribute(default=0)
+    churned_customers = NumberAttribute(default=0)
+    # When the newest change applied to it was made (the stream record's time, Unix seconds).
+    as_of = NumberAttribute(null=True)
+
+
+def shard_partition(shard_id: str) -> str:
+    return f"shard#{shard_id}"
+
+
+POSITION_SK = "position"
+
+
+class ShardPositionItem(RevenueItem):
+    """How far the rollup has applied one shard of the sync table's stream (domain.rollup.Position),
+    moved in the transaction of each group it applies. Expires once the shard can deliver nothing again."""
+
+    position = UnicodeAttribute()  # Position.key()
+    expires_at = NumberAttribute()
