@@ -137,7 +137,7 @@ def _observation(draw: Any) -> Observation:
 _histories = st.lists(_observation(), min_size=1, max_size=14)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(_histories, st.booleans(), st.randoms(use_true_random=False))
 def test_the_replay_gives_the_timeline_the_record_gives_at_each_second(
     observations: list[Observation], imported: bool, rng: Any

@@ -77,7 +77,7 @@ def revenue_view(snapshot: Snapshot) -> Snapshot | None:
     return None
 
 
-def _canonical(view: Any) -> str:
+def canonical_view(view: Any) -> str:
     return json.dumps(view, sort_keys=True, separators=(",", ":"))
 
 
@@ -106,7 +106,7 @@ class HistoryLog(NamedTuple):
         if not document:
             return cls()
         return cls(
-            tuple(_canonical(view) for view in document["views"]),
+            tuple(canonical_view(view) for view in document["views"]),
             frozenset(Entry(int(at), str(source), int(view)) for at, source, view in document["entries"]),
         )
 
@@ -114,12 +114,25 @@ class HistoryLog(NamedTuple):
         views, index = list(self.views), {view: i for i, view in enumerate(self.views)}
         entries = set(self.entries)
         for at, source, snapshot in additions:
-            text = _canonical(snapshot)
+            text = canonical_view(snapshot)
             if text not in index:
                 index[text] = len(views)
                 views.append(text)
             entries.add(Entry(at, source, index[text]))
         return HistoryLog(tuple(views), frozenset(entries))
+
+    def between(self, low: int | None, high: int | None) -> HistoryLog:
+        """The entries observed from ``low`` to before ``high`` (None: no bound), with their views only."""
+        kept = sorted(
+            e for e in self.entries if (low is None or e.at >= low) and (high is None or e.at < high)
+        )
+        numbers: dict[int, int] = {}  # old view index -> new, in the order of first use
+        for entry in kept:
+            numbers.setdefault(entry.view, len(numbers))
+        return HistoryLog(
+            tuple(self.views[old] for old in numbers),
+            frozenset(Entry(e.at, e.source, numbers[e.view]) for e in kept),
+        )
 
     def observations(self) -> list[Observation]:
         parsed = [json.loads(view) for view in self.views]
