@@ -13,7 +13,15 @@ from typing import Any, Protocol
 
 from revsync.domain.changes import record_change
 from revsync.domain.events import Observation
-from revsync.domain.history import HistoryLog, Timeline, history_entries, mrr_timeline
+from revsync.domain.history import history_entries
+from revsync.domain.history_archive import (
+    HistoryChunk,
+    HistoryUpdate,
+    KeptHistory,
+    history_after,
+    needs_archive,
+    whole_timeline,
+)
 from revsync.domain.record import CustomerRecord, derive_record, record_key_unknown
 from revsync.domain.snapshots import (
     Coupon,
@@ -56,10 +64,13 @@ class Customers(Protocol):
         external_id: str | None,
         config_version: int,
         record_changed: bool = True,
-        history: HistoryLog | None = None,
-        timeline: Timeline | None = None,
+        history: HistoryUpdate | None = None,
         record_waits: bool = False,
     ) -> int: ...
+
+    def history_archive(self, tenant_id: str, customer_id: str) -> list[HistoryChunk]:
+        """The customer's archived MRR history (read only for an observation before the state's boundary)."""
+        ...
 
     def project(
         self, record: CustomerRecord, version: int, previous_external_id: str | None, *, repair: bool
@@ -142,20 +153,29 @@ def _enriched(
 
 
 def _history_after(
-    customer_id: str, stored: StoredCustomer, seen: list[Observation], imported: bool
-) -> tuple[HistoryLog, Timeline | None]:
-    """The kept observations with ``seen`` added, and the MRR timeline they give (None: the stored
-    one still holds). The tenant's months are sums of its customers' stored timelines."""
-    history = stored.history
-    after = history.with_entries(entry for kept in seen for entry in history_entries(kept, imported=imported))
-    if after == history and stored.timeline is not None:
-        return history, None
-    return after, tuple(mrr_timeline(customer_id, after.observations()))
+    customers: Customers,
+    tenant_id: str,
+    customer_id: str,
+    stored: StoredCustomer,
+    seen: list[Observation],
+    imported: bool,
+) -> HistoryUpdate | None:
+    """The MRR history with ``seen`` added (None: nothing to write). An observation before the state's
+    boundary (a late one, or an import's start years back) reads the archived history first."""
+    additions = [entry for kept in seen for entry in history_entries(kept, imported=imported)]
+    archive = None
+    if needs_archive(stored.history, additions):
+        archive = customers.history_archive(tenant_id, customer_id)
+    return history_after(stored.history, additions, archive)
 
 
-def _stopped_paying(timeline: Timeline) -> bool:
-    """Whether MRR fell to zero after being positive, at some point of ``timeline``."""
-    paying = False
+def _stopped_paying(kept: KeptHistory) -> bool:
+    """Whether MRR fell to zero after being positive, at some time of the customer's timeline."""
+    start = kept.checkpoint.start  # what the archived history ended with
+    if start.ever_paid and start.mrr == 0:
+        return True
+    paying = start.mrr > 0
+    timeline = kept.timeline if kept.timeline is not None else whole_timeline(kept, ())
     for _, _, mrr in timeline:
         if mrr > 0:
             paying = True
@@ -177,10 +197,7 @@ def _publish(
     # before the record did: one that waited for its customer object).
     ever_paid = False
     if (previous is None or not previous["mrr"]) and record["mrr"] > 0:
-        before = stored.timeline
-        if before is None:  # a state written before timelines were kept
-            before = tuple(mrr_timeline(customer_id, stored.history.observations()))
-        ever_paid = _stopped_paying(before)
+        ever_paid = _stopped_paying(stored.history)
     detail = record_change(previous, record, observed_at, ever_paid)
     if detail is not None:
         changes.publish(detail)
@@ -259,8 +276,8 @@ def apply_observation(
             continue
         record, previous, waits = _records(tenant_id, tenant, stored, outcome.objects, imported)
         config_moved = stored.config_version != tenant.config_version
-        history, timeline = _history_after(customer_id, stored, seen, imported)
-        if not outcome.changed and not config_moved and history == stored.history:
+        history = _history_after(customers, tenant_id, customer_id, stored, seen, imported)
+        if not outcome.changed and not config_moved and history is None:
             # Nothing new, but the record may lag the state it derives from (a projection that failed
             # after the state write, then a redrive): one read tells, whatever the receive count.
             wanted = stored.record_version
@@ -282,7 +299,6 @@ def apply_observation(
                 tenant.config_version,
                 record_changed=not waits and (record != previous or config_moved),
                 history=history,
-                timeline=timeline,
                 record_waits=waits,
             )
         except ConcurrentUpdate:
