@@ -133,9 +133,14 @@ def index_bytes(tenant_id: str) -> int:
     """What a Query of the revenue index reads, as DynamoDB sizes it (names and values of the
     projected item: index and table keys, timeline, kind)."""
     total = 0
-    for item in models.CustomerStateItem.revenue_index.query(tenant_id):
+    index = models.RevenueIndex.Meta.index_name
+    for item in models.TimelinePieceItem.query(tenant_id, index_name=index):
         values = {"tenant_id": item.tenant_id, "pk": item.pk, "sk": item.sk, "timeline": item.timeline}
-        total += sum(len(k) + len(str(v).encode()) for k, v in values.items()) + len("kind") + len("state")
+        total += (
+            sum(len(k) + len(str(v).encode()) for k, v in values.items())
+            + len("kind")
+            + len(str(models.SyncItem.kind.get_discriminator(type(item))))
+        )
     return total
 
 

@@ -259,6 +259,7 @@ class Meter:
         self.rru = 0.0
         self.feed_entries = 0
         self.waited = 0.0
+        self.waited_cpu = 0.0  # this thread's CPU time in moto (the same thread runs it)
         self.modeled = 0.0
         # The sync table's revenue index as the writes seen so far leave it: item key -> its entry.
         self.index: dict[tuple[str, str], tuple[str, str]] = {}
@@ -302,6 +303,8 @@ class Meter:
                 size = item_bytes(part["Item"]) if action == "Put" else updated_item_bytes(part)
                 key = part.get("Item") or part.get("Key") or {}
                 self.wru[_kind(part["TableName"], key)] += 2 * max(1, math.ceil(size / 1024))
+                if action == "Put":  # an index write is not doubled: only the table's are transactional
+                    self._index_write(part["TableName"], part["Item"])
         elif name in READS:
             self.rru += 1  # small items, strongly consistent: one unit per 4 KB
         elif name == "PutEvents":
@@ -316,9 +319,10 @@ def metering(meter: Meter) -> Iterator[None]:
     original = BotocoreStubber.__call__
 
     def metered(stubber: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         response = original(stubber, event_name, request, **kwargs)
         if response is not None:
+            meter.waited_cpu += time.thread_time() - cpu
             meter.request(request, time.perf_counter() - started)
         return response
 

@@ -4,9 +4,12 @@ A customer's MRR timeline is a function of the *set* of its observations: MRR(t)
 rules give for the latest observation of each object observed at or before t. The write path keeps
 that set small: each customer or subscription observation is kept as its *revenue view* (the
 snapshot without what cannot move MRR: period dates, names, metadata), and equal views are stored
-once (``HistoryLog``). Each change of MRR(t) is a movement; a customer's movements give its
-contribution to each month (``Contribution``), and a tenant's months are sums of those over its
-customers' timelines (the write path keeps each customer's timeline with its state, in one write).
+once (``HistoryLog``). The timeline is replayed from that set (``replay``), keeping each
+subscription's value, linear in subscriptions and changes, and resumable from a ``Checkpoint`` (how
+revsync.domain.history_archive keeps a long history in pieces). Each change of MRR(t) is a movement;
+a customer's movements give its contribution to each month (``Contribution``), and a tenant's months
+are sums of those over its customers' timelines (the write path keeps each customer's timeline, in
+pieces, with its state).
 """
 
 from __future__ import annotations

@@ -32,16 +32,15 @@ from revsync.domain.history import (
     HistoryLog,
     Timeline,
     TimelineStart,
-    canonical_view,
     mrr_timeline,
     replay,
 )
 from revsync.domain.snapshots import Snapshot
 
 # Seconds of observations a state holds before it spills the older ones into a chunk.
-SPILL_AT = 16
+SPILL_AT = 12
 # Seconds a spill leaves in the state: those of the last LATE_SECONDS, within these bounds.
-KEEP_FEWEST, KEEP_MOST = 4, 8
+KEEP_FEWEST, KEEP_MOST = 4, 6
 LATE_SECONDS = 3 * 86_400  # Stripe redelivers for up to three days
 # Seconds per chunk when a state spills more than one chunk's worth (a state of the format before
 # chunks, holding its whole history, is converted by its next save).
@@ -66,12 +65,8 @@ class KeptHistory(NamedTuple):
         document = self.log.to_json()
         if self.boundary is None:
             return document
-        index = {view: number for number, view in enumerate(self.log.views)}
-        held = []
-        for observation in self.checkpoint.held:
-            view = observation["snapshot"]
-            known = index.get(canonical_view(view))
-            held.append([observation["observed_at"], observation["source"], view if known is None else known])
+        # Each held view in full: most are older than the log's (the state compresses the repeats).
+        held = [[o["observed_at"], o["source"], o["snapshot"]] for o in self.checkpoint.held]
         return {
             **document,
             "boundary": self.boundary,
@@ -87,14 +82,8 @@ class KeptHistory(NamedTuple):
         log = HistoryLog.from_json(document)
         if not document or document.get("boundary") is None:
             return cls(log, timeline)
-        views = document["views"]
         held = tuple(
-            Observation(
-                snapshot=views[view] if isinstance(view, int) else view,
-                observed_at=int(at),
-                source=source,
-                event_id=None,
-            )
+            Observation(snapshot=view, observed_at=int(at), source=source, event_id=None)
             for at, source, view in document["held"]
         )
         checkpoint = Checkpoint(held, frozenset(document["provisional"]), start)

@@ -5,6 +5,14 @@ partition), one conditional write of the state item (its MRR timeline included: 
 are summed from the sparse ``revenue`` index over those, which DynamoDB writes only when a timeline
 changes), and one conditional update of the record when the derived record changed.
 
+The MRR history is kept in pieces (revsync.domain.history_archive): the state holds its newest
+seconds, history archives (``history#000001``, ...) the older ones, each with its piece of the
+timeline (and in the revenue index while that piece has points). The Query above stops short of the
+history archives (their keys sort first); they are read only when an observation falls before the
+state's boundary. Archives are written in one transaction with the state write that counts them
+(new or rewritten), conditioned as invoice archives are: a piece of a timeline is never counted
+without the state that counts it, and a stale writer never overwrites one.
+
 Paid invoices live in the state item itself, the newest ``INLINE_INVOICES`` of them, so paying one
 costs no write of its own. When one more arrives, the state's inline invoices move, together, into
 an archive item (``invoices#000001``, ``#000002``, ...) and the state counts one more archive: the
