@@ -73,11 +73,12 @@ soak: $(STAMP) ## 10,000 hostile inputs over HTTP against a fresh local stack; p
 redrive: $(STAMP) ## move every message parked in the local stack's dead-letter queue back to its queue (`make up` running)
 	$(VPY) -m local.redrive
 
-bench: $(STAMP) build ## run the benchmarks under bench/ (cold start as built, backfill rate use, per-event cost, revenue at 10k customers)
+bench: $(STAMP) build ## run the benchmarks under bench/ (cold start as built, backfill rate use, per-event cost, revenue at 10k customers, MRR history over years)
 	-$(VPY) -m bench.cold_start
 	-$(VPY) -m bench.backfill
 	-$(VPY) -m bench.worker_cost
 	-$(VPY) -m bench.revenue
+	-$(VPY) -m bench.history
 
 clean: ## remove the virtualenv and build output
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache
