@@ -195,6 +195,11 @@ class FakeCustomers:
         self.reads += 1
         return list(self.archives.get((tenant_id, customer_id), {}).values())
 
+    def history_chunk(self, tenant_id: str, customer_id: str, at: int) -> HistoryChunk | None:
+        self.reads += 1
+        later = [c for c in self.archives.get((tenant_id, customer_id), {}).values() if c.until > at]
+        return min(later, key=lambda chunk: chunk.until, default=None)
+
     def revenue_totals(self, tenant_id: str) -> dict[str, dict[str, Contribution]]:
         self.reads += 1
         # As the revenue index holds them: states written before timelines were kept are not in it.

@@ -276,6 +276,10 @@ def test_a_timeline_in_pieces_is_saved_with_its_state_and_summed_whole(customers
     loaded = customers.load("t", "cus_p")
     assert loaded.history == kept
     assert sorted(customers.history_archive("t", "cus_p")) == list(chunks)
+    # The archive holding a time: the first that ends after it (none after the last).
+    assert customers.history_chunk("t", "cus_p", JAN) == chunks[0]
+    assert customers.history_chunk("t", "cus_p", JAN + 10 * day) == chunks[1]
+    assert customers.history_chunk("t", "cus_p", FEB) is None
     whole = chunks[0].timeline + recent
     assert customers.timeline("t", "cus_p") == whole
     assert customers.revenue_totals("t") == revenue_totals([whole])

@@ -132,10 +132,13 @@ def test_a_late_observation_in_an_archived_period_gives_the_whole_sets_timeline(
     _apply(store, late)
     assert store.timeline("hist", "cus_ada") == _expected(seen)
     assert store.revenue_totals("hist") == revenue_totals([_expected(seen)])
-    assert list(archive_writes) == ["history#000001"]  # only the archive whose piece changed
+    first = min(store.history_archive("hist", "cus_ada"), key=lambda chunk: chunk.number)
+    assert list(archive_writes) == [f"history#{first.until:012d}"]  # only the one whose piece changed
 
     version = store.load("hist", "cus_ada").version
-    _apply(store, late)  # delivered again: reads the archive, changes nothing, writes nothing
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store, "history_archive", None)  # not read whole
+        _apply(store, late)  # delivered again: the archive holding it has it; nothing is written
     assert store.load("hist", "cus_ada").version == version
 
     # A backfill reads a subscription the webhooks never saw: it enters at its start, 200 days back,

@@ -11,11 +11,13 @@ When the state holds ``SPILL_AT`` seconds of observations, all but its newest (t
 Stripe's redelivery window, where they fit: ``KEEP_FEWEST`` to ``KEEP_MOST`` seconds) move into a new
 chunk, written with the state that counts it in one transaction: a piece is never counted twice or
 lost, whoever wins a race. An observation at or after the boundary replays from the checkpoint (a
-few seconds of history, whatever its length); one before it (a late delivery, a backfill's
-reconstructed start years back) is rare: it replays the whole history from the chunks and rewrites
-the chunks whose content changed (a piece whose end changes changes the next one's start) and the
-state, again in one transaction. The timeline is a function of the set of observations whatever the
-order they came in; only where the pieces are cut depends on when the state spilled.
+few seconds of history, whatever its length). One before it is looked for in the chunk holding its
+time (a redelivery, a catch-up or a backfill reading it again: found, nothing changes); a new one
+(a late delivery, a backfill's reconstructed start years back) is rare: it replays the whole history
+from the chunks and rewrites the chunks whose content changed (a piece whose end changes changes the
+next one's start) and the state, again in one transaction. The timeline is a function of the set
+of observations whatever the order they came in; only where the pieces are cut depends on when the
+state spilled.
 """
 
 from __future__ import annotations
@@ -110,7 +112,32 @@ class HistoryUpdate(NamedTuple):
 
 def needs_archive(kept: KeptHistory, additions: Iterable[Addition]) -> bool:
     """Whether some addition falls before the boundary: its chunks must be read (``history_after``)."""
-    return kept.boundary is not None and any(at < kept.boundary for at, _, _ in additions)
+    return bool(archived_times(kept, additions))
+
+
+def archived_times(kept: KeptHistory, additions: Iterable[Addition]) -> list[int]:
+    """The times of the additions that fall before the boundary (in an archived period)."""
+    if kept.boundary is None:
+        return []
+    return sorted({at for at, _, _ in additions if at < kept.boundary})
+
+
+def without_archived(
+    kept: KeptHistory, additions: Sequence[Addition], holding: Sequence[HistoryChunk]
+) -> list[Addition] | None:
+    """The additions left once those an archive already holds are taken out (a redelivery, a catch-up
+    listing what was seen, a backfill reading a subscription again): the set is unchanged by them,
+    and so is every piece. ``holding``: the chunk that holds each archived addition's time (the first
+    whose ``until`` is after it). None: some archived addition is new (read the whole archive)."""
+    left: list[Addition] = []
+    for addition in additions:
+        if kept.boundary is None or addition[0] >= kept.boundary:
+            left.append(addition)
+            continue
+        chunk = min((c for c in holding if c.until > addition[0]), key=lambda c: c.until, default=None)
+        if chunk is None or chunk.log.with_entries([addition]) != chunk.log:
+            return None
+    return left
 
 
 def history_after(

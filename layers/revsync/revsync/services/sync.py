@@ -18,9 +18,10 @@ from revsync.domain.history_archive import (
     HistoryChunk,
     HistoryUpdate,
     KeptHistory,
+    archived_times,
     history_after,
-    needs_archive,
     whole_timeline,
+    without_archived,
 )
 from revsync.domain.record import CustomerRecord, derive_record, record_key_unknown
 from revsync.domain.snapshots import (
@@ -70,6 +71,10 @@ class Customers(Protocol):
 
     def history_archive(self, tenant_id: str, customer_id: str) -> list[HistoryChunk]:
         """The customer's archived MRR history (read only for an observation before the state's boundary)."""
+        ...
+
+    def history_chunk(self, tenant_id: str, customer_id: str, at: int) -> HistoryChunk | None:
+        """The history archive holding time ``at`` (the first that ends after it; None: none does)."""
         ...
 
     def project(
@@ -161,11 +166,22 @@ def _history_after(
     imported: bool,
 ) -> HistoryUpdate | None:
     """The MRR history with ``seen`` added (None: nothing to write). An observation before the state's
-    boundary (a late one, or an import's start years back) reads the archived history first."""
+    boundary (a late one, or an import's start years back) reads the archive that holds its time:
+    if it is there already (a redelivery), nothing changes; if not, the whole archived history."""
     additions = [entry for kept in seen for entry in history_entries(kept, imported=imported)]
+    late = archived_times(stored.history, additions)
+    holding: list[HistoryChunk] = []
+    for at in late:
+        if not holding or at >= holding[-1].until:
+            chunk = customers.history_chunk(tenant_id, customer_id, at)
+            holding += [chunk] if chunk is not None else []
     archive = None
-    if needs_archive(stored.history, additions):
-        archive = customers.history_archive(tenant_id, customer_id)
+    if late:
+        left = without_archived(stored.history, additions, holding)
+        if left is None:
+            archive = customers.history_archive(tenant_id, customer_id)
+        else:
+            additions = left
     return history_after(stored.history, additions, archive)
 
 
@@ -186,7 +202,6 @@ def _stopped_paying(kept: KeptHistory) -> bool:
 
 def _publish(
     changes: ChangeFeed,
-    customer_id: str,
     stored: StoredCustomer,
     previous: CustomerRecord | None,
     record: CustomerRecord,
@@ -313,6 +328,6 @@ def apply_observation(
         # The version-checked state write is the change; a newer record projected first (another
         # worker's later event) does not undo it, so it is published either way.
         if changes is not None and record != previous:
-            _publish(changes, customer_id, stored, previous, record, observation["observed_at"])
+            _publish(changes, stored, previous, record, observation["observed_at"])
         return SyncResult(result, outcome.decision.reason, refetches, conflicts, written)
     raise RetryLater(f"gave up after {conflicts} concurrent updates")

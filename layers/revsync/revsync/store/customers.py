@@ -6,7 +6,7 @@ are summed from the sparse ``revenue`` index over those, which DynamoDB writes o
 changes), and one conditional update of the record when the derived record changed.
 
 The MRR history is kept in pieces (revsync.domain.history_archive): the state holds its newest
-seconds, history archives (``history#000001``, ...) the older ones, each with its piece of the
+seconds, history archives (``history#<until>``, numbered) the older ones, each with its piece of the
 timeline (and in the revenue index while that piece has points). The Query above stops short of the
 history archives (their keys sort first); they are read only when an observation falls before the
 state's boundary. Archives are written in one transaction with the state write that counts them
@@ -223,8 +223,10 @@ def _archive_key(number: int) -> str:
     return f"{models.INVOICE_ARCHIVE_SK_PREFIX}{number:06d}"
 
 
-def _history_key(number: int) -> str:
-    return f"{models.HISTORY_ARCHIVE_SK_PREFIX}{number:06d}"
+def _history_key(until: int) -> str:
+    """A history archive's sort key: by the time it ends (its range never changes), so the archive
+    holding a time is the first key after it, and keys sort in time order."""
+    return f"{models.HISTORY_ARCHIVE_SK_PREFIX}{until:012d}"
 
 
 def _chunk(item: HistoryArchiveItem) -> HistoryChunk:
@@ -301,6 +303,13 @@ class CustomerStore:
         archived = HistoryArchiveItem.sk.startswith(models.HISTORY_ARCHIVE_SK_PREFIX)
         return [_chunk(item) for item in HistoryArchiveItem.query(pk, archived, consistent_read=True)]
 
+    def history_chunk(self, tenant_id: str, customer_id: str, at: int) -> HistoryChunk | None:
+        """The history archive holding time ``at`` (the first that ends after it; None: none does)."""
+        pk = models.sync_partition(tenant_id, customer_id)
+        after = HistoryArchiveItem.sk.between(_history_key(at + 1), models.HISTORY_KEYS_END)
+        found = HistoryArchiveItem.query(pk, after, consistent_read=True, limit=1)
+        return next((_chunk(item) for item in found), None)
+
     def save(
         self,
         tenant_id: str,
@@ -374,13 +383,14 @@ class CustomerStore:
     ) -> None:
         """The chunks and the state in one transaction (the state's version checked). Over 99 chunks
         (a late observation that changes years of pieces), the first transactions check the state's
-        version and write chunks only: if a later one loses, the retry replays again and rewrites
-        what differs."""
+        version and write the newest chunks only; the oldest, which hold the new observations, go
+        with the state in the last: if it loses, the observations are not archived, so their retry
+        replays the whole history again and rewrites what differs."""
         version = stored.version or 0
         items = [
             HistoryArchiveItem(
                 state.pk,
-                _history_key(chunk.number),
+                _history_key(chunk.until),
                 number=chunk.number,
                 until=chunk.until,
                 spilled_from=version,
@@ -400,8 +410,10 @@ class CustomerStore:
             if stored.version is None
             else CustomerStateItem.version == stored.version
         )
+        newest_first = sorted(items, key=lambda item: -int(item.number))
         batches = [
-            items[i : i + CHUNKS_PER_TRANSACTION] for i in range(0, len(items), CHUNKS_PER_TRANSACTION)
+            newest_first[i : i + CHUNKS_PER_TRANSACTION]
+            for i in range(0, len(newest_first), CHUNKS_PER_TRANSACTION)
         ]
         connection = DynamoConnection(
             connect_timeout_seconds=models.CONNECT_TIMEOUT_SECONDS,
