@@ -468,7 +468,10 @@ class CustomerStore:
         index = models.RevenueIndex.Meta.index_name
         for item in TimelinePieceItem.query(tenant_id, index_name=index):
             pieces.setdefault(item.pk, []).append((item.sk, _timeline_from_json(item.timeline) or ()))
-        timelines = (tuple(p for _, piece in sorted(found) for p in piece) for found in pieces.values())
+        timelines = (
+            found[0][1] if len(found) == 1 else tuple(p for _, piece in sorted(found) for p in piece)
+            for found in pieces.values()
+        )
         return revenue_totals(timelines)
 
     def timeline(self, tenant_id: str, customer_id: str) -> Timeline | None:
