@@ -73,12 +73,13 @@ soak: $(STAMP) ## 10,000 hostile inputs over HTTP against a fresh local stack; p
 redrive: $(STAMP) ## move every message parked in the local stack's dead-letter queue back to its queue (`make up` running)
 	$(VPY) -m local.redrive
 
-bench: $(STAMP) build ## run the benchmarks under bench/ (cold start as built, backfill, per-event cost, revenue reads, the platform at 5,000 tenants)
+bench: $(STAMP) build ## run the benchmarks under bench/ (cold start as built, backfill, per-event cost, revenue reads, MRR history over years, the platform at 5,000 tenants)
 	-$(VPY) -m bench.cold_start
 	-$(VPY) -m bench.backfill
 	-$(VPY) -m bench.worker_cost
 	-$(VPY) -m bench.revenue
 	-$(VPY) -m bench.platform
+	-$(VPY) -m bench.history
 
 clean: ## remove the virtualenv and build output
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache

@@ -288,6 +288,7 @@ class Meter:
         self.rru = 0.0
         self.feed_entries = 0
         self.waited = 0.0
+        self.waited_cpu = 0.0  # this thread's CPU time in moto (the same thread runs it)
         self.modeled = 0.0
         # The sync table's revenue index as the writes seen so far leave it: item key -> its entry.
         self.index: dict[tuple[str, str], tuple[str, str]] = {}
@@ -331,6 +332,8 @@ class Meter:
                 size = item_bytes(part["Item"]) if action == "Put" else updated_item_bytes(part)
                 key = part.get("Item") or part.get("Key") or {}
                 self.wru[_kind(part["TableName"], key)] += 2 * max(1, math.ceil(size / 1024))
+                if action == "Put":  # an index write is not doubled: only the table's are transactional
+                    self._index_write(part["TableName"], part["Item"])
         elif name in READS:
             self.rru += 1  # small items, strongly consistent: one unit per 4 KB
         elif name == "PutEvents":
@@ -347,9 +350,10 @@ def metering(meter: Meter, timer: Callable[[], float] = time.perf_counter) -> It
     original = BotocoreStubber.__call__
 
     def metered(stubber: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
-        started = timer()
+        started, cpu = timer(), time.thread_time()
         response = original(stubber, event_name, request, **kwargs)
         if response is not None:
+            meter.waited_cpu += time.thread_time() - cpu
             meter.request(request, timer() - started)
         return response
 

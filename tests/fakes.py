@@ -9,7 +9,8 @@ from typing import Any
 import stripe
 from revsync.domain.backfill import Run, Segment
 from revsync.domain.events import Envelope, Observation, ParkedEvent, message_group
-from revsync.domain.history import Contribution, HistoryLog, Timeline, revenue_totals
+from revsync.domain.history import Contribution, Timeline, TimelineStart, revenue_totals
+from revsync.domain.history_archive import HistoryChunk, HistoryUpdate, whole_timeline
 from revsync.domain.reconcile import CatchUpJob, EventsState, PendingWindow, RunEnd
 from revsync.domain.record import CustomerRecord
 from revsync.domain.rollup import Group, Piece, PieceChange, Position, RevenuePeriods
@@ -151,6 +152,8 @@ class FakeCustomers:
 
     states: dict[tuple[str, str], StoredCustomer] = field(default_factory=dict)
     records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # The history archives of each customer, by number (written with the state, in one transaction).
+    archives: dict[tuple[str, str], dict[int, HistoryChunk]] = field(default_factory=dict)
     writes: int = 0
     reads: int = 0
     # The sync table's stream as the rollup reads it: one record per state write.
@@ -171,14 +174,25 @@ class FakeCustomers:
         external_id: str | None,
         config_version: int,
         record_changed: bool = True,
-        history: HistoryLog | None = None,
-        timeline: Timeline | None = None,
+        history: HistoryUpdate | None = None,
         record_waits: bool = False,
     ) -> int:
         current = self.states.get((tenant_id, objects.customer_id))
         if (current.version if current else None) != stored.version:
             raise ConcurrentUpdate(objects.customer_id)
         self.writes += 1  # paid invoices are kept in the state (archived in one write every few)
+        if history is not None and history.chunks:
+            archive = self.archives.setdefault((tenant_id, objects.customer_id), {})
+            for chunk in history.chunks:
+                # The sync table's stream has a record for each piece item written (old, new image).
+                old = archive.get(chunk.number)
+                self._stream_piece(
+                    tenant_id,
+                    None if old is None else (old.timeline, old.start),
+                    (chunk.timeline, chunk.start),
+                )
+                archive[chunk.number] = chunk
+            self.writes += len(history.chunks)
         version = (stored.version or 0) + 1
         carried = stored.record_version if not record_changed and stored.record_version else version
         record_version = 0 if record_waits else carried
@@ -190,34 +204,59 @@ class FakeCustomers:
             external_id,
             config_version,
             record_version,
-            history if history is not None else stored.history,
-            timeline=timeline if timeline is not None else stored.timeline,
+            history.kept if history is not None else stored.history,
         )
         before, after = (
-            None if s is None else s.timeline
+            None
+            if s is None or s.history.timeline is None
+            else (s.history.timeline, s.history.checkpoint.start)
             for s in (current, self.states[(tenant_id, objects.customer_id)])
         )
+        self._stream_piece(tenant_id, before, after)
+        return version
+
+    def _stream_piece(
+        self,
+        tenant_id: str,
+        before: tuple[Timeline, TimelineStart] | None,
+        after: tuple[Timeline, TimelineStart] | None,
+    ) -> None:
         sequence = len(self.stream) + 1
         self.stream.append(
             PieceChange(
                 f"event-{sequence}",
                 sequence,
                 sequence,
-                None if before is None else Piece(tenant_id, before),
-                None if after is None else Piece(tenant_id, after),
+                None if before is None else Piece(tenant_id, *before),
+                None if after is None else Piece(tenant_id, *after),
             )
         )
-        return version
+
+    def history_archive(self, tenant_id: str, customer_id: str) -> list[HistoryChunk]:
+        self.reads += 1
+        return list(self.archives.get((tenant_id, customer_id), {}).values())
+
+    def history_chunk(self, tenant_id: str, customer_id: str, at: int) -> HistoryChunk | None:
+        self.reads += 1
+        later = [c for c in self.archives.get((tenant_id, customer_id), {}).values() if c.until > at]
+        return min(later, key=lambda chunk: chunk.until, default=None)
 
     def revenue_totals(self, tenant_id: str) -> dict[str, dict[str, Contribution]]:
         self.reads += 1
-        kept = (stored.timeline for (tenant, _), stored in self.states.items() if tenant == tenant_id)
+        # As the revenue index holds them: states written before timelines were kept are not in it.
+        kept = (
+            whole_timeline(stored.history, list(self.archives.get(key, {}).values()))
+            for key, stored in self.states.items()
+            if key[0] == tenant_id and stored.history.timeline is not None
+        )
         return revenue_totals(timeline for timeline in kept if timeline)
 
-    def history(self, tenant_id: str, customer_id: str) -> HistoryLog | None:
+    def timeline(self, tenant_id: str, customer_id: str) -> Timeline | None:
         self.reads += 1
         stored = self.states.get((tenant_id, customer_id))
-        return None if stored is None else stored.history
+        if stored is None:
+            return None
+        return whole_timeline(stored.history, list(self.archives.get((tenant_id, customer_id), {}).values()))
 
     def get_record(self, tenant_id: str, external_id: str) -> dict[str, Any] | None:
         self.reads += 1

@@ -23,7 +23,17 @@ from revsync.domain.events import (
     parse_event,
     parse_queue_message,
 )
-from revsync.domain.history import Contribution, HistoryLog, history_entries
+from revsync.domain.history import (
+    Checkpoint,
+    Contribution,
+    HistoryLog,
+    Timeline,
+    TimelineStart,
+    history_entries,
+    mrr_timeline,
+    revenue_totals,
+)
+from revsync.domain.history_archive import HistoryChunk, HistoryUpdate, KeptHistory, history_after
 from revsync.domain.reconcile import CatchUpJob, PendingWindow, RunEnd, catch_up_job
 from revsync.domain.record import derive_record
 from revsync.domain.rollup import WHOLE_RECORD, Group, Piece, Position, RevenuePeriods, RollupKey
@@ -128,14 +138,16 @@ def _story() -> list[Observation]:
     ]
 
 
-def _save_story(customers: Any) -> tuple[CustomerObjects, HistoryLog, int]:
+def _save_story(customers: Any) -> tuple[CustomerObjects, KeptHistory, int]:
     """Save the story one observation at a time, as the write path does; the last version."""
     version = 0
+    history = KeptHistory()
     for observation in _story():
         stored = customers.load("t", "cus_c")
         objects = stored.objects.with_observation(observation)
-        history = stored.history.with_entries(history_entries(observation))
-        version = customers.save("t", stored, objects, observation, "u-c", 3, history=history)
+        update = history_after(stored.history, history_entries(observation))
+        history = update.kept if update is not None else stored.history
+        version = customers.save("t", stored, objects, observation, "u-c", 3, history=update)
     return objects, history, version
 
 
@@ -151,8 +163,8 @@ def test_an_unknown_customer_loads_empty(customers: Any) -> None:
         0,
         None,
     )
-    assert stored.history == HistoryLog()
-    assert customers.history("t", "cus_none") is None
+    assert stored.history == KeptHistory()
+    assert customers.timeline("t", "cus_none") is None
 
 
 def test_what_is_saved_is_what_loads(customers: Any) -> None:
@@ -176,7 +188,8 @@ def test_what_is_saved_is_what_loads(customers: Any) -> None:
     trait = "metadata.app_id"
     assert derive_record("t", stored.objects, trait) == derive_record("t", objects, trait)
     assert stored.history == history
-    assert customers.history("t", "cus_c") == history
+    assert customers.timeline("t", "cus_c") == history.timeline
+    assert history.timeline == tuple(mrr_timeline("cus_c", _story()[:2])) != ()
 
 
 def test_a_save_from_a_stale_load_is_refused_and_changes_nothing(customers: Any) -> None:
@@ -212,23 +225,30 @@ def test_an_unchanged_record_keeps_deriving_from_its_version(customers: Any) -> 
 JAN, FEB = 1_767_225_600, 1_769_904_000  # 2026-01-01, 2026-02-01
 
 
+def _timeline(points: Timeline) -> HistoryUpdate:
+    return HistoryUpdate(KeptHistory(timeline=points))
+
+
 def test_revenue_totals_sum_the_saved_timelines_of_the_tenant(customers: Any) -> None:
     first = ((JAN, "usd", 4900),)
     second = ((JAN, "usd", 4900), (JAN + 86_400, "usd", 5000), (FEB, "usd", 0))
     stored = customers.load("t", "cus_r")
-    customers.save("t", stored, stored.objects, None, "u-r", 0, timeline=first)
+    customers.save("t", stored, stored.objects, None, "u-r", 0, history=_timeline(first))
     with pytest.raises(ConcurrentUpdate):  # a stale save changes nothing
-        customers.save("t", stored, stored.objects, None, "u-r", 0, timeline=second)
+        customers.save("t", stored, stored.objects, None, "u-r", 0, history=_timeline(second))
     assert customers.revenue_totals("t") == {"usd": {"2026-01": Contribution(new=4900, new_customers=1)}}
-    customers.save("t", customers.load("t", "cus_r"), stored.objects, None, "u-r", 0, timeline=second)
+    customers.save(
+        "t", customers.load("t", "cus_r"), stored.objects, None, "u-r", 0, history=_timeline(second)
+    )
     again = customers.load("t", "cus_r")
-    assert again.timeline == second
-    customers.save("t", again, again.objects, None, "u-r", 0)  # no timeline given: the stored one stays
+    assert again.history.timeline == second
+    customers.save("t", again, again.objects, None, "u-r", 0)  # no history given: the stored one stays
     other = customers.load("t", "cus_s")
-    customers.save("t", other, other.objects, None, "u-s", 0, timeline=((FEB, "eur", 300),))
+    customers.save("t", other, other.objects, None, "u-s", 0, history=_timeline(((FEB, "eur", 300),)))
     never_paid = customers.load("t", "cus_none")
-    customers.save("t", never_paid, never_paid.objects, None, "u-n", 0, timeline=())
-    customers.save("other", customers.load("other", "cus_r"), stored.objects, None, "u-r", 0, timeline=first)
+    customers.save("t", never_paid, never_paid.objects, None, "u-n", 0, history=_timeline(()))
+    elsewhere = customers.load("other", "cus_r")
+    customers.save("other", elsewhere, stored.objects, None, "u-r", 0, history=_timeline(first))
 
     assert customers.revenue_totals("t") == {
         "usd": {
@@ -237,8 +257,57 @@ def test_revenue_totals_sum_the_saved_timelines_of_the_tenant(customers: Any) ->
         },
         "eur": {"2026-02": Contribution(new=300, new_customers=1)},
     }
-    assert customers.load("t", "cus_none").timeline == ()
+    assert customers.load("t", "cus_none").history.timeline == ()
     assert customers.revenue_totals("nobody") == {}
+
+
+def _piece(number: int, until: int, start: TimelineStart, points: Timeline) -> HistoryChunk:
+    return HistoryChunk(number, until, HistoryLog(), start, points)
+
+
+def test_a_timeline_in_pieces_is_saved_with_its_state_and_summed_whole(customers: Any) -> None:
+    """History archives are written with the state that counts them, or not at all; the timeline and
+    the months are those of the pieces put together (a piece without points is out of the index)."""
+    day = 86_400
+    chunks = (
+        _piece(1, JAN + 10 * day, TimelineStart(), ((JAN, "usd", 1000), (JAN + day, "usd", 3000))),
+        _piece(2, FEB, TimelineStart("usd", 3000, True), ()),
+    )
+    recent: Timeline = ((FEB + day, "usd", 0), (FEB + 2 * day, "usd", 500))
+    kept = KeptHistory(
+        timeline=recent,
+        checkpoint=Checkpoint(start=TimelineStart("usd", 3000, True)),
+        boundary=FEB,
+        archived=2,
+    )
+    stored = customers.load("t", "cus_p")
+    customers.save("t", stored, stored.objects, None, "u-p", 0, history=HistoryUpdate(KeptHistory()))
+    with pytest.raises(ConcurrentUpdate):  # a stale save writes neither its state nor its chunks
+        customers.save("t", stored, stored.objects, None, "u-p", 0, history=HistoryUpdate(kept, chunks))
+    assert customers.history_archive("t", "cus_p") == []
+
+    current = customers.load("t", "cus_p")
+    customers.save("t", current, current.objects, None, "u-p", 0, history=HistoryUpdate(kept, chunks))
+    loaded = customers.load("t", "cus_p")
+    assert loaded.history == kept
+    assert sorted(customers.history_archive("t", "cus_p")) == list(chunks)
+    # The archive holding a time: the first that ends after it (none after the last).
+    assert customers.history_chunk("t", "cus_p", JAN) == chunks[0]
+    assert customers.history_chunk("t", "cus_p", JAN + 10 * day) == chunks[1]
+    assert customers.history_chunk("t", "cus_p", FEB) is None
+    whole = chunks[0].timeline + recent
+    assert customers.timeline("t", "cus_p") == whole
+    assert customers.revenue_totals("t") == revenue_totals([whole])
+    assert customers.revenue_totals("t")["usd"]["2026-02"] == Contribution(
+        churn=3000, reactivation=500, churned_customers=1, reactivated_customers=1
+    )
+    # A rewritten piece (a late observation), with the state: the new content counts.
+    rewritten = chunks[0]._replace(timeline=((JAN, "usd", 2000), (JAN + day, "usd", 3000)))
+    customers.save("t", loaded, loaded.objects, None, "u-p", 0, history=HistoryUpdate(kept, (rewritten,)))
+    assert customers.timeline("t", "cus_p") == rewritten.timeline + recent
+    assert customers.revenue_totals("t")["usd"]["2026-01"] == Contribution(
+        new=2000, expansion=1000, new_customers=1
+    )
 
 
 def _record(external_id: str, mrr: int = 4900) -> Any:
@@ -841,18 +910,23 @@ def _saved_pieces(customers: Any) -> list[tuple[Piece | None, Piece | None]]:
     return [(c.old, c.new) for c in changes if (c.old, c.new) != (None, None)]
 
 
+def _timeline_only(timeline: Timeline) -> HistoryUpdate:
+    return HistoryUpdate(KeptHistory(timeline=timeline))
+
+
 def test_the_stream_of_saves_holds_each_saves_old_and_new_piece(customers: Any) -> None:
     first = ((JAN, "usd", 4900),)
     second = ((JAN, "usd", 4900), (FEB, "usd", 0))
     stored = customers.load("t", "cus_p")
-    customers.save("t", stored, stored.objects, None, "u-p", 0, timeline=first)
+    customers.save("t", stored, stored.objects, None, "u-p", 0, history=_timeline_only(first))
     with pytest.raises(ConcurrentUpdate):  # a stale save is no change: nothing in the stream
-        customers.save("t", stored, stored.objects, None, "u-p", 0, timeline=second)
+        customers.save("t", stored, stored.objects, None, "u-p", 0, history=_timeline_only(second))
     again = customers.load("t", "cus_p")
     customers.save("t", again, again.objects, None, "u-p", 0)  # the timeline kept: old == new
-    customers.save("t", customers.load("t", "cus_p"), again.objects, None, "u-p", 0, timeline=second)
+    latest = customers.load("t", "cus_p")
+    customers.save("t", latest, again.objects, None, "u-p", 0, history=_timeline_only(second))
     never = customers.load("u", "cus_n")
-    customers.save("u", never, never.objects, None, "u-n", 0, timeline=())
+    customers.save("u", never, never.objects, None, "u-n", 0, history=_timeline_only(()))
 
     assert _saved_pieces(customers) == [
         (None, Piece("t", first)),
@@ -860,6 +934,26 @@ def test_the_stream_of_saves_holds_each_saves_old_and_new_piece(customers: Any) 
         (Piece("t", first), Piece("t", second)),
         (None, Piece("u", ())),
     ]
+
+
+def test_a_spill_streams_the_archived_piece_and_the_states_with_where_each_starts(customers: Any) -> None:
+    """History in pieces (revsync.domain.history_archive): the archive's piece and the state's,
+    each with its start, so the rollup counts the two as it counted the whole."""
+    head, tail = ((JAN, "usd", 4900),), ((FEB, "usd", 0),)
+    stored = customers.load("t", "cus_s")
+    customers.save("t", stored, stored.objects, None, "u-s", 0, history=_timeline_only(head + tail))
+    start = TimelineStart("usd", 4900, True)
+    kept = KeptHistory(timeline=tail, checkpoint=Checkpoint(start=start), boundary=FEB, archived=1)
+    chunk = HistoryChunk(1, FEB, HistoryLog(), TimelineStart(), head)
+    spilled = customers.load("t", "cus_s")
+    customers.save("t", spilled, spilled.objects, None, "u-s", 0, history=HistoryUpdate(kept, (chunk,)))
+
+    pieces = _saved_pieces(customers)
+
+    assert pieces[0] == (None, Piece("t", head + tail))
+    assert sorted(pieces[1:], key=repr) == sorted(
+        [(None, Piece("t", head)), (Piece("t", head + tail), Piece("t", tail, start))], key=repr
+    )
 
 
 @pytest.fixture(params=["fake", "dynamodb"])

@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 import pytest
 from revsync.domain.events import observation_of, parse_event
-from revsync.domain.history import Contribution, HistoryLog, revenue_months
+from revsync.domain.history import Contribution, Timeline, revenue_months
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.services.sync import apply_observation
 from revsync.store import models
@@ -269,14 +269,14 @@ def test_unknown_customer_history_is_404(connected: InProcessStack) -> None:
 # --- the fake keeps what the store keeps --------------------------------------------------------
 
 
-def _through(customers: Any) -> tuple[dict[str, dict[str, Contribution]], HistoryLog | None]:
+def _through(customers: Any) -> tuple[dict[str, dict[str, Contribution]], Timeline | None]:
     tenant = Tenant("rev", Connection("connected", "oauth", ACCOUNT)).with_config("metadata.app_id")
     tenants, stripe = FakeTenants({"rev": tenant}), FakeStripe()
     for raw in _story():
         observation = observation_of(parse_event(json.dumps(raw).encode()))
         assert observation is not None
         apply_observation("rev", observation, tenants=tenants, customers=customers, stripe=stripe)
-    return customers.revenue_totals("rev"), customers.history("rev", "cus_bob")
+    return customers.revenue_totals("rev"), customers.timeline("rev", "cus_bob")
 
 
 def test_the_fake_keeps_what_the_store_keeps(stack: InProcessStack) -> None:
@@ -285,7 +285,7 @@ def test_the_fake_keeps_what_the_store_keeps(stack: InProcessStack) -> None:
     totals, history = _through(store)  # the same story again: nothing moves
     assert totals == _through(FakeCustomers())[0]
     assert history is not None
-    assert len(history.entries) == 4  # the customer and three subscription observations
+    assert len(history) == 3  # three subscription observations, each a change of MRR
 
 
 # --- the revenue index: sparse, and filled in for states written before it -------------------------
@@ -304,7 +304,7 @@ def test_only_customers_that_ever_paid_are_in_the_revenue_index(stack: InProcess
     observation = observation_of(parse_event(json.dumps(raw).encode()))
     assert observation is not None
     apply_observation("rev", observation, tenants=tenants, customers=store, stripe=FakeStripe())
-    assert store.load("rev", "cus_tia").timeline == ()  # stored, empty: kept out of the index
+    assert store.load("rev", "cus_tia").history.timeline == ()  # stored, empty: kept out of the index
     assert _in_index("rev") == {f"rev#cus_{n}" for n in ("ada", "bob", "cy")}
     assert _in_index("other") == set()
 
@@ -318,7 +318,7 @@ def test_a_state_written_before_timelines_gets_one_at_its_next_change(stack: InP
         if isinstance(item, models.CustomerStateItem):
             item.tenant_id = item.timeline = None  # as the previous version wrote it
             item.save()
-    assert store.load("rev", "cus_ada").timeline is None
+    assert store.load("rev", "cus_ada").history.timeline is None
     assert "usd" in totals
     assert store.revenue_totals("rev") != totals  # ada is missing until her state is written again
 

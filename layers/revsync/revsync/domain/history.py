@@ -4,23 +4,28 @@ A customer's MRR timeline is a function of the *set* of its observations: MRR(t)
 rules give for the latest observation of each object observed at or before t. The write path keeps
 that set small: each customer or subscription observation is kept as its *revenue view* (the
 snapshot without what cannot move MRR: period dates, names, metadata), and equal views are stored
-once (``HistoryLog``). Each change of MRR(t) is a movement; a customer's movements give its
-contribution to each month (``Contribution``), and a tenant's months are sums of those over its
-customers' timelines (the write path keeps each customer's timeline with its state, in one write).
+once (``HistoryLog``). The timeline is replayed from that set (``replay``), keeping each
+subscription's value, linear in subscriptions and changes, and resumable from a ``Checkpoint`` (how
+revsync.domain.history_archive keeps a long history in pieces). Each change of MRR(t) is a movement;
+a customer's movements give its contribution to each month (``Contribution``), and a tenant's months
+are sums of those over its customers' timelines (the write path keeps each customer's timeline, in
+pieces, with its state).
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from itertools import groupby
 from typing import Any, Literal, NamedTuple
 
 from revsync.domain.events import Observation
-from revsync.domain.record import derive_record
-from revsync.domain.snapshots import CustomerSnapshot, Snapshot, SubscriptionSnapshot
-from revsync.domain.state import CustomerObjects, apply
+from revsync.domain.mrr import EXACT, exact_sum, round_minor_units, subscription_mrr
+from revsync.domain.snapshots import CustomerSnapshot, Discount, Snapshot, SubscriptionSnapshot, discounts_of
+from revsync.domain.state import decide
 
 Movement = Literal["new", "reactivation", "expansion", "contraction", "churn"]
 MOVEMENTS: tuple[Movement, ...] = ("new", "expansion", "reactivation", "contraction", "churn")
@@ -28,6 +33,7 @@ MOVEMENTS: tuple[Movement, ...] = ("new", "expansion", "reactivation", "contract
 # wins), then the lifecycle order.
 _RANK = {"imported": -1, "created": 0, "updated": 1, "fetched": 1, "deleted": 2}
 _REVENUE_STATUSES = ("active", "past_due")
+_ZERO = Decimal(0)
 
 
 # --- the stored set -------------------------------------------------------------------------------
@@ -74,7 +80,7 @@ def revenue_view(snapshot: Snapshot) -> Snapshot | None:
     return None
 
 
-def _canonical(view: Any) -> str:
+def canonical_view(view: Any) -> str:
     return json.dumps(view, sort_keys=True, separators=(",", ":"))
 
 
@@ -103,7 +109,7 @@ class HistoryLog(NamedTuple):
         if not document:
             return cls()
         return cls(
-            tuple(_canonical(view) for view in document["views"]),
+            tuple(canonical_view(view) for view in document["views"]),
             frozenset(Entry(int(at), str(source), int(view)) for at, source, view in document["entries"]),
         )
 
@@ -111,12 +117,25 @@ class HistoryLog(NamedTuple):
         views, index = list(self.views), {view: i for i, view in enumerate(self.views)}
         entries = set(self.entries)
         for at, source, snapshot in additions:
-            text = _canonical(snapshot)
+            text = canonical_view(snapshot)
             if text not in index:
                 index[text] = len(views)
                 views.append(text)
             entries.add(Entry(at, source, index[text]))
         return HistoryLog(tuple(views), frozenset(entries))
+
+    def between(self, low: int | None, high: int | None) -> HistoryLog:
+        """The entries observed from ``low`` to before ``high`` (None: no bound), with their views only."""
+        kept = sorted(
+            e for e in self.entries if (low is None or e.at >= low) and (high is None or e.at < high)
+        )
+        numbers: dict[int, int] = {}  # old view index -> new, in the order of first use
+        for entry in kept:
+            numbers.setdefault(entry.view, len(numbers))
+        return HistoryLog(
+            tuple(self.views[old] for old in numbers),
+            frozenset(Entry(e.at, e.source, numbers[e.view]) for e in kept),
+        )
 
     def observations(self) -> list[Observation]:
         parsed = [json.loads(view) for view in self.views]
@@ -165,60 +184,6 @@ class MrrPoint(NamedTuple):
     amount: int
 
 
-def mrr_timeline(customer_id: str, observations: Iterable[Observation]) -> list[tuple[int, str | None, int]]:
-    """(time, currency, MRR from then on) at each time the customer's MRR or currency changed.
-
-    Observations are applied in time order (within a second by lifecycle step, then by content, so
-    the result depends only on the set); duplicates change nothing, as in the write path.
-    """
-    ordered = sorted(
-        observations,
-        key=lambda o: (o["observed_at"], _RANK[o["source"]], json.dumps(o["snapshot"], sort_keys=True)),
-    )
-    objects = CustomerObjects(customer_id=customer_id)
-    points: list[tuple[int, str | None, int]] = []
-    current: tuple[str | None, int] = (None, 0)
-    provisional: set[str] = set()  # objects whose state is an import's reconstruction of their start
-    for at, group in groupby(ordered, key=lambda o: o["observed_at"]):
-        for kept in group:
-            snapshot = kept["snapshot"]
-            key = f"{snapshot['object']}:{snapshot.get('id')}"
-            observation: Observation = kept
-            if str(kept["source"]) == "imported":
-                observation = {**kept, "source": "updated"}
-                if snapshot.get("status") in _REVENUE_STATUSES:
-                    # "It ran from its start": only while nothing else is known of it.
-                    if objects.current(observation) is not None:
-                        continue
-                    objects = objects.with_observation(observation)
-                    provisional.add(key)
-                    continue
-            if key in provisional:
-                # Anything actually observed replaces the reconstruction.
-                provisional.discard(key)
-                objects = objects.with_observation(observation)
-                continue
-            outcome = apply(objects, observation)
-            if outcome.changed:
-                objects = outcome.objects
-        record = derive_record("", objects, None)
-        now = (record["currency"], record["mrr"])
-        if now != current and (now[1] or current[1]):
-            points.append((at, now[0], now[1]))
-        current = now
-    return points
-
-
-def _classify(before: int, after: int, ever_paid: bool) -> tuple[Movement, int]:
-    if before == 0:
-        return ("reactivation" if ever_paid else "new"), after
-    if after == 0:
-        return "churn", before
-    if after > before:
-        return "expansion", after - before
-    return "contraction", before - after
-
-
 class TimelineStart(NamedTuple):
     """Where a piece of a customer's timeline starts from: the currency and MRR just before its first
     point, and whether the customer had MRR > 0 at any earlier time. A whole timeline starts from
@@ -231,6 +196,227 @@ class TimelineStart(NamedTuple):
 
 
 FROM_NOTHING = TimelineStart()
+
+
+def piece_end(timeline: Sequence[tuple[int, str | None, int]], start: TimelineStart) -> TimelineStart:
+    """Where the piece after ``timeline`` (which starts from ``start``) starts: its last point."""
+    if not timeline:
+        return start
+    _, currency, mrr = timeline[-1]
+    ever_paid = start.ever_paid or start.mrr > 0 or any(point[2] > 0 for point in timeline)
+    return TimelineStart(currency, mrr, ever_paid)
+
+
+class Checkpoint(NamedTuple):
+    """Where a replay of a customer's kept observations stands at some time: the observation held for
+    each object (customer first, then subscriptions in the order first seen: the record's currency
+    falls back to the first subscription's), the subscriptions whose held observation is an import's
+    reconstruction of their start, and the timeline's value there. Replaying the later observations
+    from it gives what replaying all of them gives."""
+
+    held: tuple[Observation, ...] = ()
+    provisional: frozenset[str] = frozenset()  # subscription ids
+    start: TimelineStart = FROM_NOTHING
+
+
+def _repeating_ends(snapshot: Snapshot, after: int) -> list[int]:
+    """When the snapshot's repeating discounts still running after ``after`` end (its MRR changes then)."""
+    return [
+        discount["end"]
+        for discount in discounts_of(snapshot)
+        if discount["coupon"] is not None
+        and discount["coupon"]["duration"] == "repeating"
+        and discount["end"] is not None
+        and discount["end"] > after
+    ]
+
+
+_CUSTOMER_WIDE = ""  # a pending re-derivation of every subscription (the customer's discount ended)
+
+
+class _RunningMrr:
+    """The record's currency and MRR (``derive_record``'s rules) for the observations held, kept up to
+    date as they change: each subscription's exact value is derived again only when its observation,
+    the customer's discounts, or a repeating discount's end passed by the time it is derived as of
+    (the newest observation held) can change it, and the total is adjusted exactly. Replaying a
+    customer's history is then linear in its subscriptions and changes."""
+
+    def __init__(self) -> None:
+        self.customer: Observation | None = None
+        self.subscriptions: dict[str, Observation] = {}  # in the order first seen
+        self.as_of = 0  # the newest observation held: the time discounts are judged at
+        self._discounts: list[Discount] = []  # the customer's
+        self._values: dict[str, tuple[str | None, Decimal]] = {}  # subscription -> (currency, value)
+        self._sums: dict[str | None, Decimal] = {}  # by subscription currency
+        self._order: list[str] = []  # subscription ids in the order first seen
+        self._position: dict[str, int] = {}
+        self._first_priced: int | None = None  # position of the first subscription with a currency
+        self._ends: list[tuple[int, str]] = []  # (when, subscription or _CUSTOMER_WIDE): a heap
+        self._pending: set[str] = set()
+
+    def hold(self, observation: Observation) -> None:
+        snapshot = observation["snapshot"]
+        self.as_of = max(self.as_of, observation["observed_at"])
+        if snapshot["object"] == "customer":
+            self.customer = observation
+            discounts = [snapshot["discount"]] if snapshot["discount"] else []
+            if discounts != self._discounts:
+                self._discounts = discounts
+                self._pending.add(_CUSTOMER_WIDE)
+                for end in _repeating_ends(snapshot, self.as_of):
+                    heapq.heappush(self._ends, (end, _CUSTOMER_WIDE))
+        elif snapshot["object"] == "subscription":
+            sub_id = snapshot["id"]
+            if sub_id not in self._position:
+                self._position[sub_id] = len(self._order)
+                self._order.append(sub_id)
+            self.subscriptions[sub_id] = observation
+            self._pending.add(sub_id)
+
+    def now(self) -> tuple[str | None, int]:
+        """(currency, MRR) as ``derive_record`` gives them for what is held."""
+        while self._ends and self._ends[0][0] <= self.as_of:
+            self._pending.add(heapq.heappop(self._ends)[1])
+        for sub_id in self.subscriptions if _CUSTOMER_WIDE in self._pending else self._pending:
+            self._derive(sub_id)
+        self._pending.clear()
+        customer = self.customer["snapshot"] if self.customer is not None else None
+        assert customer is None or customer["object"] == "customer"
+        currency = (customer["currency"] if customer else None) or self._fallback_currency()
+        if customer is not None and customer["deleted"]:
+            return currency, 0
+        if currency is None:  # then no subscription has one: all count
+            total = exact_sum(self._sums.values())
+        else:
+            total = exact_sum((self._sums.get(None, _ZERO), self._sums.get(currency, _ZERO)))
+        return currency, round_minor_units(total)
+
+    def _derive(self, sub_id: str) -> None:
+        snapshot = self.subscriptions[sub_id]["snapshot"]
+        assert snapshot["object"] == "subscription"
+        currency = snapshot["currency"]
+        value = subscription_mrr(snapshot, self._discounts, self.as_of)
+        if sub_id in self._values:
+            old_currency, old_value = self._values[sub_id]
+            self._sums[old_currency] = EXACT.subtract(self._sums[old_currency], old_value)
+        self._values[sub_id] = (currency, value)
+        self._sums[currency] = EXACT.add(self._sums.get(currency, _ZERO), value)
+        for end in _repeating_ends(snapshot, self.as_of):
+            heapq.heappush(self._ends, (end, sub_id))
+        position = self._position[sub_id]
+        if currency and (self._first_priced is None or position < self._first_priced):
+            self._first_priced = position
+        elif not currency and position == self._first_priced:  # lost it (Stripe never does this)
+            priced = [self._position[s] for s, (c, _) in self._values.items() if c]
+            self._first_priced = min(priced, default=None)
+
+    def _fallback_currency(self) -> str | None:
+        if self._first_priced is None:
+            return None
+        return self._values[self._order[self._first_priced]][0]
+
+
+class _Replay:
+    """``mrr_timeline``'s walk through a customer's observations in time order, from a checkpoint."""
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        self.running = _RunningMrr()
+        for observation in checkpoint.held:
+            self.running.hold(observation)
+        self.provisional = set(checkpoint.provisional)
+        self.start = checkpoint.start
+        self.current: tuple[str | None, int] = (checkpoint.start.currency, checkpoint.start.mrr)
+        self.points: list[tuple[int, str | None, int]] = []
+
+    def _held(self, snapshot: Snapshot) -> Observation | None:
+        if snapshot["object"] == "customer":
+            return self.running.customer
+        return self.running.subscriptions.get(str(snapshot.get("id")))
+
+    def second(self, at: int, observations: Iterable[Observation]) -> None:
+        """Apply the observations of second ``at`` (in replay order), then note any change of MRR."""
+        for kept in observations:
+            snapshot = kept["snapshot"]
+            observation: Observation = kept
+            if str(kept["source"]) == "imported":
+                observation = {**kept, "source": "updated"}
+                if snapshot.get("status") in _REVENUE_STATUSES:
+                    # "It ran from its start": only while nothing else is known of it.
+                    if self._held(snapshot) is None:
+                        self.running.hold(observation)
+                        self.provisional.add(str(snapshot.get("id")))
+                    continue
+            if snapshot["object"] == "subscription" and snapshot["id"] in self.provisional:
+                # Anything actually observed replaces the reconstruction.
+                self.provisional.discard(snapshot["id"])
+                self.running.hold(observation)
+                continue
+            # The write path's rule for which observation of an object stands (state.apply).
+            if decide(self._held(snapshot), observation).action == "apply":
+                self.running.hold(observation)
+        now = self.running.now()
+        if now != self.current and (now[1] or self.current[1]):
+            self.points.append((at, now[0], now[1]))
+            self.start = piece_end(((at, now[0], now[1]),), self.start)
+        self.current = now
+
+    def checkpoint(self) -> Checkpoint:
+        customer = self.running.customer
+        held = ((customer,) if customer is not None else ()) + tuple(self.running.subscriptions.values())
+        return Checkpoint(held, frozenset(self.provisional), self.start)
+
+
+FROM_THE_START = Checkpoint()
+
+
+def replay(
+    observations: Iterable[Observation], checkpoint: Checkpoint = FROM_THE_START, cuts: Sequence[int] = ()
+) -> tuple[list[tuple[int, str | None, int]], list[Checkpoint]]:
+    """The timeline points ``observations`` give (replayed in time order from ``checkpoint``: none of
+    them before the time it was taken at), and the checkpoint at each of ``cuts`` (ascending: the
+    replay's state after every observation before that time)."""
+    dumped: dict[int, str] = {}
+
+    def content(snapshot: Snapshot) -> str:  # views are shared objects: each dumped once
+        text = dumped.get(id(snapshot))
+        if text is None:
+            text = dumped[id(snapshot)] = json.dumps(snapshot, sort_keys=True)
+        return text
+
+    # Within one second: by lifecycle step, then by content, so the result depends only on the set.
+    ordered = sorted(
+        observations, key=lambda o: (o["observed_at"], _RANK[o["source"]], content(o["snapshot"]))
+    )
+    walk = _Replay(checkpoint)
+    taken: list[Checkpoint] = []
+    pending = list(cuts)
+    for at, group in groupby(ordered, key=lambda o: o["observed_at"]):
+        while pending and pending[0] <= at:
+            taken.append(walk.checkpoint())
+            pending.pop(0)
+        walk.second(at, group)
+    taken.extend(walk.checkpoint() for _ in pending)
+    return walk.points, taken
+
+
+def mrr_timeline(customer_id: str, observations: Iterable[Observation]) -> list[tuple[int, str | None, int]]:
+    """(time, currency, MRR from then on) at each time the customer's MRR or currency changed: MRR(t)
+    by the revenue rules from the latest observation of each object observed at or before t.
+
+    Observations are applied in time order (within a second by lifecycle step, then by content, so
+    the result depends only on the set); duplicates change nothing, as in the write path.
+    """
+    return replay(observations)[0]
+
+
+def _classify(before: int, after: int, ever_paid: bool) -> tuple[Movement, int]:
+    if before == 0:
+        return ("reactivation" if ever_paid else "new"), after
+    if after == 0:
+        return "churn", before
+    if after > before:
+        return "expansion", after - before
+    return "contraction", before - after
 
 
 def movements(

@@ -15,7 +15,9 @@ from revsync.domain.snapshots import Discount, Price, SubscriptionItem, Subscrip
 REVENUE_STATUSES = frozenset({"active", "past_due"})
 
 _ZERO = Decimal(0)
-_WIDE = Context(prec=200)
+# Wide enough that adding revenue values never rounds: a customer's total is exact, whatever the order
+# its subscriptions are added in (or taken out of a running total), and rounded once.
+EXACT = Context(prec=200)
 _MONTHS_PER = {
     "month": Decimal(1),
     "year": Decimal(12),
@@ -131,6 +133,13 @@ def subscription_mrr(
     return to_monthly(period_amount, interval, count)
 
 
+def exact_sum(amounts: Iterable[Decimal]) -> Decimal:
+    total = _ZERO
+    for amount in amounts:
+        total = EXACT.add(total, amount)
+    return total
+
+
 def round_minor_units(amount: Decimal) -> int:
     # A wide context: quantize raises rather than round when the result has more digits than it allows.
-    return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP, context=_WIDE))
+    return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP, context=EXACT))

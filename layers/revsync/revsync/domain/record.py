@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, TypedDict
 
-from revsync.domain.mrr import round_minor_units, subscription_mrr
+from revsync.domain.mrr import exact_sum, round_minor_units, subscription_mrr
 from revsync.domain.snapshots import (
     LIVE_SUBSCRIPTION_STATUSES,
     CustomerSnapshot,
@@ -132,9 +132,7 @@ def derive_record(tenant_id: str, objects: CustomerObjects, trait: str | None) -
     exact: dict[str, Decimal] = {
         s["id"]: subscription_mrr(s, customer_discounts, as_of) for s in subscriptions
     }
-    total = sum(
-        (v for sid, v in exact.items() if _same_currency(_sub(subscriptions, sid), currency)), Decimal(0)
-    )
+    total = exact_sum(exact[s["id"]] for s in subscriptions if _same_currency(s, currency))
 
     trialing_subs = [s for s in subscriptions if s["status"] == "trialing"]
     trial_ends = [s["trial_end"] for s in trialing_subs if s["trial_end"] is not None]
@@ -186,10 +184,6 @@ def derive_record(tenant_id: str, objects: CustomerObjects, trait: str | None) -
     )
     record["traits"] = _traits(customer, subscriptions, record)
     return record
-
-
-def _sub(subscriptions: list[SubscriptionSnapshot], sub_id: str) -> SubscriptionSnapshot:
-    return next(s for s in subscriptions if s["id"] == sub_id)
 
 
 def _same_currency(subscription: SubscriptionSnapshot, currency: str | None) -> bool:

@@ -14,11 +14,10 @@ from typing import Any, Protocol
 
 from revsync.domain.history import (
     Contribution,
-    HistoryLog,
+    Timeline,
     history_document,
     month_of,
     movements,
-    mrr_timeline,
     revenue_months,
 )
 from revsync.domain.rollup import RevenuePeriods
@@ -34,7 +33,9 @@ FIRST_MONTH, LAST_MONTH = "1970-01", "9998-12"
 
 
 class HistoryReader(Protocol):
-    def history(self, tenant_id: str, customer_id: str) -> HistoryLog | None: ...
+    def timeline(self, tenant_id: str, customer_id: str) -> Timeline | None:
+        """The customer's whole MRR timeline (None: nothing stored for that customer)."""
+        ...
 
 
 class RevenueReader(Protocol):
@@ -46,8 +47,7 @@ def customer_history(
 ) -> dict[str, Any]:
     record = customer_record(tenant_id, external_id, records=records)  # 400 / 404 as that route
     customer_id = str(record["stripe_customer_id"])
-    log = histories.history(tenant_id, customer_id) or HistoryLog()
-    return history_document(movements(mrr_timeline(customer_id, log.observations())))
+    return history_document(movements(histories.timeline(tenant_id, customer_id) or ()))
 
 
 def _month(value: str | None, name: str) -> str | None:

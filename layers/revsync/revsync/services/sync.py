@@ -13,7 +13,16 @@ from typing import Any, Protocol
 
 from revsync.domain.changes import record_change
 from revsync.domain.events import Observation
-from revsync.domain.history import HistoryLog, Timeline, history_entries, mrr_timeline
+from revsync.domain.history import history_entries
+from revsync.domain.history_archive import (
+    HistoryChunk,
+    HistoryUpdate,
+    KeptHistory,
+    archived_times,
+    history_after,
+    whole_timeline,
+    without_archived,
+)
 from revsync.domain.record import CustomerRecord, derive_record, record_key_unknown
 from revsync.domain.snapshots import (
     Coupon,
@@ -56,10 +65,17 @@ class Customers(Protocol):
         external_id: str | None,
         config_version: int,
         record_changed: bool = True,
-        history: HistoryLog | None = None,
-        timeline: Timeline | None = None,
+        history: HistoryUpdate | None = None,
         record_waits: bool = False,
     ) -> int: ...
+
+    def history_archive(self, tenant_id: str, customer_id: str) -> list[HistoryChunk]:
+        """The customer's archived MRR history (read only for an observation before the state's boundary)."""
+        ...
+
+    def history_chunk(self, tenant_id: str, customer_id: str, at: int) -> HistoryChunk | None:
+        """The history archive holding time ``at`` (the first that ends after it; None: none does)."""
+        ...
 
     def project(
         self, record: CustomerRecord, version: int, previous_external_id: str | None, *, repair: bool
@@ -142,20 +158,40 @@ def _enriched(
 
 
 def _history_after(
-    customer_id: str, stored: StoredCustomer, seen: list[Observation], imported: bool
-) -> tuple[HistoryLog, Timeline | None]:
-    """The kept observations with ``seen`` added, and the MRR timeline they give (None: the stored
-    one still holds). The tenant's months are sums of its customers' stored timelines."""
-    history = stored.history
-    after = history.with_entries(entry for kept in seen for entry in history_entries(kept, imported=imported))
-    if after == history and stored.timeline is not None:
-        return history, None
-    return after, tuple(mrr_timeline(customer_id, after.observations()))
+    customers: Customers,
+    tenant_id: str,
+    customer_id: str,
+    stored: StoredCustomer,
+    seen: list[Observation],
+    imported: bool,
+) -> HistoryUpdate | None:
+    """The MRR history with ``seen`` added (None: nothing to write). An observation before the state's
+    boundary (a late one, or an import's start years back) reads the archive that holds its time:
+    if it is there already (a redelivery), nothing changes; if not, the whole archived history."""
+    additions = [entry for kept in seen for entry in history_entries(kept, imported=imported)]
+    late = archived_times(stored.history, additions)
+    holding: list[HistoryChunk] = []
+    for at in late:
+        if not holding or at >= holding[-1].until:
+            chunk = customers.history_chunk(tenant_id, customer_id, at)
+            holding += [chunk] if chunk is not None else []
+    archive = None
+    if late:
+        left = without_archived(stored.history, additions, holding)
+        if left is None:
+            archive = customers.history_archive(tenant_id, customer_id)
+        else:
+            additions = left
+    return history_after(stored.history, additions, archive)
 
 
-def _stopped_paying(timeline: Timeline) -> bool:
-    """Whether MRR fell to zero after being positive, at some point of ``timeline``."""
-    paying = False
+def _stopped_paying(kept: KeptHistory) -> bool:
+    """Whether MRR fell to zero after being positive, at some time of the customer's timeline."""
+    start = kept.checkpoint.start  # what the archived history ended with
+    if start.ever_paid and start.mrr == 0:
+        return True
+    paying = start.mrr > 0
+    timeline = kept.timeline if kept.timeline is not None else whole_timeline(kept, ())
     for _, _, mrr in timeline:
         if mrr > 0:
             paying = True
@@ -166,7 +202,6 @@ def _stopped_paying(timeline: Timeline) -> bool:
 
 def _publish(
     changes: ChangeFeed,
-    customer_id: str,
     stored: StoredCustomer,
     previous: CustomerRecord | None,
     record: CustomerRecord,
@@ -177,10 +212,7 @@ def _publish(
     # before the record did: one that waited for its customer object).
     ever_paid = False
     if (previous is None or not previous["mrr"]) and record["mrr"] > 0:
-        before = stored.timeline
-        if before is None:  # a state written before timelines were kept
-            before = tuple(mrr_timeline(customer_id, stored.history.observations()))
-        ever_paid = _stopped_paying(before)
+        ever_paid = _stopped_paying(stored.history)
     detail = record_change(previous, record, observed_at, ever_paid)
     if detail is not None:
         changes.publish(detail)
@@ -263,8 +295,8 @@ def apply_observation(
             continue
         record, previous, waits = _records(tenant_id, tenant, stored, outcome.objects, imported)
         config_moved = stored.config_version != tenant.config_version
-        history, timeline = _history_after(customer_id, stored, seen, imported)
-        if not outcome.changed and not config_moved and history == stored.history:
+        history = _history_after(customers, tenant_id, customer_id, stored, seen, imported)
+        if not outcome.changed and not config_moved and history is None:
             # Nothing new, but the record may lag the state it derives from (a projection that failed
             # after the state write, then a redrive): one read tells, whatever the receive count.
             wanted = stored.record_version
@@ -291,7 +323,6 @@ def apply_observation(
                 tenant.config_version,
                 record_changed=not waits and (record != previous or config_moved),
                 history=history,
-                timeline=timeline,
                 record_waits=waits,
             )
         except ConcurrentUpdate:
@@ -306,6 +337,6 @@ def apply_observation(
         # The version-checked state write is the change; a newer record projected first (another
         # worker's later event) does not undo it, so it is published either way.
         if changes is not None and record != previous:
-            _publish(changes, customer_id, stored, previous, record, observation["observed_at"])
+            _publish(changes, stored, previous, record, observation["observed_at"])
         return SyncResult(result, outcome.decision.reason, refetches, conflicts, written)
     raise RetryLater(f"gave up after {conflicts} concurrent updates")

@@ -5,6 +5,14 @@ partition), one conditional write of the state item (its MRR timeline included: 
 are summed from the sparse ``revenue`` index over those, which DynamoDB writes only when a timeline
 changes), and one conditional update of the record when the derived record changed.
 
+The MRR history is kept in pieces (revsync.domain.history_archive): the state holds its newest
+seconds, history archives (``history#<until>``, numbered) the older ones, each with its piece of the
+timeline (and in the revenue index while that piece has points). The Query above stops short of the
+history archives (their keys sort first); they are read only when an observation falls before the
+state's boundary. Archives are written in one transaction with the state write that counts them
+(new or rewritten), conditioned as invoice archives are: a piece of a timeline is never counted
+without the state that counts it, and a stale writer never overwrites one.
+
 Paid invoices live in the state item itself, the newest ``INLINE_INVOICES`` of them, so paying one
 costs no write of its own. When one more arrives, the state's inline invoices move, together, into
 an archive item (``invoices#000001``, ``#000002``, ...) and the state counts one more archive: the
@@ -24,10 +32,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
+from pynamodb.connection import Connection as DynamoConnection
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
 
 from revsync.domain.events import Observation
-from revsync.domain.history import Contribution, HistoryLog, Timeline, revenue_totals
+from revsync.domain.history import (
+    FROM_NOTHING,
+    Contribution,
+    HistoryLog,
+    Timeline,
+    TimelineStart,
+    revenue_totals,
+)
+from revsync.domain.history_archive import HistoryChunk, HistoryUpdate, KeptHistory, whole_timeline
 from revsync.domain.record import UNMATCHED_PREFIX, CustomerRecord
 from revsync.domain.snapshots import InvoiceSnapshot
 from revsync.domain.state import CustomerObjects
@@ -35,8 +53,10 @@ from revsync.store import models
 from revsync.store.models import (
     CustomerRecordItem,
     CustomerStateItem,
+    HistoryArchiveItem,
     InvoiceArchiveItem,
     PaidInvoiceItem,
+    TimelinePieceItem,
 )
 from revsync.store.throttling import defers_when_throttled
 
@@ -102,6 +122,18 @@ def _timeline_from_json(text: str | None) -> Timeline | None:
     return tuple((int(at), currency, int(mrr)) for at, currency, mrr in json.loads(text))
 
 
+def _start_to_json(start: TimelineStart) -> str | None:
+    """None (the attribute absent): the piece starts from nothing, as a whole timeline does."""
+    return None if start == FROM_NOTHING else json.dumps(list(start), separators=(",", ":"))
+
+
+def _start_from_json(text: str | None) -> TimelineStart:
+    if text is None:
+        return FROM_NOTHING
+    currency, mrr, ever_paid = json.loads(text)
+    return TimelineStart(currency, int(mrr), bool(ever_paid))
+
+
 def _conditional_failed(exc: Exception) -> bool:
     return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
 
@@ -114,10 +146,10 @@ class StoredCustomer:
     config_version: int
     # The version the current record derives from (0: none yet, its key waits for the customer).
     record_version: int | None = None
-    history: HistoryLog = field(default_factory=HistoryLog)
+    # The MRR history's observations since the state's boundary, its checkpoint there, the piece of
+    # the timeline from there on, and how many history archives hold the rest.
+    history: KeptHistory = field(default_factory=KeptHistory)
     invoices: InvoiceBook = field(default_factory=InvoiceBook)
-    # The MRR timeline ``history`` gives (None: a state written before timelines were kept).
-    timeline: Timeline | None = ()
 
 
 def _legacy_invoices(stored: Mapping[str, Any], items: list[PaidInvoiceItem]) -> list[PaidInvoiceItem]:
@@ -192,6 +224,34 @@ def _archive_key(number: int) -> str:
     return f"{models.INVOICE_ARCHIVE_SK_PREFIX}{number:06d}"
 
 
+def _history_key(until: int) -> str:
+    """A history archive's sort key: by the time it ends (its range never changes), so the archive
+    holding a time is the first key after it, and keys sort in time order."""
+    return f"{models.HISTORY_ARCHIVE_SK_PREFIX}{until:012d}"
+
+
+def _chunk(item: HistoryArchiveItem) -> HistoryChunk:
+    return HistoryChunk(
+        int(item.number),
+        int(item.until),
+        HistoryLog.from_json(item.history),
+        _start_from_json(item.timeline_start),
+        _timeline_from_json(item.timeline) or (),
+    )
+
+
+def _kept(state: CustomerStateItem) -> KeptHistory:
+    return KeptHistory.from_json(
+        state.objects.get("history"),
+        _timeline_from_json(state.timeline),
+        _start_from_json(state.timeline_start),
+    )
+
+
+# A transaction holds at most 100 items: the state, or a check of its version, and 99 chunks.
+CHUNKS_PER_TRANSACTION = 99
+
+
 @defers_when_throttled
 class CustomerStore:
     def load(self, tenant_id: str, customer_id: str) -> StoredCustomer:
@@ -199,7 +259,10 @@ class CustomerStore:
         state: CustomerStateItem | None = None
         archives: dict[int, list[list[Any]]] = {}
         legacy: list[PaidInvoiceItem] = []
-        for item in models.SyncItem.query(pk, consistent_read=True):
+        # The state and the invoice archives; not the history archives (read when needed: see
+        # ``history_archive``), whose keys sort before.
+        after_history = models.SyncItem.sk > models.HISTORY_KEYS_END
+        for item in models.SyncItem.query(pk, after_history, consistent_read=True):
             if isinstance(item, CustomerStateItem):
                 state = item
             elif isinstance(item, InvoiceArchiveItem):
@@ -232,10 +295,22 @@ class CustomerStore:
                 if state is not None and state.record_version is not None
                 else (int(state.version) if state is not None and state.version is not None else None)
             ),
-            history=HistoryLog.from_json(stored.get("history")),
+            history=KeptHistory() if state is None else _kept(state),
             invoices=book,
-            timeline=() if state is None else _timeline_from_json(state.timeline),
         )
+
+    def history_archive(self, tenant_id: str, customer_id: str) -> list[HistoryChunk]:
+        """The customer's archived MRR history (its state counts the first ``history.archived``)."""
+        pk = models.sync_partition(tenant_id, customer_id)
+        archived = HistoryArchiveItem.sk.startswith(models.HISTORY_ARCHIVE_SK_PREFIX)
+        return [_chunk(item) for item in HistoryArchiveItem.query(pk, archived, consistent_read=True)]
+
+    def history_chunk(self, tenant_id: str, customer_id: str, at: int) -> HistoryChunk | None:
+        """The history archive holding time ``at`` (the first that ends after it; None: none does)."""
+        pk = models.sync_partition(tenant_id, customer_id)
+        after = HistoryArchiveItem.sk.between(_history_key(at + 1), models.HISTORY_KEYS_END)
+        found = HistoryArchiveItem.query(pk, after, consistent_read=True, limit=1)
+        return next((_chunk(item) for item in found), None)
 
     def save(
         self,
@@ -246,8 +321,7 @@ class CustomerStore:
         external_id: str | None,
         config_version: int,
         record_changed: bool = True,
-        history: HistoryLog | None = None,
-        timeline: Timeline | None = None,
+        history: HistoryUpdate | None = None,
         record_waits: bool = False,
     ) -> int:
         """Save the objects unless someone else did since ``stored`` was loaded; return the new version.
@@ -255,10 +329,12 @@ class CustomerStore:
         ``record_changed``: whether the derived record differs from the one ``stored`` gives (if not,
         the record keeps deriving from ``stored.record_version``); ``record_waits``: no record derives
         from this state yet (record version 0; its key waits for the customer object). ``history``
-        replaces the kept observations and ``timeline`` the MRR timeline they give (None:
-        ``stored``'s), in the same write: the tenant's months are sums of the stored timelines, so a
-        change counts once."""
+        replaces the MRR history (None: ``stored``'s), in the same write: the tenant's months are sums
+        of the stored timelines, so a change counts once. Its chunks (history archives, new or
+        rewritten) are written in one transaction with the state, so a piece of a timeline is never
+        counted twice nor lost whoever wins a race."""
         pk = models.sync_partition(tenant_id, objects.customer_id)
+        kept = history.kept if history is not None else stored.history
         invoice = applied["snapshot"] if applied is not None else None
         applied_invoice = invoice["id"] if invoice is not None and invoice["object"] == "invoice" else None
         book, chunks = stored.invoices.after(applied_invoice)
@@ -273,7 +349,7 @@ class CustomerStore:
                 "subscriptions": dict(objects.subscriptions),
                 "archived": book.archived,
                 "invoices": [_invoice_document(objects.invoices[i]) for i in book.inline],
-                "history": (history if history is not None else stored.history).to_json(),
+                "history": kept.to_json(),
             },
             external_id=external_id,
             config_version=config_version,
@@ -283,12 +359,16 @@ class CustomerStore:
         item.record_version = 0 if record_waits else carried if carried is not None else new_version
         if stored.version is not None:
             item.version = stored.version  # unset: the save requires that no state item exists yet
-        timeline = timeline if timeline is not None else stored.timeline
-        if timeline is not None:
-            item.timeline = _timeline_to_json(timeline)
+        if kept.timeline is not None:
+            item.timeline = _timeline_to_json(kept.timeline)
             # In the revenue index only with a point (sparse: customers that never had MRR stay out).
-            item.tenant_id = tenant_id if timeline else None
-        item.rollup_tenant = tenant_id  # the revenue rollup counts its timeline (store.rollup)
+            item.tenant_id = tenant_id if kept.timeline else None
+        item.rollup_tenant = tenant_id  # the revenue rollup counts its piece (store.rollup)
+        item.timeline_start = _start_to_json(kept.checkpoint.start)
+        history_chunks = history.chunks if history is not None else ()
+        if history_chunks:
+            self._save_with_chunks(tenant_id, stored, item, history_chunks)
+            return int(item.version)
         try:
             item.save()  # VersionAttribute: conditional on the version we loaded
         except PutError as exc:
@@ -296,6 +376,72 @@ class CustomerStore:
                 raise ConcurrentUpdate(pk) from exc
             raise
         return int(item.version)
+
+    def _save_with_chunks(
+        self,
+        tenant_id: str,
+        stored: StoredCustomer,
+        state: CustomerStateItem,
+        chunks: tuple[HistoryChunk, ...],
+    ) -> None:
+        """The chunks and the state in one transaction (the state's version checked). Over 99 chunks
+        (a late observation that changes years of pieces), the first transactions check the state's
+        version and write the newest chunks only; the oldest, which hold the new observations, go
+        with the state in the last: if it loses, the observations are not archived, so their retry
+        replays the whole history again and rewrites what differs."""
+        version = stored.version or 0
+        items = [
+            HistoryArchiveItem(
+                state.pk,
+                _history_key(chunk.until),
+                number=chunk.number,
+                until=chunk.until,
+                spilled_from=version,
+                history=chunk.log.to_json(),
+                timeline=_timeline_to_json(chunk.timeline),
+                timeline_start=_start_to_json(chunk.start),
+                tenant_id=tenant_id if chunk.timeline else None,
+                rollup_tenant=tenant_id,  # the revenue rollup counts its piece (store.rollup)
+            )
+            for chunk in chunks
+        ]
+        # Only over a chunk written from the same or an older state version (as invoice archives).
+        fresh = HistoryArchiveItem.spilled_from.does_not_exist() | (
+            HistoryArchiveItem.spilled_from <= version
+        )
+        unchanged = (
+            CustomerStateItem.version.does_not_exist()
+            if stored.version is None
+            else CustomerStateItem.version == stored.version
+        )
+        newest_first = sorted(items, key=lambda item: -int(item.number))
+        batches = [
+            newest_first[i : i + CHUNKS_PER_TRANSACTION]
+            for i in range(0, len(newest_first), CHUNKS_PER_TRANSACTION)
+        ]
+        connection = DynamoConnection(
+            connect_timeout_seconds=models.CONNECT_TIMEOUT_SECONDS,
+            read_timeout_seconds=models.READ_TIMEOUT_SECONDS,
+            max_retry_attempts=models.MAX_RETRY_ATTEMPTS,
+        )
+        try:
+            for number, batch in enumerate(batches, start=1):
+                with TransactWrite(connection=connection) as transaction:
+                    for chunk_item in batch:
+                        transaction.save(chunk_item, condition=fresh)
+                    if number == len(batches):
+                        transaction.save(state)  # VersionAttribute: conditional on the version we loaded
+                    else:
+                        transaction.condition_check(
+                            CustomerStateItem, state.pk, models.STATE_SK, condition=unchanged
+                        )
+        except TransactWriteError as exc:
+            reasons = exc.cancellation_reasons or []
+            if any(
+                r is not None and r.code in ("ConditionalCheckFailed", "TransactionConflict") for r in reasons
+            ):
+                raise ConcurrentUpdate(state.pk) from exc
+            raise
 
     def _archive(self, pk: str, stored: StoredCustomer, number: int, invoice_ids: tuple[str, ...]) -> None:
         version = stored.version or 0
@@ -318,21 +464,32 @@ class CustomerStore:
 
     def revenue_totals(self, tenant_id: str) -> dict[str, dict[str, Contribution]]:
         """currency -> month -> the tenant's totals, summed over its customers' MRR timelines (one
-        Query of the revenue index: ~100 bytes a customer that ever had MRR)."""
-        found = (
-            _timeline_from_json(item.timeline) for item in CustomerStateItem.revenue_index.query(tenant_id)
+        Query of the revenue index: ~100 bytes a customer that ever had MRR, more for long histories).
+        A customer's pieces, in key order (archives, oldest first, then the state), make its timeline:
+        each starts where the one before ended, and a piece without points (not in the index) changes
+        nothing."""
+        pieces: dict[str, list[tuple[str, Timeline]]] = {}
+        index = models.RevenueIndex.Meta.index_name
+        for item in TimelinePieceItem.query(tenant_id, index_name=index):
+            pieces.setdefault(item.pk, []).append((item.sk, _timeline_from_json(item.timeline) or ()))
+        timelines = (
+            found[0][1] if len(found) == 1 else tuple(p for _, piece in sorted(found) for p in piece)
+            for found in pieces.values()
         )
-        return revenue_totals(timeline for timeline in found if timeline)
+        return revenue_totals(timelines)
 
-    def history(self, tenant_id: str, customer_id: str) -> HistoryLog | None:
-        """The customer's kept observations (None: nothing stored for that customer)."""
-        try:
-            item = CustomerStateItem.get(
-                models.sync_partition(tenant_id, customer_id), models.STATE_SK, consistent_read=True
-            )
-        except DoesNotExist:
-            return None
-        return HistoryLog.from_json(item.objects.get("history"))
+    def timeline(self, tenant_id: str, customer_id: str) -> Timeline | None:
+        """The customer's whole MRR timeline (None: nothing stored for that customer)."""
+        state: CustomerStateItem | None = None
+        chunks: list[HistoryChunk] = []
+        for item in TimelinePieceItem.query(
+            models.sync_partition(tenant_id, customer_id), consistent_read=True
+        ):
+            if isinstance(item, CustomerStateItem):
+                state = item
+            elif isinstance(item, HistoryArchiveItem):
+                chunks.append(_chunk(item))
+        return None if state is None else whole_timeline(_kept(state), chunks)
 
     def project(
         self, record: CustomerRecord, version: int, previous_external_id: str | None, *, repair: bool

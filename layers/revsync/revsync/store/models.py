@@ -3,8 +3,9 @@
 * customers: the customer records (contract), keyed by (tenant_id, external_id); shared with the
   platform's analytics import, so revsync only ever SETs or REMOVEs the attributes it owns.
 * sync: per (tenant, Stripe customer) partition: one ``state`` item (latest observation of the customer
-  and its subscriptions, its newest paid invoices and its MRR history, optimistic-locked by version)
-  and the archives of its older paid invoices; the ``revenue`` index lists a tenant's MRR timelines.
+  and its subscriptions, its newest paid invoices and its recent MRR history, optimistic-locked by
+  version), the archives of its older paid invoices and of its older MRR history; the ``revenue``
+  index lists a tenant's MRR timelines, in pieces.
 * tenants: ``tenant#<id>`` items (connection, config, tracking, backfill) and ``account#<acct>``
   items routing Connect events to their tenant.
 * revenue: each tenant's monthly (and yearly) revenue totals, kept from the sync table's stream by
@@ -117,11 +118,14 @@ class SyncItem(Model):
     kind = DiscriminatorAttribute()
 
 
-class RevenueIndex(GlobalSecondaryIndex["CustomerStateItem"]):
+class RevenueIndex(GlobalSecondaryIndex["TimelinePieceItem"]):
     """A tenant's customers that ever had MRR, with their MRR timelines: what ``/revenue`` sums.
 
-    Sparse (a state item is in it only while it has a timeline) and written by the state write
-    itself: DynamoDB bills an index write only when the timeline (or the item's presence) changes.
+    Sparse (an item is in it only while it holds a piece of a timeline with points) and written by the
+    write that changes the piece itself: DynamoDB bills an index write only when the timeline (or the
+    item's presence) changes. A customer's pieces share its partition key; their sort keys order them
+    (history archives, oldest first, then the state), which is how ``/revenue`` puts them together
+    (the index does not project ``timeline_start``).
     """
 
     class Meta:
@@ -132,7 +136,42 @@ class RevenueIndex(GlobalSecondaryIndex["CustomerStateItem"]):
     pk = UnicodeAttribute(range_key=True)
 
 
-class CustomerStateItem(SyncItem, discriminator="state"):
+class TimelinePieceItem(SyncItem):
+    """An item holding a piece of a customer's MRR timeline: the state (the newest piece) or a history
+    archive (older ones; revsync.domain.history_archive). Query the revenue index through this class
+    (``TimelinePieceItem.query(..., index_name=RevenueIndex.Meta.index_name)``): PynamoDB binds an
+    inherited index to the subclass defined last, which is why the state comes last below."""
+
+    # The piece ([[at, currency, mrr], ...] as JSON), and its tenant only while it has a point: the
+    # keys of the revenue index.
+    tenant_id = UnicodeAttribute(null=True)
+    timeline = UnicodeAttribute(null=True)
+    # Where the piece starts ([currency, mrr, ever_paid] as JSON): absent for a timeline's first piece.
+    timeline_start = UnicodeAttribute(null=True)
+    revenue_index = RevenueIndex()
+    # The tenant whose revenue rollup counts this item's piece (every item holding a piece carries
+    # it): an item written before the rollup existed has none, is not counted, and is counted from its
+    # next write (or when revsync.store.rollup seeds it).
+    rollup_tenant = UnicodeAttribute(null=True)
+
+
+HISTORY_ARCHIVE_SK_PREFIX = "history#"
+# Every history archive's sort key is below this one, the state's and the invoice archives' above: the
+# write path's Query starts after it (the history archives are read only for an observation before
+# the state's boundary).
+HISTORY_KEYS_END = "history#~"
+
+
+class HistoryArchiveItem(TimelinePieceItem, discriminator="history"):
+    """Archived MRR history observations and the piece of the timeline they give, counted by the state."""
+
+    number = NumberAttribute()
+    until = NumberAttribute()  # holds the observations before it (and at or after the previous one's)
+    spilled_from = NumberAttribute()  # the state version it was written from
+    history = CompressedJSONAttribute()  # the observations: {"views": [...], "entries": [...]}
+
+
+class CustomerStateItem(TimelinePieceItem, discriminator="state"):
     """The latest observation of a Stripe customer and of each of its subscriptions, and the kept
     observations of its MRR history (``objects["history"]``: compressed together, they share most
     of their bytes)."""
@@ -145,15 +184,6 @@ class CustomerStateItem(SyncItem, discriminator="state"):
     # The version whose derived record is the current one: the record item must carry at least this
     # ``revsync_version``, else its projection failed and is repaired (no extra write to know it).
     record_version = NumberAttribute(null=True)
-    # The customer's MRR timeline ([[at, currency, mrr], ...] as JSON) and its tenant, both set only
-    # when the timeline has a point: the keys of the revenue index.
-    tenant_id = UnicodeAttribute(null=True)
-    timeline = UnicodeAttribute(null=True)
-    revenue_index = RevenueIndex()
-    # The tenant whose revenue rollup counts this item's timeline (every item holding a piece of a
-    # timeline carries it): an item written before the rollup existed has none, is not counted, and
-    # is counted from its next write (or when revsync.store.rollup seeds it).
-    rollup_tenant = UnicodeAttribute(null=True)
 
 
 INVOICE_ARCHIVE_SK_PREFIX = "invoices#"
