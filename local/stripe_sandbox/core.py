@@ -11,7 +11,8 @@ import itertools
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,16 +104,37 @@ class Sandbox:
             "fail_next_requests": 0,  # answer this many API requests with a 500 (an outage)
             # Share of webhook deliveries lost (the event stays listable at /v1/events).
             "delivery_drop_ratio": 0.0,
+            # Dunning, as an account's "retry schedule" in Stripe's Billing settings: a failed
+            # subscription payment is retried this many days after the previous attempt, and after
+            # the last retry fails the subscription is canceled, marked unpaid, or left past_due.
+            "payment_retry_days": [3, 5, 7],
+            "after_failed_retries": "cancel",
         }
         self.outbox: list[Delivery] = []
         self.delivery_listeners: list[Callable[[], None]] = []
         self.stats: dict[str, int] = {}
         self._seq = itertools.count(1)
+        self._pinned = threading.local()  # ``at``'s moment, per thread (a request pins only its own)
 
-    # --- identity -------------------------------------------------------------------------------
+    # --- time -----------------------------------------------------------------------------------
 
     def now(self) -> int:
-        return int(time.time()) + self.clock_offset
+        """The sandbox's time (the wall clock plus ``/_sandbox/clock/advance``), or the moment pinned
+        by ``at``: a test clock's frozen time, or a time falling due while a clock advances."""
+        pinned: int | None = getattr(self._pinned, "moment", None)
+        return pinned if pinned is not None else int(time.time()) + self.clock_offset
+
+    @contextmanager
+    def at(self, moment: int | None) -> Iterator[None]:
+        """Everything inside happens at ``moment`` (None: the sandbox's own time)."""
+        previous = getattr(self._pinned, "moment", None)
+        self._pinned.moment = moment
+        try:
+            yield
+        finally:
+            self._pinned.moment = previous
+
+    # --- identity -------------------------------------------------------------------------------
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_{next(self._seq):06d}{secrets.token_hex(5)}"

@@ -1,22 +1,38 @@
-"""Customers: create, update, delete (which ends their subscriptions), and the sandbox's failing
-customers (``/_sandbox/customers/{id}/payment_failure``: their charges are declined)."""
+"""Customers: create (on a test clock, with a payment method or a card source), update, delete (which
+ends their subscriptions), and the sandbox's failing customers (``/_sandbox/customers/{id}/
+payment_failure``: their charges are declined)."""
 
 from __future__ import annotations
 
 import secrets
 
-from local.stripe_sandbox import subscriptions
-from local.stripe_sandbox.core import Account, Obj, Sandbox, not_found
+from local.stripe_sandbox import payment_methods, subscriptions
+from local.stripe_sandbox.core import Account, Obj, Sandbox, StripeError, not_found
 from local.stripe_sandbox.events import emit
 from local.stripe_sandbox.forms import as_int
 
 
 def matches(customer: Obj, params: Obj) -> bool:
-    """``GET /v1/customers``'s filter: ``email``."""
-    return not params.get("email") or customer.get("email") == params["email"]
+    """``GET /v1/customers``'s filters: ``email``; ``test_clock`` (a test clock's customers are listed
+    only for it, as Stripe lists them)."""
+    if params.get("email") and customer.get("email") != params["email"]:
+        return False
+    return bool(customer.get("test_clock") == (params.get("test_clock") or None))
 
 
 def create(sb: Sandbox, account: Account, params: Obj) -> Obj:
+    clock = params.get("test_clock") or None
+    if clock is not None:
+        sb.get(account, "test_helpers.test_clock", str(clock))
+    # Everything checked before anything is made: a refused request changes nothing.
+    payment_method = str(params.get("payment_method") or "") or None
+    if payment_method is not None:
+        payment_methods.check_attachable(account, payment_method)
+    default = (params.get("invoice_settings") or {}).get("default_payment_method")
+    if default and default != payment_method:
+        raise payment_methods.not_attached(str(default))
+    if params.get("source"):
+        payment_methods.check_token(str(params["source"]))
     customer = sb.put(
         account,
         {
@@ -36,12 +52,28 @@ def create(sb: Sandbox, account: Account, params: Obj) -> Obj:
             "address": None,
             "invoice_prefix": secrets.token_hex(4).upper(),
             "tax_exempt": "none",
-            "test_clock": None,
+            "test_clock": clock,
             "default_source": None,
-            "invoice_settings": {"default_payment_method": params.get("payment_method")},
+            "invoice_settings": {"default_payment_method": None, "custom_fields": None, "footer": None},
         },
     )
+    attached = None
+    if payment_method is not None:  # attached to it (made its default by invoice_settings only)
+        attached = payment_methods.resolve(sb, account, payment_method)
+        if default:
+            customer["invoice_settings"]["default_payment_method"] = attached["id"]
+    card = (
+        payment_methods.new_card(sb, account, customer, str(params["source"]))
+        if params.get("source")
+        else None
+    )
+    if card is not None:
+        customer["default_source"] = card["id"]
     emit(sb, account, "customer.created", customer)
+    if attached is not None:
+        payment_methods.attach(sb, account, {"customer": customer["id"]}, attached["id"])
+    if card is not None:
+        emit(sb, account, "customer.source.created", card)
     return customer
 
 
@@ -55,6 +87,26 @@ def live(sb: Sandbox, account: Account, customer_id: str) -> Obj:
 
 def update(sb: Sandbox, account: Account, params: Obj, customer_id: str) -> Obj:
     customer = live(sb, account, customer_id)
+    # Everything checked before anything changes: a refused request changes nothing.
+    if params.get("source"):
+        payment_methods.check_token(str(params["source"]))
+    source = params.get("default_source")
+    if source and source != customer["default_source"]:
+        chosen = account.table("card").get(str(source))
+        if chosen is None or chosen["customer"] != customer_id:
+            raise StripeError(
+                400, f"No such source: '{source}'", code="resource_missing", param="default_source"
+            )
+    settings = params.get("invoice_settings") or {}
+    default = (
+        settings.get("default_payment_method")
+        if "default_payment_method" in settings
+        else customer["invoice_settings"]["default_payment_method"]
+    )
+    if default:
+        default = payment_methods.default_for(sb, account, customer, str(default), None)
+    if params.get("source"):  # a new card, made the default source
+        source = payment_methods.add_card(sb, account, customer, str(params["source"]))["id"]
     previous: Obj = {}
     for key in ("email", "name", "description", "balance"):
         if key in params:
@@ -75,6 +127,12 @@ def update(sb: Sandbox, account: Account, params: Obj, customer_id: str) -> Obj:
                 if new.get(k) != customer["metadata"].get(k)
             }
             customer["metadata"] = new
+    if source and source != customer["default_source"]:
+        previous["default_source"], customer["default_source"] = customer["default_source"], source
+    current = customer["invoice_settings"]["default_payment_method"]
+    if (default or None) != current:
+        previous["invoice_settings"] = {"default_payment_method": current}
+        customer["invoice_settings"]["default_payment_method"] = default or None
     if previous:
         emit(sb, account, "customer.updated", customer, previous)
     return customer

@@ -94,6 +94,16 @@ def expire(sb: Sandbox, account: Account, discount: Obj) -> None:
         emit(sb, account, "customer.updated", customer, {"discount": public_view(discount)})
 
 
+def due(sb: Sandbox, account: Account, discount: Obj) -> tuple[int, str] | None:
+    if discount["end"] is None or discount.get("expired"):
+        return None
+    return int(discount["end"]), "expire"
+
+
+def run_due(sb: Sandbox, account: Account, discount: Obj, action: str) -> None:
+    expire(sb, account, discount)
+
+
 # --- a customer's discount -------------------------------------------------------------------------
 
 

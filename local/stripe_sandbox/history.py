@@ -11,6 +11,16 @@ def seed(
 ) -> dict[str, int]:
     """``count`` customers created evenly over [start, end), each with an active monthly
     subscription and its paid first invoice: existing history, so no events are sent."""
+    events, account.events = account.events, []
+    endpoints, account.endpoints = account.endpoints, {}
+    try:
+        _seed(sb, account, count, start, end, unit_amount)
+    finally:
+        account.events, account.endpoints = events, endpoints  # history: nothing is delivered
+    return {"customers": count, "subscriptions": count, "invoices": count}
+
+
+def _seed(sb: Sandbox, account: Account, count: int, start: int, end: int, unit_amount: int) -> None:
     price = catalog.create_price(
         sb,
         account,
@@ -86,9 +96,5 @@ def seed(
                 },
             },
         )
-        events, account.events = account.events, []
-        endpoints, account.endpoints = account.endpoints, {}
-        invoice = invoices.bill(sb, account, subscription, "subscription_create")
-        account.events, account.endpoints = events, endpoints  # history: nothing is delivered
-        invoice["created"] = created
-    return {"customers": count, "subscriptions": count, "invoices": count}
+        with sb.at(created):
+            invoices.bill(sb, account, subscription, "subscription_create")

@@ -23,14 +23,14 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from local.stripe_sandbox import clock, connect, customers, discounts
+from local.stripe_sandbox import clocks, connect, customers, discounts
 from local.stripe_sandbox.core import Account, OAuthError, Sandbox, StripeError
 from local.stripe_sandbox.events import Deliverer
 from local.stripe_sandbox.forms import decode
 from local.stripe_sandbox.limits import Limiters, Limits
 from local.stripe_sandbox.rest import expand, page
 from local.stripe_sandbox.routes import ROUTES, SUPPORTED_PARAMS, Route
-from local.stripe_sandbox.shapes import public
+from local.stripe_sandbox.shapes import API_VERSION, public
 
 __all__ = ["SUPPORTED_PARAMS", "SandboxApp", "serve"]
 
@@ -74,6 +74,19 @@ def _api_key(request: Request) -> str:
     if header.startswith("Basic "):
         return base64.b64decode(header[6:]).decode().split(":", 1)[0]
     raise StripeError(401, "You did not provide an API key.", code="api_key_missing")
+
+
+def _unknown(name: str, route: Route) -> StripeError:
+    removed = route.removed.get(name)
+    if removed is None:
+        return StripeError(400, f"Received unknown parameter: {name}", code="parameter_unknown", param=name)
+    return StripeError(
+        400,
+        f"Received unknown parameter: {name}. Stripe removed it in API version {removed.version}; "
+        f"the sandbox answers in {API_VERSION}, as an account on a current version does.",
+        code=removed.code,
+        param=name,
+    )
 
 
 def _unrecognized(request: Request) -> StripeError:
@@ -155,14 +168,20 @@ class SandboxApp:
         )
 
     def _answer(self, request: Request, route: Route, account: Account, ids: list[str]) -> Response:
+        version = request.headers.get("Stripe-Version")
+        if version and version != API_VERSION:
+            raise StripeError(
+                400,
+                f"The sandbox answers in Stripe API version {API_VERSION} only (the installed stripe "
+                f"package's); this request asked for {version}.",
+            )
         params = _params(request)
         for name in sorted(params):
             if name not in route.params:
-                raise StripeError(
-                    400, f"Received unknown parameter: {name}", code="parameter_unknown", param=name
-                )
-        with self.sandbox.lock:
-            result = route.handler(self.sandbox, account, params, *ids)
+                raise _unknown(name, route)
+        sandbox = self.sandbox
+        with sandbox.lock, sandbox.at(clocks.request_time(sandbox, account, params, ids)):
+            result = route.handler(sandbox, account, params, *ids)
             if isinstance(result, list):
                 result = page(result, params, request.path)
             paths = params.get("expand") or []
@@ -235,7 +254,7 @@ class SandboxApp:
     def control_advance(self, request: Request) -> Response:
         body = request.get_json(silent=True) or _params(request)
         with self.sandbox.lock:
-            now = clock.advance(self.sandbox, int(body.get("seconds", 0)))
+            now = clocks.advance_sandbox(self.sandbox, int(body.get("seconds", 0)))
         return _json({"now": now})
 
     def control_config(self, request: Request) -> Response:
