@@ -10,8 +10,6 @@ attempt's outcome moves its subscription (``subscriptions.after_payment``).
 
 from __future__ import annotations
 
-import copy
-
 from local.stripe_sandbox import discounts, payment_methods, payments, subscriptions
 from local.stripe_sandbox.catalog import DAY, item_amount
 from local.stripe_sandbox.core import Account, Obj, Sandbox, StripeError, not_found
@@ -457,30 +455,29 @@ _DRAFT_FIELDS = (
 def update(sb: Sandbox, account: Account, params: Obj, invoice_id: str) -> Obj:
     """``POST /v1/invoices/{id}``: metadata on any invoice; the rest while it is a draft."""
     invoice = _in_status(sb, account, invoice_id, "draft", "open", "paid", "uncollectible", "void")
-    before = copy.deepcopy(invoice)
-    for key in _DRAFT_FIELDS:
-        if key not in params:
-            continue
-        if invoice["status"] != "draft":
-            raise StripeError(400, f"You can only update {key} on a draft invoice.", param=key)
+    asked = [key for key in _DRAFT_FIELDS if key in params]
+    if asked and invoice["status"] != "draft":  # checked first: a refused update changes nothing
+        raise StripeError(400, f"You can only update {asked[0]} on a draft invoice.", param=asked[0])
+    changes: Obj = {}
+    for key in asked:
         if key == "auto_advance":
-            invoice[key] = as_bool(params[key])
+            changes[key] = as_bool(params[key])
         elif key == "collection_method":
-            invoice[key] = collection_method(params)
+            changes[key] = collection_method(params)
         elif key == "days_until_due":
-            invoice["due_date"] = sb.now() + DAY * int(params[key])
+            changes["due_date"] = sb.now() + DAY * int(params[key])
         elif key == "due_date":
-            invoice[key] = as_int(params[key])
+            changes[key] = as_int(params[key])
         elif key == "default_payment_method":
-            invoice[key] = (
-                payment_methods.resolve(sb, account, str(params[key]))["id"] if params[key] else None
-            )
+            spec = params[key]
+            changes[key] = payment_methods.resolve(sb, account, str(spec))["id"] if spec else None
         else:
-            invoice[key] = params[key] or None
+            changes[key] = params[key] or None
     if "metadata" in params:
         merged = {**invoice["metadata"], **(params["metadata"] or {})}
-        invoice["metadata"] = {k: v for k, v in merged.items() if v not in ("", None)}
-    previous = {k: before[k] for k in invoice if invoice[k] != before.get(k)}
+        changes["metadata"] = {k: v for k, v in merged.items() if v not in ("", None)}
+    previous = {k: invoice[k] for k, v in changes.items() if invoice[k] != v}
+    invoice.update(changes)
     if previous:
         emit(sb, account, "invoice.updated", invoice, previous)
     return invoice

@@ -56,7 +56,9 @@ def new_intent(
     return intent
 
 
-def collect(sb: Sandbox, account: Account, intent: Obj, paying_with: Obj | None, *, off_session: bool) -> Obj:
+def collect(
+    sb: Sandbox, account: Account, intent: Obj, paying_with: Obj | None, *, off_session: bool
+) -> Obj | None:
     """One attempt to collect ``intent`` with ``paying_with``: a charge succeeds or fails, or the
     customer must authenticate. Returns the charge (None when no charge was made)."""
     intent["payment_method"] = paying_with["id"] if paying_with else None
@@ -68,7 +70,7 @@ def collect(sb: Sandbox, account: Account, intent: Obj, paying_with: Obj | None,
             last_payment_error=None,
         )
         emit(sb, account, "payment_intent.requires_action", intent)
-        return {}
+        return None
     charge = sb.put(
         account,
         {
