@@ -39,7 +39,7 @@ from revsync.domain.record import derive_record
 from revsync.domain.rollup import WHOLE_RECORD, Group, Piece, Position, RevenuePeriods, RollupKey
 from revsync.domain.routing import TenantRoute
 from revsync.domain.state import CustomerObjects
-from revsync.domain.stored_state import ConcurrentUpdate, StateWrite
+from revsync.domain.stored_state import INLINE_INVOICES, ConcurrentUpdate, InvoiceBook, StateWrite
 from revsync.domain.tenancy import Connection, SealedSecrets, Tenant
 from revsync.errors import CursorRejected
 from revsync.infra.catch_ups import SqsCatchUpQueue
@@ -227,6 +227,42 @@ def test_an_unchanged_record_keeps_deriving_from_its_version(customers: Any) -> 
 
     assert (carried.version, carried.record_version) == (4, 3)
     assert customers.load("t", "cus_c").record_version == 5
+
+
+def test_a_record_that_waits_derives_from_no_version_until_it_is_written(customers: Any) -> None:
+    empty = customers.load("t", "cus_w")
+    customers.save(StateWrite("t", empty, empty.objects, None, None, 0, record_waits=True))
+    waiting = customers.load("t", "cus_w")
+    customers.save(StateWrite("t", waiting, waiting.objects, None, "u-w", 0))
+
+    assert (waiting.version, waiting.external_id, waiting.record_version) == (1, None, 0)
+    assert customers.load("t", "cus_w").record_version == 2
+
+
+def test_paid_invoices_past_the_inline_ones_are_kept_as_the_store_keeps_them(customers: Any) -> None:
+    """The fifth paid invoice moves the four inline ones to an archive: both load them all back, and
+    keep the same book of where each is (what the next save's spill is computed from)."""
+    paid = [
+        _observed(
+            S.event(
+                "invoice.paid",
+                S.invoice("cus_i", "sub_i", amount_paid=100 * n, paid_at=T0 + n, id=f"in_{n}"),
+                created=T0 + n,
+                account=ACCOUNT,
+            )
+        )
+        for n in range(1, INLINE_INVOICES + 2)
+    ]
+    for observation in paid:
+        stored = customers.load("t", "cus_i")
+        objects = stored.objects.with_observation(observation)
+        customers.save(StateWrite("t", stored, objects, observation, "u-i", 0))
+
+    loaded = customers.load("t", "cus_i")
+
+    assert loaded.objects.invoices == {o["snapshot"]["id"]: kept_invoice(o) for o in paid}
+    archived = frozenset(f"in_{n}" for n in range(1, INLINE_INVOICES + 1))
+    assert loaded.invoices == InvoiceBook(1, (f"in_{INLINE_INVOICES + 1}",), archived)
 
 
 JAN, FEB = 1_767_225_600, 1_769_904_000  # 2026-01-01, 2026-02-01
