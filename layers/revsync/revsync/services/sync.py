@@ -319,12 +319,12 @@ def apply_observation(
         try:
             version = customers.save(
                 StateWrite(
-                    tenant_id,
-                    stored,
-                    outcome.objects,
-                    observation if outcome.changed else None,
-                    None if waits else record["external_id"],
-                    tenant.config_version,
+                    tenant_id=tenant_id,
+                    stored=stored,
+                    objects=outcome.objects,
+                    applied=observation if outcome.changed else None,
+                    external_id=None if waits else record["external_id"],
+                    config_version=tenant.config_version,
                     record_changed=not waits and (record != previous or config_moved),
                     history=history,
                     record_waits=waits,
