@@ -59,10 +59,11 @@ from revsync.domain.reconcile import CatchUpJob  # noqa: E402
 from revsync.domain.tenancy import Connection, Tenant  # noqa: E402
 from revsync.infra.catch_ups import job_body  # noqa: E402
 from revsync.store.budget import AccountRequestBudget  # noqa: E402
-from revsync.store.customers import CustomerStore  # noqa: E402
 from revsync.store.events_progress import EventsProgressStore  # noqa: E402
+from revsync.store.read_models import CustomerRecords  # noqa: E402
 from revsync.store.tenants import TenantStore  # noqa: E402
 from revsync.stripe_api.pacing import call_within_budget  # noqa: E402
+from revsync.table_names import table_names  # noqa: E402
 
 from bench import tenant_secrets_cost as secrets_cost  # noqa: E402
 from bench.burst import PARTITION_WRITE_UNITS, run_burst  # noqa: E402
@@ -123,7 +124,7 @@ class ModelledStripe(FakeStripe):
     ) -> tuple[list[dict[str, Any]], bool]:
         self.event_pages += 1
         now = lambda: NOW0 + self.time.now  # noqa: E731
-        budget = AccountRequestBudget(str(tenant.connection.account_id), 25.0, now)
+        budget = AccountRequestBudget(table_names().tenants, str(tenant.connection.account_id), 25.0, now)
         call_within_budget(budget, list_endpoint("events"), lambda: None, clock=now, sleep=lambda _: None)
         self.time.now += STRIPE_PAGE_SECONDS
         account = self.accounts.get(str(tenant.connection.account_id))
@@ -381,15 +382,15 @@ def _backlog(consumer: Consumer, stripe: ModelledStripe, tenants: list[str], bac
         finished = _finished_by(consumer.invocations[first:], at)
         starved += sum(1 for t in tenants[1:] if finished.get(t, math.inf) > at + period)
         at += period
-        if EventsProgressStore().get(heavy).pending is None:
+        if EventsProgressStore(table_names().tenants).get(heavy).pending is None:
             break
     ran = [i for i in consumer.invocations[first:] if i.job.tenant_id == heavy and i.state != "skipped"]
     listed = sum(i.listed for i in ran)
-    store = CustomerStore()
+    records = CustomerRecords()
     wrong = [
         name
         for name, total in paid.items()
-        if (store.get_record(heavy, name) or {}).get("total_paid") != total
+        if (records.get_record(heavy, name) or {}).get("total_paid") != total
     ]
     continuations = sum(1 for i in ran if i.job.reason == "continue")
     minutes = (ran[-1].end - ran[0].start) / 60

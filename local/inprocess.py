@@ -22,6 +22,7 @@ from revsync.domain.signature import compute_signature
 from revsync.infra import aws, secrets
 from revsync.settings import get_settings
 from revsync.store import models, rollup
+from revsync.table_names import bound_tables
 
 from local import apigw, lambda_runtime, moto_fifo, moto_speedups, poller, streams
 from local.auth import LocalIssuer
@@ -88,6 +89,7 @@ class InProcessStack:
         self.names = create_resources(REGION)
         self._environment.set(functions_environment(self.names))
         reset_process_caches()
+        bound_tables()  # the models on this stack's tables, as each function's wiring binds them
         self.install_clock()
         return self
 

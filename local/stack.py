@@ -30,6 +30,7 @@ from typing import Any
 
 import boto3
 from moto.server import ThreadedMotoServer
+from revsync.table_names import bound_tables
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
@@ -174,6 +175,7 @@ class LocalStack:
             }
         )
         reset_process_caches()
+        bound_tables()  # the models on this stack's tables, as each function's wiring binds them
         if self.stripe_api_base is None:
             sandbox_server, self.sandbox = serve_sandbox(self.ports.stripe)
             self._servers.append(sandbox_server)

@@ -18,11 +18,13 @@ from revsync.infra.stepfunctions import BackfillExecutions
 from revsync.services import backfill
 from revsync.services.sync import Customers, Tenants
 from revsync.settings import Settings, get_settings
+from revsync.store.backfill_progress import BackfillProgress
 from revsync.store.backfill_runs import BackfillRuns
 from revsync.store.budget import AccountRequestBudget
 from revsync.store.customers import CustomerStore
-from revsync.store.tenants import BackfillProgress, CachedTenantStore, TenantStore
+from revsync.store.tenants import CachedTenantStore, TenantStore
 from revsync.stripe_api.pacing import Pacer
+from revsync.table_names import bound_tables, table_names
 from revsync.wiring import stripe_accounts
 
 logger = Logger()
@@ -51,12 +53,13 @@ class Dependencies:
 
 @lru_cache(maxsize=1)
 def dependencies() -> Dependencies:
+    tables = bound_tables()
     return Dependencies(
         tenants=CachedTenantStore(TenantStore()),
         stored_tenants=TenantStore(),
         customers=CustomerStore(),
-        progress=BackfillProgress(),
-        runs=BackfillRuns(),
+        progress=BackfillProgress(tables.tenants),
+        runs=BackfillRuns(tables.tenants),
         executions=BackfillExecutions(),
         stripe=stripe_accounts(),
         changes=EventBridgeChanges(),
@@ -72,7 +75,7 @@ def _budget(tenant: Tenant | None, tenant_id: str) -> AccountRequestBudget:
     account = (
         tenant.connection.account_id if tenant and tenant.connection.account_id else f"tenant-{tenant_id}"
     )
-    return AccountRequestBudget(account, limit)
+    return AccountRequestBudget(table_names().tenants, account, limit)
 
 
 def _limits(tenant: Tenant, endpoints: list[str]) -> tuple[float, dict[str, float]]:

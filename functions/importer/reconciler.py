@@ -26,6 +26,7 @@ from revsync.services.sync import Customers, Tenants
 from revsync.store.customers import CustomerStore
 from revsync.store.events_progress import ConnectedTenants, EventsProgressStore
 from revsync.store.tenants import TenantStore
+from revsync.table_names import bound_tables
 from revsync.wiring import stripe_accounts
 
 logger = Logger()
@@ -48,13 +49,14 @@ class Dependencies:
 
 @lru_cache(maxsize=1)
 def dependencies() -> Dependencies:
+    tables = bound_tables()
     return Dependencies(
         tenants=TenantStore(),
         customers=CustomerStore(),
         stripe=stripe_accounts(),
-        progress=EventsProgressStore(),
+        progress=EventsProgressStore(tables.tenants),
         queue=SqsCatchUpQueue(),
-        candidates=ConnectedTenants(),
+        candidates=ConnectedTenants(tables.tenants),
         changes=EventBridgeChanges(),
         clock=time.time,
         monotonic=time.monotonic,

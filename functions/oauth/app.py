@@ -27,10 +27,13 @@ from revsync.services import connect, reconcile, revenue
 from revsync.services import settings_page as settings_page_view
 from revsync.services import tenants as service
 from revsync.settings import get_settings
-from revsync.store.customers import CustomerStore
+from revsync.store.backfill_progress import BackfillProgress
 from revsync.store.events_progress import EventsProgressStore
+from revsync.store.oauth_states import OAuthStates
+from revsync.store.read_models import CustomerRecords, MrrHistories
 from revsync.store.rollup import RevenueRollup
-from revsync.store.tenants import BackfillProgress, ConnectionMoved, OAuthStates, TenantStore
+from revsync.store.tenants import ConnectionMoved, TenantStore
+from revsync.table_names import bound_tables
 from revsync.wiring import stripe_accounts
 
 logger = Logger()
@@ -61,19 +64,19 @@ class Dependencies:
 
 @lru_cache(maxsize=1)
 def dependencies() -> Dependencies:
-    tenant_secrets = TenantSecrets()
+    tenant_secrets, tables = TenantSecrets(), bound_tables()
     return Dependencies(
         tenants=TenantStore(),
-        records=CustomerStore(),
-        histories=CustomerStore(),
-        revenue=RevenueRollup(),
-        claims=BackfillProgress(),
-        states=OAuthStates(),
+        records=CustomerRecords(),
+        histories=MrrHistories(),
+        revenue=RevenueRollup(get_settings().region),
+        claims=BackfillProgress(tables.tenants),
+        states=OAuthStates(tables.tenants),
         platform=PlatformSecrets(),
         starter=BackfillStarter(),
         secrets=tenant_secrets,
         stripe=stripe_accounts(tenant_secrets),
-        events=EventsProgressStore(),
+        events=EventsProgressStore(tables.tenants),
         catch_ups=SqsCatchUpQueue(),
         clock=time.time,
     )

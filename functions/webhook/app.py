@@ -29,6 +29,7 @@ from revsync.services.receive import (
 )
 from revsync.settings import get_settings
 from revsync.store.tenant_lookup import DynamoTenantDirectory
+from revsync.table_names import table_names
 
 logger = Logger()
 metrics = Metrics()
@@ -68,7 +69,7 @@ class Dependencies:
 @lru_cache(maxsize=1)
 def dependencies() -> Dependencies:
     return Dependencies(
-        tenants=DynamoTenantDirectory(),
+        tenants=DynamoTenantDirectory(table_names().tenants),
         secrets=WebhookSecretSource(),
         queue=SqsEventQueue(),
         parked=DeadLetters(),

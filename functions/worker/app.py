@@ -37,6 +37,7 @@ from revsync.store.customers import CustomerStore
 from revsync.store.events_progress import CachedWatermarks, EventsProgressStore
 from revsync.store.tenant_lookup import DynamoTenantDirectory
 from revsync.store.tenants import CachedTenantStore, TenantStore
+from revsync.table_names import bound_tables
 from revsync.wiring import stripe_accounts
 
 logger = Logger()
@@ -62,15 +63,16 @@ class Dependencies:
 
 @lru_cache(maxsize=1)
 def dependencies() -> Dependencies:
+    tables = bound_tables()
     return Dependencies(
         tenants=CachedTenantStore(TenantStore()),
         connection_tenants=TenantStore(),
-        directory=DynamoTenantDirectory(),
+        directory=DynamoTenantDirectory(tables.tenants),
         customers=CustomerStore(),
         stripe=stripe_accounts(),
         dead_letters=DeadLetters(),
         visibility=EventsQueueVisibility(),
-        watermarks=CachedWatermarks(EventsProgressStore()),
+        watermarks=CachedWatermarks(EventsProgressStore(tables.tenants)),
         changes=EventBridgeChanges(),
         clock=time.time,
     )

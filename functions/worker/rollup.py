@@ -22,7 +22,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from revsync.domain.routing import validate_tenant_id
 from revsync.services.rollup import RollupInterrupted, RollupWriter, UncountedPieces, apply_changes, seed
+from revsync.settings import get_settings
 from revsync.store.rollup import RevenueRollup, UncountedStates, stream_batch
+from revsync.table_names import bound_tables
 
 logger = Logger()
 metrics = Metrics()
@@ -40,7 +42,10 @@ class Dependencies:
 
 @lru_cache(maxsize=1)
 def dependencies() -> Dependencies:
-    return Dependencies(rollup=RevenueRollup(), pieces=UncountedStates(), clock=time.time)
+    tables = bound_tables()
+    return Dependencies(
+        rollup=RevenueRollup(get_settings().region), pieces=UncountedStates(tables.sync), clock=time.time
+    )
 
 
 def _apply(event: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,8 @@ import pytest
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.infra import aws
 from revsync.settings import get_settings
+from revsync.store.customers import CustomerStore
+from revsync.store.read_models import CustomerRecords, MrrHistories, RevenueRecomputation
 from revsync.store.tenants import TenantStore
 
 from local import lambda_runtime
@@ -19,6 +21,11 @@ from local.inprocess import InProcessStack
 from tests.fakes import FakeStripe
 
 PLATFORM_SECRET = "whsec_local"  # local/aws.py seeds SSM with it
+
+
+class DynamoCustomers(CustomerStore, CustomerRecords, MrrHistories, RevenueRecomputation):
+    """The write path's store and the reads of what it wrote, together, as FakeCustomers stands for
+    them all (its states and records are the ones it reads)."""
 
 
 def legacy_tenant_secret(tenant_id: str, api_key: str, webhook_secret: str) -> str:

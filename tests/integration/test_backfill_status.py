@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 from revsync.domain.tenancy import Connection, Tenant
-from revsync.store.tenants import BackfillProgress, TenantStore
+from revsync.store.backfill_progress import BackfillProgress
+from revsync.store.tenants import TenantStore
+from revsync.table_names import table_names
 
 from local import lambda_runtime
 from local.inprocess import InProcessStack
@@ -28,7 +30,7 @@ def _backfill(tenant_id: str) -> dict[str, object]:
 
 def test_an_ended_execution_fails_only_the_backfill_it_runs(stack: InProcessStack) -> None:
     TenantStore().save(Tenant("acme", Connection("connected", "oauth", "acct_st")), int(time.time()))
-    progress = BackfillProgress()
+    progress = BackfillProgress(table_names().tenants)
     progress.backfill_started("acme", FROZEN_NOW, "importing", {"customers": 300, "invoices": 50})
     assert _backfill("acme")["counts"] == {"customers": 300, "subscriptions": 0, "invoices": 50}
     progress.set_execution("acme", "arn:exec:2")

@@ -18,6 +18,7 @@ from revsync.infra.queue import EventsQueueVisibility
 from revsync.store.budget import AccountRequestBudget
 from revsync.stripe_api.client import StripeAccounts
 from revsync.stripe_api.pacing import LocalBudget, call_within_budget
+from revsync.table_names import table_names
 
 from local import lambda_runtime
 from local import stripe_shapes as S
@@ -44,7 +45,7 @@ class Clock:
 
 def test_reads_wait_for_their_slot_or_defer_when_it_is_too_far(stack: InProcessStack) -> None:
     clock = Clock()
-    budget = AccountRequestBudget("acct_slow", rate=1, clock=clock)
+    budget = AccountRequestBudget(table_names().tenants, "acct_slow", rate=1, clock=clock)
     calls: list[int] = []
     for n in range(3):  # slots at +0, +1, +2 s: each within the wait the worker allows
         call_within_budget(
@@ -141,7 +142,7 @@ def test_the_workers_stripe_reads_use_the_accounts_shared_budget(stack: InProces
 
     def budget(account: str, rate: float) -> Any:
         reserved.append((account, rate))
-        return AccountRequestBudget(account, rate, clock=clock)
+        return AccountRequestBudget(table_names().tenants, account, rate, clock=clock)
 
     accounts = StripeAccounts(
         platform_key=lambda: "sk_test_platform",
@@ -154,7 +155,7 @@ def test_the_workers_stripe_reads_use_the_accounts_shared_budget(stack: InProces
     )
     tenant = Tenant("acme", Connection("connected", "oauth", "acct_budgeted"))
     for _ in range(4):  # busy budget: three slots taken already
-        AccountRequestBudget("acct_budgeted", 1.0, clock=clock).reserve(None)
+        AccountRequestBudget(table_names().tenants, "acct_budgeted", 1.0, clock=clock).reserve(None)
     with pytest.raises(Deferred):
         accounts.fetch(tenant, "customer", "cus_1")
     assert reserved == [("acct_budgeted", 1.0)]

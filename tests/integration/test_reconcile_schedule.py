@@ -12,6 +12,7 @@ from revsync.domain.reconcile import RunEnd
 from revsync.domain.tenancy import Connection, ConnectionStatus, Tenant
 from revsync.store.events_progress import ConnectedTenants, EventsProgressStore
 from revsync.store.tenants import TenantStore
+from revsync.table_names import table_names
 
 from local import lambda_runtime
 from local import stripe_shapes as S
@@ -52,10 +53,10 @@ def test_the_schedule_queues_one_job_per_connected_tenant_least_recently_reconci
     stack: InProcessStack, stripe_events: FakeStripe
 ) -> None:
     _tenants([("alpha", "connected"), ("beta", "connected"), ("gamma", "revoked"), ("delta", "connected")])
-    progress = EventsProgressStore()
+    progress = EventsProgressStore(table_names().tenants)
     progress.finish("alpha", RunEnd(FROZEN_NOW - 100, 0, FROZEN_NOW - 100, False, None))
     progress.finish("delta", RunEnd(FROZEN_NOW - 900, 0, FROZEN_NOW - 900, False, None))
-    assert ConnectedTenants().last_reconciled() == {
+    assert ConnectedTenants(table_names().tenants).last_reconciled() == {
         "alpha": FROZEN_NOW - 100,
         "beta": None,
         "delta": FROZEN_NOW - 900,
@@ -72,10 +73,10 @@ def test_the_schedule_queues_one_job_per_connected_tenant_least_recently_reconci
 
     assert (stats.received, stats.failed) == (3, 0)
     for tenant_id in ("alpha", "beta", "delta"):
-        assert EventsProgressStore().get(tenant_id).recovered == 1
+        assert EventsProgressStore(table_names().tenants).get(tenant_id).recovered == 1
         assert stack.request("GET", f"/tenants/{tenant_id}/customers/u-1").status == 200
     assert stack.request("GET", "/tenants/gamma/customers/u-1").status == 404
-    assert EventsProgressStore().get("gamma").last_reconciled_at is None
+    assert EventsProgressStore(table_names().tenants).get("gamma").last_reconciled_at is None
 
 
 class _FailsFor(FakeStripe):
@@ -108,7 +109,7 @@ def test_a_tenant_whose_catch_up_keeps_failing_lands_in_the_dead_letter_queue_an
     [parked] = _queued(stack, "ReconcileDeadLetterQueue")
     assert (parked["tenant_id"], parked["reason"]) == ("bad", "schedule")
     for tenant_id in ("alpha", "omega"):
-        assert EventsProgressStore().get(tenant_id).recovered == 1
+        assert EventsProgressStore(table_names().tenants).get(tenant_id).recovered == 1
     assert stack.queue_depth("ReconcileQueue") == 0
 
 
@@ -147,7 +148,7 @@ def test_a_run_out_of_time_goes_on_in_a_job_of_its_own_until_the_window_is_liste
 
     assert (stats.received, stats.failed) == (3, 0)  # the request's job, then two continuations
     assert fake.event_pages == 3  # each page listed once
-    state = EventsProgressStore().get("alpha")
+    state = EventsProgressStore(table_names().tenants).get("alpha")
     assert (state.recovered, state.pending, state.reconciled_through) == (250, None, FROZEN_NOW)
     assert stack.request("GET", "/tenants/alpha/customers/u-0").status == 200
 

@@ -13,7 +13,9 @@ from revsync.domain import oauth_state
 from revsync.domain.routing import TenantRoute
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.infra.secrets import SealedSecretError, TenantSecrets
-from revsync.store.tenants import AccountTaken, OAuthStates, TenantStore
+from revsync.store.oauth_states import OAuthStates
+from revsync.store.tenants import AccountTaken, TenantStore
+from revsync.table_names import table_names
 
 from local import stripe_shapes as S
 from local.inprocess import InProcessStack
@@ -163,10 +165,10 @@ def test_lookalike_tenant_paths_are_refused(
 def test_an_oauth_state_of_one_tenant_cannot_connect_another(stack: InProcessStack) -> None:
     key = "state-key"
     token, state = oauth_state.issue("acme", key, NOW)
-    OAuthStates().save("acme", state.nonce, state.expires_at)
+    OAuthStates(table_names().tenants).save("acme", state.nonce, state.expires_at)
     # The nonce belongs to acme: consuming it for another tenant fails and leaves it usable by acme.
-    assert OAuthStates().consume("globex", state.nonce, NOW) is False
-    assert OAuthStates().consume("acme", state.nonce, NOW) is True
+    assert OAuthStates(table_names().tenants).consume("globex", state.nonce, NOW) is False
+    assert OAuthStates(table_names().tenants).consume("acme", state.nonce, NOW) is True
     # A state signed with another key (another deployment) is not ours.
     forged, _ = oauth_state.issue("globex", "another-key", NOW)
     with pytest.raises(oauth_state.StateError):

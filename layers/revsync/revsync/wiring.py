@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from revsync.infra.secrets import PlatformSecrets, TenantSecrets
 from revsync.settings import get_settings
 from revsync.store.budget import AccountRequestBudget
 from revsync.stripe_api.client import StripeAccounts
+from revsync.table_names import table_names
 
 
 def stripe_accounts(tenant_secrets: TenantSecrets | None = None) -> StripeAccounts:
@@ -17,6 +20,6 @@ def stripe_accounts(tenant_secrets: TenantSecrets | None = None) -> StripeAccoun
         platform_key=PlatformSecrets().stripe_secret_key,
         tenant_api_key=secrets.api_key,
         api_base=settings.stripe_api_base,
-        budget=AccountRequestBudget,
+        budget=partial(AccountRequestBudget, table_names().tenants),
         rate_limits=(settings.stripe_rate_limit_test, settings.stripe_rate_limit_live),
     )

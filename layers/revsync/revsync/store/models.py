@@ -11,8 +11,9 @@
 * revenue: each tenant's monthly (and yearly) revenue totals, kept from the sync table's stream by
   the rollup (revsync.store.rollup), and how far it has applied each shard of the stream.
 
-Table names come from settings when first used (descriptors), so importing this module reads nothing;
-the region and endpoint come from botocore's own environment resolution.
+PynamoDB binds a table to each model class: the composition root names the tables once per process
+(``bind``), before any store is used. The region and endpoint come from botocore's own environment
+resolution.
 """
 
 from __future__ import annotations
@@ -37,22 +38,11 @@ from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
 from revsync.infra.aws import MAX_POOL_CONNECTIONS
-from revsync.settings import get_settings
 
 # PynamoDB's own defaults (15 s connect, 30 s read, 3 retries) would outlast every function's timeout.
 CONNECT_TIMEOUT_SECONDS = 1
 READ_TIMEOUT_SECONDS = 2
 MAX_RETRY_ATTEMPTS = 2  # retries after the first attempt
-
-
-class _FromSettings:
-    """A Meta attribute resolved from settings on access, not at class creation."""
-
-    def __init__(self, field: str) -> None:
-        self.field = field
-
-    def __get__(self, instance: object, owner: type) -> Any:
-        return getattr(get_settings(), self.field)
 
 
 # A preset dictionary for the state item: the keys and common values of the snapshots it holds, in
@@ -107,7 +97,7 @@ def sync_partition(tenant_id: str, customer_id: str) -> str:
 
 class SyncItem(Model):
     class Meta:
-        table_name = _FromSettings("sync_table")
+        table_name: str | None = None  # bind()
         connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
         read_timeout_seconds = READ_TIMEOUT_SECONDS
         max_retry_attempts = MAX_RETRY_ATTEMPTS
@@ -190,7 +180,7 @@ INVOICE_ARCHIVE_SK_PREFIX = "invoices#"
 
 
 class InvoiceArchiveItem(SyncItem, discriminator="invoices"):
-    """Paid invoices moved out of the state item together (store.customers), counted by the state."""
+    """Paid invoices moved out of the state item together (store.customer_state), counted by the state."""
 
     number = NumberAttribute()
     spilled_from = NumberAttribute()  # the state version whose inline invoices these are
@@ -199,9 +189,9 @@ class InvoiceArchiveItem(SyncItem, discriminator="invoices"):
 
 
 class PaidInvoiceItem(SyncItem, discriminator="invoice"):
-    """One paid invoice, as the previous format kept them (read only: store.customers converts)."""
+    """One paid invoice, as the previous format kept them (read only: store.customer_state converts)."""
 
-    number = NumberAttribute(null=True)  # its place in the state's invoice count (store.customers)
+    number = NumberAttribute(null=True)  # its place in the state's invoice count (store.customer_state)
     invoice_id = UnicodeAttribute()
     amount_paid = NumberAttribute()
     currency = UnicodeAttribute(null=True)
@@ -219,7 +209,7 @@ class CustomerRecordItem(Model):
     """A customer record. Declared attributes are exactly the ones revsync owns."""
 
     class Meta:
-        table_name = _FromSettings("customers_table")
+        table_name: str | None = None  # bind()
         connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
         read_timeout_seconds = READ_TIMEOUT_SECONDS
         max_retry_attempts = MAX_RETRY_ATTEMPTS
@@ -283,7 +273,7 @@ class Tracking(MapAttribute[str, Any]):
 
 class TenantsItem(Model):
     class Meta:
-        table_name = _FromSettings("tenants_table")
+        table_name: str | None = None  # bind()
         connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
         read_timeout_seconds = READ_TIMEOUT_SECONDS
         max_retry_attempts = MAX_RETRY_ATTEMPTS
@@ -324,7 +314,7 @@ def rollup_sort_key(currency: str, period: str) -> str:
 
 class RevenueItem(Model):
     class Meta:
-        table_name = _FromSettings("revenue_table")
+        table_name: str | None = None  # bind()
         connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
         read_timeout_seconds = READ_TIMEOUT_SECONDS
         max_retry_attempts = MAX_RETRY_ATTEMPTS
@@ -361,3 +351,27 @@ class ShardPositionItem(RevenueItem):
 
     position = UnicodeAttribute()  # Position.key()
     expires_at = NumberAttribute()
+
+
+# --- binding --------------------------------------------------------------------------------------
+
+
+def bind(
+    *,
+    customers: str | None = None,
+    sync: str | None = None,
+    tenants: str | None = None,
+    revenue: str | None = None,
+) -> None:
+    """Name the tables the models use (each given; subclasses share their base's table). PynamoDB
+    opens a model's connection on first use and opens it again when its table's name changed; a
+    model whose table was never named refuses to be used."""
+    named = (CustomerRecordItem, customers), (SyncItem, sync), (TenantsItem, tenants), (RevenueItem, revenue)
+    for model, table_name in named:
+        if table_name is not None:
+            model.Meta.table_name = table_name
+
+
+def condition_failed(exc: Exception) -> bool:
+    """Whether a PynamoDB write failed on its condition (rather than for any other reason)."""
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"

@@ -24,11 +24,11 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from revsync.domain.history import Contribution, TimelineStart
+from revsync.domain.history import Contribution
 from revsync.domain.rollup import Group, Piece, PieceChange, Position, RevenuePeriods
 from revsync.infra import aws
-from revsync.settings import get_settings
 from revsync.store import models
+from revsync.store.history_items import start_from_json, timeline_from_json
 from revsync.store.models import CustomerStateItem, RevenuePeriodItem, ShardPositionItem
 
 _FIELDS = Contribution._fields
@@ -41,12 +41,12 @@ def piece_of(image: Mapping[str, Any]) -> Piece | None:
     tenant_id, timeline = image.get("rollup_tenant"), image.get("timeline")
     if not tenant_id or timeline is None:
         return None
-    points = tuple((int(at), currency, int(mrr)) for at, currency, mrr in json.loads(str(timeline)))
     start = image.get("timeline_start")
-    if start is None:
-        return Piece(str(tenant_id), points)
-    currency, mrr, ever_paid = json.loads(str(start))
-    return Piece(str(tenant_id), points, TimelineStart(currency, int(mrr), bool(ever_paid)))
+    return Piece(
+        str(tenant_id),
+        timeline_from_json(str(timeline)) or (),
+        start_from_json(None if start is None else str(start)),
+    )
 
 
 class StreamBatch(NamedTuple):
@@ -81,10 +81,10 @@ def stream_batch(event: dict[str, Any]) -> StreamBatch:
 
 
 @lru_cache(maxsize=1)
-def transactions() -> Connection:
+def transactions(region: str) -> Connection:
     """One connection (one botocore client) per process for transactions, with the models' timeouts."""
     return Connection(
-        region=get_settings().region,
+        region=region,
         connect_timeout_seconds=models.CONNECT_TIMEOUT_SECONDS,
         read_timeout_seconds=models.READ_TIMEOUT_SECONDS,
         max_retry_attempts=models.MAX_RETRY_ATTEMPTS,
@@ -96,6 +96,9 @@ def _year_before(month: str) -> str:
 
 
 class RevenueRollup:
+    def __init__(self, region: str) -> None:
+        self._region = region
+
     def apply(self, shard_id: str, group: Group, expires_at: int) -> Position | None:
         """Add the group's changes to its periods and move its shard's position to its end, all or
         nothing, if the position is before the group's start. None when done now; the position found
@@ -110,7 +113,7 @@ class RevenueRollup:
             ShardPositionItem.position < group.start.key()
         )
         try:
-            with TransactWrite(connection=transactions()) as transaction:
+            with TransactWrite(connection=transactions(self._region)) as transaction:
                 transaction.save(position, condition=before, return_values="ALL_OLD")
                 for key, change in sorted(group.changes.items()):
                     item = RevenuePeriodItem(
@@ -157,6 +160,9 @@ class UncountedStates:
     version, so no writer is disturbed) sends the item through the stream once more, where the rollup
     adds its piece; a state written since carries it already and is left alone."""
 
+    def __init__(self, table_name: str) -> None:
+        self._table_name = table_name  # the sync table
+
     def count_page(self, tenant_id: str, cursor: str | None) -> tuple[int, str | None]:
         """One page of the tenant's revenue index: the number of pieces now counted, and the next
         page's cursor (None: the last page)."""
@@ -170,7 +176,7 @@ class UncountedStates:
             # Not through the model: its save and update move the state's version.
             try:
                 aws.dynamodb().update_item(
-                    TableName=get_settings().sync_table,
+                    TableName=self._table_name,
                     Key={"pk": {"S": item.pk}, "sk": {"S": item.sk}},
                     UpdateExpression="SET rollup_tenant = :tenant",
                     ConditionExpression="attribute_not_exists(rollup_tenant) AND attribute_exists(timeline)",
