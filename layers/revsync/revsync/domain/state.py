@@ -18,6 +18,9 @@ from revsync.domain.snapshots import Discount, discounts_of, is_terminal
 
 Action = Literal["apply", "keep", "refetch"]
 
+# The objects kept in ``CustomerObjects.refunds``.
+REFUND_OBJECTS = frozenset({"credit_note", "charge"})
+
 _LIFECYCLE_RANK = {"created": 0, "updated": 1, "deleted": 2}
 
 
@@ -78,6 +81,8 @@ class CustomerObjects:
     customer: Observation | None = None
     subscriptions: Mapping[str, Observation] = field(default_factory=dict)
     invoices: Mapping[str, Observation] = field(default_factory=dict)
+    # Credit notes and charges, by id: what was given back of the paid invoices (domain.refunds).
+    refunds: Mapping[str, Observation] = field(default_factory=dict)
 
     def current(self, incoming: Observation) -> Observation | None:
         snapshot = incoming["snapshot"]
@@ -87,6 +92,8 @@ class CustomerObjects:
             return self.subscriptions.get(snapshot["id"])
         if snapshot["object"] == "invoice":
             return self.invoices.get(snapshot["id"])
+        if snapshot["object"] == "credit_note" or snapshot["object"] == "charge":
+            return self.refunds.get(snapshot["id"])
         return None
 
     def with_observation(self, incoming: Observation) -> CustomerObjects:
@@ -97,6 +104,8 @@ class CustomerObjects:
             return replace(self, subscriptions={**self.subscriptions, snapshot["id"]: incoming})
         if snapshot["object"] == "invoice":
             return replace(self, invoices={**self.invoices, snapshot["id"]: incoming})
+        if snapshot["object"] == "credit_note" or snapshot["object"] == "charge":
+            return replace(self, refunds={**self.refunds, snapshot["id"]: incoming})
         raise ValueError(f"{snapshot['object']} snapshots are not stored")
 
     def known_discounts(self) -> dict[str, Discount]:
@@ -114,7 +123,12 @@ class CustomerObjects:
     def newest_observation(self) -> int:
         times = [
             o["observed_at"]
-            for o in (self.customer, *self.subscriptions.values(), *self.invoices.values())
+            for o in (
+                self.customer,
+                *self.subscriptions.values(),
+                *self.invoices.values(),
+                *self.refunds.values(),
+            )
             if o
         ]
         return max(times, default=0)
