@@ -32,7 +32,13 @@ def test_an_ended_execution_fails_only_the_backfill_it_runs(stack: InProcessStac
     TenantStore().save(Tenant("acme", Connection("connected", "oauth", "acct_st")), int(time.time()))
     progress = BackfillProgress(table_names().tenants)
     progress.backfill_started("acme", FROZEN_NOW, "importing", {"customers": 300, "invoices": 50})
-    assert _backfill("acme")["counts"] == {"customers": 300, "subscriptions": 0, "invoices": 50}
+    assert _backfill("acme")["counts"] == {
+        "customers": 300,
+        "subscriptions": 0,
+        "invoices": 50,
+        "credit_notes": 0,
+        "refunds": 0,
+    }
     progress.set_execution("acme", "arn:exec:2")
     assert not progress.fail_if_running("acme", "arn:exec:1", FROZEN_NOW, "ABORTED:")  # an older one
     assert _backfill("acme")["state"] == "running"

@@ -14,12 +14,9 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from revsync.domain.events import Observation
-from revsync.domain.snapshots import Discount, discounts_of, is_terminal
+from revsync.domain.snapshots import Discount, Snapshot, discounts_of, is_terminal
 
 Action = Literal["apply", "keep", "refetch"]
-
-# The objects kept in ``CustomerObjects.refunds``.
-REFUND_OBJECTS = frozenset({"credit_note", "charge"})
 
 _LIFECYCLE_RANK = {"created": 0, "updated": 1, "deleted": 2}
 
@@ -132,6 +129,13 @@ class CustomerObjects:
             if o
         ]
         return max(times, default=0)
+
+
+def on_test_clock(snapshot: Snapshot, objects: CustomerObjects) -> bool:
+    """Whether the object lives on a Stripe test clock: its own ``test_clock``, else its customer's
+    (everything of a clock's customer lives on the clock)."""
+    customer = objects.customer["snapshot"] if objects.customer is not None else None
+    return any(s is not None and bool(s.get("test_clock")) for s in (snapshot, customer))
 
 
 @dataclass(frozen=True, slots=True)
