@@ -195,7 +195,7 @@ def _refunded(truth: dict[str, Any]) -> int:
         for o in truth.values()
         if o.get("object") == "credit_note" and o["status"] == "issued"
     )
-    return charges + notes
+    return int(charges + notes)
 
 
 def _summary(event: Event) -> str:
