@@ -285,6 +285,7 @@ def invoice(
     shape: Shape = "current",
     currency: str = "usd",
     id: str | None = None,
+    payment_intent: str | None = None,
 ) -> dict[str, Any]:
     inv_id = id or new_id("in")
     line: dict[str, Any] = {
@@ -351,7 +352,97 @@ def invoice(
     else:
         inv["subscription"] = subscription_id
         inv["paid"] = status == "paid"
+    if payment_intent is not None and shape == "current":
+        payment = {"type": "payment_intent", "payment_intent": payment_intent, "charge": None}
+        inv["payments"] = {
+            "object": "list",
+            "data": [{"id": new_id("inpay"), "object": "invoice_payment", "payment": payment}],
+            "has_more": False,
+            "url": f"/v1/invoices/{inv_id}/payments",
+        }
+    elif payment_intent is not None:
+        inv["payment_intent"] = payment_intent
     return inv
+
+
+def credit_note(
+    customer_id: str,
+    invoice_id: str,
+    *,
+    amount: int,
+    refund_amount: int = 0,
+    refund_id: str | None = None,
+    status: str = "issued",
+    shape: Shape = "current",
+    currency: str = "usd",
+    id: str | None = None,
+) -> dict[str, Any]:
+    """A credit note on a paid invoice (post-payment): ``refund_amount`` of it refunded."""
+    note: dict[str, Any] = {
+        "id": id or new_id("cn"),
+        "object": "credit_note",
+        "amount": amount,
+        "currency": currency,
+        "customer": customer_id,
+        "invoice": invoice_id,
+        "status": status,
+        "type": "post_payment",
+        "out_of_band_amount": None,
+        "livemode": False,
+        "metadata": {},
+    }
+    refund = (refund_id or new_id("re")) if refund_amount else None
+    if shape == "current":
+        note["post_payment_amount"] = amount
+        note["pre_payment_amount"] = 0
+        note["refunds"] = (
+            [
+                {
+                    "refund": refund,
+                    "amount_refunded": refund_amount,
+                    "type": "refund",
+                    "payment_record_refund": None,
+                }
+            ]
+            if refund
+            else []
+        )
+    else:
+        note["refund"] = refund
+    return note
+
+
+def charge(
+    customer_id: str | None,
+    *,
+    amount: int,
+    amount_refunded: int = 0,
+    payment_intent: str | None = None,
+    invoice_id: str | None = None,
+    shape: Shape = "current",
+    currency: str = "usd",
+    id: str | None = None,
+) -> dict[str, Any]:
+    """A succeeded charge (``invoice_id``: its invoice, a field only before 2025-03-31)."""
+    ch: dict[str, Any] = {
+        "id": id or new_id("ch"),
+        "object": "charge",
+        "amount": amount,
+        "amount_captured": amount,
+        "amount_refunded": amount_refunded,
+        "captured": True,
+        "currency": currency,
+        "customer": customer_id,
+        "paid": True,
+        "payment_intent": payment_intent,
+        "refunded": amount_refunded == amount,
+        "status": "succeeded",
+        "livemode": False,
+        "metadata": {},
+    }
+    if shape == "legacy":
+        ch["invoice"] = invoice_id
+    return ch
 
 
 def event(

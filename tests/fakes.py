@@ -19,7 +19,9 @@ from revsync.domain.snapshots import (
     InvoiceLine,
     Snapshot,
     SubscriptionItem,
+    parse_charge,
     parse_coupon,
+    parse_credit_note,
     parse_customer,
     parse_invoice,
     parse_invoice_lines,
@@ -68,6 +70,13 @@ class FakeStripe:
             parsed = parse_customer(raw)
         elif kind == "subscription":
             parsed = parse_subscription(raw)
+        elif kind == "credit_note":
+            parsed = parse_credit_note(raw)
+        elif kind == "charge":
+            charge = parse_charge(raw)
+            if charge is None:
+                return None
+            parsed = charge
         else:
             parsed = parse_invoice(raw)
         if parsed["object"] == "subscription" and parsed.get("items_complete") is False:

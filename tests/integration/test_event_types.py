@@ -58,7 +58,14 @@ def test_every_handled_type_reaches_the_record(
     assert send("customer.subscription.paused", subscription("paused"), T + 15 * DAY)["mrr"] == 0
     assert send("customer.subscription.resumed", subscription("active"), T + 16 * DAY)["mrr"] == 3000
 
-    invoice = S.invoice("cus_1", "sub_1", amount_paid=3000, paid_at=T + 16 * DAY, period_end=T + 46 * DAY)
+    invoice = S.invoice(
+        "cus_1",
+        "sub_1",
+        amount_paid=3000,
+        paid_at=T + 16 * DAY,
+        period_end=T + 46 * DAY,
+        payment_intent="pi_1",
+    )
     record = send("invoice.paid", invoice, T + 16 * DAY + 1)
     assert (record["total_paid"], record["last_payment_at"], record["next_renewal_at"]) == (
         3000,
@@ -66,6 +73,18 @@ def test_every_handled_type_reaches_the_record(
         T + 46 * DAY,
     )
     assert send("invoice.payment_succeeded", invoice, T + 16 * DAY + 1)["total_paid"] == 3000
+
+    # 500 back: 300 refunded on the charge by a credit note, 200 credited to the balance (voided later).
+    refunded = S.credit_note("cus_1", invoice["id"], amount=300, refund_amount=300, id="cn_1")
+    record = send("credit_note.created", refunded, T + 16 * DAY + 2)
+    assert (record["total_refunded"], record["net_paid"]) == (300, 2700)
+    credited = S.credit_note("cus_1", invoice["id"], amount=200, id="cn_2")
+    assert send("credit_note.created", credited, T + 16 * DAY + 3)["net_paid"] == 2500
+    record = send("credit_note.updated", {**credited, "metadata": {"k": "v"}}, T + 16 * DAY + 4)
+    assert record["traits"]["stripe.net_paid"] == 2500
+    charge = S.charge("cus_1", amount=3000, amount_refunded=300, payment_intent="pi_1", id="ch_1")
+    assert send("charge.refunded", charge, T + 16 * DAY + 5)["total_refunded"] == 500  # the same 300
+    assert send("credit_note.voided", {**credited, "status": "void"}, T + 16 * DAY + 6)["net_paid"] == 2700
 
     coupon = S.coupon(percent_off=50, id="co_half")
     discount = {

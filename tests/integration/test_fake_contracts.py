@@ -544,7 +544,21 @@ def stripe_account() -> Iterator[dict[str, Any]]:
         gone = call("post", "/v1/customers", metadata={"app_id": "u-gone"})
         call("delete", f"/v1/customers/{gone['id']}")
         expand = {"expand": SUBSCRIPTION_EXPANSIONS}
+        # What was given back: a credit note on the paid invoice, a refund of a charge of the customer.
+        note = call("post", "/v1/credit_notes", invoice=invoice["id"], amount=100)
+        intent = call(
+            "post",
+            "/v1/payment_intents",
+            amount=700,
+            currency="usd",
+            customer=customer["id"],
+            payment_method="pm_card_visa",
+            confirm="true",
+        )
+        refund = call("post", "/v1/refunds", payment_intent=intent["id"], amount=200)
         objects = {
+            note["id"]: call("get", f"/v1/credit_notes/{note['id']}"),
+            refund["charge"]: call("get", f"/v1/charges/{refund['charge']}"),
             customer["id"]: call("get", f"/v1/customers/{customer['id']}"),
             subscription["id"]: call("get", f"/v1/subscriptions/{subscription['id']}", **expand),
             invoice["id"]: call("get", f"/v1/invoices/{invoice['id']}"),
@@ -580,7 +594,7 @@ def _id_of(stripe_account: dict[str, Any], kind: str) -> str:
     return next(str(i) for i, o in stripe_account["objects"].items() if o["object"] == kind)
 
 
-@pytest.mark.parametrize("kind", ["customer", "subscription", "invoice"])
+@pytest.mark.parametrize("kind", ["customer", "subscription", "invoice", "credit_note", "charge"])
 def test_a_fetch_reads_the_object_as_stripe_has_it(
     stripe_reads: Any, stripe_account: dict[str, Any], kind: str
 ) -> None:

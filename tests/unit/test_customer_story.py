@@ -76,6 +76,7 @@ def _expected(**changes: Any) -> dict[str, Any]:
         "deleted_in_stripe": False,
         "last_payment_at": None,
         "total_paid": 0,
+        "total_refunded": 0,
     }
     subscriptions = changes.pop("subscriptions")
     traits = {
@@ -89,6 +90,7 @@ def _expected(**changes: Any) -> dict[str, Any]:
         **changes.pop("traits"),
     }
     record = {**base, **changes, "subscriptions": subscriptions}
+    record["net_paid"] = record["total_paid"] - record["total_refunded"]
     record["traits"] = {
         **traits,
         "stripe.mrr": record["mrr"],
@@ -96,6 +98,7 @@ def _expected(**changes: Any) -> dict[str, Any]:
         "stripe.next_renewal_at": record["next_renewal_at"],
         "stripe.last_payment_at": record["last_payment_at"],
         "stripe.total_paid": record["total_paid"],
+        "stripe.net_paid": record["net_paid"],
     }
     return record
 

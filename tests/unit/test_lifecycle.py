@@ -197,6 +197,7 @@ def test_traits_carry_the_stripe_data(shape: S.Shape) -> None:
         "stripe.next_renewal_at": AS_OF + 5 * DAY,
         "stripe.last_payment_at": AS_OF - DAY,
         "stripe.total_paid": 1000,
+        "stripe.net_paid": 1000,
     }
 
 

@@ -123,10 +123,13 @@ def histories(draw: Any) -> tuple[list[Event], dict[str, dict[str, Any]]]:
                     period_end=at + 30 * DAY,
                     shape=shape,
                     id=f"in_{sub_id}_{len(events)}",  # one id, one amount: as in Stripe
+                    payment_intent=f"pi_{sub_id}_{len(events)}",
                 )
                 truth[invoice["id"]] = invoice
                 events.append(("invoice.paid", invoice, at, None))
                 events.append(("invoice.payment_succeeded", invoice, at, None))
+                if draw(st.booleans()):
+                    events += draw(refunds_of(invoice, shape, truth, tick))
         truth[sub_id] = current
 
     if late_metadata and draw(st.booleans()):
@@ -137,6 +140,62 @@ def histories(draw: Any) -> tuple[list[Event], dict[str, dict[str, Any]]]:
         events.append(("customer.deleted", customer, tick(), None))
         truth["cus_p"] = {"id": "cus_p", "object": "customer", "deleted": True}
     return events, truth
+
+
+@st.composite
+def refunds_of(
+    draw: Any, invoice: dict[str, Any], shape: S.Shape, truth: dict[str, Any], tick: Any
+) -> list[Event]:
+    """Refunds and credit notes of a paid invoice, as Stripe reports them: a refund (``charge.refunded``
+    with the charge's new total), a credit note refunding part (``credit_note.created`` and, in the
+    same second, the charge's ``charge.refunded``), a credit note to the balance (maybe voided)."""
+    events: list[Event] = []
+    paid, intent = invoice["amount_paid"], invoice.get("payment_intent") or invoice["payments"]["data"][0]
+    intent = intent if isinstance(intent, str) else intent["payment"]["payment_intent"]
+    charge = S.charge(
+        "cus_p", amount=paid, payment_intent=intent, invoice_id=invoice["id"], shape=shape, id=f"ch_{intent}"
+    )
+    taken = 0
+    for n in range(draw(st.integers(min_value=1, max_value=3))):
+        if paid - taken < 1:
+            break
+        part = draw(st.integers(min_value=1, max_value=paid - taken))
+        taken += part
+        kind = draw(st.sampled_from(["refund", "refunding_note", "crediting_note"]))
+        at = tick()
+        if kind != "crediting_note":
+            before = charge
+            charge = {**charge, "amount_refunded": charge["amount_refunded"] + part}
+            events.append(("charge.refunded", charge, at, before))
+        if kind == "refund":
+            continue
+        note_id = f"cn_{intent}_{n}"
+        refund = part if kind == "refunding_note" else 0
+        note = S.credit_note(
+            "cus_p", invoice["id"], amount=part, refund_amount=refund, shape=shape, id=note_id
+        )
+        events.append(("credit_note.created", note, at, None))
+        truth[note_id] = note
+        if kind == "crediting_note" and draw(st.booleans()):
+            voided = {**note, "status": "void"}
+            events.append(("credit_note.voided", voided, tick(), note))
+            truth[note_id] = voided
+            taken -= part
+    truth[charge["id"]] = charge
+    return events
+
+
+def _refunded(truth: dict[str, Any]) -> int:
+    """What the objects imply: every refund of a charge, and what issued credit notes did not refund."""
+    charges = sum(o["amount_refunded"] for o in truth.values() if o.get("object") == "charge")
+    notes = sum(
+        o["amount"]
+        - sum(r["amount_refunded"] for r in o.get("refunds", []))
+        - (o["amount"] if o.get("refund") else 0)
+        for o in truth.values()
+        if o.get("object") == "credit_note" and o["status"] == "issued"
+    )
+    return int(charges + notes)
 
 
 def _summary(event: Event) -> str:
@@ -179,3 +238,8 @@ def test_record_is_independent_of_order_and_duplicates(
     shuffled = data.draw(st.permutations(events + duplicates))
     note([_summary(e) for e in shuffled])
     assert _run(list(shuffled), truth) == in_order
+    # Each refund and credit note counted once, whatever the order and repetition.
+    assert [r["total_refunded"] for r in in_order.values()] == [_refunded(truth)]
+    assert [r["net_paid"] for r in in_order.values()] == [
+        r["total_paid"] - _refunded(truth) for r in in_order.values()
+    ]

@@ -519,6 +519,9 @@ def _answers_of_later_routes(call: Any) -> None:
     call("get", f"/v1/charges/{refund['charge']}")
     call("get", "/v1/charges", payment_intent=intent["id"])
     call("get", "/v1/refunds", charge=refund["charge"])
+    # The backfill's lists: refunds with their charges expanded, credit notes, by creation time.
+    call("get", "/v1/refunds", created={"gte": 0}, expand=["data.charge"], limit=100)
+    call("get", "/v1/credit_notes", created={"gte": 0}, limit=100)
     call("get", "/v1/payment_intents")
     call("post", f"/v1/plans/{plan['id']}", active="false")
     call("delete", f"/v1/plans/{plan['id']}")

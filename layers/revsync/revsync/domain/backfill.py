@@ -28,8 +28,8 @@ import math
 from collections.abc import Mapping
 from typing import Any, Literal, TypedDict
 
-Kind = Literal["customers", "subscriptions", "invoices"]
-KINDS: tuple[Kind, ...] = ("customers", "subscriptions", "invoices")
+Kind = Literal["customers", "subscriptions", "invoices", "credit_notes", "refunds"]
+KINDS: tuple[Kind, ...] = ("customers", "subscriptions", "invoices", "credit_notes", "refunds")
 PAGE_SIZE = 100
 # Nothing in Stripe predates this (2010-01-01): a walk from here is open to the past.
 EARLIEST = 1_262_304_000
@@ -67,6 +67,8 @@ class Totals(TypedDict):
     customers: int
     subscriptions: int
     invoices: int
+    credit_notes: int
+    refunds: int
     requests: int  # list requests made
     walks: int  # cursor walks finished: the requests are at most the minimum plus one per walk
 
@@ -144,6 +146,8 @@ def list_params(segment: Segment) -> dict[str, Any]:
         params["expand"] = ["data.discounts", "data.customer"]
     elif segment["kind"] == "invoices":
         params["status"] = "paid"
+    elif segment["kind"] == "refunds":
+        params["expand"] = ["data.charge"]  # a refund names no customer: its charge does
     if segment["cursor"]:
         params["starting_after"] = segment["cursor"]
     return params
@@ -240,7 +244,7 @@ class Run(TypedDict):
 
 
 def new_totals() -> Totals:
-    return Totals(customers=0, subscriptions=0, invoices=0, requests=0, walks=0)
+    return Totals(customers=0, subscriptions=0, invoices=0, credit_notes=0, refunds=0, requests=0, walks=0)
 
 
 def collect(

@@ -16,6 +16,8 @@ from revsync.domain.snapshots import (
     Snapshot,
     SnapshotError,
     customer_id_of,
+    parse_charge,
+    parse_credit_note,
     parse_customer,
     parse_discount_event,
     parse_invoice,
@@ -115,7 +117,8 @@ def event_from_dict(raw: Any) -> StripeEvent:
 
 # --- routing: event type -> how to read its object ------------------------------------------------
 
-_Reader = Callable[[dict[str, Any]], Snapshot]
+# A reader's None: the object is nothing of revsync's (a charge of no customer).
+_Reader = Callable[[dict[str, Any]], Snapshot | None]
 
 
 def _deleted_customer(raw: dict[str, Any]) -> Snapshot:
@@ -138,6 +141,12 @@ _ROUTES: dict[str, tuple[_Reader, Source]] = {
     "customer.discount.created": (parse_discount_event, "updated"),
     "customer.discount.updated": (parse_discount_event, "updated"),
     "customer.discount.deleted": (parse_discount_event, "updated"),
+    # What a customer got back of a paid invoice (revsync.domain.refunds). A refund's own events
+    # (``refund.*``) name no customer: its charge's ``charge.refunded`` carries the same money.
+    "credit_note.created": (parse_credit_note, "created"),
+    "credit_note.updated": (parse_credit_note, "updated"),
+    "credit_note.voided": (parse_credit_note, "updated"),
+    "charge.refunded": (parse_charge, "updated"),
 }
 
 # Events about the tenant's connection rather than a customer's objects.
@@ -146,7 +155,8 @@ HANDLED_EVENT_TYPES = frozenset(_ROUTES) | CONNECTION_EVENT_TYPES
 
 
 def observation_of(event: StripeEvent) -> Observation | None:
-    """The snapshot an event carries, or None for event types revsync does not handle."""
+    """The snapshot an event carries, or None for event types revsync does not handle (or an object
+    of no customer)."""
     route = _ROUTES.get(event.type)
     if route is None:
         return None
@@ -155,10 +165,13 @@ def observation_of(event: StripeEvent) -> Observation | None:
         snapshot = reader(event.data_object)
     except SnapshotError as exc:
         raise EventError("invalid_object", f"{event.type}: {exc}") from None
+    if snapshot is None:
+        return None
     return Observation(snapshot=snapshot, observed_at=event.created, source=source, event_id=event.id)
 
 
 def envelope_for(event: StripeEvent, tenant_id: str) -> Envelope | None:
+    """The message to queue for the event (None: nothing for revsync in it)."""
     observation = observation_of(event)
     if observation is None and event.type not in CONNECTION_EVENT_TYPES:
         return None

@@ -10,8 +10,11 @@ from decimal import Decimal
 from typing import Any, TypedDict
 
 from revsync.domain.mrr import exact_sum, round_minor_units, subscription_mrr
+from revsync.domain.refunds import total_refunded
 from revsync.domain.snapshots import (
     LIVE_SUBSCRIPTION_STATUSES,
+    ChargeSnapshot,
+    CreditNoteSnapshot,
     CustomerSnapshot,
     InvoiceSnapshot,
     SubscriptionSnapshot,
@@ -49,6 +52,8 @@ class CustomerRecord(TypedDict):
     deleted_in_stripe: bool
     last_payment_at: int | None
     total_paid: int
+    total_refunded: int
+    net_paid: int
     subscriptions: dict[str, SubscriptionSummary]
     traits: dict[str, Any]
 
@@ -152,6 +157,10 @@ def derive_record(tenant_id: str, objects: CustomerObjects, trait: str | None) -
     paid = [i for i in invoices if i["status"] == "paid"]
     last_payment_at = max((i["paid_at"] for i in paid if i["paid_at"] is not None), default=None)
     total_paid = sum(i["amount_paid"] for i in paid)
+    refunds = [o["snapshot"] for o in objects.refunds.values()]
+    credit_notes: list[CreditNoteSnapshot] = [s for s in refunds if s["object"] == "credit_note"]
+    charges: list[ChargeSnapshot] = [s for s in refunds if s["object"] == "charge"]
+    refunded = total_refunded(invoices, credit_notes, charges)
 
     summaries = {
         s["id"]: SubscriptionSummary(
@@ -179,6 +188,8 @@ def derive_record(tenant_id: str, objects: CustomerObjects, trait: str | None) -
         deleted_in_stripe=deleted,
         last_payment_at=last_payment_at,
         total_paid=total_paid,
+        total_refunded=refunded,
+        net_paid=total_paid - refunded,
         subscriptions=summaries,
         traits={},
     )
@@ -228,6 +239,7 @@ def _traits(
             "stripe.next_renewal_at": record["next_renewal_at"],
             "stripe.last_payment_at": record["last_payment_at"],
             "stripe.total_paid": record["total_paid"],
+            "stripe.net_paid": record["net_paid"],
         }
     )
     return traits

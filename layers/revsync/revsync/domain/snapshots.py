@@ -90,6 +90,8 @@ class CustomerSnapshot(TypedDict):
     delinquent: bool | None
     metadata: dict[str, str]
     discount: Discount | None
+    # The Stripe test clock the customer (and everything of it) lives on; absent: none.
+    test_clock: NotRequired[str]
 
 
 class SubscriptionSnapshot(TypedDict):
@@ -108,6 +110,7 @@ class SubscriptionSnapshot(TypedDict):
     items: list[SubscriptionItem]
     discounts: list[Discount]
     items_complete: NotRequired[bool]  # False: the payload held only the first page of items
+    test_clock: NotRequired[str]  # absent: on no test clock
 
 
 class InvoiceLine(TypedDict):
@@ -126,6 +129,34 @@ class InvoiceSnapshot(TypedDict):
     subscription: str | None
     lines: list[InvoiceLine]
     lines_complete: NotRequired[bool]
+    # The payment intents that paid it (``payment_intent`` before 2025-03-31, ``payments`` after, when
+    # the payload has them): what ties a charge, and its refunds, to the invoice. Absent: none known.
+    payment_intents: NotRequired[list[str]]
+
+
+class CreditNoteSnapshot(TypedDict):
+    """What a credit note takes back from a paid invoice (revsync.domain.refunds)."""
+
+    object: Literal["credit_note"]
+    id: str
+    customer: str
+    invoice: str | None
+    status: str  # issued | void
+    currency: str | None
+    post_payment: int  # the part credited after the invoice was paid (minor units)
+    refunded: int  # of that, the part refunded to the invoice's payment (a refund on its charge)
+
+
+class ChargeSnapshot(TypedDict):
+    """A customer's charge as far as its refunds go (revsync.domain.refunds)."""
+
+    object: Literal["charge"]
+    id: str
+    customer: str
+    currency: str | None
+    amount_refunded: int
+    invoice: str | None  # ``charge.invoice`` before 2025-03-31
+    payment_intent: str | None
 
 
 class DiscountSnapshot(TypedDict):
@@ -137,7 +168,14 @@ class DiscountSnapshot(TypedDict):
     subscription: str | None
 
 
-Snapshot = CustomerSnapshot | SubscriptionSnapshot | InvoiceSnapshot | DiscountSnapshot
+Snapshot = (
+    CustomerSnapshot
+    | SubscriptionSnapshot
+    | InvoiceSnapshot
+    | DiscountSnapshot
+    | CreditNoteSnapshot
+    | ChargeSnapshot
+)
 
 
 # --- small readers: Stripe fields are often null or an id instead of an expanded object ---------
@@ -339,9 +377,15 @@ def parse_price(price: Any, plan: Any) -> Price | None:
     )
 
 
+def _with_test_clock(snapshot: Any, raw: dict[str, Any]) -> None:
+    clock = _id_of(raw.get("test_clock"))
+    if clock:
+        snapshot["test_clock"] = clock
+
+
 def parse_customer(raw: dict[str, Any], *, deleted: bool = False) -> CustomerSnapshot:
     metadata = {str(k): _str(v) or "" for k, v in _dict(raw.get("metadata")).items() if v is not None}
-    return CustomerSnapshot(
+    snapshot = CustomerSnapshot(
         object="customer",
         id=_required_id(raw, "id", "customer"),
         deleted=deleted or bool(_bool(raw.get("deleted"))),
@@ -354,6 +398,8 @@ def parse_customer(raw: dict[str, Any], *, deleted: bool = False) -> CustomerSna
         metadata=metadata,
         discount=parse_discount(raw.get("discount")),
     )
+    _with_test_clock(snapshot, raw)
+    return snapshot
 
 
 def parse_subscription_item(raw: Any) -> SubscriptionItem:
@@ -403,6 +449,7 @@ def parse_subscription(raw: dict[str, Any]) -> SubscriptionSnapshot:
     items_list = raw.get("items")
     if isinstance(items_list, dict) and items_list.get("has_more") is True:
         snapshot["items_complete"] = False
+    _with_test_clock(snapshot, raw)
     return snapshot
 
 
@@ -470,7 +517,69 @@ def parse_invoice(raw: dict[str, Any]) -> InvoiceSnapshot:
     lines_list = raw.get("lines")
     if isinstance(lines_list, dict) and lines_list.get("has_more") is True:
         snapshot["lines_complete"] = False
+    intents = _invoice_payment_intents(raw)
+    if intents:
+        snapshot["payment_intents"] = intents
     return snapshot
+
+
+def _invoice_payment_intents(raw: dict[str, Any]) -> list[str]:
+    found = [_id_of(raw.get("payment_intent"))]  # before 2025-03-31
+    for payment in map(_dict, _list_data(raw.get("payments"))):
+        found.append(_id_of(_dict(payment.get("payment")).get("payment_intent")))
+    return sorted({intent for intent in found if intent})
+
+
+def parse_credit_note(raw: dict[str, Any]) -> CreditNoteSnapshot:
+    """A credit note: its post-payment part (``post_payment_amount``; before that field, ``amount`` of
+    a ``post_payment`` note) and how much of it was refunded (``refunds[].amount_refunded``; before
+    that list, a ``refund`` read as everything not returned out of band)."""
+    status = _str(raw.get("status")) or "issued"
+    amount = _int(raw.get("amount")) or 0
+    post_payment = _int(raw.get("post_payment_amount"))
+    if post_payment is None:
+        post_payment = amount if raw.get("type") == "post_payment" else 0
+    refunds = raw.get("refunds")
+    if isinstance(refunds, list | dict):
+        refunded = sum(_int(_dict(r).get("amount_refunded")) or 0 for r in _list_data(refunds))
+    elif raw.get("refund") is not None:
+        refund = raw.get("refund")
+        expanded = _int(refund.get("amount")) if isinstance(refund, dict) else None
+        out_of_band = _int(raw.get("out_of_band_amount")) or 0
+        refunded = expanded if expanded is not None else post_payment - out_of_band
+    else:
+        refunded = 0
+    if post_payment < 0 or not 0 <= refunded <= max(post_payment, 0):
+        raise SnapshotError("credit note amounts out of range")
+    return CreditNoteSnapshot(
+        object="credit_note",
+        id=_required_id(raw, "id", "credit note"),
+        customer=_required_id(raw, "customer", "credit note"),
+        invoice=_id_of(raw.get("invoice")),
+        status=status,
+        currency=_str(raw.get("currency")),
+        post_payment=post_payment,
+        refunded=refunded,
+    )
+
+
+def parse_charge(raw: dict[str, Any]) -> ChargeSnapshot | None:
+    """A charge (None: a charge of no customer, nothing of revsync's)."""
+    customer = _id_of(raw.get("customer"))
+    if not customer:
+        return None
+    refunded = _int(raw.get("amount_refunded")) or 0
+    if refunded < 0:
+        raise SnapshotError("charge amount_refunded is negative")
+    return ChargeSnapshot(
+        object="charge",
+        id=_required_id(raw, "id", "charge"),
+        customer=customer,
+        currency=_str(raw.get("currency")),
+        amount_refunded=refunded,
+        invoice=_id_of(raw.get("invoice")),
+        payment_intent=_id_of(raw.get("payment_intent")),
+    )
 
 
 def parse_discount_event(raw: dict[str, Any]) -> DiscountSnapshot:
@@ -556,4 +665,6 @@ def is_terminal(snapshot: Snapshot) -> bool:
         return snapshot["status"] in TERMINAL_SUBSCRIPTION_STATUSES
     if snapshot["object"] == "invoice":
         return snapshot["status"] == "paid"
+    if snapshot["object"] == "credit_note":
+        return snapshot["status"] == "void"
     return False

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from revsync.domain.events import Observation
-from revsync.domain.snapshots import Discount, discounts_of, is_terminal
+from revsync.domain.snapshots import Discount, Snapshot, discounts_of, is_terminal
 
 Action = Literal["apply", "keep", "refetch"]
 
@@ -78,6 +78,8 @@ class CustomerObjects:
     customer: Observation | None = None
     subscriptions: Mapping[str, Observation] = field(default_factory=dict)
     invoices: Mapping[str, Observation] = field(default_factory=dict)
+    # Credit notes and charges, by id: what was given back of the paid invoices (domain.refunds).
+    refunds: Mapping[str, Observation] = field(default_factory=dict)
 
     def current(self, incoming: Observation) -> Observation | None:
         snapshot = incoming["snapshot"]
@@ -87,6 +89,8 @@ class CustomerObjects:
             return self.subscriptions.get(snapshot["id"])
         if snapshot["object"] == "invoice":
             return self.invoices.get(snapshot["id"])
+        if snapshot["object"] == "credit_note" or snapshot["object"] == "charge":
+            return self.refunds.get(snapshot["id"])
         return None
 
     def with_observation(self, incoming: Observation) -> CustomerObjects:
@@ -97,6 +101,8 @@ class CustomerObjects:
             return replace(self, subscriptions={**self.subscriptions, snapshot["id"]: incoming})
         if snapshot["object"] == "invoice":
             return replace(self, invoices={**self.invoices, snapshot["id"]: incoming})
+        if snapshot["object"] == "credit_note" or snapshot["object"] == "charge":
+            return replace(self, refunds={**self.refunds, snapshot["id"]: incoming})
         raise ValueError(f"{snapshot['object']} snapshots are not stored")
 
     def known_discounts(self) -> dict[str, Discount]:
@@ -114,10 +120,22 @@ class CustomerObjects:
     def newest_observation(self) -> int:
         times = [
             o["observed_at"]
-            for o in (self.customer, *self.subscriptions.values(), *self.invoices.values())
+            for o in (
+                self.customer,
+                *self.subscriptions.values(),
+                *self.invoices.values(),
+                *self.refunds.values(),
+            )
             if o
         ]
         return max(times, default=0)
+
+
+def on_test_clock(snapshot: Snapshot, objects: CustomerObjects) -> bool:
+    """Whether the object lives on a Stripe test clock: its own ``test_clock``, else its customer's
+    (everything of a clock's customer lives on the clock)."""
+    customer = objects.customer["snapshot"] if objects.customer is not None else None
+    return any(s is not None and bool(s.get("test_clock")) for s in (snapshot, customer))
 
 
 @dataclass(frozen=True, slots=True)

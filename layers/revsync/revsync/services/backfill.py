@@ -43,6 +43,8 @@ from revsync.domain.ratelimits import list_endpoint
 from revsync.domain.snapshots import (
     Snapshot,
     customer_id_of,
+    parse_charge,
+    parse_credit_note,
     parse_customer,
     parse_invoice,
     parse_subscription,
@@ -51,10 +53,20 @@ from revsync.domain.tenancy import Tenant
 from revsync.services.sync import ChangeFeed, Customers, StripeObjects, Tenants, apply_observation
 from revsync.stripe_api.pacing import Pacer
 
-_PARSERS: dict[str, Callable[[dict[str, Any]], Snapshot]] = {
+
+def _refunded_charge(raw: dict[str, Any]) -> Snapshot | None:
+    """A refund's charge (expanded by the list: ``domain.backfill.list_params``)."""
+    charge = raw.get("charge")
+    return parse_charge(charge) if isinstance(charge, dict) else None
+
+
+# A parser's None: nothing of revsync's (a refund of a charge of no customer).
+_PARSERS: dict[str, Callable[[dict[str, Any]], Snapshot | None]] = {
     "customers": parse_customer,
     "subscriptions": parse_subscription,
     "invoices": parse_invoice,
+    "credit_notes": parse_credit_note,
+    "refunds": _refunded_charge,
 }
 LIST_ENDPOINTS: dict[str, str] = {kind: list_endpoint(kind) for kind in KINDS}
 
@@ -302,7 +314,7 @@ def _apply_page(
     pool: ThreadPoolExecutor | _Inline,
 ) -> None:
     parse = _PARSERS[kind]
-    snapshots = [parse(raw) for raw in objects]
+    snapshots = [snapshot for snapshot in map(parse, objects) if snapshot is not None]
     # A subscription's expanded customer matters only when it is deleted (the customers list has the rest).
     snapshots += [
         parse_customer(raw["customer"])

@@ -174,7 +174,8 @@ def route_event(body: bytes, tenants: TenantDirectory, direct: TenantRoute | Non
         envelope = envelope_for(event, route.tenant_id)
     except EventError as exc:
         return Routed(parked=f"{exc.code}: {exc}", log=log)
-    assert envelope is not None  # the type is handled
+    if envelope is None:
+        return Routed(dropped="no_customer", log=log)  # a handled type's object of no customer
     if envelope["observation"] is None and route.mode != "oauth":
         return Routed(dropped="not_a_connect_account", log=log)
     return Routed(envelope=envelope, log=log)

@@ -52,6 +52,10 @@ RECONCILED_TYPES = (
     "customer.discount.created",
     "customer.discount.updated",
     "customer.discount.deleted",
+    "credit_note.created",
+    "credit_note.updated",
+    "credit_note.voided",
+    "charge.refunded",
 )
 
 

@@ -38,7 +38,7 @@ from revsync.domain.snapshots import (
     with_coupons,
     with_known_discounts,
 )
-from revsync.domain.state import CustomerObjects, apply
+from revsync.domain.state import CustomerObjects, apply, on_test_clock
 from revsync.domain.stored_state import ConcurrentUpdate, StateWrite, StoredCustomer
 from revsync.domain.tenancy import Tenant
 from revsync.errors import RetryLater
@@ -288,7 +288,10 @@ def apply_observation(
             # change the answer misses has an event time at or after this second. And never before
             # an event already received for this customer: those happened before the read, whatever
             # the skew between Stripe's clock and ours.
-            requested_at = max(int(clock()), observation["observed_at"], stored.objects.newest_observation)
+            # An object on a Stripe test clock lives in the clock's frozen time, not the wall clock's
+            # (its events' ``created`` are the clock's): its read is stamped by what was received.
+            now = 0 if on_test_clock(observation["snapshot"], stored.objects) else int(clock())
+            requested_at = max(now, observation["observed_at"], stored.objects.newest_observation)
             fetched = stripe.fetch(tenant, kind, object_id)
             if fetched is None:
                 return SyncResult("dropped", "object_gone", refetches, conflicts)

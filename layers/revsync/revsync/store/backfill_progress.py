@@ -10,7 +10,9 @@ from revsync.infra import aws
 from revsync.store import models
 from revsync.store.throttling import defers_when_throttled
 
-_ZERO_COUNTS = {"customers": {"N": "0"}, "subscriptions": {"N": "0"}, "invoices": {"N": "0"}}
+_ZERO_COUNTS = {
+    kind: {"N": "0"} for kind in ("customers", "subscriptions", "invoices", "credit_notes", "refunds")
+}
 
 
 @defers_when_throttled

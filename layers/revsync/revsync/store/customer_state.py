@@ -94,7 +94,7 @@ def _invoice_document(observation: Observation) -> list[Any]:
     invoice = observation["snapshot"]
     assert invoice["object"] == "invoice"
     lines = [[line["subscription"], line["period_end"]] for line in invoice["lines"]]
-    return [
+    document = [
         invoice["id"],
         invoice["amount_paid"],
         invoice["currency"],
@@ -103,10 +103,12 @@ def _invoice_document(observation: Observation) -> list[Any]:
         observation["observed_at"],
         lines,
     ]
+    intents = invoice.get("payment_intents")
+    return [*document, intents] if intents else document  # (documents before them have 7 fields)
 
 
 def _invoice_from_document(document: list[Any], customer_id: str) -> Observation:
-    invoice_id, amount_paid, currency, paid_at, subscription, observed_at, lines = document
+    invoice_id, amount_paid, currency, paid_at, subscription, observed_at, lines, *more = document
     snapshot = InvoiceSnapshot(
         object="invoice",
         id=invoice_id,
@@ -118,6 +120,8 @@ def _invoice_from_document(document: list[Any], customer_id: str) -> Observation
         subscription=subscription,
         lines=[{"subscription": str(sub), "period_end": int(end)} for sub, end in lines],
     )
+    if more and more[0]:
+        snapshot["payment_intents"] = [str(intent) for intent in more[0]]
     # Any observation of a paid invoice is an update of it; the event id is not kept.
     return Observation(snapshot=snapshot, observed_at=int(observed_at), source="updated", event_id=None)
 
@@ -155,6 +159,7 @@ def _stored(
         customer=stored.get("customer"),
         subscriptions=stored.get("subscriptions", {}),
         invoices=invoices,
+        refunds=stored.get("refunds", {}),
     )
     if state is None:
         return StoredCustomer(objects, None, None, 0, invoices=book)
@@ -182,6 +187,7 @@ def _state_item(write: StateWrite) -> CustomerStateItem:
             "subscriptions": dict(objects.subscriptions),
             "archived": saved.invoices.archived,
             "invoices": [_invoice_document(objects.invoices[i]) for i in saved.invoices.inline],
+            "refunds": dict(objects.refunds),
             "history": kept.to_json(),
         },
         external_id=saved.external_id,

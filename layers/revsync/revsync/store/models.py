@@ -229,6 +229,8 @@ class CustomerRecordItem(Model):
     deleted_in_stripe = BooleanAttribute(null=True)
     last_payment_at = NumberAttribute(null=True)
     total_paid = NumberAttribute(null=True)
+    total_refunded = NumberAttribute(null=True)
+    net_paid = NumberAttribute(null=True)
     subscriptions: MapAttribute[str, Any] = MapAttribute(null=True)
     traits: MapAttribute[str, Any] = MapAttribute(null=True)
     # State version the record was derived from: older derivations never overwrite newer ones.

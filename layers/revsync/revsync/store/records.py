@@ -30,6 +30,8 @@ OWNED_RECORD_FIELDS = (
     "deleted_in_stripe",
     "last_payment_at",
     "total_paid",
+    "total_refunded",
+    "net_paid",
     "subscriptions",
     "traits",
 )

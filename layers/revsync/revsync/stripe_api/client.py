@@ -16,7 +16,9 @@ from revsync.domain.snapshots import (
     InvoiceLine,
     Snapshot,
     SubscriptionItem,
+    parse_charge,
     parse_coupon,
+    parse_credit_note,
     parse_customer,
     parse_invoice,
     parse_invoice_lines,
@@ -297,6 +299,19 @@ class StripeAccounts:
                     tenant, "GET /v1/invoices/{id}", lambda: client.v1.invoices.retrieve(object_id)
                 )
                 snapshot = parse_invoice(_as_dict(invoice))
+            elif kind == "credit_note":
+                note = self._read(
+                    tenant, "GET /v1/credit_notes/{id}", lambda: client.v1.credit_notes.retrieve(object_id)
+                )
+                snapshot = parse_credit_note(_as_dict(note))
+            elif kind == "charge":
+                charge = self._read(
+                    tenant, "GET /v1/charges/{id}", lambda: client.v1.charges.retrieve(object_id)
+                )
+                found = parse_charge(_as_dict(charge))
+                if found is None:
+                    return None  # no customer's any more: nothing of revsync's
+                snapshot = found
             else:
                 raise ValueError(f"cannot fetch a {kind}")
         except stripe.InvalidRequestError as exc:
