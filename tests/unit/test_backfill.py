@@ -17,6 +17,7 @@ from revsync.domain.backfill import (
     START_EVENTS,
     Segment,
     Totals,
+    collect,
     list_params,
     plan,
     round_events,
@@ -322,6 +323,31 @@ def test_a_walk_planned_before_the_deploy_goes_on_as_one_walk() -> None:
     first, *others = _step(planned, (tenants, customers, progress), lister, max_pages=5)
     assert others == []
     assert (first["imported"], first["done"], first["walks"]) == (150, True, 1)
+
+
+def test_a_run_started_before_a_list_was_added_collects_and_finishes() -> None:
+    """Totals kept by a run (or carried by an execution) from before credit notes and refunds were
+    listed have no count for them: the round's collect and the finish count them as 0."""
+    before: Any = {"customers": 5, "subscriptions": 4, "invoices": 3, "requests": 9, "walks": 3}
+    walk = plan(3)[0] | {"done": True, "imported": 2, "requests": 1}
+    totals, active = collect(before, [[walk]], 3)
+    assert active == []
+    assert {kind: totals[kind] for kind in KINDS} == {
+        "customers": 5 + (2 if walk["kind"] == "customers" else 0),
+        "subscriptions": 4 + (2 if walk["kind"] == "subscriptions" else 0),
+        "invoices": 3 + (2 if walk["kind"] == "invoices" else 0),
+        "credit_notes": 2 if walk["kind"] == "credit_notes" else 0,
+        "refunds": 2 if walk["kind"] == "refunds" else 0,
+    }
+    _, _, progress = _env()
+    answer = backfill.finish("acme", before, progress=progress, runs=FakeBackfillRuns(), now=NOW)
+    assert answer["counts"] == {
+        "customers": 5,
+        "subscriptions": 4,
+        "invoices": 3,
+        "credit_notes": 0,
+        "refunds": 0,
+    }
 
 
 def test_a_retried_step_resumes_from_its_cursor() -> None:

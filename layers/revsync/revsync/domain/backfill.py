@@ -251,7 +251,8 @@ def collect(
     totals: Totals, rounds: list[list[Segment]], walks: int, kinds: Mapping[str, int] | None = None
 ) -> tuple[Totals, list[Segment]]:
     """After a round: add up what finished walks imported; the walks still going share ``walks``."""
-    totals = Totals(**totals)
+    # A run started before a list was added has no total for it yet.
+    totals = Totals(**{**new_totals(), **totals})
     active: list[Segment] = []
     for segment in (s for produced in rounds for s in produced):
         if segment["done"]:

@@ -382,7 +382,7 @@ def continue_run(
 
 
 def finish(tenant_id: str, totals: Totals, *, progress: Progress, runs: Runs, now: int) -> dict[str, Any]:
-    counts: dict[str, int] = {kind: totals[kind] for kind in KINDS}
+    counts: dict[str, int] = {kind: totals.get(kind, 0) for kind in KINDS}
     progress.backfill_finished(
         tenant_id, now, counts, None, requests=totals["requests"], walks=totals["walks"]
     )
