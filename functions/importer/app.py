@@ -4,75 +4,37 @@ lives beside it: reconciler.py.)"""
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from revsync.bootstrap import importer as bootstrap
 from revsync.domain.tenancy import Tenant
-from revsync.infra.changes import EventBridgeChanges
-from revsync.infra.stepfunctions import BackfillExecutions
+from revsync.errors import InvalidInput
 from revsync.services import backfill
-from revsync.services.sync import Customers, Tenants
-from revsync.settings import get_settings
-from revsync.store.backfill_runs import BackfillRuns
 from revsync.store.budget import AccountRequestBudget
-from revsync.store.customers import CustomerStore
-from revsync.store.tenants import BackfillProgress, CachedTenantStore, TenantStore
 from revsync.stripe_api.pacing import Pacer
-from revsync.wiring import stripe_accounts
 
 logger = Logger()
 metrics = Metrics()
 SAFETY_MARGIN_SECONDS = 15  # stop taking pages this long before Lambda's time limit
 
 
-class Stripe(backfill.Lister, Protocol):
-    """Stripe as the importer uses it: list pages."""
-
-
-@dataclass(slots=True)
-class Dependencies:
-    tenants: Tenants
-    # A run starts from the tenant as stored now (a trait may have just changed); its steps then
-    # refresh any cached copy older than that (see Segment.config_version).
-    stored_tenants: Tenants
-    customers: Customers
-    progress: backfill.Progress
-    runs: backfill.Runs
-    executions: backfill.Executions
-    stripe: Stripe
-    changes: EventBridgeChanges
-    clock: Callable[[], float]
-
-
-@lru_cache(maxsize=1)
-def dependencies() -> Dependencies:
-    return Dependencies(
-        tenants=CachedTenantStore(TenantStore()),
-        stored_tenants=TenantStore(),
-        customers=CustomerStore(),
-        progress=BackfillProgress(),
-        runs=BackfillRuns(),
-        executions=BackfillExecutions(),
-        stripe=stripe_accounts(),
-        changes=EventBridgeChanges(),
-        clock=time.time,
-    )
+# The cold start: the settings read and checked (a bad one fails here), the adapters built.
+deps = bootstrap.from_environ(os.environ)
 
 
 def _budget(tenant: Tenant | None, tenant_id: str) -> AccountRequestBudget:
     """The account's one request budget, shared by every step, the catch-up and the worker's reads."""
-    settings = get_settings()
+    stripe = deps.settings.stripe
     live = bool(tenant and tenant.connection.livemode)
-    limit = settings.stripe_rate_limit_live if live else settings.stripe_rate_limit_test
+    limit = stripe.rate_limit_live if live else stripe.rate_limit_test
     account = (
         tenant.connection.account_id if tenant and tenant.connection.account_id else f"tenant-{tenant_id}"
     )
-    return AccountRequestBudget(account, limit)
+    return deps.budgets(account, limit)
 
 
 def _limits(tenant: Tenant, endpoints: list[str]) -> tuple[float, dict[str, float]]:
@@ -82,7 +44,7 @@ def _limits(tenant: Tenant, endpoints: list[str]) -> tuple[float, dict[str, floa
 @metrics.log_metrics
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    deps, settings = dependencies(), get_settings()
+    settings = deps.settings
     now = int(deps.clock())
     if event.get("source") == "aws.states":  # a backfill execution ended outside its Catch
         failed = backfill.execution_ended(event.get("detail") or {}, progress=deps.progress, now=now)
@@ -157,4 +119,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         backfill.fail(tenant_id, event.get("error"), progress=deps.progress, now=now)
         logger.warning("backfill failed", tenant_id=tenant_id)
         return {"tenant_id": tenant_id}
-    raise ValueError(f"unknown backfill action {action!r}")
+    raise InvalidInput(f"unknown backfill action {action!r}")

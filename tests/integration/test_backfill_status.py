@@ -7,7 +7,7 @@ import time
 
 import pytest
 from revsync.domain.tenancy import Connection, Tenant
-from revsync.store.tenants import BackfillProgress, TenantStore
+from revsync.store.tenants import TenantStore
 
 from local import lambda_runtime
 from local.inprocess import InProcessStack
@@ -25,7 +25,7 @@ def _backfill(tenant_id: str) -> dict[str, object]:
 
 def test_an_ended_execution_fails_only_the_backfill_it_runs(stack: InProcessStack) -> None:
     TenantStore().save(Tenant("acme", Connection("connected", "oauth", "acct_st")), int(time.time()))
-    progress = BackfillProgress()
+    progress = stack.graph("ImporterFunction").progress
     progress.backfill_started("acme", FROZEN_NOW, "importing", {"customers": 300, "invoices": 50})
     assert _backfill("acme")["counts"] == {"customers": 300, "subscriptions": 0, "invoices": 50}
     progress.set_execution("acme", "arn:exec:2")

@@ -19,7 +19,6 @@ import pytest
 from revsync.domain.events import Observation, observation_of, parse_event
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.services.sync import apply_observation
-from revsync.settings import get_settings
 from revsync.store import models
 from revsync.store.customers import INLINE_INVOICES, ConcurrentUpdate, CustomerStore
 
@@ -78,7 +77,7 @@ def _total_paid(store: CustomerStore) -> int:
 def _state_bytes() -> int:
     """The state item's size as DynamoDB bills a write: attribute names plus values."""
     item: dict[str, Any] = boto3.client("dynamodb").get_item(
-        TableName=get_settings().sync_table,
+        TableName=str(models.SyncItem.Meta.table_name),  # as the stack bound it
         Key={"pk": {"S": models.sync_partition("inv", "cus_ada")}, "sk": {"S": models.STATE_SK}},
     )["Item"]
     size = 0

@@ -15,7 +15,6 @@ from revsync.domain.events import envelope_for, parse_event
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.errors import Deferred
 from revsync.infra.queue import EventsQueueVisibility
-from revsync.store.budget import AccountRequestBudget
 from revsync.stripe_api.client import StripeAccounts
 from revsync.stripe_api.pacing import LocalBudget, call_within_budget
 
@@ -44,7 +43,7 @@ class Clock:
 
 def test_reads_wait_for_their_slot_or_defer_when_it_is_too_far(stack: InProcessStack) -> None:
     clock = Clock()
-    budget = AccountRequestBudget("acct_slow", rate=1, clock=clock)
+    budget = stack.graph("ImporterFunction").budgets("acct_slow", 1, clock=clock)
     calls: list[int] = []
     for n in range(3):  # slots at +0, +1, +2 s: each within the wait the worker allows
         call_within_budget(
@@ -100,8 +99,7 @@ def test_a_rate_limited_message_is_deferred_never_parked_whatever_its_receive_co
     """Regression: at 1 request/s, same-second ties that needed a Stripe read ended in the DLQ."""
     connect_oauth("acme", "acct_acme")
     worker = lambda_runtime.load_module("WorkerFunction")
-    deps = worker.dependencies()
-    deps.stripe, deps.visibility = RateLimitedStripe(), Hidden()
+    deps = stack.wire("WorkerFunction", stripe=RateLimitedStripe(), visibility=Hidden())
     # Two different snapshots of one subscription in one second: only a read from Stripe settles it.
     sub = S.subscription("cus_1", status="active")
     events = []
@@ -138,10 +136,11 @@ def test_a_rate_limited_message_is_deferred_never_parked_whatever_its_receive_co
 def test_the_workers_stripe_reads_use_the_accounts_shared_budget(stack: InProcessStack) -> None:
     clock = Clock()
     reserved: list[tuple[str, float]] = []
+    budgets = stack.graph("ImporterFunction").budgets  # the accounts' budgets, as the functions keep them
 
     def budget(account: str, rate: float) -> Any:
         reserved.append((account, rate))
-        return AccountRequestBudget(account, rate, clock=clock)
+        return budgets(account, rate, clock=clock)
 
     accounts = StripeAccounts(
         platform_key=lambda: "sk_test_platform",
@@ -154,7 +153,7 @@ def test_the_workers_stripe_reads_use_the_accounts_shared_budget(stack: InProces
     )
     tenant = Tenant("acme", Connection("connected", "oauth", "acct_budgeted"))
     for _ in range(4):  # busy budget: three slots taken already
-        AccountRequestBudget("acct_budgeted", 1.0, clock=clock).reserve(None)
+        budgets("acct_budgeted", 1.0, clock=clock).reserve(None)
     with pytest.raises(Deferred):
         accounts.fetch(tenant, "customer", "cus_1")
     assert reserved == [("acct_budgeted", 1.0)]

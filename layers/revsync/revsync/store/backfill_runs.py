@@ -9,7 +9,6 @@ from typing import Any, cast
 
 from revsync.domain.backfill import Run, Segment
 from revsync.infra import aws
-from revsync.settings import get_settings
 
 
 def _key(tenant_id: str) -> dict[str, Any]:
@@ -17,10 +16,15 @@ def _key(tenant_id: str) -> dict[str, Any]:
 
 
 class BackfillRuns:
+    """Kept runs in the tenants table (``table``: its name)."""
+
+    def __init__(self, table: str) -> None:
+        self._table = table
+
     def load(self, tenant_id: str) -> tuple[Run, list[Segment]] | None:
         item = (
             aws.dynamodb()
-            .get_item(TableName=get_settings().tenants_table, Key=_key(tenant_id), ConsistentRead=True)
+            .get_item(TableName=self._table, Key=_key(tenant_id), ConsistentRead=True)
             .get("Item")
         )
         if item is None:
@@ -29,7 +33,7 @@ class BackfillRuns:
 
     def save(self, tenant_id: str, run: Run, segments: list[Segment]) -> None:
         aws.dynamodb().put_item(
-            TableName=get_settings().tenants_table,
+            TableName=self._table,
             Item={
                 **_key(tenant_id),
                 "run": {"S": json.dumps(run, separators=(",", ":"))},
@@ -38,4 +42,4 @@ class BackfillRuns:
         )
 
     def clear(self, tenant_id: str) -> None:
-        aws.dynamodb().delete_item(TableName=get_settings().tenants_table, Key=_key(tenant_id))
+        aws.dynamodb().delete_item(TableName=self._table, Key=_key(tenant_id))

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable
 
 from revsync.domain.ratelimits import DEFAULT_ENDPOINT_RATE, GLOBAL_REASONS
 from revsync.infra import aws
-from revsync.settings import get_settings
 from revsync.store.throttling import defers_when_throttled
 
 
@@ -36,8 +35,11 @@ class AccountRequestBudget:
         rate: float,
         clock: Callable[[], float] = time.time,
         endpoint_rate: float = DEFAULT_ENDPOINT_RATE,
+        *,
+        table: str,
     ) -> None:
         self.account_id = account_id
+        self._table = table
         self.interval_ms = _interval_ms(rate)
         self.endpoint_interval_ms = _interval_ms(endpoint_rate)
         self._clock = clock
@@ -48,7 +50,7 @@ class AccountRequestBudget:
 
     def _take(self, endpoint: str | None, default_ms: int, not_before_ms: int) -> int:
         """The clock's next slot at or after ``not_before_ms``."""
-        table, client = get_settings().tenants_table, aws.dynamodb()
+        table, client = self._table, aws.dynamodb()
         values = {":default": {"N": str(default_ms)}, ":at": {"N": str(not_before_ms)}}
         try:
             # The clock is idle (behind): this request goes then, the next one an interval later.
@@ -82,7 +84,7 @@ class AccountRequestBudget:
         # Already held back at least that long: nothing to do.
         with contextlib.suppress(client.exceptions.ConditionalCheckFailedException):
             client.update_item(
-                TableName=get_settings().tenants_table,
+                TableName=self._table,
                 Key=self._key(None if reason in GLOBAL_REASONS else endpoint),
                 UpdateExpression="SET next_slot = :until",
                 ConditionExpression="attribute_not_exists(next_slot) OR next_slot < :until",
@@ -93,7 +95,7 @@ class AccountRequestBudget:
         """The account's limit and each endpoint's, as their clocks space requests (for planning)."""
         wanted = [None, *endpoints]
         keys = [self._key(endpoint) for endpoint in wanted]
-        table = get_settings().tenants_table
+        table = self._table
         found = aws.dynamodb().batch_get_item(
             RequestItems={table: {"Keys": keys, "ProjectionExpression": "pk, interval_ms"}}
         )["Responses"][table]

@@ -49,6 +49,7 @@ from revsync.domain.history_archive import HistoryChunk, HistoryUpdate, KeptHist
 from revsync.domain.record import UNMATCHED_PREFIX, CustomerRecord
 from revsync.domain.snapshots import InvoiceSnapshot
 from revsync.domain.state import CustomerObjects
+from revsync.errors import Conflict
 from revsync.store import models
 from revsync.store.models import (
     CustomerRecordItem,
@@ -107,8 +108,10 @@ class InvoiceBook:
         return InvoiceBook(self.archived + len(chunks), added, spilled), chunks
 
 
-class ConcurrentUpdate(RuntimeError):
+class ConcurrentUpdate(Conflict):
     """Another writer changed the customer's state since it was loaded: load again and retry."""
+
+    code = "concurrent_update"
 
 
 def _timeline_to_json(timeline: Timeline) -> str:

@@ -11,14 +11,16 @@
 * revenue: each tenant's monthly (and yearly) revenue totals, kept from the sync table's stream by
   the rollup (revsync.store.rollup), and how far it has applied each shard of the stream.
 
-Table names come from settings when first used (descriptors), so importing this module reads nothing;
-the region and endpoint come from botocore's own environment resolution.
+Table names and the region are bound by the composition root (``bind``, revsync.bootstrap) before
+any use, so importing this module reads nothing; the endpoint comes from botocore's own environment
+resolution.
 """
 
 from __future__ import annotations
 
 import json
 import zlib
+from functools import lru_cache
 from typing import Any
 
 from pynamodb.attributes import (
@@ -32,27 +34,17 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     VersionAttribute,
 )
+from pynamodb.connection import Connection as DynamoConnection
 from pynamodb.constants import BINARY
 from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
 from revsync.infra.aws import MAX_POOL_CONNECTIONS
-from revsync.settings import get_settings
 
 # PynamoDB's own defaults (15 s connect, 30 s read, 3 retries) would outlast every function's timeout.
 CONNECT_TIMEOUT_SECONDS = 1
 READ_TIMEOUT_SECONDS = 2
 MAX_RETRY_ATTEMPTS = 2  # retries after the first attempt
-
-
-class _FromSettings:
-    """A Meta attribute resolved from settings on access, not at class creation."""
-
-    def __init__(self, field: str) -> None:
-        self.field = field
-
-    def __get__(self, instance: object, owner: type) -> Any:
-        return getattr(get_settings(), self.field)
 
 
 # A preset dictionary for the state item: the keys and common values of the snapshots it holds, in
@@ -107,7 +99,8 @@ def sync_partition(tenant_id: str, customer_id: str) -> str:
 
 class SyncItem(Model):
     class Meta:
-        table_name = _FromSettings("sync_table")
+        table_name: str | None = None  # bound by bind(), with the region
+        region: str | None = None
         connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
         read_timeout_seconds = READ_TIMEOUT_SECONDS
         max_retry_attempts = MAX_RETRY_ATTEMPTS
@@ -219,7 +212,8 @@ class CustomerRecordItem(Model):
     """A customer record. Declared attributes are exactly the ones revsync owns."""
 
     class Meta:
-        table_name = _FromSettings("customers_table")
+        table_name: str | None = None  # bound by bind(), with the region
+        region: str | None = None
         connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
         read_timeout_seconds = READ_TIMEOUT_SECONDS
         max_retry_attempts = MAX_RETRY_ATTEMPTS
@@ -283,7 +277,8 @@ class Tracking(MapAttribute[str, Any]):
 
 class TenantsItem(Model):
     class Meta:
-        table_name = _FromSettings("tenants_table")
+        table_name: str | None = None  # bound by bind(), with the region
+        region: str | None = None
         connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
         read_timeout_seconds = READ_TIMEOUT_SECONDS
         max_retry_attempts = MAX_RETRY_ATTEMPTS
@@ -324,7 +319,8 @@ def rollup_sort_key(currency: str, period: str) -> str:
 
 class RevenueItem(Model):
     class Meta:
-        table_name = _FromSettings("revenue_table")
+        table_name: str | None = None  # bound by bind(), with the region
+        region: str | None = None
         connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
         read_timeout_seconds = READ_TIMEOUT_SECONDS
         max_retry_attempts = MAX_RETRY_ATTEMPTS
@@ -361,3 +357,47 @@ class ShardPositionItem(RevenueItem):
 
     position = UnicodeAttribute()  # Position.key()
     expires_at = NumberAttribute()
+
+
+# --- binding --------------------------------------------------------------------------------------
+
+_MODELS: tuple[type[Model], ...] = (SyncItem, CustomerRecordItem, TenantsItem, RevenueItem)
+
+
+def bind(
+    region: str,
+    *,
+    customers: str | None = None,
+    sync: str | None = None,
+    tenants: str | None = None,
+    revenue: str | None = None,
+) -> None:
+    """Name the tables the models read and write, in ``region``. A function binds those it uses (the
+    others stay unbound and fail on use); PynamoDB binds a table per model class, so this is
+    process-wide, and binding one table leaves the others as they were (the local stack runs every
+    function in one process). The composition root calls it (revsync.bootstrap)."""
+    for model, table in zip(_MODELS, (sync, customers, tenants, revenue), strict=True):
+        if table is not None:
+            model.Meta.table_name = table  # its subclasses share its Meta
+        model.Meta.region = region
+    for model in (*_MODELS, *(m for root in _MODELS for m in _subclasses(root))):
+        model._connection = None  # made for the table and endpoint of its first use
+    transactions.cache_clear()
+
+
+def _subclasses(model: type[Model]) -> list[type[Model]]:
+    found = []
+    for subclass in model.__subclasses__():
+        found += [subclass, *_subclasses(subclass)]
+    return found
+
+
+@lru_cache(maxsize=1)
+def transactions() -> DynamoConnection:
+    """One connection (one botocore client) per process for transactions, with the models' timeouts."""
+    return DynamoConnection(
+        region=SyncItem.Meta.region,
+        connect_timeout_seconds=CONNECT_TIMEOUT_SECONDS,
+        read_timeout_seconds=READ_TIMEOUT_SECONDS,
+        max_retry_attempts=MAX_RETRY_ATTEMPTS,
+    )

@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any, NamedTuple
 
 from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
 from botocore.exceptions import ClientError
-from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from revsync.domain.history import Contribution, TimelineStart
 from revsync.domain.rollup import Group, Piece, PieceChange, Position, RevenuePeriods
 from revsync.infra import aws
-from revsync.settings import get_settings
 from revsync.store import models
 from revsync.store.models import CustomerStateItem, RevenuePeriodItem, ShardPositionItem
 
@@ -80,17 +77,6 @@ def stream_batch(event: dict[str, Any]) -> StreamBatch:
     return StreamBatch(stream_event.shard_id, changes, sequences)
 
 
-@lru_cache(maxsize=1)
-def transactions() -> Connection:
-    """One connection (one botocore client) per process for transactions, with the models' timeouts."""
-    return Connection(
-        region=get_settings().region,
-        connect_timeout_seconds=models.CONNECT_TIMEOUT_SECONDS,
-        read_timeout_seconds=models.READ_TIMEOUT_SECONDS,
-        max_retry_attempts=models.MAX_RETRY_ATTEMPTS,
-    )
-
-
 def _year_before(month: str) -> str:
     return f"{int(month[:4]) - 1:04d}"
 
@@ -110,7 +96,7 @@ class RevenueRollup:
             ShardPositionItem.position < group.start.key()
         )
         try:
-            with TransactWrite(connection=transactions()) as transaction:
+            with TransactWrite(connection=models.transactions()) as transaction:
                 transaction.save(position, condition=before, return_values="ALL_OLD")
                 for key, change in sorted(group.changes.items()):
                     item = RevenuePeriodItem(
@@ -155,7 +141,11 @@ class UncountedStates:
     """States written before the rollup existed: their timelines are in the revenue index, but the
     rollup does not count them (no ``rollup_tenant``). Setting it (and nothing else: not the state's
     version, so no writer is disturbed) sends the item through the stream once more, where the rollup
-    adds its piece; a state written since carries it already and is left alone."""
+    adds its piece; a state written since carries it already and is left alone. ``table``: the sync
+    table's name."""
+
+    def __init__(self, table: str) -> None:
+        self._table = table
 
     def count_page(self, tenant_id: str, cursor: str | None) -> tuple[int, str | None]:
         """One page of the tenant's revenue index: the number of pieces now counted, and the next
@@ -170,7 +160,7 @@ class UncountedStates:
             # Not through the model: its save and update move the state's version.
             try:
                 aws.dynamodb().update_item(
-                    TableName=get_settings().sync_table,
+                    TableName=self._table,
                     Key={"pk": {"S": item.pk}, "sk": {"S": item.sk}},
                     UpdateExpression="SET rollup_tenant = :tenant",
                     ConditionExpression="attribute_not_exists(rollup_tenant) AND attribute_exists(timeline)",

@@ -11,7 +11,6 @@ from typing import Any
 
 from revsync.domain.routing import TenantRoute
 from revsync.infra import aws
-from revsync.settings import get_settings
 
 
 def _s(item: Mapping[str, Any], name: str) -> str | None:
@@ -20,11 +19,16 @@ def _s(item: Mapping[str, Any], name: str) -> str | None:
 
 
 class DynamoTenantDirectory:
+    """Routes in the tenants table (``table``: its name)."""
+
+    def __init__(self, table: str) -> None:
+        self._table = table
+
     def by_account(self, account_id: str) -> TenantRoute | None:
         item = (
             aws.dynamodb()
             .get_item(
-                TableName=get_settings().tenants_table,
+                TableName=self._table,
                 Key={"pk": {"S": f"account#{account_id}"}},
                 ProjectionExpression="tenant_id, #s, livemode",
                 ExpressionAttributeNames={"#s": "status"},
@@ -44,7 +48,7 @@ class DynamoTenantDirectory:
         item = (
             aws.dynamodb()
             .get_item(
-                TableName=get_settings().tenants_table,
+                TableName=self._table,
                 Key={"pk": {"S": f"tenant#{tenant_id}"}},
                 ProjectionExpression="tenant_id, #c",
                 ExpressionAttributeNames={"#c": "connection"},

@@ -11,9 +11,9 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
 
 from revsync.domain.tenancy import Connection, SealedSecrets, Tenant, Tracking
+from revsync.errors import Conflict
 from revsync.infra import aws
 from revsync.infra.cache import MaxAgeCache
-from revsync.settings import get_settings
 from revsync.store import models
 from revsync.store.throttling import defers_when_throttled
 
@@ -163,7 +163,11 @@ _ZERO_COUNTS = {"customers": {"N": "0"}, "subscriptions": {"N": "0"}, "invoices"
 
 @defers_when_throttled
 class BackfillProgress:
-    """The tenant item's ``backfill`` map: claimed once, counted atomically, finished with a state."""
+    """The tenant item's ``backfill`` map: claimed once, counted atomically, finished with a state
+    (``table``: the tenants table's name)."""
+
+    def __init__(self, table: str) -> None:
+        self._table = table
 
     def _update(
         self,
@@ -174,7 +178,7 @@ class BackfillProgress:
         condition: str | None = None,
     ) -> bool:
         kwargs: dict[str, Any] = {
-            "TableName": get_settings().tenants_table,
+            "TableName": self._table,
             "Key": {"pk": {"S": models.tenant_key(tenant_id)}},
             "UpdateExpression": expression,
             "ExpressionAttributeValues": values,
@@ -308,21 +312,33 @@ def _running(now: int, stage: str) -> dict[str, Any]:
     return _backfill("running", stage, now, None, None, {})
 
 
-class AccountTaken(RuntimeError):
+class AccountTaken(Conflict):
     """The Stripe account is connected to another tenant."""
 
+    code = "account_taken"
 
-class ConnectionMoved(RuntimeError):
+
+class ConnectionMoved(Conflict):
     """The tenant's connection changed while it was being saved: read it again and retry."""
+
+    code = "connection_changed"
+
+    def __init__(self, tenant_id: str) -> None:
+        super().__init__("the Stripe connection changed meanwhile; retry")
+        self.tenant_id = tenant_id
 
 
 @defers_when_throttled
 class OAuthStates:
-    """Issued OAuth states (``state#<nonce>``), expiring by TTL and consumed at most once."""
+    """Issued OAuth states (``state#<nonce>`` in the tenants table, ``table``), expiring by TTL and
+    consumed at most once."""
+
+    def __init__(self, table: str) -> None:
+        self._table = table
 
     def save(self, tenant_id: str, nonce: str, expires_at: int) -> None:
         aws.dynamodb().put_item(
-            TableName=get_settings().tenants_table,
+            TableName=self._table,
             Item={
                 "pk": {"S": f"state#{nonce}"},
                 "tenant_id": {"S": tenant_id},
@@ -336,7 +352,7 @@ class OAuthStates:
         client = aws.dynamodb()
         try:
             client.delete_item(
-                TableName=get_settings().tenants_table,
+                TableName=self._table,
                 Key={"pk": {"S": f"state#{nonce}"}},
                 ConditionExpression="tenant_id = :t AND expires_at >= :now",
                 ExpressionAttributeValues={":t": {"S": tenant_id}, ":now": {"N": str(now)}},
