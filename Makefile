@@ -12,8 +12,11 @@ STAMP := $(VENV)/.installed
 SAM_VENV := .sam-venv
 SAM := $(SAM_VENV)/bin/sam
 SAM_VERSION := 1.170.0
+# Stripe's CLI, its official npm package pinned in local/stripe-cli (the sandbox's CLI test runs it).
+STRIPE_CLI_DIR := local/stripe-cli
+STRIPE_CLI_STAMP := $(STRIPE_CLI_DIR)/node_modules/.package-lock.json
 
-.PHONY: help venv test test-unit lint fmt build sam-cli up demo bench clean browser-deps soak redrive
+.PHONY: help venv test test-unit lint fmt build sam-cli stripe-cli up demo bench clean browser-deps soak redrive
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,7 +29,7 @@ $(STAMP): pyproject.toml layers/revsync/requirements.txt
 
 venv: $(STAMP) ## create .venv with the layer package (editable) and dev tools
 
-test: $(STAMP) lint browser-deps $(SAM) ## lint, then the whole test suite (unit, integration, end to end, browser, build)
+test: $(STAMP) lint browser-deps $(SAM) stripe-cli ## lint, then the whole test suite (unit, integration, end to end, browser, Stripe CLI, build)
 	PATH="$(abspath $(VENV))/bin:$(abspath $(SAM_VENV))/bin:$$PATH" $(VPY) -m pytest
 
 # The settings page is tested in Debian's chromium; installing it needs root (as in CI). Elsewhere,
@@ -56,6 +59,17 @@ $(SAM):
 
 sam-cli: $(SAM) ## install the AWS SAM CLI into .sam-venv (its own venv: its pins differ from the dev tools')
 
+# `npm install --no-save` with the lock, not `npm ci`: a lock lists only the platform packages its
+# registry serves, and `npm ci` refuses one without all of @stripe/cli's optional platforms.
+# --ignore-scripts: without its platform package, @stripe/cli's postinstall would download the binary
+# from GitHub. Without npm (or a platform package for this machine) the CLI test is skipped.
+$(STRIPE_CLI_STAMP): $(STRIPE_CLI_DIR)/package.json $(STRIPE_CLI_DIR)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd $(STRIPE_CLI_DIR) && npm install --ignore-scripts --no-save --no-audit --no-fund --loglevel=error; \
+	else echo "npm is not installed: the Stripe CLI test will be skipped"; fi
+
+stripe-cli: $(STRIPE_CLI_STAMP) ## install Stripe's CLI from npm into local/stripe-cli (the version its package-lock.json pins)
+
 # The layer and functions build with their Makefiles (BuildMethod: makefile), which call python3.12:
 # the venv's comes first on PATH so the bytecode they precompile is the Lambda runtime's version.
 build: $(STAMP) $(SAM) ## sam build into .aws-sam/build (trimmed layer, precompiled bytecode), as deployed
@@ -82,4 +96,4 @@ bench: $(STAMP) build ## run the benchmarks under bench/ (cold start as built, b
 	-$(VPY) -m bench.history
 
 clean: ## remove the virtualenv and build output
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache $(STRIPE_CLI_DIR)/node_modules

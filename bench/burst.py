@@ -59,7 +59,7 @@ warnings.filterwarnings("ignore")
 from botocore.client import BaseClient  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 from revsync.domain.tenancy import Connection, Tenant  # noqa: E402
-from revsync.store.customers import CustomerStore  # noqa: E402
+from revsync.store.read_models import CustomerRecords  # noqa: E402
 from revsync.store.tenants import TenantStore  # noqa: E402
 
 from bench.worker_cost import LATENCY_SECONDS, item_bytes, updated_item_bytes  # noqa: E402
@@ -542,9 +542,9 @@ def run_burst(
             drained = burst.run(sorted(arrivals + retries, key=lambda pair: pair[0]))
         if progress:
             progress(f"simulated in {time.perf_counter() - wall_started:.0f} s; checking records")
-        store, wrong = CustomerStore(), 0
+        records, wrong = CustomerRecords(), 0
         for external_id, (mrr, total_paid) in expected.items():
-            record = store.get_record(TENANT, external_id)
+            record = records.get_record(TENANT, external_id)
             if record is None or (record["mrr"], record["total_paid"]) != (mrr, total_paid):
                 wrong += 1
         dead_letters = stack.queue_depth("EventsDeadLetterQueue")

@@ -55,10 +55,12 @@ from revsync.domain.history import HistoryLog, history_entries, mrr_timeline  # 
 from revsync.domain.history_archive import HistoryUpdate, KeptHistory  # noqa: E402
 from revsync.domain.record import derive_record  # noqa: E402
 from revsync.domain.snapshots import parse_subscription  # noqa: E402
+from revsync.domain.stored_state import StateWrite  # noqa: E402
 from revsync.domain.tenancy import Connection, Tenant  # noqa: E402
 from revsync.services.sync import apply_observation  # noqa: E402
 from revsync.store import models  # noqa: E402
 from revsync.store.customers import CustomerStore  # noqa: E402
+from revsync.store.read_models import MrrHistories  # noqa: E402
 from revsync.store.tenants import TenantStore  # noqa: E402
 
 from bench.worker_cost import Meter, item_bytes, metering  # noqa: E402
@@ -139,7 +141,7 @@ def _previous_format_bytes(tenant_id: str, customer_id: str) -> tuple[int, int]:
     observations: the whole history (and timeline) in the state."""
     store = CustomerStore()
     stored = store.load(tenant_id, customer_id)
-    whole = store.timeline(tenant_id, customer_id) or ()
+    whole = MrrHistories().timeline(tenant_id, customer_id) or ()
     log = stored.history.log
     for chunk in store.history_archive(tenant_id, customer_id):
         log = log.with_entries(
@@ -199,7 +201,7 @@ def five_years(stack: InProcessStack, rng: random.Random) -> bool:
     store = CustomerStore()
     archived = store.load("years", "cus_years").history.archived
     once = set(meter.archives.values()) == {1} and len(meter.archives) == archived
-    whole = store.timeline("years", "cus_years") or ()
+    whole = MrrHistories().timeline("years", "cus_years") or ()
     per_event = ", ".join(f"{kind} {units / len(events):.2f}" for kind, units in meter.wru.most_common())
     print(
         f"five years of daily quantity changes: {len(events):,} events through the worker, "
@@ -237,13 +239,15 @@ def _seeded(tenant: Tenant, customer_id: str, count: int, first: int) -> int:
     store = CustomerStore()
     empty = store.load(tenant.tenant_id, customer_id)
     version = store.save(
-        tenant.tenant_id,
-        empty,
-        kept.objects,
-        None,
-        customer_id,
-        tenant.config_version,
-        history=HistoryUpdate(kept.history, chunks),
+        StateWrite(
+            tenant.tenant_id,
+            empty,
+            kept.objects,
+            None,
+            customer_id,
+            tenant.config_version,
+            history=HistoryUpdate(kept.history, chunks),
+        )
     )
     store.project(derive_record(tenant.tenant_id, kept.objects, "id"), version, None, repair=False)
     return first + (count + 1) * 3_600

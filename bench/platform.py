@@ -61,7 +61,7 @@ from revsync.domain.reconcile import CatchUpJob  # noqa: E402
 from revsync.domain.tenancy import Connection, Tenant  # noqa: E402
 from revsync.infra.catch_ups import job_body  # noqa: E402
 from revsync.store.budget import AccountRequestBudget  # noqa: E402
-from revsync.store.customers import CustomerStore  # noqa: E402
+from revsync.store.read_models import CustomerRecords  # noqa: E402
 from revsync.store.tenants import TenantStore  # noqa: E402
 from revsync.stripe_api.pacing import call_within_budget  # noqa: E402
 
@@ -389,11 +389,11 @@ def _backlog(consumer: Consumer, stripe: ModelledStripe, tenants: list[str], bac
             break
     ran = [i for i in consumer.invocations[first:] if i.job.tenant_id == heavy and i.state != "skipped"]
     listed = sum(i.listed for i in ran)
-    store = CustomerStore()
+    records = CustomerRecords()
     wrong = [
         name
         for name, total in paid.items()
-        if (store.get_record(heavy, name) or {}).get("total_paid") != total
+        if (records.get_record(heavy, name) or {}).get("total_paid") != total
     ]
     continuations = sum(1 for i in ran if i.job.reason == "continue")
     minutes = (ran[-1].end - ran[0].start) / 60

@@ -12,7 +12,7 @@
 4. The request through the tenant API handler for each tenant: the items and read units of the
    Queries it makes (item sizes by DynamoDB's rules, eventually consistent), and its own time
    (moto's taken out, 5 ms a call added); the ratios 100k / 10k (budget 1.1); the answer against the
-   recomputation (``CustomerStore.revenue_totals``: the revenue index, every timeline summed in
+   recomputation (``RevenueRecomputation.revenue_totals``: the revenue index, every timeline summed in
    memory, what ``/revenue`` read before the rollup) and the months computed from scratch.
 5. A burst of one tenant: 1,000 MRR changes in one month through the stream: how often the month's
    item is written (once per batch), against DynamoDB's per-item limit at 1,000 changes a second.
@@ -61,6 +61,7 @@ from revsync.domain.tenancy import Connection, Tenant  # noqa: E402
 from revsync.services.sync import apply_observation  # noqa: E402
 from revsync.store import models  # noqa: E402
 from revsync.store.customers import CustomerStore  # noqa: E402
+from revsync.store.read_models import RevenueRecomputation  # noqa: E402
 from revsync.store.tenants import TenantStore  # noqa: E402
 
 from bench.worker_cost import item_bytes  # noqa: E402
@@ -217,7 +218,7 @@ def recomputation(tenant_id: str) -> tuple[dict[str, dict[str, Contribution]], R
     reads = Reads()
     with metering(reads):
         begun = time.perf_counter()
-        totals = CustomerStore().revenue_totals(tenant_id)
+        totals = RevenueRecomputation().revenue_totals(tenant_id)
         seconds = time.perf_counter() - begun - reads.waited + CALL_SECONDS * reads.calls
     return totals, reads, seconds
 
@@ -237,7 +238,9 @@ def write_path_sample(
         apply_observation("sample", observation, tenants=tenants, customers=store, stripe=stripe)
     stack.drain_stream()
     response = stack.request("GET", "/tenants/sample/revenue", query=f"from={first}&to={last}").json()
-    expected = revenue_months(store.revenue_totals("sample").get(response["currency"], {}), first, last)
+    expected = revenue_months(
+        RevenueRecomputation().revenue_totals("sample").get(response["currency"], {}), first, last
+    )
     return len(stream), response["months"] == expected
 
 

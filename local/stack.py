@@ -425,6 +425,10 @@ def main() -> None:
     print(f"  API gateway     {stack.api_url}   (routes from template.yaml; POST /_local/flush)")
     print(f"  AWS (moto)      {stack.aws_url}")
     print(f"  Stripe          {stack.stripe_url}" + ("   (sandbox)" if stack.sandbox else "   (external)"))
+    if stack.sandbox:  # Stripe's own CLI, pointed at the sandbox (`make stripe-cli` installs it)
+        cli = "local/stripe-cli/node_modules/.bin/stripe"
+        print(f"  Stripe CLI      {cli} trigger <event> --api-key sk_test_<any>")
+        print(f"                  --api-base {stack.stripe_url}   (make stripe-cli installs it)")
     # The secret itself is never printed: it is REVSYNC_WEBHOOK_SECRET (whsec_local unless overridden).
     print(f"  Connect webhook {stack.webhook_url}/webhooks/stripe  (the receiver's function URL; the API's")
     print(f"                  {stack.api_url}/webhooks/stripe works too; secret: $REVSYNC_WEBHOOK_SECRET)")

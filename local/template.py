@@ -1,6 +1,7 @@
 """Reads template.yaml so the local stack never restates what the template declares.
 
-Tables, queues, function environments and HTTP routes are all taken from the template, with the
+Tables, queues, function environments and HTTP routes are all taken from the template, expanded as
+CloudFormation's AWS::LanguageExtensions transform expands it (local/language_extensions.py), with the
 intrinsic functions the template uses (Ref, Sub, GetAtt) resolved against local names.
 """
 
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from local.language_extensions import expand
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
@@ -45,7 +48,7 @@ _CfnLoader.add_multi_constructor("!", _tag)
 def load_template() -> dict[str, Any]:
     with TEMPLATE.open() as handle:
         document: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 (SafeLoader subclass)
-    return document
+    return expand(document)
 
 
 @dataclass(frozen=True, slots=True)

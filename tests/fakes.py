@@ -8,9 +8,9 @@ from typing import Any
 
 import stripe
 from revsync.domain.backfill import Run, Segment
-from revsync.domain.events import Envelope, Observation, ParkedEvent, message_group
+from revsync.domain.events import Envelope, ParkedEvent, message_group
 from revsync.domain.history import Contribution, Timeline, TimelineStart, revenue_totals
-from revsync.domain.history_archive import HistoryChunk, HistoryUpdate, whole_timeline
+from revsync.domain.history_archive import HistoryChunk, whole_timeline
 from revsync.domain.reconcile import CatchUpJob, EventsState, PendingWindow, RunEnd
 from revsync.domain.record import CustomerRecord
 from revsync.domain.rollup import Group, Piece, PieceChange, Position, RevenuePeriods
@@ -30,11 +30,12 @@ from revsync.domain.snapshots import (
     with_coupons,
 )
 from revsync.domain.state import CustomerObjects
+from revsync.domain.stored_state import ConcurrentUpdate, StateWrite, StoredCustomer
 from revsync.domain.tenancy import SealedSecrets, Tenant, TenantRoute
 from revsync.errors import CursorRejected
 from revsync.infra.queue import QueueError
 from revsync.infra.secrets import API_KEY, WEBHOOK_SECRET, SealedSecretError
-from revsync.store.customers import ConcurrentUpdate, StoredCustomer, kept_invoice
+from revsync.store.customer_state import kept_invoice
 from revsync.stripe_api.client import KeyCheck, OAuthGrant, StripeAccessError, authorize_url
 
 
@@ -165,25 +166,15 @@ class FakeCustomers:
             CustomerObjects(customer_id=customer_id), None, None, 0
         )
 
-    def save(
-        self,
-        tenant_id: str,
-        stored: StoredCustomer,
-        objects: CustomerObjects,
-        applied: Observation | None,
-        external_id: str | None,
-        config_version: int,
-        record_changed: bool = True,
-        history: HistoryUpdate | None = None,
-        record_waits: bool = False,
-    ) -> int:
-        current = self.states.get((tenant_id, objects.customer_id))
-        if (current.version if current else None) != stored.version:
-            raise ConcurrentUpdate(objects.customer_id)
+    def save(self, write: StateWrite) -> int:
+        tenant_id, customer_id = write.tenant_id, write.objects.customer_id
+        current = self.states.get((tenant_id, customer_id))
+        if (current.version if current else None) != write.stored.version:
+            raise ConcurrentUpdate(customer_id)
         self.writes += 1  # paid invoices are kept in the state (archived in one write every few)
-        if history is not None and history.chunks:
-            archive = self.archives.setdefault((tenant_id, objects.customer_id), {})
-            for chunk in history.chunks:
+        if write.history_chunks:
+            archive = self.archives.setdefault((tenant_id, customer_id), {})
+            for chunk in write.history_chunks:
                 # The sync table's stream has a record for each piece item written (old, new image).
                 old = archive.get(chunk.number)
                 self._stream_piece(
@@ -192,28 +183,19 @@ class FakeCustomers:
                     (chunk.timeline, chunk.start),
                 )
                 archive[chunk.number] = chunk
-            self.writes += len(history.chunks)
-        version = (stored.version or 0) + 1
-        carried = stored.record_version if not record_changed and stored.record_version else version
-        record_version = 0 if record_waits else carried
+            self.writes += len(write.history_chunks)
+        saved = write.saved()
         # Paid invoices come back as the store keeps them (tests/integration/test_fake_contracts.py).
-        kept = replace(objects, invoices={i: kept_invoice(o) for i, o in objects.invoices.items()})
-        self.states[(tenant_id, objects.customer_id)] = StoredCustomer(
-            kept,
-            version,
-            external_id,
-            config_version,
-            record_version,
-            history.kept if history is not None else stored.history,
-        )
+        kept = {i: kept_invoice(o) for i, o in saved.objects.invoices.items()}
+        self.states[(tenant_id, customer_id)] = replace(saved, objects=replace(saved.objects, invoices=kept))
         before, after = (
             None
             if s is None or s.history.timeline is None
             else (s.history.timeline, s.history.checkpoint.start)
-            for s in (current, self.states[(tenant_id, objects.customer_id)])
+            for s in (current, saved)
         )
         self._stream_piece(tenant_id, before, after)
-        return version
+        return write.version
 
     def _stream_piece(
         self,

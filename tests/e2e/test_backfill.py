@@ -265,13 +265,18 @@ def test_a_run_near_its_history_budget_continues_in_new_executions(
     mine = [e for e in executions if e["name"].startswith("bf-continue-")]
     assert len(mine) >= 2, [e["name"] for e in mine]
     assert {e["status"] for e in mine} == {"SUCCEEDED"}
+    failed_steps = 0
     for execution in mine:
         history = client.get_execution_history(executionArn=execution["executionArn"], maxResults=1000)
         # The budget, a round that could be larger than the one planned for, and the way out.
         assert len(history["events"]) <= budget + round_events(40), execution["name"]
+        failed_steps += sum(1 for event in history["events"] if event["type"].endswith("Failed"))
     requests = requests_of(stack, key)
     minimum = 3 * math.ceil(count / 100)
     listed = (
         requests["GET /v1/customers"] - 1 + requests["GET /v1/subscriptions"] + requests["GET /v1/invoices"]
     )
-    assert minimum <= listed <= minimum + backfill["walks"]  # no page read twice across executions
+    # No page read twice across executions. A step that failed (moto answering slowly on a loaded
+    # machine: its retry goes on from the step's first cursor) may have read its pages once more.
+    retried_pages = failed_steps * stack.graph("ImporterFunction").settings.backfill_pages_per_step
+    assert minimum <= listed <= minimum + backfill["walks"] + retried_pages

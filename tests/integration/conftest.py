@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.infra import aws
+from revsync.store.customers import CustomerStore
+from revsync.store.read_models import CustomerRecords, MrrHistories, RevenueRecomputation
 from revsync.store.tenants import TenantStore
 
 from local.inprocess import InProcessStack
@@ -18,6 +20,11 @@ from local.template import LOCAL_STAGE
 from tests.fakes import FakeStripe
 
 PLATFORM_SECRET = "whsec_local"  # local/aws.py seeds SSM with it
+
+
+class DynamoCustomers(CustomerStore, CustomerRecords, MrrHistories, RevenueRecomputation):
+    """The write path's store and the reads of what it wrote, together, as FakeCustomers stands for
+    them all (its states and records are the ones it reads)."""
 
 
 def legacy_tenant_secret(tenant_id: str, api_key: str, webhook_secret: str) -> str:

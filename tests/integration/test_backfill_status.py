@@ -3,7 +3,9 @@ outside the state machine's Catch failing only the backfill it runs."""
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 import pytest
 from revsync.domain.tenancy import Connection, Tenant
@@ -11,6 +13,7 @@ from revsync.store.tenants import TenantStore
 
 from local import lambda_runtime
 from local.inprocess import InProcessStack
+from local.template import ROOT
 from tests.conftest import FROZEN_NOW
 
 pytestmark = pytest.mark.integration
@@ -63,3 +66,24 @@ def test_a_console_started_run_names_its_execution_and_its_failed_end_is_recorde
     }
     assert lambda_runtime.invoke("ImporterFunction", ended) == {"tenant_id": "console"}
     assert (_backfill("console")["state"], _backfill("console")["error"]) == ("failed", "ABORTED:")
+
+
+def _actions_sent(node: Any) -> set[str]:
+    """Every ``action`` the state machine's Lambda tasks send."""
+    if isinstance(node, dict):
+        found = {str(node["Payload"]["action"])} if "action" in node.get("Payload", {}) else set()
+        return found.union(*(_actions_sent(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_actions_sent(value) for value in node))
+    return set()
+
+
+def test_the_importer_has_a_step_for_each_action_the_state_machine_sends_and_refuses_others(
+    stack: InProcessStack,
+) -> None:
+    definition = json.loads((ROOT / "statemachines/backfill.asl.json").read_text())
+    importer = lambda_runtime.load_module("ImporterFunction")
+    assert set(importer.ACTIONS) == _actions_sent(definition) | {importer.STATUS_CHANGE}
+    for unknown in ({"action": "rewind", "tenant_id": "acme"}, {"tenant_id": "acme"}):
+        with pytest.raises(ValueError, match="unknown backfill action"):
+            lambda_runtime.invoke("ImporterFunction", unknown)

@@ -6,14 +6,18 @@ skipped (and CI=true makes a missing SAM CLI an error).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from samtranslator.yaml_helper import yaml_parse
 
+from local.language_extensions import expand
 from local.template import ROOT, resources_of_type
 from tests.integration.conftest import sam_cli
 
@@ -96,3 +100,72 @@ def test_every_module_is_precompiled_for_the_runtime(build: Path) -> None:
             if not compiled.exists():
                 missing.append(str(module.relative_to(build)))
     assert not missing, missing[:10]
+
+
+def _routes(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each ``AWS::ApiGatewayV2::Route``'s key and authorization, by logical id."""
+    return {
+        logical_id: {k: v for k, v in resource["Properties"].items() if k not in ("ApiId", "Target")}
+        for logical_id, resource in template["Resources"].items()
+        if resource.get("Type") == "AWS::ApiGatewayV2::Route"
+    }
+
+
+def _chosen(value: Any, jwt: bool) -> Any:
+    """``value`` with the UseJwt condition decided, as a stack with that AdminAuth sees it."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        condition, when_true, when_false = value["Fn::If"]
+        assert condition == "UseJwt"
+        return _chosen(when_true if jwt else when_false, jwt)
+    if isinstance(value, dict):
+        chosen = {k: _chosen(v, jwt) for k, v in value.items()}
+        return {k: v for k, v in chosen.items() if v != {"Ref": "AWS::NoValue"}}
+    return value
+
+
+# The SAM CLI's own AWS::LanguageExtensions expansion (what `sam build` and `sam deploy` read), run in
+# its venv: the dev tools' pins differ from its own.
+_SAM_CLI_EXPANSION = """
+import json, sys
+from samcli.lib.cfn_language_extensions.sam_integration import expand_language_extensions
+from samcli.yamlhelper import yaml_parse
+template = yaml_parse(open(sys.argv[1]).read())
+result = expand_language_extensions(template, json.loads(sys.argv[2]), enabled=True)
+print(json.dumps(result.expanded_template))
+"""
+
+
+def _sam_cli_expansion(template: Path, parameters: dict[str, str]) -> dict[str, Any]:
+    interpreter = Path(SAM).read_text().splitlines()[0].removeprefix("#!").strip()
+    done = subprocess.run(
+        [interpreter, "-c", _SAM_CLI_EXPANSION, str(template), json.dumps(parameters)],
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    expanded: dict[str, Any] = json.loads(done.stdout)
+    return expanded
+
+
+def test_the_admin_routes_ship_as_one_loop_that_expands_to_each_route_following_admin_auth(
+    build: Path,
+) -> None:
+    """`sam build` keeps template.yaml's Fn::ForEach for CloudFormation to expand at deploy: expanded
+    (local/language_extensions.py), it gives the routes the source does, each with the UseJwt
+    conditions; and the SAM CLI's own expansion of what ships, for each AdminAuth, gives the same."""
+    built = yaml_parse((build / "template.yaml").read_text())
+    assert built["Transform"] == ["AWS::LanguageExtensions", "AWS::Serverless-2016-10-31"]
+    assert "Fn::ForEach::AdminRoutes" in built["Resources"]
+    routes = _routes(expand(built))
+    assert routes == _routes(expand(yaml_parse((ROOT / "template.yaml").read_text())))
+    assert len(routes) == 12
+    for route in routes.values():
+        assert route["AuthorizationType"] == {"Fn::If": ["UseJwt", "JWT", "AWS_IAM"]}
+        assert route["AuthorizerId"] == {
+            "Fn::If": ["UseJwt", {"Ref": "AdminJwtAuthorizer"}, {"Ref": "AWS::NoValue"}]
+        }
+    for admin_auth in ("IAM", "JWT"):
+        theirs = _routes(_sam_cli_expansion(build / "template.yaml", {"AdminAuth": admin_auth}))
+        assert theirs == _chosen(routes, admin_auth == "JWT"), admin_auth

@@ -39,11 +39,12 @@ from revsync.domain.record import derive_record
 from revsync.domain.rollup import WHOLE_RECORD, Group, Piece, Position, RevenuePeriods, RollupKey
 from revsync.domain.routing import TenantRoute
 from revsync.domain.state import CustomerObjects
+from revsync.domain.stored_state import INLINE_INVOICES, ConcurrentUpdate, InvoiceBook, StateWrite
 from revsync.domain.tenancy import Connection, SealedSecrets, Tenant
 from revsync.errors import CursorRejected
 from revsync.infra.secrets import PlatformSecrets, SealedSecretError, WebhookSecretSource
 from revsync.services.receive import TenantDirectory
-from revsync.store.customers import ConcurrentUpdate, kept_invoice
+from revsync.store.customer_state import kept_invoice
 from revsync.store.rollup import stream_batch
 from revsync.stripe_api.client import (
     SUBSCRIPTION_EXPANSIONS,
@@ -73,7 +74,7 @@ from tests.fakes import (
     FakeStripe,
     FakeTenants,
 )
-from tests.integration.conftest import legacy_tenant_secret
+from tests.integration.conftest import DynamoCustomers, legacy_tenant_secret
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +83,7 @@ T0 = FROZEN_NOW - 30 * 86_400
 
 
 def _fake_or_adapter(
-    request: pytest.FixtureRequest, fake: type, adapter: Callable[[InProcessStack], Any]
+    request: pytest.FixtureRequest, fake: Callable[[], Any], adapter: Callable[[InProcessStack], Any]
 ) -> Iterator[Any]:
     """The fake, or the adapter as a function's composition root builds it on a fresh stack."""
     if request.param == "fake":
@@ -94,7 +95,7 @@ def _fake_or_adapter(
 
 @pytest.fixture(params=["fake", "dynamodb"])
 def customers(request: pytest.FixtureRequest) -> Iterator[Any]:
-    yield from _fake_or_adapter(request, FakeCustomers, lambda stack: stack.graph("WorkerFunction").customers)
+    yield from _fake_or_adapter(request, FakeCustomers, lambda _: DynamoCustomers())
 
 
 @pytest.fixture(params=["fake", "dynamodb"])
@@ -147,7 +148,7 @@ def _save_story(customers: Any) -> tuple[CustomerObjects, KeptHistory, int]:
         objects = stored.objects.with_observation(observation)
         update = history_after(stored.history, history_entries(observation))
         history = update.kept if update is not None else stored.history
-        version = customers.save("t", stored, objects, observation, "u-c", 3, history=update)
+        version = customers.save(StateWrite("t", stored, objects, observation, "u-c", 3, history=update))
     return objects, history, version
 
 
@@ -195,31 +196,67 @@ def test_what_is_saved_is_what_loads(customers: Any) -> None:
 def test_a_save_from_a_stale_load_is_refused_and_changes_nothing(customers: Any) -> None:
     _save_story(customers)
     stale = customers.load("t", "cus_c")
-    customers.save("t", stale, stale.objects, None, "u-c", 3)
+    customers.save(StateWrite("t", stale, stale.objects, None, "u-c", 3))
 
     with pytest.raises(ConcurrentUpdate):
-        customers.save("t", stale, stale.objects, None, "u-other", 4)
+        customers.save(StateWrite("t", stale, stale.objects, None, "u-other", 4))
     assert (customers.load("t", "cus_c").version, customers.load("t", "cus_c").external_id) == (4, "u-c")
 
 
 def test_a_first_save_is_refused_when_another_saved_first(customers: Any) -> None:
     empty = customers.load("t", "cus_new")
-    customers.save("t", empty, empty.objects, None, "stripe:cus_new", 0)
+    customers.save(StateWrite("t", empty, empty.objects, None, "stripe:cus_new", 0))
 
     with pytest.raises(ConcurrentUpdate):
-        customers.save("t", empty, empty.objects, None, "stripe:cus_new", 0)
+        customers.save(StateWrite("t", empty, empty.objects, None, "stripe:cus_new", 0))
 
 
 def test_an_unchanged_record_keeps_deriving_from_its_version(customers: Any) -> None:
     _save_story(customers)
     stored = customers.load("t", "cus_c")
 
-    customers.save("t", stored, stored.objects, None, "u-c", 3, record_changed=False)
+    customers.save(StateWrite("t", stored, stored.objects, None, "u-c", 3, record_changed=False))
     carried = customers.load("t", "cus_c")
-    customers.save("t", carried, carried.objects, None, "u-c", 3, record_changed=True)
+    customers.save(StateWrite("t", carried, carried.objects, None, "u-c", 3, record_changed=True))
 
     assert (carried.version, carried.record_version) == (4, 3)
     assert customers.load("t", "cus_c").record_version == 5
+
+
+def test_a_record_that_waits_derives_from_no_version_until_it_is_written(customers: Any) -> None:
+    empty = customers.load("t", "cus_w")
+    customers.save(StateWrite("t", empty, empty.objects, None, None, 0, record_waits=True))
+    waiting = customers.load("t", "cus_w")
+    customers.save(StateWrite("t", waiting, waiting.objects, None, "u-w", 0))
+
+    assert (waiting.version, waiting.external_id, waiting.record_version) == (1, None, 0)
+    assert customers.load("t", "cus_w").record_version == 2
+
+
+def test_paid_invoices_past_the_inline_ones_are_kept_as_the_store_keeps_them(customers: Any) -> None:
+    """The fifth paid invoice moves the four inline ones to an archive: both load them all back, and
+    keep the same book of where each is (what the next save's spill is computed from)."""
+    paid = [
+        _observed(
+            S.event(
+                "invoice.paid",
+                S.invoice("cus_i", "sub_i", amount_paid=100 * n, paid_at=T0 + n, id=f"in_{n}"),
+                created=T0 + n,
+                account=ACCOUNT,
+            )
+        )
+        for n in range(1, INLINE_INVOICES + 2)
+    ]
+    for observation in paid:
+        stored = customers.load("t", "cus_i")
+        objects = stored.objects.with_observation(observation)
+        customers.save(StateWrite("t", stored, objects, observation, "u-i", 0))
+
+    loaded = customers.load("t", "cus_i")
+
+    assert loaded.objects.invoices == {o["snapshot"]["id"]: kept_invoice(o) for o in paid}
+    archived = frozenset(f"in_{n}" for n in range(1, INLINE_INVOICES + 1))
+    assert loaded.invoices == InvoiceBook(1, (f"in_{INLINE_INVOICES + 1}",), archived)
 
 
 JAN, FEB = 1_767_225_600, 1_769_904_000  # 2026-01-01, 2026-02-01
@@ -233,22 +270,28 @@ def test_revenue_totals_sum_the_saved_timelines_of_the_tenant(customers: Any) ->
     first = ((JAN, "usd", 4900),)
     second = ((JAN, "usd", 4900), (JAN + 86_400, "usd", 5000), (FEB, "usd", 0))
     stored = customers.load("t", "cus_r")
-    customers.save("t", stored, stored.objects, None, "u-r", 0, history=_timeline(first))
+    customers.save(StateWrite("t", stored, stored.objects, None, "u-r", 0, history=_timeline(first)))
     with pytest.raises(ConcurrentUpdate):  # a stale save changes nothing
-        customers.save("t", stored, stored.objects, None, "u-r", 0, history=_timeline(second))
+        customers.save(StateWrite("t", stored, stored.objects, None, "u-r", 0, history=_timeline(second)))
     assert customers.revenue_totals("t") == {"usd": {"2026-01": Contribution(new=4900, new_customers=1)}}
     customers.save(
-        "t", customers.load("t", "cus_r"), stored.objects, None, "u-r", 0, history=_timeline(second)
+        StateWrite(
+            "t", customers.load("t", "cus_r"), stored.objects, None, "u-r", 0, history=_timeline(second)
+        )
     )
     again = customers.load("t", "cus_r")
     assert again.history.timeline == second
-    customers.save("t", again, again.objects, None, "u-r", 0)  # no history given: the stored one stays
+    customers.save(
+        StateWrite("t", again, again.objects, None, "u-r", 0)
+    )  # no history given: the stored one stays
     other = customers.load("t", "cus_s")
-    customers.save("t", other, other.objects, None, "u-s", 0, history=_timeline(((FEB, "eur", 300),)))
+    customers.save(
+        StateWrite("t", other, other.objects, None, "u-s", 0, history=_timeline(((FEB, "eur", 300),)))
+    )
     never_paid = customers.load("t", "cus_none")
-    customers.save("t", never_paid, never_paid.objects, None, "u-n", 0, history=_timeline(()))
+    customers.save(StateWrite("t", never_paid, never_paid.objects, None, "u-n", 0, history=_timeline(())))
     elsewhere = customers.load("other", "cus_r")
-    customers.save("other", elsewhere, stored.objects, None, "u-r", 0, history=_timeline(first))
+    customers.save(StateWrite("other", elsewhere, stored.objects, None, "u-r", 0, history=_timeline(first)))
 
     assert customers.revenue_totals("t") == {
         "usd": {
@@ -281,13 +324,19 @@ def test_a_timeline_in_pieces_is_saved_with_its_state_and_summed_whole(customers
         archived=2,
     )
     stored = customers.load("t", "cus_p")
-    customers.save("t", stored, stored.objects, None, "u-p", 0, history=HistoryUpdate(KeptHistory()))
+    customers.save(
+        StateWrite("t", stored, stored.objects, None, "u-p", 0, history=HistoryUpdate(KeptHistory()))
+    )
     with pytest.raises(ConcurrentUpdate):  # a stale save writes neither its state nor its chunks
-        customers.save("t", stored, stored.objects, None, "u-p", 0, history=HistoryUpdate(kept, chunks))
+        customers.save(
+            StateWrite("t", stored, stored.objects, None, "u-p", 0, history=HistoryUpdate(kept, chunks))
+        )
     assert customers.history_archive("t", "cus_p") == []
 
     current = customers.load("t", "cus_p")
-    customers.save("t", current, current.objects, None, "u-p", 0, history=HistoryUpdate(kept, chunks))
+    customers.save(
+        StateWrite("t", current, current.objects, None, "u-p", 0, history=HistoryUpdate(kept, chunks))
+    )
     loaded = customers.load("t", "cus_p")
     assert loaded.history == kept
     assert sorted(customers.history_archive("t", "cus_p")) == list(chunks)
@@ -303,7 +352,9 @@ def test_a_timeline_in_pieces_is_saved_with_its_state_and_summed_whole(customers
     )
     # A rewritten piece (a late observation), with the state: the new content counts.
     rewritten = chunks[0]._replace(timeline=((JAN, "usd", 2000), (JAN + day, "usd", 3000)))
-    customers.save("t", loaded, loaded.objects, None, "u-p", 0, history=HistoryUpdate(kept, (rewritten,)))
+    customers.save(
+        StateWrite("t", loaded, loaded.objects, None, "u-p", 0, history=HistoryUpdate(kept, (rewritten,)))
+    )
     assert customers.timeline("t", "cus_p") == rewritten.timeline + recent
     assert customers.revenue_totals("t")["usd"]["2026-01"] == Contribution(
         new=2000, expansion=1000, new_customers=1
@@ -926,15 +977,17 @@ def test_the_stream_of_saves_holds_each_saves_old_and_new_piece(customers: Any) 
     first = ((JAN, "usd", 4900),)
     second = ((JAN, "usd", 4900), (FEB, "usd", 0))
     stored = customers.load("t", "cus_p")
-    customers.save("t", stored, stored.objects, None, "u-p", 0, history=_timeline_only(first))
+    customers.save(StateWrite("t", stored, stored.objects, None, "u-p", 0, history=_timeline_only(first)))
     with pytest.raises(ConcurrentUpdate):  # a stale save is no change: nothing in the stream
-        customers.save("t", stored, stored.objects, None, "u-p", 0, history=_timeline_only(second))
+        customers.save(
+            StateWrite("t", stored, stored.objects, None, "u-p", 0, history=_timeline_only(second))
+        )
     again = customers.load("t", "cus_p")
-    customers.save("t", again, again.objects, None, "u-p", 0)  # the timeline kept: old == new
+    customers.save(StateWrite("t", again, again.objects, None, "u-p", 0))  # the timeline kept: old == new
     latest = customers.load("t", "cus_p")
-    customers.save("t", latest, again.objects, None, "u-p", 0, history=_timeline_only(second))
+    customers.save(StateWrite("t", latest, again.objects, None, "u-p", 0, history=_timeline_only(second)))
     never = customers.load("u", "cus_n")
-    customers.save("u", never, never.objects, None, "u-n", 0, history=_timeline_only(()))
+    customers.save(StateWrite("u", never, never.objects, None, "u-n", 0, history=_timeline_only(())))
 
     assert _saved_pieces(customers) == [
         (None, Piece("t", first)),
@@ -949,12 +1002,16 @@ def test_a_spill_streams_the_archived_piece_and_the_states_with_where_each_start
     each with its start, so the rollup counts the two as it counted the whole."""
     head, tail = ((JAN, "usd", 4900),), ((FEB, "usd", 0),)
     stored = customers.load("t", "cus_s")
-    customers.save("t", stored, stored.objects, None, "u-s", 0, history=_timeline_only(head + tail))
+    customers.save(
+        StateWrite("t", stored, stored.objects, None, "u-s", 0, history=_timeline_only(head + tail))
+    )
     start = TimelineStart("usd", 4900, True)
     kept = KeptHistory(timeline=tail, checkpoint=Checkpoint(start=start), boundary=FEB, archived=1)
     chunk = HistoryChunk(1, FEB, HistoryLog(), TimelineStart(), head)
     spilled = customers.load("t", "cus_s")
-    customers.save("t", spilled, spilled.objects, None, "u-s", 0, history=HistoryUpdate(kept, (chunk,)))
+    customers.save(
+        StateWrite("t", spilled, spilled.objects, None, "u-s", 0, history=HistoryUpdate(kept, (chunk,)))
+    )
 
     pieces = _saved_pieces(customers)
 

@@ -21,14 +21,16 @@ from revsync.domain.events import Observation, Source, observation_of, parse_eve
 from revsync.domain.history import HistoryLog, history_entries, mrr_timeline, revenue_totals
 from revsync.domain.history_archive import SPILL_AT, HistoryUpdate, KeptHistory, history_after
 from revsync.domain.snapshots import parse_subscription
+from revsync.domain.stored_state import ConcurrentUpdate, StateWrite
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.services.sync import apply_observation
 from revsync.store import models
-from revsync.store.customers import ConcurrentUpdate, CustomerStore
+from revsync.store.customers import CustomerStore
 
 from local import stripe_shapes as S
 from local.inprocess import InProcessStack
 from tests.fakes import FakeStripe, FakeTenants
+from tests.integration.conftest import DynamoCustomers
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +100,7 @@ def _expected(observations: list[tuple[Observation, bool]]) -> tuple[tuple[int, 
 def test_daily_changes_keep_a_bounded_state_and_write_each_archive_once(
     stack: InProcessStack, archive_writes: Counter[str]
 ) -> None:
-    store, seen, sizes = CustomerStore(), [], []
+    store, seen, sizes = DynamoCustomers(), [], []
     for day in range(90):
         seen.append((_seats(day, 1 + day % 9), False))
         _apply(store, seen[-1][0])
@@ -118,7 +120,7 @@ def test_daily_changes_keep_a_bounded_state_and_write_each_archive_once(
 def test_a_late_observation_in_an_archived_period_gives_the_whole_sets_timeline(
     stack: InProcessStack, archive_writes: Counter[str]
 ) -> None:
-    store, seen = CustomerStore(), []
+    store, seen = DynamoCustomers(), []
     for day in range(40):
         seen.append((_seats(2 * day, 1 + day % 4), False))
         _apply(store, seen[-1][0])
@@ -150,7 +152,7 @@ def test_a_late_observation_in_an_archived_period_gives_the_whole_sets_timeline(
 
 
 def test_a_spill_whose_state_write_lost_leaves_no_archive(stack: InProcessStack) -> None:
-    store = CustomerStore()
+    store = DynamoCustomers()
     for day in range(SPILL_AT - 1):
         _apply(store, _seats(day, 1 + day % 3))
     stale = store.load("hist", "cus_ada")
@@ -164,19 +166,23 @@ def test_a_spill_whose_state_write_lost_leaves_no_archive(stack: InProcessStack)
     assert update is not None
     assert update.chunks[0] != counted[0]
     with pytest.raises(ConcurrentUpdate):
-        store.save("hist", stale, stale.objects, None, "cus_ada", stale.config_version, history=update)
+        store.save(
+            StateWrite("hist", stale, stale.objects, None, "cus_ada", stale.config_version, history=update)
+        )
     assert store.history_archive("hist", "cus_ada") == counted  # the counted archive is untouched
 
 
 def test_a_state_holding_its_whole_history_is_converted_by_its_next_save(stack: InProcessStack) -> None:
     """The format before archives: every observation in the state. Its next save (here a paid
     invoice, no history) moves all but the newest seconds into archives; the timeline stays."""
-    store, seen = CustomerStore(), [(_seats(day, 1 + day % 5), False) for day in range(3 * SPILL_AT)]
+    store, seen = DynamoCustomers(), [(_seats(day, 1 + day % 5), False) for day in range(3 * SPILL_AT)]
     log = HistoryLog().with_entries(e for o, _ in seen for e in history_entries(o))
     whole = tuple(mrr_timeline("cus_ada", log.observations()))
     empty = store.load("hist", "cus_ada")
     store.save(
-        "hist", empty, empty.objects, None, "cus_ada", 0, history=HistoryUpdate(KeptHistory(log, whole))
+        StateWrite(
+            "hist", empty, empty.objects, None, "cus_ada", 0, history=HistoryUpdate(KeptHistory(log, whole))
+        )
     )
     state = models.CustomerStateItem.get(models.sync_partition("hist", "cus_ada"), models.STATE_SK)
     assert set(state.objects["history"]) == {"views", "entries"}  # as the previous version wrote it

@@ -17,14 +17,16 @@ from typing import Any
 import boto3
 import pytest
 from revsync.domain.events import Observation, observation_of, parse_event
+from revsync.domain.stored_state import INLINE_INVOICES, ConcurrentUpdate, StateWrite
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.services.sync import apply_observation
 from revsync.store import models
-from revsync.store.customers import INLINE_INVOICES, ConcurrentUpdate, CustomerStore
+from revsync.store.customers import CustomerStore
 
 from local import stripe_shapes as S
 from local.inprocess import InProcessStack
 from tests.fakes import FakeStripe, FakeTenants
+from tests.integration.conftest import DynamoCustomers
 
 ACCOUNT = "acct_invoices"
 DAY = 86_400
@@ -61,14 +63,14 @@ def _lose_state_write(store: CustomerStore, tenants: FakeTenants, invoice: Obser
         stale.objects, invoices={**stale.objects.invoices, str(invoice["snapshot"]["id"]): invoice}
     )
     with pytest.raises(ConcurrentUpdate):
-        store.save("inv", stale, objects, invoice, "u-ada", stale.config_version)
+        store.save(StateWrite("inv", stale, objects, invoice, "u-ada", stale.config_version))
 
 
 def _ada(name: str = "Ada") -> dict[str, Any]:
     return S.customer("cus_ada", name=name, metadata={"app_id": "u-ada"}, created=START)
 
 
-def _total_paid(store: CustomerStore) -> int:
+def _total_paid(store: DynamoCustomers) -> int:
     record = store.get_record("inv", "u-ada")
     assert record is not None
     return int(record["total_paid"])
@@ -90,7 +92,7 @@ def _state_bytes() -> int:
 def test_an_invoice_whose_state_write_was_lost_counts_once_its_event_is_retried(
     stack: InProcessStack,
 ) -> None:
-    store, tenants = CustomerStore(), _tenants()
+    store, tenants = DynamoCustomers(), _tenants()
     _apply(store, tenants, _observed(S.event("customer.created", _ada(), created=START, account=ACCOUNT)))
     lost = _paid(1)
     _lose_state_write(store, tenants, lost)
@@ -115,11 +117,11 @@ def _stale_save(store: CustomerStore, stale: Any, invoice: Observation) -> None:
         stale.objects, invoices={**stale.objects.invoices, str(invoice["snapshot"]["id"]): invoice}
     )
     with pytest.raises(ConcurrentUpdate):
-        store.save("inv", stale, objects, invoice, "u-ada", stale.config_version)
+        store.save(StateWrite("inv", stale, objects, invoice, "u-ada", stale.config_version))
 
 
 def test_a_long_lived_customer_keeps_a_one_unit_state_and_every_invoice(stack: InProcessStack) -> None:
-    store, tenants = CustomerStore(), _tenants()
+    store, tenants = DynamoCustomers(), _tenants()
     _apply(store, tenants, _observed(S.event("customer.created", _ada(), created=START, account=ACCOUNT)))
     sizes = []
     for number in range(1, 61):  # five years of monthly invoices
@@ -138,7 +140,7 @@ def test_a_long_lived_customer_keeps_a_one_unit_state_and_every_invoice(stack: I
 
 
 def test_an_archive_whose_state_write_lost_does_not_count_and_is_replaced(stack: InProcessStack) -> None:
-    store, tenants = CustomerStore(), _tenants()
+    store, tenants = DynamoCustomers(), _tenants()
     _apply(store, tenants, _observed(S.event("customer.created", _ada(), created=START, account=ACCOUNT)))
     for number in range(1, INLINE_INVOICES + 1):
         _apply(store, tenants, _paid(number))
@@ -159,7 +161,7 @@ def test_an_archive_whose_state_write_lost_does_not_count_and_is_replaced(stack:
 def test_a_stale_writer_never_overwrites_a_counted_archive(stack: InProcessStack) -> None:
     """Its inline invoices may differ from those of the newer state that archived them (an invoice
     seen again since): the archive keeps the newer state's, and the stale writer retries."""
-    store, tenants = CustomerStore(), _tenants()
+    store, tenants = DynamoCustomers(), _tenants()
     _apply(store, tenants, _observed(S.event("customer.created", _ada(), created=START, account=ACCOUNT)))
     for number in range(1, INLINE_INVOICES + 1):
         _apply(store, tenants, _paid(number))
@@ -177,7 +179,7 @@ def test_a_stale_writer_never_overwrites_a_counted_archive(stack: InProcessStack
 
 
 def test_an_archived_invoice_seen_again_changes_nothing(stack: InProcessStack) -> None:
-    store, tenants = CustomerStore(), _tenants()
+    store, tenants = DynamoCustomers(), _tenants()
     _apply(store, tenants, _observed(S.event("customer.created", _ada(), created=START, account=ACCOUNT)))
     for number in range(1, 2 * INLINE_INVOICES + 1):
         _apply(store, tenants, _paid(number))
@@ -193,7 +195,7 @@ def test_an_archived_invoice_seen_again_changes_nothing(stack: InProcessStack) -
 def test_a_state_of_the_previous_format_counts_and_is_converted(stack: InProcessStack) -> None:
     """The previous format: one item per paid invoice, numbered; the state lists the last eight it
     counted and counts every older number. Item 14 lost its state write (numbered, not counted)."""
-    store, tenants = CustomerStore(), _tenants()
+    store, tenants = DynamoCustomers(), _tenants()
     _apply(store, tenants, _observed(S.event("customer.created", _ada(), created=START, account=ACCOUNT)))
     pk = models.sync_partition("inv", "cus_ada")
     for number in range(1, 15):

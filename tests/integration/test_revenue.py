@@ -22,15 +22,16 @@ from revsync.domain.history import Contribution, Timeline, revenue_months
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.services.sync import apply_observation
 from revsync.store import models
-from revsync.store.customers import CustomerStore
+from revsync.store.read_models import RevenueRecomputation
 from revsync.store.rollup import RevenueRollup
 
 from local import lambda_runtime, streams
 from local import stripe_shapes as S
 from local.aws import read_change_feed
+from local.environment import REGION
 from local.inprocess import InProcessStack
 from tests.fakes import FakeCustomers, FakeFeed, FakeStripe, FakeTenants
-from tests.integration.conftest import PLATFORM_SECRET
+from tests.integration.conftest import PLATFORM_SECRET, DynamoCustomers
 
 pytestmark = pytest.mark.integration
 
@@ -280,7 +281,7 @@ def _through(customers: Any) -> tuple[dict[str, dict[str, Contribution]], Timeli
 
 
 def test_the_fake_keeps_what_the_store_keeps(stack: InProcessStack) -> None:
-    store = CustomerStore()
+    store = DynamoCustomers()
     assert _through(FakeCustomers()) == _through(store)
     totals, history = _through(store)  # the same story again: nothing moves
     assert totals == _through(FakeCustomers())[0]
@@ -296,7 +297,7 @@ def _in_index(tenant_id: str) -> set[str]:
 
 
 def test_only_customers_that_ever_paid_are_in_the_revenue_index(stack: InProcessStack) -> None:
-    store = CustomerStore()
+    store = DynamoCustomers()
     _through(store)
     trialing = _sub("cus_tia", "sub_tia", status="trialing", trial_end=JAN + 40 * DAY)
     tenants = FakeTenants({"rev": Tenant("rev", Connection("connected", "oauth", ACCOUNT)).with_config("id")})
@@ -312,7 +313,7 @@ def test_only_customers_that_ever_paid_are_in_the_revenue_index(stack: InProcess
 def test_a_state_written_before_timelines_gets_one_at_its_next_change(stack: InProcessStack) -> None:
     """A stack upgraded from month items: its states have no timeline until written again (a backfill
     reads every object again, later, so it rewrites every state)."""
-    store = CustomerStore()
+    store = DynamoCustomers()
     totals, _ = _through(store)
     for item in models.SyncItem.query(models.sync_partition("rev", "cus_ada")):
         if isinstance(item, models.CustomerStateItem):
@@ -414,7 +415,7 @@ class _FlakyRollup:
 
 def _recomputed_months(first: str, last: str) -> list[dict[str, Any]]:
     """The months from the stored timelines (the revenue index, summed in memory): the check."""
-    return revenue_months(CustomerStore().revenue_totals("rev").get("usd", {}), first, last)
+    return revenue_months(RevenueRecomputation().revenue_totals("rev").get("usd", {}), first, last)
 
 
 def test_the_rollup_equals_the_recomputation_after_failed_and_retried_stream_batches(
@@ -427,7 +428,7 @@ def test_the_rollup_equals_the_recomputation_after_failed_and_retried_stream_bat
     for event in [*random.Random(8).sample(events, len(events)), *events[:3]]:
         assert stack.post_webhook(event, PLATFORM_SECRET).status == 200
     stack.drain(rollup=False)
-    rollup = stack.wire("RollupFunction", rollup=_FlakyRollup(RevenueRollup(), fail={3}, lost={1}))
+    rollup = stack.wire("RollupFunction", rollup=_FlakyRollup(RevenueRollup(REGION), fail={3}, lost={1}))
     invocations: list[int] = []
 
     def invoke(function: str, event: dict[str, Any]) -> dict[str, Any]:

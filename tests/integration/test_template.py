@@ -12,6 +12,8 @@ import pytest
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
+from local.language_extensions import expand
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -23,7 +25,8 @@ class _NoManagedPolicyLookup:
 
 
 def translated_template() -> dict[str, Any]:
-    template = yaml_parse((ROOT / "template.yaml").read_text())
+    # CloudFormation runs AWS::LanguageExtensions before SAM's transform; the translator does not.
+    template = expand(yaml_parse((ROOT / "template.yaml").read_text()))
     # What `sam package` does before CloudFormation sees the template: local code paths become S3 URIs.
     for resource in template["Resources"].values():
         props = resource.get("Properties", {})
@@ -280,6 +283,34 @@ def test_public_routes_have_no_authorizer_and_every_admin_route_follows_admin_au
     environment = translated["Resources"]["TenantApiFunction"]["Properties"]["Environment"]["Variables"]
     assert environment["ADMIN_AUTH"] == {"Ref": "AdminAuth"}
     assert environment["JWT_TENANT_CLAIM"] == {"Ref": "JwtTenantClaim"}
+
+
+def test_admin_routes_are_declared_once_and_keep_the_logical_ids_stacks_were_deployed_with(
+    translated: dict[str, Any],
+) -> None:
+    """One Fn::ForEach over the AdminRoutes mapping's names. A route given a new logical id would be
+    created before the old one is deleted, and API Gateway refuses a second route with the same key:
+    the update of a deployed stack would fail."""
+    source = yaml_parse((ROOT / "template.yaml").read_text())
+    assert source["Transform"] == ["AWS::LanguageExtensions", "AWS::Serverless-2016-10-31"]
+    written = [r for r in source["Resources"].values() if isinstance(r, dict) and "Type" in r]
+    assert not [r for r in written if r["Type"] == "AWS::ApiGatewayV2::Route"]
+    _, names, _ = source["Resources"]["Fn::ForEach::AdminRoutes"]
+    assert names == list(source["Mappings"]["AdminRoutes"])  # none declared and left out of the loop
+    assert set(_resources(translated, "AWS::ApiGatewayV2::Route")) == {
+        "ConnectRoute",
+        "DisconnectRoute",
+        "SettingsPageRoute",
+        "GetTraitsRoute",
+        "PutConnectionRoute",
+        "PutConfigRoute",
+        "StartBackfillRoute",
+        "GetStatusRoute",
+        "GetCustomerRoute",
+        "ReconcileRoute",
+        "GetCustomerHistoryRoute",
+        "GetRevenueRoute",
+    }
 
 
 def test_only_the_receiver_has_a_url_and_it_is_public_on_both_permissions(translated: dict[str, Any]) -> None:

@@ -23,9 +23,12 @@ import pytest
 import stripe
 from stripe import ListObject, StripeObject
 
+# The table the SDK itself reads JSON into classes with (``object`` value -> resource class).
+from stripe._object_classes import OBJECT_CLASSES, get_object_class
+
 from local.http import http
 from local.stripe_sandbox.server import SUPPORTED_PARAMS, SandboxApp, serve
-from local.stripe_sandbox.shapes import API_VERSION, RESOURCES
+from local.stripe_sandbox.shapes import API_VERSION
 from tests.e2e.conftest import free_port
 
 KEY = "sk_test_contract"
@@ -43,7 +46,16 @@ ROUTE_PARAMS = {
     "GET /v1/events": "EventListParams",
     "GET /v1/webhook_endpoints": "WebhookEndpointListParams",
     "GET /v1/invoices/{id}/lines": "InvoiceListLinesParams",
-    "GET /v1/{kind}/{id}": "CustomerRetrieveParams",
+    "GET /v1/products/{id}": "ProductRetrieveParams",
+    "GET /v1/prices/{id}": "PriceRetrieveParams",
+    "GET /v1/coupons/{id}": "CouponRetrieveParams",
+    "GET /v1/customers/{id}": "CustomerRetrieveParams",
+    "GET /v1/subscriptions/{id}": "SubscriptionRetrieveParams",
+    "GET /v1/subscription_items/{id}": "SubscriptionItemRetrieveParams",
+    "GET /v1/invoices/{id}": "InvoiceRetrieveParams",
+    "GET /v1/invoiceitems/{id}": "InvoiceItemRetrieveParams",
+    "GET /v1/events/{id}": "EventRetrieveParams",
+    "GET /v1/webhook_endpoints/{id}": "WebhookEndpointRetrieveParams",
     "GET /v1/account": "AccountRetrieveCurrentParams",
     "POST /v1/products": "ProductCreateParams",
     "POST /v1/prices": "PriceCreateParams",
@@ -64,15 +76,78 @@ ROUTE_PARAMS = {
     "DELETE /v1/customers/{id}/discount": "CustomerDeleteDiscountParams",
     "DELETE /v1/subscriptions/{id}": "SubscriptionCancelParams",
     "DELETE /v1/webhook_endpoints/{id}": "WebhookEndpointDeleteParams",
+    "POST /v1/products/{id}": "ProductUpdateParams",
+    "DELETE /v1/products/{id}": "ProductDeleteParams",
+    "POST /v1/prices/{id}": "PriceUpdateParams",
+    "GET /v1/plans": "PlanListParams",
+    "POST /v1/plans": "PlanCreateParams",
+    "GET /v1/plans/{id}": "PlanRetrieveParams",
+    "POST /v1/plans/{id}": "PlanUpdateParams",
+    "DELETE /v1/plans/{id}": "PlanDeleteParams",
+    "POST /v1/coupons/{id}": "CouponUpdateParams",
+    "DELETE /v1/coupons/{id}": "CouponDeleteParams",
+    "POST /v1/customers/{id}/sources": "CustomerPaymentSourceCreateParams",
+    "GET /v1/customers/{id}/sources/{source}": "CustomerPaymentSourceRetrieveParams",
+    "POST /v1/customers/{id}/sources/{source}": "CustomerPaymentSourceUpdateParams",
+    "GET /v1/customers/{id}/payment_methods": "CustomerPaymentMethodListParams",
+    "GET /v1/payment_methods": "PaymentMethodListParams",
+    "POST /v1/payment_methods": "PaymentMethodCreateParams",
+    "GET /v1/payment_methods/{id}": "PaymentMethodRetrieveParams",
+    "POST /v1/payment_methods/{id}/attach": "PaymentMethodAttachParams",
+    "POST /v1/payment_methods/{id}/detach": "PaymentMethodDetachParams",
+    "GET /v1/subscription_schedules": "SubscriptionScheduleListParams",
+    "POST /v1/subscription_schedules": "SubscriptionScheduleCreateParams",
+    "GET /v1/subscription_schedules/{id}": "SubscriptionScheduleRetrieveParams",
+    "POST /v1/subscription_schedules/{id}": "SubscriptionScheduleUpdateParams",
+    "POST /v1/subscription_schedules/{id}/cancel": "SubscriptionScheduleCancelParams",
+    "POST /v1/subscription_schedules/{id}/release": "SubscriptionScheduleReleaseParams",
+    "POST /v1/invoices/{id}": "InvoiceUpdateParams",
+    "DELETE /v1/invoices/{id}": "InvoiceDeleteParams",
+    "POST /v1/invoices/{id}/send": "InvoiceSendInvoiceParams",
+    "DELETE /v1/invoiceitems/{id}": "InvoiceItemDeleteParams",
+    "GET /v1/credit_notes": "CreditNoteListParams",
+    "POST /v1/credit_notes": "CreditNoteCreateParams",
+    "GET /v1/credit_notes/{id}": "CreditNoteRetrieveParams",
+    "POST /v1/credit_notes/{id}": "CreditNoteUpdateParams",
+    "POST /v1/credit_notes/{id}/void": "CreditNoteVoidCreditNoteParams",
+    "GET /v1/credit_notes/{id}/lines": "CreditNoteLineItemListParams",
+    "GET /v1/quotes": "QuoteListParams",
+    "POST /v1/quotes": "QuoteCreateParams",
+    "GET /v1/quotes/{id}": "QuoteRetrieveParams",
+    "GET /v1/quotes/{id}/line_items": "QuoteLineItemListParams",
+    "POST /v1/quotes/{id}/finalize": "QuoteFinalizeQuoteParams",
+    "POST /v1/quotes/{id}/accept": "QuoteAcceptParams",
+    "POST /v1/quotes/{id}/cancel": "QuoteCancelParams",
+    "GET /v1/payment_intents": "PaymentIntentListParams",
+    "POST /v1/payment_intents": "PaymentIntentCreateParams",
+    "GET /v1/payment_intents/{id}": "PaymentIntentRetrieveParams",
+    "GET /v1/charges": "ChargeListParams",
+    "GET /v1/charges/{id}": "ChargeRetrieveParams",
+    "GET /v1/refunds": "RefundListParams",
+    "POST /v1/refunds": "RefundCreateParams",
+    "GET /v1/refunds/{id}": "RefundRetrieveParams",
+    "GET /v1/test_helpers/test_clocks": "test_helpers.TestClockListParams",
+    "POST /v1/test_helpers/test_clocks": "test_helpers.TestClockCreateParams",
+    "GET /v1/test_helpers/test_clocks/{id}": "test_helpers.TestClockRetrieveParams",
+    "DELETE /v1/test_helpers/test_clocks/{id}": "test_helpers.TestClockDeleteParams",
+    "POST /v1/test_helpers/test_clocks/{id}/advance": "test_helpers.TestClockAdvanceParams",
 }
 # The sandbox's documented extension: choose a webhook endpoint's signing secret.
 EXTENSIONS = {"POST /v1/webhook_endpoints": {"secret"}}
 
 
+def _sdk_params(name: str) -> type:
+    """One of the SDK's parameter types, by its name under ``stripe.params`` (``test_helpers.…``)."""
+    found: Any = stripe.params
+    for part in name.split("."):
+        found = getattr(found, part)
+    return found  # type: ignore[no-any-return]
+
+
 def test_every_implemented_parameter_is_one_stripe_defines_for_that_route() -> None:
     assert set(ROUTE_PARAMS) == set(SUPPORTED_PARAMS)
     for route, names in SUPPORTED_PARAMS.items():
-        reference = set(getattr(stripe.params, ROUTE_PARAMS[route]).__annotations__)
+        reference = set(_sdk_params(ROUTE_PARAMS[route]).__annotations__)
         invented = set(names) - reference - EXTENSIONS.get(route, set())
         assert not invented, (route, invented)
 
@@ -82,6 +157,19 @@ def test_every_implemented_parameter_is_one_stripe_defines_for_that_route() -> N
 
 class Mismatch(AssertionError):
     pass
+
+
+def sdk_class(kind: str) -> type:
+    """The stripe package's resource class for an ``object`` value."""
+    return get_object_class("V1", kind)
+
+
+def check_resource(value: dict[str, Any], path: str) -> None:
+    """A top-level object (an event with its ``data.object`` too) against its SDK class."""
+    check_object(value, sdk_class(value["object"]), path)
+    if value["object"] == "event":
+        inner = value["data"]["object"]
+        check_object(inner, sdk_class(inner["object"]), f"{path}.data.object")
 
 
 def _is_class_var(annotation: Any) -> bool:
@@ -109,7 +197,7 @@ def _resolve(name: str) -> type:
 def check_object(value: Any, cls: type, path: str) -> None:
     if not isinstance(value, dict):
         raise Mismatch(f"{path}: expected a {cls.__name__} object, got {type(value).__name__}")
-    if value.get("deleted") is True and cls in RESOURCES.values():
+    if value.get("deleted") is True and value.get("object") in OBJECT_CLASSES:
         if set(value) != {"id", "object", "deleted"}:
             raise Mismatch(f"{path}: a deleted object has id, object and deleted only: {sorted(value)}")
         return
@@ -210,7 +298,7 @@ def check(value: Any, annotation: Any, path: str) -> None:
 def stripe_objects(value: Any, path: str = "$") -> Iterator[tuple[str, dict[str, Any]]]:
     """Every top-level Stripe object in an answer (the list wrapper is not one)."""
     if isinstance(value, dict):
-        if value.get("object") in RESOURCES:
+        if value.get("object") in OBJECT_CLASSES and value["object"] not in ("list", "search_result"):
             yield path, value
             return
         for key, child in value.items():
@@ -318,6 +406,7 @@ def _answers(url: str) -> list[tuple[str, Any]]:
     call("get", "/v1/prices")
     call("get", "/v1/coupons")
     call("get", "/v1/products")
+    _answers_of_later_routes(call)
     events = client.raw_request("get", "/v1/events", limit=100)
     answers.append(("GET /v1/events", events.data))
     while events.data["has_more"]:
@@ -326,6 +415,114 @@ def _answers(url: str) -> list[tuple[str, Any]]:
         )
         answers.append(("GET /v1/events", events.data))
     return answers
+
+
+def _answers_of_later_routes(call: Any) -> None:
+    """Test clocks, payment methods and cards, schedules, quotes, credit notes, payments, plans."""
+    clock = call("post", "/v1/test_helpers/test_clocks", frozen_time=1_700_000_000, name="contract")
+    customer = call(
+        "post",
+        "/v1/customers",
+        test_clock=clock["id"],
+        payment_method="pm_card_visa",
+        invoice_settings={"default_payment_method": "pm_card_visa"},
+    )
+    card = call("post", f"/v1/customers/{customer['id']}/sources", source="tok_mastercard")
+    call("post", f"/v1/customers/{customer['id']}/sources/{card['id']}", metadata={"k": "v"}, name="Ada")
+    call("get", f"/v1/customers/{customer['id']}/sources/{card['id']}")
+    call("get", f"/v1/customers/{customer['id']}/payment_methods", type="card")
+    created = call("post", "/v1/payment_methods", type="card", card={"token": "tok_visa"})
+    call("post", f"/v1/payment_methods/{created['id']}/attach", customer=customer["id"])
+    call("post", f"/v1/payment_methods/{created['id']}/detach")
+    call("get", "/v1/payment_methods", customer=customer["id"])
+    plan = call(
+        "post", "/v1/plans", currency="usd", interval="month", amount=2000, product={"name": "Legacy"}
+    )
+    call("post", f"/v1/plans/{plan['id']}", metadata={"k": "v"}, nickname="Legacy")
+    call("get", "/v1/plans", active="true")
+    product = call("post", "/v1/products", name="Gone")
+    call("post", f"/v1/products/{product['id']}", metadata={"k": "v"}, description="d")
+    call("delete", f"/v1/products/{product['id']}")
+    call("post", f"/v1/prices/{plan['id']}", metadata={"k": "v"})
+    coupon = call("post", "/v1/coupons", percent_off=5, duration="once")
+    call("post", f"/v1/coupons/{coupon['id']}", name="Five")
+    call("delete", f"/v1/coupons/{coupon['id']}")
+    schedule = call(
+        "post",
+        "/v1/subscription_schedules",
+        customer=customer["id"],
+        start_date="now",
+        end_behavior="release",
+        phases=[
+            {"items": [{"price": plan["id"], "quantity": 1}], "iterations": 1},
+            {"items": [{"price": plan["id"], "quantity": 2}], "iterations": 1},
+        ],
+    )
+    call("post", f"/v1/subscription_schedules/{schedule['id']}", metadata={"k": "v"})
+    call(
+        "post", f"/v1/test_helpers/test_clocks/{clock['id']}/advance", frozen_time=1_700_000_000 + 31 * 86_400
+    )
+    call("get", f"/v1/test_helpers/test_clocks/{clock['id']}")
+    call("get", "/v1/test_helpers/test_clocks")
+    call("get", "/v1/subscription_schedules", customer=customer["id"])
+    call("post", f"/v1/subscription_schedules/{schedule['id']}/release")
+    other = call(
+        "post",
+        "/v1/subscription_schedules",
+        customer=customer["id"],
+        phases=[{"items": [{"price": plan["id"]}]}],
+    )
+    call("post", f"/v1/subscription_schedules/{other['id']}/cancel", invoice_now="false", prorate="false")
+    paid = call("get", "/v1/invoices", customer=customer["id"], expand=["data.payments"])["data"][0]
+    note = call(
+        "post",
+        "/v1/credit_notes",
+        invoice=paid["id"],
+        lines=[{"type": "custom_line_item", "unit_amount": 300, "quantity": 1, "description": "Sorry"}],
+        refund_amount=300,
+    )
+    call("post", f"/v1/credit_notes/{note['id']}", memo="Goodwill")
+    call("get", f"/v1/credit_notes/{note['id']}/lines")
+    call("get", "/v1/credit_notes", invoice=paid["id"])
+    call("post", "/v1/invoiceitems", customer=customer["id"], amount=900, currency="usd")
+    draft = call(
+        "post", "/v1/invoices", customer=customer["id"], collection_method="send_invoice", days_until_due=5
+    )
+    call("post", f"/v1/invoices/{draft['id']}", metadata={"k": "v"}, description="Setup")
+    call("post", f"/v1/invoices/{draft['id']}/send")
+    void = call("post", "/v1/credit_notes", invoice=draft["id"], amount=100)
+    call("post", f"/v1/credit_notes/{void['id']}/void")
+    item = call("post", "/v1/invoiceitems", customer=customer["id"], amount=50, currency="usd")
+    call("delete", f"/v1/invoiceitems/{item['id']}")
+    scrap = call("post", "/v1/invoices", customer=customer["id"])
+    call("delete", f"/v1/invoices/{scrap['id']}")
+    quote = call(
+        "post", "/v1/quotes", customer=customer["id"], line_items=[{"price": plan["id"], "quantity": 3}]
+    )
+    call("get", f"/v1/quotes/{quote['id']}/line_items")
+    call("post", f"/v1/quotes/{quote['id']}/finalize")
+    call("post", f"/v1/quotes/{quote['id']}/accept")
+    call("get", "/v1/quotes", customer=customer["id"], test_clock=clock["id"])
+    dropped = call("post", "/v1/quotes", customer=customer["id"], line_items=[{"price": plan["id"]}])
+    call("post", f"/v1/quotes/{dropped['id']}/cancel")
+    intent = call(
+        "post",
+        "/v1/payment_intents",
+        amount=700,
+        currency="usd",
+        payment_method="pm_card_visa",
+        confirm="true",
+    )
+    call("get", f"/v1/payment_intents/{intent['id']}")
+    refund = call("post", "/v1/refunds", payment_intent=intent["id"], amount=200)
+    call("get", f"/v1/refunds/{refund['id']}")
+    call("get", f"/v1/charges/{refund['charge']}")
+    call("get", "/v1/charges", payment_intent=intent["id"])
+    call("get", "/v1/refunds", charge=refund["charge"])
+    call("get", "/v1/payment_intents")
+    call("post", f"/v1/plans/{plan['id']}", active="false")
+    call("delete", f"/v1/plans/{plan['id']}")
+    call("delete", f"/v1/test_helpers/test_clocks/{clock['id']}")
 
 
 def test_every_object_the_sandbox_returns_or_delivers_has_exactly_its_versions_fields(
@@ -338,7 +535,7 @@ def test_every_object_the_sandbox_returns_or_delivers_has_exactly_its_versions_f
         for path, obj in stripe_objects(answer):
             seen[obj["object"]] = seen.get(obj["object"], 0) + 1
             try:
-                check_object(obj, RESOURCES[obj["object"]], f"{route} {path}")
+                check_resource(obj, f"{route} {path}")
             except Mismatch as exc:
                 failures.append(str(exc))
     assert not failures, "\n".join(failures[:20])
@@ -354,6 +551,25 @@ def test_every_object_the_sandbox_returns_or_delivers_has_exactly_its_versions_f
         "invoiceitem",
     } <= set(seen)
     events = [e for route, answer in answers if route == "GET /v1/events" for e in answer["data"]]
+    delivered = {e["data"]["object"]["object"] for e in events}
+    assert {
+        "card",
+        "charge",
+        "credit_note",
+        "credit_note_line_item",
+        "discount",
+        "invoice_payment",
+        "item",
+        "line_item",
+        "payment_intent",
+        "payment_method",
+        "plan",
+        "quote",
+        "refund",
+        "subscription_item",
+        "subscription_schedule",
+        "test_helpers.test_clock",
+    } <= set(seen) | delivered
     assert {e["api_version"] for e in events} == {API_VERSION}
     types_seen = {e["type"] for e in events}
     assert {

@@ -326,3 +326,304 @@ def test_the_sandboxs_limiters_count_as_stripe_documents() -> None:
     assert limiters.admit("acct_1", "GET /v1/invoices", limits) == "global-rate"
     now[0] += 1.0
     assert limiters.admit("acct_1", "GET /v1/customers", limits) is None
+
+
+# --- test clocks, dunning, schedules, credit notes, payments ---------------------------------------
+
+T0 = 1_700_000_000  # a test clock's start: objects on it live in its frozen time, not the wall clock's
+
+
+def _events_since(c: stripe.StripeClient, start: int, *types: str) -> list[tuple[str, int]]:
+    """(type, day since T0) of the account's events of ``types`` (all if none), oldest first."""
+    listed = list(c.v1.events.list(params={"limit": 100}).auto_paging_iter())[::-1]  # oldest first
+    ordered = sorted(listed, key=lambda e: e.created)  # stable: the same second keeps its order
+    return [(e.type, (e.created - start) // DAY) for e in ordered if not types or e.type in types]
+
+
+def test_a_test_clock_runs_a_trial_renewals_a_retried_payment_and_a_period_end_cancellation(
+    sandbox: tuple[str, SandboxApp],
+) -> None:
+    c = client(sandbox[0])
+    clock = c.v1.test_helpers.test_clocks.create(params={"frozen_time": T0, "name": "story"})
+    price = monthly(c, 1000)
+    customer = c.v1.customers.create(
+        params={
+            "test_clock": clock.id,
+            "payment_method": "pm_card_visa",
+            "invoice_settings": {"default_payment_method": "pm_card_visa"},
+        }
+    )
+    sub = c.v1.subscriptions.create(
+        params={"customer": customer.id, "items": [{"price": price.id}], "trial_period_days": 7}
+    )
+    assert (customer.created, sub.created, sub.test_clock) == (T0, T0, clock.id)
+    settings: Any = customer.invoice_settings
+    assert settings.default_payment_method.startswith("pm_")  # the attached copy
+
+    def advance(days: int) -> None:
+        answer = c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": T0 + days * DAY})
+        assert answer.status == "advancing"  # Stripe answers while it advances
+        assert c.v1.test_helpers.test_clocks.retrieve(clock.id).status == "ready"
+
+    def use_card(test_id: str) -> None:
+        card = c.v1.payment_methods.attach(test_id, params={"customer": customer.id})
+        c.v1.customers.update(customer.id, params={"invoice_settings": {"default_payment_method": card.id}})
+
+    advance(8)  # the trial ends on day 7
+    advance(38)  # renewed on day 37
+    use_card("pm_card_chargeCustomerFail")
+    advance(68)  # renewal on day 67 declined: past_due, retried 3 days later
+    assert c.v1.subscriptions.retrieve(sub.id).status == "past_due"
+    use_card("pm_card_visa")
+    advance(71)  # the retry on day 70 succeeds
+    assert c.v1.subscriptions.retrieve(sub.id).status == "active"
+    c.v1.subscriptions.update(sub.id, params={"cancel_at_period_end": True})
+    advance(98)  # the period ending on day 97 ends it
+
+    ended = c.v1.subscriptions.retrieve(sub.id)
+    assert (ended.status, ended.ended_at) == ("canceled", T0 + 97 * DAY)
+    billing = (
+        "customer.subscription.trial_will_end",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "invoice.paid",
+        "invoice.payment_failed",
+    )
+    assert _events_since(c, T0, *billing) == [
+        ("customer.subscription.trial_will_end", 4),  # three days before the trial ends
+        ("customer.subscription.updated", 7),  # trialing -> active, the first period billed
+        ("invoice.paid", 7),
+        ("customer.subscription.updated", 37),  # the next period
+        ("invoice.paid", 37),
+        ("customer.subscription.updated", 67),
+        ("invoice.payment_failed", 67),
+        ("customer.subscription.updated", 67),  # active -> past_due
+        ("invoice.paid", 70),  # the retry
+        ("customer.subscription.updated", 70),  # past_due -> active
+        ("customer.subscription.updated", 71),  # cancel_at_period_end, asked at the clock's time
+        ("customer.subscription.deleted", 97),
+    ]
+    invoices = c.v1.invoices.list(params={"customer": customer.id}).data
+    assert [((i.created - T0) // DAY, i.status, i.attempt_count) for i in invoices] == [
+        (67, "paid", 2),
+        (37, "paid", 1),
+        (7, "paid", 1),
+    ]
+    # Stripe lists a test clock's customers and subscriptions only when asked for that clock.
+    assert c.v1.customers.list().data == []
+    assert [x.id for x in c.v1.customers.list(params={"test_clock": clock.id}).data] == [customer.id]
+    assert c.v1.subscriptions.list(params={"status": "all"}).data == []
+
+
+@pytest.mark.parametrize("after_failed_retries", ["cancel", "unpaid"])
+def test_after_the_last_retry_fails_the_subscription_is_canceled_or_unpaid(
+    sandbox: tuple[str, SandboxApp], after_failed_retries: str
+) -> None:
+    """Dunning as the account's retry schedule sets it: retried 2 and 3 days after each failure,
+    then canceled (Stripe's default) or marked unpaid (its invoices keep coming, not attempted)."""
+    url = sandbox[0]
+    c = client(url)
+    http(
+        "POST",
+        f"{url}/_sandbox/config",
+        {"payment_retry_days": [2, 3], "after_failed_retries": after_failed_retries},
+    )
+    clock = c.v1.test_helpers.test_clocks.create(params={"frozen_time": T0})
+    failing = c.v1.customers.create(
+        params={
+            "test_clock": clock.id,
+            "payment_method": "pm_card_chargeCustomerFail",
+            "invoice_settings": {"default_payment_method": "pm_card_chargeCustomerFail"},
+        }
+    )
+    sub = c.v1.subscriptions.create(params={"customer": failing.id, "items": [{"price": monthly(c).id}]})
+    [first] = c.v1.invoices.list(params={"subscription": sub.id}).data
+    assert (sub.status, first.status, first.next_payment_attempt) == ("past_due", "open", T0 + 2 * DAY)
+    c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": T0 + 10 * DAY})
+    retried = c.v1.invoices.retrieve(first.id)
+    assert (retried.status, retried.attempt_count, retried.next_payment_attempt) == ("open", 3, None)
+    assert _events_since(c, T0, "invoice.payment_failed") == [
+        ("invoice.payment_failed", 0),
+        ("invoice.payment_failed", 2),
+        ("invoice.payment_failed", 5),
+    ]
+    ended: Any = c.v1.subscriptions.retrieve(sub.id)
+    if after_failed_retries == "cancel":
+        assert (ended.status, ended.ended_at) == ("canceled", T0 + 5 * DAY)
+        assert ended.cancellation_details.reason == "payment_failed"
+        return
+    assert ended.status == "unpaid"
+    c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": T0 + 31 * DAY})
+    renewal = c.v1.invoices.list(params={"subscription": sub.id}).data[0]
+    assert (renewal.created, renewal.status, renewal.attempt_count) == (T0 + 30 * DAY, "open", 0)
+
+
+def test_a_test_clock_moves_forward_only_two_intervals_at_a_time_and_its_deletion_deletes_its_customers(
+    sandbox: tuple[str, SandboxApp],
+) -> None:
+    c = client(sandbox[0])
+    clock = c.v1.test_helpers.test_clocks.create(params={"frozen_time": T0})
+    customer = c.v1.customers.create(params={"test_clock": clock.id})
+    weekly = monthly(c, recurring={"interval": "week"})
+    c.v1.subscriptions.create(params={"customer": customer.id, "items": [{"price": weekly.id}]})
+    for frozen_time in (T0 - DAY, T0, T0 + 15 * DAY):
+        with pytest.raises(stripe.InvalidRequestError):
+            c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": frozen_time})
+    assert c.v1.test_helpers.test_clocks.retrieve(clock.id).frozen_time == T0
+    c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": T0 + 14 * DAY})
+    assert c.v1.test_helpers.test_clocks.delete(clock.id).deleted is True
+    assert c.v1.customers.retrieve(customer.id).deleted is True
+    assert "customer.subscription.deleted" in {t for t, _ in _events_since(c, T0)}
+
+
+def test_a_schedule_changes_phase_when_the_clock_passes_it_then_completes(
+    sandbox: tuple[str, SandboxApp],
+) -> None:
+    c = client(sandbox[0])
+    clock = c.v1.test_helpers.test_clocks.create(params={"frozen_time": T0})
+    customer = c.v1.customers.create(params={"test_clock": clock.id, "source": "tok_visa"})
+    price = monthly(c, 1000)
+    phases: Any = [
+        {"items": [{"price": price.id, "quantity": 1}], "iterations": 1},
+        {"items": [{"price": price.id, "quantity": 3}], "iterations": 1},
+    ]
+    schedule = c.v1.subscription_schedules.create(
+        params={
+            "customer": customer.id,
+            "start_date": T0 + 5 * DAY,
+            "end_behavior": "release",
+            "phases": phases,
+        }
+    )
+    assert (schedule.status, schedule.subscription) == ("not_started", None)
+    c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": T0 + 40 * DAY})
+    started = c.v1.subscription_schedules.retrieve(schedule.id)
+    sub = c.v1.subscriptions.retrieve(str(started.subscription))
+    assert (started.status, sub.schedule, sub["items"].data[0].quantity) == ("active", schedule.id, 3)
+    invoices = c.v1.invoices.list(params={"subscription": sub.id}).data
+    assert [((i.created - T0) // DAY, i.amount_paid) for i in invoices] == [(35, 3000), (5, 1000)]
+    c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": T0 + 70 * DAY})
+    completed = c.v1.subscription_schedules.retrieve(schedule.id)
+    assert (completed.status, completed.completed_at) == ("completed", T0 + 65 * DAY)
+    assert c.v1.subscriptions.retrieve(sub.id).status == "active"  # released: it goes on
+    assert _events_since(
+        c, T0, *(f"subscription_schedule.{e}" for e in ("created", "updated", "expiring", "completed"))
+    ) == [
+        ("subscription_schedule.created", 0),
+        ("subscription_schedule.updated", 5),  # started
+        ("subscription_schedule.updated", 35),  # the second phase
+        ("subscription_schedule.expiring", 58),  # seven days before it ends
+        ("subscription_schedule.completed", 65),
+    ]
+
+
+def test_credit_notes_and_refunds_lower_what_was_paid(sandbox: tuple[str, SandboxApp]) -> None:
+    c = client(sandbox[0])
+    customer = c.v1.customers.create(
+        params={
+            "payment_method": "pm_card_visa",
+            "invoice_settings": {"default_payment_method": "pm_card_visa"},
+        }
+    )
+    c.v1.invoice_items.create(params={"customer": customer.id, "amount": 5000, "currency": "usd"})
+    invoice = c.v1.invoices.pay(c.v1.invoices.create(params={"customer": customer.id}).id)
+    assert (invoice.status, invoice.amount_paid) == ("paid", 5000)
+    expanded: Any = c.v1.invoices.retrieve(invoice.id, params={"expand": ["payments"]})
+    intent = expanded.payments.data[0].payment.payment_intent
+    note = c.v1.credit_notes.create(
+        params={
+            "invoice": invoice.id,
+            "lines": [{"type": "custom_line_item", "unit_amount": 1500, "quantity": 1, "description": "x"}],
+            "refund_amount": 1000,
+        }
+    )
+    assert (note.type, note.amount, note.refunds[0].amount_refunded) == ("post_payment", 1500, 1000)
+    assert c.v1.invoices.retrieve(invoice.id).post_payment_credit_notes_amount == 1500
+    assert c.v1.customers.retrieve(customer.id).balance == -500  # the rest credited to the balance
+    refund = c.v1.refunds.create(params={"payment_intent": str(intent), "amount": 2000})
+    charge = c.v1.charges.retrieve(str(refund.charge))
+    assert (charge.amount_refunded, charge.refunded) == (3000, False)
+    with pytest.raises(stripe.InvalidRequestError):
+        c.v1.refunds.create(params={"charge": charge.id, "amount": 2001})  # more than is left
+    with pytest.raises(stripe.InvalidRequestError):
+        c.v1.credit_notes.void_credit_note(note.id)  # its refund stands
+    types = [t for t, _ in _events_since(c, 0)]
+    assert types.count("charge.refunded") == 2
+    assert "credit_note.created" in types
+
+    c.v1.invoice_items.create(params={"customer": customer.id, "amount": 4000, "currency": "usd"})
+    draft = c.v1.invoices.create(params={"customer": customer.id})
+    opened = c.v1.invoices.finalize_invoice(draft.id)
+    pre = c.v1.credit_notes.create(params={"invoice": opened.id, "amount": 1000})
+    assert (pre.type, c.v1.invoices.retrieve(opened.id).amount_due) == ("pre_payment", 3000)
+    c.v1.credit_notes.void_credit_note(pre.id)
+    assert c.v1.invoices.retrieve(opened.id).amount_due == 4000
+    c.v1.credit_notes.create(params={"invoice": opened.id, "amount": 4000})
+    assert c.v1.invoices.retrieve(opened.id).status == "paid"  # credited in full
+
+
+def test_test_cards_decide_how_charges_go(sandbox: tuple[str, SandboxApp]) -> None:
+    c = client(sandbox[0])
+    customer: Any = c.v1.customers.create(params={"source": "tok_visa"})
+    assert customer.default_source.startswith("card_")
+    attached = c.v1.payment_methods.attach("pm_card_visa", params={"customer": customer.id})
+    assert attached.id.startswith("pm_")
+    assert attached.id != "pm_card_visa"  # a payment method of its own, made from the test card
+    with pytest.raises(stripe.CardError):
+        c.v1.payment_methods.attach("pm_card_chargeDeclined", params={"customer": customer.id})
+    with pytest.raises(stripe.InvalidRequestError):
+        c.v1.customers.create(params={"invoice_settings": {"default_payment_method": "pm_card_visa"}})
+
+    def invoice_of(amount: int) -> str:
+        c.v1.invoice_items.create(params={"customer": customer.id, "amount": amount, "currency": "usd"})
+        return c.v1.invoices.create(params={"customer": customer.id}).id
+
+    with pytest.raises(stripe.CardError) as declined:
+        c.v1.invoices.pay(invoice_of(100), params={"payment_method": "pm_card_chargeCustomerFail"})
+    assert declined.value.code == "card_declined"
+    with pytest.raises(stripe.CardError) as action:
+        c.v1.invoices.pay(invoice_of(200), params={"payment_method": "pm_card_threeDSecure2Required"})
+    assert action.value.code == "invoice_payment_intent_requires_action"
+    assert c.v1.invoices.pay(invoice_of(300)).status == "paid"  # the default source, a good card
+    types = [t for t, _ in _events_since(c, 0)]
+    for expected in (
+        "customer.source.created",
+        "payment_method.attached",
+        "charge.failed",
+        "invoice.payment_action_required",
+    ):
+        assert expected in types, expected
+
+
+def test_a_quote_accepted_becomes_a_subscription(sandbox: tuple[str, SandboxApp]) -> None:
+    c = client(sandbox[0])
+    customer = c.v1.customers.create(params={"source": "tok_visa"})
+    quote = c.v1.quotes.create(
+        params={"customer": customer.id, "line_items": [{"price": monthly(c, 1500).id, "quantity": 2}]}
+    )
+    assert (quote.status, quote.amount_total) == ("draft", 3000)
+    with pytest.raises(stripe.InvalidRequestError):
+        c.v1.quotes.accept(quote.id)  # a draft must be finalized first
+    c.v1.quotes.finalize_quote(quote.id)
+    accepted = c.v1.quotes.accept(quote.id)
+    sub = c.v1.subscriptions.retrieve(str(accepted.subscription))
+    assert (accepted.status, sub.status, sub["items"].data[0].quantity) == ("accepted", "active", 2)
+
+
+def test_parameters_and_versions_stripe_no_longer_serves_are_refused_saying_so(
+    sandbox: tuple[str, SandboxApp],
+) -> None:
+    url = sandbox[0]
+    c = client(url)
+    with pytest.raises(stripe.InvalidRequestError) as coupon:
+        c.raw_request("post", "/v1/customers", coupon="co_x")
+    assert coupon.value.code == "parameter_unknown"
+    assert "2025-03-31.basil" in str(coupon.value.user_message)
+    with pytest.raises(stripe.InvalidRequestError) as types:
+        c.raw_request(
+            "post", "/v1/payment_intents", amount=100, currency="usd", payment_method_types=["card"]
+        )
+    assert types.value.code == "payment_method_types_no_longer_supported"
+    with pytest.raises(stripe.InvalidRequestError) as version:
+        client(url, stripe_version="2025-02-24.acacia").v1.customers.list()
+    assert "2025-02-24.acacia" in str(version.value.user_message)

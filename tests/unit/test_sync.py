@@ -8,9 +8,9 @@ import pytest
 from revsync.domain.events import Observation, Source
 from revsync.domain.history import Contribution
 from revsync.domain.snapshots import parse_customer, parse_subscription
+from revsync.domain.stored_state import ConcurrentUpdate
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.services.sync import RetryLater, apply_observation
-from revsync.store.customers import ConcurrentUpdate
 
 from local import stripe_shapes as S
 from tests.fakes import FakeCustomers, FakeFeed, FakeStripe, FakeTenants

@@ -15,10 +15,11 @@ from revsync.services import backfill
 from revsync.services.sync import Customers, Tenants
 from revsync.settings import ImporterSettings
 from revsync.store import models
+from revsync.store.backfill_progress import BackfillProgress
 from revsync.store.backfill_runs import BackfillRuns
 from revsync.store.budget import AccountRequestBudget
 from revsync.store.customers import CustomerStore
-from revsync.store.tenants import BackfillProgress, CachedTenantStore, TenantStore
+from revsync.store.tenants import CachedTenantStore, TenantStore
 
 
 class Importer(NamedTuple):
@@ -40,7 +41,6 @@ class Importer(NamedTuple):
 def build(settings: ImporterSettings, **overrides: Any) -> Importer:
     aws.configure(settings.aws)
     models.bind(
-        settings.aws.region,
         customers=settings.customers_table,
         sync=settings.sync_table,
         tenants=settings.tenants_table,

@@ -35,7 +35,6 @@ class Reconciler(NamedTuple):
 def build(settings: ReconcilerSettings, **overrides: Any) -> Reconciler:
     aws.configure(settings.aws)
     models.bind(
-        settings.aws.region,
         customers=settings.customers_table,
         sync=settings.sync_table,
         tenants=settings.tenants_table,

@@ -22,10 +22,10 @@ class Rollup(NamedTuple):
 
 def build(settings: RollupSettings, **overrides: Any) -> Rollup:
     aws.configure(settings.aws)
-    models.bind(settings.aws.region, sync=settings.sync_table, revenue=settings.revenue_table)
+    models.bind(sync=settings.sync_table, revenue=settings.revenue_table)
     return Rollup(
         settings=settings,
-        rollup=RevenueRollup(),
+        rollup=RevenueRollup(settings.aws.region),
         pieces=UncountedStates(settings.sync_table),
         clock=time.time,
     )._replace(**overrides)

@@ -11,7 +11,7 @@ from revsync.stripe_api.client import StripeAccounts
 
 def budgets(tenants_table: str) -> partial[AccountRequestBudget]:
     """``budgets(account, rate)``: an account's shared request budget, kept in the tenants table."""
-    return partial(AccountRequestBudget, table=tenants_table)
+    return partial(AccountRequestBudget, tenants_table)
 
 
 def stripe_accounts(

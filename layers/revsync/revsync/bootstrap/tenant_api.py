@@ -14,10 +14,12 @@ from revsync.infra.stepfunctions import BackfillStarter
 from revsync.services import connect, reconcile, revenue, tenants
 from revsync.settings import TenantApiSettings
 from revsync.store import models
-from revsync.store.customers import CustomerStore
+from revsync.store.backfill_progress import BackfillProgress
 from revsync.store.events_progress import EventsProgressStore
+from revsync.store.oauth_states import OAuthStates
+from revsync.store.read_models import CustomerRecords, MrrHistories
 from revsync.store.rollup import RevenueRollup
-from revsync.store.tenants import BackfillProgress, OAuthStates, TenantStore
+from revsync.store.tenants import TenantStore
 
 
 class TenantApiStripe(tenants.KeyChecker, tenants.CustomerSampler, connect.StripeConnect, Protocol):
@@ -44,7 +46,6 @@ class TenantApi(NamedTuple):
 def build(settings: TenantApiSettings, **overrides: Any) -> TenantApi:
     aws.configure(settings.aws)
     models.bind(
-        settings.aws.region,
         customers=settings.customers_table,
         sync=settings.sync_table,
         tenants=settings.tenants_table,
@@ -58,13 +59,12 @@ def build(settings: TenantApiSettings, **overrides: Any) -> TenantApi:
     # One instance: the key it seals is the one the tenant's Stripe client opens (and a retired
     # secret is forgotten by both).
     tenant_secrets = TenantSecrets(settings.stripe.tenant_secrets_key)
-    records = CustomerStore()
     return TenantApi(
         settings=settings,
         tenants=TenantStore(),
-        records=records,
-        histories=records,
-        revenue=RevenueRollup(),
+        records=CustomerRecords(),
+        histories=MrrHistories(),
+        revenue=RevenueRollup(settings.aws.region),
         claims=BackfillProgress(settings.tenants_table),
         states=OAuthStates(settings.tenants_table),
         platform=platform,

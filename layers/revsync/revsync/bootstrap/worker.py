@@ -39,7 +39,6 @@ class Worker(NamedTuple):
 def build(settings: WorkerSettings, **overrides: Any) -> Worker:
     aws.configure(settings.aws)
     models.bind(
-        settings.aws.region,
         customers=settings.customers_table,
         sync=settings.sync_table,
         tenants=settings.tenants_table,

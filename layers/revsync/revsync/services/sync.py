@@ -39,9 +39,9 @@ from revsync.domain.snapshots import (
     with_known_discounts,
 )
 from revsync.domain.state import CustomerObjects, apply
+from revsync.domain.stored_state import ConcurrentUpdate, StateWrite, StoredCustomer
 from revsync.domain.tenancy import Tenant
 from revsync.errors import RetryLater
-from revsync.store.customers import ConcurrentUpdate, StoredCustomer
 
 __all__ = ["RetryLater", "SyncResult", "apply_observation"]
 
@@ -53,21 +53,15 @@ class Tenants(Protocol):
     def get(self, tenant_id: str, min_config_version: int = 0) -> Tenant | None: ...
 
 
-class Customers(Protocol):
+class CustomerStates(Protocol):
+    """A customer's state: loaded whole, saved as one conditional write (revsync.domain.stored_state)."""
+
     def load(self, tenant_id: str, customer_id: str) -> StoredCustomer: ...
 
-    def save(
-        self,
-        tenant_id: str,
-        stored: StoredCustomer,
-        objects: CustomerObjects,
-        applied: Observation | None,
-        external_id: str | None,
-        config_version: int,
-        record_changed: bool = True,
-        history: HistoryUpdate | None = None,
-        record_waits: bool = False,
-    ) -> int: ...
+    def save(self, write: StateWrite) -> int:
+        """Write the state unless another writer saved since ``write.stored`` was loaded (then raise
+        ``ConcurrentUpdate``, writing nothing); the new version."""
+        ...
 
     def history_archive(self, tenant_id: str, customer_id: str) -> list[HistoryChunk]:
         """The customer's archived MRR history (read only for an observation before the state's boundary)."""
@@ -77,13 +71,22 @@ class Customers(Protocol):
         """The history archive holding time ``at`` (the first that ends after it; None: none does)."""
         ...
 
+
+class RecordProjection(Protocol):
     def project(
         self, record: CustomerRecord, version: int, previous_external_id: str | None, *, repair: bool
-    ) -> bool: ...
+    ) -> bool:
+        """Write the record unless a newer derivation is there (``repair``: or the same one); whether
+        it was written. A record that moved leaves nothing at ``previous_external_id``."""
+        ...
 
     def projected_version(self, tenant_id: str, external_id: str, customer_id: str) -> int | None:
         """The state version the record at that key was derived from (None: no record of this customer)."""
         ...
+
+
+class Customers(CustomerStates, RecordProjection, Protocol):
+    """The write path's storage: a customer's state, then the record derived from it."""
 
 
 class StripeObjects(Protocol):
@@ -315,15 +318,17 @@ def apply_observation(
         version = stored.version or 0
         try:
             version = customers.save(
-                tenant_id,
-                stored,
-                outcome.objects,
-                observation if outcome.changed else None,
-                None if waits else record["external_id"],
-                tenant.config_version,
-                record_changed=not waits and (record != previous or config_moved),
-                history=history,
-                record_waits=waits,
+                StateWrite(
+                    tenant_id=tenant_id,
+                    stored=stored,
+                    objects=outcome.objects,
+                    applied=observation if outcome.changed else None,
+                    external_id=None if waits else record["external_id"],
+                    config_version=tenant.config_version,
+                    record_changed=not waits and (record != previous or config_moved),
+                    history=history,
+                    record_waits=waits,
+                )
             )
         except ConcurrentUpdate:
             conflicts += 1

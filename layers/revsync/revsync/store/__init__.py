@@ -1,1 +1,2 @@
-"""Data access: PynamoDB models and the write path's conditional updates. All DynamoDB I/O lives here."""
+"""Data access, one module per job; all DynamoDB I/O lives here. Adapters take their tables' names
+(constructors, ``models.bind``) and read no settings."""

@@ -16,15 +16,13 @@ def _key(tenant_id: str) -> dict[str, Any]:
 
 
 class BackfillRuns:
-    """Kept runs in the tenants table (``table``: its name)."""
-
-    def __init__(self, table: str) -> None:
-        self._table = table
+    def __init__(self, table_name: str) -> None:
+        self._table_name = table_name  # the tenants table
 
     def load(self, tenant_id: str) -> tuple[Run, list[Segment]] | None:
         item = (
             aws.dynamodb()
-            .get_item(TableName=self._table, Key=_key(tenant_id), ConsistentRead=True)
+            .get_item(TableName=self._table_name, Key=_key(tenant_id), ConsistentRead=True)
             .get("Item")
         )
         if item is None:
@@ -33,7 +31,7 @@ class BackfillRuns:
 
     def save(self, tenant_id: str, run: Run, segments: list[Segment]) -> None:
         aws.dynamodb().put_item(
-            TableName=self._table,
+            TableName=self._table_name,
             Item={
                 **_key(tenant_id),
                 "run": {"S": json.dumps(run, separators=(",", ":"))},
@@ -42,4 +40,4 @@ class BackfillRuns:
         )
 
     def clear(self, tenant_id: str) -> None:
-        aws.dynamodb().delete_item(TableName=self._table, Key=_key(tenant_id))
+        aws.dynamodb().delete_item(TableName=self._table_name, Key=_key(tenant_id))

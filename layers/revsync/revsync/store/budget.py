@@ -31,15 +31,14 @@ def _interval_ms(rate: float) -> int:
 class AccountRequestBudget:
     def __init__(
         self,
+        table_name: str,  # the tenants table
         account_id: str,
         rate: float,
         clock: Callable[[], float] = time.time,
         endpoint_rate: float = DEFAULT_ENDPOINT_RATE,
-        *,
-        table: str,
     ) -> None:
+        self._table_name = table_name
         self.account_id = account_id
-        self._table = table
         self.interval_ms = _interval_ms(rate)
         self.endpoint_interval_ms = _interval_ms(endpoint_rate)
         self._clock = clock
@@ -50,7 +49,7 @@ class AccountRequestBudget:
 
     def _take(self, endpoint: str | None, default_ms: int, not_before_ms: int) -> int:
         """The clock's next slot at or after ``not_before_ms``."""
-        table, client = self._table, aws.dynamodb()
+        table, client = self._table_name, aws.dynamodb()
         values = {":default": {"N": str(default_ms)}, ":at": {"N": str(not_before_ms)}}
         try:
             # The clock is idle (behind): this request goes then, the next one an interval later.
@@ -84,7 +83,7 @@ class AccountRequestBudget:
         # Already held back at least that long: nothing to do.
         with contextlib.suppress(client.exceptions.ConditionalCheckFailedException):
             client.update_item(
-                TableName=self._table,
+                TableName=self._table_name,
                 Key=self._key(None if reason in GLOBAL_REASONS else endpoint),
                 UpdateExpression="SET next_slot = :until",
                 ConditionExpression="attribute_not_exists(next_slot) OR next_slot < :until",
@@ -95,7 +94,7 @@ class AccountRequestBudget:
         """The account's limit and each endpoint's, as their clocks space requests (for planning)."""
         wanted = [None, *endpoints]
         keys = [self._key(endpoint) for endpoint in wanted]
-        table = self._table
+        table = self._table_name
         found = aws.dynamodb().batch_get_item(
             RequestItems={table: {"Keys": keys, "ProjectionExpression": "pk, interval_ms"}}
         )["Responses"][table]

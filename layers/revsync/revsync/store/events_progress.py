@@ -79,15 +79,13 @@ def _state_from(item: dict[str, Any]) -> EventsState:
 
 @defers_when_throttled
 class EventsProgressStore:
-    """``events#<tenant_id>`` items in the tenants table (``table``: its name)."""
-
-    def __init__(self, table: str) -> None:
-        self._table = table
+    def __init__(self, table_name: str) -> None:
+        self._table_name = table_name  # the tenants table
 
     def get(self, tenant_id: str) -> EventsState:
         item = (
             aws.dynamodb()
-            .get_item(TableName=self._table, Key=_key(tenant_id), ConsistentRead=True)
+            .get_item(TableName=self._table_name, Key=_key(tenant_id), ConsistentRead=True)
             .get("Item", {})
         )
         return _state_from(item)
@@ -97,7 +95,7 @@ class EventsProgressStore:
         # A failed condition means a newer watermark is already stored.
         with contextlib.suppress(client.exceptions.ConditionalCheckFailedException):
             client.update_item(
-                TableName=self._table,
+                TableName=self._table_name,
                 Key=_key(tenant_id),
                 UpdateExpression="SET last_event_at = :t",
                 ConditionExpression="attribute_not_exists(last_event_at) OR last_event_at < :t",
@@ -110,7 +108,7 @@ class EventsProgressStore:
         client = aws.dynamodb()
         try:
             response = client.update_item(
-                TableName=self._table,
+                TableName=self._table_name,
                 Key=_key(tenant_id),
                 UpdateExpression="SET running_since = :now",
                 ConditionExpression=(
@@ -129,7 +127,7 @@ class EventsProgressStore:
 
     def checkpoint(self, tenant_id: str, pending: PendingWindow) -> None:
         aws.dynamodb().update_item(
-            TableName=self._table,
+            TableName=self._table_name,
             Key=_key(tenant_id),
             UpdateExpression="SET pending = :pending",
             ExpressionAttributeValues={":pending": _pending_value(pending)},
@@ -138,7 +136,7 @@ class EventsProgressStore:
     def release(self, tenant_id: str) -> None:
         """Let go of a claim that ran nothing."""
         aws.dynamodb().update_item(
-            TableName=self._table,
+            TableName=self._table_name,
             Key=_key(tenant_id),
             UpdateExpression="SET running_since = :idle",
             ExpressionAttributeValues={":idle": {"N": "0"}},
@@ -163,7 +161,7 @@ class EventsProgressStore:
         if end.pending is None:
             expression += " REMOVE pending"
         aws.dynamodb().update_item(
-            TableName=self._table,
+            TableName=self._table_name,
             Key=_key(tenant_id),
             UpdateExpression=expression,
             ExpressionAttributeValues=values,
@@ -173,17 +171,17 @@ class EventsProgressStore:
 @defers_when_throttled
 class ConnectedTenants:
     """The schedule's list: every tenant with a live connection, with when it was last reconciled
-    (one scan of the tenants table, ``table``: tenant items and their ``events#`` items)."""
+    (one scan of the tenants table: tenant items and their ``events#`` items)."""
 
-    def __init__(self, table: str) -> None:
-        self._table = table
+    def __init__(self, table_name: str) -> None:
+        self._table_name = table_name  # the tenants table
 
     def last_reconciled(self) -> dict[str, int | None]:
         client = aws.dynamodb()
         connected: set[str] = set()
         reconciled: dict[str, int | None] = {}
         kwargs: dict[str, Any] = {
-            "TableName": self._table,
+            "TableName": self._table_name,
             "FilterExpression": (
                 "(begins_with(pk, :tenant) AND #c.#s = :connected) OR begins_with(pk, :events)"
             ),

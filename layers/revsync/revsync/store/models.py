@@ -11,8 +11,8 @@
 * revenue: each tenant's monthly (and yearly) revenue totals, kept from the sync table's stream by
   the rollup (revsync.store.rollup), and how far it has applied each shard of the stream.
 
-Table names and the region are bound by the composition root (``bind``, revsync.bootstrap) before
-any use, so importing this module reads nothing; the endpoint comes from botocore's own environment
+PynamoDB binds a table to each model class: the composition root names the tables once per process
+(``bind``), before any store is used. The region and endpoint come from botocore's own environment
 resolution.
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import zlib
-from functools import lru_cache
 from typing import Any
 
 from pynamodb.attributes import (
@@ -34,7 +33,6 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     VersionAttribute,
 )
-from pynamodb.connection import Connection as DynamoConnection
 from pynamodb.constants import BINARY
 from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
@@ -99,8 +97,7 @@ def sync_partition(tenant_id: str, customer_id: str) -> str:
 
 class SyncItem(Model):
     class Meta:
-        table_name: str | None = None  # bound by bind(), with the region
-        region: str | None = None
+        table_name: str | None = None  # bind()
         connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
         read_timeout_seconds = READ_TIMEOUT_SECONDS
         max_retry_attempts = MAX_RETRY_ATTEMPTS
@@ -183,7 +180,7 @@ INVOICE_ARCHIVE_SK_PREFIX = "invoices#"
 
 
 class InvoiceArchiveItem(SyncItem, discriminator="invoices"):
-    """Paid invoices moved out of the state item together (store.customers), counted by the state."""
+    """Paid invoices moved out of the state item together (store.customer_state), counted by the state."""
 
     number = NumberAttribute()
     spilled_from = NumberAttribute()  # the state version whose inline invoices these are
@@ -192,9 +189,9 @@ class InvoiceArchiveItem(SyncItem, discriminator="invoices"):
 
 
 class PaidInvoiceItem(SyncItem, discriminator="invoice"):
-    """One paid invoice, as the previous format kept them (read only: store.customers converts)."""
+    """One paid invoice, as the previous format kept them (read only: store.customer_state converts)."""
 
-    number = NumberAttribute(null=True)  # its place in the state's invoice count (store.customers)
+    number = NumberAttribute(null=True)  # its place in the state's invoice count (store.customer_state)
     invoice_id = UnicodeAttribute()
     amount_paid = NumberAttribute()
     currency = UnicodeAttribute(null=True)
@@ -212,8 +209,7 @@ class CustomerRecordItem(Model):
     """A customer record. Declared attributes are exactly the ones revsync owns."""
 
     class Meta:
-        table_name: str | None = None  # bound by bind(), with the region
-        region: str | None = None
+        table_name: str | None = None  # bind()
         connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
         read_timeout_seconds = READ_TIMEOUT_SECONDS
         max_retry_attempts = MAX_RETRY_ATTEMPTS
@@ -277,8 +273,7 @@ class Tracking(MapAttribute[str, Any]):
 
 class TenantsItem(Model):
     class Meta:
-        table_name: str | None = None  # bound by bind(), with the region
-        region: str | None = None
+        table_name: str | None = None  # bind()
         connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
         read_timeout_seconds = READ_TIMEOUT_SECONDS
         max_retry_attempts = MAX_RETRY_ATTEMPTS
@@ -319,8 +314,7 @@ def rollup_sort_key(currency: str, period: str) -> str:
 
 class RevenueItem(Model):
     class Meta:
-        table_name: str | None = None  # bound by bind(), with the region
-        region: str | None = None
+        table_name: str | None = None  # bind()
         connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
         read_timeout_seconds = READ_TIMEOUT_SECONDS
         max_retry_attempts = MAX_RETRY_ATTEMPTS
@@ -361,43 +355,33 @@ class ShardPositionItem(RevenueItem):
 
 # --- binding --------------------------------------------------------------------------------------
 
-_MODELS: tuple[type[Model], ...] = (SyncItem, CustomerRecordItem, TenantsItem, RevenueItem)
-
 
 def bind(
-    region: str,
     *,
     customers: str | None = None,
     sync: str | None = None,
     tenants: str | None = None,
     revenue: str | None = None,
 ) -> None:
-    """Name the tables the models read and write, in ``region``. A function binds those it uses (the
-    others stay unbound and fail on use); PynamoDB binds a table per model class, so this is
-    process-wide, and binding one table leaves the others as they were (the local stack runs every
-    function in one process). The composition root calls it (revsync.bootstrap)."""
-    for model, table in zip(_MODELS, (sync, customers, tenants, revenue), strict=True):
-        if table is not None:
-            model.Meta.table_name = table  # its subclasses share its Meta
-        model.Meta.region = region
-    for model in (*_MODELS, *(m for root in _MODELS for m in _subclasses(root))):
-        model._connection = None  # made for the table and endpoint of its first use
-    transactions.cache_clear()
+    """Name the tables the models use (each given; subclasses share their base's table); a model
+    whose table was never named refuses to be used. The composition root calls it (revsync.bootstrap)
+    as a function starts; binding is process-wide (PynamoDB binds a table per model class), and every
+    model's connection is opened again on its next use (the local stacks bind a new endpoint)."""
+    named = (CustomerRecordItem, customers), (SyncItem, sync), (TenantsItem, tenants), (RevenueItem, revenue)
+    for model, table_name in named:
+        if table_name is not None:
+            model.Meta.table_name = table_name
+        for bound in (model, *_subclasses(model)):
+            bound._connection = None
 
 
 def _subclasses(model: type[Model]) -> list[type[Model]]:
-    found = []
+    found: list[type[Model]] = []
     for subclass in model.__subclasses__():
         found += [subclass, *_subclasses(subclass)]
     return found
 
 
-@lru_cache(maxsize=1)
-def transactions() -> DynamoConnection:
-    """One connection (one botocore client) per process for transactions, with the models' timeouts."""
-    return DynamoConnection(
-        region=SyncItem.Meta.region,
-        connect_timeout_seconds=CONNECT_TIMEOUT_SECONDS,
-        read_timeout_seconds=READ_TIMEOUT_SECONDS,
-        max_retry_attempts=MAX_RETRY_ATTEMPTS,
-    )
+def condition_failed(exc: Exception) -> bool:
+    """Whether a PynamoDB write failed on its condition (rather than for any other reason)."""
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"

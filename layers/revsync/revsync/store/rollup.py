@@ -19,13 +19,15 @@ from typing import Any, NamedTuple
 
 from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
 from botocore.exceptions import ClientError
+from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from revsync.domain.history import Contribution, TimelineStart
+from revsync.domain.history import Contribution
 from revsync.domain.rollup import Group, Piece, PieceChange, Position, RevenuePeriods
 from revsync.infra import aws
 from revsync.store import models
+from revsync.store.history_items import start_from_json, timeline_from_json
 from revsync.store.models import CustomerStateItem, RevenuePeriodItem, ShardPositionItem
 
 _FIELDS = Contribution._fields
@@ -38,12 +40,12 @@ def piece_of(image: Mapping[str, Any]) -> Piece | None:
     tenant_id, timeline = image.get("rollup_tenant"), image.get("timeline")
     if not tenant_id or timeline is None:
         return None
-    points = tuple((int(at), currency, int(mrr)) for at, currency, mrr in json.loads(str(timeline)))
     start = image.get("timeline_start")
-    if start is None:
-        return Piece(str(tenant_id), points)
-    currency, mrr, ever_paid = json.loads(str(start))
-    return Piece(str(tenant_id), points, TimelineStart(currency, int(mrr), bool(ever_paid)))
+    return Piece(
+        str(tenant_id),
+        timeline_from_json(str(timeline)) or (),
+        start_from_json(None if start is None else str(start)),
+    )
 
 
 class StreamBatch(NamedTuple):
@@ -82,6 +84,15 @@ def _year_before(month: str) -> str:
 
 
 class RevenueRollup:
+    def __init__(self, region: str) -> None:
+        # One connection (one botocore client) for its transactions, with the models' timeouts.
+        self._transactions = Connection(
+            region=region,
+            connect_timeout_seconds=models.CONNECT_TIMEOUT_SECONDS,
+            read_timeout_seconds=models.READ_TIMEOUT_SECONDS,
+            max_retry_attempts=models.MAX_RETRY_ATTEMPTS,
+        )
+
     def apply(self, shard_id: str, group: Group, expires_at: int) -> Position | None:
         """Add the group's changes to its periods and move its shard's position to its end, all or
         nothing, if the position is before the group's start. None when done now; the position found
@@ -96,7 +107,7 @@ class RevenueRollup:
             ShardPositionItem.position < group.start.key()
         )
         try:
-            with TransactWrite(connection=models.transactions()) as transaction:
+            with TransactWrite(connection=self._transactions) as transaction:
                 transaction.save(position, condition=before, return_values="ALL_OLD")
                 for key, change in sorted(group.changes.items()):
                     item = RevenuePeriodItem(
@@ -141,11 +152,10 @@ class UncountedStates:
     """States written before the rollup existed: their timelines are in the revenue index, but the
     rollup does not count them (no ``rollup_tenant``). Setting it (and nothing else: not the state's
     version, so no writer is disturbed) sends the item through the stream once more, where the rollup
-    adds its piece; a state written since carries it already and is left alone. ``table``: the sync
-    table's name."""
+    adds its piece; a state written since carries it already and is left alone."""
 
-    def __init__(self, table: str) -> None:
-        self._table = table
+    def __init__(self, table_name: str) -> None:
+        self._table_name = table_name  # the sync table
 
     def count_page(self, tenant_id: str, cursor: str | None) -> tuple[int, str | None]:
         """One page of the tenant's revenue index: the number of pieces now counted, and the next
@@ -160,7 +170,7 @@ class UncountedStates:
             # Not through the model: its save and update move the state's version.
             try:
                 aws.dynamodb().update_item(
-                    TableName=self._table,
+                    TableName=self._table_name,
                     Key={"pk": {"S": item.pk}, "sk": {"S": item.sk}},
                     UpdateExpression="SET rollup_tenant = :tenant",
                     ConditionExpression="attribute_not_exists(rollup_tenant) AND attribute_exists(timeline)",

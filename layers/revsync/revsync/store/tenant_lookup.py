@@ -19,16 +19,14 @@ def _s(item: Mapping[str, Any], name: str) -> str | None:
 
 
 class DynamoTenantDirectory:
-    """Routes in the tenants table (``table``: its name)."""
-
-    def __init__(self, table: str) -> None:
-        self._table = table
+    def __init__(self, table_name: str) -> None:
+        self._table_name = table_name  # the tenants table
 
     def by_account(self, account_id: str) -> TenantRoute | None:
         item = (
             aws.dynamodb()
             .get_item(
-                TableName=self._table,
+                TableName=self._table_name,
                 Key={"pk": {"S": f"account#{account_id}"}},
                 ProjectionExpression="tenant_id, #s, livemode",
                 ExpressionAttributeNames={"#s": "status"},
@@ -48,7 +46,7 @@ class DynamoTenantDirectory:
         item = (
             aws.dynamodb()
             .get_item(
-                TableName=self._table,
+                TableName=self._table_name,
                 Key={"pk": {"S": f"tenant#{tenant_id}"}},
                 ProjectionExpression="tenant_id, #c",
                 ExpressionAttributeNames={"#c": "connection"},

@@ -1,4 +1,8 @@
-"""Tenants: connection, configuration and tracking, through the PynamoDB models."""
+"""Tenants: connection, configuration and tracking, through the PynamoDB models (tenant items, and
+the account items routing Connect events to them). Other jobs share the tenants table: a backfill's
+progress on the tenant item (store.backfill_progress), OAuth states (store.oauth_states), the kept
+backfill run (store.backfill_runs), events progress (store.events_progress), request budgets
+(store.budget); the receiver reads routes without PynamoDB (store.tenant_lookup)."""
 
 from __future__ import annotations
 
@@ -12,7 +16,6 @@ from pynamodb.transactions import TransactWrite
 
 from revsync.domain.tenancy import Connection, SealedSecrets, Tenant, Tracking
 from revsync.errors import Conflict
-from revsync.infra import aws
 from revsync.infra.cache import MaxAgeCache
 from revsync.store import models
 from revsync.store.throttling import defers_when_throttled
@@ -101,7 +104,7 @@ class TenantStore:
             try:
                 item.save(condition=unchanged)
             except PutError as exc:
-                if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+                if models.condition_failed(exc):
                     raise ConnectionMoved(tenant.tenant_id) from exc
                 raise
             return
@@ -158,160 +161,6 @@ class CachedTenantStore:
         )
 
 
-_ZERO_COUNTS = {"customers": {"N": "0"}, "subscriptions": {"N": "0"}, "invoices": {"N": "0"}}
-
-
-@defers_when_throttled
-class BackfillProgress:
-    """The tenant item's ``backfill`` map: claimed once, counted atomically, finished with a state
-    (``table``: the tenants table's name)."""
-
-    def __init__(self, table: str) -> None:
-        self._table = table
-
-    def _update(
-        self,
-        tenant_id: str,
-        expression: str,
-        values: dict[str, Any],
-        names: dict[str, str] | None = None,
-        condition: str | None = None,
-    ) -> bool:
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "Key": {"pk": {"S": models.tenant_key(tenant_id)}},
-            "UpdateExpression": expression,
-            "ExpressionAttributeValues": values,
-        }
-        if names:
-            kwargs["ExpressionAttributeNames"] = names
-        if condition:
-            kwargs["ConditionExpression"] = condition
-        try:
-            aws.dynamodb().update_item(**kwargs)
-        except aws.dynamodb().exceptions.ConditionalCheckFailedException:
-            return False
-        return True
-
-    def claim(self, tenant_id: str, now: int, stale_after: int = 6 * 3600) -> bool:
-        """Mark a backfill running unless one is (a run older than ``stale_after`` counts as dead)."""
-        return self._update(
-            tenant_id,
-            "SET backfill = :b",
-            {
-                ":b": _running(now, "starting"),
-                ":running": {"S": "running"},
-                ":stale": {"N": str(now - stale_after)},
-            },
-            {"#s": "state"},
-            "attribute_exists(pk) AND (attribute_not_exists(backfill) OR backfill.#s <> :running "
-            "OR backfill.started_at < :stale)",
-        )
-
-    def set_execution(self, tenant_id: str, execution: str) -> None:
-        self._update(tenant_id, "SET backfill.execution = :e", {":e": {"S": execution}})
-
-    def fail_if_running(self, tenant_id: str, execution: str, now: int, error: str) -> bool:
-        """The backfill failed, if it is still running in ``execution``."""
-        return self._update(
-            tenant_id,
-            "SET backfill.#s = :failed, backfill.stage = :failed, backfill.finished_at = :now, "
-            "backfill.#e = :error",
-            {
-                ":failed": {"S": "failed"},
-                ":now": {"N": str(now)},
-                ":error": {"S": error},
-                ":running": {"S": "running"},
-                ":execution": {"S": execution},
-            },
-            {"#s": "state", "#e": "error"},
-            "backfill.#s = :running AND backfill.execution = :execution",
-        )
-
-    def backfill_started(
-        self, tenant_id: str, now: int, stage: str, counts: dict[str, int] | None = None
-    ) -> None:
-        """``counts``: what a resumed run had imported already (zero for a new one)."""
-        # Started from the console or CLI, nothing claimed it: claim it now (keeping a route's claim).
-        if not self._update(
-            tenant_id,
-            "SET backfill.stage = :stage, backfill.counts = :zero, backfill.started_at = :now",
-            {
-                ":stage": {"S": stage},
-                ":zero": {"M": {**_ZERO_COUNTS, **{k: {"N": str(v)} for k, v in (counts or {}).items()}}},
-                ":now": {"N": str(now)},
-                ":running": {"S": "running"},
-            },
-            {"#s": "state"},
-            "backfill.#s = :running",
-        ):
-            started = _backfill("running", stage, now, None, None, counts or {})
-            self._update(tenant_id, "SET backfill = :b", {":b": started})
-
-    def backfill_progress(self, tenant_id: str, kind: str, imported: int) -> None:
-        self._update(tenant_id, "ADD backfill.counts.#k :n", {":n": {"N": str(imported)}}, {"#k": kind})
-
-    def backfill_finished(
-        self,
-        tenant_id: str,
-        now: int,
-        counts: dict[str, int],
-        error: str | None,
-        requests: int = 0,
-        walks: int = 0,
-    ) -> None:
-        values: dict[str, Any] = {
-            ":state": {"S": "failed" if error else "succeeded"},
-            ":stage": {"S": "failed" if error else "done"},
-            ":now": {"N": str(now)},
-            ":error": {"S": error} if error else {"NULL": True},
-        }
-        expression = "SET backfill.#s = :state, backfill.stage = :stage, backfill.finished_at = :now"
-        expression += ", backfill.#e = :error"
-        if counts:
-            values[":counts"] = {"M": {k: {"N": str(v)} for k, v in counts.items()}}
-            values[":requests"], values[":walks"] = {"N": str(requests)}, {"N": str(walks)}
-            expression += (
-                ", backfill.counts = :counts, backfill.requests = :requests, backfill.walks = :walks"
-            )
-        names = {"#s": "state", "#e": "error"}
-        if self._update(tenant_id, expression, values, names, "attribute_exists(backfill)"):
-            return
-        # A run that failed before it started (started from the console for a tenant that is not
-        # connected) has no backfill map to update: record the outcome whole, if the tenant exists.
-        outcome = _backfill(values[":state"]["S"], values[":stage"]["S"], None, now, error, counts)
-        self._update(tenant_id, "SET backfill = :b", {":b": outcome}, None, "attribute_exists(pk)")
-
-
-def _backfill(
-    state: str,
-    stage: str,
-    started_at: int | None,
-    finished_at: int | None,
-    error: str | None,
-    counts: dict[str, int],
-) -> dict[str, Any]:
-    """A whole ``backfill`` map (the status document's ``backfill``), as a DynamoDB attribute value."""
-
-    def number(value: int | None) -> dict[str, Any]:
-        return {"N": str(value)} if value is not None else {"NULL": True}
-
-    return {
-        "M": {
-            "state": {"S": state},
-            "stage": {"S": stage},
-            "counts": {"M": {**_ZERO_COUNTS, **{k: {"N": str(v)} for k, v in counts.items()}}},
-            "started_at": number(started_at),
-            "finished_at": number(finished_at),
-            "error": {"S": error} if error else {"NULL": True},
-        }
-    }
-
-
-def _running(now: int, stage: str) -> dict[str, Any]:
-    return _backfill("running", stage, now, None, None, {})
-
-
 class AccountTaken(Conflict):
     """The Stripe account is connected to another tenant."""
 
@@ -326,37 +175,3 @@ class ConnectionMoved(Conflict):
     def __init__(self, tenant_id: str) -> None:
         super().__init__("the Stripe connection changed meanwhile; retry")
         self.tenant_id = tenant_id
-
-
-@defers_when_throttled
-class OAuthStates:
-    """Issued OAuth states (``state#<nonce>`` in the tenants table, ``table``), expiring by TTL and
-    consumed at most once."""
-
-    def __init__(self, table: str) -> None:
-        self._table = table
-
-    def save(self, tenant_id: str, nonce: str, expires_at: int) -> None:
-        aws.dynamodb().put_item(
-            TableName=self._table,
-            Item={
-                "pk": {"S": f"state#{nonce}"},
-                "tenant_id": {"S": tenant_id},
-                "expires_at": {"N": str(expires_at)},
-            },
-            ConditionExpression="attribute_not_exists(pk)",
-        )
-
-    def consume(self, tenant_id: str, nonce: str, now: int) -> bool:
-        """True the first time a live state of this tenant is used; False for a reused or foreign one."""
-        client = aws.dynamodb()
-        try:
-            client.delete_item(
-                TableName=self._table,
-                Key={"pk": {"S": f"state#{nonce}"}},
-                ConditionExpression="tenant_id = :t AND expires_at >= :now",
-                ExpressionAttributeValues={":t": {"S": tenant_id}, ":now": {"N": str(now)}},
-            )
-        except client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True

@@ -1,0 +1,128 @@
+"""A customer's state as the write path keeps it: what a load gives (``StoredCustomer``) and what a
+save writes (``StateWrite``, one value: the write path's commit point).
+
+The write path's storage port (revsync.services.sync.Customers) exchanges these and nothing else, so
+a field added to the stored state is added here, in the store's mapping (revsync.store.customer_state)
+and in the fake's; the port, the write path's callers and the benches do not change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from revsync.domain.events import Observation
+from revsync.domain.history_archive import HistoryChunk, HistoryUpdate, KeptHistory
+from revsync.domain.state import CustomerObjects
+from revsync.errors import Conflict
+
+# Paid invoices kept in the state item itself (paying one costs no write of its own); one more moves
+# them, together, into an archive item (revsync.store.customer_state).
+INLINE_INVOICES = 4
+
+
+class ConcurrentUpdate(Conflict):
+    """Another writer changed the customer's state since it was loaded: load again and retry."""
+
+    code = "concurrent_update"
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceBook:
+    """Where the stored state keeps its paid invoices: the newest inline, the others in archives."""
+
+    archived: int = 0  # archive items counted: numbers 1..archived
+    inline: tuple[str, ...] = ()  # ids kept in the state item, oldest first
+    # Archived ids: final, never written again.
+    archived_ids: frozenset[str] = frozenset()
+
+    def after(self, invoice_id: str | None) -> tuple[InvoiceBook, list[tuple[str, ...]]]:
+        """The book once ``invoice_id`` (None: no invoice) is saved, and the inline ids to archive
+        first, in chunks (each chunk one archive item, numbered from ``archived + 1``)."""
+        if invoice_id is None or invoice_id in self.inline or invoice_id in self.archived_ids:
+            added: tuple[str, ...] = ()
+        else:
+            added = (invoice_id,)
+        if len(self.inline) + len(added) <= INLINE_INVOICES:
+            return replace(self, inline=self.inline + added), []
+        chunks = [self.inline[i : i + INLINE_INVOICES] for i in range(0, len(self.inline), INLINE_INVOICES)]
+        spilled = self.archived_ids | frozenset(self.inline)
+        return InvoiceBook(self.archived + len(chunks), added, spilled), chunks
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCustomer:
+    """A customer's state as loaded (nothing stored yet: its objects empty, its version None)."""
+
+    objects: CustomerObjects
+    version: int | None  # None: nothing stored yet
+    external_id: str | None  # the record key last projected
+    config_version: int
+    # The version the current record derives from (0: none yet, its key waits for the customer).
+    record_version: int | None = None
+    # The MRR history's observations since the state's boundary, its checkpoint there, the piece of
+    # the timeline from there on, and how many history archives hold the rest.
+    history: KeptHistory = field(default_factory=KeptHistory)
+    invoices: InvoiceBook = field(default_factory=InvoiceBook)
+
+
+@dataclass(frozen=True, slots=True)
+class StateWrite:
+    """One write of a customer's state: ``stored`` (as loaded) becomes ``saved()``, unless another
+    writer saved since ``stored`` was loaded (then the store raises ``ConcurrentUpdate`` and writes
+    nothing). The history's chunks (archives, new or rewritten) go in the same write: the tenant's
+    months are sums of the stored pieces, so a change counts once, whoever wins a race."""
+
+    tenant_id: str
+    stored: StoredCustomer
+    objects: CustomerObjects
+    applied: Observation | None  # the observation that changed the objects (None: none did)
+    external_id: str | None  # the record key (None: the record waits for its customer object)
+    config_version: int  # the tenant config the record derives with
+    # Whether the derived record differs from the one ``stored`` gives (if not, the record keeps
+    # deriving from ``stored.record_version``).
+    record_changed: bool = True
+    history: HistoryUpdate | None = None  # None: ``stored``'s history, no chunks
+    # No record derives from this state yet (record version 0; its key waits for the customer object).
+    record_waits: bool = False
+
+    @property
+    def version(self) -> int:
+        return (self.stored.version or 0) + 1
+
+    @property
+    def record_version(self) -> int:
+        if self.record_waits:
+            return 0
+        carried = self.stored.record_version if not self.record_changed else None
+        return carried if carried is not None else self.version
+
+    @property
+    def kept_history(self) -> KeptHistory:
+        return self.history.kept if self.history is not None else self.stored.history
+
+    @property
+    def history_chunks(self) -> tuple[HistoryChunk, ...]:
+        return self.history.chunks if self.history is not None else ()
+
+    @property
+    def invoice_spills(self) -> list[tuple[str, ...]]:
+        """The inline invoice ids of ``stored`` to archive before the state is written, in chunks (one
+        archive item each, numbered from ``stored.invoices.archived + 1``)."""
+        return self._invoices()[1]
+
+    def _invoices(self) -> tuple[InvoiceBook, list[tuple[str, ...]]]:
+        applied = self.applied["snapshot"] if self.applied is not None else None
+        paid = applied["id"] if applied is not None and applied["object"] == "invoice" else None
+        return self.stored.invoices.after(paid)
+
+    def saved(self) -> StoredCustomer:
+        """The state once written (its objects as given: a store may keep less of a paid invoice)."""
+        return StoredCustomer(
+            self.objects,
+            self.version,
+            self.external_id,
+            self.config_version,
+            self.record_version,
+            self.kept_history,
+            self._invoices()[0],
+        )

@@ -1,0 +1,69 @@
+"""What the tenant API reads of its customers: a record (the customers table), a customer's MRR
+history (its pieces in the sync table), and the tenant's months recomputed from the revenue index
+(what the rollup, store.rollup, is checked against)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist
+
+from revsync.domain.history import Contribution, Timeline, revenue_totals
+from revsync.domain.history_archive import HistoryChunk, whole_timeline
+from revsync.store import models
+from revsync.store.history_items import chunk_of, kept_of, timeline_from_json
+from revsync.store.models import CustomerRecordItem, CustomerStateItem, HistoryArchiveItem, TimelinePieceItem
+from revsync.store.records import OWNED_RECORD_FIELDS
+from revsync.store.throttling import defers_when_throttled
+
+
+@defers_when_throttled
+class CustomerRecords:
+    def get_record(self, tenant_id: str, external_id: str) -> dict[str, Any] | None:
+        """The record revsync keeps at that key (None: none, or a platform-only customer)."""
+        try:
+            item = CustomerRecordItem.get(tenant_id, external_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+        if item.stripe_customer_id is None:  # a platform-only customer, nothing from Stripe
+            return None
+        document: dict[str, Any] = {"tenant_id": tenant_id, "external_id": external_id}
+        for name in OWNED_RECORD_FIELDS:
+            value = getattr(item, name)
+            document[name] = value.as_dict() if hasattr(value, "as_dict") else value
+        return document
+
+
+@defers_when_throttled
+class MrrHistories:
+    def timeline(self, tenant_id: str, customer_id: str) -> Timeline | None:
+        """The customer's whole MRR timeline (None: nothing stored for that customer)."""
+        state: CustomerStateItem | None = None
+        chunks: list[HistoryChunk] = []
+        for item in TimelinePieceItem.query(
+            models.sync_partition(tenant_id, customer_id), consistent_read=True
+        ):
+            if isinstance(item, CustomerStateItem):
+                state = item
+            elif isinstance(item, HistoryArchiveItem):
+                chunks.append(chunk_of(item))
+        return None if state is None else whole_timeline(kept_of(state), chunks)
+
+
+@defers_when_throttled
+class RevenueRecomputation:
+    def revenue_totals(self, tenant_id: str) -> dict[str, dict[str, Contribution]]:
+        """currency -> month -> the tenant's totals, summed over its customers' MRR timelines (one
+        Query of the revenue index: ~100 bytes a customer that ever had MRR, more for long histories).
+        A customer's pieces, in key order (archives, oldest first, then the state), make its timeline:
+        each starts where the one before ended, and a piece without points (not in the index) changes
+        nothing."""
+        pieces: dict[str, list[tuple[str, Timeline]]] = {}
+        index = models.RevenueIndex.Meta.index_name
+        for item in TimelinePieceItem.query(tenant_id, index_name=index):
+            pieces.setdefault(item.pk, []).append((item.sk, timeline_from_json(item.timeline) or ()))
+        timelines = (
+            found[0][1] if len(found) == 1 else tuple(p for _, piece in sorted(found) for p in piece)
+            for found in pieces.values()
+        )
+        return revenue_totals(timelines)

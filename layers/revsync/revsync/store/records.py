@@ -1,0 +1,113 @@
+"""The record projection: a customer's record (the customers table, shared with the platform) written
+from the state it derives from, after the state write (store.customer_state).
+
+One conditional update of the record's owned attributes when the derived record changed, never over a
+newer derivation; when the record moved to a new key, the old key released.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
+
+from revsync.domain.record import UNMATCHED_PREFIX, CustomerRecord
+from revsync.store import models
+from revsync.store.models import CustomerRecordItem
+from revsync.store.throttling import defers_when_throttled
+
+# The record attributes revsync owns; everything else on the item belongs to the platform.
+OWNED_RECORD_FIELDS = (
+    "stripe_customer_id",
+    "matched",
+    "mrr",
+    "currency",
+    "trialing",
+    "trial_end",
+    "next_renewal_at",
+    "churned",
+    "churned_at",
+    "deleted_in_stripe",
+    "last_payment_at",
+    "total_paid",
+    "subscriptions",
+    "traits",
+)
+
+
+@defers_when_throttled
+class RecordProjection:
+    def project(
+        self, record: CustomerRecord, version: int, previous_external_id: str | None, *, repair: bool
+    ) -> bool:
+        """Write the record's owned attributes unless a newer derivation is already there.
+
+        ``repair`` (a redelivery, or a retry after a conflict) rewrites at the same version, so a
+        crash between the state write and this one heals on the next delivery.
+        """
+        key = CustomerRecordItem(record["tenant_id"], record["external_id"])
+        actions: list[Any] = []
+        for name in OWNED_RECORD_FIELDS:
+            attribute = getattr(CustomerRecordItem, name)
+            value = record[name]  # type: ignore[literal-required]
+            actions.append(attribute.remove() if value is None else attribute.set(value))
+        actions.append(CustomerRecordItem.revsync_version.set(version))
+        newer = (
+            CustomerRecordItem.revsync_version <= version
+            if repair
+            else CustomerRecordItem.revsync_version < version
+        )
+        condition = (
+            CustomerRecordItem.stripe_customer_id.does_not_exist()
+            | (CustomerRecordItem.stripe_customer_id != record["stripe_customer_id"])
+            | CustomerRecordItem.revsync_version.does_not_exist()
+            | newer
+        )
+        try:
+            key.update(actions=actions, condition=condition)
+        except UpdateError as exc:
+            if models.condition_failed(exc):
+                return False  # a newer derivation is already stored
+            raise
+        if previous_external_id and previous_external_id != record["external_id"]:
+            self._release(record["tenant_id"], previous_external_id, record["stripe_customer_id"])
+        return True
+
+    def projected_version(self, tenant_id: str, external_id: str, customer_id: str) -> int | None:
+        """The state version the record at that key was derived from (None: no record of this customer)."""
+        try:
+            item = CustomerRecordItem.get(
+                tenant_id,
+                external_id,
+                consistent_read=True,
+                attributes_to_get=["stripe_customer_id", "revsync_version"],
+            )
+        except DoesNotExist:
+            return None
+        if item.stripe_customer_id != customer_id or item.revsync_version is None:
+            return None
+        return int(item.revsync_version)
+
+    def _release(self, tenant_id: str, external_id: str, customer_id: str) -> None:
+        """The record moved to a new key: the old one is gone. A ``stripe:`` key is revsync's own and is
+        deleted; on a matched key only revsync's attributes are removed, and the item is deleted if
+        nothing else was on it (the platform's attributes, if any, stay). A platform write landing on
+        that same item between the two calls (one round trip) would be lost with it."""
+        old = CustomerRecordItem(tenant_id, external_id)
+        belongs = CustomerRecordItem.stripe_customer_id == customer_id
+        try:
+            if external_id.startswith(UNMATCHED_PREFIX):
+                old.delete(condition=belongs)
+                return
+            response = old.update(
+                actions=[
+                    getattr(CustomerRecordItem, n).remove() for n in (*OWNED_RECORD_FIELDS, "revsync_version")
+                ],
+                condition=belongs,
+            )
+            # The raw item, platform attributes included (the model maps only revsync's own).
+            if not set(response.get("Attributes", {})) - {"tenant_id", "external_id"}:
+                old.delete(condition=CustomerRecordItem.stripe_customer_id.does_not_exist())
+        except (DeleteError, UpdateError) as exc:
+            if not models.condition_failed(exc):
+                raise
