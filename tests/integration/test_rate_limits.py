@@ -84,7 +84,8 @@ class RateLimitedStripe(FakeStripe):
 
 
 class Hidden(EventsQueueVisibility):
-    def __init__(self) -> None:
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
         self.calls: list[tuple[str, float]] = []
 
     def hide(self, receipt_handle: str, seconds: float) -> None:
@@ -99,7 +100,8 @@ def test_a_rate_limited_message_is_deferred_never_parked_whatever_its_receive_co
     """Regression: at 1 request/s, same-second ties that needed a Stripe read ended in the DLQ."""
     connect_oauth("acme", "acct_acme")
     worker = lambda_runtime.load_module("WorkerFunction")
-    deps = stack.wire("WorkerFunction", stripe=RateLimitedStripe(), visibility=Hidden())
+    hidden = Hidden(stack.graph("WorkerFunction").settings.events_queue_url)
+    deps = stack.wire("WorkerFunction", stripe=RateLimitedStripe(), visibility=hidden)
     # Two different snapshots of one subscription in one second: only a read from Stripe settles it.
     sub = S.subscription("cus_1", status="active")
     events = []
