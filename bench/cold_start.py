@@ -26,7 +26,7 @@ from local.template import LocalNames, resources_of_type
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = 21
-# DESIGN's budget: the receiver within 1.25x `import boto3`, every other function within 2x (every
+# docs/contracts.md's budget: the receiver within 1.25x `import boto3`, every other function within 2x (every
 # function of the template is measured).
 BUDGETS = {
     logical_id: 1.25 if logical_id == "WebhookFunction" else 2.0

@@ -73,7 +73,7 @@ class LocalNames:
 
 
 # The local stack's parameter values: its own stage, and admin routes behind its local JWT issuer
-# (local/auth.py), as DESIGN.md's local stack requires.
+# (local/auth.py), as docs/contracts.md's local stack requires.
 LOCAL_PARAMETERS = {"Stage": LOCAL_STAGE, "AdminAuth": "JWT", "AdminLoginUrl": "/_local/login"}
 
 

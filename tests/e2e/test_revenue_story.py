@@ -43,7 +43,7 @@ def test_three_months_of_movements_histories_and_feed(local_stack: LocalStack) -
     client, _ = connect_tenant(stack, TENANT)
     # Saving the trait starts an import. Had it still been listing when the story began, it would
     # import a subscription created meanwhile, and an imported subscription enters the history at its
-    # start_date (DESIGN.md), a second before its created event on a slow machine: the story's times
+    # start_date (docs/contracts.md), a second before its created event on a slow machine: the story's times
     # are its events', so it starts once the (empty) import is done.
     assert wait_backfill(stack, TENANT)["state"] == "succeeded"
     basic, pro = (

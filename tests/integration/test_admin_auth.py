@@ -1,4 +1,4 @@
-"""Admin routes in JWT mode (the local stack's mode; DESIGN.md "admin"): every route refuses a
+"""Admin routes in JWT mode (the local stack's mode; docs/contracts.md "admin"): every route refuses a
 missing, forged, tampered or expired token with 401 and another tenant's token with 403
 ``forbidden_tenant``; the tenant's own token and the operator scope pass. The token checks are the
 local authorizer's (API Gateway's in AWS); the tenant check is the handler's own."""

@@ -238,7 +238,7 @@ PUBLIC_ROUTES = {
 }
 
 
-# DESIGN.md's admin routes (the contract's route table).
+# docs/contracts.md's admin routes (the contract's route table).
 ADMIN_ROUTES = {
     "POST /tenants/{tenant_id}/stripe/connect",
     "PUT /tenants/{tenant_id}/stripe/connection",

@@ -1,4 +1,4 @@
-"""MRR history and movements (DESIGN.md "MRR history and movements"): the pure rules."""
+"""MRR history and movements (docs/contracts.md "MRR history and movements"): the pure rules."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Lifecycle, trials, renewals, payments, traits and matching (DESIGN.md customer record contract)."""
+"""Lifecycle, trials, renewals, payments, traits and matching (docs/contracts.md customer record contract)."""
 
 from __future__ import annotations
 

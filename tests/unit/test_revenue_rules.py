@@ -1,4 +1,4 @@
-"""DESIGN.md's revenue rules, one table row per rule, each in both Stripe API shapes."""
+"""docs/contracts.md's revenue rules, one table row per rule, each in both Stripe API shapes."""
 
 from __future__ import annotations
 

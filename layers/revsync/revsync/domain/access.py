@@ -1,4 +1,4 @@
-"""Who may act on a tenant's admin routes (DESIGN.md "admin").
+"""Who may act on a tenant's admin routes (docs/contracts.md "admin").
 
 IAM mode: API Gateway has checked a SigV4 signature of the platform's own backend, which may act on
 any tenant. JWT mode: API Gateway's JWT authorizer has checked the token's signature, issuer,

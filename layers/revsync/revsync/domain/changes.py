@@ -1,4 +1,4 @@
-"""The change feed's events (DESIGN.md: ``Customer Record Changed`` on the stack's bus), as data.
+"""The change feed's events (docs/contracts.md: ``Customer Record Changed`` on the stack's bus), as data.
 
 One event per record change the write path makes: what changed, the MRR and churn before and after,
 and the movement (revsync.domain.history's rules; None when MRR did not move). A record that did not

@@ -1,4 +1,4 @@
-"""MRR history and movements (DESIGN.md "MRR history and movements"), as pure functions.
+"""MRR history and movements (docs/contracts.md "MRR history and movements"), as pure functions.
 
 A customer's MRR timeline is a function of the *set* of its observations: MRR(t) is what the revenue
 rules give for the latest observation of each object observed at or before t. The write path keeps

@@ -1,4 +1,4 @@
-"""Monthly recurring revenue, per DESIGN.md's revenue rules.
+"""Monthly recurring revenue, per docs/contracts.md's revenue rules.
 
 Everything is computed per billing period in exact decimals, discounted, then normalised to a month.
 Only the customer total is rounded (once, half-up) by the caller.

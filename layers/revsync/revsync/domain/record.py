@@ -1,4 +1,4 @@
-"""The customer record (DESIGN.md contract), derived from a customer's stored Stripe objects.
+"""The customer record (docs/contracts.md contract), derived from a customer's stored Stripe objects.
 
 Every field is a function of the stored object states and the tenant's customer-ID trait, never of
 the order in which events arrived.

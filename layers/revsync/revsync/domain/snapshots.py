@@ -19,7 +19,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 from revsync.errors import InvalidInput
 
-# Statuses in which a subscription is still alive (DESIGN.md lifecycle).
+# Statuses in which a subscription is still alive (docs/contracts.md lifecycle).
 LIVE_SUBSCRIPTION_STATUSES = frozenset({"trialing", "active", "past_due", "unpaid", "paused"})
 # Statuses a subscription never leaves.
 TERMINAL_SUBSCRIPTION_STATUSES = frozenset({"canceled", "incomplete_expired"})

@@ -82,7 +82,7 @@ def tenant_webhook_url(webhook_base_url: str, tenant_id: str) -> str:
 
 
 def status_document(tenant: Tenant) -> dict[str, Any]:
-    """``GET /tenants/{tenant_id}/stripe`` (DESIGN.md contract)."""
+    """``GET /tenants/{tenant_id}/stripe`` (docs/contracts.md contract)."""
     connection = tenant.connection
     backfill = tenant.backfill or {}
     return {

@@ -1,4 +1,4 @@
-"""MRR history and monthly revenue movements (DESIGN.md "MRR history and movements"): the read side.
+"""MRR history and monthly revenue movements (docs/contracts.md "MRR history and movements"): the read side.
 
 ``GET .../customers/{external_id}/history`` replays the customer's kept observations;
 ``GET .../revenue`` reads the tenant's totals from the revenue rollup (whole years before the first
