@@ -523,12 +523,9 @@ def run_burst(
         for at, event in rng.sample(arrivals, int(len(events) * retry_ratio))
     ]
     queue, partitions = FifoQueue(redrive, visibility), Partitions(PARTITION_WRITE_UNITS)
-    previous = os.environ.get("TENANT_MESSAGE_GROUPS")
     with InProcessStack(clock=lambda: EPOCH) as stack:
-        os.environ["TENANT_MESSAGE_GROUPS"] = str(groups)  # what the template passes the receiver
-        from revsync.settings import get_settings  # noqa: PLC0415 (read again with the variable set)
-
-        get_settings.cache_clear()
+        # What the template passes the receiver: its cold start again with the variable set.
+        stack.wire("WebhookFunction", {"TENANT_MESSAGE_GROUPS": str(groups)})
         # The local stack's copy of the change feed to a queue of its own (local.aws.CHANGES_TAP) is
         # not deployed: without it, moto's PutEvents is a write to the bus, as in AWS.
         events_client = stack.client("events")
@@ -538,7 +535,7 @@ def run_burst(
         TenantStore().save(
             Tenant(TENANT, Connection("connected", "oauth", ACCOUNT)).with_config("metadata.app_id"), EPOCH
         )
-        lambda_runtime.load_module("WorkerFunction").dependencies().stripe = FakeStripe()
+        stack.wire("WorkerFunction", stripe=FakeStripe())
         burst = Burst(stack, queue, partitions, batch_size)
         stack.clock = lambda: EPOCH + (burst.invocation.now() if burst.invocation else 0.0)
         with burst.boundary():
@@ -551,10 +548,6 @@ def run_burst(
             if record is None or (record["mrr"], record["total_paid"]) != (mrr, total_paid):
                 wrong += 1
         dead_letters = stack.queue_depth("EventsDeadLetterQueue")
-    if previous is None:
-        os.environ.pop("TENANT_MESSAGE_GROUPS", None)
-    else:
-        os.environ["TENANT_MESSAGE_GROUPS"] = previous
     applied = burst.applied - dead_letters  # the worker parks a message by sending it on, then deleting it
     parked = dead_letters + len(queue.redriven)
     return BurstReport(

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from local.template import resources_of_type
+from local.template import LocalNames, resources_of_type
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = 21
@@ -80,8 +80,10 @@ def sample(path: list[str], imports: str, environment: dict[str, str]) -> dict[s
 
 
 def function_environment(template: dict[str, Any], logical_id: str) -> dict[str, str]:
+    """The function's variables as the stack would set them (its settings are checked at import)."""
+    names = LocalNames(region=LAMBDA_ENV["AWS_REGION"], queue_urls={})
     variables = template["Resources"][logical_id]["Properties"].get("Environment", {}).get("Variables", {})
-    return {k: v for k, v in variables.items() if isinstance(v, str)}
+    return {k: str(names.resolve(v)) for k, v in variables.items()}
 
 
 def main() -> int:

@@ -122,10 +122,10 @@ def _subscription(customer: str, sub_id: str, quantity: int, created: int) -> di
     return S.subscription(customer, [item], id=sub_id, created=created, period_start=created)
 
 
-def _connect(tenant_id: str) -> Tenant:
+def _connect(stack: InProcessStack, tenant_id: str) -> Tenant:
     tenant = Tenant(tenant_id, Connection("connected", "oauth", ACCOUNT)).with_config("id")
     TenantStore().save(tenant, START)
-    lambda_runtime.load_module("WorkerFunction").dependencies().stripe = FakeStripe()
+    stack.wire("WorkerFunction", stripe=FakeStripe())
     return tenant
 
 
@@ -171,7 +171,7 @@ def _previous_format_bytes(tenant_id: str, customer_id: str) -> tuple[int, int]:
 
 
 def five_years(stack: InProcessStack, rng: random.Random) -> bool:
-    _connect("years")
+    _connect(stack, "years")
     customer = S.customer("cus_years", created=START)
     events = [
         S.event("customer.created", customer, created=START, account=ACCOUNT),
@@ -280,7 +280,7 @@ def _timed_event(stack: InProcessStack, event: dict[str, Any], memory: int) -> t
 
 
 def many_subscriptions(stack: InProcessStack, rng: random.Random, count: int = 1_000) -> bool:
-    tenant = _connect("many")
+    tenant = _connect(stack, "many")
     first = START
     now = _seeded(tenant, "cus_many", count, first)
     memory = _memory_mb()

@@ -41,6 +41,7 @@ import sys
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,16 +55,15 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "INFO")
 os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
 warnings.filterwarnings("ignore")
 
+from revsync.bootstrap.stripe import budgets  # noqa: E402
 from revsync.domain.ratelimits import list_endpoint  # noqa: E402
 from revsync.domain.reconcile import CatchUpJob  # noqa: E402
 from revsync.domain.tenancy import Connection, Tenant  # noqa: E402
 from revsync.infra.catch_ups import job_body  # noqa: E402
 from revsync.store.budget import AccountRequestBudget  # noqa: E402
-from revsync.store.events_progress import EventsProgressStore  # noqa: E402
 from revsync.store.read_models import CustomerRecords  # noqa: E402
 from revsync.store.tenants import TenantStore  # noqa: E402
 from revsync.stripe_api.pacing import call_within_budget  # noqa: E402
-from revsync.table_names import table_names  # noqa: E402
 
 from bench import tenant_secrets_cost as secrets_cost  # noqa: E402
 from bench.burst import PARTITION_WRITE_UNITS, run_burst  # noqa: E402
@@ -114,9 +114,10 @@ class ModelledStripe(FakeStripe):
     account's shared request budget first, as ``StripeAccounts`` does (a DynamoDB write on the
     endpoint's clock and one on the account's)."""
 
-    def __init__(self, time_: ModelledTime) -> None:
+    def __init__(self, time_: ModelledTime, budgets: Callable[..., AccountRequestBudget]) -> None:
         super().__init__()
         self.time = time_
+        self.budgets = budgets  # budgets(account, rate, clock): as the functions keep them
         self.accounts: dict[str, AccountEvents] = {}
 
     def list_events(
@@ -124,7 +125,7 @@ class ModelledStripe(FakeStripe):
     ) -> tuple[list[dict[str, Any]], bool]:
         self.event_pages += 1
         now = lambda: NOW0 + self.time.now  # noqa: E731
-        budget = AccountRequestBudget(table_names().tenants, str(tenant.connection.account_id), 25.0, now)
+        budget = self.budgets(str(tenant.connection.account_id), 25.0, now)
         call_within_budget(budget, list_endpoint("events"), lambda: None, clock=now, sleep=lambda _: None)
         self.time.now += STRIPE_PAGE_SECONDS
         account = self.accounts.get(str(tenant.connection.account_id))
@@ -213,14 +214,16 @@ class Consumer:
         self.slots = [0.0] * self.concurrency
         self.invocations: list[Invocation] = []
         self.schedules: list[float] = []
-        module = lambda_runtime.load_module(FUNCTION)
-        deps = module.dependencies()
-        deps.stripe, deps.queue = stripe, queue
-        deps.clock = lambda: NOW0 + self.time.now
         self._code_started = 0.0
         self._waited_at_start = 0.0
         self._modeled_at_start = 0.0
-        deps.monotonic = self._monotonic
+        stack.wire(
+            FUNCTION,
+            stripe=stripe,
+            queue=queue,
+            clock=lambda: NOW0 + self.time.now,
+            monotonic=self._monotonic,
+        )
 
     def _code_seconds(self) -> float:
         """The handler's own CPU time so far (moto's answers taken out): CPU time, not wall time,
@@ -382,7 +385,7 @@ def _backlog(consumer: Consumer, stripe: ModelledStripe, tenants: list[str], bac
         finished = _finished_by(consumer.invocations[first:], at)
         starved += sum(1 for t in tenants[1:] if finished.get(t, math.inf) > at + period)
         at += period
-        if EventsProgressStore(table_names().tenants).get(heavy).pending is None:
+        if consumer.stack.graph(FUNCTION).progress.get(heavy).pending is None:
             break
     ran = [i for i in consumer.invocations[first:] if i.job.tenant_id == heavy and i.state != "skipped"]
     listed = sum(i.listed for i in ran)
@@ -420,7 +423,7 @@ def main(tenant_count: int = 5000, backlog: int = 100_000, burst_seconds: int = 
     meter, logs = Meter(), LogBytes()
     with InProcessStack(clock=lambda: NOW0 + modelled.now) as stack:
         tenants = _connect(tenant_count)
-        stripe = ModelledStripe(modelled)
+        stripe = ModelledStripe(modelled, budgets(stack.graph(FUNCTION).settings.tenants_table))
         for n, tenant_id in enumerate(tenants):
             stripe.accounts[f"acct_{tenant_id}"] = AccountEvents(_quiet_events(f"acct_{tenant_id}", n, 5))
         queue = ModelledQueue(modelled, int(parameter_defaults()["ReconcileMinutes"]) * 60)

@@ -401,7 +401,7 @@ def main(customers: int = 300) -> int:
             int(time.time()),
         )
         fake = FakeStripe()
-        lambda_runtime.load_module("WorkerFunction").dependencies().stripe = fake
+        stack.wire("WorkerFunction", stripe=fake)
         events = events_for(customers, int(time.time()), rng)
         _count_logs(receiver_log)
         with metering(receiver):

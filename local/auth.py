@@ -20,6 +20,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
 from revsync.domain.access import OPERATOR_SCOPE
 from revsync.domain.routing import TenantError, validate_tenant_id
+from revsync.errors import InvalidInput
 
 ISSUER = "http://localhost/_local"
 AUDIENCE = "revsync-local"
@@ -28,7 +29,7 @@ TOKEN_SECONDS = 3600
 LOGIN_PATH = "/_local/login"
 
 
-class TokenRequestError(ValueError):
+class TokenRequestError(InvalidInput):
     """A ``/_local/token`` body that asks for no tenant and no known scope."""
 
 

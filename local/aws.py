@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 
-from local.template import ROOT, LocalNames, resources_of_type
+from local.template import ROOT, LocalNames, function_environment, resources_of_type
 
 DEFAULT_WEBHOOK_SECRET = "whsec_local"
 DEFAULT_PLATFORM_KEY = "sk_test_platform"
@@ -131,15 +131,17 @@ def read_change_feed(session: Any, endpoint_url: str | None, names: LocalNames) 
 def seed_platform_secrets(
     session: boto3.session.Session, endpoint_url: str | None, names: LocalNames
 ) -> None:
-    """Locally, platform secrets come from the environment and are put where AWS would keep them (SSM)."""
+    """Locally, platform secrets come from the environment and are put where AWS would keep them (SSM),
+    under the names the template gives the functions."""
     ssm = session.client("ssm", endpoint_url=endpoint_url)
     values = {
-        "/revsync/local/stripe/webhook-secret": os.environ.get(
-            "REVSYNC_WEBHOOK_SECRET", DEFAULT_WEBHOOK_SECRET
-        ),
-        "/revsync/local/stripe/secret-key": os.environ.get("REVSYNC_STRIPE_SECRET_KEY", DEFAULT_PLATFORM_KEY),
-        "/revsync/local/stripe/connect-client-id": os.environ.get("REVSYNC_CONNECT_CLIENT_ID", "ca_local"),
-        "/revsync/local/oauth/state-key": os.environ.get("REVSYNC_STATE_KEY", secrets.token_hex(32)),
+        "STRIPE_WEBHOOK_SECRET_PARAM": os.environ.get("REVSYNC_WEBHOOK_SECRET", DEFAULT_WEBHOOK_SECRET),
+        "STRIPE_SECRET_KEY_PARAM": os.environ.get("REVSYNC_STRIPE_SECRET_KEY", DEFAULT_PLATFORM_KEY),
+        "STRIPE_CONNECT_CLIENT_ID_PARAM": os.environ.get("REVSYNC_CONNECT_CLIENT_ID", "ca_local"),
+        "OAUTH_STATE_KEY_PARAM": os.environ.get("REVSYNC_STATE_KEY", secrets.token_hex(32)),
     }
-    for name, value in values.items():
-        ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
+    parameters: dict[str, str] = {}
+    for logical_id in resources_of_type("AWS::Serverless::Function"):
+        parameters.update(function_environment(logical_id, names))
+    for variable, value in values.items():
+        ssm.put_parameter(Name=parameters[variable], Value=value, Type="SecureString", Overwrite=True)

@@ -3,32 +3,29 @@
 Tables, queues and function environments come from template.yaml; HTTP requests are matched against
 the template's routes and handed to the real handlers as API Gateway v2 events; the events queue is
 drained into the real worker the way the SQS event-source mapping would, and the sync table's stream
-into the revenue rollup the way the DynamoDB one would (local/streams.py).
+into the revenue rollup the way the DynamoDB one would (local/streams.py). Each function runs with the
+graph its composition root builds (revsync.bootstrap), with the stack's clock; tests replace parts of
+it through ``wire`` (a fake Stripe, a recording queue).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
 import boto3
 from moto import mock_aws
-from pynamodb.models import Model
 from revsync.domain.signature import compute_signature
-from revsync.infra import aws, secrets
-from revsync.settings import get_settings
-from revsync.store import models, rollup
-from revsync.table_names import bound_tables
 
 from local import apigw, lambda_runtime, moto_fifo, moto_speedups, poller, streams
 from local.auth import LocalIssuer
 from local.aws import create_resources
 from local.environment import LOCAL_AWS, REGION, EnvironmentPatch, functions_environment
-from local.template import LocalNames, function_urls, queue_sources, resources_of_type
+from local.template import LocalNames, function_urls, queue_sources
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,24 +36,6 @@ class HttpResponse:
 
     def json(self) -> Any:
         return json.loads(self.body)
-
-
-def reset_process_caches() -> None:
-    """Forget everything cached per process (clients, settings, secrets, handler dependencies)."""
-
-    get_settings.cache_clear()
-    aws.reset_clients()
-    # PynamoDB keeps one connection per model class, bound to the endpoint it was created with.
-    for model in vars(models).values():
-        if isinstance(model, type) and issubclass(model, Model):
-            model._connection = None
-    rollup.transactions.cache_clear()  # the revenue rollup's, likewise
-    secrets.CACHE.clear()
-    for logical_id in resources_of_type("AWS::Serverless::Function"):
-        module = lambda_runtime.load_module(logical_id)
-        dependencies = getattr(module, "dependencies", None)
-        if dependencies is not None and hasattr(dependencies, "cache_clear"):
-            dependencies.cache_clear()
 
 
 class InProcessStack:
@@ -71,6 +50,7 @@ class InProcessStack:
         self.names: LocalNames | None = None
         self._rollup: streams.StreamMapping | None = None
         self.clock = clock
+        self._wiring = lambda_runtime.Wiring(clock=lambda: self.clock())  # noqa: PLW0108 (tests move stack.clock)
         self.issuer = LocalIssuer(clock=lambda: self.clock())  # noqa: PLW0108 (tests move stack.clock)
         self.gateway = apigw.Gateway(self.issuer, lambda_runtime.invoke)
         # Only public URLs exist in the template (AuthType NONE): nothing in front of the function.
@@ -88,24 +68,25 @@ class InProcessStack:
         self._mock.start()
         self.names = create_resources(REGION)
         self._environment.set(functions_environment(self.names))
-        reset_process_caches()
-        bound_tables()  # the models on this stack's tables, as each function's wiring binds them
-        self.install_clock()
+        self._wiring.wire_all()
         return self
 
-    def install_clock(self) -> None:
-        for logical_id in resources_of_type("AWS::Serverless::Function"):
-            module = lambda_runtime.load_module(logical_id)
-            dependencies = getattr(module, "dependencies", None)
-            if dependencies is not None:
-                dependencies().clock = lambda: self.clock()  # noqa: PLW0108 (late: tests move stack.clock)
+    def wire(self, logical_id: str, environment: Mapping[str, str] | None = None, **overrides: Any) -> Any:
+        """``logical_id``'s graph built again with ``overrides`` (parts of it by name: a fake Stripe, a
+        recording queue) and ``environment`` (variables over the template's), kept until the stack
+        ends; the handler runs with it from now on. Returns the graph."""
+        return self._wiring.wire(logical_id, environment, **overrides)
+
+    def graph(self, logical_id: str) -> Any:
+        """The graph ``logical_id``'s handler runs with (its adapters, as its composition root built
+        them for this stack)."""
+        return lambda_runtime.graph(logical_id)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._mock.stop()
         self._environment.restore()
-        reset_process_caches()
 
     # --- clients ------------------------------------------------------------------------------
 

@@ -6,14 +6,14 @@ import importlib.util
 import os
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from local.template import ROOT, load_template
+from local.template import ROOT, load_template, resources_of_type
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -68,6 +68,55 @@ def load_module(logical_id: str) -> ModuleType:
         else:
             os.environ["POWERTOOLS_SERVICE_NAME"] = saved
     return module
+
+
+def wire(logical_id: str, environ: Mapping[str, str], **overrides: Any) -> Any:
+    """Build a function's graph again, as its cold start does (its module's ``bootstrap``, from
+    ``environ``), with ``overrides`` (fakes, clocks), and have its handler use it from now on.
+
+    A handler module names its composition root ``bootstrap`` and keeps the graph it builds at
+    import in ``deps`` (see revsync.bootstrap): this replaces that graph whole, never a part of it.
+    """
+    module: Any = load_module(logical_id)
+    module.deps = module.bootstrap.from_environ(environ, **overrides)
+    return module.deps
+
+
+def graph(logical_id: str) -> Any:
+    """The graph ``logical_id``'s handler runs with (its adapters, as its composition root built them)."""
+    module: Any = load_module(logical_id)
+    return module.deps
+
+
+class Wiring:
+    """The graphs a local stack's functions run with: each built through its function's composition
+    root from the process's environment (the template's variables, resolved locally), with what the
+    stack gives every function (``common``: a clock) and what its tests override per function (kept:
+    a later ``wire`` of the same function keeps the earlier overrides)."""
+
+    def __init__(self, **common: Any) -> None:
+        self._common = common
+        self._overrides: dict[str, dict[str, Any]] = {}
+        self._environments: dict[str, dict[str, str]] = {}
+
+    def wire(self, logical_id: str, environment: Mapping[str, str] | None = None, **overrides: Any) -> Any:
+        """Build ``logical_id``'s graph again with ``overrides`` and the variables in ``environment``
+        (over the process's), as a cold start with them would; its handler uses it from now on."""
+        kept = self._overrides.setdefault(logical_id, {})
+        kept.update(overrides)
+        variables = self._environments.setdefault(logical_id, {})
+        variables.update(environment or {})
+        return wire(logical_id, {**os.environ, **variables}, **{**self._common, **kept})
+
+    def unwire(self, logical_id: str) -> Any:
+        """``logical_id``'s graph built again without the overrides and variables given so far."""
+        self._overrides.pop(logical_id, None)
+        self._environments.pop(logical_id, None)
+        return self.wire(logical_id)
+
+    def wire_all(self) -> None:
+        for logical_id in resources_of_type("AWS::Serverless::Function"):
+            self.wire(logical_id)
 
 
 def handler(logical_id: str) -> Handler:

@@ -18,7 +18,6 @@ import time
 from collections import Counter
 
 from revsync.domain.tenancy import Connection, Tenant
-from revsync.infra.secrets import TenantSecrets
 from revsync.store.tenants import TenantStore
 
 from local.fuzz import FuzzInput, acknowledged, fuzz_input
@@ -58,7 +57,9 @@ def main() -> int:
         TenantStore().save(
             Tenant("soak", Connection("connected", "oauth", "acct_soak")).with_config("metadata.app_id"), now
         )
-        sealed = TenantSecrets().seal("soakdirect", "rk_test_soak_direct_key", DIRECT_SECRET)
+        sealed = stack.graph("TenantApiFunction").secrets.seal(
+            "soakdirect", "rk_test_soak_direct_key", DIRECT_SECRET
+        )
         TenantStore().save(
             Tenant("soakdirect", Connection("connected", "api_key", sealed=sealed)).with_config("id"), now
         )

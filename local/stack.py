@@ -30,7 +30,6 @@ from typing import Any
 
 import boto3
 from moto.server import ThreadedMotoServer
-from revsync.table_names import bound_tables
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
@@ -39,7 +38,6 @@ from local.auth import LocalIssuer
 from local.aws import DEFAULT_PLATFORM_KEY, DEFAULT_WEBHOOK_SECRET, create_resources
 from local.environment import LOCAL_AWS, REGION, EnvironmentPatch, functions_environment
 from local.http import http
-from local.inprocess import reset_process_caches
 from local.stripe_sandbox.server import SandboxApp
 from local.stripe_sandbox.server import serve as serve_sandbox
 from local.template import LocalNames, QueueSource, queue_sources, schedules
@@ -102,6 +100,7 @@ class LocalStack:
     _environment: EnvironmentPatch = field(default_factory=EnvironmentPatch)
     issuer: LocalIssuer = field(default_factory=LocalIssuer)
     gateway: apigw.Gateway = field(init=False)
+    _wiring: lambda_runtime.Wiring = field(default_factory=lambda_runtime.Wiring)
 
     def __post_init__(self) -> None:
         self.gateway = apigw.Gateway(self.issuer, self._invoke)
@@ -174,8 +173,7 @@ class LocalStack:
                 "WEBHOOK_BASE_URL": f"{self.webhook_url}/",
             }
         )
-        reset_process_caches()
-        bound_tables()  # the models on this stack's tables, as each function's wiring binds them
+        self._wiring.wire_all()
         if self.stripe_api_base is None:
             sandbox_server, self.sandbox = serve_sandbox(self.ports.stripe)
             self._servers.append(sandbox_server)
@@ -236,7 +234,19 @@ class LocalStack:
             self.sandbox.stop()
         stepfunctions.uninstall()
         self._environment.restore()
-        reset_process_caches()
+
+    def wire(self, logical_id: str, environment: dict[str, str] | None = None, **overrides: Any) -> Any:
+        """``logical_id``'s graph built again with ``overrides`` and ``environment`` (variables over
+        the template's), as local.inprocess.InProcessStack.wire; returns it."""
+        return self._wiring.wire(logical_id, environment, **overrides)
+
+    def unwire(self, logical_id: str) -> Any:
+        """``logical_id``'s graph as the stack first built it (without what ``wire`` gave it)."""
+        return self._wiring.unwire(logical_id)
+
+    def graph(self, logical_id: str) -> Any:
+        """The graph ``logical_id``'s handler runs with."""
+        return lambda_runtime.graph(logical_id)
 
     def __enter__(self) -> LocalStack:
         return self.start()

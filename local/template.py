@@ -126,8 +126,9 @@ def _resolve(value: Any, names: LocalNames) -> Any:
             if arg in pseudo:
                 return pseudo[arg]
             resource = load_template()["Resources"][arg]
-            if resource["Type"] == "AWS::SQS::Queue":
-                return names.queue_urls.get(arg, names.physical_name(arg))
+            if resource["Type"] == "AWS::SQS::Queue":  # its URL, as AWS (and in-process moto) gives it
+                default = f"https://sqs.{names.region}.amazonaws.com/{ACCOUNT_ID}/{names.physical_name(arg)}"
+                return names.queue_urls.get(arg, default)
             if resource["Type"] == "AWS::Serverless::StateMachine":
                 return names.state_machine_arns.get(arg, arg)
             return names.physical_name(arg)

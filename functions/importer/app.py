@@ -4,87 +4,45 @@ lives beside it: reconciler.py.)"""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from revsync.bootstrap import importer as bootstrap
 from revsync.domain.tenancy import Tenant
-from revsync.infra.changes import EventBridgeChanges
-from revsync.infra.stepfunctions import BackfillExecutions
+from revsync.errors import InvalidInput
 from revsync.services import backfill
-from revsync.services.sync import Customers, Tenants
-from revsync.settings import Settings, get_settings
-from revsync.store.backfill_progress import BackfillProgress
-from revsync.store.backfill_runs import BackfillRuns
 from revsync.store.budget import AccountRequestBudget
-from revsync.store.customers import CustomerStore
-from revsync.store.tenants import CachedTenantStore, TenantStore
 from revsync.stripe_api.pacing import Pacer
-from revsync.table_names import bound_tables, table_names
-from revsync.wiring import stripe_accounts
 
 logger = Logger()
 metrics = Metrics()
 SAFETY_MARGIN_SECONDS = 15  # stop taking pages this long before Lambda's time limit
 
 
-class Stripe(backfill.Lister, Protocol):
-    """Stripe as the importer uses it: list pages."""
-
-
-@dataclass(slots=True)
-class Dependencies:
-    tenants: Tenants
-    # A run starts from the tenant as stored now (a trait may have just changed); its steps then
-    # refresh any cached copy older than that (see Segment.config_version).
-    stored_tenants: Tenants
-    customers: Customers
-    progress: backfill.Progress
-    runs: backfill.Runs
-    executions: backfill.Executions
-    stripe: Stripe
-    changes: EventBridgeChanges
-    clock: Callable[[], float]
-
-
-@lru_cache(maxsize=1)
-def dependencies() -> Dependencies:
-    tables = bound_tables()
-    return Dependencies(
-        tenants=CachedTenantStore(TenantStore()),
-        stored_tenants=TenantStore(),
-        customers=CustomerStore(),
-        progress=BackfillProgress(tables.tenants),
-        runs=BackfillRuns(tables.tenants),
-        executions=BackfillExecutions(),
-        stripe=stripe_accounts(),
-        changes=EventBridgeChanges(),
-        clock=time.time,
-    )
+# The cold start: the settings read and checked (a bad one fails here), the adapters built.
+deps = bootstrap.from_environ(os.environ)
 
 
 def _budget(tenant: Tenant | None, tenant_id: str) -> AccountRequestBudget:
     """The account's one request budget, shared by every step, the catch-up and the worker's reads."""
-    settings = get_settings()
+    stripe = deps.settings.stripe
     live = bool(tenant and tenant.connection.livemode)
-    limit = settings.stripe_rate_limit_live if live else settings.stripe_rate_limit_test
+    limit = stripe.rate_limit_live if live else stripe.rate_limit_test
     account = (
         tenant.connection.account_id if tenant and tenant.connection.account_id else f"tenant-{tenant_id}"
     )
-    return AccountRequestBudget(table_names().tenants, account, limit)
+    return deps.budgets(account, limit)
 
 
 def _limits(tenant: Tenant, endpoints: list[str]) -> tuple[float, dict[str, float]]:
     return _budget(tenant, tenant.tenant_id).rates(endpoints)
 
 
-def _start(
-    event: dict[str, Any], context: LambdaContext, deps: Dependencies, settings: Settings, now: int
-) -> dict[str, Any]:
+def _start(event: dict[str, Any], context: LambdaContext, now: int) -> dict[str, Any]:
     tenant_id = str(event.get("tenant_id", ""))
     state = backfill.start(
         tenant_id,
@@ -92,7 +50,7 @@ def _start(
         progress=deps.progress,
         runs=deps.runs,
         limits=_limits,
-        max_walks=settings.backfill_concurrency,
+        max_walks=deps.settings.backfill_concurrency,
         now=now,
         execution=event.get("execution"),
     )
@@ -101,9 +59,7 @@ def _start(
     return state
 
 
-def _page(
-    event: dict[str, Any], context: LambdaContext, deps: Dependencies, settings: Settings, now: int
-) -> dict[str, Any]:
+def _page(event: dict[str, Any], context: LambdaContext, now: int) -> dict[str, Any]:
     tenant_id = str(event.get("tenant_id", ""))
     deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_SECONDS
     tenant = deps.tenants.get(tenant_id)
@@ -115,19 +71,17 @@ def _page(
         stripe=deps.stripe,
         progress=deps.progress,
         pacer=Pacer(_budget(tenant, tenant_id)),
-        max_pages=settings.backfill_pages_per_step,
+        max_pages=deps.settings.backfill_pages_per_step,
         deadline=deadline,
         changes=deps.changes,
-        writers=settings.backfill_writers,
+        writers=deps.settings.backfill_writers,
     )
     deps.changes.flush()
     logger.info("backfill step", tenant_id=tenant_id, kind=produced[0]["kind"], walks=len(produced))
     return {"segments": produced}
 
 
-def _collect(
-    event: dict[str, Any], context: LambdaContext, deps: Dependencies, settings: Settings, now: int
-) -> dict[str, Any]:
+def _collect(event: dict[str, Any], context: LambdaContext, now: int) -> dict[str, Any]:
     # The walks still going share the allowance; the run is kept for a continuation or a rerun.
     return backfill.collect_round(
         str(event.get("tenant_id", "")),
@@ -136,14 +90,12 @@ def _collect(
         tenants=deps.stored_tenants,
         runs=deps.runs,
         limits=_limits,
-        max_walks=settings.backfill_concurrency,
-        history_budget=settings.backfill_history_budget,
+        max_walks=deps.settings.backfill_concurrency,
+        history_budget=deps.settings.backfill_history_budget,
     )
 
 
-def _continue(
-    event: dict[str, Any], context: LambdaContext, deps: Dependencies, settings: Settings, now: int
-) -> dict[str, Any]:
+def _continue(event: dict[str, Any], context: LambdaContext, now: int) -> dict[str, Any]:
     """Near the history limit: the run goes on in a new execution."""
     tenant_id = str(event.get("tenant_id", ""))
     result = backfill.continue_run(
@@ -157,9 +109,7 @@ def _continue(
     return result
 
 
-def _finish(
-    event: dict[str, Any], context: LambdaContext, deps: Dependencies, settings: Settings, now: int
-) -> dict[str, Any]:
+def _finish(event: dict[str, Any], context: LambdaContext, now: int) -> dict[str, Any]:
     tenant_id = str(event.get("tenant_id", ""))
     result = backfill.finish(
         tenant_id, event["run"]["totals"], progress=deps.progress, runs=deps.runs, now=now
@@ -168,25 +118,21 @@ def _finish(
     return result
 
 
-def _fail(
-    event: dict[str, Any], context: LambdaContext, deps: Dependencies, settings: Settings, now: int
-) -> dict[str, Any]:
+def _fail(event: dict[str, Any], context: LambdaContext, now: int) -> dict[str, Any]:
     tenant_id = str(event.get("tenant_id", ""))
     backfill.fail(tenant_id, event.get("error"), progress=deps.progress, now=now)
     logger.warning("backfill failed", tenant_id=tenant_id)
     return {"tenant_id": tenant_id}
 
 
-def _execution_ended(
-    event: dict[str, Any], context: LambdaContext, deps: Dependencies, settings: Settings, now: int
-) -> dict[str, Any]:
+def _execution_ended(event: dict[str, Any], context: LambdaContext, now: int) -> dict[str, Any]:
     """A backfill execution ended outside its Catch (Step Functions' status change, by EventBridge)."""
     failed = backfill.execution_ended(event.get("detail") or {}, progress=deps.progress, now=now)
     logger.warning("backfill execution ended", tenant_id=failed, status=event["detail"].get("status"))
     return {"tenant_id": failed}
 
 
-Step = Callable[[dict[str, Any], LambdaContext, Dependencies, Settings, int], dict[str, Any]]
+Step = Callable[[dict[str, Any], LambdaContext, int], dict[str, Any]]
 
 # The state machine's steps by the ``action`` its tasks send (statemachines/backfill.asl.json), and
 # the status-change event by its source (it has no action).
@@ -205,9 +151,8 @@ ACTIONS: dict[str, Step] = {
 @metrics.log_metrics
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    deps, settings = dependencies(), get_settings()
     name = STATUS_CHANGE if event.get("source") == STATUS_CHANGE else event.get("action")
     step = ACTIONS.get(str(name))
     if step is None:
-        raise ValueError(f"unknown backfill action {name!r}")
-    return step(event, context, deps, settings, int(deps.clock()))
+        raise InvalidInput(f"unknown backfill action {name!r}")
+    return step(event, context, int(deps.clock()))

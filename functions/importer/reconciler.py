@@ -9,68 +9,33 @@ where it stopped.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import lru_cache
+import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from revsync.bootstrap import reconciler as bootstrap
 from revsync.domain.reconcile import catch_up_job
-from revsync.infra.catch_ups import SqsCatchUpQueue
-from revsync.infra.changes import EventBridgeChanges
+from revsync.errors import InvalidInput
 from revsync.services import reconcile
-from revsync.services.sync import Customers, Tenants
-from revsync.store.customers import CustomerStore
-from revsync.store.events_progress import ConnectedTenants, EventsProgressStore
-from revsync.store.tenants import TenantStore
-from revsync.table_names import bound_tables
-from revsync.wiring import stripe_accounts
 
 logger = Logger()
 metrics = Metrics()
 SAFETY_MARGIN_SECONDS = 15  # stop taking pages this long before Lambda's time limit
 
 
-@dataclass(slots=True)
-class Dependencies:
-    tenants: Tenants
-    customers: Customers
-    stripe: reconcile.EventLister
-    progress: reconcile.EventsProgress
-    queue: reconcile.CatchUpQueue
-    candidates: reconcile.CatchUpCandidates
-    changes: EventBridgeChanges
-    clock: Callable[[], float]
-    monotonic: Callable[[], float]  # a run's deadline
+# The cold start: the settings read and checked (a bad one fails here), the adapters built.
+deps = bootstrap.from_environ(os.environ)
 
 
-@lru_cache(maxsize=1)
-def dependencies() -> Dependencies:
-    tables = bound_tables()
-    return Dependencies(
-        tenants=TenantStore(),
-        customers=CustomerStore(),
-        stripe=stripe_accounts(),
-        progress=EventsProgressStore(tables.tenants),
-        queue=SqsCatchUpQueue(),
-        candidates=ConnectedTenants(tables.tenants),
-        changes=EventBridgeChanges(),
-        clock=time.time,
-        monotonic=time.monotonic,
-    )
-
-
-def _ports(deps: Dependencies) -> reconcile.ReconcilePorts:
+def _ports() -> reconcile.ReconcilePorts:
     return reconcile.ReconcilePorts(
         deps.tenants, deps.customers, deps.stripe, deps.progress, deps.clock, deps.changes
     )
 
 
 def _run_jobs(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    deps = dependencies()
     reports = {}
     try:
         for record in event["Records"]:
@@ -78,7 +43,7 @@ def _run_jobs(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             out_of_time = reconcile.out_of_time_after(
                 context.get_remaining_time_in_millis(), SAFETY_MARGIN_SECONDS, deps.monotonic
             )
-            report = reconcile.run_job(job, _ports(deps), deps.queue, out_of_time)
+            report = reconcile.run_job(job, _ports(), deps.queue, out_of_time)
             reports[job.tenant_id] = report.as_dict()
             logger.info("caught up", tenant_id=job.tenant_id, reason=job.reason, **report.as_dict())
             metrics.add_metric(name="EventsRecovered", unit=MetricUnit.Count, value=report.recovered)
@@ -88,7 +53,6 @@ def _run_jobs(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 def _queue_catch_ups(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    deps = dependencies()
     result = reconcile.queue_catch_ups(deps.candidates, deps.queue, int(deps.clock()))
     logger.info("catch-ups queued", **result)
     metrics.add_metric(name="CatchUpsQueued", unit=MetricUnit.Count, value=result["queued"])
@@ -105,5 +69,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return _run_jobs(event, context)
     action = ACTIONS.get(str(event.get("action")))
     if action is None:
-        raise ValueError(f"unknown catch-up action {event.get('action')!r}")
+        raise InvalidInput(f"unknown catch-up action {event.get('action')!r}")
     return action(event, context)

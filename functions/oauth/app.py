@@ -6,11 +6,8 @@ Every caller mistake is a JSON ``{"error", "message"}`` with a 4xx; see revsync.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Protocol
+import os
+from typing import Any
 from urllib.parse import unquote
 
 import stripe
@@ -18,72 +15,26 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from revsync import http_errors
+from revsync.bootstrap import tenant_api as bootstrap
 from revsync.domain import access
-from revsync.errors import ApiError
-from revsync.infra.catch_ups import SqsCatchUpQueue
-from revsync.infra.secrets import PlatformSecrets, TenantSecrets
-from revsync.infra.stepfunctions import BackfillStarter
+from revsync.errors import NotFound, RevsyncError
 from revsync.services import connect, reconcile, revenue
 from revsync.services import settings_page as settings_page_view
 from revsync.services import tenants as service
-from revsync.settings import get_settings
-from revsync.store.backfill_progress import BackfillProgress
-from revsync.store.events_progress import EventsProgressStore
-from revsync.store.oauth_states import OAuthStates
-from revsync.store.read_models import CustomerRecords, MrrHistories
-from revsync.store.rollup import RevenueRollup
-from revsync.store.tenants import ConnectionMoved, TenantStore
-from revsync.table_names import bound_tables
-from revsync.wiring import stripe_accounts
+from revsync.stripe_api.client import StripeUnavailable
 
 logger = Logger()
 tracer = Tracer()
 app = APIGatewayHttpResolver()
 
 
-class TenantApiStripe(service.KeyChecker, service.CustomerSampler, connect.StripeConnect, Protocol):
-    """Stripe as the tenant routes use it."""
-
-
-@dataclass(slots=True)
-class Dependencies:
-    tenants: service.TenantRepository
-    records: service.RecordReader
-    histories: revenue.HistoryReader
-    revenue: revenue.RevenueReader
-    claims: service.BackfillClaims
-    states: connect.States
-    platform: PlatformSecrets
-    starter: service.BackfillStarter
-    secrets: service.SecretWriter
-    stripe: TenantApiStripe
-    events: EventsProgressStore
-    catch_ups: reconcile.CatchUpQueue
-    clock: Callable[[], float]
-
-
-@lru_cache(maxsize=1)
-def dependencies() -> Dependencies:
-    tenant_secrets, tables = TenantSecrets(), bound_tables()
-    return Dependencies(
-        tenants=TenantStore(),
-        records=CustomerRecords(),
-        histories=MrrHistories(),
-        revenue=RevenueRollup(get_settings().region),
-        claims=BackfillProgress(tables.tenants),
-        states=OAuthStates(tables.tenants),
-        platform=PlatformSecrets(),
-        starter=BackfillStarter(),
-        secrets=tenant_secrets,
-        stripe=stripe_accounts(tenant_secrets),
-        events=EventsProgressStore(tables.tenants),
-        catch_ups=SqsCatchUpQueue(),
-        clock=time.time,
-    )
+# The cold start: the settings read and checked (a bad one fails here), the adapters built.
+deps = bootstrap.from_environ(os.environ)
 
 
 def _now() -> int:
-    return int(dependencies().clock())
+    return int(deps.clock())
 
 
 def _json(status: int, body: dict[str, Any]) -> Response[str]:
@@ -98,7 +49,7 @@ def _authorize_tenant(resolver: APIGatewayHttpResolver, next_middleware: NextMid
     """Admin routes (those with a tenant in the path) act only for the caller's tenant (JWT mode)."""
     tenant_id = resolver.context.get("_route_args", {}).get("tenant_id")
     if tenant_id is not None:
-        settings = get_settings()
+        settings = deps.settings
         authorizer = resolver.current_event.request_context.authorizer.raw_event
         principal = access.principal_from_jwt(authorizer, settings.jwt_tenant_claim)
         access.authorize(settings.admin_auth, tenant_id, principal)
@@ -108,33 +59,28 @@ def _authorize_tenant(resolver: APIGatewayHttpResolver, next_middleware: NextMid
 app.use(middlewares=[_authorize_tenant])
 
 
-@app.exception_handler(ApiError)
-def _api_error(exc: ApiError) -> Response[str]:
-    logger.info("request refused", error=exc.code, status=exc.status)
-    return _json(exc.status, {"error": exc.code, "message": exc.message})
+def _error(error: RevsyncError) -> Response[str]:
+    status = http_errors.status_of(error)
+    assert status is not None  # only the categories are handled here (http_errors.ANSWERED)
+    return _json(status, http_errors.body(error))
 
 
-@app.exception_handler(ConnectionMoved)
-def _connection_moved(exc: ConnectionMoved) -> Response[str]:
-    """Two changes to one tenant's connection crossed: the caller retries with what is stored now."""
-    logger.info("request refused", error="connection_changed", status=409)
-    return _json(
-        409, {"error": "connection_changed", "message": "the Stripe connection changed meanwhile; retry"}
-    )
+@app.exception_handler(list(http_errors.ANSWERED))
+def _refused(exc: RevsyncError) -> Response[str]:
+    logger.info("request refused", error=exc.code, status=http_errors.status_of(exc))
+    return _error(exc)
 
 
 @app.exception_handler(stripe.StripeError)
 def _stripe_error(exc: stripe.StripeError) -> Response[str]:
-    """Stripe failed, not the caller: a 502 they can retry, never a 500."""
+    """Stripe failed, not the caller: an answer they can retry, never a 500."""
     logger.warning("stripe error", error=type(exc).__name__)
-    return _json(
-        502, {"error": "stripe_unavailable", "message": "Stripe did not answer as expected; try again."}
-    )
+    return _error(StripeUnavailable("Stripe did not answer as expected; try again."))
 
 
 @app.not_found
 def _not_found(_: Exception) -> Response[str]:
-    return _json(404, {"error": "not_found", "message": "no such route"})
+    return _error(NotFound("no such route"))
 
 
 @app.get("/health")
@@ -144,7 +90,6 @@ def health() -> Response[str]:
 
 @app.put("/tenants/<tenant_id>/stripe/connection")
 def put_connection(tenant_id: str) -> Response[str]:
-    deps = dependencies()
     document = service.connect_api_key(
         tenant_id,
         _json_body(),
@@ -158,7 +103,6 @@ def put_connection(tenant_id: str) -> Response[str]:
 
 @app.put("/tenants/<tenant_id>/stripe/config")
 def put_config(tenant_id: str) -> Response[str]:
-    deps = dependencies()
     document = service.save_config(
         tenant_id,
         _json_body(),
@@ -172,7 +116,6 @@ def put_config(tenant_id: str) -> Response[str]:
 
 @app.post("/tenants/<tenant_id>/stripe/backfill")
 def post_backfill(tenant_id: str) -> Response[str]:
-    deps = dependencies()
     started = service.start_backfill(
         tenant_id,
         tenants=deps.tenants,
@@ -184,7 +127,7 @@ def post_backfill(tenant_id: str) -> Response[str]:
 
 
 def _connect_secrets() -> connect.ConnectSecrets:
-    platform = dependencies().platform
+    platform = deps.platform
     return connect.ConnectSecrets(
         client_id=platform.connect_client_id(), state_key=platform.state_signing_key()
     )
@@ -192,7 +135,7 @@ def _connect_secrets() -> connect.ConnectSecrets:
 
 def _public_base_url() -> str:
     return connect.public_base_url(
-        get_settings().public_base_url, app.current_event.request_context.domain_name
+        deps.settings.public_base_url, app.current_event.request_context.domain_name
     )
 
 
@@ -203,7 +146,6 @@ def _page(status: int, title: str, message: str) -> Response[str]:
 
 @app.post("/tenants/<tenant_id>/stripe/connect")
 def post_connect(tenant_id: str) -> Response[str]:
-    deps = dependencies()
     document = connect.authorize_url(
         tenant_id,
         states=deps.states,
@@ -217,7 +159,6 @@ def post_connect(tenant_id: str) -> Response[str]:
 
 @app.get("/oauth/stripe/callback")
 def oauth_callback() -> Response[str]:
-    deps = dependencies()
     query = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if isinstance(v, str)}
     try:
         tenant_id = connect.complete(
@@ -228,10 +169,12 @@ def oauth_callback() -> Response[str]:
             secrets=_connect_secrets(),
             now=_now(),
         )
-    except ApiError as exc:
-        logger.info("oauth refused", error=exc.code, status=exc.status)
-        return _page(exc.status, "Stripe was not connected", exc.message)
-    settings = get_settings()
+    except http_errors.ANSWERED as exc:
+        status = http_errors.status_of(exc)
+        assert status is not None
+        logger.info("oauth refused", error=exc.code, status=status)
+        return _page(status, "Stripe was not connected", exc.message)
+    settings = deps.settings
     location = connect.settings_location(
         _public_base_url(),
         tenant_id,
@@ -243,7 +186,6 @@ def oauth_callback() -> Response[str]:
 
 @app.delete("/tenants/<tenant_id>/stripe")
 def delete_connection(tenant_id: str) -> Response[str]:
-    deps = dependencies()
     document = connect.disconnect(
         tenant_id,
         tenants=deps.tenants,
@@ -256,13 +198,11 @@ def delete_connection(tenant_id: str) -> Response[str]:
 
 @app.get("/tenants/<tenant_id>/stripe/traits")
 def get_traits(tenant_id: str) -> Response[str]:
-    deps = dependencies()
     return _json(200, service.discover_traits(tenant_id, tenants=deps.tenants, stripe=deps.stripe))
 
 
 @app.get("/tenants/<tenant_id>/stripe/settings")
 def settings_page(tenant_id: str) -> Response[str]:
-    deps = dependencies()
     body = service.settings_page(
         tenant_id,
         just_connected=bool(app.current_event.get_query_string_value("connected")),
@@ -276,28 +216,26 @@ def settings_page(tenant_id: str) -> Response[str]:
 
 @app.get("/settings")
 def settings_app() -> Response[str]:
-    settings = get_settings()
+    settings = deps.settings
     body = settings_page_view.app_shell(settings.admin_login_url, settings.jwt_tenant_claim)
     return Response(status_code=200, content_type="text/html; charset=utf-8", body=body)
 
 
 @app.get("/tenants/<tenant_id>/stripe")
 def get_status(tenant_id: str) -> Response[str]:
-    deps = dependencies()
     return _json(
         200,
         service.tenant_status(
             tenant_id,
             tenants=deps.tenants,
             events=deps.events,
-            webhook_base_url=get_settings().webhook_base_url,
+            webhook_base_url=deps.settings.webhook_base_url,
         ),
     )
 
 
 @app.post("/tenants/<tenant_id>/stripe/reconcile")
 def post_reconcile(tenant_id: str) -> Response[str]:
-    deps = dependencies()
     document = reconcile.request_catch_up(
         tenant_id, tenants=deps.tenants, progress=deps.events, queue=deps.catch_ups, now=_now()
     )
@@ -306,13 +244,12 @@ def post_reconcile(tenant_id: str) -> Response[str]:
 
 @app.get("/tenants/<tenant_id>/customers/<external_id>")
 def get_customer(tenant_id: str, external_id: str) -> Response[str]:
-    record = service.customer_record(tenant_id, unquote(external_id), records=dependencies().records)
+    record = service.customer_record(tenant_id, unquote(external_id), records=deps.records)
     return _json(200, record)
 
 
 @app.get("/tenants/<tenant_id>/customers/<external_id>/history")
 def get_customer_history(tenant_id: str, external_id: str) -> Response[str]:
-    deps = dependencies()
     document = revenue.customer_history(
         tenant_id, unquote(external_id), records=deps.records, histories=deps.histories
     )
@@ -322,7 +259,7 @@ def get_customer_history(tenant_id: str, external_id: str) -> Response[str]:
 @app.get("/tenants/<tenant_id>/revenue")
 def get_revenue(tenant_id: str) -> Response[str]:
     query = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if isinstance(v, str)}
-    return _json(200, revenue.revenue(tenant_id, query, totals=dependencies().revenue, now=_now()))
+    return _json(200, revenue.revenue(tenant_id, query, totals=deps.revenue, now=_now()))
 
 
 @logger.inject_lambda_context

@@ -7,29 +7,15 @@ Cold start matters here: nothing on this import path pulls in the stripe SDK or 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
-from functools import lru_cache
+import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from revsync.infra.queue import DeadLetters, SqsEventQueue
-from revsync.infra.secrets import WebhookSecretSource
-from revsync.services.receive import (
-    EventQueue,
-    ParkedEvents,
-    RequestError,
-    TenantDirectory,
-    WebhookRequest,
-    WebhookResponse,
-    WebhookSecrets,
-    receive,
-)
-from revsync.settings import get_settings
-from revsync.store.tenant_lookup import DynamoTenantDirectory
-from revsync.table_names import table_names
+from revsync.bootstrap import receiver as bootstrap
+from revsync.errors import RevsyncError
+from revsync.services.receive import WebhookRequest, WebhookResponse, receive, rejected
 
 logger = Logger()
 metrics = Metrics()
@@ -44,37 +30,8 @@ _METRIC = {
 }
 
 
-class Dependencies:
-    """The receiver's adapters (a plain class: a dataclass costs its measured cold start)."""
-
-    __slots__ = ("clock", "parked", "queue", "secrets", "tenants")
-
-    def __init__(
-        self,
-        tenants: TenantDirectory,
-        secrets: WebhookSecrets,
-        queue: EventQueue,
-        parked: ParkedEvents,
-        clock: Callable[[], float],
-    ) -> None:
-        self.tenants, self.secrets, self.queue, self.parked, self.clock = (
-            tenants,
-            secrets,
-            queue,
-            parked,
-            clock,
-        )
-
-
-@lru_cache(maxsize=1)
-def dependencies() -> Dependencies:
-    return Dependencies(
-        tenants=DynamoTenantDirectory(table_names().tenants),
-        secrets=WebhookSecretSource(),
-        queue=SqsEventQueue(),
-        parked=DeadLetters(),
-        clock=time.time,
-    )
+# The cold start: the settings read and checked (a bad one fails here), the adapters built.
+deps = bootstrap.from_environ(os.environ)
 
 
 def _http(response: WebhookResponse) -> dict[str, Any]:
@@ -88,13 +45,10 @@ def _http(response: WebhookResponse) -> dict[str, Any]:
 @metrics.log_metrics
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    deps = dependencies()
     try:
-        request = WebhookRequest.from_http_event(event, get_settings().max_webhook_body_bytes)
-    except RequestError as exc:
-        response = WebhookResponse(
-            exc.status, {"error": exc.code, "message": str(exc)}, f"rejected:{exc.code}"
-        )
+        request = WebhookRequest.from_http_event(event, deps.settings.max_webhook_body_bytes)
+    except RevsyncError as exc:
+        response = rejected(exc)
     else:
         response = receive(
             request,

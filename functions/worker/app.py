@@ -10,10 +10,7 @@ deferral. A batch that only deferrals held back is answered as such, not as a fa
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import lru_cache
+import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -25,20 +22,9 @@ from aws_lambda_powertools.utilities.batch.exceptions import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from revsync.bootstrap import worker as bootstrap
 from revsync.errors import Deferred, RetryLater
-from revsync.infra.changes import EventBridgeChanges
-from revsync.infra.queue import DeadLetters, EventsQueueVisibility
-from revsync.services.receive import TenantDirectory
-from revsync.services.sync import Customers, StripeObjects, Tenants
-from revsync.services.tenants import TenantRepository
-from revsync.services.worker import Watermarks, process_message
-from revsync.settings import get_settings
-from revsync.store.customers import CustomerStore
-from revsync.store.events_progress import CachedWatermarks, EventsProgressStore
-from revsync.store.tenant_lookup import DynamoTenantDirectory
-from revsync.store.tenants import CachedTenantStore, TenantStore
-from revsync.table_names import bound_tables
-from revsync.wiring import stripe_accounts
+from revsync.services.worker import process_message
 
 logger = Logger()
 metrics = Metrics()
@@ -47,44 +33,16 @@ processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 deferred_groups: dict[str, tuple[float, str]] = {}
 
 
-@dataclass(slots=True)
-class Dependencies:
-    tenants: Tenants
-    connection_tenants: TenantRepository
-    directory: TenantDirectory
-    customers: Customers
-    stripe: StripeObjects
-    dead_letters: DeadLetters
-    visibility: EventsQueueVisibility
-    watermarks: Watermarks
-    changes: EventBridgeChanges
-    clock: Callable[[], float]
-
-
-@lru_cache(maxsize=1)
-def dependencies() -> Dependencies:
-    tables = bound_tables()
-    return Dependencies(
-        tenants=CachedTenantStore(TenantStore()),
-        connection_tenants=TenantStore(),
-        directory=DynamoTenantDirectory(tables.tenants),
-        customers=CustomerStore(),
-        stripe=stripe_accounts(),
-        dead_letters=DeadLetters(),
-        visibility=EventsQueueVisibility(),
-        watermarks=CachedWatermarks(EventsProgressStore(tables.tenants)),
-        changes=EventBridgeChanges(),
-        clock=time.time,
-    )
+# The cold start: the settings read and checked (a bad one fails here), the adapters built.
+deps = bootstrap.from_environ(os.environ)
 
 
 def record_handler(record: SQSRecord) -> None:
-    deps = dependencies()
     receive_count = int(record.attributes.approximate_receive_count or 1)
     handled = process_message(
         record.body,
         receive_count=receive_count,
-        max_receive_count=get_settings().max_receive_count,
+        max_receive_count=deps.settings.max_receive_count,
         tenants=deps.tenants,
         connection_tenants=deps.connection_tenants,
         directory=deps.directory,
@@ -136,7 +94,7 @@ def _hide_with_deferred(records: list[dict[str, Any]], failures: list[dict[str, 
         group = record.get("attributes", {}).get("MessageGroupId") or ""
         delay, deferred_id = deferred_groups.get(group, (0.0, ""))
         if delay and record["messageId"] in failed and record["messageId"] != deferred_id:
-            dependencies().visibility.hide(record["receiptHandle"], delay)
+            deps.visibility.hide(record["receiptHandle"], delay)
 
 
 @metrics.log_metrics
@@ -161,7 +119,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return response
     finally:
         # The batch's record changes, ten per PutEvents call (at most once: see infra.changes).
-        sent, failed = dependencies().changes.flush()
+        sent, failed = deps.changes.flush()
         if sent:
             metrics.add_metric(name="RecordChangesPublished", unit=MetricUnit.Count, value=sent)
         if failed:

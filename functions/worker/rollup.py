@@ -11,20 +11,17 @@ tenant's states written before the rollup existed.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import lru_cache
+import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from revsync.bootstrap import rollup as bootstrap
 from revsync.domain.routing import validate_tenant_id
-from revsync.services.rollup import RollupInterrupted, RollupWriter, UncountedPieces, apply_changes, seed
-from revsync.settings import get_settings
-from revsync.store.rollup import RevenueRollup, UncountedStates, stream_batch
-from revsync.table_names import bound_tables
+from revsync.errors import InvalidInput
+from revsync.services.rollup import RollupInterrupted, apply_changes, seed
+from revsync.store.rollup import stream_batch
 
 logger = Logger()
 metrics = Metrics()
@@ -33,26 +30,14 @@ metrics = Metrics()
 SEED_MARGIN_MILLIS = 10_000
 
 
-@dataclass(slots=True)
-class Dependencies:
-    rollup: RollupWriter
-    pieces: UncountedPieces
-    clock: Callable[[], float]
-
-
-@lru_cache(maxsize=1)
-def dependencies() -> Dependencies:
-    tables = bound_tables()
-    return Dependencies(
-        rollup=RevenueRollup(get_settings().region), pieces=UncountedStates(tables.sync), clock=time.time
-    )
+# The cold start: the settings read and checked (a bad one fails here), the adapters built.
+deps = bootstrap.from_environ(os.environ)
 
 
 def _apply(event: dict[str, Any]) -> dict[str, Any]:
-    deps = dependencies()
     batch = stream_batch(event)
     if batch.shard_id is None:
-        raise ValueError("no shardId in the event: the mapping needs its TumblingWindowInSeconds")
+        raise InvalidInput("no shardId in the event: the mapping needs its TumblingWindowInSeconds")
     now = int(deps.clock())
     try:
         outcome = apply_changes(batch.shard_id, batch.changes, deps.rollup, now)
@@ -80,8 +65,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         def out_of_time() -> bool:
             return deadline() < SEED_MARGIN_MILLIS
 
-        tenant_id = validate_tenant_id(event.get("tenant_id"))  # a ValueError for the operator
-        done = seed(tenant_id, dependencies().pieces, event.get("cursor"), out_of_time)
+        tenant_id = validate_tenant_id(event.get("tenant_id"))  # an InvalidInput for the operator
+        done = seed(tenant_id, deps.pieces, event.get("cursor"), out_of_time)
         logger.info("seeded", **done)
         return done
     return _apply(event)

@@ -12,7 +12,6 @@ import pytest
 import stripe
 from revsync.domain.backfill import START_EVENTS, round_events
 from revsync.infra import aws
-from revsync.settings import get_settings
 
 from local.http import http
 from local.stack import LocalStack
@@ -241,7 +240,7 @@ def test_changing_the_trait_rekeys_existing_records_through_the_backfill(stack: 
 
 
 def test_a_run_near_its_history_budget_continues_in_new_executions(
-    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+    stack: LocalStack,
 ) -> None:
     """On moto's interpreter: the Continue step starts the next execution (from the execution's own
     context), which resumes the kept run; every object is imported once, and no execution's history
@@ -252,19 +251,17 @@ def test_a_run_near_its_history_budget_continues_in_new_executions(
         "POST", f"{stack.stripe_url}/_sandbox/seed", {"customers": count}, {"Authorization": f"Bearer {key}"}
     )
     budget = START_EVENTS + round_events(3) + 1  # one round an execution
-    monkeypatch.setenv("BACKFILL_HISTORY_BUDGET", str(budget))
-    get_settings.cache_clear()  # the handlers run in this process
+    # The handlers run in this process: the importer starts again with the variable set.
+    stack.wire("ImporterFunction", {"BACKFILL_HISTORY_BUDGET": str(budget)})
     try:
         backfill = configure_and_wait(stack, "bf-continue", timeout=240)
     finally:
-        monkeypatch.delenv("BACKFILL_HISTORY_BUDGET")
-        get_settings.cache_clear()
+        stack.unwire("ImporterFunction")
     assert backfill["state"] == "succeeded", backfill
     assert backfill["counts"] == {"customers": count, "subscriptions": count, "invoices": count}
     client = aws.stepfunctions()
-    executions = client.list_executions(stateMachineArn=get_settings().backfill_state_machine_arn)[
-        "executions"
-    ]
+    state_machine = stack.graph("TenantApiFunction").settings.backfill_state_machine_arn
+    executions = client.list_executions(stateMachineArn=state_machine)["executions"]
     mine = [e for e in executions if e["name"].startswith("bf-continue-")]
     assert len(mine) >= 2, [e["name"] for e in mine]
     assert {e["status"] for e in mine} == {"SUCCEEDED"}
@@ -281,5 +278,5 @@ def test_a_run_near_its_history_budget_continues_in_new_executions(
     )
     # No page read twice across executions. A step that failed (moto answering slowly on a loaded
     # machine: its retry goes on from the step's first cursor) may have read its pages once more.
-    retried_pages = failed_steps * get_settings().backfill_pages_per_step
+    retried_pages = failed_steps * stack.graph("ImporterFunction").settings.backfill_pages_per_step
     assert minimum <= listed <= minimum + backfill["walks"] + retried_pages

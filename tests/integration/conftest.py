@@ -11,13 +11,12 @@ from typing import Any
 import pytest
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.infra import aws
-from revsync.settings import get_settings
 from revsync.store.customers import CustomerStore
 from revsync.store.read_models import CustomerRecords, MrrHistories, RevenueRecomputation
 from revsync.store.tenants import TenantStore
 
-from local import lambda_runtime
 from local.inprocess import InProcessStack
+from local.template import LOCAL_STAGE
 from tests.fakes import FakeStripe
 
 PLATFORM_SECRET = "whsec_local"  # local/aws.py seeds SSM with it
@@ -31,7 +30,7 @@ class DynamoCustomers(CustomerStore, CustomerRecords, MrrHistories, RevenueRecom
 def legacy_tenant_secret(tenant_id: str, api_key: str, webhook_secret: str) -> str:
     """A tenant's Secrets Manager secret as revsync saved it before sealed secrets (one JSON secret a
     tenant, named ``revsync/<stage>/tenants/<tenant_id>``); its name, which the connection names."""
-    name = f"revsync/{get_settings().stage}/tenants/{tenant_id}"
+    name = f"revsync/{LOCAL_STAGE}/tenants/{tenant_id}"
     value = json.dumps({"api_key": api_key, "webhook_secret": webhook_secret})
     aws.secretsmanager().create_secret(Name=name, SecretString=value)
     return name
@@ -52,7 +51,7 @@ def sam_cli() -> str:
 def stripe_fake(stack: InProcessStack) -> FakeStripe:
     fake = FakeStripe()
     for function in ("TenantApiFunction", "WorkerFunction"):
-        lambda_runtime.load_module(function).dependencies().stripe = fake
+        stack.wire(function, stripe=fake)
     return fake
 
 

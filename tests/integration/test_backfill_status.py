@@ -10,9 +10,7 @@ from typing import Any
 import pytest
 from revsync.domain.backfill import KINDS
 from revsync.domain.tenancy import Connection, Tenant
-from revsync.store.backfill_progress import BackfillProgress
 from revsync.store.tenants import TenantStore
-from revsync.table_names import table_names
 
 from local import lambda_runtime
 from local.inprocess import InProcessStack
@@ -31,7 +29,7 @@ def _backfill(tenant_id: str) -> dict[str, object]:
 
 def test_an_ended_execution_fails_only_the_backfill_it_runs(stack: InProcessStack) -> None:
     TenantStore().save(Tenant("acme", Connection("connected", "oauth", "acct_st")), int(time.time()))
-    progress = BackfillProgress(table_names().tenants)
+    progress = stack.graph("ImporterFunction").progress
     progress.backfill_started("acme", FROZEN_NOW, "importing", {"customers": 300, "invoices": 50})
     assert _backfill("acme")["counts"] == {
         "customers": 300,

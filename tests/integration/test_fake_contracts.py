@@ -42,15 +42,10 @@ from revsync.domain.state import CustomerObjects
 from revsync.domain.stored_state import INLINE_INVOICES, ConcurrentUpdate, InvoiceBook, StateWrite
 from revsync.domain.tenancy import Connection, SealedSecrets, Tenant
 from revsync.errors import CursorRejected
-from revsync.infra.catch_ups import SqsCatchUpQueue
-from revsync.infra.queue import DeadLetters, SqsEventQueue
-from revsync.infra.secrets import SealedSecretError, TenantSecrets, WebhookSecretSource
-from revsync.store.backfill_runs import BackfillRuns
+from revsync.infra.secrets import PlatformSecrets, SealedSecretError, WebhookSecretSource
+from revsync.services.receive import TenantDirectory
 from revsync.store.customer_state import kept_invoice
-from revsync.store.events_progress import EventsProgressStore
-from revsync.store.rollup import RevenueRollup, stream_batch
-from revsync.store.tenant_lookup import DynamoTenantDirectory
-from revsync.store.tenants import TenantStore
+from revsync.store.rollup import stream_batch
 from revsync.stripe_api.client import (
     SUBSCRIPTION_EXPANSIONS,
     KeyCheck,
@@ -58,7 +53,6 @@ from revsync.stripe_api.client import (
     StripeAccessError,
     StripeAccounts,
 )
-from revsync.table_names import TableNames, table_names
 
 from local import streams
 from local import stripe_shapes as S
@@ -89,14 +83,14 @@ T0 = FROZEN_NOW - 30 * 86_400
 
 
 def _fake_or_adapter(
-    request: pytest.FixtureRequest, fake: Callable[[], Any], adapter: Callable[[TableNames], Any]
+    request: pytest.FixtureRequest, fake: Callable[[], Any], adapter: Callable[[InProcessStack], Any]
 ) -> Iterator[Any]:
-    """The fake, or the adapter on moto built with the stack's tables."""
+    """The fake, or the adapter as a function's composition root builds it on a fresh stack."""
     if request.param == "fake":
         yield fake()
         return
-    with InProcessStack(clock=lambda: FROZEN_NOW):
-        yield adapter(table_names())
+    with InProcessStack(clock=lambda: FROZEN_NOW) as stack:
+        yield adapter(stack)
 
 
 @pytest.fixture(params=["fake", "dynamodb"])
@@ -107,13 +101,13 @@ def customers(request: pytest.FixtureRequest) -> Iterator[Any]:
 @pytest.fixture(params=["fake", "dynamodb"])
 def progress(request: pytest.FixtureRequest) -> Iterator[Any]:
     yield from _fake_or_adapter(
-        request, FakeEventsProgress, lambda tables: EventsProgressStore(tables.tenants)
+        request, FakeEventsProgress, lambda stack: stack.graph("ReconcilerFunction").progress
     )
 
 
 @pytest.fixture(params=["fake", "dynamodb"])
 def tenants(request: pytest.FixtureRequest) -> Iterator[Any]:
-    yield from _fake_or_adapter(request, FakeTenants, lambda _: TenantStore())
+    yield from _fake_or_adapter(request, FakeTenants, lambda stack: stack.graph("TenantApiFunction").tenants)
 
 
 def _observed(event: dict[str, Any]) -> Observation:
@@ -485,7 +479,7 @@ def test_a_saved_tenant_reads_back_the_same(tenants: Any) -> None:
 
 @pytest.fixture(params=["fake", "dynamodb"])
 def backfill_runs(request: pytest.FixtureRequest) -> Iterator[Any]:
-    yield from _fake_or_adapter(request, FakeBackfillRuns, lambda tables: BackfillRuns(tables.tenants))
+    yield from _fake_or_adapter(request, FakeBackfillRuns, lambda stack: stack.graph("ImporterFunction").runs)
 
 
 def test_a_kept_run_reads_back_the_same_until_cleared(backfill_runs: Any) -> None:
@@ -691,9 +685,10 @@ def queues(request: pytest.FixtureRequest) -> Iterator[Queues]:
         yield Queues(fake, fake, lambda: list(fake.sent), lambda: list(fake.parked))
         return
     with InProcessStack(clock=lambda: FROZEN_NOW) as stack:
+        receiver = stack.graph("WebhookFunction")
         yield Queues(
-            SqsEventQueue(),
-            DeadLetters(),
+            receiver.queue,
+            receiver.parked,
             lambda: _received(stack, "EventsQueue"),
             lambda: _received(stack, "EventsDeadLetterQueue"),
         )
@@ -804,8 +799,9 @@ def test_a_sample_is_the_newest_customers_deleted_ones_left_out(
 class _SavingDirectory:
     """The receiver's directory on DynamoDB, with tenants saved the way the tenant routes save them."""
 
-    def __init__(self, tables: TableNames) -> None:
-        self.store, self.directory = TenantStore(), DynamoTenantDirectory(tables.tenants)
+    def __init__(self, stack: InProcessStack) -> None:
+        self.store = stack.graph("TenantApiFunction").tenants
+        self.directory: TenantDirectory = stack.graph("WebhookFunction").tenants
 
     def save(self, tenant: Tenant) -> None:
         self.store.save(tenant, FROZEN_NOW)
@@ -873,9 +869,15 @@ def signing_secrets(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any]]
         fake = FakeSecrets(["whsec_local"], {LEGACY: ["whsec_old", "whsec_new"]})
         yield fake, fake
         return
-    with InProcessStack(clock=lambda: FROZEN_NOW):  # the platform's secret: whsec_local, in SSM
+    with InProcessStack(clock=lambda: FROZEN_NOW) as stack:  # the platform's secret: whsec_local, in SSM
         assert legacy_tenant_secret("legacy", "rk_test_legacy", "whsec_old, whsec_new") == LEGACY
-        yield WebhookSecretSource(), TenantSecrets()
+        # The receiver's port around the tenant API's sealing (one object, as the fake is: a value
+        # retired is forgotten by the same cache that kept it).
+        sealer = stack.graph("TenantApiFunction").secrets
+        platform = PlatformSecrets(
+            webhook_secret=stack.graph("WebhookFunction").settings.webhook_secret_param
+        )
+        yield WebhookSecretSource(platform, sealer), sealer
 
 
 def _sealed_route(tenant_id: str, sealed: bytes) -> TenantRoute:
@@ -920,7 +922,7 @@ def catch_ups(request: pytest.FixtureRequest) -> Iterator[CatchUps]:
         yield CatchUps(fake, lambda: list(iter(fake.take, None)))
         return
     with InProcessStack(clock=lambda: FROZEN_NOW) as stack:
-        yield CatchUps(SqsCatchUpQueue(), lambda: _received_jobs(stack))
+        yield CatchUps(stack.graph("ReconcilerFunction").queue, lambda: _received_jobs(stack))
 
 
 def test_the_schedule_queues_a_tenant_once_a_period_and_each_tenant_in_its_order(catch_ups: CatchUps) -> None:
@@ -1035,7 +1037,7 @@ def test_a_spill_streams_the_archived_piece_and_the_states_with_where_each_start
 
 @pytest.fixture(params=["fake", "dynamodb"])
 def rollup(request: pytest.FixtureRequest) -> Iterator[Any]:
-    yield from _fake_or_adapter(request, FakeRollup, lambda _: RevenueRollup(REGION))
+    yield from _fake_or_adapter(request, FakeRollup, lambda stack: stack.graph("RollupFunction").rollup)
 
 
 def _group(first: int, last: int, changes: dict[RollupKey, Contribution], as_of: int) -> Group:

@@ -170,10 +170,9 @@ def _run(
             Tenant("faulty", Connection("connected", "oauth", "acct_faults")).with_config("metadata.app_id"),
             FROZEN_NOW,
         )
-        worker = lambda_runtime.load_module("WorkerFunction").dependencies()
         flaky = FlakyStripe(objects=dict(final))
         flaky.faults = faults
-        worker.stripe, worker.visibility = flaky, NoWait()
+        stack.wire("WorkerFunction", stripe=flaky, visibility=NoWait())
         for index, event in enumerate(events):
             for _attempt in range(50):  # Stripe retries a delivery that was not answered 2xx
                 response = stack.post_webhook(event, PLATFORM_SECRET)

@@ -20,7 +20,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from revsync.domain.tenancy import Connection, Tenant
-from revsync.infra.secrets import TenantSecrets
 from revsync.store.tenants import TenantStore
 
 from local.fuzz import FuzzInput, acknowledged, fuzz_input
@@ -42,7 +41,7 @@ def _connect(stack: InProcessStack) -> None:
         Tenant("acme", Connection("connected", "oauth", "acct_fuzz")).with_config("metadata.app_id"),
         FROZEN_NOW,
     )
-    sealed = TenantSecrets().seal("direct", "rk_test_direct_key_1", DIRECT_SECRET)
+    sealed = stack.graph("TenantApiFunction").secrets.seal("direct", "rk_test_direct_key_1", DIRECT_SECRET)
     TenantStore().save(
         Tenant("direct", Connection("connected", "api_key", sealed=sealed)).with_config("id"), FROZEN_NOW
     )

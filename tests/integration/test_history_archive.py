@@ -24,7 +24,6 @@ from revsync.domain.snapshots import parse_subscription
 from revsync.domain.stored_state import ConcurrentUpdate, StateWrite
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.services.sync import apply_observation
-from revsync.settings import get_settings
 from revsync.store import models
 from revsync.store.customers import CustomerStore
 
@@ -66,7 +65,7 @@ def _apply(store: CustomerStore, observation: Observation, imported: bool = Fals
 def _state_bytes() -> int:
     """The state item's size as DynamoDB bills a write: attribute names plus values."""
     item: dict[str, Any] = boto3.client("dynamodb").get_item(
-        TableName=get_settings().sync_table,
+        TableName=str(models.SyncItem.Meta.table_name),  # as the stack bound it
         Key={"pk": {"S": models.sync_partition("hist", "cus_ada")}, "sk": {"S": models.STATE_SK}},
     )["Item"]
     size = 0

@@ -20,7 +20,6 @@ from revsync.domain.events import Observation, observation_of, parse_event
 from revsync.domain.stored_state import INLINE_INVOICES, ConcurrentUpdate, StateWrite
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.services.sync import apply_observation
-from revsync.settings import get_settings
 from revsync.store import models
 from revsync.store.customers import CustomerStore
 
@@ -80,7 +79,7 @@ def _total_paid(store: DynamoCustomers) -> int:
 def _state_bytes() -> int:
     """The state item's size as DynamoDB bills a write: attribute names plus values."""
     item: dict[str, Any] = boto3.client("dynamodb").get_item(
-        TableName=get_settings().sync_table,
+        TableName=str(models.SyncItem.Meta.table_name),  # as the stack bound it
         Key={"pk": {"S": models.sync_partition("inv", "cus_ada")}, "sk": {"S": models.STATE_SK}},
     )["Item"]
     size = 0

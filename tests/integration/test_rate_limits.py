@@ -15,10 +15,8 @@ from revsync.domain.events import envelope_for, parse_event
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.errors import Deferred
 from revsync.infra.queue import EventsQueueVisibility
-from revsync.store.budget import AccountRequestBudget
 from revsync.stripe_api.client import StripeAccounts
 from revsync.stripe_api.pacing import LocalBudget, call_within_budget
-from revsync.table_names import table_names
 
 from local import lambda_runtime
 from local import stripe_shapes as S
@@ -45,7 +43,7 @@ class Clock:
 
 def test_reads_wait_for_their_slot_or_defer_when_it_is_too_far(stack: InProcessStack) -> None:
     clock = Clock()
-    budget = AccountRequestBudget(table_names().tenants, "acct_slow", rate=1, clock=clock)
+    budget = stack.graph("ImporterFunction").budgets("acct_slow", 1, clock=clock)
     calls: list[int] = []
     for n in range(3):  # slots at +0, +1, +2 s: each within the wait the worker allows
         call_within_budget(
@@ -86,7 +84,8 @@ class RateLimitedStripe(FakeStripe):
 
 
 class Hidden(EventsQueueVisibility):
-    def __init__(self) -> None:
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
         self.calls: list[tuple[str, float]] = []
 
     def hide(self, receipt_handle: str, seconds: float) -> None:
@@ -101,8 +100,8 @@ def test_a_rate_limited_message_is_deferred_never_parked_whatever_its_receive_co
     """Regression: at 1 request/s, same-second ties that needed a Stripe read ended in the DLQ."""
     connect_oauth("acme", "acct_acme")
     worker = lambda_runtime.load_module("WorkerFunction")
-    deps = worker.dependencies()
-    deps.stripe, deps.visibility = RateLimitedStripe(), Hidden()
+    hidden = Hidden(stack.graph("WorkerFunction").settings.events_queue_url)
+    deps = stack.wire("WorkerFunction", stripe=RateLimitedStripe(), visibility=hidden)
     # Two different snapshots of one subscription in one second: only a read from Stripe settles it.
     sub = S.subscription("cus_1", status="active")
     events = []
@@ -139,10 +138,11 @@ def test_a_rate_limited_message_is_deferred_never_parked_whatever_its_receive_co
 def test_the_workers_stripe_reads_use_the_accounts_shared_budget(stack: InProcessStack) -> None:
     clock = Clock()
     reserved: list[tuple[str, float]] = []
+    budgets = stack.graph("ImporterFunction").budgets  # the accounts' budgets, as the functions keep them
 
     def budget(account: str, rate: float) -> Any:
         reserved.append((account, rate))
-        return AccountRequestBudget(table_names().tenants, account, rate, clock=clock)
+        return budgets(account, rate, clock=clock)
 
     accounts = StripeAccounts(
         platform_key=lambda: "sk_test_platform",
@@ -155,7 +155,7 @@ def test_the_workers_stripe_reads_use_the_accounts_shared_budget(stack: InProces
     )
     tenant = Tenant("acme", Connection("connected", "oauth", "acct_budgeted"))
     for _ in range(4):  # busy budget: three slots taken already
-        AccountRequestBudget(table_names().tenants, "acct_budgeted", 1.0, clock=clock).reserve(None)
+        budgets("acct_budgeted", 1.0, clock=clock).reserve(None)
     with pytest.raises(Deferred):
         accounts.fetch(tenant, "customer", "cus_1")
     assert reserved == [("acct_budgeted", 1.0)]

@@ -10,9 +10,7 @@ from typing import Any
 import pytest
 from revsync.domain.reconcile import RunEnd
 from revsync.domain.tenancy import Connection, ConnectionStatus, Tenant
-from revsync.store.events_progress import ConnectedTenants, EventsProgressStore
 from revsync.store.tenants import TenantStore
-from revsync.table_names import table_names
 
 from local import lambda_runtime
 from local import stripe_shapes as S
@@ -36,7 +34,7 @@ def stripe_events(stack: InProcessStack) -> FakeStripe:
     fake = FakeStripe()
     customer = S.customer("cus_1", metadata={"app_id": "u-1"})
     fake.events = [S.event("customer.created", customer, created=FROZEN_NOW - 60, account="acct_x")]
-    lambda_runtime.load_module("ReconcilerFunction").dependencies().stripe = fake
+    stack.wire("ReconcilerFunction", stripe=fake)
     return fake
 
 
@@ -53,10 +51,10 @@ def test_the_schedule_queues_one_job_per_connected_tenant_least_recently_reconci
     stack: InProcessStack, stripe_events: FakeStripe
 ) -> None:
     _tenants([("alpha", "connected"), ("beta", "connected"), ("gamma", "revoked"), ("delta", "connected")])
-    progress = EventsProgressStore(table_names().tenants)
+    progress = stack.graph("ReconcilerFunction").progress
     progress.finish("alpha", RunEnd(FROZEN_NOW - 100, 0, FROZEN_NOW - 100, False, None))
     progress.finish("delta", RunEnd(FROZEN_NOW - 900, 0, FROZEN_NOW - 900, False, None))
-    assert ConnectedTenants(table_names().tenants).last_reconciled() == {
+    assert stack.graph("ReconcilerFunction").candidates.last_reconciled() == {
         "alpha": FROZEN_NOW - 100,
         "beta": None,
         "delta": FROZEN_NOW - 900,
@@ -73,10 +71,10 @@ def test_the_schedule_queues_one_job_per_connected_tenant_least_recently_reconci
 
     assert (stats.received, stats.failed) == (3, 0)
     for tenant_id in ("alpha", "beta", "delta"):
-        assert EventsProgressStore(table_names().tenants).get(tenant_id).recovered == 1
+        assert stack.graph("ReconcilerFunction").progress.get(tenant_id).recovered == 1
         assert stack.request("GET", f"/tenants/{tenant_id}/customers/u-1").status == 200
     assert stack.request("GET", "/tenants/gamma/customers/u-1").status == 404
-    assert EventsProgressStore(table_names().tenants).get("gamma").last_reconciled_at is None
+    assert stack.graph("ReconcilerFunction").progress.get("gamma").last_reconciled_at is None
 
 
 class _FailsFor(FakeStripe):
@@ -100,7 +98,7 @@ def test_a_tenant_whose_catch_up_keeps_failing_lands_in_the_dead_letter_queue_an
     fake.events = [
         S.event("customer.created", S.customer("cus_1", metadata={"app_id": "u-1"}), created=FROZEN_NOW - 60)
     ]
-    lambda_runtime.load_module("ReconcilerFunction").dependencies().stripe = fake
+    stack.wire("ReconcilerFunction", stripe=fake)
     lambda_runtime.invoke("ReconcilerFunction", {"action": "queue_catch_ups"})
 
     stats = stack.drain(queue="ReconcileQueue")
@@ -109,21 +107,20 @@ def test_a_tenant_whose_catch_up_keeps_failing_lands_in_the_dead_letter_queue_an
     [parked] = _queued(stack, "ReconcileDeadLetterQueue")
     assert (parked["tenant_id"], parked["reason"]) == ("bad", "schedule")
     for tenant_id in ("alpha", "omega"):
-        assert EventsProgressStore(table_names().tenants).get(tenant_id).recovered == 1
+        assert stack.graph("ReconcilerFunction").progress.get(tenant_id).recovered == 1
     assert stack.queue_depth("ReconcileQueue") == 0
 
 
 @pytest.fixture
 def short_runs(stack: InProcessStack) -> list[float]:
     """Each run's deadline, from a monotonic clock the test moves: a run ends after one page."""
-    reconciler = lambda_runtime.load_module("ReconcilerFunction")
     now = [0.0]
 
     def monotonic() -> float:
         now[0] += 60.0  # each look at the clock is a minute later: the 105 s budget lasts one page
         return now[0]
 
-    reconciler.dependencies().monotonic = monotonic
+    stack.wire("ReconcilerFunction", monotonic=monotonic)
     return now
 
 
@@ -141,14 +138,14 @@ def test_a_run_out_of_time_goes_on_in_a_job_of_its_own_until_the_window_is_liste
         )
         for n in range(250)
     ]
-    lambda_runtime.load_module("ReconcilerFunction").dependencies().stripe = fake
+    stack.wire("ReconcilerFunction", stripe=fake)
     assert stack.request("POST", "/tenants/alpha/stripe/reconcile").status == 202
 
     stats = stack.drain(queue="ReconcileQueue")
 
     assert (stats.received, stats.failed) == (3, 0)  # the request's job, then two continuations
     assert fake.event_pages == 3  # each page listed once
-    state = EventsProgressStore(table_names().tenants).get("alpha")
+    state = stack.graph("ReconcilerFunction").progress.get("alpha")
     assert (state.recovered, state.pending, state.reconciled_through) == (250, None, FROZEN_NOW)
     assert stack.request("GET", "/tenants/alpha/customers/u-0").status == 200
 
@@ -164,7 +161,7 @@ def test_the_status_document_shows_a_window_left_pending_and_how_far_it_got(
         )
         for n in range(150)
     ]
-    lambda_runtime.load_module("ReconcilerFunction").dependencies().stripe = fake
+    stack.wire("ReconcilerFunction", stripe=fake)
     stack.request("POST", "/tenants/alpha/stripe/reconcile")
     stack.drain(queue="ReconcileQueue", max_batches=1)  # the first run only
 

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from functools import partial
 
 import pytest
 from revsync.infra import aws
-from revsync.settings import get_settings
 from revsync.store.budget import AccountRequestBudget
-from revsync.table_names import table_names
 
 from local.inprocess import InProcessStack
 
 pytestmark = pytest.mark.integration
+
+
+def _budget(
+    stack: InProcessStack, account: str, rate: float, clock: Callable[[], float]
+) -> AccountRequestBudget:
+    """An account's budget as the functions make it (in the stack's tenants table)."""
+    budgets: partial[AccountRequestBudget] = stack.graph("ImporterFunction").budgets
+    return budgets(account, rate, clock)
 
 
 def test_concurrent_reservations_get_distinct_slots_at_the_rate(stack: InProcessStack) -> None:
@@ -22,24 +30,18 @@ def test_concurrent_reservations_get_distinct_slots_at_the_rate(stack: InProcess
     scheduler, not the reservation clock; DynamoDB's conditional writes are atomic per item.
     """
     now = [1_800_000_000.0]
-    steps = [
-        AccountRequestBudget(table_names().tenants, "acct_shared", rate=25, clock=lambda: now[0])
-        for _ in range(8)
-    ]
+    steps = [_budget(stack, "acct_shared", 25, lambda: now[0]) for _ in range(8)]
     slots = sorted(steps[n % len(steps)].reserve(None) for n in range(50))
     assert slots[0] == now[0]
     gaps = {round(b - a, 3) for a, b in itertools.pairwise(slots)}
     assert gaps == {0.04}  # 25 per second, no two requests in one slot, no slot skipped
     # Another account has a budget of its own.
-    assert (
-        AccountRequestBudget(table_names().tenants, "acct_other", rate=25, clock=lambda: now[0]).reserve(None)
-        == now[0]
-    )
+    assert _budget(stack, "acct_other", 25, lambda: now[0]).reserve(None) == now[0]
 
 
 def test_an_idle_budget_restarts_at_now(stack: InProcessStack) -> None:
     now = [1_800_000_000.0]
-    budget = AccountRequestBudget(table_names().tenants, "acct_idle", rate=10, clock=lambda: now[0])
+    budget = _budget(stack, "acct_idle", 10, lambda: now[0])
     assert [budget.reserve(None) for _ in range(3)] == [now[0], now[0] + 0.1, now[0] + 0.2]
     now[0] += 60  # nothing reserved for a minute: no backlog of past slots
     assert budget.reserve(None) == now[0]
@@ -49,7 +51,7 @@ def test_endpoint_clocks_within_the_account_and_a_429_slows_only_the_limiter_it_
     stack: InProcessStack,
 ) -> None:
     now = [1_800_000_000.0]
-    budget = AccountRequestBudget(table_names().tenants, "acct_endpoints", rate=100, clock=lambda: now[0])
+    budget = _budget(stack, "acct_endpoints", 100, lambda: now[0])
     invoices = [budget.reserve("GET /v1/invoices") for _ in range(3)]
     assert [round(t - now[0], 3) for t in invoices] == [0.0, 0.04, 0.08]  # Stripe's default 25/s
     assert budget.reserve("GET /v1/customers") == now[0]  # an endpoint of its own
@@ -67,13 +69,13 @@ def test_a_limit_stripe_raised_for_the_account_is_set_on_its_clock(stack: InProc
     """An operator sets ``interval_ms`` on the endpoint's item: the clock spaces by it, and the
     planner reads it as the endpoint's rate."""
     aws.dynamodb().update_item(
-        TableName=get_settings().tenants_table,
+        TableName=stack.graph("ImporterFunction").settings.tenants_table,
         Key={"pk": {"S": "budget#acct_raised#GET /v1/invoices"}},
         UpdateExpression="SET interval_ms = :ms",
         ExpressionAttributeValues={":ms": {"N": "20"}},
     )
     now = [1_800_000_000.0]
-    budget = AccountRequestBudget(table_names().tenants, "acct_raised", rate=100, clock=lambda: now[0])
+    budget = _budget(stack, "acct_raised", 100, lambda: now[0])
     assert [round(budget.reserve("GET /v1/invoices") - now[0], 3) for _ in range(3)] == [0.0, 0.02, 0.04]
     rates = budget.rates(["GET /v1/invoices", "GET /v1/customers"])
     assert rates == (100.0, {"GET /v1/invoices": 50.0, "GET /v1/customers": 25.0})

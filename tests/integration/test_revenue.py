@@ -428,8 +428,7 @@ def test_the_rollup_equals_the_recomputation_after_failed_and_retried_stream_bat
     for event in [*random.Random(8).sample(events, len(events)), *events[:3]]:
         assert stack.post_webhook(event, PLATFORM_SECRET).status == 200
     stack.drain(rollup=False)
-    rollup = lambda_runtime.load_module("RollupFunction").dependencies()
-    rollup.rollup = _FlakyRollup(RevenueRollup(REGION), fail={3}, lost={1})
+    rollup = stack.wire("RollupFunction", rollup=_FlakyRollup(RevenueRollup(REGION), fail={3}, lost={1}))
     invocations: list[int] = []
 
     def invoke(function: str, event: dict[str, Any]) -> dict[str, Any]:

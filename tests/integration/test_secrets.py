@@ -12,7 +12,6 @@ from revsync.domain.routing import TenantRoute
 from revsync.domain.tenancy import Connection, SealedSecrets, Tenant
 from revsync.infra import aws, secrets
 from revsync.infra.cache import MaxAgeCache
-from revsync.settings import get_settings
 from revsync.store.tenants import TenantStore
 
 from local.inprocess import InProcessStack
@@ -29,17 +28,21 @@ class Clock:
 
 
 @pytest.fixture
-def clock(stack: InProcessStack, monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(secrets, "CACHE", MaxAgeCache(secrets.MAX_AGE_SECONDS, fake))
-    return fake
+def clock(stack: InProcessStack) -> Clock:
+    return Clock()
 
 
-def test_the_platform_webhook_secrets_are_read_once_per_max_age(clock: Clock) -> None:
-    name = get_settings().webhook_secret_param
-    ssm = boto3.client("ssm", region_name=get_settings().region)
+def _tenant_secrets(stack: InProcessStack, clock: Clock) -> secrets.TenantSecrets:
+    """As the functions have them (the stack's key), keeping values by ``clock``."""
+    return secrets.TenantSecrets(stack.graph("TenantApiFunction").settings.stripe.tenant_secrets_key, clock)
+
+
+def test_the_platform_webhook_secrets_are_read_once_per_max_age(stack: InProcessStack, clock: Clock) -> None:
+    settings = stack.graph("WebhookFunction").settings
+    name = settings.webhook_secret_param
+    ssm = boto3.client("ssm", region_name=settings.aws.region)
     ssm.put_parameter(Name=name, Value="whsec_a, whsec_b", Type="SecureString", Overwrite=True)
-    platform = secrets.PlatformSecrets()
+    platform = secrets.PlatformSecrets(webhook_secret=name, clock=clock)
     assert platform.webhook_secrets() == ["whsec_a", "whsec_b"]  # rolled: both sign, blanks dropped
 
     ssm.put_parameter(Name=name, Value="whsec_c", Type="SecureString", Overwrite=True)
@@ -61,8 +64,8 @@ def _route(tenant: Tenant) -> TenantRoute:
     )
 
 
-def test_a_tenant_secret_is_sealed_then_resealed_and_read_back(clock: Clock) -> None:
-    tenants = secrets.TenantSecrets()
+def test_a_tenant_secret_is_sealed_then_resealed_and_read_back(stack: InProcessStack, clock: Clock) -> None:
+    tenants = _tenant_secrets(stack, clock)
     acme = _api_key_tenant("acme", tenants.seal("acme", "rk_test_1", "whsec_1"))
     assert tenants.api_key(acme) == "rk_test_1"
     assert tenants.webhook_secrets(_route(acme)) == ["whsec_1"]
@@ -70,13 +73,14 @@ def test_a_tenant_secret_is_sealed_then_resealed_and_read_back(clock: Clock) -> 
     assert tenants.webhook_secrets(_route(rotated)) == ["whsec_1", "whsec_2"]  # at once, not in 5 min
     assert tenants.api_key(rotated) == "rk_test_2"
     TenantStore().save(rotated, FROZEN_NOW)  # the tenant item keeps ciphertexts only
-    stored = aws.dynamodb().get_item(TableName=get_settings().tenants_table, Key={"pk": {"S": "tenant#acme"}})
+    table = stack.graph("TenantApiFunction").settings.tenants_table
+    stored = aws.dynamodb().get_item(TableName=table, Key={"pk": {"S": "tenant#acme"}})
     assert b"rk_test_2" not in json.dumps(stored["Item"], default=repr).encode()
     assert TenantStore().get("acme") == rotated
 
 
-def test_a_missing_tenant_secret_raises_and_is_not_cached(clock: Clock) -> None:
-    tenants = secrets.TenantSecrets()
+def test_a_missing_tenant_secret_raises_and_is_not_cached(stack: InProcessStack, clock: Clock) -> None:
+    tenants = _tenant_secrets(stack, clock)
     ghost = _api_key_tenant("ghost", name="revsync/local/tenants/ghost")
     with pytest.raises(aws.secretsmanager().exceptions.ResourceNotFoundException):
         tenants.read("revsync/local/tenants/ghost")
@@ -86,8 +90,10 @@ def test_a_missing_tenant_secret_raises_and_is_not_cached(clock: Clock) -> None:
         tenants.api_key(_api_key_tenant("nobody"))
 
 
-def test_a_sealed_secret_costs_one_kms_call_per_max_age_and_none_while_warm(clock: Clock) -> None:
-    tenants = secrets.TenantSecrets()
+def test_a_sealed_secret_costs_one_kms_call_per_max_age_and_none_while_warm(
+    stack: InProcessStack, clock: Clock
+) -> None:
+    tenants = _tenant_secrets(stack, clock)
     acme = _api_key_tenant("acme", tenants.seal("acme", "rk_test_1", "whsec_1"))
     decrypts: list[str] = []
     aws.kms().meta.events.register("before-call.kms.Decrypt", lambda **_: decrypts.append("decrypt"))

@@ -12,10 +12,8 @@ import pytest
 from revsync.domain import oauth_state
 from revsync.domain.routing import TenantRoute
 from revsync.domain.tenancy import Connection, Tenant
-from revsync.infra.secrets import SealedSecretError, TenantSecrets
-from revsync.store.oauth_states import OAuthStates
+from revsync.infra.secrets import SealedSecretError
 from revsync.store.tenants import AccountTaken, TenantStore
-from revsync.table_names import table_names
 
 from local import stripe_shapes as S
 from local.inprocess import InProcessStack
@@ -121,9 +119,10 @@ def test_an_account_stays_with_its_tenant(stack: InProcessStack, connect_oauth: 
     assert _record(stack, "globex", "u-1") is None
 
 
-def _connect_api_key(tenant_id: str) -> Tenant:
+def _connect_api_key(stack: InProcessStack, tenant_id: str) -> Tenant:
     """An API-key tenant as PUT .../connection saves it: its key and webhook secret sealed."""
-    sealed = TenantSecrets().seal(tenant_id, f"rk_test_{tenant_id}_key", f"whsec_{tenant_id}_secret")
+    secrets = stack.graph("TenantApiFunction").secrets
+    sealed = secrets.seal(tenant_id, f"rk_test_{tenant_id}_key", f"whsec_{tenant_id}_secret")
     tenant = Tenant(tenant_id, Connection("connected", "api_key", sealed=sealed)).with_config(
         "metadata.app_id"
     )
@@ -133,7 +132,7 @@ def _connect_api_key(tenant_id: str) -> Tenant:
 
 def test_direct_route_needs_that_tenants_own_secret(stack: InProcessStack) -> None:
     for tenant_id in ("initech", "umbrella"):
-        _connect_api_key(tenant_id)
+        _connect_api_key(stack, tenant_id)
     event = S.event("customer.created", S.customer("cus_1", metadata={"app_id": "u-1"}), created=NOW)
     # Another tenant's secret, or the platform's, does not open umbrella's route.
     for secret in ("whsec_initech_secret", PLATFORM_SECRET):
@@ -165,10 +164,11 @@ def test_lookalike_tenant_paths_are_refused(
 def test_an_oauth_state_of_one_tenant_cannot_connect_another(stack: InProcessStack) -> None:
     key = "state-key"
     token, state = oauth_state.issue("acme", key, NOW)
-    OAuthStates(table_names().tenants).save("acme", state.nonce, state.expires_at)
+    states = stack.graph("TenantApiFunction").states
+    states.save("acme", state.nonce, state.expires_at)
     # The nonce belongs to acme: consuming it for another tenant fails and leaves it usable by acme.
-    assert OAuthStates(table_names().tenants).consume("globex", state.nonce, NOW) is False
-    assert OAuthStates(table_names().tenants).consume("acme", state.nonce, NOW) is True
+    assert states.consume("globex", state.nonce, NOW) is False
+    assert states.consume("acme", state.nonce, NOW) is True
     # A state signed with another key (another deployment) is not ours.
     forged, _ = oauth_state.issue("globex", "another-key", NOW)
     with pytest.raises(oauth_state.StateError):
@@ -179,7 +179,7 @@ def test_an_oauth_state_of_one_tenant_cannot_connect_another(stack: InProcessSta
 def test_a_rewritten_tenant_secret_is_read_at_once_and_the_client_is_kept(stack: InProcessStack) -> None:
     from revsync.infra import aws
 
-    secrets = TenantSecrets()
+    secrets = stack.graph("TenantApiFunction").secrets
     sealed = secrets.seal("rotating", "rk_test_old", "whsec_old")
     route = TenantRoute(
         "rotating", "connected", False, "api_key", sealed_webhook_secret=sealed.webhook_secret
@@ -198,18 +198,18 @@ def test_a_rewritten_tenant_secret_is_read_at_once_and_the_client_is_kept(stack:
 
 def test_a_sealed_secret_copied_to_another_tenants_item_does_not_open(stack: InProcessStack) -> None:
     from revsync.infra import aws
-    from revsync.settings import get_settings
 
-    initech = _connect_api_key("initech")
-    umbrella = _connect_api_key("umbrella")
+    table = stack.graph("TenantApiFunction").settings.tenants_table
+    initech = _connect_api_key(stack, "initech")
+    umbrella = _connect_api_key(stack, "umbrella")
     event = S.event("customer.created", S.customer("cus_1", metadata={"app_id": "u-1"}), created=NOW)
     assert stack.post_webhook(event, "whsec_initech_secret", tenant_id="initech").status == 200  # warm
     # Someone with write access to the tenants table copies initech's sealed values onto umbrella.
-    copied = aws.dynamodb().get_item(
-        TableName=get_settings().tenants_table, Key={"pk": {"S": "tenant#initech"}}
-    )["Item"]["connection"]
+    copied = aws.dynamodb().get_item(TableName=table, Key={"pk": {"S": "tenant#initech"}})["Item"][
+        "connection"
+    ]
     aws.dynamodb().update_item(
-        TableName=get_settings().tenants_table,
+        TableName=table,
         Key={"pk": {"S": "tenant#umbrella"}},
         UpdateExpression="SET #c = :c",
         ExpressionAttributeNames={"#c": "connection"},
@@ -224,7 +224,8 @@ def test_a_sealed_secret_copied_to_another_tenants_item_does_not_open(stack: InP
     assert moved is not None
     assert moved.connection.sealed == initech.connection.sealed != umbrella.connection.sealed
     with pytest.raises(SealedSecretError):
-        TenantSecrets().api_key(moved)  # nor does the worker's Stripe client get initech's key
+        # nor does the worker's Stripe client get initech's key
+        stack.graph("TenantApiFunction").secrets.api_key(moved)
     stack.drain()
     assert _record(stack, "initech", "u-1") is not None
     assert _record(stack, "umbrella", "u-1") is None

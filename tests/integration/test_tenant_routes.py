@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 from revsync.domain.tenancy import Connection, Tenant, Tracking
-from revsync.infra.secrets import TenantSecrets
 from revsync.services.backfill import BackfillError
 from revsync.store.tenants import TenantStore
 
@@ -100,7 +99,7 @@ def test_an_old_style_tenant_keeps_working_then_moves_to_sealed_secrets_on_its_r
     ]
     tenant = TenantStore().get("acme")
     assert tenant is not None
-    assert TenantSecrets().api_key(tenant) == API_KEY
+    assert stack.graph("TenantApiFunction").secrets.api_key(tenant) == API_KEY
 
     # The rotation: the roll ends (the new secret only) and the key changes.
     stripe_fake.valid_keys["rk_test_51Rotatedkeyabcdef"] = "acct_direct"
@@ -115,7 +114,7 @@ def test_an_old_style_tenant_keeps_working_then_moves_to_sealed_secrets_on_its_r
     assert tenant is not None
     assert (tenant.connection.secret_name, tenant.customer_id_trait) == (None, "id")
     assert tenant.connection.sealed is not None
-    assert TenantSecrets().api_key(tenant) == "rk_test_51Rotatedkeyabcdef"
+    assert stack.graph("TenantApiFunction").secrets.api_key(tenant) == "rk_test_51Rotatedkeyabcdef"
     # After: Stripe signs with the new secret (and, while its roll lasts, the old one beside it).
     assert [
         deliver("whsec_new_secret"),

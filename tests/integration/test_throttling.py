@@ -14,6 +14,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -72,15 +73,14 @@ def test_throttled_writes_are_deferred_past_max_receive_count_then_applied_once(
     moto_ms = [FROZEN_NOW * 1000.0]
     monkeypatch.setattr(sqs_models, "unix_time_millis", lambda: moto_ms[0])
     connect_oauth("acme", "acct_acme")
-    worker = lambda_runtime.load_module("WorkerFunction").dependencies()
     hidden: list[float] = []
-    real_hide = worker.visibility.hide
+    real_hide = stack.graph("WorkerFunction").visibility.hide
 
     def hide(receipt_handle: str, seconds: float) -> None:
         hidden.append(seconds)
         real_hide(receipt_handle, seconds)
 
-    monkeypatch.setattr(worker.visibility, "hide", hide)
+    stack.wire("WorkerFunction", visibility=SimpleNamespace(hide=hide))
     sub = S.subscription("cus_1", [S.subscription_item(S.price(2500))], status="active")
     invoice = S.invoice("cus_1", sub["id"], amount_paid=2500, paid_at=FROZEN_NOW - 10)
     events = [
@@ -135,9 +135,8 @@ def test_a_batch_held_back_by_a_deferral_is_not_a_failed_invocation_and_waits_as
     FIFO group while any of its messages is in flight), and a batch that only that held back is
     reported as such, not as an error of the whole invocation (an alarm, and Lambda scaling back)."""
     connect_oauth("acme", "acct_acme")
-    worker = lambda_runtime.load_module("WorkerFunction").dependencies()
     hidden: dict[str, float] = {}
-    monkeypatch.setattr(worker.visibility, "hide", hidden.__setitem__)
+    stack.wire("WorkerFunction", visibility=SimpleNamespace(hide=hidden.__setitem__))
     customer = S.customer("cus_1", metadata={"app_id": "u-1"})
     records = [
         _sqs_record(

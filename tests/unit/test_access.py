@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from revsync.domain.access import IAM, JWT, Principal, authorize, principal_from_jwt
-from revsync.errors import ApiError
+from revsync.errors import RevsyncError
+from revsync.http_errors import status_of
 from revsync.services.connect import settings_location
 
 
@@ -27,11 +28,11 @@ def test_claims_as_api_gateway_hands_them_over() -> None:
     assert principal_from_jwt(_jwt({"tenant_id": ""}), "tenant_id") == Principal(None, frozenset())
 
 
-def _refused(mode: str, tenant: str, principal: Principal | None) -> tuple[int, str] | None:
+def _refused(mode: str, tenant: str, principal: Principal | None) -> tuple[int | None, str] | None:
     try:
         authorize(mode, tenant, principal)
-    except ApiError as exc:
-        return exc.status, exc.code
+    except RevsyncError as exc:
+        return status_of(exc), exc.code
     return None
 
 

@@ -23,7 +23,8 @@ from revsync.domain.history import (
     revenue_months,
 )
 from revsync.domain.snapshots import parse_customer, parse_invoice, parse_subscription
-from revsync.errors import ApiError
+from revsync.errors import RevsyncError
+from revsync.http_errors import status_of
 from revsync.services.revenue import revenue
 
 from local import stripe_shapes as S
@@ -352,13 +353,13 @@ _QUERIES = st.dictionaries(
 
 @given(_QUERIES)
 def test_any_revenue_query_answers_months_or_a_400(query: dict[str, str]) -> None:
-    refused: ApiError | None = None
+    refused: RevsyncError | None = None
     try:
         answer = revenue("t", query, totals=FakeRollup(), now=1_800_000_000)
-    except ApiError as exc:
+    except RevsyncError as exc:
         refused = exc
     if refused is not None:
-        assert refused.status == 400
+        assert status_of(refused) == 400
         return
     first, last = answer["months"][0]["month"], answer["months"][-1]["month"]
     assert "1970-01" <= first <= last <= "9998-12"

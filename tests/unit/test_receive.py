@@ -11,7 +11,9 @@ from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2
 from revsync.domain.events import parked_body
 from revsync.domain.signature import sign_header
 from revsync.domain.tenancy import Connection, Tenant, TenantRoute
-from revsync.services.receive import RequestError, WebhookRequest, receive
+from revsync.errors import RevsyncError
+from revsync.http_errors import status_of
+from revsync.services.receive import WebhookRequest, receive
 
 from local import apigw
 from local import stripe_shapes as S
@@ -295,18 +297,18 @@ def test_the_function_url_answers_only_the_webhook_routes(
     """A function URL has no router: whatever reaches it that is not a webhook POST is a 4xx."""
     event = apigw.function_url_event(method, path, b"{}", {"content-type": "application/json"})
     LambdaFunctionUrlModel.model_validate(event)
-    with pytest.raises(RequestError) as rejected:
+    with pytest.raises(RevsyncError) as rejected:
         WebhookRequest.from_http_event(event, 1024)
-    assert (rejected.value.status, rejected.value.code) == (status, code)
+    assert (status_of(rejected.value), rejected.value.code) == (status, code)
 
 
 def test_oversized_or_badly_encoded_bodies_are_4xx_at_either_entrance() -> None:
     for event in _entrances("/webhooks/stripe", b"x" * 2000, {"content-type": "text/plain"}).values():
-        with pytest.raises(RequestError) as too_big:
+        with pytest.raises(RevsyncError) as too_big:
             WebhookRequest.from_http_event(event, 1024)
-        assert too_big.value.status == 413
+        assert status_of(too_big.value) == 413
     for event in _entrances("/webhooks/stripe", b"\xff\x00", {}).values():
         event["body"] = "not base64!"
-        with pytest.raises(RequestError) as bad:
+        with pytest.raises(RevsyncError) as bad:
             WebhookRequest.from_http_event(event, 1024)
-        assert (bad.value.status, bad.value.code) == (400, "bad_encoding")
+        assert (status_of(bad.value), bad.value.code) == (400, "bad_encoding")

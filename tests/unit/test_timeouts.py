@@ -4,11 +4,13 @@ template.yaml. The backoff comes from botocore's and the stripe SDK's own code, 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from typing import Any
 from unittest import mock
 
+import pytest
 import stripe
 from botocore.retries.standard import ExponentialBackoff, RetryContext
 from revsync.infra import aws
@@ -16,7 +18,8 @@ from revsync.store import models
 from revsync.stripe_api import client as stripe_client
 
 from local import lambda_runtime
-from local.template import ROOT, load_template
+from local.environment import LOCAL_AWS, REGION, functions_environment
+from local.template import ROOT, LocalNames, load_template
 
 
 class _Throttled:
@@ -82,7 +85,16 @@ def test_every_client_fits_every_function_that_uses_it() -> None:
             assert worst <= timeouts[function], (function, name, worst, timeouts[function])
 
 
-def test_the_importer_and_the_catch_up_stop_taking_pages_in_time_for_one_more_stripe_call() -> None:
+def _template_environment() -> dict[str, str]:
+    """A handler checks its settings as it is imported: the template's variables, named locally."""
+    return {**LOCAL_AWS, **functions_environment(LocalNames(REGION, queue_urls={}))}
+
+
+def test_the_importer_and_the_catch_up_stop_taking_pages_in_time_for_one_more_stripe_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in _template_environment().items():
+        monkeypatch.setenv(name, value)
     for function in ("ImporterFunction", "ReconcilerFunction"):
         assert lambda_runtime.load_module(function).SAFETY_MARGIN_SECONDS >= STRIPE
 
@@ -127,7 +139,10 @@ def test_the_receiver_loads_neither_pynamodb_nor_stripe() -> None:
         "spec.loader.exec_module(module);"
         "print(sorted(m for m in ('pynamodb', 'stripe') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    environment = {**os.environ, **_template_environment()}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT, env=environment
+    )
     assert out.stdout.strip() == "[]"
 
 

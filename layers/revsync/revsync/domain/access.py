@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from revsync.errors import ApiError
+from revsync.errors import Forbidden, Unauthenticated
 
 OPERATOR_SCOPE = "revsync/admin"
 IAM, JWT = "IAM", "JWT"
@@ -51,15 +51,16 @@ def principal_from_jwt(authorizer: Mapping[str, Any] | None, tenant_claim: str) 
 
 
 def authorize(mode: str, tenant_id: str, principal: Principal | None) -> None:
-    """Raise ApiError unless the caller may act on ``tenant_id``.
+    """Raise unless the caller may act on ``tenant_id``.
 
-    401 when JWT mode finds no token's claims (the authorizer should have refused first; this holds
-    if a route is ever left without it); 403 ``forbidden_tenant`` for another tenant's token.
+    ``Unauthenticated`` when JWT mode finds no token's claims (the authorizer should have refused
+    first; this holds if a route is ever left without it); ``Forbidden`` (``forbidden_tenant``) for
+    another tenant's token.
     """
     if mode != JWT:
         return
     if principal is None:
-        raise ApiError(401, "unauthorized", "a bearer token is required")
+        raise Unauthenticated("a bearer token is required", "unauthorized")
     if principal.is_operator or principal.tenant_id == tenant_id:
         return
-    raise ApiError(403, "forbidden_tenant", "this token is not for this tenant")
+    raise Forbidden("this token is not for this tenant", "forbidden_tenant")

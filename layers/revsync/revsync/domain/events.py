@@ -23,16 +23,16 @@ from revsync.domain.snapshots import (
     parse_invoice,
     parse_subscription,
 )
+from revsync.errors import InvalidInput
 
 Source = Literal["created", "updated", "deleted", "fetched"]
 
 
-class EventError(ValueError):
+class EventError(InvalidInput):
     """The body is not a Stripe event revsync can read. ``code`` is safe to return."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code)
 
 
 class StripeEvent(NamedTuple):

@@ -14,13 +14,14 @@ import json
 import secrets
 from dataclasses import dataclass
 
+from revsync.errors import InvalidInput
+
 STATE_TTL_SECONDS = 600
 
 
-class StateError(ValueError):
+class StateError(InvalidInput):
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code)
 
 
 @dataclass(frozen=True, slots=True)

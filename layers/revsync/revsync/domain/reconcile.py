@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 from typing import Literal, NamedTuple
 
+from revsync.errors import InvalidInput
+
 EVENTS_RETENTION_SECONDS = 30 * 86_400
 # How far before the watermark a run starts: covers the watermark's coarseness (WATERMARK_STEP) and
 # events created while the previous run was listing.
@@ -138,10 +140,10 @@ class CatchUpJob(NamedTuple):
 
 
 def catch_up_job(body: str) -> CatchUpJob:
-    """A queued job's body (``infra.catch_ups.job_body``); ValueError if it is not one."""
+    """A queued job's body (``infra.catch_ups.job_body``); InvalidInput if it is not one."""
     document = json.loads(body)
     if not isinstance(document, dict) or document.get("reason") not in ("schedule", "request", "continue"):
-        raise ValueError("not a catch-up job")
+        raise InvalidInput("not a catch-up job")
     token = document.get("token")
     return CatchUpJob(
         tenant_id=str(document["tenant_id"]),

@@ -20,6 +20,7 @@ from revsync.domain.snapshots import (
     SubscriptionSnapshot,
 )
 from revsync.domain.state import CustomerObjects
+from revsync.errors import InvalidInput
 
 RENEWING_STATUSES = frozenset({"active", "past_due", "trialing"})
 MAX_KEY_BYTES = 1024  # DynamoDB's limit on a sort key (the record's external_id)
@@ -58,8 +59,8 @@ class CustomerRecord(TypedDict):
     traits: dict[str, Any]
 
 
-class TraitError(ValueError):
-    pass
+class TraitError(InvalidInput):
+    code = "invalid_customer_id_trait"
 
 
 def validate_trait(trait: str) -> str:

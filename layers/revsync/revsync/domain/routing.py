@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from revsync.errors import InvalidInput
+
 _TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class TenantError(ValueError):
+class TenantError(InvalidInput):
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code)
 
 
 def validate_tenant_id(tenant_id: str | None) -> str:

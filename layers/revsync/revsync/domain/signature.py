@@ -12,15 +12,16 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 
+from revsync.errors import InvalidInput
+
 DEFAULT_TOLERANCE_SECONDS = 300
 
 
-class SignatureError(ValueError):
+class SignatureError(InvalidInput):
     """The request is not provably from Stripe. ``code`` is safe to return to the caller."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code)
 
 
 def compute_signature(secret: str, timestamp: int, payload: bytes) -> str:

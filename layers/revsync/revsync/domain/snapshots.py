@@ -17,14 +17,18 @@ from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, NotRequired, TypedDict
 
+from revsync.errors import InvalidInput
+
 # Statuses in which a subscription is still alive (docs/contracts.md lifecycle).
 LIVE_SUBSCRIPTION_STATUSES = frozenset({"trialing", "active", "past_due", "unpaid", "paused"})
 # Statuses a subscription never leaves.
 TERMINAL_SUBSCRIPTION_STATUSES = frozenset({"canceled", "incomplete_expired"})
 
 
-class SnapshotError(ValueError):
+class SnapshotError(InvalidInput):
     """A Stripe object is missing something revsync cannot do without."""
+
+    code = "invalid_object"
 
 
 class Coupon(TypedDict):

@@ -13,14 +13,17 @@ from dataclasses import dataclass, field, replace
 from revsync.domain.events import Observation
 from revsync.domain.history_archive import HistoryChunk, HistoryUpdate, KeptHistory
 from revsync.domain.state import CustomerObjects
+from revsync.errors import Conflict
 
 # Paid invoices kept in the state item itself (paying one costs no write of its own); one more moves
 # them, together, into an archive item (revsync.store.customer_state).
 INLINE_INVOICES = 4
 
 
-class ConcurrentUpdate(RuntimeError):
+class ConcurrentUpdate(Conflict):
     """Another writer changed the customer's state since it was loaded: load again and retry."""
+
+    code = "concurrent_update"
 
 
 @dataclass(frozen=True, slots=True)

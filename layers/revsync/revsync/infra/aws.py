@@ -1,4 +1,5 @@
-"""Cached boto3 clients: one per process, created on first use (never at import time)."""
+"""Cached boto3 clients: one per process, created on first use (never at import time), in the region
+and with the timeouts ``configure`` was given (the composition root calls it: revsync.bootstrap)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
-from revsync.settings import get_settings
+from revsync.settings import AwsSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -36,11 +37,22 @@ CONFIG = Config(
 )
 
 
+_configured: list[AwsSettings] = []  # the settings configure() was last given
+
+
+def configure(settings: AwsSettings) -> None:
+    """The region and timeouts of this process's clients, from now on (clients made before are
+    forgotten)."""
+    _configured[:] = [settings]
+    reset_clients()
+
+
 def _client(service: Any) -> Any:
-    settings = get_settings()
-    config = CONFIG
-    if settings.local_client_timeout_seconds:  # the local stack on a loaded machine, never deployed
-        timeout = settings.local_client_timeout_seconds
+    if not _configured:
+        raise RuntimeError("AWS clients are not configured: revsync.bootstrap configures them")
+    settings, config = _configured[0], CONFIG
+    if settings.client_timeout_seconds:  # the local stack on a loaded machine, never deployed
+        timeout = settings.client_timeout_seconds
         config = CONFIG.merge(Config(connect_timeout=timeout, read_timeout=timeout))
     return boto3.session.Session().client(service, region_name=settings.region, config=config)
 

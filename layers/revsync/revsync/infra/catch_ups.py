@@ -10,7 +10,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from revsync.domain.reconcile import CatchUpJob
 from revsync.infra import aws
 from revsync.infra.queue import QueueError
-from revsync.settings import get_settings
 
 BATCH = 10  # SendMessageBatch's limit
 
@@ -20,9 +19,13 @@ def job_body(job: CatchUpJob) -> str:
 
 
 class SqsCatchUpQueue:
+    """The catch-up queue (``url``); a job is queued once per ``period_seconds`` (the schedule's)."""
+
+    def __init__(self, url: str, period_seconds: int) -> None:
+        self._url, self._period = url, period_seconds
+
     def send(self, jobs: list[CatchUpJob]) -> None:
-        settings = get_settings()
-        period = settings.reconcile_minutes * 60
+        period = self._period
         for first in range(0, len(jobs), BATCH):
             entries = [
                 {
@@ -36,7 +39,7 @@ class SqsCatchUpQueue:
             for _ in range(2):  # entries SQS failed on their own (throttled) are sent once more
                 try:
                     response = aws.sqs().send_message_batch(
-                        QueueUrl=settings.reconcile_queue_url,
+                        QueueUrl=self._url,
                         Entries=entries,  # type: ignore[arg-type]
                     )
                 except (BotoCoreError, ClientError) as exc:

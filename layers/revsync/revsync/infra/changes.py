@@ -13,14 +13,15 @@ from typing import Any
 
 from revsync.domain.changes import DETAIL_TYPE, SOURCE
 from revsync.infra import aws
-from revsync.settings import get_settings
 
 logger = logging.getLogger("revsync.changes")
 _ENTRIES_PER_CALL = 10
 
 
 class EventBridgeChanges:
-    def __init__(self, bus_name: str | None = None) -> None:
+    """The change feed on the bus ``bus_name``."""
+
+    def __init__(self, bus_name: str) -> None:
         self._bus_name = bus_name
         self._pending: list[dict[str, Any]] = []
 
@@ -30,7 +31,7 @@ class EventBridgeChanges:
     def flush(self) -> tuple[int, int]:
         """Send what was published since the last flush; (sent, failed)."""
         pending, self._pending = self._pending, []
-        bus = self._bus_name or get_settings().changes_bus_name
+        bus = self._bus_name
         sent = failed = 0
         for start in range(0, len(pending), _ENTRIES_PER_CALL):
             chunk = pending[start : start + _ENTRIES_PER_CALL]

@@ -19,19 +19,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from revsync.domain.routing import SealedSecrets, TenantRoute
+from revsync.errors import RevsyncError, SettingsError
 from revsync.infra import aws
 from revsync.infra.cache import MaxAgeCache
-from revsync.settings import get_settings
 
 if TYPE_CHECKING:  # the receiver does not import it (it defines dataclasses: cold start)
     from revsync.domain.tenancy import Tenant
 
 MAX_AGE_SECONDS = 300
-
-CACHE: MaxAgeCache[str, str] = MaxAgeCache(MAX_AGE_SECONDS)  # raw values by source and name
 
 
 def _split(value: str) -> list[str]:
@@ -39,35 +39,55 @@ def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _parameter(name: str) -> str:
-    """An SSM SecureString (or String) parameter's value, decrypted."""
-
-    def read() -> str:
-        return aws.ssm().get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
-
-    return CACHE.get(f"ssm:{name}", read)
-
-
 class PlatformSecrets:
-    """Secrets of the platform (its Stripe key, its Connect webhook endpoint), from SSM."""
+    """Secrets of the platform (its Stripe key, its Connect webhook endpoint, its OAuth client id and
+    state key), from the SSM parameters named (a function is given only those it reads)."""
+
+    def __init__(
+        self,
+        *,
+        webhook_secret: str | None = None,
+        stripe_secret_key: str | None = None,
+        connect_client_id: str | None = None,
+        state_key: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._names = {
+            "webhook_secret": webhook_secret,
+            "stripe_secret_key": stripe_secret_key,
+            "connect_client_id": connect_client_id,
+            "state_key": state_key,
+        }
+        self._cache: MaxAgeCache[str, str] = MaxAgeCache(MAX_AGE_SECONDS, clock)
+
+    def _parameter(self, secret: str) -> str:
+        """An SSM SecureString (or String) parameter's value, decrypted."""
+        name = self._names[secret]
+        if name is None:
+            raise SettingsError(f"this function's settings name no {secret} parameter")
+
+        def read() -> str:
+            return aws.ssm().get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+
+        return self._cache.get(name, read)
 
     def webhook_secrets(self) -> list[str]:
-        return _split(_parameter(get_settings().webhook_secret_param))
+        return _split(self._parameter("webhook_secret"))
 
     def connect_client_id(self) -> str:
         """The platform's Connect client id (``ca_…``), for OAuth."""
-        return _parameter(get_settings().connect_client_id_param)
+        return self._parameter("connect_client_id")
 
     def state_signing_key(self) -> str:
-        return _parameter(get_settings().state_key_param)
+        return self._parameter("state_key")
 
     def stripe_secret_key(self) -> str:
-        return _parameter(get_settings().stripe_secret_key_param)
+        return self._parameter("stripe_secret_key")
 
 
-class SealedSecretError(RuntimeError):
+class SealedSecretError(RevsyncError):
     """KMS refused a tenant's sealed secret (sealed for another tenant or kind, or with another key),
-    or the connection has none."""
+    or the connection (or the function) has none."""
 
 
 API_KEY, WEBHOOK_SECRET = "api_key", "webhook_secret"
@@ -79,32 +99,34 @@ def _context(tenant_id: str, kind: str) -> dict[str, str]:
     return {"tenant_id": tenant_id, "secret": kind}
 
 
-def _unseal(tenant_id: str, kind: str, sealed: bytes) -> str:
-    """A sealed secret, decrypted at most once per max-age in this process. The cache key holds the
-    ciphertext's digest, so a rotated secret (a new ciphertext) is read at once, and its tenant and
-    kind, so a ciphertext copied to another tenant's item is still put to KMS, which refuses it."""
-
-    def read() -> str:
-        client = aws.kms()
-        try:
-            opened = client.decrypt(
-                CiphertextBlob=sealed,
-                KeyId=get_settings().tenant_secrets_key,
-                EncryptionContext=_context(tenant_id, kind),
-            )
-        except (client.exceptions.InvalidCiphertextException, client.exceptions.IncorrectKeyException):
-            raise SealedSecretError(f"the {kind} sealed for tenant {tenant_id} does not open") from None
-        return opened["Plaintext"].decode()
-
-    return CACHE.get(f"kms:{tenant_id}:{kind}:{hashlib.sha256(sealed).hexdigest()}", read)
-
-
 class TenantSecrets:
-    """An API-key tenant's restricted key and webhook secret: sealed with the stack's KMS key on the
-    tenant item, or, for a connection saved before that, in the Secrets Manager secret it names."""
+    """An API-key tenant's restricted key and webhook secret: sealed with the stack's KMS key
+    (``key``: its ARN) on the tenant item, or, for a connection saved before that, in the Secrets
+    Manager secret it names. Values read are kept for five minutes."""
+
+    def __init__(self, key: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self._key = key
+        self._cache: MaxAgeCache[str, str] = MaxAgeCache(MAX_AGE_SECONDS, clock)
+
+    def _unseal(self, tenant_id: str, kind: str, sealed: bytes) -> str:
+        """A sealed secret, decrypted at most once per max-age. The cache key holds the ciphertext's
+        digest, so a rotated secret (a new ciphertext) is read at once, and its tenant and kind, so a
+        ciphertext copied to another tenant's item is still put to KMS, which refuses it."""
+
+        def read() -> str:
+            client = aws.kms()
+            try:
+                opened = client.decrypt(
+                    CiphertextBlob=sealed, KeyId=self._key, EncryptionContext=_context(tenant_id, kind)
+                )
+            except (client.exceptions.InvalidCiphertextException, client.exceptions.IncorrectKeyException):
+                raise SealedSecretError(f"the {kind} sealed for tenant {tenant_id} does not open") from None
+            return opened["Plaintext"].decode()
+
+        return self._cache.get(f"kms:{tenant_id}:{kind}:{hashlib.sha256(sealed).hexdigest()}", read)
 
     def seal(self, tenant_id: str, api_key: str, webhook_secret: str) -> SealedSecrets:
-        client, key = aws.kms(), get_settings().tenant_secrets_key
+        client, key = aws.kms(), self._key
 
         def encrypt(kind: str, value: str) -> bytes:
             encrypted = client.encrypt(
@@ -117,14 +139,14 @@ class TenantSecrets:
     def api_key(self, tenant: Tenant) -> str:
         connection = tenant.connection
         if connection.sealed is not None:
-            return _unseal(tenant.tenant_id, API_KEY, connection.sealed.api_key)
+            return self._unseal(tenant.tenant_id, API_KEY, connection.sealed.api_key)
         if connection.secret_name:
             return str(self.read(connection.secret_name)["api_key"])
         raise SealedSecretError(f"tenant {tenant.tenant_id} has no API key stored")
 
     def webhook_secrets(self, route: TenantRoute) -> list[str]:
         if route.sealed_webhook_secret is not None:
-            return _split(_unseal(route.tenant_id, WEBHOOK_SECRET, route.sealed_webhook_secret))
+            return _split(self._unseal(route.tenant_id, WEBHOOK_SECRET, route.sealed_webhook_secret))
         if route.secret_name:
             return _split(str(self.read(route.secret_name).get("webhook_secret", "")))
         return []
@@ -135,7 +157,7 @@ class TenantSecrets:
         def read() -> str:
             return aws.secretsmanager().get_secret_value(SecretId=secret_name)["SecretString"]
 
-        value = json.loads(CACHE.get(f"secret:{secret_name}", read))
+        value = json.loads(self._cache.get(f"secret:{secret_name}", read))
         return value if isinstance(value, dict) else {}
 
     def retire(self, secret_name: str) -> None:
@@ -144,14 +166,14 @@ class TenantSecrets:
         leaked), so nothing should read them again, and a retired key kept restorable for 7 to 30 days
         helps no one. Deleting a secret that is already gone succeeds (AWS and moto alike)."""
         aws.secretsmanager().delete_secret(SecretId=secret_name, ForceDeleteWithoutRecovery=True)
-        CACHE.forget(f"secret:{secret_name}")
+        self._cache.forget(f"secret:{secret_name}")
 
 
 class WebhookSecretSource:
     """The receiver's view: which secrets may sign a webhook for a route."""
 
-    def __init__(self) -> None:
-        self._platform, self._tenants = PlatformSecrets(), TenantSecrets()
+    def __init__(self, platform: PlatformSecrets, tenants: TenantSecrets) -> None:
+        self._platform, self._tenants = platform, tenants
 
     def platform(self) -> list[str]:
         return self._platform.webhook_secrets()

@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 
 from revsync.infra import aws
-from revsync.settings import get_settings
 
 
 class BackfillStarter:
+    """Starts executions of the backfill state machine ``state_machine_arn``."""
+
+    def __init__(self, state_machine_arn: str) -> None:
+        self._state_machine = state_machine_arn
+
     def start(self, tenant_id: str, now: int) -> str:
         response = aws.stepfunctions().start_execution(
-            stateMachineArn=get_settings().backfill_state_machine_arn,
+            stateMachineArn=self._state_machine,
             name=f"{tenant_id}-{now}",
             input=json.dumps({"tenant_id": tenant_id}),
         )

@@ -50,6 +50,7 @@ from revsync.domain.snapshots import (
     parse_subscription,
 )
 from revsync.domain.tenancy import Tenant
+from revsync.errors import Conflict
 from revsync.services.sync import ChangeFeed, Customers, StripeObjects, Tenants, apply_observation
 from revsync.stripe_api.pacing import Pacer
 
@@ -71,10 +72,11 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], Snapshot | None]] = {
 LIST_ENDPOINTS: dict[str, str] = {kind: list_endpoint(kind) for kind in KINDS}
 
 
-class BackfillError(RuntimeError):
+class BackfillError(Conflict):
+    """The tenant's state does not allow the backfill (no connection): the execution fails saying so."""
+
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code)
 
 
 class Lister(StripeObjects, Protocol):

@@ -11,12 +11,12 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from revsync.domain import oauth_state
-from revsync.domain.tenancy import Connection, Tenant, status_document
-from revsync.errors import ApiError
+from revsync.domain.tenancy import Connection, Tenant, status_document, validate_tenant_id
+from revsync.errors import Conflict, InvalidInput
 from revsync.services.sync import SyncResult
-from revsync.services.tenants import TenantRepository, checked_tenant_id
+from revsync.services.tenants import TenantRepository
 from revsync.store.tenants import AccountTaken
-from revsync.stripe_api.client import OAuthGrant, StripeAccessError
+from revsync.stripe_api.client import OAuthGrant
 
 
 class States(Protocol):
@@ -66,7 +66,7 @@ def authorize_url(
     redirect_uri: str,
     now: int,
 ) -> dict[str, Any]:
-    checked_tenant_id(tenant_id)
+    validate_tenant_id(tenant_id)
     token, state = oauth_state.issue(tenant_id, secrets.state_key, now)
     states.save(tenant_id, state.nonce, state.expires_at)
     return {"authorize_url": stripe.oauth_authorize_url(secrets.client_id, token, redirect_uri)}
@@ -81,29 +81,23 @@ def complete(
     secrets: ConnectSecrets,
     now: int,
 ) -> str:
-    """Finish the OAuth callback; returns the connected tenant's id or raises ``ApiError``."""
+    """Finish the OAuth callback; returns the connected tenant's id, or raises (a bad state or code is
+    ``InvalidInput``, Stripe's failure ``UpstreamUnavailable``, another tenant's account ``Conflict``)."""
     if query.get("error"):
         if query["error"] == "access_denied":
-            raise ApiError(
-                400, "access_denied", "Access to the Stripe account was not granted; nothing was changed."
+            raise InvalidInput(
+                "Access to the Stripe account was not granted; nothing was changed.", "access_denied"
             )
-        raise ApiError(400, "stripe_oauth_error", f"Stripe reported {query['error']!r}; nothing was changed.")
-    try:
-        state = oauth_state.verify(query.get("state"), secrets.state_key, now)
-    except oauth_state.StateError as exc:
-        raise ApiError(400, exc.code, str(exc)) from None
+        raise InvalidInput(f"Stripe reported {query['error']!r}; nothing was changed.", "stripe_oauth_error")
+    state = oauth_state.verify(query.get("state"), secrets.state_key, now)
     if not states.consume(state.tenant_id, state.nonce, now):
-        raise ApiError(
-            400, "reused_state", "This authorization link was already used or has expired; start again."
+        raise InvalidInput(
+            "This authorization link was already used or has expired; start again.", "reused_state"
         )
     code = query.get("code")
     if not code:
-        raise ApiError(400, "missing_code", "Stripe sent no authorization code.")
-    try:
-        grant = stripe.oauth_exchange(code)
-    except StripeAccessError as exc:
-        status = 502 if exc.code == "stripe_unavailable" else 400
-        raise ApiError(status, exc.code, str(exc)) from None
+        raise InvalidInput("Stripe sent no authorization code.", "missing_code")
+    grant = stripe.oauth_exchange(code)
     tenant = tenants.get(state.tenant_id) or Tenant(tenant_id=state.tenant_id)
     connected = replace(
         tenant,
@@ -119,10 +113,9 @@ def complete(
     try:
         tenants.save(connected, now)
     except AccountTaken:
-        raise ApiError(
-            409,
-            "account_taken",
+        raise Conflict(
             "This Stripe account is already connected to another tenant; nothing was changed.",
+            "account_taken",
         ) from None
     return state.tenant_id
 
@@ -131,10 +124,10 @@ def disconnect(
     tenant_id: str, *, tenants: TenantRepository, stripe: StripeConnect, secrets: ConnectSecrets, now: int
 ) -> dict[str, Any]:
     """Deauthorize with Stripe (OAuth) and mark the connection revoked; records stay, syncing stops."""
-    checked_tenant_id(tenant_id)
+    validate_tenant_id(tenant_id)
     tenant = tenants.get(tenant_id)
     if tenant is None or not tenant.connection.is_connected:
-        raise ApiError(409, "not_connected", "this tenant has no Stripe connection")
+        raise Conflict("this tenant has no Stripe connection", "not_connected")
     if tenant.connection.mode == "oauth" and tenant.connection.account_id:
         stripe.oauth_deauthorize(secrets.client_id, tenant.connection.account_id)
     revoked = revoke(tenant)

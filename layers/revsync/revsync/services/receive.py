@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import unquote
 
+from revsync import http_errors
 from revsync.domain import signature
 from revsync.domain.events import (
     HANDLED_EVENT_TYPES,
@@ -28,6 +29,7 @@ from revsync.domain.events import (
     parse_event,
 )
 from revsync.domain.routing import TenantError, TenantRoute, validate_tenant_id
+from revsync.errors import InvalidInput, NotFound, RetryLater, RevsyncError, TooLarge, UnsupportedMethod
 
 logger = logging.getLogger("revsync.receive")
 
@@ -56,12 +58,6 @@ _NO_LOG: Mapping[str, Any] = MappingProxyType({})
 _CONNECT_PATH = ("webhooks", "stripe")
 
 
-class RequestError(ValueError):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code = status, code
-
-
 # NamedTuples, not dataclasses: the receiver's cold start is measured, and each dataclass costs a
 # third of a millisecond to define.
 class WebhookRequest(NamedTuple):
@@ -87,21 +83,21 @@ class WebhookRequest(NamedTuple):
         elif len(segments) > 2 and tuple(segments[-3:-1]) == _CONNECT_PATH:
             tenant_id = unquote(segments[-1])
         else:
-            raise RequestError(404, "not_found", "webhooks are POST /webhooks/stripe[/{tenant_id}]")
+            raise NotFound("webhooks are POST /webhooks/stripe[/{tenant_id}]")
         if method != "POST":
-            raise RequestError(405, "method_not_allowed", "webhooks are POSTed")
+            raise UnsupportedMethod("webhooks are POSTed")
         raw = event.get("body") or ""
         if len(raw) > max_body_bytes * 4 // 3 + 4:
-            raise RequestError(413, "body_too_large", f"body exceeds {max_body_bytes} bytes")
+            raise TooLarge(f"body exceeds {max_body_bytes} bytes", "body_too_large")
         if event.get("isBase64Encoded"):
             try:
                 body = base64.b64decode(raw, validate=True)
             except (binascii.Error, ValueError):
-                raise RequestError(400, "bad_encoding", "body is not valid base64") from None
+                raise InvalidInput("body is not valid base64", "bad_encoding") from None
         else:
             body = raw.encode()
         if len(body) > max_body_bytes:
-            raise RequestError(413, "body_too_large", f"body exceeds {max_body_bytes} bytes")
+            raise TooLarge(f"body exceeds {max_body_bytes} bytes", "body_too_large")
         headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
         return cls(body=body, signature=headers.get("stripe-signature"), tenant_id=tenant_id)
 
@@ -113,19 +109,18 @@ class WebhookResponse(NamedTuple):
     log: Mapping[str, Any] = _NO_LOG
 
 
-def _rejected(status: int, code: str, message: str) -> WebhookResponse:
-    return WebhookResponse(status, {"error": code, "message": message}, f"rejected:{code}")
+def rejected(error: RevsyncError) -> WebhookResponse:
+    """A request the receiver will not act on, answered with its error's status and code."""
+    status = http_errors.status_of(error)
+    assert status is not None, error  # only categorised errors are a caller's
+    return WebhookResponse(status, http_errors.body(error), f"rejected:{error.code}")
 
 
 def _unavailable(step: str, exc: Exception, log: Mapping[str, Any] | None = None) -> WebhookResponse:
-    """Our dependency failed, not the caller: a 503 Stripe retries (the only 5xx the receiver gives)."""
-    code = "enqueue_failed" if step == "enqueue" else "dependency_unavailable"
-    return WebhookResponse(
-        503,
-        {"error": code, "message": "try again later"},
-        f"failed:{step}",
-        {**(log or {}), "cause": type(exc).__name__},
-    )
+    """Our dependency failed, not the caller: Stripe retries (the only 5xx the receiver gives)."""
+    error = RetryLater("try again later", "enqueue_failed" if step == "enqueue" else "dependency_unavailable")
+    response = rejected(error)
+    return response._replace(outcome=f"failed:{step}", log={**(log or {}), "cause": type(exc).__name__})
 
 
 def _dropped(reason: str, **log: Any) -> WebhookResponse:
@@ -195,7 +190,7 @@ def receive(
         try:
             validate_tenant_id(request.tenant_id)
         except TenantError as exc:
-            return _rejected(400, exc.code, str(exc))
+            return rejected(exc)
     try:
         if request.tenant_id is not None:
             direct = tenants.by_tenant(request.tenant_id)
@@ -215,7 +210,7 @@ def receive(
     try:
         signature.verify(request.body, request.signature, candidates, now)
     except signature.SignatureError as exc:
-        return _rejected(400, exc.code, str(exc))
+        return rejected(exc)
 
     try:
         routed = route_event(request.body, tenants, direct)

@@ -31,10 +31,9 @@ from revsync.domain.reconcile import (
     plan_run,
 )
 from revsync.domain.snapshots import SnapshotError
-from revsync.domain.tenancy import Tenant
-from revsync.errors import ApiError, CursorRejected, Deferred
+from revsync.domain.tenancy import Tenant, validate_tenant_id
+from revsync.errors import Conflict, CursorRejected, Deferred
 from revsync.services.sync import ChangeFeed, Customers, StripeObjects, Tenants, apply_observation
-from revsync.services.tenants import checked_tenant_id
 
 # The event types whose objects revsync applies (connection events come to the platform, not here).
 RECONCILED_TYPES = (
@@ -315,16 +314,16 @@ def request_catch_up(
     now: int,
     stale_after: int = CLAIM_STALE_SECONDS,
 ) -> dict[str, Any]:
-    """``POST /tenants/{id}/stripe/reconcile``: 202 with the job queued (the consumer runs it as it
-    runs the schedule's); 409 while a run holds the claim or a continuation is on its way."""
-    tenant_id = checked_tenant_id(tenant_id)
+    """``POST /tenants/{id}/stripe/reconcile``: the job queued (the consumer runs it as it runs the
+    schedule's); a ``Conflict`` while a run holds the claim or a continuation is on its way."""
+    tenant_id = validate_tenant_id(tenant_id)
     tenant = tenants.get(tenant_id)
     if tenant is None or not tenant.connection.is_connected:
-        raise ApiError(409, "not_connected", "this tenant has no Stripe connection")
+        raise Conflict("this tenant has no Stripe connection", "not_connected")
     state = progress.get(tenant_id)
     running = state.running_since and now - state.running_since < stale_after
     if running or continuation_live(state, now, stale_after):
-        raise ApiError(409, "reconcile_running", "a catch-up is already running for this tenant")
+        raise Conflict("a catch-up is already running for this tenant", "reconcile_running")
     # Its own deduplication id: a request a moment after another one's job ran is a job of its own.
     queue.send([CatchUpJob(tenant_id, "request", now, secrets.token_hex(8))])
     return {"reconcile": {"state": "queued", "queued_at": now}}

@@ -21,8 +21,9 @@ from revsync.domain.history import (
     revenue_months,
 )
 from revsync.domain.rollup import RevenuePeriods
-from revsync.errors import ApiError
-from revsync.services.tenants import RecordReader, checked_tenant_id, customer_record
+from revsync.domain.tenancy import validate_tenant_id
+from revsync.errors import InvalidInput
+from revsync.services.tenants import RecordReader, customer_record
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _CURRENCY = re.compile(r"^[a-z]{3}$")
@@ -55,7 +56,7 @@ def _month(value: str | None, name: str) -> str | None:
         return None
     if not _MONTH.fullmatch(value) or not FIRST_MONTH <= value <= LAST_MONTH:
         message = f"{name} must be a month as YYYY-MM, {FIRST_MONTH} to {LAST_MONTH}"
-        raise ApiError(400, "invalid_month", message)
+        raise InvalidInput(message, "invalid_month")
     return value
 
 
@@ -82,16 +83,16 @@ def _most_common(totals: Mapping[str, Mapping[str, Contribution]], last: str) ->
 def revenue(tenant_id: str, query: Mapping[str, str], *, totals: RevenueReader, now: int) -> dict[str, Any]:
     """``?from=YYYY-MM&to=YYYY-MM[&currency=usd]``; without them the twelve months up to now's.
     ``as_of`` (an extension of the contract's document): when the newest change counted was made."""
-    tenant_id = checked_tenant_id(tenant_id)
+    tenant_id = validate_tenant_id(tenant_id)
     last = _month(query.get("to"), "to") or month_of(now)
     first = _month(query.get("from"), "from") or _months_before(last, DEFAULT_MONTHS - 1)
     if first > last:
-        raise ApiError(400, "invalid_range", "from must not be after to")
+        raise InvalidInput("from must not be after to", "invalid_range")
     if _index(last) - _index(first) + 1 > MAX_MONTHS:
-        raise ApiError(400, "range_too_long", f"at most {MAX_MONTHS} months per request")
+        raise InvalidInput(f"at most {MAX_MONTHS} months per request", "range_too_long")
     currency = query.get("currency")
     if currency is not None and not _CURRENCY.fullmatch(currency):
-        raise ApiError(400, "invalid_currency", "currency must be a lowercase ISO code such as usd")
+        raise InvalidInput("currency must be a lowercase ISO code such as usd", "invalid_currency")
     found = totals.periods(tenant_id, first, last)
     currency = currency or _most_common(found.totals, last)
     return {

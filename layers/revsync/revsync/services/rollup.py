@@ -17,6 +17,7 @@ from revsync.domain.rollup import (
     change_of,
     plan_group,
 )
+from revsync.errors import RetryLater
 
 # A shard's position outlives every redelivery of its records: a stream keeps a record 24 hours.
 POSITION_SECONDS = 2 * 86_400
@@ -29,11 +30,11 @@ class RollupWriter(Protocol):
         ...
 
 
-class RollupInterrupted(RuntimeError):
+class RollupInterrupted(RetryLater):
     """A group could not be written: the batch is to be retried from the group's first record."""
 
     def __init__(self, sequence: int) -> None:
-        super().__init__(f"rollup interrupted at sequence number {sequence}")
+        super().__init__(f"rollup interrupted at sequence number {sequence}", "rollup_interrupted")
         self.sequence = sequence
 
 

@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from revsync.domain.reconcile import EventsState
-from revsync.domain.record import MAX_KEY_BYTES, TraitError, validate_trait
+from revsync.domain.record import MAX_KEY_BYTES, validate_trait
 from revsync.domain.tenancy import (
     Connection,
     SealedSecrets,
@@ -20,9 +20,9 @@ from revsync.domain.tenancy import (
     validate_tenant_id,
 )
 from revsync.domain.traits import candidate_traits
-from revsync.errors import ApiError
+from revsync.errors import Conflict, InvalidInput, NotFound, UpstreamUnavailable
 from revsync.services import settings_page as settings_page_view
-from revsync.stripe_api.client import KeyCheck, StripeAccessError
+from revsync.stripe_api.client import KeyCheck
 
 logger = logging.getLogger("revsync.tenants")
 
@@ -65,28 +65,20 @@ class RecordReader(Protocol):
 
 
 def json_body(body: str | None, base64_encoded: bool) -> Any:
-    """A request's JSON body as API Gateway passes it: a 400 when there is none, and when its bytes
+    """A request's JSON body as API Gateway passes it: invalid when there is none, and when its bytes
     are not base64 (if marked so), not UTF-8 or not JSON."""
     if not body:
-        raise ApiError(400, "invalid_body", "a JSON body is required")
+        raise InvalidInput("a JSON body is required", "invalid_body")
     try:  # binascii.Error and UnicodeDecodeError are ValueErrors too
         raw = base64.b64decode(body, validate=True) if base64_encoded else body.encode()
         return json.loads(raw.decode("utf-8"))
     except ValueError:
-        raise ApiError(400, "invalid_json", "body is not valid JSON (UTF-8)") from None
-
-
-def checked_tenant_id(tenant_id: str) -> str:
-    """The path's tenant id, or a 400."""
-    try:
-        return validate_tenant_id(tenant_id)
-    except ValueError as exc:
-        raise ApiError(400, "invalid_tenant_id", str(exc)) from None
+        raise InvalidInput("body is not valid JSON (UTF-8)", "invalid_json") from None
 
 
 def _body_object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", "body must be a JSON object")
+        raise InvalidInput("body must be a JSON object", "invalid_body")
     return body
 
 
@@ -99,22 +91,16 @@ def connect_api_key(
     secrets: SecretWriter,
     now: int,
 ) -> dict[str, Any]:
-    tenant_id = checked_tenant_id(tenant_id)
+    tenant_id = validate_tenant_id(tenant_id)
     payload = _body_object(body)
     api_key, webhook_secret = payload.get("api_key"), payload.get("webhook_secret")
     if not isinstance(api_key, str) or not _API_KEY.match(api_key):
-        raise ApiError(
-            400, "invalid_api_key", "api_key must be a Stripe secret or restricted key (sk_…/rk_…)"
-        )
+        raise InvalidInput("api_key must be a Stripe secret or restricted key (sk_…/rk_…)", "invalid_api_key")
     if not isinstance(webhook_secret, str) or not _WEBHOOK_SECRET.match(webhook_secret):
-        raise ApiError(
-            400, "invalid_webhook_secret", "webhook_secret must be the endpoint's signing secret (whsec_…)"
+        raise InvalidInput(
+            "webhook_secret must be the endpoint's signing secret (whsec_…)", "invalid_webhook_secret"
         )
-    try:
-        check = checker.check_api_key(api_key)
-    except StripeAccessError as exc:
-        status = 502 if exc.code == "stripe_unavailable" else 400
-        raise ApiError(status, exc.code, str(exc)) from None
+    check = checker.check_api_key(api_key)
     sealed = secrets.seal(tenant_id, api_key, webhook_secret)
     tenant = tenants.get(tenant_id) or Tenant(tenant_id=tenant_id)
     # A connection saved before sealed secrets names its Secrets Manager secret: this rotation moves
@@ -144,20 +130,22 @@ def connect_api_key(
 def start_backfill(
     tenant_id: str, *, tenants: TenantRepository, claims: BackfillClaims, starter: BackfillStarter, now: int
 ) -> dict[str, Any]:
-    """Start a backfill execution; 409 while one runs (the claim is a conditional write)."""
-    tenant_id = checked_tenant_id(tenant_id)
+    """Start a backfill execution; a ``Conflict`` while one runs (the claim is a conditional write)."""
+    tenant_id = validate_tenant_id(tenant_id)
     tenant = tenants.get(tenant_id)
     if tenant is None or not tenant.connection.is_connected:
-        raise ApiError(409, "not_connected", "connect Stripe before importing")
+        raise Conflict("connect Stripe before importing", "not_connected")
     if not tenant.customer_id_trait:
-        raise ApiError(409, "not_configured", "choose the customer-ID trait before importing")
+        raise Conflict("choose the customer-ID trait before importing", "not_configured")
     if not claims.claim(tenant_id, now):
-        raise ApiError(409, "backfill_running", "a backfill is already running for this tenant")
+        raise Conflict("a backfill is already running for this tenant", "backfill_running")
     try:
         execution = starter.start(tenant_id, now)
     except Exception as exc:
         claims.backfill_finished(tenant_id, now, {}, f"could not start: {type(exc).__name__}")
-        raise ApiError(502, "backfill_not_started", "the backfill could not be started; try again") from None
+        raise UpstreamUnavailable(
+            "the backfill could not be started; try again", "backfill_not_started"
+        ) from None
     claims.set_execution(tenant_id, execution)
     return {"execution": execution}
 
@@ -173,25 +161,22 @@ def save_config(
 ) -> dict[str, Any]:
     """Save the customer-ID trait, switch tracking to Stripe, and start a backfill (which also re-keys
     existing records when the trait changed)."""
-    tenant_id = checked_tenant_id(tenant_id)
+    tenant_id = validate_tenant_id(tenant_id)
     payload = _body_object(body)
     trait = payload.get("customer_id_trait")
     if not isinstance(trait, str):
-        raise ApiError(400, "invalid_customer_id_trait", "customer_id_trait is required")
-    try:
-        validate_trait(trait)
-    except TraitError as exc:
-        raise ApiError(400, "invalid_customer_id_trait", str(exc)) from None
+        raise InvalidInput("customer_id_trait is required", "invalid_customer_id_trait")
+    validate_trait(trait)
     tenant = tenants.get(tenant_id)
     if tenant is None or not tenant.connection.is_connected:
-        raise ApiError(409, "not_connected", "connect Stripe before configuring the customer-ID trait")
+        raise Conflict("connect Stripe before configuring the customer-ID trait", "not_connected")
     tenant = tenant.with_config(trait)
     tenants.save(tenant, now)
     try:
         started: dict[str, Any] = start_backfill(
             tenant_id, tenants=tenants, claims=claims, starter=starter, now=now
         )
-    except ApiError as exc:
+    except Conflict as exc:
         if exc.code != "backfill_running":
             raise
         started = {"execution": None, "note": "a backfill is already running; start another when it ends"}
@@ -210,7 +195,7 @@ def tenant_status(
     """The status document, the catch-up's progress, and ``webhook_url`` when the receiver's URL is
     known: an API-key connection needs its endpoint's signing secret, so that endpoint is registered
     in Stripe before the connection is saved."""
-    tenant_id = checked_tenant_id(tenant_id)
+    tenant_id = validate_tenant_id(tenant_id)
     tenant = tenants.get(tenant_id) or Tenant(tenant_id=tenant_id)
     progress = events.get(tenant_id)
     return {
@@ -262,12 +247,12 @@ def settings_page(
 
 
 def customer_record(tenant_id: str, external_id: str, *, records: RecordReader) -> dict[str, Any]:
-    tenant_id = checked_tenant_id(tenant_id)
+    tenant_id = validate_tenant_id(tenant_id)
     if not external_id or len(external_id.encode()) > MAX_KEY_BYTES:
-        raise ApiError(400, "invalid_external_id", f"external_id must be 1-{MAX_KEY_BYTES} bytes (UTF-8)")
+        raise InvalidInput(f"external_id must be 1-{MAX_KEY_BYTES} bytes (UTF-8)", "invalid_external_id")
     record = records.get_record(tenant_id, external_id)
     if record is None:
-        raise ApiError(404, "customer_not_found", "no customer record with that external_id")
+        raise NotFound("no customer record with that external_id", "customer_not_found")
     return record
 
 
@@ -277,10 +262,10 @@ class CustomerSampler(Protocol):
 
 def discover_traits(tenant_id: str, *, tenants: TenantRepository, stripe: CustomerSampler) -> dict[str, Any]:
     """Candidate customer-ID traits on the newest 100 Stripe customers, with how many carry each."""
-    tenant_id = checked_tenant_id(tenant_id)
+    tenant_id = validate_tenant_id(tenant_id)
     tenant = tenants.get(tenant_id)
     if tenant is None or not tenant.connection.is_connected:
-        raise ApiError(409, "not_connected", "connect Stripe before discovering traits")
+        raise Conflict("connect Stripe before discovering traits", "not_connected")
     sample = stripe.sample_customers(tenant, 100)
     return {
         "sampled": len(sample),

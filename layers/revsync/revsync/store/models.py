@@ -365,13 +365,23 @@ def bind(
     tenants: str | None = None,
     revenue: str | None = None,
 ) -> None:
-    """Name the tables the models use (each given; subclasses share their base's table). PynamoDB
-    opens a model's connection on first use and opens it again when its table's name changed; a
-    model whose table was never named refuses to be used."""
+    """Name the tables the models use (each given; subclasses share their base's table); a model
+    whose table was never named refuses to be used. The composition root calls it (revsync.bootstrap)
+    as a function starts; binding is process-wide (PynamoDB binds a table per model class), and every
+    model's connection is opened again on its next use (the local stacks bind a new endpoint)."""
     named = (CustomerRecordItem, customers), (SyncItem, sync), (TenantsItem, tenants), (RevenueItem, revenue)
     for model, table_name in named:
         if table_name is not None:
             model.Meta.table_name = table_name
+        for bound in (model, *_subclasses(model)):
+            bound._connection = None
+
+
+def _subclasses(model: type[Model]) -> list[type[Model]]:
+    found: list[type[Model]] = []
+    for subclass in model.__subclasses__():
+        found += [subclass, *_subclasses(subclass)]
+    return found
 
 
 def condition_failed(exc: Exception) -> bool:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any, NamedTuple
 
 from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
@@ -80,24 +79,19 @@ def stream_batch(event: dict[str, Any]) -> StreamBatch:
     return StreamBatch(stream_event.shard_id, changes, sequences)
 
 
-@lru_cache(maxsize=1)
-def transactions(region: str) -> Connection:
-    """One connection (one botocore client) per process for transactions, with the models' timeouts."""
-    return Connection(
-        region=region,
-        connect_timeout_seconds=models.CONNECT_TIMEOUT_SECONDS,
-        read_timeout_seconds=models.READ_TIMEOUT_SECONDS,
-        max_retry_attempts=models.MAX_RETRY_ATTEMPTS,
-    )
-
-
 def _year_before(month: str) -> str:
     return f"{int(month[:4]) - 1:04d}"
 
 
 class RevenueRollup:
     def __init__(self, region: str) -> None:
-        self._region = region
+        # One connection (one botocore client) for its transactions, with the models' timeouts.
+        self._transactions = Connection(
+            region=region,
+            connect_timeout_seconds=models.CONNECT_TIMEOUT_SECONDS,
+            read_timeout_seconds=models.READ_TIMEOUT_SECONDS,
+            max_retry_attempts=models.MAX_RETRY_ATTEMPTS,
+        )
 
     def apply(self, shard_id: str, group: Group, expires_at: int) -> Position | None:
         """Add the group's changes to its periods and move its shard's position to its end, all or
@@ -113,7 +107,7 @@ class RevenueRollup:
             ShardPositionItem.position < group.start.key()
         )
         try:
-            with TransactWrite(connection=transactions(self._region)) as transaction:
+            with TransactWrite(connection=self._transactions) as transaction:
                 transaction.save(position, condition=before, return_values="ALL_OLD")
                 for key, change in sorted(group.changes.items()):
                     item = RevenuePeriodItem(

@@ -15,6 +15,7 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
 
 from revsync.domain.tenancy import Connection, SealedSecrets, Tenant, Tracking
+from revsync.errors import Conflict
 from revsync.infra.cache import MaxAgeCache
 from revsync.store import models
 from revsync.store.throttling import defers_when_throttled
@@ -160,9 +161,17 @@ class CachedTenantStore:
         )
 
 
-class AccountTaken(RuntimeError):
+class AccountTaken(Conflict):
     """The Stripe account is connected to another tenant."""
 
+    code = "account_taken"
 
-class ConnectionMoved(RuntimeError):
+
+class ConnectionMoved(Conflict):
     """The tenant's connection changed while it was being saved: read it again and retry."""
+
+    code = "connection_changed"
+
+    def __init__(self, tenant_id: str) -> None:
+        super().__init__("the Stripe connection changed meanwhile; retry")
+        self.tenant_id = tenant_id

@@ -29,7 +29,7 @@ from revsync.domain.snapshots import (
     with_coupons,
 )
 from revsync.domain.tenancy import Tenant
-from revsync.errors import CursorRejected
+from revsync.errors import CursorRejected, InvalidInput, UpstreamUnavailable
 from revsync.stripe_api.pacing import Pacer, RequestBudget, call_paced, call_within_budget
 
 T = TypeVar("T")
@@ -45,10 +45,17 @@ READ_TIMEOUT_SECONDS = 3
 SUBSCRIPTION_EXPANSIONS = ["discounts", "items.data.discounts"]
 
 
-class StripeAccessError(RuntimeError):
+class StripeAccessError(InvalidInput):
+    """Stripe refused what the caller gave (an API key, an authorization code)."""
+
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code)
+
+
+class StripeUnavailable(UpstreamUnavailable):
+    """Stripe failed or answered unexpectedly: not the caller's fault; they may try again."""
+
+    code = "stripe_unavailable"
 
 
 def make_client(
@@ -149,7 +156,7 @@ class StripeAccounts:
         except stripe.PermissionError:
             raise StripeAccessError("insufficient_permissions", "the key cannot read customers") from None
         except stripe.StripeError as exc:
-            raise StripeAccessError("stripe_unavailable", f"Stripe error: {type(exc).__name__}") from None
+            raise StripeUnavailable(f"Stripe error: {type(exc).__name__}") from None
         account_id: str | None = None
         try:
             account_id = client.v1.accounts.retrieve_current().id
@@ -264,7 +271,7 @@ class StripeAccounts:
         except stripe.oauth_error.OAuthError as exc:
             raise StripeAccessError("invalid_code", "Stripe did not accept the authorization code") from exc
         except stripe.StripeError as exc:
-            raise StripeAccessError("stripe_unavailable", f"Stripe error: {type(exc).__name__}") from exc
+            raise StripeUnavailable(f"Stripe error: {type(exc).__name__}") from exc
         return OAuthGrant(
             account_id=str(token.stripe_user_id),
             livemode=bool(token.livemode),
