@@ -49,7 +49,7 @@ import stripe
 from moto.core.botocore_stubber import BotocoreStubber
 from revsync.domain.backfill import HISTORY_LIMIT, KINDS, PAGE_SIZE, Segment, list_params, plan
 from revsync.domain.ratelimits import DEFAULT_ENDPOINT_RATE, list_endpoint
-from revsync.domain.tenancy import Connection, Tenant
+from revsync.domain.tenancy import BackfillOutcome, Connection, Tenant
 from revsync.services import backfill
 from revsync.services.backfill import _apply_page, _Inline
 from revsync.store.customers import CustomerStore
@@ -273,15 +273,7 @@ class _Progress:
     def fail_if_running(self, tenant_id: str, execution: str, now: int, error: str) -> bool:
         return False
 
-    def backfill_finished(
-        self,
-        tenant_id: str,
-        now: int,
-        counts: dict[str, int],
-        error: str | None,
-        requests: int = 0,
-        walks: int = 0,
-    ) -> None: ...
+    def backfill_finished(self, tenant_id: str, now: int, outcome: BackfillOutcome) -> None: ...
 
 
 class _Executions:

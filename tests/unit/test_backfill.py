@@ -25,7 +25,7 @@ from revsync.domain.backfill import (
     split,
 )
 from revsync.domain.events import observation_of, parse_event
-from revsync.domain.tenancy import Connection, Tenant
+from revsync.domain.tenancy import BackfillOutcome, Connection, Tenant
 from revsync.infra.aws import CONFIG, MAX_POOL_CONNECTIONS
 from revsync.services import backfill
 from revsync.services.sync import apply_observation
@@ -86,16 +86,8 @@ class Progress:
         self.final = ({}, error)
         return True
 
-    def backfill_finished(
-        self,
-        tenant_id: str,
-        now: int,
-        counts: dict[str, int],
-        error: str | None,
-        requests: int = 0,
-        walks: int = 0,
-    ) -> None:
-        self.final = (counts, error)
+    def backfill_finished(self, tenant_id: str, now: int, outcome: BackfillOutcome) -> None:
+        self.final = (dict(outcome.counts), outcome.error)
 
 
 def _env() -> tuple[FakeTenants, FakeCustomers, Progress]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 # Re-exported: tenant ids and routes live in revsync.domain.routing (the receiver's light module).
 from revsync.domain.routing import SealedSecrets, TenantError, TenantRoute, validate_tenant_id
 
 __all__ = [
+    "BackfillOutcome",
     "Connection",
     "SealedSecrets",
     "Tenant",
@@ -23,6 +25,16 @@ ConnectionStatus = Literal["connected", "revoked", "none"]
 ConnectionMode = Literal["oauth", "api_key"]
 
 STRIPE = "stripe"
+
+
+class BackfillOutcome(NamedTuple):
+    """How a backfill ended, as its progress keeps it: the counts by kind (none for a run that failed
+    before counting), why it failed (None: it succeeded), and the finished run's requests and walks."""
+
+    counts: Mapping[str, int]
+    error: str | None = None
+    requests: int = 0
+    walks: int = 0
 
 
 @dataclass(frozen=True, slots=True)

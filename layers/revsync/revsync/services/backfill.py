@@ -49,7 +49,7 @@ from revsync.domain.snapshots import (
     parse_invoice,
     parse_subscription,
 )
-from revsync.domain.tenancy import Tenant
+from revsync.domain.tenancy import BackfillOutcome, Tenant
 from revsync.errors import Conflict
 from revsync.services.sync import ChangeFeed, Customers, StripeObjects, Tenants, apply_observation
 from revsync.stripe_api.pacing import Pacer
@@ -96,15 +96,7 @@ class Progress(Protocol):
 
     def fail_if_running(self, tenant_id: str, execution: str, now: int, error: str) -> bool: ...
 
-    def backfill_finished(
-        self,
-        tenant_id: str,
-        now: int,
-        counts: dict[str, int],
-        error: str | None,
-        requests: int = 0,
-        walks: int = 0,
-    ) -> None: ...
+    def backfill_finished(self, tenant_id: str, now: int, outcome: BackfillOutcome) -> None: ...
 
 
 class Runs(Protocol):
@@ -386,7 +378,7 @@ def continue_run(
 def finish(tenant_id: str, totals: Totals, *, progress: Progress, runs: Runs, now: int) -> dict[str, Any]:
     counts: dict[str, int] = {kind: totals.get(kind, 0) for kind in KINDS}
     progress.backfill_finished(
-        tenant_id, now, counts, None, requests=totals["requests"], walks=totals["walks"]
+        tenant_id, now, BackfillOutcome(counts, None, totals["requests"], totals["walks"])
     )
     runs.clear(tenant_id)  # the next backfill is a new one
     return {
@@ -418,4 +410,4 @@ def fail(tenant_id: str, error: Any, *, progress: Progress, now: int) -> None:
         message = f"{error.get('Error', 'Error')}: {str(error.get('Cause', ''))[:500]}"
     else:
         message = str(error)[:500]
-    progress.backfill_finished(tenant_id, now, {}, message)
+    progress.backfill_finished(tenant_id, now, BackfillOutcome({}, message))

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from revsync.domain.reconcile import EventsState
 from revsync.domain.record import MAX_KEY_BYTES, validate_trait
 from revsync.domain.tenancy import (
+    BackfillOutcome,
     Connection,
     SealedSecrets,
     Tenant,
@@ -51,9 +52,7 @@ class BackfillClaims(Protocol):
 
     def set_execution(self, tenant_id: str, execution: str) -> None: ...
 
-    def backfill_finished(
-        self, tenant_id: str, now: int, counts: dict[str, int], error: str | None
-    ) -> None: ...
+    def backfill_finished(self, tenant_id: str, now: int, outcome: BackfillOutcome) -> None: ...
 
 
 class BackfillStarter(Protocol):
@@ -142,7 +141,9 @@ def start_backfill(
     try:
         execution = starter.start(tenant_id, now)
     except Exception as exc:
-        claims.backfill_finished(tenant_id, now, {}, f"could not start: {type(exc).__name__}")
+        claims.backfill_finished(
+            tenant_id, now, BackfillOutcome({}, f"could not start: {type(exc).__name__}")
+        )
         raise UpstreamUnavailable(
             "the backfill could not be started; try again", "backfill_not_started"
         ) from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from revsync.domain.tenancy import BackfillOutcome
 from revsync.infra import aws
 from revsync.store import models
 from revsync.store.throttling import defers_when_throttled
@@ -104,15 +105,8 @@ class BackfillProgress:
     def backfill_progress(self, tenant_id: str, kind: str, imported: int) -> None:
         self._update(tenant_id, "ADD backfill.counts.#k :n", {":n": {"N": str(imported)}}, {"#k": kind})
 
-    def backfill_finished(
-        self,
-        tenant_id: str,
-        now: int,
-        counts: dict[str, int],
-        error: str | None,
-        requests: int = 0,
-        walks: int = 0,
-    ) -> None:
+    def backfill_finished(self, tenant_id: str, now: int, outcome: BackfillOutcome) -> None:
+        counts, error = dict(outcome.counts), outcome.error
         values: dict[str, Any] = {
             ":state": {"S": "failed" if error else "succeeded"},
             ":stage": {"S": "failed" if error else "done"},
@@ -123,7 +117,7 @@ class BackfillProgress:
         expression += ", backfill.#e = :error"
         if counts:
             values[":counts"] = {"M": {k: {"N": str(v)} for k, v in counts.items()}}
-            values[":requests"], values[":walks"] = {"N": str(requests)}, {"N": str(walks)}
+            values[":requests"], values[":walks"] = {"N": str(outcome.requests)}, {"N": str(outcome.walks)}
             expression += (
                 ", backfill.counts = :counts, backfill.requests = :requests, backfill.walks = :walks"
             )
@@ -132,8 +126,8 @@ class BackfillProgress:
             return
         # A run that failed before it started (started from the console for a tenant that is not
         # connected) has no backfill map to update: record the outcome whole, if the tenant exists.
-        outcome = _backfill(values[":state"]["S"], values[":stage"]["S"], None, now, error, counts)
-        self._update(tenant_id, "SET backfill = :b", {":b": outcome}, None, "attribute_exists(pk)")
+        whole = _backfill(values[":state"]["S"], values[":stage"]["S"], None, now, error, counts)
+        self._update(tenant_id, "SET backfill = :b", {":b": whole}, None, "attribute_exists(pk)")
 
 
 def _backfill(
