@@ -556,6 +556,8 @@ def stripe_account() -> Iterator[dict[str, Any]]:
             confirm="true",
         )
         refund = call("post", "/v1/refunds", payment_intent=intent["id"], amount=200)
+        test_clock = call("post", "/v1/test_helpers/test_clocks", frozen_time=1767225600)
+        call("post", f"/v1/test_helpers/test_clocks/{test_clock['id']}/advance", frozen_time=1767312000)
         objects = {
             note["id"]: call("get", f"/v1/credit_notes/{note['id']}"),
             refund["charge"]: call("get", f"/v1/charges/{refund['charge']}"),
@@ -565,6 +567,7 @@ def stripe_account() -> Iterator[dict[str, Any]]:
             coupon["id"]: call("get", f"/v1/coupons/{coupon['id']}"),
             newer["id"]: call("get", f"/v1/customers/{newer['id']}"),
             gone["id"]: call("get", f"/v1/customers/{gone['id']}"),
+            test_clock["id"]: call("get", f"/v1/test_helpers/test_clocks/{test_clock['id']}"),
         }
         events = list(reversed(call("get", "/v1/events", limit=100)["data"]))  # oldest first
         yield {"url": url, "objects": objects, "events": events, "account": call("get", "/v1/account")["id"]}
@@ -611,6 +614,13 @@ def test_a_fetch_reads_the_object_as_stripe_has_it(
         _api_key_tenant(), kind, object_id
     )
     assert stripe_reads.fetch(_api_key_tenant(), kind, f"{object_id}_gone") is None
+
+
+def test_a_test_clock_reads_its_frozen_time(stripe_reads: Any, stripe_account: dict[str, Any]) -> None:
+    clock_id = _id_of(stripe_account, "test_helpers.test_clock")
+
+    assert stripe_reads.test_clock_time(_api_key_tenant(), clock_id) == 1767312000  # as advanced
+    assert stripe_reads.test_clock_time(_api_key_tenant(), "clock_gone") is None
 
 
 def test_lists_and_coupons_read_the_same(stripe_reads: Any, stripe_account: dict[str, Any]) -> None:
