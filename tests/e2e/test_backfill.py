@@ -173,6 +173,18 @@ def test_interrupted_execution_resumes_and_counts_nothing_twice(stack: LocalStac
         assert (record["mrr"], record["total_paid"], record["churned"]) == (1000, 1000, False), index
 
 
+def _listed(requests: dict[str, int]) -> int:
+    """The list requests Stripe served (less the key check's customer list)."""
+    lists = ("subscriptions", "invoices", "credit_notes", "refunds")
+    return requests["GET /v1/customers"] - 1 + sum(requests.get(f"GET /v1/{name}", 0) for name in lists)
+
+
+def _minimum(count: int) -> int:
+    """Pages of 100 of ``count`` customers, subscriptions and invoices, one (empty) page each of
+    credit notes and refunds."""
+    return 3 * math.ceil(count / 100) + 2
+
+
 def test_rate_limited_import_fails_no_request_and_lists_the_minimum(stack: LocalStack) -> None:
     _, key = tenant(stack, "bf-rate")
     count = 220
@@ -187,12 +199,10 @@ def test_rate_limited_import_fails_no_request_and_lists_the_minimum(stack: Local
     assert backfill["state"] == "succeeded", backfill
     requests = requests_of(stack, key)
     assert requests.get("429", 0) == 0
-    listed = (
-        requests["GET /v1/customers"] - 1 + requests["GET /v1/subscriptions"] + requests["GET /v1/invoices"]
-    )
+    listed = _listed(requests)
     assert listed == backfill["requests"]  # what revsync counted is what Stripe served (less the key check)
     # The minimum for pages of 100, plus at most one (empty or partial) page per cursor walk.
-    minimum = 3 * math.ceil(count / 100)
+    minimum = _minimum(count)
     assert minimum <= backfill["requests"] <= minimum + backfill["walks"], backfill
 
 
@@ -277,10 +287,8 @@ def test_a_run_near_its_history_budget_continues_in_new_executions(
         assert len(history["events"]) <= budget + round_events(40), execution["name"]
         failed_steps += sum(1 for event in history["events"] if event["type"].endswith("Failed"))
     requests = requests_of(stack, key)
-    minimum = 3 * math.ceil(count / 100)
-    listed = (
-        requests["GET /v1/customers"] - 1 + requests["GET /v1/subscriptions"] + requests["GET /v1/invoices"]
-    )
+    minimum = _minimum(count)
+    listed = _listed(requests)
     # No page read twice across executions. A step that failed (moto answering slowly on a loaded
     # machine: its retry goes on from the step's first cursor) may have read its pages once more.
     retried_pages = failed_steps * get_settings().backfill_pages_per_step
