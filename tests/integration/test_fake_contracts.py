@@ -39,7 +39,14 @@ from revsync.domain.record import derive_record
 from revsync.domain.rollup import WHOLE_RECORD, Group, Piece, Position, RevenuePeriods, RollupKey
 from revsync.domain.routing import TenantRoute
 from revsync.domain.state import CustomerObjects
-from revsync.domain.stored_state import INLINE_INVOICES, ConcurrentUpdate, InvoiceBook, StateWrite
+from revsync.domain.stored_state import (
+    INLINE_INVOICES,
+    INLINE_REFUNDS,
+    ConcurrentUpdate,
+    InvoiceBook,
+    RefundBook,
+    StateWrite,
+)
 from revsync.domain.tenancy import Connection, SealedSecrets, Tenant
 from revsync.errors import CursorRejected
 from revsync.infra.catch_ups import SqsCatchUpQueue
@@ -263,6 +270,31 @@ def test_paid_invoices_past_the_inline_ones_are_kept_as_the_store_keeps_them(cus
     assert loaded.objects.invoices == {o["snapshot"]["id"]: kept_invoice(o) for o in paid}
     archived = frozenset(f"in_{n}" for n in range(1, INLINE_INVOICES + 1))
     assert loaded.invoices == InvoiceBook(1, (f"in_{INLINE_INVOICES + 1}",), archived)
+
+
+def test_refunds_past_the_inline_ones_are_kept_as_the_store_keeps_them(customers: Any) -> None:
+    """The fifth charge moves the four inline ones to an archive; the first, refunded again, is
+    inline again: both load each one's newest observation, and keep the same book."""
+    charges = [
+        _observed(
+            S.event(
+                "charge.refunded",
+                S.charge("cus_r", amount=1000, amount_refunded=refunded, payment_intent="pi_r", id=f"ch_{n}"),
+                created=T0 + at,
+                account=ACCOUNT,
+            )
+        )
+        for n, refunded, at in [(n, 10, n) for n in range(1, INLINE_REFUNDS + 2)] + [(1, 500, 99)]
+    ]
+    for observation in charges:
+        stored = customers.load("t", "cus_r")
+        objects = stored.objects.with_observation(observation)
+        customers.save(StateWrite("t", stored, objects, observation, "u-r", 0))
+
+    loaded = customers.load("t", "cus_r")
+
+    assert loaded.objects.refunds == {o["snapshot"]["id"]: o for o in charges}  # ch_1's newest
+    assert loaded.refunds == RefundBook(1, ("ch_1", f"ch_{INLINE_REFUNDS + 1}"))
 
 
 JAN, FEB = 1_767_225_600, 1_769_904_000  # 2026-01-01, 2026-02-01
