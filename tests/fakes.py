@@ -107,6 +107,11 @@ class FakeStripe:
         self.fetches.append(f"lines:{invoice_id}")
         return parse_invoice_lines(self.objects[invoice_id]["lines"]["data"])
 
+    def test_clock_time(self, tenant: Tenant, clock_id: str) -> int | None:
+        self.fetches.append(clock_id)
+        raw = self.objects.get(clock_id)
+        return None if raw is None else int(raw["frozen_time"])
+
     def coupons(self, tenant: Tenant, coupon_ids: set[str]) -> dict[str, Coupon]:
         self.coupon_reads += len(coupon_ids)
         return {

@@ -19,6 +19,7 @@ from local.truth import expected_record
 from tests.e2e.conftest import free_ports
 
 pytestmark = pytest.mark.e2e
+NO_REFUNDS = {"credit_notes": 0, "refunds": 0}  # the backfill lists them too: none in these accounts
 DAY = 86_400
 
 
@@ -133,7 +134,7 @@ def test_mixed_states_import_to_exactly_the_records_the_rules_give(stack: LocalS
     backfill = configure_and_wait(stack, "bf-mixed")
 
     assert backfill["state"] == "succeeded", backfill
-    assert backfill["counts"] == {"customers": 7, "subscriptions": 9, "invoices": 7}, backfill
+    assert backfill["counts"] == {"customers": 7, "subscriptions": 9, "invoices": 7, **NO_REFUNDS}, backfill
     for name, customer_id in ids.items():
         external_id = f"u-{name}" if name not in ("no-trait", "deleted") else f"stripe:{customer_id}"
         status, record = stack.admin("GET", f"/tenants/bf-mixed/customers/{external_id}")
@@ -165,10 +166,22 @@ def test_interrupted_execution_resumes_and_counts_nothing_twice(stack: LocalStac
     stats = http("GET", f"{stack.stripe_url}/_sandbox/stats")[1]["requests"]
     assert stats.get("outage 500", 0) >= 3
     assert backfill["state"] == "succeeded", backfill
-    assert backfill["counts"] == {"customers": count, "subscriptions": count, "invoices": count}
+    assert backfill["counts"] == {"customers": count, "subscriptions": count, "invoices": count, **NO_REFUNDS}
     for index in range(0, count, 25):
         record = stack.admin("GET", f"/tenants/bf-resume/customers/seed-{index}")[1]
         assert (record["mrr"], record["total_paid"], record["churned"]) == (1000, 1000, False), index
+
+
+def _listed(requests: dict[str, int]) -> int:
+    """The list requests Stripe served (less the key check's customer list)."""
+    lists = ("subscriptions", "invoices", "credit_notes", "refunds")
+    return requests["GET /v1/customers"] - 1 + sum(requests.get(f"GET /v1/{name}", 0) for name in lists)
+
+
+def _minimum(count: int) -> int:
+    """Pages of 100 of ``count`` customers, subscriptions and invoices, one (empty) page each of
+    credit notes and refunds."""
+    return 3 * math.ceil(count / 100) + 2
 
 
 def test_rate_limited_import_fails_no_request_and_lists_the_minimum(stack: LocalStack) -> None:
@@ -185,12 +198,10 @@ def test_rate_limited_import_fails_no_request_and_lists_the_minimum(stack: Local
     assert backfill["state"] == "succeeded", backfill
     requests = requests_of(stack, key)
     assert requests.get("429", 0) == 0
-    listed = (
-        requests["GET /v1/customers"] - 1 + requests["GET /v1/subscriptions"] + requests["GET /v1/invoices"]
-    )
+    listed = _listed(requests)
     assert listed == backfill["requests"]  # what revsync counted is what Stripe served (less the key check)
     # The minimum for pages of 100, plus at most one (empty or partial) page per cursor walk.
-    minimum = 3 * math.ceil(count / 100)
+    minimum = _minimum(count)
     assert minimum <= backfill["requests"] <= minimum + backfill["walks"], backfill
 
 
@@ -220,6 +231,7 @@ def test_admin_trigger_is_202_then_409_while_running(stack: LocalStack) -> None:
         "customers": 150,
         "subscriptions": 150,
         "invoices": 150,
+        **NO_REFUNDS,
     }
 
 
@@ -258,7 +270,7 @@ def test_a_run_near_its_history_budget_continues_in_new_executions(
     finally:
         stack.unwire("ImporterFunction")
     assert backfill["state"] == "succeeded", backfill
-    assert backfill["counts"] == {"customers": count, "subscriptions": count, "invoices": count}
+    assert backfill["counts"] == {"customers": count, "subscriptions": count, "invoices": count, **NO_REFUNDS}
     client = aws.stepfunctions()
     state_machine = stack.graph("TenantApiFunction").settings.backfill_state_machine_arn
     executions = client.list_executions(stateMachineArn=state_machine)["executions"]
@@ -272,10 +284,8 @@ def test_a_run_near_its_history_budget_continues_in_new_executions(
         assert len(history["events"]) <= budget + round_events(40), execution["name"]
         failed_steps += sum(1 for event in history["events"] if event["type"].endswith("Failed"))
     requests = requests_of(stack, key)
-    minimum = 3 * math.ceil(count / 100)
-    listed = (
-        requests["GET /v1/customers"] - 1 + requests["GET /v1/subscriptions"] + requests["GET /v1/invoices"]
-    )
+    minimum = _minimum(count)
+    listed = _listed(requests)
     # No page read twice across executions. A step that failed (moto answering slowly on a loaded
     # machine: its retry goes on from the step's first cursor) may have read its pages once more.
     retried_pages = failed_steps * stack.graph("ImporterFunction").settings.backfill_pages_per_step

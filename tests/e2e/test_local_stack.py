@@ -21,7 +21,9 @@ pytestmark = pytest.mark.e2e
 DAY = 86_400
 
 
-def connect_tenant(stack: LocalStack, tenant_id: str) -> tuple[stripe.StripeClient, str]:
+def connect_tenant(
+    stack: LocalStack, tenant_id: str, trait: str = "metadata.app_id"
+) -> tuple[stripe.StripeClient, str]:
     """An API-key tenant: its own sandbox account, a webhook endpoint where the status document says
     (the receiver's function URL), a trait."""
     key, secret = f"rk_test_{secrets.token_hex(12)}", f"whsec_{secrets.token_hex(12)}"
@@ -44,7 +46,7 @@ def connect_tenant(stack: LocalStack, tenant_id: str) -> tuple[stripe.StripeClie
         stack.admin(
             "PUT",
             f"/tenants/{tenant_id}/stripe/config",
-            {"customer_id_trait": "metadata.app_id"},
+            {"customer_id_trait": trait},
         )[0]
         == 200
     )

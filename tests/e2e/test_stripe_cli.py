@@ -5,7 +5,9 @@ tests/unit/test_sandbox_contract.py (the stripe package's own definitions).
 
 ``make test`` installs the CLI from npm (``make stripe-cli``: the version local/stripe-cli pins);
 without it the module is skipped, and CI=true makes a missing CLI an error. One sandbox serves every
-trigger, each on an API key of its own (so an account of its own), a few at a time.
+trigger, each on an API key of its own (so an account of its own), a few at a time. Then the same
+triggers on the local stack, on one account connected to a revsync tenant: the records of the
+customers they made equal what the sandbox's objects imply.
 """
 
 from __future__ import annotations
@@ -21,8 +23,13 @@ from typing import Any, NamedTuple
 import pytest
 import stripe
 
+from local.http import http
+from local.stack import LocalStack
 from local.stripe_sandbox.server import SandboxApp, serve
+from local.truth import expected_record
 from tests.e2e.conftest import free_port
+from tests.e2e.test_backfill import wait_backfill
+from tests.e2e.test_local_stack import connect_tenant
 from tests.unit.test_sandbox_contract import Mismatch, check_resource
 
 pytestmark = pytest.mark.e2e
@@ -309,9 +316,14 @@ def sandbox() -> Iterator[tuple[str, SandboxApp]]:
 
 
 def trigger(url: str, key: str, event: str, *flags: str) -> Run:
+    return cli(url, key, "trigger", event, *flags)
+
+
+def cli(url: str, key: str, *args: str) -> Run:
+    """``stripe <args…>`` on the account of ``key`` at ``url``."""
     with tempfile.TemporaryDirectory() as config:  # the CLI's own config, not the user's
         done = subprocess.run(
-            [stripe_cli(), "trigger", event, "--api-key", key, "--api-base", url, *flags],
+            [stripe_cli(), *args, "--api-key", key, "--api-base", url],
             capture_output=True,
             text=True,
             timeout=120,
@@ -410,3 +422,76 @@ def test_expiring_comes_seven_days_before_the_end(
     [notice] = [e for e in emitted(app, run.key) if e["type"] == "subscription_schedule.expiring"]
     schedule = notice["data"]["object"]
     assert notice["created"] == schedule["phases"][-1]["end_date"] - 7 * DAY
+
+
+# --- the records revsync keeps of what the triggers made ------------------------------------------
+
+RECORD_FIELDS = (
+    "mrr",
+    "trialing",
+    "churned",
+    "deleted_in_stripe",
+    "total_paid",
+    "total_refunded",
+    "net_paid",
+    "last_payment_at",
+)
+
+
+def test_the_records_of_every_customer_the_triggers_made_equal_what_the_sandbox_implies(
+    local_stack: LocalStack,
+) -> None:
+    """Every trigger that makes a customer, run by the CLI against the local stack's sandbox on the
+    key of an account connected to a revsync tenant (customers keyed by id), then money given back
+    with the CLI's resource commands: once every webhook is handled, each customer the triggers made
+    has a record equal to what the sandbox's own objects imply (``local.truth``, worked out from the
+    objects read back through the stripe SDK)."""
+    stripe_cli()
+    stack = local_stack
+    client, _ = connect_tenant(stack, "e2e-cli", trait="id")
+    assert wait_backfill(stack, "e2e-cli")["state"] == "succeeded"
+    key = client._requestor.api_key
+    assert key is not None
+    making_customers = [e for e, expected in TRIGGERS.items() if "customer.created" in expected.events]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {e: pool.submit(trigger, stack.stripe_url, key, e) for e in making_customers}
+        runs = {event: future.result() for event, future in futures.items()}
+    assert {e: run.output for e, run in runs.items() if run.returncode != 0} == {}
+    # Money given back after paid invoices, with the CLI's resource commands: a credit note refunded
+    # on one invoice's charge, one credited to the balance on another, a refund of a third's charge.
+    paid = client.v1.invoices.list(params={"status": "paid", "limit": 3}).data
+    assert len(paid) == 3
+    for args in (
+        ("credit_notes", "create", "--invoice", paid[0].id, "-d", "amount=500", "-d", "refund_amount=500"),
+        ("credit_notes", "create", "--invoice", paid[1].id, "-d", "amount=300", "-d", "credit_amount=300"),
+        ("refunds", "create", "-d", f"payment_intent={_paid_by(paid[2])}", "-d", "amount=200"),
+    ):
+        run = cli(stack.stripe_url, key, *args)
+        assert run.returncode == 0, run.output
+    assert http("POST", f"{stack.api_url}/_local/flush")[1]["flushed"] is True
+
+    made = {
+        e.data.object.id
+        for e in client.v1.events.list(params={"type": "customer.created", "limit": 100}).auto_paging_iter()
+    }
+    assert len(made) >= 30
+    wrong = {}
+    for customer_id in sorted(made):
+        status, record = stack.admin("GET", f"/tenants/e2e-cli/customers/{customer_id}")
+        want = expected_record(client, customer_id)
+        got = {k: record.get(k) for k in RECORD_FIELDS} if status == 200 else status
+        if got != {k: want[k] for k in RECORD_FIELDS}:
+            wrong[customer_id] = (got, want)
+    assert wrong == {}
+    # The triggers' money: customers paid, and one given a credit note, or churned, or trialing.
+    records = [stack.admin("GET", f"/tenants/e2e-cli/customers/{c}")[1] for c in made]
+    assert sum(r["total_paid"] > 0 for r in records) >= 5
+    assert any(r["churned"] for r in records)
+    assert any(r["trialing"] for r in records)
+    assert any(r["mrr"] > 0 for r in records)
+    assert sum(r["total_refunded"] for r in records) == 500 + 300 + 200
+
+
+def _paid_by(invoice: Any) -> str:
+    [payment] = invoice.payments.data
+    return str(payment.payment.payment_intent)

@@ -39,7 +39,14 @@ from revsync.domain.record import derive_record
 from revsync.domain.rollup import WHOLE_RECORD, Group, Piece, Position, RevenuePeriods, RollupKey
 from revsync.domain.routing import TenantRoute
 from revsync.domain.state import CustomerObjects
-from revsync.domain.stored_state import INLINE_INVOICES, ConcurrentUpdate, InvoiceBook, StateWrite
+from revsync.domain.stored_state import (
+    INLINE_INVOICES,
+    INLINE_REFUNDS,
+    ConcurrentUpdate,
+    InvoiceBook,
+    RefundBook,
+    StateWrite,
+)
 from revsync.domain.tenancy import Connection, SealedSecrets, Tenant
 from revsync.errors import CursorRejected
 from revsync.infra.secrets import PlatformSecrets, SealedSecretError, WebhookSecretSource
@@ -257,6 +264,31 @@ def test_paid_invoices_past_the_inline_ones_are_kept_as_the_store_keeps_them(cus
     assert loaded.objects.invoices == {o["snapshot"]["id"]: kept_invoice(o) for o in paid}
     archived = frozenset(f"in_{n}" for n in range(1, INLINE_INVOICES + 1))
     assert loaded.invoices == InvoiceBook(1, (f"in_{INLINE_INVOICES + 1}",), archived)
+
+
+def test_refunds_past_the_inline_ones_are_kept_as_the_store_keeps_them(customers: Any) -> None:
+    """The fifth charge moves the four inline ones to an archive; the first, refunded again, is
+    inline again: both load each one's newest observation, and keep the same book."""
+    charges = [
+        _observed(
+            S.event(
+                "charge.refunded",
+                S.charge("cus_r", amount=1000, amount_refunded=refunded, payment_intent="pi_r", id=f"ch_{n}"),
+                created=T0 + at,
+                account=ACCOUNT,
+            )
+        )
+        for n, refunded, at in [(n, 10, n) for n in range(1, INLINE_REFUNDS + 2)] + [(1, 500, 99)]
+    ]
+    for observation in charges:
+        stored = customers.load("t", "cus_r")
+        objects = stored.objects.with_observation(observation)
+        customers.save(StateWrite("t", stored, objects, observation, "u-r", 0))
+
+    loaded = customers.load("t", "cus_r")
+
+    assert loaded.objects.refunds == {o["snapshot"]["id"]: o for o in charges}  # ch_1's newest
+    assert loaded.refunds == RefundBook(1, ("ch_1", f"ch_{INLINE_REFUNDS + 1}"))
 
 
 JAN, FEB = 1_767_225_600, 1_769_904_000  # 2026-01-01, 2026-02-01
@@ -550,6 +582,8 @@ def stripe_account() -> Iterator[dict[str, Any]]:
             confirm="true",
         )
         refund = call("post", "/v1/refunds", payment_intent=intent["id"], amount=200)
+        test_clock = call("post", "/v1/test_helpers/test_clocks", frozen_time=1767225600)
+        call("post", f"/v1/test_helpers/test_clocks/{test_clock['id']}/advance", frozen_time=1767312000)
         objects = {
             note["id"]: call("get", f"/v1/credit_notes/{note['id']}"),
             refund["charge"]: call("get", f"/v1/charges/{refund['charge']}"),
@@ -559,6 +593,7 @@ def stripe_account() -> Iterator[dict[str, Any]]:
             coupon["id"]: call("get", f"/v1/coupons/{coupon['id']}"),
             newer["id"]: call("get", f"/v1/customers/{newer['id']}"),
             gone["id"]: call("get", f"/v1/customers/{gone['id']}"),
+            test_clock["id"]: call("get", f"/v1/test_helpers/test_clocks/{test_clock['id']}"),
         }
         events = list(reversed(call("get", "/v1/events", limit=100)["data"]))  # oldest first
         yield {"url": url, "objects": objects, "events": events, "account": call("get", "/v1/account")["id"]}
@@ -605,6 +640,13 @@ def test_a_fetch_reads_the_object_as_stripe_has_it(
         _api_key_tenant(), kind, object_id
     )
     assert stripe_reads.fetch(_api_key_tenant(), kind, f"{object_id}_gone") is None
+
+
+def test_a_test_clock_reads_its_frozen_time(stripe_reads: Any, stripe_account: dict[str, Any]) -> None:
+    clock_id = _id_of(stripe_account, "test_helpers.test_clock")
+
+    assert stripe_reads.test_clock_time(_api_key_tenant(), clock_id) == 1767312000  # as advanced
+    assert stripe_reads.test_clock_time(_api_key_tenant(), "clock_gone") is None
 
 
 def test_lists_and_coupons_read_the_same(stripe_reads: Any, stripe_account: dict[str, Any]) -> None:

@@ -102,7 +102,9 @@ def test_a_test_clock_objects_read_is_stamped_by_the_clocks_time_not_the_wall_cl
         item = {**S.subscription_item(S.price(1000), quantity=quantity, period_start=at), "id": "si_1"}
         return {**S.subscription("cus_1", [item], id="sub_1", period_start=at), "test_clock": "clock_1"}
 
-    stripe = FakeStripe(objects={"sub_1": subscription(2, frozen)})
+    # When read, the clock has moved an hour past the tie: the read is stamped with the clock's time.
+    clock_1 = {"id": "clock_1", "object": "test_helpers.test_clock", "frozen_time": frozen + 3_600}
+    stripe = FakeStripe(objects={"sub_1": subscription(2, frozen), "clock_1": clock_1})
     tenants, customers = FakeTenants({"acme": tenant}), FakeCustomers()
     events = [
         ("customer.created", customer, frozen),
@@ -110,6 +112,7 @@ def test_a_test_clock_objects_read_is_stamped_by_the_clocks_time_not_the_wall_cl
         ("customer.subscription.updated", subscription(2, frozen), frozen),  # a tie: read from Stripe
         ("customer.subscription.updated", subscription(3, frozen + 86_400), frozen + 86_400),
     ]
+    read_at: list[int] = []
     for kind, obj, at in events:
         raw = json.loads(json.dumps(S.event(kind, obj, created=at)))
         observation = observation_of(event_from_dict(raw))
@@ -117,7 +120,10 @@ def test_a_test_clock_objects_read_is_stamped_by_the_clocks_time_not_the_wall_cl
         apply_observation(
             "acme", observation, tenants=tenants, customers=customers, stripe=stripe, clock=lambda: wall
         )
-    assert stripe.fetches == ["sub_1"]
+        stored = customers.load("acme", "cus_1").objects.subscriptions.get("sub_1")
+        read_at.append(stored["observed_at"] if stored else 0)
+    assert stripe.fetches == ["clock_1", "sub_1"]  # the clock first: the read is no older than its stamp
+    assert read_at[1:] == [frozen, frozen + 3_600, frozen + 86_400]
     (record,) = customers.records.values()
     assert record["mrr"] == 3000
     assert all(

@@ -131,11 +131,14 @@ class CustomerObjects:
         return max(times, default=0)
 
 
-def on_test_clock(snapshot: Snapshot, objects: CustomerObjects) -> bool:
-    """Whether the object lives on a Stripe test clock: its own ``test_clock``, else its customer's
-    (everything of a clock's customer lives on the clock)."""
+def clock_of(snapshot: Snapshot, objects: CustomerObjects) -> str | None:
+    """The Stripe test clock the object lives on: its own ``test_clock``, else its customer's
+    (everything of a clock's customer lives on the clock); None when on none."""
     customer = objects.customer["snapshot"] if objects.customer is not None else None
-    return any(s is not None and bool(s.get("test_clock")) for s in (snapshot, customer))
+    for s in (snapshot, customer):
+        if s is not None and s.get("test_clock"):
+            return str(s.get("test_clock"))
+    return None
 
 
 @dataclass(frozen=True, slots=True)

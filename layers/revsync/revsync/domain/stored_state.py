@@ -18,6 +18,9 @@ from revsync.errors import Conflict
 # Paid invoices kept in the state item itself (paying one costs no write of its own); one more moves
 # them, together, into an archive item (revsync.store.customer_state).
 INLINE_INVOICES = 4
+# Credit notes and charges kept in the state item itself; one more moves them, together, into an
+# archive item (revsync.store.customer_state), as paid invoices.
+INLINE_REFUNDS = 4
 
 
 class ConcurrentUpdate(Conflict):
@@ -50,6 +53,26 @@ class InvoiceBook:
 
 
 @dataclass(frozen=True, slots=True)
+class RefundBook:
+    """Where the stored state keeps credit notes and charges: the newest observed inline, the others
+    in archives. Unlike a paid invoice, one may change once archived (a credit note voided, a charge
+    refunded again): its newer observation is kept inline, and a load keeps each id's newest
+    observation, inline or archived, so each counts once."""
+
+    archived: int = 0  # archive items counted: numbers 1..archived
+    inline: tuple[str, ...] = ()  # ids whose newest observation is in the state item, sorted
+
+    def after(self, refund_id: str | None) -> tuple[RefundBook, list[tuple[str, ...]]]:
+        """The book once ``refund_id`` (None: none) is saved, and the inline ids to archive first,
+        in chunks (each one archive item, numbered from ``archived + 1``)."""
+        added = () if refund_id is None or refund_id in self.inline else (refund_id,)
+        if len(self.inline) + len(added) <= INLINE_REFUNDS:
+            return replace(self, inline=tuple(sorted(self.inline + added))), []
+        chunks = [self.inline[i : i + INLINE_REFUNDS] for i in range(0, len(self.inline), INLINE_REFUNDS)]
+        return RefundBook(self.archived + len(chunks), added), chunks
+
+
+@dataclass(frozen=True, slots=True)
 class StoredCustomer:
     """A customer's state as loaded (nothing stored yet: its objects empty, its version None)."""
 
@@ -63,6 +86,7 @@ class StoredCustomer:
     # the timeline from there on, and how many history archives hold the rest.
     history: KeptHistory = field(default_factory=KeptHistory)
     invoices: InvoiceBook = field(default_factory=InvoiceBook)
+    refunds: RefundBook = field(default_factory=RefundBook)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +134,18 @@ class StateWrite:
         archive item each, numbered from ``stored.invoices.archived + 1``)."""
         return self._invoices()[1]
 
+    @property
+    def refund_spills(self) -> list[tuple[str, ...]]:
+        """The inline credit note and charge ids of ``stored`` to archive before the state is written,
+        in chunks (one archive item each, numbered from ``stored.refunds.archived + 1``)."""
+        return self._refunds()[1]
+
+    def _refunds(self) -> tuple[RefundBook, list[tuple[str, ...]]]:
+        applied = self.applied["snapshot"] if self.applied is not None else None
+        kinds = ("credit_note", "charge")
+        changed = applied["id"] if applied is not None and applied["object"] in kinds else None
+        return self.stored.refunds.after(changed)
+
     def _invoices(self) -> tuple[InvoiceBook, list[tuple[str, ...]]]:
         applied = self.applied["snapshot"] if self.applied is not None else None
         paid = applied["id"] if applied is not None and applied["object"] == "invoice" else None
@@ -125,4 +161,5 @@ class StateWrite:
             self.record_version,
             self.kept_history,
             self._invoices()[0],
+            self._refunds()[0],
         )

@@ -38,7 +38,7 @@ from revsync.domain.snapshots import (
     with_coupons,
     with_known_discounts,
 )
-from revsync.domain.state import CustomerObjects, apply, on_test_clock
+from revsync.domain.state import CustomerObjects, apply, clock_of
 from revsync.domain.stored_state import ConcurrentUpdate, StateWrite, StoredCustomer
 from revsync.domain.tenancy import Tenant
 from revsync.errors import RetryLater
@@ -102,6 +102,10 @@ class StripeObjects(Protocol):
 
     def invoice_lines(self, tenant: Tenant, invoice_id: str) -> list[InvoiceLine]:
         """Every subscription line of an invoice (``/v1/invoices/{id}/lines``)."""
+        ...
+
+    def test_clock_time(self, tenant: Tenant, clock_id: str) -> int | None:
+        """A Stripe test clock's ``frozen_time``: now, for its objects; None if it is gone."""
         ...
 
 
@@ -289,8 +293,10 @@ def apply_observation(
             # an event already received for this customer: those happened before the read, whatever
             # the skew between Stripe's clock and ours.
             # An object on a Stripe test clock lives in the clock's frozen time, not the wall clock's
-            # (its events' ``created`` are the clock's): its read is stamped by what was received.
-            now = 0 if on_test_clock(observation["snapshot"], stored.objects) else int(clock())
+            # (its events' ``created`` are the clock's): its read is stamped with the clock's time,
+            # read first for the same reason (a clock gone: by what was received).
+            test_clock = clock_of(observation["snapshot"], stored.objects)
+            now = int(clock()) if test_clock is None else stripe.test_clock_time(tenant, test_clock) or 0
             requested_at = max(now, observation["observed_at"], stored.objects.newest_observation)
             fetched = stripe.fetch(tenant, kind, object_id)
             if fetched is None:

@@ -23,6 +23,11 @@ version: a spill whose state write lost never changes a counted archive, and the
 overwrites it. A paid invoice is final: once archived, a later observation of it changes nothing.
 States from before the archives (paid invoices as one item each, numbered) are read as they were
 written and converted by their next save.
+
+Credit notes and charges are kept the same way (``INLINE_REFUNDS`` inline, then ``refunds#000001``,
+...), with one difference: one may change once archived (a credit note voided, a charge refunded
+again). Its newer observation goes inline, and a load keeps each id's newest observation, archived
+or inline: each counts once, and an archive is never rewritten for it.
 """
 
 from __future__ import annotations
@@ -38,7 +43,13 @@ from revsync.domain.events import Observation
 from revsync.domain.history_archive import HistoryChunk, KeptHistory
 from revsync.domain.snapshots import InvoiceSnapshot
 from revsync.domain.state import CustomerObjects
-from revsync.domain.stored_state import ConcurrentUpdate, InvoiceBook, StateWrite, StoredCustomer
+from revsync.domain.stored_state import (
+    ConcurrentUpdate,
+    InvoiceBook,
+    RefundBook,
+    StateWrite,
+    StoredCustomer,
+)
 from revsync.store import models
 from revsync.store.history_items import (
     chunk_of,
@@ -52,6 +63,7 @@ from revsync.store.models import (
     HistoryArchiveItem,
     InvoiceArchiveItem,
     PaidInvoiceItem,
+    RefundArchiveItem,
 )
 from revsync.store.throttling import defers_when_throttled
 
@@ -137,11 +149,29 @@ def _archive_key(number: int) -> str:
     return f"{models.INVOICE_ARCHIVE_SK_PREFIX}{number:06d}"
 
 
+def _refunds_of(
+    stored: Mapping[str, Any], archives: dict[int, dict[str, Observation]]
+) -> tuple[dict[str, Observation], RefundBook]:
+    """Each credit note's and charge's newest observation, from the counted archives and the state
+    (a state from before the archives: all of its are inline)."""
+    archived = int(stored.get("refunds_archived", 0))
+    inline: dict[str, Observation] = stored.get("refunds", {})
+    newest: dict[str, Observation] = {}
+    counted = [archives[number] for number in sorted(archives) if number <= archived]
+    for kept in (*counted, inline):
+        for refund_id, observation in kept.items():
+            held = newest.get(refund_id)
+            if held is None or observation["observed_at"] >= held["observed_at"]:
+                newest[refund_id] = observation
+    return newest, RefundBook(archived, tuple(sorted(inline)))
+
+
 def _stored(
     customer_id: str,
     state: CustomerStateItem | None,
     archives: dict[int, list[list[Any]]],
     legacy: list[PaidInvoiceItem],
+    refund_archives: dict[int, dict[str, Observation]],
 ) -> StoredCustomer:
     """The customer's state from its items (nothing stored: empty, version None)."""
     stored = state.objects if state is not None else {}
@@ -154,15 +184,16 @@ def _stored(
         inline = [_legacy_document(item) for item in _legacy_invoices(stored, legacy)]
     invoices = {doc[0]: _invoice_from_document(doc, customer_id) for doc in (*counted, *inline)}
     book = InvoiceBook(archived, tuple(doc[0] for doc in inline), frozenset(doc[0] for doc in counted))
+    refunds, refund_book = _refunds_of(stored, refund_archives)
     objects = CustomerObjects(
         customer_id=customer_id,
         customer=stored.get("customer"),
         subscriptions=stored.get("subscriptions", {}),
         invoices=invoices,
-        refunds=stored.get("refunds", {}),
+        refunds=refunds,
     )
     if state is None:
-        return StoredCustomer(objects, None, None, 0, invoices=book)
+        return StoredCustomer(objects, None, None, 0, invoices=book, refunds=refund_book)
     version = int(state.version) if state.version is not None else None
     return StoredCustomer(
         objects=objects,
@@ -172,6 +203,7 @@ def _stored(
         record_version=int(state.record_version) if state.record_version is not None else version,
         history=kept_of(state),
         invoices=book,
+        refunds=refund_book,
     )
 
 
@@ -187,7 +219,8 @@ def _state_item(write: StateWrite) -> CustomerStateItem:
             "subscriptions": dict(objects.subscriptions),
             "archived": saved.invoices.archived,
             "invoices": [_invoice_document(objects.invoices[i]) for i in saved.invoices.inline],
-            "refunds": dict(objects.refunds),
+            "refunds_archived": saved.refunds.archived,
+            "refunds": {i: objects.refunds[i] for i in saved.refunds.inline},
             "history": kept.to_json(),
         },
         external_id=saved.external_id,
@@ -217,6 +250,7 @@ class CustomerStates:
         state: CustomerStateItem | None = None
         archives: dict[int, list[list[Any]]] = {}
         legacy: list[PaidInvoiceItem] = []
+        refund_archives: dict[int, dict[str, Observation]] = {}
         # The state and the invoice archives; not the history archives (read when needed: see
         # ``history_archive``), whose keys sort before.
         after_history = models.SyncItem.sk > models.HISTORY_KEYS_END
@@ -227,7 +261,9 @@ class CustomerStates:
                 archives[int(item.number)] = item.invoices
             elif isinstance(item, PaidInvoiceItem):
                 legacy.append(item)
-        return _stored(customer_id, state, archives, legacy)
+            elif isinstance(item, RefundArchiveItem):
+                refund_archives[int(item.number)] = item.refunds
+        return _stored(customer_id, state, archives, legacy, refund_archives)
 
     def history_archive(self, tenant_id: str, customer_id: str) -> list[HistoryChunk]:
         """The customer's archived MRR history (its state counts the first ``history.archived``)."""
@@ -250,6 +286,8 @@ class CustomerStates:
         for offset, spill in enumerate(write.invoice_spills, start=1):
             # Before the state write that counts it (see the module docstring).
             self._archive(pk, write.stored, write.stored.invoices.archived + offset, spill)
+        for offset, refund_ids in enumerate(write.refund_spills, start=1):
+            self._archive_refunds(pk, write.stored, write.stored.refunds.archived + offset, refund_ids)
         item = _state_item(write)
         if write.history_chunks:
             self._save_with_chunks(write, item)
@@ -336,6 +374,29 @@ class CustomerStates:
             archive.save(
                 condition=InvoiceArchiveItem.spilled_from.does_not_exist()
                 | (InvoiceArchiveItem.spilled_from <= version)
+            )
+        except PutError as exc:
+            if models.condition_failed(exc):
+                raise ConcurrentUpdate(pk) from exc  # a newer state spilled it: this one is stale
+            raise
+
+    def _archive_refunds(
+        self, pk: str, stored: StoredCustomer, number: int, refund_ids: tuple[str, ...]
+    ) -> None:
+        """As ``_archive``: before the state write that counts it, only over one spilled from the
+        same or an older state version."""
+        version = stored.version or 0
+        archive = RefundArchiveItem(
+            pk,
+            f"{models.REFUND_ARCHIVE_SK_PREFIX}{number:06d}",
+            number=number,
+            spilled_from=version,
+            refunds={i: stored.objects.refunds[i] for i in refund_ids},
+        )
+        try:
+            archive.save(
+                condition=RefundArchiveItem.spilled_from.does_not_exist()
+                | (RefundArchiveItem.spilled_from <= version)
             )
         except PutError as exc:
             if models.condition_failed(exc):

@@ -188,6 +188,18 @@ class InvoiceArchiveItem(SyncItem, discriminator="invoices"):
     invoices = CompressedJSONAttribute()
 
 
+REFUND_ARCHIVE_SK_PREFIX = "refunds#"
+
+
+class RefundArchiveItem(SyncItem, discriminator="refunds"):
+    """Credit notes and charges moved out of the state item together (store.customer_state), counted
+    by the state."""
+
+    number = NumberAttribute()
+    spilled_from = NumberAttribute()  # the state version whose inline credit notes and charges these are
+    refunds = CompressedJSONAttribute()  # {id: observation}
+
+
 class PaidInvoiceItem(SyncItem, discriminator="invoice"):
     """One paid invoice, as the previous format kept them (read only: store.customer_state converts)."""
 

@@ -284,6 +284,20 @@ class StripeAccounts:
         with contextlib.suppress(stripe.oauth_error.OAuthError):
             client.oauth.deauthorize(params={"client_id": client_id, "stripe_user_id": account_id})
 
+    def test_clock_time(self, tenant: Tenant, clock_id: str) -> int | None:
+        client = self.client_for(tenant)
+        try:
+            test_clock = self._read(
+                tenant,
+                "GET /v1/test_helpers/test_clocks/{id}",
+                lambda: client.v1.test_helpers.test_clocks.retrieve(clock_id),
+            )
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                return None
+            raise
+        return int(test_clock.frozen_time)
+
     def fetch(self, tenant: Tenant, kind: str, object_id: str) -> Snapshot | None:
         client = self.client_for(tenant)
         try:
