@@ -32,8 +32,8 @@ metrics = Metrics()
 SAFETY_MARGIN_SECONDS = 15  # stop taking pages this long before Lambda's time limit
 
 
-class Stripe(backfill.Lister, Protocol):
-    """Stripe as the importer uses it: list pages."""
+class Stripe(backfill.Lister, backfill.AccountReader, Protocol):
+    """Stripe as the importer uses it: list pages, and the account's ``created``."""
 
 
 @dataclass(slots=True)
@@ -92,6 +92,7 @@ def _start(
         progress=deps.progress,
         runs=deps.runs,
         limits=_limits,
+        stripe=deps.stripe,
         max_walks=settings.backfill_concurrency,
         now=now,
         execution=event.get("execution"),

@@ -155,6 +155,19 @@ class StripeAccounts:
             account_id = None  # restricted keys may not read the account: that is fine
         return KeyCheck(account_id=account_id, livemode="_live_" in api_key)
 
+    def account_created(self, tenant: Tenant) -> int | None:
+        """The account's ``created`` (``GET /v1/account``: for Connect the connected account, through
+        ``Stripe-Account``), one read within the account's budget. None when Stripe leaves it out
+        (the SDK's ``Account.created`` is optional: some account types have none) or the key may not
+        read the account (a restricted key): the backfill then plans as if it were unknown."""
+        client = self.client_for(tenant)
+        try:
+            account = self._read(tenant, "GET /v1/account", client.v1.accounts.retrieve_current)
+        except (stripe.PermissionError, stripe.InvalidRequestError):
+            return None
+        created = account.get("created")
+        return int(created) if created is not None else None
+
     def coupons(self, tenant: Tenant, coupon_ids: set[str]) -> dict[str, Coupon]:
         """Coupons by id; a coupon's terms never change, so each is read once per process."""
         found: dict[str, Coupon] = {}
