@@ -405,7 +405,9 @@ def test_a_walk_planned_before_the_deploy_goes_on_as_one_walk() -> None:
     tenants, customers, progress = _env()
     made = [S.customer(f"cus_{i:03d}", metadata={"app_id": f"u-{i}"}, created=NOW - i) for i in range(150)]
     lister = FakeLister({"customers": made, "subscriptions": [], "invoices": []})
-    planned: Any = {k: v for k, v in plan(3)[0].items() if k not in ("walks", "oldest", "span")}
+    planned: Any = {
+        k: v for k, v in plan(3)[0].items() if k not in ("walks", "oldest", "span", "account_created")
+    }
     planned["splittable"] = True  # the previous plan's field
     first, *others = _step(planned, (tenants, customers, progress), lister, max_pages=5)
     assert others == []
@@ -573,6 +575,29 @@ def test_a_run_continued_across_executions_loses_and_double_counts_nothing() -> 
     assert len(pages) == len(set(pages))  # no page asked twice
     assert len(pages) <= 15 + 8 + 1 + result["walks"]  # the minimum, plus one part page per walk
     assert runs.kept == {}  # finished: the next backfill starts anew
+    assert lister.account_reads == 1  # the account's start: read once a backfill, kept in its walks
+
+
+def test_a_run_kept_before_walks_knew_the_accounts_start_goes_on_as_before() -> None:
+    env, runs, starter = _env(), FakeBackfillRuns(), Starter()
+    lister = FakeLister(_history(1_500))
+    lister.account_opened = NOW - 9 * 1_500 - 86_400
+    budget = START_EVENTS + round_events(6) + 1  # room for one round an execution
+    assert "execution" in _execution(lister, env, runs, starter, budget)
+    run, segments = json.loads(runs.kept["acme"])
+    for segment in segments:
+        del segment["account_created"]  # as a run kept before this field was
+    runs.kept["acme"] = json.dumps([run, segments])
+    lister.account_opened = NOW  # a start no walk must take: the kept walks go on without it
+
+    while "execution" in (result := _execution(lister, env, runs, starter, budget)):
+        pass
+
+    assert (result["counts"]["customers"], result["counts"]["subscriptions"]) == (1_500, 750)
+    assert len(env[1].records) == 1_500
+    pages = [(kind, json.dumps(params, sort_keys=True)) for kind, params in lister.calls]
+    assert len(pages) == len(set(pages))  # no page asked twice
+    assert lister.account_reads == 1  # a resumed run does not read it again
 
 
 def test_a_failure_mid_way_is_recorded_and_a_rerun_resumes_and_completes() -> None:

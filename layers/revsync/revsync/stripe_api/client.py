@@ -165,7 +165,7 @@ class StripeAccounts:
             account = self._read(tenant, "GET /v1/account", client.v1.accounts.retrieve_current)
         except (stripe.PermissionError, stripe.InvalidRequestError):
             return None
-        created = account.get("created")
+        created = _as_dict(account).get("created")
         return int(created) if created is not None else None
 
     def coupons(self, tenant: Tenant, coupon_ids: set[str]) -> dict[str, Coupon]:
