@@ -62,9 +62,9 @@ from revsync.stripe_api.pacing import LocalBudget
 from revsync.table_names import TableNames, table_names
 
 from local import streams
-from local.http import http as sandbox_http
 from local import stripe_shapes as S
 from local.environment import REGION
+from local.http import http as sandbox_http
 from local.inprocess import InProcessStack
 from local.stripe_sandbox.server import serve
 from local.template import LocalNames

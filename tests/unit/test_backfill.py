@@ -337,7 +337,7 @@ def test_a_small_account_walks_no_slice_of_nothing() -> None:
         tenants, customers, progress = _env()
         lister = FakeLister({"customers": made, "subscriptions": [], "invoices": []})
         lister.account_opened = opened
-        totals, walks = _run(lister, tenants, customers, progress, walks=150, max_pages=25)
+        totals, _ = _run(lister, tenants, customers, progress, walks=150, max_pages=25)
         assert totals["customers"] == 1_000
         assert lister.account_reads == 1  # once a backfill
         requests[opened is None] = totals["requests"]
