@@ -51,7 +51,7 @@ def sam_cli() -> str:
 @pytest.fixture
 def stripe_fake(stack: InProcessStack) -> FakeStripe:
     fake = FakeStripe()
-    for function in ("TenantApiFunction", "WorkerFunction"):
+    for function in ("TenantApiFunction", "WorkerFunction", "ImporterFunction"):
         lambda_runtime.load_module(function).dependencies().stripe = fake
     return fake
 

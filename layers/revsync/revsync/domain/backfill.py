@@ -203,7 +203,7 @@ def _data_start(segment: Segment, oldest_seen: int) -> int:
     """Where an open walk's data can begin: the account's start, unless a page already went past it
     (an account connected after its first objects): then, as when it is unknown, Stripe's."""
     start = segment.get("account_created", EARLIEST)
-    return start if oldest_seen > start else EARLIEST
+    return start if oldest_seen >= start else EARLIEST
 
 
 def _slices_above_start(segment: Segment) -> float:
