@@ -253,11 +253,16 @@ def test_a_run_near_its_history_budget_continues_in_new_executions(
     )
     budget = START_EVENTS + round_events(3) + 1  # one round an execution
     monkeypatch.setenv("BACKFILL_HISTORY_BUDGET", str(budget))
+    # A page a step: the account's three pages a list take three rounds (its walks, too short to
+    # split above the account's start, would otherwise end in the first).
+    pages_per_step = 1
+    monkeypatch.setenv("BACKFILL_PAGES_PER_STEP", str(pages_per_step))
     get_settings.cache_clear()  # the handlers run in this process
     try:
         backfill = configure_and_wait(stack, "bf-continue", timeout=240)
     finally:
         monkeypatch.delenv("BACKFILL_HISTORY_BUDGET")
+        monkeypatch.delenv("BACKFILL_PAGES_PER_STEP")
         get_settings.cache_clear()
     assert backfill["state"] == "succeeded", backfill
     assert backfill["counts"] == {"customers": count, "subscriptions": count, "invoices": count}
@@ -281,5 +286,5 @@ def test_a_run_near_its_history_budget_continues_in_new_executions(
     )
     # No page read twice across executions. A step that failed (moto answering slowly on a loaded
     # machine: its retry goes on from the step's first cursor) may have read its pages once more.
-    retried_pages = failed_steps * get_settings().backfill_pages_per_step
+    retried_pages = failed_steps * pages_per_step
     assert minimum <= listed <= minimum + backfill["walks"] + retried_pages
