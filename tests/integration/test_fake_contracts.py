@@ -670,7 +670,8 @@ def test_the_accounts_start_reads_as_stripe_has_it(stripe_reads: Any, stripe_acc
     if isinstance(stripe_reads, FakeStripe):
         stripe_reads.grants[code] = connected
     stripe_reads.oauth_exchange(code)
-    first = FROZEN_NOW - 400 * 86_400  # its history begins a year before now: the account is older
+    # Its history begins a year before the platform's account opened: the account is older still.
+    first = stripe_account["created"] - 400 * 86_400
     sandbox_http(
         "POST",
         f"{stripe_account['url']}/_sandbox/seed",
@@ -685,8 +686,8 @@ def test_the_accounts_start_reads_as_stripe_has_it(stripe_reads: Any, stripe_acc
 
 
 class _RecordingBudget(LocalBudget):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, rate: float = 0.0) -> None:
+        super().__init__(rate=rate, clock=lambda: float(FROZEN_NOW))
         self.reserved: list[str | None] = []
 
     def reserve(self, endpoint: str | None) -> float:
@@ -694,18 +695,36 @@ class _RecordingBudget(LocalBudget):
         return super().reserve(endpoint)
 
 
-def test_the_accounts_start_is_one_read_within_the_accounts_budget(stripe_account: dict[str, Any]) -> None:
-    budget = _RecordingBudget()
-    accounts = StripeAccounts(
+def _budgeted(url: str, budget: LocalBudget) -> StripeAccounts:
+    def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"waited {seconds} s")
+
+    return StripeAccounts(
         platform_key=lambda: KEY,
         tenant_api_key=lambda _: KEY,
-        api_base=stripe_account["url"],
+        api_base=url,
         budget=lambda account, rate: budget,
+        clock=lambda: float(FROZEN_NOW),
+        sleep=no_sleep,
     )
 
-    accounts.account_created(_api_key_tenant())
+
+def test_the_accounts_start_is_one_read_within_the_accounts_budget(stripe_account: dict[str, Any]) -> None:
+    budget = _RecordingBudget()
+
+    _budgeted(stripe_account["url"], budget).account_created(_api_key_tenant())
 
     assert budget.reserved == ["GET /v1/account", None]  # its endpoint's clock, then the account's
+
+
+def test_a_busy_budget_leaves_the_accounts_start_unknown_rather_than_waiting(
+    stripe_account: dict[str, Any],
+) -> None:
+    budget = _RecordingBudget(rate=0.01)  # a slot each 100 s
+    budget.reserve(None)  # taken: the next is 100 s away
+
+    accounts = _budgeted(stripe_account["url"], budget)
+    assert accounts.account_created(_api_key_tenant()) is None  # the backfill plans without it
 
 
 # --- the events queue and its dead letters -----------------------------------------------------------

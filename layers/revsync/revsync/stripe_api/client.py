@@ -27,7 +27,7 @@ from revsync.domain.snapshots import (
     with_coupons,
 )
 from revsync.domain.tenancy import Tenant
-from revsync.errors import CursorRejected
+from revsync.errors import CursorRejected, Deferred
 from revsync.stripe_api.pacing import Pacer, RequestBudget, call_paced, call_within_budget
 
 T = TypeVar("T")
@@ -158,12 +158,13 @@ class StripeAccounts:
     def account_created(self, tenant: Tenant) -> int | None:
         """The account's ``created`` (``GET /v1/account``: for Connect the connected account, through
         ``Stripe-Account``), one read within the account's budget. None when Stripe leaves it out
-        (the SDK's ``Account.created`` is optional: some account types have none) or the key may not
-        read the account (a restricted key): the backfill then plans as if it were unknown."""
+        (the SDK's ``Account.created`` is optional: some account types have none), the key may not
+        read the account (a restricted key) or the budget has no slot soon: the backfill then plans
+        as if it were unknown (it only saves requests) rather than wait or fail."""
         client = self.client_for(tenant)
         try:
             account = self._read(tenant, "GET /v1/account", client.v1.accounts.retrieve_current)
-        except (stripe.PermissionError, stripe.InvalidRequestError):
+        except (stripe.PermissionError, stripe.InvalidRequestError, Deferred):
             return None
         created = _as_dict(account).get("created")
         return int(created) if created is not None else None
