@@ -59,6 +59,7 @@ from revsync.stripe_api.pacing import LocalBudget, Pacer, call_paced
 
 from bench.modelled_time import ModelledExecutor, ModelledTime
 from local.inprocess import InProcessStack
+from local.stripe_sandbox.history import OPENED_BEFORE_FIRST_CUSTOMER_SECONDS
 from local.stripe_sandbox.limits import Limiters, Limits
 from local.stripe_sandbox.server import serve
 from local.template import load_template
@@ -181,11 +182,12 @@ def _tenant(account_id: str) -> Tenant:
 
 class ModelledStripe(FakeStripe):
     """Stripe's list endpoints over an account of ``counts`` objects per list (created evenly over two
-    years, newest first, as the sandbox seeds them), answering after ``STRIPE_SECONDS``, behind the
-    sandbox's limiters in modelled time."""
+    years, newest first, as the sandbox seeds them, in an account opened before them as the sandbox
+    backdates it), answering after ``STRIPE_SECONDS``, behind the sandbox's limiters in modelled
+    time."""
 
     def __init__(self, counts: dict[str, int], limits: Limits, clock: ModelledTime) -> None:
-        super().__init__()
+        super().__init__(account_opened=START - SPAN_SECONDS - OPENED_BEFORE_FIRST_CUSTOMER_SECONDS)
         self.counts, self.limits, self.clock = counts, limits, clock
         self.limiters = Limiters(clock.time)
         self.requests: Counter[str] = Counter()
@@ -215,6 +217,11 @@ class ModelledStripe(FakeStripe):
         last = min(end, first + params["limit"])
         objects = [{"id": f"{kind}_{i}", "created": self.created(kind, i)} for i in range(first, last)]
         return objects, last < end
+
+    def account_created(self, tenant: Tenant) -> int | None:
+        """``GET /v1/account`` once a run: its budget's clocks, then Stripe's answer."""
+        self.clock.sleep(2 * 2 * DYNAMODB_SECONDS + STRIPE_SECONDS)
+        return super().account_created(tenant)
 
     def list_page(
         self, tenant: Tenant, kind: str, params: dict[str, Any], pacer: Pacer
@@ -355,6 +362,7 @@ def simulate(
             progress=progress,
             runs=runs,
             limits=limits_of,
+            stripe=stripe_api,
             max_walks=settings["max_walks"],
             now=int(clock.time()),
         )

@@ -53,6 +53,12 @@ class FakeStripe:
     event_pages: int = 0
     grants: dict[str, str] = field(default_factory=dict)  # OAuth code -> account id
     deauthorized: list[str] = field(default_factory=list)
+    account_opened: int | None = None  # the account's ``created`` (None: Stripe leaves it out)
+    account_reads: int = 0
+
+    def account_created(self, tenant: Tenant) -> int | None:
+        self.account_reads += 1
+        return self.account_opened
 
     def check_api_key(self, api_key: str) -> KeyCheck:
         if api_key not in self.valid_keys:

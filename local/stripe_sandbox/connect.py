@@ -14,7 +14,7 @@ def authorize(sb: Sandbox, client_id: str, account_hint: str | None) -> str:
     """Approve a Connect authorization: returns a single-use code for a new (or hinted) account."""
     account = sb.accounts.get(account_hint) if account_hint else None
     if account is None:
-        account = Account(id=account_hint or "acct_" + secrets.token_hex(8))
+        account = Account(id=account_hint or "acct_" + secrets.token_hex(8), created=sb.now())
         sb.accounts[account.id] = account
     code = "ac_" + secrets.token_hex(12)
     sb.codes[code] = {"client_id": client_id, "account": account.id, "expires": time.time() + 300}
@@ -56,4 +56,4 @@ def deauthorize(sb: Sandbox, platform: Account, client_id: str, account_id: str)
 
 def retrieve_account(sb: Sandbox, account: Account, params: Obj) -> Obj:
     """``GET /v1/account``: the account the key (or ``Stripe-Account``) reaches."""
-    return {"id": account.id, "object": "account", "charges_enabled": True, "livemode": False}
+    return {"id": account.id, "object": "account", "created": account.created, "charges_enabled": True}

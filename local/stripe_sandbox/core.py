@@ -56,6 +56,7 @@ class OAuthError(Exception):
 @dataclass
 class Account:
     id: str
+    created: int  # when it was opened: nothing in it is older (``history.seed`` backdates it)
     key: str | None = None  # the secret key that owns it; None for accounts created by OAuth
     objects: dict[str, dict[str, Obj]] = field(default_factory=dict)  # kind -> id -> object
     events: list[Obj] = field(default_factory=list)
@@ -146,7 +147,9 @@ class Sandbox:
             )
         account = self.by_key.get(key)
         if account is None:
-            account = Account(id="acct_" + hashlib.sha256(key.encode()).hexdigest()[:16], key=key)
+            account = Account(
+                id="acct_" + hashlib.sha256(key.encode()).hexdigest()[:16], created=self.now(), key=key
+            )
             self.by_key[key] = account
             self.accounts[account.id] = account
         return account

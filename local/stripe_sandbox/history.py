@@ -5,12 +5,17 @@ from __future__ import annotations
 from local.stripe_sandbox import catalog, invoices, subscriptions
 from local.stripe_sandbox.core import Account, Sandbox
 
+# An account is opened some weeks before its first customer (and nothing in it is older).
+OPENED_BEFORE_FIRST_CUSTOMER_SECONDS = 30 * 86_400
+
 
 def seed(
     sb: Sandbox, account: Account, count: int, start: int, end: int, unit_amount: int = 1000
 ) -> dict[str, int]:
     """``count`` customers created evenly over [start, end), each with an active monthly
-    subscription and its paid first invoice: existing history, so no events are sent."""
+    subscription and its paid first invoice: existing history, so no events are sent. The account
+    is then as old as such a history makes it."""
+    account.created = min(account.created, start - OPENED_BEFORE_FIRST_CUSTOMER_SECONDS)
     events, account.events = account.events, []
     endpoints, account.endpoints = account.endpoints, {}
     try:

@@ -263,8 +263,14 @@ def test_a_run_near_its_history_budget_continues_in_new_executions(
         "POST", f"{stack.stripe_url}/_sandbox/seed", {"customers": count}, {"Authorization": f"Bearer {key}"}
     )
     budget = START_EVENTS + round_events(3) + 1  # one round an execution
-    # The handlers run in this process: the importer starts again with the variable set.
-    stack.wire("ImporterFunction", {"BACKFILL_HISTORY_BUDGET": str(budget)})
+    # A page a step: the account's pages take several rounds (its walks, too short to split above
+    # the account's start, would otherwise end in the first). The handlers run in this process: the
+    # importer starts again with the variables set.
+    pages_per_step = 1
+    stack.wire(
+        "ImporterFunction",
+        {"BACKFILL_HISTORY_BUDGET": str(budget), "BACKFILL_PAGES_PER_STEP": str(pages_per_step)},
+    )
     try:
         backfill = configure_and_wait(stack, "bf-continue", timeout=240)
     finally:
@@ -288,5 +294,5 @@ def test_a_run_near_its_history_budget_continues_in_new_executions(
     listed = _listed(requests)
     # No page read twice across executions. A step that failed (moto answering slowly on a loaded
     # machine: its retry goes on from the step's first cursor) may have read its pages once more.
-    retried_pages = failed_steps * stack.graph("ImporterFunction").settings.backfill_pages_per_step
+    retried_pages = failed_steps * pages_per_step
     assert minimum <= listed <= minimum + backfill["walks"] + retried_pages

@@ -50,7 +50,7 @@ def sam_cli() -> str:
 @pytest.fixture
 def stripe_fake(stack: InProcessStack) -> FakeStripe:
     fake = FakeStripe()
-    for function in ("TenantApiFunction", "WorkerFunction"):
+    for function in ("TenantApiFunction", "WorkerFunction", "ImporterFunction"):
         stack.wire(function, stripe=fake)
     return fake
 

@@ -16,6 +16,7 @@ from local import lambda_runtime
 from local.inprocess import InProcessStack
 from local.template import ROOT
 from tests.conftest import FROZEN_NOW
+from tests.fakes import FakeStripe
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +55,7 @@ def test_an_ended_execution_fails_only_the_backfill_it_runs(stack: InProcessStac
 
 
 def test_a_console_started_run_names_its_execution_and_its_failed_end_is_recorded(
-    stack: InProcessStack,
+    stack: InProcessStack, stripe_fake: FakeStripe
 ) -> None:
     """No route claimed it (no backfill map yet): the Start step claims it and names its execution;
     Step Functions' status change event for that execution then records the failure."""
@@ -65,6 +66,7 @@ def test_a_console_started_run_names_its_execution_and_its_failed_end_is_recorde
         "ImporterFunction", {"action": "start", "tenant_id": "console", "execution": arn}
     )
     assert state["active"] == len(KINDS)  # one walk per list
+    assert stripe_fake.account_reads == 1  # the account's start, for the walks' lower bound
     assert (_backfill("console")["state"], _backfill("console")["execution"]) == ("running", arn)
     ended = {
         "source": "aws.states",

@@ -60,10 +60,12 @@ from revsync.stripe_api.client import (
     StripeAccessError,
     StripeAccounts,
 )
+from revsync.stripe_api.pacing import LocalBudget
 
 from local import streams
 from local import stripe_shapes as S
 from local.environment import REGION
+from local.http import http as sandbox_http
 from local.inprocess import InProcessStack
 from local.stripe_sandbox.server import serve
 from local.template import LocalNames
@@ -596,7 +598,14 @@ def stripe_account() -> Iterator[dict[str, Any]]:
             test_clock["id"]: call("get", f"/v1/test_helpers/test_clocks/{test_clock['id']}"),
         }
         events = list(reversed(call("get", "/v1/events", limit=100)["data"]))  # oldest first
-        yield {"url": url, "objects": objects, "events": events, "account": call("get", "/v1/account")["id"]}
+        account = call("get", "/v1/account")
+        yield {
+            "url": url,
+            "objects": objects,
+            "events": events,
+            "account": account["id"],
+            "created": account["created"],
+        }
     finally:
         server.shutdown()
         app.stop()
@@ -609,6 +618,7 @@ def stripe_reads(request: pytest.FixtureRequest, stripe_account: dict[str, Any])
             objects=dict(stripe_account["objects"]),
             valid_keys={KEY: stripe_account["account"]},
             events=list(stripe_account["events"]),
+            account_opened=stripe_account["created"],
         )
     return StripeAccounts(
         platform_key=lambda: KEY, tenant_api_key=lambda _: KEY, api_base=stripe_account["url"]
@@ -699,6 +709,72 @@ def test_an_api_key_is_checked_the_same(stripe_reads: Any, stripe_account: dict[
     with pytest.raises(StripeAccessError) as refused:
         stripe_reads.check_api_key("not_a_key")
     assert refused.value.code == "invalid_api_key"
+
+
+def test_the_accounts_start_reads_as_stripe_has_it(stripe_reads: Any, stripe_account: dict[str, Any]) -> None:
+    """The backfill's lower bound: the account's ``created``, for Connect the connected account's."""
+    assert stripe_reads.account_created(_api_key_tenant()) == stripe_account["created"]
+
+    connected = f"acct_opened{id(stripe_reads) % 1000:03d}"
+    code = _authorization_code(stripe_account["url"], connected)
+    if isinstance(stripe_reads, FakeStripe):
+        stripe_reads.grants[code] = connected
+    stripe_reads.oauth_exchange(code)
+    # Its history begins a year before the platform's account opened: the account is older still.
+    first = stripe_account["created"] - 400 * 86_400
+    sandbox_http(
+        "POST",
+        f"{stripe_account['url']}/_sandbox/seed",
+        {"customers": 1, "start": first, "end": first + 60},
+        {"Authorization": f"Bearer {KEY}", "Stripe-Account": connected},
+    )
+    if isinstance(stripe_reads, FakeStripe):
+        stripe_reads.account_opened = first - 30 * 86_400
+    opened = stripe_reads.account_created(Tenant("c", Connection("connected", "oauth", connected)))
+    assert opened is not None
+    assert opened < first < stripe_account["created"]
+
+
+class _RecordingBudget(LocalBudget):
+    def __init__(self, rate: float = 0.0) -> None:
+        super().__init__(rate=rate, clock=lambda: float(FROZEN_NOW))
+        self.reserved: list[str | None] = []
+
+    def reserve(self, endpoint: str | None) -> float:
+        self.reserved.append(endpoint)
+        return super().reserve(endpoint)
+
+
+def _budgeted(url: str, budget: LocalBudget) -> StripeAccounts:
+    def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"waited {seconds} s")
+
+    return StripeAccounts(
+        platform_key=lambda: KEY,
+        tenant_api_key=lambda _: KEY,
+        api_base=url,
+        budget=lambda account, rate: budget,
+        clock=lambda: float(FROZEN_NOW),
+        sleep=no_sleep,
+    )
+
+
+def test_the_accounts_start_is_one_read_within_the_accounts_budget(stripe_account: dict[str, Any]) -> None:
+    budget = _RecordingBudget()
+
+    _budgeted(stripe_account["url"], budget).account_created(_api_key_tenant())
+
+    assert budget.reserved == ["GET /v1/account", None]  # its endpoint's clock, then the account's
+
+
+def test_a_busy_budget_leaves_the_accounts_start_unknown_rather_than_waiting(
+    stripe_account: dict[str, Any],
+) -> None:
+    budget = _RecordingBudget(rate=0.01)  # a slot each 100 s
+    budget.reserve(None)  # taken: the next is 100 s away
+
+    accounts = _budgeted(stripe_account["url"], budget)
+    assert accounts.account_created(_api_key_tenant()) is None  # the backfill plans without it
 
 
 # --- the events queue and its dead letters -----------------------------------------------------------

@@ -139,7 +139,14 @@ def _run(
     """The state machine's rounds, in order: returns the totals and how many walks there were."""
     max_walks, runs = walks, FakeBackfillRuns()
     state = backfill.start(
-        "acme", tenants=tenants, progress=progress, runs=runs, limits=unlimited, max_walks=max_walks, now=NOW
+        "acme",
+        tenants=tenants,
+        progress=progress,
+        runs=runs,
+        limits=unlimited,
+        stripe=lister,
+        max_walks=max_walks,
+        now=NOW,
     )
     active = state["segments"]
     walks = len(active)
@@ -163,6 +170,8 @@ def test_plan_starts_one_walk_per_list_open_both_ways_with_its_share() -> None:
     segments = plan(5 * len(KINDS))
     assert [s["kind"] for s in segments] == list(KINDS)
     assert all((s["gte"], s["lt"], s["walks"]) == (EARLIEST, None, 5) for s in segments)
+    assert all(s["account_created"] == EARLIEST for s in segments)  # not known
+    assert {s["account_created"] for s in plan(15, account_created=NOW - 5)} == {NOW - 5}
     assert plan(2)[0]["walks"] == 1  # never less than one walk per list
     params = list_params(segments[1])
     assert params["status"] == "all"
@@ -178,11 +187,21 @@ def test_plan_starts_one_walk_per_list_open_both_ways_with_its_share() -> None:
     rng=st.randoms(use_true_random=False),
     walks=st.integers(min_value=1, max_value=20),
     max_pages=st.integers(min_value=1, max_value=5),
+    # The account opened this long before its oldest object (None: Stripe does not say; negative:
+    # after some of its objects, e.g. test-clock ones, or an account connected later).
+    opened_before=st.one_of(st.none(), st.integers(min_value=-86_400, max_value=400 * 86_400)),
 )
 def test_any_history_is_imported_once_whatever_the_splits(
-    count: int, spread: int, clusters: int, rng: Random, walks: int, max_pages: int
+    count: int,
+    spread: int,
+    clusters: int,
+    rng: Random,
+    walks: int,
+    max_pages: int,
+    opened_before: int | None,
 ) -> None:
-    """Clustered, sparse, same-second or empty: every customer once, requests bounded by the walks."""
+    """Clustered, sparse, same-second or empty, in an account opened before its objects or not:
+    every customer once, requests bounded by the walks, and no walk wholly before the account."""
     centres = [rng.randrange(4 * 365 * 86_400) for _ in range(clusters)]
     ages = [rng.choice(centres) + rng.randrange(spread + 1) for _ in range(count)]
     tenants, customers, progress = _env()
@@ -191,12 +210,16 @@ def test_any_history_is_imported_once_whatever_the_splits(
         for i, age in enumerate(ages)
     ]
     lister = FakeLister({"customers": made, "subscriptions": [], "invoices": []})
+    oldest = NOW - max(ages, default=0)
+    lister.account_opened = None if opened_before is None else oldest - opened_before
     totals, made_walks = _run(lister, tenants, customers, progress, walks=walks, max_pages=max_pages)
     assert totals["customers"] == len(made)
     assert len(customers.records) == len(made)
     assert totals["walks"] == made_walks
     pages = [c for c in lister.calls if c[0] == "customers"]
     assert len(pages) <= -(-len(made) // 100) + made_walks - 2  # one part (or empty) page per walk
+    if lister.account_opened is not None and lister.account_opened <= oldest:
+        assert all(params["created"].get("lt", NOW + 1) > lister.account_opened for _, params in pages)
 
 
 def test_walks_every_page_once_and_counts_exactly() -> None:
@@ -248,6 +271,71 @@ def test_an_open_walk_splits_into_slices_of_its_density_and_an_open_last_one() -
     assert split(kept, oldest_seen=oldest, page_span=span) == [
         Segment(**{**kept, "oldest": oldest, "span": span})
     ]
+
+
+def test_a_small_accounts_walk_is_cut_no_further_back_than_the_account() -> None:
+    opened = NOW - 60_000
+    segment = Segment(**{**plan(150, account_created=opened)[0], "cursor": "cus_x"})  # 50 walks allowed
+    oldest, span = NOW - 10_000, 100  # slices of 2,500 s: 20 of them reach the account's start
+    kept, *older = split(segment, oldest_seen=oldest, page_span=span)
+    assert len(older) == 19  # 20 walks, not 50: none of the others would find anything
+    assert kept["gte"] == oldest - PAGES_PER_WALK * span
+    assert all(w["lt"] is not None and w["lt"] > opened for w in older)  # none wholly before it
+    assert older[-1]["lt"] == oldest - 20 * PAGES_PER_WALK * span + PAGES_PER_WALK * span
+    _contiguous(kept, older, EARLIEST)  # the last asks from Stripe's start: free, and loses nothing
+    assert all(w["account_created"] == opened for w in [kept, *older])
+    # Stripe did not say: cut as before, 50 walks.
+    unknown = Segment(**{**plan(150)[0], "cursor": "cus_x"})
+    assert len(split(unknown, oldest_seen=oldest, page_span=span)) == 50
+
+
+def test_a_walk_already_past_the_accounts_start_is_cut_as_if_it_were_unknown() -> None:
+    """Objects older than the account's ``created`` (test-clock ones, or an account connected after
+    its first objects): the start says nothing about where the data begins."""
+    segment = Segment(**{**plan(12, account_created=NOW - 5_000)[0], "cursor": "cus_x"})
+    kept, *older = split(segment, oldest_seen=NOW - 10_000, page_span=100)
+    assert len(older) == 3
+    _contiguous(kept, older, EARLIEST)
+
+
+def test_an_open_walk_near_the_accounts_start_leaves_the_room_it_cannot_use() -> None:
+    def walked(kind: int, oldest: int, opened: int, cursor: str) -> Segment:
+        return Segment(
+            **{
+                **plan(3, account_created=opened)[kind],
+                "oldest": oldest,
+                "span": 100,
+                "cursor": cursor,
+                "gte": EARLIEST,
+            }
+        )
+
+    near = walked(0, NOW - 10_000, NOW - 14_000, "a")  # 4,000 s left: two slices of 2,500 s
+    far = walked(1, NOW - 10_000, EARLIEST, "b")
+    shared = share_out([near, far], walks=12)
+    assert [s["kind"] for s in shared].count("customers") == 2
+    assert [s["kind"] for s in shared].count("subscriptions") == 10  # the rest goes where it is of use
+
+
+def test_a_small_account_walks_no_slice_of_nothing() -> None:
+    """1,000 customers over the 73 days since the account opened, 150 walks allowed: once the
+    account's start is known, the requests are the minimum plus a part page a walk, not an empty
+    page for each slice of 25 pages (half a year) back to 2010."""
+    made = [
+        S.customer(f"cus_{i:04d}", metadata={"app_id": f"u-{i}"}, created=NOW - i * 6_307)
+        for i in range(1_000)
+    ]
+    requests = {}
+    for opened in (None, NOW - 1_000 * 6_307 - 30 * 86_400):
+        tenants, customers, progress = _env()
+        lister = FakeLister({"customers": made, "subscriptions": [], "invoices": []})
+        lister.account_opened = opened
+        totals, _ = _run(lister, tenants, customers, progress, walks=150, max_pages=25)
+        assert totals["customers"] == 1_000
+        assert lister.account_reads == 1  # once a backfill
+        requests[opened is None] = totals["requests"]
+    assert requests[False] == 10 + 2  # the minimum, and one request for each empty list
+    assert requests[True] >= 10 + 30  # slices of nothing, one empty page each
 
 
 def test_a_bounded_walk_splits_only_into_slices_of_at_least_a_walks_pages() -> None:
@@ -310,7 +398,9 @@ def test_a_walk_planned_before_the_deploy_goes_on_as_one_walk() -> None:
     tenants, customers, progress = _env()
     made = [S.customer(f"cus_{i:03d}", metadata={"app_id": f"u-{i}"}, created=NOW - i) for i in range(150)]
     lister = FakeLister({"customers": made, "subscriptions": [], "invoices": []})
-    planned: Any = {k: v for k, v in plan(3)[0].items() if k not in ("walks", "oldest", "span")}
+    planned: Any = {
+        k: v for k, v in plan(3)[0].items() if k not in ("walks", "oldest", "span", "account_created")
+    }
     planned["splittable"] = True  # the previous plan's field
     first, *others = _step(planned, (tenants, customers, progress), lister, max_pages=5)
     assert others == []
@@ -442,7 +532,14 @@ def _execution(
     """One execution of the state machine: Start, rounds, then Finish or Continue (the Catch: raises)."""
     tenants, _, progress = env
     state = backfill.start(
-        "acme", tenants=tenants, progress=progress, runs=runs, limits=unlimited, max_walks=max_walks, now=NOW
+        "acme",
+        tenants=tenants,
+        progress=progress,
+        runs=runs,
+        limits=unlimited,
+        stripe=lister,
+        max_walks=max_walks,
+        now=NOW,
     )
     while state["active"] and not state["continue"]:
         produced = [_step(segment, env, lister, max_pages=2) for segment in state["segments"]]
@@ -502,6 +599,29 @@ def test_a_run_continued_across_executions_loses_and_double_counts_nothing() -> 
     assert len(pages) == len(set(pages))  # no page asked twice
     assert len(pages) <= 15 + 8 + 1 + result["walks"]  # the minimum, plus one part page per walk
     assert runs.kept == {}  # finished: the next backfill starts anew
+    assert lister.account_reads == 1  # the account's start: read once a backfill, kept in its walks
+
+
+def test_a_run_kept_before_walks_knew_the_accounts_start_goes_on_as_before() -> None:
+    env, runs, starter = _env(), FakeBackfillRuns(), Starter()
+    lister = FakeLister(_history(1_500))
+    lister.account_opened = NOW - 9 * 1_500 - 86_400
+    budget = START_EVENTS + round_events(6) + 1  # room for one round an execution
+    assert "execution" in _execution(lister, env, runs, starter, budget)
+    run, segments = json.loads(runs.kept["acme"])
+    for segment in segments:
+        del segment["account_created"]  # as a run kept before this field was
+    runs.kept["acme"] = json.dumps([run, segments])
+    lister.account_opened = NOW  # a start no walk must take: the kept walks go on without it
+
+    while "execution" in (result := _execution(lister, env, runs, starter, budget)):
+        pass
+
+    assert (result["counts"]["customers"], result["counts"]["subscriptions"]) == (1_500, 750)
+    assert len(env[1].records) == 1_500
+    pages = [(kind, json.dumps(params, sort_keys=True)) for kind, params in lister.calls]
+    assert len(pages) == len(set(pages))  # no page asked twice
+    assert lister.account_reads == 1  # a resumed run does not read it again
 
 
 def test_a_failure_mid_way_is_recorded_and_a_rerun_resumes_and_completes() -> None:
@@ -538,6 +658,7 @@ def test_an_execution_that_ends_outside_its_catch_fails_the_backfill_it_runs() -
         progress=progress,
         runs=FakeBackfillRuns(),
         limits=unlimited,
+        stripe=FakeStripe(),
         max_walks=3,
         now=NOW,
         execution=arn,

@@ -5,7 +5,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from revsync.bootstrap.stripe import budgets, stripe_accounts
 from revsync.infra import aws
@@ -22,6 +22,10 @@ from revsync.store.customers import CustomerStore
 from revsync.store.tenants import CachedTenantStore, TenantStore
 
 
+class ImporterStripe(backfill.Lister, backfill.AccountReader, Protocol):
+    """Stripe as the importer uses it: list pages, and the account's ``created``."""
+
+
 class Importer(NamedTuple):
     settings: ImporterSettings
     tenants: Tenants
@@ -32,7 +36,7 @@ class Importer(NamedTuple):
     progress: backfill.Progress
     runs: backfill.Runs
     executions: backfill.Executions
-    stripe: backfill.Lister
+    stripe: ImporterStripe
     budgets: partial[AccountRequestBudget]  # budgets(account, rate): the account's shared budget
     changes: EventBridgeChanges
     clock: Callable[[], float]

@@ -8,7 +8,12 @@ page, half a page beyond the minimum on average, so walks are kept long (``PAGES
 How far back an account's data goes is unknown until a walk reaches its end: Stripe lists newest
 first and tells no count. So each list starts as one walk from now to the past; after its first
 page (which tells how many seconds a page of it spans) it becomes up to its share of the walks:
-slices of ``PAGES_PER_WALK`` pages at that density and a last walk open to the past. Between rounds
+slices of ``PAGES_PER_WALK`` pages at that density and a last walk open to the past. Nothing in an
+account predates the account itself (its ``created``, read once when the run starts): no slice is
+cut wholly before it, so a small account's walks stop where its data can begin instead of slicing
+years of nothing, one empty page each. The last walk still asks from ``EARLIEST``, which costs no
+request (a walk ends where the list does) and loses nothing if an account's ``created`` is later
+than its oldest object (Stripe documents it as when the account was connected). Between rounds
 (``collect``), the room walks that finished leave is filled by splitting the others the same way, at
 the density their last page showed: bounded walks with many pages left first, then the open ones.
 
@@ -61,6 +66,7 @@ class Segment(TypedDict):
     span: int  # seconds one page of this walk spanned last (0: no page yet)
     config_version: int  # the tenant config the run started with: steps never use an older one
     busy: float  # seconds this walk spent on its pages (Stripe's answers and the writes), not waiting
+    account_created: int  # the account's ``created`` (EARLIEST: not known): no slice is cut before it
 
 
 class Totals(TypedDict):
@@ -73,7 +79,9 @@ class Totals(TypedDict):
     walks: int  # cursor walks finished: the requests are at most the minimum plus one per walk
 
 
-def _segment(kind: Kind, gte: int, lt: int | None, config_version: int, walks: int = 1) -> Segment:
+def _segment(
+    kind: Kind, gte: int, lt: int | None, config_version: int, account_created: int, walks: int = 1
+) -> Segment:
     return Segment(
         kind=kind,
         gte=gte,
@@ -87,6 +95,7 @@ def _segment(kind: Kind, gte: int, lt: int | None, config_version: int, walks: i
         span=0,
         config_version=config_version,
         busy=0.0,
+        account_created=account_created,
     )
 
 
@@ -109,13 +118,17 @@ def allowance(
     return Allowance(walks=max(total, len(KINDS)), kinds=kinds, page_seconds=page_seconds)
 
 
-def plan(walks: int | Allowance, config_version: int = 0) -> list[Segment]:
-    """One walk per list, from now to the past, each allowed its share of the walks."""
+def plan(
+    walks: int | Allowance, config_version: int = 0, account_created: int | None = None
+) -> list[Segment]:
+    """One walk per list, from now to the past, each allowed its share of the walks.
+    ``account_created``: the account's ``created`` (None: Stripe did not say)."""
     if isinstance(walks, int):
         walks = Allowance(walks=walks, kinds={}, page_seconds=DEFAULT_PAGE_SECONDS)
     share = max(1, walks["walks"] // len(KINDS))
+    start = max(EARLIEST, account_created or EARLIEST)
     return [
-        _segment(kind, EARLIEST, None, config_version, min(share, walks["kinds"].get(kind, share)))
+        _segment(kind, EARLIEST, None, config_version, start, min(share, walks["kinds"].get(kind, share)))
         for kind in KINDS
     ]
 
@@ -157,19 +170,22 @@ def split(segment: Segment, oldest_seen: int, page_span: int) -> list[Segment]:
     """After a page: the walk, and the new walks it hands the older part of its range to.
 
     What is left is ``[gte, oldest_seen]``. Open to the past, it is cut into slices of
-    ``PAGES_PER_WALK`` pages at this page's density (``page_span`` seconds per page), the last one
-    still open; bounded, into equal slices of at least ``PAGES_PER_WALK`` pages. This walk keeps the
-    newest slice with its cursor (same order, so the cursor stays valid), new walks take the others:
-    no object is in two slices, none in none. Up to ``segment["walks"]`` walks in all.
+    ``PAGES_PER_WALK`` pages at this page's density (``page_span`` seconds per page), down to the
+    account's start at most (none wholly before it), the last one still open; bounded, into equal
+    slices of at least ``PAGES_PER_WALK`` pages. This walk keeps the newest slice with its cursor
+    (same order, so the cursor stays valid), new walks take the others: no object is in two slices,
+    none in none. Up to ``segment["walks"]`` walks in all.
     """
     segment = Segment(**{**segment, "oldest": oldest_seen, "span": max(1, page_span)})
     if segment["done"] or segment["walks"] <= 1:
         return [segment]
     span, kind, version = segment["span"], segment["kind"], segment["config_version"]
+    start = segment.get("account_created", EARLIEST)
     slice_seconds = PAGES_PER_WALK * span
     if segment["gte"] <= EARLIEST:
+        bottom = _data_start(segment, oldest_seen)
         bounds = [oldest_seen - i * slice_seconds for i in range(1, segment["walks"])]
-        bounds = [bound for bound in bounds if bound > EARLIEST]
+        bounds = [bound for bound in bounds if bound > bottom]
         lower = [*bounds[1:], EARLIEST]
     else:
         remaining = oldest_seen - segment["gte"]
@@ -181,7 +197,29 @@ def split(segment: Segment, oldest_seen: int, page_span: int) -> list[Segment]:
     if not bounds:
         return [Segment(**{**segment, "walks": 1})]
     kept = Segment(**{**segment, "gte": bounds[0], "walks": 1})
-    return [kept, *(_segment(kind, low, high, version) for high, low in zip(bounds, lower, strict=True))]
+    return [
+        kept,
+        *(_segment(kind, low, high, version, start) for high, low in zip(bounds, lower, strict=True)),
+    ]
+
+
+def _data_start(segment: Segment, oldest_seen: int) -> int:
+    """Where an open walk's data can begin: the account's start, unless a page already went past it
+    (an account connected after its first objects): then, as when it is unknown, Stripe's."""
+    start = segment.get("account_created", EARLIEST)
+    return start if oldest_seen >= start else EARLIEST
+
+
+def _slices_above_start(segment: Segment) -> float:
+    """How many walks an open walk can become: its slices of ``PAGES_PER_WALK`` pages that are not
+    wholly before the account's start."""
+    oldest = segment["oldest"]
+    if oldest is None or segment["span"] <= 0:
+        return 1.0
+    bottom = _data_start(segment, oldest)
+    if bottom <= EARLIEST:
+        return float("inf")
+    return float(math.ceil((oldest - bottom) / (PAGES_PER_WALK * segment["span"])))
 
 
 def _pages_left(segment: Segment) -> float:
@@ -221,7 +259,8 @@ def share_out(active: list[Segment], walks: int, kinds: Mapping[str, int] | None
     open_walks = [i for i in waiting if _pages_left(active[i]) == float("inf")]
     for n, i in enumerate(open_walks):
         same_kind_left = sum(active[j]["kind"] == active[i]["kind"] for j in open_walks[n:])
-        give(i, min(free // (len(open_walks) - n), room[active[i]["kind"]] // same_kind_left))
+        fair = min(free // (len(open_walks) - n), room[active[i]["kind"]] // same_kind_left)
+        give(i, int(min(fair, _slices_above_start(active[i]) - 1)))
     shared: list[Segment] = []
     for segment, walks_allowed in zip(active, allowed, strict=True):
         oldest = segment["oldest"]

@@ -22,6 +22,7 @@ from itertools import groupby
 from typing import Any, Protocol
 
 from revsync.domain.backfill import (
+    EARLIEST,
     HISTORY_BUDGET,
     KINDS,
     START_EVENTS,
@@ -83,6 +84,13 @@ class Lister(StripeObjects, Protocol):
     def list_page(
         self, tenant: Tenant, kind: str, params: dict[str, Any], pacer: Pacer
     ) -> tuple[list[dict[str, Any]], bool]: ...
+
+
+class AccountReader(Protocol):
+    def account_created(self, tenant: Tenant) -> int | None:
+        """The account's ``created`` (``GET /v1/account``, one budgeted read); None if Stripe does
+        not say (some account types) or the key may not read the account."""
+        ...
 
 
 class Progress(Protocol):
@@ -161,13 +169,15 @@ def start(
     progress: Progress,
     runs: Runs,
     limits: Limits,
+    stripe: AccountReader,
     max_walks: int,
     now: int,
     execution: str | None = None,
 ) -> dict[str, Any]:
     """A new run, or the kept one resumed (continued from a full execution, or started again after a
     failure) when it was planned for the tenant's current config. ``execution``: the one running it
-    (named on the status document, so that its end outside the state machine's Catch is seen)."""
+    (named on the status document, so that its end outside the state machine's Catch is seen).
+    A new run reads the account's ``created`` once: its walks keep it (see ``domain.backfill``)."""
     tenant = _connected(tenants, tenant_id)
     kept = runs.load(tenant_id)
     if kept is not None and kept[0]["config_version"] == tenant.config_version:
@@ -186,7 +196,7 @@ def start(
         started_at=now,
         config_version=tenant.config_version,
     )
-    segments = plan(walks, tenant.config_version)
+    segments = plan(walks, tenant.config_version, stripe.account_created(tenant))
     runs.save(tenant_id, run, segments)
     progress.backfill_started(tenant_id, now, "importing")
     if execution:
@@ -225,8 +235,10 @@ def import_segment(
     """
     # A cached tenant older than the config this run started with (a trait just changed) is refreshed.
     tenant = _connected(tenants, tenant_id, segment["config_version"])
-    # A walk planned before a deploy that added fields goes on as one walk.
-    segment = Segment(**{"walks": 1, "oldest": None, "span": 0, "busy": 0.0, **segment})
+    # A walk planned before a deploy that added fields goes on as one walk (from Stripe's start).
+    segment = Segment(
+        **{"walks": 1, "oldest": None, "span": 0, "busy": 0.0, "account_created": EARLIEST, **segment}
+    )
     produced: list[Segment] = []
     imported = 0
 

@@ -29,7 +29,7 @@ from revsync.domain.snapshots import (
     with_coupons,
 )
 from revsync.domain.tenancy import Tenant
-from revsync.errors import CursorRejected, InvalidInput, UpstreamUnavailable
+from revsync.errors import CursorRejected, Deferred, InvalidInput, UpstreamUnavailable
 from revsync.stripe_api.pacing import Pacer, RequestBudget, call_paced, call_within_budget
 
 T = TypeVar("T")
@@ -163,6 +163,20 @@ class StripeAccounts:
         except stripe.StripeError:
             account_id = None  # restricted keys may not read the account: that is fine
         return KeyCheck(account_id=account_id, livemode="_live_" in api_key)
+
+    def account_created(self, tenant: Tenant) -> int | None:
+        """The account's ``created`` (``GET /v1/account``: for Connect the connected account, through
+        ``Stripe-Account``), one read within the account's budget. None when Stripe leaves it out
+        (the SDK's ``Account.created`` is optional: some account types have none), the key may not
+        read the account (a restricted key) or the budget has no slot soon: the backfill then plans
+        as if it were unknown (it only saves requests) rather than wait or fail."""
+        client = self.client_for(tenant)
+        try:
+            account = self._read(tenant, "GET /v1/account", client.v1.accounts.retrieve_current)
+        except (stripe.PermissionError, stripe.InvalidRequestError, Deferred):
+            return None
+        created = _as_dict(account).get("created")
+        return int(created) if created is not None else None
 
     def coupons(self, tenant: Tenant, coupon_ids: set[str]) -> dict[str, Coupon]:
         """Coupons by id; a coupon's terms never change, so each is read once per process."""
