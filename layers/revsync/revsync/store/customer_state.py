@@ -370,15 +370,7 @@ class CustomerStates:
             spilled_from=version,
             invoices=[_invoice_document(stored.objects.invoices[i]) for i in invoice_ids],
         )
-        try:
-            archive.save(
-                condition=InvoiceArchiveItem.spilled_from.does_not_exist()
-                | (InvoiceArchiveItem.spilled_from <= version)
-            )
-        except PutError as exc:
-            if models.condition_failed(exc):
-                raise ConcurrentUpdate(pk) from exc  # a newer state spilled it: this one is stale
-            raise
+        _save_spilled(pk, archive, version)
 
     def _archive_refunds(
         self, pk: str, stored: StoredCustomer, number: int, refund_ids: tuple[str, ...]
@@ -393,12 +385,16 @@ class CustomerStates:
             spilled_from=version,
             refunds={i: stored.objects.refunds[i] for i in refund_ids},
         )
-        try:
-            archive.save(
-                condition=RefundArchiveItem.spilled_from.does_not_exist()
-                | (RefundArchiveItem.spilled_from <= version)
-            )
-        except PutError as exc:
-            if models.condition_failed(exc):
-                raise ConcurrentUpdate(pk) from exc  # a newer state spilled it: this one is stale
-            raise
+        _save_spilled(pk, archive, version)
+
+
+def _save_spilled(pk: str, archive: InvoiceArchiveItem | RefundArchiveItem, version: int) -> None:
+    """Write an archive before the state write that counts it, only over one spilled from the same
+    or an older state version: a stale writer cannot overwrite an archive a newer state counts."""
+    spilled_from = type(archive).spilled_from
+    try:
+        archive.save(condition=spilled_from.does_not_exist() | (spilled_from <= version))
+    except PutError as exc:
+        if models.condition_failed(exc):
+            raise ConcurrentUpdate(pk) from exc  # a newer state spilled it: this one is stale
+        raise
