@@ -40,7 +40,7 @@ browser-deps: ## install Debian's chromium and chromedriver if missing (root onl
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
 	else echo "chromium/chromedriver not installed and not root: the browser test will be skipped"; fi
 
-test-unit: $(STAMP) ## fast pure-domain tests only
+test-unit: $(STAMP) ## the unit tests only: the domain and the services on fakes
 	$(VPY) -m pytest tests/unit
 
 lint: $(STAMP) ## ruff, mypy and cfn-lint
