@@ -12,6 +12,12 @@ class RevsyncError(Exception):
     """Base of revsync's own errors."""
 
 
+class InvalidInput(RevsyncError, ValueError):
+    """The input (a request, an event, a value) cannot be used as it is: the sender must change it."""
+
+    code = "invalid_input"
+
+
 class RetryLater(RevsyncError):
     """Transient: retry the message later (SQS visibility timeout); parked if it keeps failing."""
 
