@@ -10,7 +10,13 @@ from collections.abc import Iterable
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal
 
 from revsync.domain.policy import DEFAULT_POLICY, DiscountRule, RevenuePolicy
-from revsync.domain.snapshots import LIVE_SUBSCRIPTION_STATUSES, Discount, Price, SubscriptionItem, SubscriptionSnapshot
+from revsync.domain.snapshots import (
+    LIVE_SUBSCRIPTION_STATUSES,
+    Discount,
+    Price,
+    SubscriptionItem,
+    SubscriptionSnapshot,
+)
 
 # Stripe's own MRR definition: only these statuses bring revenue in.
 REVENUE_STATUSES = frozenset({"active", "past_due"})

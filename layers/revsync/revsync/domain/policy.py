@@ -83,7 +83,9 @@ class RevenuePolicy:
         if days is not None and (
             isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_CHURN_AFTER_DAYS
         ):
-            raise PolicyError(f"past_due.churn_after_days must be null or a whole number 1-{MAX_CHURN_AFTER_DAYS}")
+            raise PolicyError(
+                f"past_due.churn_after_days must be null or a whole number 1-{MAX_CHURN_AFTER_DAYS}"
+            )
         metered = _choice(document, "metered", MeteredRule)
         if metered == "last_invoice":
             raise PolicyNotSupported(
