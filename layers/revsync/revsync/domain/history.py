@@ -280,12 +280,17 @@ class _RunningMrr:
             if snapshot["status"] != "past_due" or reconstructed:
                 self.past_due_since.pop(sub_id, None)
             elif sub_id not in self.past_due_since:
-                since = self.past_due_since[sub_id] = observation["observed_at"]
-                grace = self.policy.past_due_grace
-                if grace is not None:
-                    heapq.heappush(self._ends, (since + grace, sub_id))
+                self.past_due_from(sub_id, observation["observed_at"])
             self.subscriptions[sub_id] = observation
             self._pending.add(sub_id)
+
+    def past_due_from(self, sub_id: str, since: int) -> None:
+        """The subscription's run of past_due began at ``since``: derive it again when the policy's
+        limit on it passes."""
+        self.past_due_since[sub_id] = since
+        grace = self.policy.past_due_grace
+        if grace is not None:
+            heapq.heappush(self._ends, (since + grace, sub_id))
 
     def now(self) -> tuple[str | None, int]:
         """(currency, MRR) as ``derive_record`` gives them for what is held."""
@@ -339,10 +344,8 @@ class _Replay:
         self.running = _RunningMrr(policy)
         for observation in checkpoint.held:
             self.running.hold(observation, reconstructed=True)
-        self.running.past_due_since.update(checkpoint.past_due_since)
-        grace = policy.past_due_grace
-        for sub_id, since in checkpoint.past_due_since if grace is not None else ():
-            heapq.heappush(self.running._ends, (since + grace, sub_id))
+        for sub_id, since in checkpoint.past_due_since:
+            self.running.past_due_from(sub_id, since)
         self.provisional = set(checkpoint.provisional)
         self.start = checkpoint.start
         self.current: tuple[str | None, int] = (checkpoint.start.currency, checkpoint.start.mrr)

@@ -146,10 +146,9 @@ def policy_churned_at(
     if policy.churn_at == "scheduled" and cancel_scheduled(subscription):
         return subscription["canceled_at"] or observed_at
     grace = policy.past_due_grace
-    if subscription["status"] == "past_due" and grace is not None and past_due_since is not None:
-        if as_of >= past_due_since + grace:
-            return past_due_since + grace
-    return None
+    if subscription["status"] != "past_due" or grace is None or past_due_since is None:
+        return None
+    return past_due_since + grace if as_of >= past_due_since + grace else None
 
 
 def subscription_mrr(
