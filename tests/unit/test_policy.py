@@ -5,11 +5,13 @@ histories)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from revsync.domain.events import Observation, Source
 from revsync.domain.history import mrr_timeline, replay
 from revsync.domain.policy import DAY, DEFAULT_POLICY, PolicyError, PolicyNotSupported, RevenuePolicy
@@ -271,3 +273,55 @@ def test_the_default_policy_gives_todays_records_and_timelines(observations: lis
         "t", objects, "id", stated, past_due_since=dict(checkpoint.past_due_since)
     ) == derive_record("t", objects, "id")
     assert mrr_timeline("cus_1", observations, stated) == mrr_timeline("cus_1", observations)
+
+
+_POLICIES = st.builds(
+    RevenuePolicy,
+    churn_after_days=st.sampled_from([None, 1, 2]),
+    churn_at=st.sampled_from(["ended", "scheduled"]),
+    discounts=st.sampled_from(["active", "forever_only", "none"]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(observations=_histories, policy=_POLICIES, scheduled=st.data())
+def test_the_timeline_is_the_record_by_the_same_policy_at_each_second(
+    observations: list[Observation], policy: RevenuePolicy, scheduled: Any
+) -> None:
+    """The history and the record agree under any policy: MRR(t) is the record derived (as of the
+    newest observation) from the observations up to t, with the past-due runs dated up to t."""
+    # Spread over days (a past-due limit passes), some active subscriptions scheduled to cancel.
+    observations = [
+        {
+            **o,
+            "observed_at": T0 + (o["observed_at"] - T0) * 30,
+            "snapshot": {**o["snapshot"], "cancel_at_period_end": scheduled.draw(st.booleans())}
+            if o["snapshot"]["object"] == "subscription" and o["snapshot"]["status"] == "active"
+            else o["snapshot"],
+        }
+        for o in observations
+        if str(o["source"]) != "imported"
+    ]
+    ordered = sorted(observations, key=lambda o: o["observed_at"])
+    expected: list[tuple[int, str | None, int]] = []
+    current: tuple[str | None, int] = (None, 0)
+    for at in sorted({o["observed_at"] for o in ordered}):
+        upto = [o for o in observations if o["observed_at"] <= at]
+        _, [checkpoint] = replay(upto, cuts=[at + 1], policy=policy)
+        objects = CustomerObjects("cus_1")
+        for observation in _replay_order(upto):
+            objects = apply(objects, observation).objects
+        record = derive_record("t", objects, None, policy, past_due_since=dict(checkpoint.past_due_since))
+        now = (record["currency"], record["mrr"])
+        if now != current and (now[1] or current[1]):
+            expected.append((at, *now))
+        current = now
+    assert mrr_timeline("cus_1", observations, policy) == expected
+
+
+def _replay_order(observations: list[Observation]) -> list[Observation]:
+    rank = {"created": 0, "updated": 1, "fetched": 1, "deleted": 2}
+    return sorted(
+        observations,
+        key=lambda o: (o["observed_at"], rank[o["source"]], json.dumps(o["snapshot"], sort_keys=True)),
+    )
