@@ -24,6 +24,7 @@ from typing import Any, Literal, NamedTuple
 
 from revsync.domain.events import Observation
 from revsync.domain.mrr import EXACT, exact_sum, round_minor_units, subscription_mrr
+from revsync.domain.policy import DEFAULT_POLICY, RevenuePolicy
 from revsync.domain.snapshots import CustomerSnapshot, Discount, Snapshot, SubscriptionSnapshot, discounts_of
 from revsync.domain.state import decide
 
@@ -40,7 +41,9 @@ _ZERO = Decimal(0)
 
 
 def revenue_view(snapshot: Snapshot) -> Snapshot | None:
-    """What of a snapshot can move MRR (None: nothing, e.g. an invoice). Equal views are one entry."""
+    """What of a snapshot can move MRR (None: nothing, e.g. an invoice). Equal views are one entry.
+    A subscription's cancellation schedule (``cancel_at``, ``cancel_at_period_end``, and
+    ``canceled_at``, the time it was asked for) stays: a policy may churn it when it is scheduled."""
     if snapshot["object"] == "customer":
         customer: CustomerSnapshot = {
             **snapshot,
@@ -69,9 +72,6 @@ def revenue_view(snapshot: Snapshot) -> Snapshot | None:
             "created": None,
             "current_period_end": None,
             "trial_end": None,
-            "cancel_at_period_end": False,
-            "cancel_at": None,
-            "canceled_at": None,
             "ended_at": None,
             "items": items,  # type: ignore[typeddict-item]
         }
@@ -217,6 +217,8 @@ class Checkpoint(NamedTuple):
     held: tuple[Observation, ...] = ()
     provisional: frozenset[str] = frozenset()  # subscription ids
     start: TimelineStart = FROM_NOTHING
+    # (subscription id, when its current run of past_due observations began), by id
+    past_due_since: tuple[tuple[str, int], ...] = ()
 
 
 def _repeating_ends(snapshot: Snapshot, after: int) -> list[int]:
@@ -241,7 +243,8 @@ class _RunningMrr:
     (the newest observation held) can change it, and the total is adjusted exactly. Replaying a
     customer's history is then linear in its subscriptions and changes."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy: RevenuePolicy = DEFAULT_POLICY) -> None:
+        self.policy = policy
         self.customer: Observation | None = None
         self.subscriptions: dict[str, Observation] = {}  # in the order first seen
         self.as_of = 0  # the newest observation held: the time discounts are judged at
@@ -253,8 +256,12 @@ class _RunningMrr:
         self._first_priced: int | None = None  # position of the first subscription with a currency
         self._ends: list[tuple[int, str]] = []  # (when, subscription or _CUSTOMER_WIDE): a heap
         self._pending: set[str] = set()
+        # subscription -> when its held run of past_due observations began (policy's churn_after_days)
+        self.past_due_since: dict[str, int] = {}
 
-    def hold(self, observation: Observation) -> None:
+    def hold(self, observation: Observation, *, reconstructed: bool = False) -> None:
+        """Hold ``observation`` (``reconstructed``: an import's entry at the subscription's start, which
+        dates no past-due run: the run starts at the first real observation of it)."""
         snapshot = observation["snapshot"]
         self.as_of = max(self.as_of, observation["observed_at"])
         if snapshot["object"] == "customer":
@@ -270,8 +277,20 @@ class _RunningMrr:
             if sub_id not in self._position:
                 self._position[sub_id] = len(self._order)
                 self._order.append(sub_id)
+            if snapshot["status"] != "past_due" or reconstructed:
+                self.past_due_since.pop(sub_id, None)
+            elif sub_id not in self.past_due_since:
+                self.past_due_from(sub_id, observation["observed_at"])
             self.subscriptions[sub_id] = observation
             self._pending.add(sub_id)
+
+    def past_due_from(self, sub_id: str, since: int) -> None:
+        """The subscription's run of past_due began at ``since``: derive it again when the policy's
+        limit on it passes."""
+        self.past_due_since[sub_id] = since
+        grace = self.policy.past_due_grace
+        if grace is not None:
+            heapq.heappush(self._ends, (since + grace, sub_id))
 
     def now(self) -> tuple[str | None, int]:
         """(currency, MRR) as ``derive_record`` gives them for what is held."""
@@ -295,7 +314,9 @@ class _RunningMrr:
         snapshot = self.subscriptions[sub_id]["snapshot"]
         assert snapshot["object"] == "subscription"
         currency = snapshot["currency"]
-        value = subscription_mrr(snapshot, self._discounts, self.as_of)
+        value = subscription_mrr(
+            snapshot, self._discounts, self.as_of, self.policy, self.past_due_since.get(sub_id)
+        )
         if sub_id in self._values:
             old_currency, old_value = self._values[sub_id]
             self._sums[old_currency] = EXACT.subtract(self._sums[old_currency], old_value)
@@ -319,10 +340,12 @@ class _RunningMrr:
 class _Replay:
     """``mrr_timeline``'s walk through a customer's observations in time order, from a checkpoint."""
 
-    def __init__(self, checkpoint: Checkpoint) -> None:
-        self.running = _RunningMrr()
+    def __init__(self, checkpoint: Checkpoint, policy: RevenuePolicy) -> None:
+        self.running = _RunningMrr(policy)
         for observation in checkpoint.held:
-            self.running.hold(observation)
+            self.running.hold(observation, reconstructed=True)
+        for sub_id, since in checkpoint.past_due_since:
+            self.running.past_due_from(sub_id, since)
         self.provisional = set(checkpoint.provisional)
         self.start = checkpoint.start
         self.current: tuple[str | None, int] = (checkpoint.start.currency, checkpoint.start.mrr)
@@ -343,7 +366,7 @@ class _Replay:
                 if snapshot.get("status") in _REVENUE_STATUSES:
                     # "It ran from its start": only while nothing else is known of it.
                     if self._held(snapshot) is None:
-                        self.running.hold(observation)
+                        self.running.hold(observation, reconstructed=True)
                         self.provisional.add(str(snapshot.get("id")))
                     continue
             if snapshot["object"] == "subscription" and snapshot["id"] in self.provisional:
@@ -363,18 +386,25 @@ class _Replay:
     def checkpoint(self) -> Checkpoint:
         customer = self.running.customer
         held = ((customer,) if customer is not None else ()) + tuple(self.running.subscriptions.values())
-        return Checkpoint(held, frozenset(self.provisional), self.start)
+        since = tuple(sorted(self.running.past_due_since.items()))
+        return Checkpoint(held, frozenset(self.provisional), self.start, since)
 
 
 FROM_THE_START = Checkpoint()
 
 
 def replay(
-    observations: Iterable[Observation], checkpoint: Checkpoint = FROM_THE_START, cuts: Sequence[int] = ()
+    observations: Iterable[Observation],
+    checkpoint: Checkpoint = FROM_THE_START,
+    cuts: Sequence[int] = (),
+    policy: RevenuePolicy = DEFAULT_POLICY,
 ) -> tuple[list[tuple[int, str | None, int]], list[Checkpoint]]:
-    """The timeline points ``observations`` give (replayed in time order from ``checkpoint``: none of
-    them before the time it was taken at), and the checkpoint at each of ``cuts`` (ascending: the
-    replay's state after every observation before that time)."""
+    """The timeline points ``observations`` give by the revenue rules and ``policy`` (replayed in
+    time order from ``checkpoint``: none of them before the time it was taken at), and the checkpoint
+    at each of ``cuts`` (ascending: the replay's state after every observation before that time).
+
+    A change the policy makes between observations (a past-due subscription reaching its limit), like
+    a repeating discount's end, shows at the next observation: MRR is derived as of the newest one."""
     dumped: dict[int, str] = {}
 
     def content(snapshot: Snapshot) -> str:  # views are shared objects: each dumped once
@@ -387,7 +417,7 @@ def replay(
     ordered = sorted(
         observations, key=lambda o: (o["observed_at"], _RANK[o["source"]], content(o["snapshot"]))
     )
-    walk = _Replay(checkpoint)
+    walk = _Replay(checkpoint, policy)
     taken: list[Checkpoint] = []
     pending = list(cuts)
     for at, group in groupby(ordered, key=lambda o: o["observed_at"]):
@@ -399,14 +429,16 @@ def replay(
     return walk.points, taken
 
 
-def mrr_timeline(customer_id: str, observations: Iterable[Observation]) -> list[tuple[int, str | None, int]]:
+def mrr_timeline(
+    customer_id: str, observations: Iterable[Observation], policy: RevenuePolicy = DEFAULT_POLICY
+) -> list[tuple[int, str | None, int]]:
     """(time, currency, MRR from then on) at each time the customer's MRR or currency changed: MRR(t)
     by the revenue rules from the latest observation of each object observed at or before t.
 
     Observations are applied in time order (within a second by lifecycle step, then by content, so
     the result depends only on the set); duplicates change nothing, as in the write path.
     """
-    return replay(observations)[0]
+    return replay(observations, policy=policy)[0]
 
 
 def _classify(before: int, after: int, ever_paid: bool) -> tuple[Movement, int]:

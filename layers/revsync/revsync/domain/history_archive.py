@@ -75,7 +75,11 @@ class KeptHistory(NamedTuple):
             "archived": self.archived,
             "held": held,
             "provisional": sorted(self.checkpoint.provisional),
-        }
+        } | (
+            {"past_due_since": [list(p) for p in self.checkpoint.past_due_since]}
+            if self.checkpoint.past_due_since
+            else {}
+        )
 
     @classmethod
     def from_json(
@@ -88,7 +92,8 @@ class KeptHistory(NamedTuple):
             Observation(snapshot=view, observed_at=int(at), source=source, event_id=None)
             for at, source, view in document["held"]
         )
-        checkpoint = Checkpoint(held, frozenset(document["provisional"]), start)
+        since = tuple((str(sub), int(at)) for sub, at in document.get("past_due_since", ()))
+        checkpoint = Checkpoint(held, frozenset(document["provisional"]), start, since)
         return cls(log, timeline, checkpoint, int(document["boundary"]), int(document["archived"]))
 
 

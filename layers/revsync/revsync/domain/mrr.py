@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal
 
-from revsync.domain.snapshots import Discount, Price, SubscriptionItem, SubscriptionSnapshot
+from revsync.domain.policy import DEFAULT_POLICY, DiscountRule, RevenuePolicy
+from revsync.domain.snapshots import (
+    LIVE_SUBSCRIPTION_STATUSES,
+    Discount,
+    Price,
+    SubscriptionItem,
+    SubscriptionSnapshot,
+)
 
 # Stripe's own MRR definition: only these statuses bring revenue in.
 REVENUE_STATUSES = frozenset({"active", "past_due"})
@@ -71,22 +78,28 @@ def item_period_amount(item: SubscriptionItem) -> Decimal:
     return quantity * _dec(price["unit_amount"])
 
 
-def discount_is_active(discount: Discount, as_of: int) -> bool:
+def discount_is_active(discount: Discount, as_of: int, rule: DiscountRule = "active") -> bool:
     coupon = discount["coupon"]
-    if coupon is None:
+    if coupon is None or rule == "none":
         return False
     if coupon["duration"] == "forever":
         return True
+    if rule == "forever_only":
+        return False
     if coupon["duration"] == "repeating":
         return discount["end"] is None or discount["end"] > as_of
     return False  # "once" discounts do not recur
 
 
 def apply_discounts(
-    amount: Decimal, discounts: Iterable[Discount], currency: str | None, as_of: int
+    amount: Decimal,
+    discounts: Iterable[Discount],
+    currency: str | None,
+    as_of: int,
+    rule: DiscountRule = "active",
 ) -> Decimal:
     for discount in discounts:
-        if not discount_is_active(discount, as_of):
+        if not discount_is_active(discount, as_of, rule):
             continue
         coupon = discount["coupon"]
         assert coupon is not None  # discount_is_active guarantees it
@@ -113,22 +126,54 @@ def to_monthly(amount: Decimal, interval: str | None, interval_count: int) -> De
     return amount / (months * interval_count)
 
 
+def cancel_scheduled(subscription: SubscriptionSnapshot) -> bool:
+    """A cancellation is scheduled: at the period end, or at a ``cancel_at`` date."""
+    return subscription["cancel_at_period_end"] or subscription["cancel_at"] is not None
+
+
+def policy_churned_at(
+    subscription: SubscriptionSnapshot,
+    policy: RevenuePolicy,
+    as_of: int,
+    past_due_since: int | None,
+    observed_at: int,
+) -> int | None:
+    """When ``policy`` churned a subscription Stripe still keeps live (None: it did not): at the
+    scheduling of its cancellation (Stripe's ``canceled_at`` is that request's time; else the time it
+    was observed scheduled), or once past due longer than the policy allows."""
+    if subscription["status"] not in LIVE_SUBSCRIPTION_STATUSES:
+        return None
+    if policy.churn_at == "scheduled" and cancel_scheduled(subscription):
+        return subscription["canceled_at"] or observed_at
+    grace = policy.past_due_grace
+    if subscription["status"] != "past_due" or grace is None or past_due_since is None:
+        return None
+    return past_due_since + grace if as_of >= past_due_since + grace else None
+
+
 def subscription_mrr(
-    subscription: SubscriptionSnapshot, customer_discounts: Iterable[Discount], as_of: int
+    subscription: SubscriptionSnapshot,
+    customer_discounts: Iterable[Discount],
+    as_of: int,
+    policy: RevenuePolicy = DEFAULT_POLICY,
+    past_due_since: int | None = None,
 ) -> Decimal:
-    """Exact (unrounded) monthly value of one subscription; 0 unless active or past_due."""
+    """Exact (unrounded) monthly value of one subscription; 0 unless active or past_due, and not
+    churned by ``policy`` (``past_due_since``: when its current run of ``past_due`` began)."""
     if subscription["status"] not in REVENUE_STATUSES:
         return _ZERO
-    currency = subscription["currency"]
+    if policy_churned_at(subscription, policy, as_of, past_due_since, as_of) is not None:
+        return _ZERO
+    currency, rule = subscription["currency"], policy.discounts
     period_amount = sum(
         (
-            apply_discounts(item_period_amount(item), item["discounts"], currency, as_of)
+            apply_discounts(item_period_amount(item), item["discounts"], currency, as_of, rule)
             for item in subscription["items"]
         ),
         _ZERO,
     )
-    period_amount = apply_discounts(period_amount, subscription["discounts"], currency, as_of)
-    period_amount = apply_discounts(period_amount, customer_discounts, currency, as_of)
+    period_amount = apply_discounts(period_amount, subscription["discounts"], currency, as_of, rule)
+    period_amount = apply_discounts(period_amount, customer_discounts, currency, as_of, rule)
     interval, count = _interval(subscription)
     return to_monthly(period_amount, interval, count)
 

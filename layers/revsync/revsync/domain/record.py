@@ -6,10 +6,12 @@ the order in which events arrived.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, TypedDict
 
-from revsync.domain.mrr import exact_sum, round_minor_units, subscription_mrr
+from revsync.domain.mrr import exact_sum, policy_churned_at, round_minor_units, subscription_mrr
+from revsync.domain.policy import DEFAULT_POLICY, RevenuePolicy
 from revsync.domain.refunds import total_refunded
 from revsync.domain.snapshots import (
     LIVE_SUBSCRIPTION_STATUSES,
@@ -118,7 +120,18 @@ def _renews_at(subscription: SubscriptionSnapshot, invoices: list[InvoiceSnapsho
     return renewal
 
 
-def derive_record(tenant_id: str, objects: CustomerObjects, trait: str | None) -> CustomerRecord:
+def derive_record(
+    tenant_id: str,
+    objects: CustomerObjects,
+    trait: str | None,
+    policy: RevenuePolicy = DEFAULT_POLICY,
+    *,
+    past_due_since: Mapping[str, int] | None = None,
+    as_of: int | None = None,
+) -> CustomerRecord:
+    """The record by the revenue rules and ``policy``, as of ``as_of`` (default: the newest
+    observation). ``past_due_since``: subscription id -> when its current run of ``past_due`` began
+    (``revsync.domain.history``); only a policy that churns past due subscriptions reads it."""
     customer = objects.customer["snapshot"] if objects.customer else None
     assert customer is None or customer["object"] == "customer"
     subscriptions: list[SubscriptionSnapshot] = [
@@ -128,7 +141,8 @@ def derive_record(tenant_id: str, objects: CustomerObjects, trait: str | None) -
         o["snapshot"] for o in objects.invoices.values() if o["snapshot"]["object"] == "invoice"
     ]
     deleted = bool(customer and customer["deleted"])
-    as_of = objects.newest_observation
+    as_of = objects.newest_observation if as_of is None else as_of
+    since = past_due_since or {}
     external_id, matched = external_id_for(objects.customer_id, customer, trait)
 
     customer_discounts = [customer["discount"]] if customer and customer["discount"] else []
@@ -136,16 +150,35 @@ def derive_record(tenant_id: str, objects: CustomerObjects, trait: str | None) -
         (s["currency"] for s in subscriptions if s["currency"]), None
     )
     exact: dict[str, Decimal] = {
-        s["id"]: subscription_mrr(s, customer_discounts, as_of) for s in subscriptions
+        s["id"]: subscription_mrr(s, customer_discounts, as_of, policy, since.get(s["id"]))
+        for s in subscriptions
+    }
+    # Subscriptions the policy churned before Stripe ended them: when it did.
+    policy_ended = {
+        o["snapshot"]["id"]: at
+        for o in objects.subscriptions.values()
+        if o["snapshot"]["object"] == "subscription"
+        and (
+            at := policy_churned_at(
+                o["snapshot"], policy, as_of, since.get(o["snapshot"]["id"]), o["observed_at"]
+            )
+        )
+        is not None
     }
     total = exact_sum(exact[s["id"]] for s in subscriptions if _same_currency(s, currency))
 
     trialing_subs = [s for s in subscriptions if s["status"] == "trialing"]
     trial_ends = [s["trial_end"] for s in trialing_subs if s["trial_end"] is not None]
     renewals = [r for s in subscriptions if (r := _renews_at(s, invoices)) is not None]
-    live = [s for s in subscriptions if s["status"] in LIVE_SUBSCRIPTION_STATUSES]
+    live = [
+        s for s in subscriptions if s["status"] in LIVE_SUBSCRIPTION_STATUSES and s["id"] not in policy_ended
+    ]
     churned = deleted or (bool(subscriptions) and not live)
-    ended = [t for t in (s["ended_at"] or s["canceled_at"] for s in subscriptions) if t is not None]
+    ended = [
+        t
+        for t in (policy_ended.get(s["id"]) or s["ended_at"] or s["canceled_at"] for s in subscriptions)
+        if t is not None
+    ]
     churned_at: int | None = None
     if deleted and objects.customer is not None:
         # The deletion event dates it; a deletion only read later (a backfill) is dated by the
