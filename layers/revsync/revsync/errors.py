@@ -78,12 +78,6 @@ class UpstreamUnavailable(RevsyncError):
     code = "upstream_unavailable"
 
 
-class InvalidInput(RevsyncError, ValueError):
-    """The input (a request, an event, a value) cannot be used as it is: the sender must change it."""
-
-    code = "invalid_input"
-
-
 class RetryLater(RevsyncError):
     """Transient: try again later. The worker retries the message (SQS visibility timeout) and parks
     it with its reason on its last allowed delivery; an HTTP caller is asked to retry."""

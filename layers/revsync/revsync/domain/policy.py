@@ -1,4 +1,4 @@
-"""A tenant's revenue policy (DESIGN.md "Revenue policy and risk signals"): how its MRR and churn are
+"""A tenant's revenue policy (docs/contracts.md, "Revenue policy and risk signals"): how its MRR and churn are
 counted. Every derived field, history point and month is a function of the observations *and* this
 policy; the default is the revenue rules as they stood before policies (``DEFAULT_POLICY``).
 

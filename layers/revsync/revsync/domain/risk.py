@@ -1,4 +1,4 @@
-"""A customer's risk signals (DESIGN.md "Revenue policy and risk signals"): what a customer-success
+"""A customer's risk signals (docs/contracts.md, "Revenue policy and risk signals"): what a customer-success
 team acts on before a customer churns, derived from the stored observations and an injected ``now``.
 
 What each signal needs, and what the stored state keeps (revsync.domain.state.CustomerObjects):
