@@ -33,11 +33,12 @@ from revsync.domain.snapshots import (
 )
 from revsync.domain.state import CustomerObjects
 from revsync.domain.stored_state import ConcurrentUpdate, StateWrite, StoredCustomer
-from revsync.domain.tenancy import SealedSecrets, Tenant, TenantRoute
+from revsync.domain.tenancy import Recompute, SealedSecrets, Tenant, TenantRoute
 from revsync.errors import CursorRejected
 from revsync.infra.queue import QueueError
 from revsync.infra.secrets import API_KEY, WEBHOOK_SECRET, SealedSecretError
 from revsync.store.customer_state import kept_invoice
+from revsync.store.tenants import ConfigChanged
 from revsync.stripe_api.client import KeyCheck, OAuthGrant, StripeAccessError, authorize_url
 
 
@@ -155,6 +156,25 @@ class FakeTenants:
 
     def save(self, tenant: Tenant, now: int) -> None:
         self.tenants[tenant.tenant_id] = tenant
+
+    def change_policy(self, tenant: Tenant, now: int) -> None:
+        stored = self.tenants.get(tenant.tenant_id)
+        if stored is None or stored.config_version != tenant.config_version - 1:
+            raise ConfigChanged(tenant.tenant_id)
+        recompute = tenant.recompute or stored.recompute
+        self.tenants[tenant.tenant_id] = replace(
+            stored, policy=tenant.policy, config_version=tenant.config_version, recompute=recompute
+        )
+
+    def advance_recompute(self, tenant_id: str, at: Recompute, to: Recompute) -> bool:
+        stored = self.tenants.get(tenant_id)
+        kept = stored.recompute if stored is not None else None
+        if stored is None or kept is None or kept.finished_at is not None:
+            return False
+        if (kept.config_version, kept.cursor) != (at.config_version, at.cursor):
+            return False
+        self.tenants[tenant_id] = replace(stored, recompute=to)
+        return True
 
 
 @dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -34,6 +35,7 @@ from revsync.domain.history import (
     revenue_totals,
 )
 from revsync.domain.history_archive import HistoryChunk, HistoryUpdate, KeptHistory, history_after
+from revsync.domain.policy import DEFAULT_POLICY, RevenuePolicy
 from revsync.domain.reconcile import CatchUpJob, PendingWindow, RunEnd, catch_up_job
 from revsync.domain.record import derive_record
 from revsync.domain.rollup import WHOLE_RECORD, Group, Piece, Position, RevenuePeriods, RollupKey
@@ -47,12 +49,13 @@ from revsync.domain.stored_state import (
     RefundBook,
     StateWrite,
 )
-from revsync.domain.tenancy import Connection, SealedSecrets, Tenant
+from revsync.domain.tenancy import Connection, Recompute, SealedSecrets, Tenant
 from revsync.errors import CursorRejected
 from revsync.infra.secrets import PlatformSecrets, SealedSecretError, WebhookSecretSource
 from revsync.services.receive import TenantDirectory
 from revsync.store.customer_state import kept_invoice
 from revsync.store.rollup import stream_batch
+from revsync.store.tenants import ConfigChanged
 from revsync.stripe_api.client import (
     SUBSCRIPTION_EXPANSIONS,
     KeyCheck,
@@ -506,6 +509,57 @@ def test_a_saved_tenant_reads_back_the_same(tenants: Any) -> None:
     assert tenants.get("acme") == tenant
     assert tenants.get("acme", min_config_version=tenant.config_version) == tenant
     assert tenants.get("nobody") is None
+
+
+def test_a_policy_and_its_recompute_read_back_the_same_and_a_tenant_without_one_has_the_default(
+    tenants: Any,
+) -> None:
+    tenant = Tenant("acme", Connection("connected", "oauth", ACCOUNT, connected_at=T0))
+    tenants.save(tenant, FROZEN_NOW)
+    assert tenants.get("acme").policy == DEFAULT_POLICY
+
+    policy = RevenuePolicy(churn_after_days=30, churn_at="scheduled", discounts="none")
+    changed = tenant.with_policy(policy)
+    changed = replace(changed, recompute=Recompute(changed.config_version, T0, updated_at=T0))
+    tenants.save(changed, FROZEN_NOW)
+
+    assert tenants.get("acme") == changed
+    assert (changed.config_version, changed.policy) == (tenant.config_version + 1, policy)
+
+
+def test_a_policy_change_writes_only_the_policy_and_only_over_the_config_it_read(tenants: Any) -> None:
+    tenant = Tenant("acme", Connection("connected", "oauth", ACCOUNT, connected_at=T0))
+    tenant = replace(tenant.with_config("metadata.app_id"), backfill={"state": "succeeded"})
+    tenants.save(tenant, FROZEN_NOW)
+    changed = tenant.with_policy(RevenuePolicy(discounts="forever_only"))
+    changed = replace(changed, recompute=Recompute(changed.config_version, FROZEN_NOW, updated_at=FROZEN_NOW))
+
+    tenants.change_policy(changed, FROZEN_NOW)
+
+    assert tenants.get("acme") == changed
+    # Read before it (config version 1): another change came first.
+    late = tenant.with_policy(RevenuePolicy(discounts="none"))
+    with pytest.raises(ConfigChanged):
+        tenants.change_policy(late, FROZEN_NOW)
+    with pytest.raises(ConfigChanged):
+        tenants.change_policy(Tenant("nobody").with_policy(RevenuePolicy()), FROZEN_NOW)
+    assert tenants.get("acme") == changed
+    assert tenants.get("nobody") is None
+
+
+def test_a_recompute_advances_only_from_where_it_is(tenants: Any) -> None:
+    started = Recompute(config_version=2, started_at=T0, updated_at=T0)
+    tenants.save(replace(Tenant("acme"), config_version=2, recompute=started), FROZEN_NOW)
+    page = started._replace(cursor="cus_b", customers_done=2, updated_at=T0 + 1)
+
+    assert tenants.advance_recompute("acme", started, page)
+    assert not tenants.advance_recompute("acme", started, page)  # a run of it that moved on already
+    assert not tenants.advance_recompute("acme", started._replace(config_version=1, cursor="cus_b"), page)
+    finished = page._replace(cursor=None, customers_done=3, finished_at=T0 + 2, updated_at=T0 + 2)
+    assert tenants.advance_recompute("acme", page, finished)
+    assert not tenants.advance_recompute("acme", finished, finished)  # finished: nothing moves it
+    assert tenants.get("acme").recompute == finished
+    assert not tenants.advance_recompute("nobody", started, page)
 
 
 # --- the kept backfill run ---------------------------------------------------------------------------

@@ -6,8 +6,8 @@
   and its subscriptions, its newest paid invoices and its recent MRR history, optimistic-locked by
   version), the archives of its older paid invoices and of its older MRR history; the ``revenue``
   index lists a tenant's MRR timelines, in pieces.
-* tenants: ``tenant#<id>`` items (connection, config, tracking, backfill) and ``account#<acct>``
-  items routing Connect events to their tenant.
+* tenants: ``tenant#<id>`` items (connection, config and revenue policy, tracking, backfill, a
+  policy change's recompute) and ``account#<acct>`` items routing Connect events to their tenant.
 * revenue: each tenant's monthly (and yearly) revenue totals, kept from the sync table's stream by
   the rollup (revsync.store.rollup), and how far it has applied each shard of the stream.
 
@@ -274,9 +274,30 @@ class Connection(MapAttribute[str, Any]):
     sealed_webhook_secret = BinaryAttribute(null=True, legacy_encoding=False)
 
 
+class Policy(MapAttribute[str, Any]):
+    """The tenant's revenue policy (revsync.domain.policy), key by key; none stored: the default."""
+
+    churn_after_days = NumberAttribute(null=True)
+    churn_at = UnicodeAttribute()
+    discounts = UnicodeAttribute()
+    metered = UnicodeAttribute()
+
+
 class Config(MapAttribute[str, Any]):
     customer_id_trait = UnicodeAttribute(null=True)
     version = NumberAttribute(default=0)
+    policy = Policy(null=True)
+
+
+class Recompute(MapAttribute[str, Any]):
+    """A policy change's recompute (revsync.domain.tenancy.Recompute)."""
+
+    config_version = NumberAttribute()
+    started_at = NumberAttribute()
+    cursor = UnicodeAttribute(null=True)
+    customers_done = NumberAttribute(default=0)
+    finished_at = NumberAttribute(null=True)
+    updated_at = NumberAttribute(null=True)
 
 
 class Tracking(MapAttribute[str, Any]):
@@ -303,6 +324,7 @@ class TenantItem(TenantsItem, discriminator="tenant"):
     config = Config(default=Config)
     tracking = Tracking(default=Tracking)
     backfill: MapAttribute[str, Any] = MapAttribute(null=True)
+    recompute = Recompute(null=True)
     updated_at = NumberAttribute(null=True)
 
 
