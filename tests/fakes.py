@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -11,7 +12,7 @@ from revsync.domain.backfill import Run, Segment
 from revsync.domain.events import Envelope, ParkedEvent, message_group
 from revsync.domain.history import Contribution, Timeline, TimelineStart, revenue_totals
 from revsync.domain.history_archive import HistoryChunk, whole_timeline
-from revsync.domain.reconcile import CatchUpJob, EventsState, PendingWindow, RunEnd
+from revsync.domain.reconcile import EventsState, PendingWindow, QueuedJob, RunEnd
 from revsync.domain.record import CustomerRecord
 from revsync.domain.rollup import Group, Piece, PieceChange, Position, RevenuePeriods
 from revsync.domain.snapshots import (
@@ -499,17 +500,17 @@ class FakeCatchUpQueue:
     deduplication id within the group, as SQS does for a queue scoped ``messageGroup``."""
 
     period_seconds: int = 900
-    jobs: list[CatchUpJob] = field(default_factory=list)
+    jobs: list[QueuedJob] = field(default_factory=list)
     _seen: set[tuple[str, str]] = field(default_factory=set)
 
-    def send(self, jobs: list[CatchUpJob]) -> None:
+    def send(self, jobs: Sequence[QueuedJob]) -> None:
         for job in jobs:
             key = (job.tenant_id, job.deduplication_id(self.period_seconds))
             if key not in self._seen:
                 self._seen.add(key)
                 self.jobs.append(job)
 
-    def take(self) -> CatchUpJob | None:
+    def take(self) -> QueuedJob | None:
         return self.jobs.pop(0) if self.jobs else None
 
 

@@ -19,7 +19,7 @@ from revsync import http_errors
 from revsync.bootstrap import tenant_api as bootstrap
 from revsync.domain import access
 from revsync.errors import NotFound, RevsyncError
-from revsync.services import connect, reconcile, revenue
+from revsync.services import connect, policy, reconcile, revenue
 from revsync.services import settings_page as settings_page_view
 from revsync.services import tenants as service
 from revsync.stripe_api.client import StripeUnavailable
@@ -110,6 +110,19 @@ def put_config(tenant_id: str) -> Response[str]:
         claims=deps.claims,
         starter=deps.starter,
         now=_now(),
+    )
+    return _json(200, document)
+
+
+@app.get("/tenants/<tenant_id>/stripe/policy")
+def get_policy(tenant_id: str) -> Response[str]:
+    return _json(200, policy.policy_document(tenant_id, tenants=deps.tenants))
+
+
+@app.put("/tenants/<tenant_id>/stripe/policy")
+def put_policy(tenant_id: str) -> Response[str]:
+    document = policy.save_policy(
+        tenant_id, _json_body(), tenants=deps.tenants, queue=deps.catch_ups, now=_now()
     )
     return _json(200, document)
 

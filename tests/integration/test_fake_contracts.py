@@ -36,7 +36,7 @@ from revsync.domain.history import (
 )
 from revsync.domain.history_archive import HistoryChunk, HistoryUpdate, KeptHistory, history_after
 from revsync.domain.policy import DEFAULT_POLICY, RevenuePolicy
-from revsync.domain.reconcile import CatchUpJob, PendingWindow, RunEnd, catch_up_job
+from revsync.domain.reconcile import CatchUpJob, PendingWindow, QueuedJob, RecomputeJob, RunEnd, queued_job
 from revsync.domain.record import derive_record
 from revsync.domain.rollup import WHOLE_RECORD, Group, Piece, Position, RevenuePeriods, RollupKey
 from revsync.domain.routing import TenantRoute
@@ -1074,15 +1074,15 @@ def test_the_secrets_that_may_sign_a_webhook(signing_secrets: tuple[Any, Any]) -
 
 class CatchUps(NamedTuple):
     queue: Any  # CatchUpQueue
-    received: Callable[[], list[CatchUpJob]]
+    received: Callable[[], list[QueuedJob]]
 
 
-def _received_jobs(stack: InProcessStack) -> list[CatchUpJob]:
-    jobs: list[CatchUpJob] = []
+def _received_jobs(stack: InProcessStack) -> list[QueuedJob]:
+    jobs: list[QueuedJob] = []
     sqs, url = stack.client("sqs"), stack.queue_url("ReconcileQueue")
     while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
         for message in messages:
-            jobs.append(catch_up_job(message["Body"]))
+            jobs.append(queued_job(message["Body"]))
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     return jobs
 
@@ -1110,6 +1110,27 @@ def test_the_schedule_queues_a_tenant_once_a_period_and_each_tenant_in_its_order
     assert sorted(received) == sorted([*jobs, CatchUpJob("t3", "continue", now + 61, "tok")])
     t3 = [job for job in received if job.tenant_id == "t3"]
     assert [job.reason for job in t3] == ["schedule", "continue"]  # one tenant's jobs in order
+
+
+def test_a_recompute_job_is_queued_once_and_in_its_tenants_order(catch_ups: CatchUps) -> None:
+    now = 900 * 2_000_000
+    jobs: list[QueuedJob] = [
+        CatchUpJob("t1", "schedule", now),
+        RecomputeJob("t1", 4, now + 1, None, "a1"),
+        RecomputeJob("t1", 4, now + 2, "cus_" + "x" * 200, "a2"),  # a cursor of any length
+        CatchUpJob("t2", "schedule", now),
+    ]
+    catch_ups.queue.send(jobs)
+    catch_ups.queue.send([jobs[2]])  # its sender's retry
+    catch_ups.queue.send([jobs[2]._replace(queued_at=now + 3, token="a3")])  # another job of that page
+
+    received = catch_ups.received()
+
+    assert [job for job in received if job.tenant_id == "t1"] == [
+        *jobs[:3],
+        jobs[2]._replace(queued_at=now + 3, token="a3"),
+    ]
+    assert [job for job in received if job.tenant_id == "t2"] == [jobs[3]]
 
 
 def test_a_sealed_secret_opens_only_for_its_tenant_and_kind(signing_secrets: tuple[Any, Any]) -> None:

@@ -107,6 +107,8 @@ STATUS = "GET /tenants/{tenant_id}/stripe"
 CUSTOMER = "GET /tenants/{tenant_id}/customers/{external_id}"
 HISTORY = "GET /tenants/{tenant_id}/customers/{external_id}/history"
 REVENUE = "GET /tenants/{tenant_id}/revenue"
+GET_POLICY = "GET /tenants/{tenant_id}/stripe/policy"
+PUT_POLICY = "PUT /tenants/{tenant_id}/stripe/policy"
 
 
 def test_real_answers_meet_the_documented_statuses_and_schemas(
@@ -151,9 +153,17 @@ def test_real_answers_meet_the_documented_statuses_and_schemas(
     stripe_fake.objects["cus_ada"] = ada  # what the trait discovery samples
     ask("GET /tenants/{tenant_id}/stripe/traits", "/tenants/doc/stripe/traits", 200)
     ask("PUT /tenants/{tenant_id}/stripe/config", "/tenants/doc/stripe/config", 400, body={})
+    assert ask(GET_POLICY, "/tenants/doc/stripe/policy", 200)["recompute"]["state"] == "none"
+    changed = ask(PUT_POLICY, "/tenants/doc/stripe/policy", 200, body={"churn_at": "scheduled"})
+    assert changed["recompute"]["state"] == "recomputing"
+    assert ask(STATUS, "/tenants/doc/stripe", 200)["policy"] == changed
+    assert ask(PUT_POLICY, "/tenants/doc/stripe/policy", 400, body={"churn_at": "never"})["error"] == (
+        "invalid_policy"
+    )
     ask("POST /tenants/{tenant_id}/stripe/reconcile", "/tenants/doc/stripe/reconcile", 202)
     ask("POST /tenants/{tenant_id}/stripe/connect", "/tenants/doc/stripe/connect", 200)
     ask("GET /tenants/{tenant_id}/stripe/settings", "/tenants/doc/stripe/settings", 200)
     revoked = ask("DELETE /tenants/{tenant_id}/stripe", "/tenants/doc/stripe", 200)
     assert revoked["connection"]["status"] == "revoked"
     ask("POST /tenants/{tenant_id}/stripe/backfill", "/tenants/doc/stripe/backfill", 409)
+    ask(PUT_POLICY, "/tenants/doc/stripe/policy", 409, body={"discounts": "none"})

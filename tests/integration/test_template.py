@@ -252,6 +252,8 @@ ADMIN_ROUTES = {
     "POST /tenants/{tenant_id}/stripe/reconcile",
     "GET /tenants/{tenant_id}/revenue",
     "GET /tenants/{tenant_id}/customers/{external_id}/history",
+    "GET /tenants/{tenant_id}/stripe/policy",
+    "PUT /tenants/{tenant_id}/stripe/policy",
 }
 
 
@@ -310,6 +312,8 @@ def test_admin_routes_are_declared_once_and_keep_the_logical_ids_stacks_were_dep
         "ReconcileRoute",
         "GetCustomerHistoryRoute",
         "GetRevenueRoute",
+        "GetPolicyRoute",
+        "PutPolicyRoute",
     }
 
 

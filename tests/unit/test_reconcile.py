@@ -299,7 +299,7 @@ def test_a_run_out_of_time_queues_its_continuation_and_the_schedule_waits_for_th
 
     assert first.state == "partial"
     continuation = queue.take()
-    assert continuation is not None
+    assert isinstance(continuation, CatchUpJob)
     pending = progress.get("acme").pending
     assert pending is not None
     assert (continuation.reason, continuation.token) == ("continue", pending.continuation)
@@ -310,9 +310,10 @@ def test_a_run_out_of_time_queues_its_continuation_and_the_schedule_waits_for_th
     assert (stripe.event_pages, queue.jobs) == (pages, [])
     assert progress.get("acme").running_since == 0  # the skipped job let go of its claim
     # The chain goes on to the end (a stale token's job, here the first run's, would be skipped).
-    while continuation is not None:
+    while isinstance(continuation, CatchUpJob):
         report = run_job(continuation, ports, queue, _cut_after(stripe, 1))
         continuation = queue.take()
+    assert continuation is None
     assert report.state == "done"
     assert _records(customers) == _records(reference[1])
     assert progress.get("acme").pending is None
@@ -325,7 +326,7 @@ def test_a_continuation_that_never_ran_is_taken_over_once_it_is_stale() -> None:
     queue = FakeCatchUpQueue()
     run_job(CatchUpJob("acme", "schedule", NOW), ports, queue, _cut_after(stripe, 1))
     lost = queue.take()  # its message went to the dead-letter queue, say
-    assert lost is not None
+    assert isinstance(lost, CatchUpJob)
 
     clock.now += 899
     assert run_job(CatchUpJob("acme", "schedule", clock.now), ports, queue, lambda: False).state == "skipped"

@@ -1,5 +1,6 @@
 """The reconciler's graph (functions/importer/reconciler.py): the catch-up's stores, Stripe's Events
-API, the catch-up queue, the connected tenants and the clocks a run's deadline is read from."""
+API, the catch-up queue, the connected tenants, the write path's re-derivation (a policy change's
+recompute and the schedule's review) and the clocks a run's deadline is read from."""
 
 import os
 import time
@@ -10,8 +11,7 @@ from revsync.bootstrap.stripe import stripe_accounts
 from revsync.infra import aws
 from revsync.infra.catch_ups import SqsCatchUpQueue
 from revsync.infra.changes import EventBridgeChanges
-from revsync.services import reconcile
-from revsync.services.sync import Customers, Tenants
+from revsync.services import policy, reconcile, sync
 from revsync.settings import ReconcilerSettings
 from revsync.store import models
 from revsync.store.customers import CustomerStore
@@ -21,15 +21,24 @@ from revsync.store.tenants import TenantStore
 
 class Reconciler(NamedTuple):
     settings: ReconcilerSettings
-    tenants: Tenants
-    customers: Customers
+    tenants: policy.PolicyTenants
+    customers: policy.PolicyCustomers
     stripe: reconcile.EventLister
     progress: reconcile.EventsProgress
     queue: reconcile.CatchUpQueue
     candidates: reconcile.CatchUpCandidates
     changes: EventBridgeChanges
+    rederive: policy.Rederive | None
     clock: Callable[[], float]
     monotonic: Callable[[], float]  # a run's deadline
+
+
+def _write_path_rederive() -> policy.Rederive | None:
+    """``sync.rederive``, with the customer store's ``customer_ids`` and ``due_for_review``: the write
+    path's part of issue 26. None on a branch without them (the policy's jobs are then not run:
+    revsync.services.jobs); once they are on one branch, wire ``sync.rederive`` directly."""
+    rederive: policy.Rederive | None = getattr(sync, "rederive", None)
+    return rederive if hasattr(CustomerStore, "due_for_review") else None
 
 
 def build(settings: ReconcilerSettings, **overrides: Any) -> Reconciler:
@@ -42,12 +51,14 @@ def build(settings: ReconcilerSettings, **overrides: Any) -> Reconciler:
     return Reconciler(
         settings=settings,
         tenants=TenantStore(),
-        customers=CustomerStore(),
+        # customer_ids and due_for_review: the write path's (issue 26; see _write_path_rederive).
+        customers=CustomerStore(),  # type: ignore[arg-type, unused-ignore]
         stripe=stripe_accounts(settings.stripe, settings.tenants_table),
         progress=EventsProgressStore(settings.tenants_table),
         queue=SqsCatchUpQueue(settings.reconcile_queue_url, settings.reconcile_minutes * 60),
         candidates=ConnectedTenants(settings.tenants_table),
         changes=EventBridgeChanges(settings.changes_bus_name),
+        rederive=_write_path_rederive(),
         clock=time.time,
         monotonic=time.monotonic,
     )._replace(**overrides)

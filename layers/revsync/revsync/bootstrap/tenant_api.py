@@ -11,7 +11,7 @@ from revsync.infra import aws
 from revsync.infra.catch_ups import SqsCatchUpQueue
 from revsync.infra.secrets import PlatformSecrets, TenantSecrets
 from revsync.infra.stepfunctions import BackfillStarter
-from revsync.services import connect, reconcile, revenue, tenants
+from revsync.services import connect, policy, reconcile, revenue, tenants
 from revsync.settings import TenantApiSettings
 from revsync.store import models
 from revsync.store.backfill_progress import BackfillProgress
@@ -26,9 +26,13 @@ class TenantApiStripe(tenants.KeyChecker, tenants.CustomerSampler, connect.Strip
     """Stripe as the tenant routes use it."""
 
 
+class TenantApiTenants(tenants.TenantRepository, policy.PolicyTenants, Protocol):
+    """The tenants as the tenant routes keep them (the policy route changes only the policy)."""
+
+
 class TenantApi(NamedTuple):
     settings: TenantApiSettings
-    tenants: tenants.TenantRepository
+    tenants: TenantApiTenants
     records: tenants.RecordReader
     histories: revenue.HistoryReader
     revenue: revenue.RevenueReader

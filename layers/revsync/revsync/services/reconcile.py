@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -24,6 +24,7 @@ from revsync.domain.reconcile import (
     CatchUpJob,
     EventsState,
     PendingWindow,
+    QueuedJob,
     RunEnd,
     catch_up_order,
     continuation_live,
@@ -94,7 +95,7 @@ class EventsProgress(Protocol):
 
 
 class CatchUpQueue(Protocol):
-    def send(self, jobs: list[CatchUpJob]) -> None:
+    def send(self, jobs: Sequence[QueuedJob]) -> None:
         """Queue jobs (one message group per tenant: a tenant's jobs run one at a time)."""
         ...
 

@@ -1,8 +1,9 @@
 """The Stripe settings page: server-rendered HTML, no build step, small inline script.
 
-Connect, pick the customer-ID trait among the discovered candidates, see the tracking settings and
-the import's progress, disconnect. It talks to the tenant routes (``data-api`` on the body), with
-the bearer token the app shell keeps (JWT mode) or none (IAM mode, behind the platform's backend).
+Connect, pick the customer-ID trait among the discovered candidates, choose the revenue policy and
+watch its recompute, see the tracking settings and the import's progress, disconnect. It talks to
+the tenant routes (``data-api`` on the body), with the bearer token the app shell keeps (JWT mode)
+or none (IAM mode, behind the platform's backend).
 """
 
 from __future__ import annotations
@@ -59,6 +60,29 @@ async function poll() {
   else if (b.state === "failed") { say("The import failed: " + (b.error || "unknown error")); }
 }
 if (document.getElementById("backfill-state").textContent === "running") { poll(); }
+function showPolicy(policy) {
+  const r = policy.recompute;
+  document.getElementById("policy-state").textContent = r.state;
+  document.getElementById("policy-done").textContent = r.customers_done;
+  if (r.state === "recomputing") { setTimeout(pollPolicy, 1000); }
+  else if (r.state === "done") { say("Every record, history and month follows the revenue policy."); }
+}
+async function pollPolicy() {
+  try { showPolicy(await call("GET", "/policy")); } catch (e) { say(e.message); }
+}
+document.getElementById("policy")?.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const days = document.getElementById("churn-after-days").value.trim();
+  const body = {past_due: {churn_after_days: days === "" ? null : Number(days)},
+                churn_at: document.getElementById("churn-at").value,
+                discounts: document.getElementById("discounts").value};
+  try {
+    const policy = await call("PUT", "/policy", body);
+    say(policy.recompute.state === "recomputing" ? "Saved. Recomputing your records…" : "Saved.");
+    showPolicy(policy);
+  } catch (e) { say(e.message); }
+});
+if (document.getElementById("policy-state")?.textContent === "recomputing") { pollPolicy(); }
 """.replace("__TOKEN_KEY__", TOKEN_KEY)
 
 
@@ -150,6 +174,45 @@ def revenue_section(report: dict[str, Any]) -> str:
     )
 
 
+_CHURN_AT = (("ended", "when the subscription ends"), ("scheduled", "when a cancellation is scheduled"))
+_DISCOUNTS = (
+    ("active", "forever and repeating discounts, while they last"),
+    ("forever_only", "forever discounts only (as Stripe's Billing analytics)"),
+    ("none", "no discounts (list price)"),
+)
+
+
+def _options(choices: tuple[tuple[str, str], ...], current: str) -> str:
+    return "".join(
+        f'<option value="{_e(value)}"{" selected" if value == current else ""}>{_e(label)}</option>'
+        for value, label in choices
+    )
+
+
+def policy_section(policy: dict[str, Any], connected: bool) -> str:
+    """The revenue policy (``status["policy"]``): a form when connected, and its recompute's progress."""
+    document, recompute = policy["document"], policy["recompute"]
+    days = document["past_due"]["churn_after_days"]
+    progress = (
+        f'<p>Recompute: <span id="policy-state">{_e(recompute["state"])}</span>, '
+        f'<span id="policy-done">{_e(recompute["customers_done"])}</span> customers re-derived.</p>'
+    )
+    if not connected:
+        return "<p>Connect Stripe to choose the revenue policy.</p>" + progress
+    return (
+        '<form id="policy">'
+        '<p><label for="churn-after-days">A past-due subscription churns after (days, 1-90; empty: '
+        f'it always counts)</label> <input type="number" id="churn-after-days" min="1" max="90" '
+        f'step="1" value="{_e(days)}"></p>'
+        f'<p><label for="churn-at">Churn is counted</label> <select id="churn-at">'
+        f"{_options(_CHURN_AT, document['churn_at'])}</select></p>"
+        f'<p><label for="discounts">MRR counts</label> <select id="discounts">'
+        f"{_options(_DISCOUNTS, document['discounts'])}</select></p>"
+        "<p>Metered usage is not counted in MRR.</p>"
+        '<button type="submit">Save revenue policy</button></form>' + progress
+    )
+
+
 def render(
     status: dict[str, Any],
     candidates: list[dict[str, Any]] | None,
@@ -215,6 +278,8 @@ button{{font-size:1rem;padding:.4rem .9rem}}
 <section aria-labelledby="h-trait"><h2 id="h-trait">Customer ID</h2>{trait_html}</section>
 <section aria-labelledby="h-tracking"><h2 id="h-tracking">Tracking</h2>
 <table><caption>Which source each metric uses</caption><tbody>{rows}</tbody></table></section>
+<section aria-labelledby="h-policy" aria-live="polite"><h2 id="h-policy">Revenue policy</h2>
+{policy_section(status["policy"], connected)}</section>
 <section aria-labelledby="h-revenue"><h2 id="h-revenue">Revenue</h2>{revenue_html}</section>
 <section aria-labelledby="h-import" aria-live="polite"><h2 id="h-import">Import</h2>
 <p>State: <span id="backfill-state">{_e(backfill["state"])}</span>.
