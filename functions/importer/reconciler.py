@@ -68,7 +68,17 @@ def _queue_catch_ups(event: dict[str, Any], context: LambdaContext) -> dict[str,
     return result
 
 
-ACTIONS = {"queue_catch_ups": _queue_catch_ups}
+def _recompute(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """An operator's ``{"action": "recompute", "tenant_id": ...}``: recompute every customer of the
+    tenant under the policy in force (docs/operations.md)."""
+    status = policy.recompute_again(
+        str(event.get("tenant_id")), tenants=deps.tenants, queue=deps.queue, now=int(deps.clock())
+    )
+    logger.info("recompute queued", tenant_id=event.get("tenant_id"), **status["recompute"])
+    return status
+
+
+ACTIONS = {"queue_catch_ups": _queue_catch_ups, "recompute": _recompute}
 
 
 @metrics.log_metrics

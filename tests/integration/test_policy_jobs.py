@@ -129,6 +129,15 @@ def test_a_policy_put_is_recomputed_by_the_reconciler_through_the_catch_up_queue
     assert stack.queue_depth("ReconcileQueue") == 0
     assert TenantStore().get("acme").config_version == 2  # type: ignore[union-attr]
 
+    # An operator's recompute under the policy in force (docs/operations.md).
+    rederive.calls.clear()
+    lambda_runtime.invoke("ReconcilerFunction", {"action": "recompute", "tenant_id": "acme"})
+    assert stack.drain(queue="ReconcileQueue", rollup=False).failed == 0
+    assert [c for _, c, _, _ in rederive.calls] == rederive.customers.ids
+    redone = stack.request("GET", "/tenants/acme/stripe/policy").json()
+    assert (redone["document"], redone["recompute"]["config_version"]) == (answer["document"], 3)
+    assert redone["recompute"]["state"] == "done"
+
 
 def test_the_scheduled_run_re_derives_the_customers_due_as_of_its_time(
     stack: InProcessStack, rederive: _Rederive

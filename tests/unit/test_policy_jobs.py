@@ -16,7 +16,14 @@ from revsync.domain.tenancy import Connection, ConnectionStatus, Recompute, Tena
 from revsync.errors import RevsyncError
 from revsync.http_errors import status_of
 from revsync.services import jobs, policy
-from revsync.services.policy import PolicyPorts, policy_document, review, run_recompute, save_policy
+from revsync.services.policy import (
+    PolicyPorts,
+    policy_document,
+    recompute_again,
+    review,
+    run_recompute,
+    save_policy,
+)
 from revsync.services.reconcile import CLAIM_STALE_SECONDS, ReconcilePorts
 from revsync.services.sync import Customers, Tenants
 
@@ -328,6 +335,26 @@ def test_a_change_made_during_a_page_stops_the_run_at_the_end_of_that_page() -> 
     assert world.rederive.customer_ids()[policy.PAGE :] == world.customers.ids
     assert {p for _, _, p in world.rederive.calls[policy.PAGE :]} == {latest}
     assert _recompute(world).customers_done == 2 * policy.PAGE
+
+
+def test_an_operator_recomputes_again_under_the_policy_in_force() -> None:
+    world = _world(customers=policy.PAGE + 1)
+    world.put({"churn_at": "scheduled"})
+    _run_chain(world, 5)
+    world.clock.now += 3600
+    world.rederive.calls.clear()
+    later = int(world.clock.now)
+
+    answer = recompute_again("acme", tenants=world.tenants, queue=world.queue, now=later)
+    reports = _run_chain(world, 5)
+
+    assert answer["document"] == SCHEDULED.to_json()
+    assert (answer["recompute"]["state"], answer["recompute"]["config_version"]) == ("recomputing", 3)
+    assert [r.state for r in reports] == ["done"]
+    assert world.rederive.calls == [(c, later, SCHEDULED) for c in world.customers.ids]
+    with pytest.raises(RevsyncError) as nobody:
+        recompute_again("nobody", tenants=world.tenants, queue=world.queue, now=NOW)
+    assert (status_of(nobody.value), nobody.value.code, world.queue.jobs) == (404, "tenant_not_found", [])
 
 
 # --- the schedule's review -----------------------------------------------------------------------

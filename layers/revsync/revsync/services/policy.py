@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 from revsync.domain.policy import RevenuePolicy
 from revsync.domain.reconcile import RecomputeJob
 from revsync.domain.tenancy import Recompute, Tenant, policy_status, validate_tenant_id
-from revsync.errors import Conflict
+from revsync.errors import Conflict, NotFound
 from revsync.services.reconcile import CLAIM_STALE_SECONDS, CatchUpQueue
 from revsync.services.sync import ChangeFeed, Customers, Tenants
 
@@ -113,12 +113,31 @@ def save_policy(
         raise Conflict("connect Stripe before choosing the revenue policy", "not_connected")
     if policy == tenant.policy:
         return policy_status(tenant)
+    return policy_status(_start(tenant, policy, tenants, queue, now))
+
+
+def recompute_again(
+    tenant_id: str, *, tenants: PolicyTenants, queue: CatchUpQueue, now: int
+) -> dict[str, Any]:
+    """An operator's recompute of every customer under the policy in force (after a fix to how
+    records are derived, say): a new config version and a recompute from the first customer,
+    replacing any under way."""
+    tenant_id = validate_tenant_id(tenant_id)
+    tenant = tenants.get(tenant_id)
+    if tenant is None:
+        raise NotFound(f"no tenant {tenant_id}", "tenant_not_found")
+    return policy_status(_start(tenant, tenant.policy, tenants, queue, now))
+
+
+def _start(
+    tenant: Tenant, policy: RevenuePolicy, tenants: PolicyTenants, queue: CatchUpQueue, now: int
+) -> Tenant:
     changed = tenant.with_policy(policy)
     changed = replace(changed, recompute=Recompute(changed.config_version, now, updated_at=now))
     tenants.change_policy(changed, now)
     # After the save: a send that fails leaves the recompute silent, and the schedule takes it over.
-    queue.send([_job(tenant_id, changed.config_version, now, None)])
-    return policy_status(changed)
+    queue.send([_job(tenant.tenant_id, changed.config_version, now, None)])
+    return changed
 
 
 # --- the recompute ------------------------------------------------------------------------------
