@@ -38,7 +38,7 @@ def _ports() -> reconcile.ReconcilePorts:
 
 
 def _policy_ports() -> policy.PolicyPorts | None:
-    if deps.rederive is None:
+    if deps.rederive is jobs.rederive_unavailable:
         return None
     return policy.PolicyPorts(deps.tenants, deps.customers, deps.rederive, deps.changes, deps.clock)
 

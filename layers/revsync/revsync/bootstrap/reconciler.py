@@ -11,7 +11,7 @@ from revsync.bootstrap.stripe import stripe_accounts
 from revsync.infra import aws
 from revsync.infra.catch_ups import SqsCatchUpQueue
 from revsync.infra.changes import EventBridgeChanges
-from revsync.services import policy, reconcile, sync
+from revsync.services import jobs, policy, reconcile, sync
 from revsync.settings import ReconcilerSettings
 from revsync.store import models
 from revsync.store.customers import CustomerStore
@@ -28,17 +28,19 @@ class Reconciler(NamedTuple):
     queue: reconcile.CatchUpQueue
     candidates: reconcile.CatchUpCandidates
     changes: EventBridgeChanges
-    rederive: policy.Rederive | None
+    rederive: policy.Rederive
     clock: Callable[[], float]
     monotonic: Callable[[], float]  # a run's deadline
 
 
-def _write_path_rederive() -> policy.Rederive | None:
+def _write_path_rederive() -> policy.Rederive:
     """``sync.rederive``, with the customer store's ``customer_ids`` and ``due_for_review``: the write
-    path's part of issue 26. None on a branch without them (the policy's jobs are then not run:
-    revsync.services.jobs); once they are on one branch, wire ``sync.rederive`` directly."""
+    path's part of issue 26; ``jobs.rederive_unavailable`` on a branch without them (the policy's
+    jobs are then not run). Once they are on one branch, wire ``sync.rederive`` directly."""
     rederive: policy.Rederive | None = getattr(sync, "rederive", None)
-    return rederive if hasattr(CustomerStore, "due_for_review") else None
+    if rederive is None or not hasattr(CustomerStore, "due_for_review"):
+        return jobs.rederive_unavailable
+    return rederive
 
 
 def build(settings: ReconcilerSettings, **overrides: Any) -> Reconciler:

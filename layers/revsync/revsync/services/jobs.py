@@ -16,6 +16,12 @@ class RecomputeNotWired(RuntimeError):
     """A recompute job reached a consumer without the write path's re-derivation."""
 
 
+def rederive_unavailable(tenant_id: str, customer_id: str, **ports: Any) -> object:
+    """What a build without the write path's re-derivation is wired with (never called: ``run``
+    is given no policy ports then)."""
+    raise RecomputeNotWired("this build cannot re-derive customers")
+
+
 def run(
     job: QueuedJob,
     catch_up: reconcile.ReconcilePorts,
