@@ -329,8 +329,8 @@ def test_a_change_made_during_a_page_stops_the_run_at_the_end_of_that_page() -> 
 
     assert [r.state for r in reports] == ["superseded", "partial", "done"]
     assert reports[0].rederived == policy.PAGE
-    # The rest of that page already saw the newer policy (the run's tenant is read again when a
-    # customer asks for a newer config, and this one re-derives every customer anyway).
+    # The rest of that page was re-derived with the policy the run read; the newer change's
+    # recompute then re-derives every customer, from the first, with its own.
     latest = RevenuePolicy(churn_at="scheduled", discounts="none")
     assert world.rederive.customer_ids()[policy.PAGE :] == world.customers.ids
     assert {p for _, _, p in world.rederive.calls[policy.PAGE :]} == {latest}

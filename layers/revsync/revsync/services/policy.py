@@ -26,7 +26,7 @@ from revsync.domain.policy import RevenuePolicy
 from revsync.domain.reconcile import RecomputeJob
 from revsync.domain.tenancy import Recompute, Tenant, policy_status, validate_tenant_id
 from revsync.errors import Conflict, NotFound
-from revsync.services.reconcile import CLAIM_STALE_SECONDS, CatchUpQueue
+from revsync.services.reconcile import CLAIM_STALE_SECONDS, CatchUpQueue, TenantOfTheRun
 from revsync.services.sync import ChangeFeed, Customers, Tenants
 
 # Customers re-derived between two looks at the deadline and two saves of the recompute's progress
@@ -143,19 +143,6 @@ def _start(
 # --- the recompute ------------------------------------------------------------------------------
 
 
-class _TenantOfTheRun:
-    """The tenant as the run read it: one read per run, not one per customer; a newer config asked
-    for (a customer written since under a newer one) is read again."""
-
-    def __init__(self, tenants: Tenants, tenant: Tenant) -> None:
-        self._tenants, self._tenant = tenants, tenant
-
-    def get(self, tenant_id: str, min_config_version: int = 0) -> Tenant | None:
-        if tenant_id == self._tenant.tenant_id and self._tenant.config_version >= min_config_version:
-            return self._tenant
-        return self._tenants.get(tenant_id, min_config_version)
-
-
 RecomputeOutcome = Literal["done", "partial", "superseded", "skipped"]
 
 
@@ -183,7 +170,7 @@ def run_recompute(
         return RecomputeReport("superseded")
     if at.finished_at is not None or at.cursor != job.cursor:
         return RecomputeReport("skipped", customers_done=at.customers_done)
-    run_tenants = _TenantOfTheRun(ports.tenants, tenant)
+    run_tenants = TenantOfTheRun(ports.tenants, tenant)
     rederived = 0
     while not out_of_time():
         customer_ids, after = ports.customers.customer_ids(job.tenant_id, at.cursor, PAGE)
@@ -255,7 +242,7 @@ def review(
         return ReviewReport()
     now = int(ports.clock())
     taken_over = _take_over(tenant, ports, queue, now)
-    run_tenants = _TenantOfTheRun(ports.tenants, tenant)
+    run_tenants = TenantOfTheRun(ports.tenants, tenant)
     reviewed: set[str] = set()
     while not out_of_time():
         due = ports.customers.due_for_review(tenant_id, now, REVIEW_BATCH)

@@ -155,14 +155,19 @@ class ReconcileReport:
         }
 
 
-class _TenantOfTheRun:
-    """The tenant as the run read it at its start: one read per run, not one per event."""
+class TenantOfTheRun:
+    """The tenant as a run read it at its start: one read per run, not one per event or customer; a
+    newer config asked for (a customer's state written under one since) is read again."""
 
-    def __init__(self, tenant: Tenant) -> None:
-        self._tenant = tenant
+    def __init__(self, tenants: Tenants, tenant: Tenant) -> None:
+        self._tenants, self._tenant = tenants, tenant
 
     def get(self, tenant_id: str, min_config_version: int = 0) -> Tenant | None:
-        return self._tenant if tenant_id == self._tenant.tenant_id else None
+        if tenant_id != self._tenant.tenant_id:
+            return None
+        if self._tenant.config_version >= min_config_version:
+            return self._tenant
+        return self._tenants.get(tenant_id, min_config_version)
 
 
 @dataclass(slots=True)
@@ -206,7 +211,7 @@ def _apply_page(tenant: Tenant, page: list[dict[str, Any]], ports: ReconcilePort
         result = apply_observation(
             tenant.tenant_id,
             observation,
-            tenants=_TenantOfTheRun(tenant),
+            tenants=TenantOfTheRun(ports.tenants, tenant),
             customers=ports.customers,
             stripe=ports.stripe,
             clock=ports.clock,
