@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 from revsync.domain.events import observation_of, parse_event
+from revsync.domain.policy import RevenuePolicy
 from revsync.domain.reconcile import EVENTS_RETENTION_SECONDS, MARGIN_SECONDS, CatchUpJob, window
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.errors import Deferred, RevsyncError
 from revsync.http_errors import status_of
 from revsync.services.reconcile import (
     ReconcilePorts,
+    TenantOfTheRun,
     out_of_time_after,
     queue_catch_ups,
     reconcile,
@@ -408,3 +410,17 @@ def test_an_event_found_already_applied_costs_one_read_and_the_tenant_is_read_on
     assert customers.loads == len(stripe.events)  # the state Query, once an event
     assert customers.record_reads == 0  # no record check besides it
     assert tenants.reads == 1
+
+
+def test_a_runs_tenant_is_read_again_only_when_a_newer_config_is_asked_for() -> None:
+    tenants = _CountingTenants(_setup()[0].tenants)
+    tenant = tenants.get("acme")
+    assert tenant is not None
+    run = TenantOfTheRun(tenants, tenant)
+    tenants.reads = 0
+
+    assert run.get("acme") is run.get("acme", tenant.config_version) is tenant
+    assert (run.get("other"), tenants.reads) == (None, 0)
+    newer = tenant.with_policy(RevenuePolicy(discounts="none"))
+    tenants.tenants["acme"] = newer
+    assert (run.get("acme", newer.config_version), tenants.reads) == (newer, 1)
