@@ -246,16 +246,22 @@ def _run_chain(world: _World, first_run_pages: int) -> list[policy.RecomputeRepo
     return reports
 
 
-@pytest.mark.parametrize("first_run_pages", [0, 1, 2, 3])
+@pytest.mark.parametrize(
+    ("first_run_pages", "rederived"),
+    [(0, [0, 50, 50, 7]), (1, [50, 50, 7]), (2, [100, 7]), (3, [107])],
+)
 def test_a_recompute_cut_short_after_any_page_goes_on_where_it_stopped_and_finishes(
-    first_run_pages: int,
+    first_run_pages: int, rederived: list[int]
 ) -> None:
-    world = _world(customers=2 * policy.PAGE + 7)  # three pages
+    assert policy.PAGE == 50
+    world = _world(customers=107)  # three pages
     world.put({"churn_at": "scheduled"})
 
     reports = _run_chain(world, first_run_pages)
 
-    assert [r.state for r in reports] == ["partial"] * (len(reports) - 1) + ["done"]
+    # The first run, then a page a run.
+    assert [r.rederived for r in reports] == rederived
+    assert [r.state for r in reports] == ["partial"] * (len(rederived) - 1) + ["done"]
     assert all(r.out_of_time for r in reports[:-1])
     # Every customer once, in order, under the new policy; the chain read each page once.
     assert world.rederive.customer_ids() == world.customers.ids
