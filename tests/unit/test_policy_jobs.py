@@ -407,6 +407,22 @@ def test_a_customer_whose_review_does_not_move_is_re_derived_once_a_run() -> Non
     assert world.rederive.customer_ids() == ["cus_stuck", "cus_ok"]
 
 
+def test_one_customers_failed_review_is_left_due_and_the_others_are_reviewed() -> None:
+    world = _world()
+    world.customers.review_at = {"cus_a": NOW - 30, "cus_bad": NOW - 20, "cus_c": NOW - 10}
+
+    def fails(customer_id: str) -> None:
+        if customer_id == "cus_bad":
+            raise RuntimeError("cannot re-derive")
+
+    world.rederive.before = fails
+    report = review("acme", world.ports, world.queue, lambda: False)
+
+    assert (report.reviewed, report.failed, report.complete) == (2, 1, True)
+    assert world.rederive.customer_ids() == ["cus_a", "cus_c"]
+    assert world.customers.review_at["cus_bad"] == NOW - 20  # still due: the next period tries again
+
+
 def test_a_recompute_whose_jobs_were_lost_is_taken_over_by_the_schedule() -> None:
     world = _world(customers=policy.PAGE + 3)
     world.put({"churn_at": "scheduled"})

@@ -17,6 +17,7 @@ over a recompute whose jobs were lost (one silent for ``stale_after``).
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -28,6 +29,8 @@ from revsync.domain.tenancy import Recompute, Tenant, policy_status, validate_te
 from revsync.errors import Conflict, NotFound
 from revsync.services.reconcile import CLAIM_STALE_SECONDS, CatchUpQueue, TenantOfTheRun
 from revsync.services.sync import ChangeFeed, Customers, Tenants
+
+logger = logging.getLogger("revsync.policy")
 
 # Customers re-derived between two looks at the deadline and two saves of the recompute's progress
 # (a customer's re-derivation is a few DynamoDB requests: a page is a few seconds at most).
@@ -222,12 +225,14 @@ class ReviewReport:
     reviewed: int = 0  # customers re-derived as of the run's time
     complete: bool = True  # False: the deadline came first (the rest waits for the next period)
     recompute_taken_over: bool = False
+    failed: int = 0  # customers whose re-derivation failed (still due: the next period tries again)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "reviewed": self.reviewed,
             "complete": self.complete,
             "recompute_taken_over": self.recompute_taken_over,
+            "failed": self.failed,
         }
 
 
@@ -236,7 +241,8 @@ def review(
 ) -> ReviewReport:
     """The schedule's part for one tenant: take over a silent recompute, then re-derive each customer
     due for review as of now until none is left or the deadline comes. A customer re-derived
-    here has its next review moved on; asked again, one still listed is not re-derived twice."""
+    here has its next review moved on; asked again, one still listed is not re-derived twice. One
+    customer's failure is logged and left due: it does not fail the tenant's catch-up."""
     tenant = ports.tenants.get(tenant_id)
     if tenant is None:
         return ReviewReport()
@@ -244,21 +250,32 @@ def review(
     taken_over = _take_over(tenant, ports, queue, now)
     run_tenants = TenantOfTheRun(ports.tenants, tenant)
     reviewed: set[str] = set()
+    failed = 0
+
+    def report(complete: bool) -> ReviewReport:
+        return ReviewReport(len(reviewed) - failed, complete, taken_over, failed)
+
     while not out_of_time():
         due = ports.customers.due_for_review(tenant_id, now, REVIEW_BATCH)
         fresh = [customer_id for customer_id in due if customer_id not in reviewed]
         for customer_id in fresh:
             if out_of_time():
-                return ReviewReport(len(reviewed), False, taken_over)
+                return report(False)
             reviewed.add(customer_id)
-            ports.rederive(
-                tenant_id,
-                customer_id,
-                tenants=run_tenants,
-                customers=ports.customers,
-                changes=ports.changes,
-                now=now,
-            )
+            try:
+                ports.rederive(
+                    tenant_id,
+                    customer_id,
+                    tenants=run_tenants,
+                    customers=ports.customers,
+                    changes=ports.changes,
+                    now=now,
+                )
+            except Exception as exc:  # any one customer's: the others and the catch-up go on
+                failed += 1
+                logger.warning(
+                    "review failed: tenant %s customer %s: %s", tenant_id, customer_id, type(exc).__name__
+                )
         if len(due) < REVIEW_BATCH or not fresh:
-            return ReviewReport(len(reviewed), True, taken_over)
-    return ReviewReport(len(reviewed), False, taken_over)
+            return report(True)
+    return report(False)
