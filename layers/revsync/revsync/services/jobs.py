@@ -9,11 +9,15 @@ from collections.abc import Callable
 from typing import Any
 
 from revsync.domain.reconcile import QueuedJob, RecomputeJob
+from revsync.errors import RetryLater
 from revsync.services import policy, reconcile
 
 
-class RecomputeNotWired(RuntimeError):
-    """A recompute job reached a consumer without the write path's re-derivation."""
+class RecomputeNotWired(RetryLater):
+    """A recompute job reached a consumer without the write path's re-derivation: it is retried,
+    then redriven from the dead-letter queue once a build has it."""
+
+    code = "recompute_not_wired"
 
 
 def rederive_unavailable(tenant_id: str, customer_id: str, **ports: Any) -> object:
