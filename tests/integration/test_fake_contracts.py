@@ -34,6 +34,7 @@ from revsync.domain.history import (
     revenue_totals,
 )
 from revsync.domain.history_archive import HistoryChunk, HistoryUpdate, KeptHistory, history_after
+from revsync.domain.policy import DEFAULT_POLICY, RevenuePolicy
 from revsync.domain.reconcile import CatchUpJob, PendingWindow, RunEnd, catch_up_job
 from revsync.domain.record import derive_record
 from revsync.domain.rollup import WHOLE_RECORD, Group, Piece, Position, RevenuePeriods, RollupKey
@@ -230,6 +231,18 @@ def test_an_unchanged_record_keeps_deriving_from_its_version(customers: Any) -> 
 
     assert (carried.version, carried.record_version) == (4, 3)
     assert customers.load("t", "cus_c").record_version == 5
+
+
+def test_the_policy_a_state_was_derived_with_loads_back(customers: Any) -> None:
+    _save_story(customers)
+    assert customers.load("t", "cus_c").policy == DEFAULT_POLICY  # saved before policies: the default
+    policy = RevenuePolicy(churn_after_days=30, churn_at="scheduled", discounts="forever_only")
+    stored = customers.load("t", "cus_c")
+    customers.save(StateWrite("t", stored, stored.objects, None, "u-c", 4, policy=policy))
+    assert customers.load("t", "cus_c").policy == policy
+    again = customers.load("t", "cus_c")
+    customers.save(StateWrite("t", again, again.objects, None, "u-c", 5))
+    assert customers.load("t", "cus_c").policy == DEFAULT_POLICY
 
 
 def test_a_record_that_waits_derives_from_no_version_until_it_is_written(customers: Any) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from revsync.domain.events import Observation
 from revsync.domain.history_archive import HistoryChunk, HistoryUpdate, KeptHistory
+from revsync.domain.policy import DEFAULT_POLICY, RevenuePolicy
 from revsync.domain.state import CustomerObjects
 from revsync.errors import Conflict
 
@@ -87,6 +88,8 @@ class StoredCustomer:
     history: KeptHistory = field(default_factory=KeptHistory)
     invoices: InvoiceBook = field(default_factory=InvoiceBook)
     refunds: RefundBook = field(default_factory=RefundBook)
+    # The revenue policy the history's pieces and the record were derived with.
+    policy: RevenuePolicy = DEFAULT_POLICY
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,7 @@ class StateWrite:
     history: HistoryUpdate | None = None  # None: ``stored``'s history, no chunks
     # No record derives from this state yet (record version 0; its key waits for the customer object).
     record_waits: bool = False
+    policy: RevenuePolicy = DEFAULT_POLICY  # the tenant's, which the history and the record derive with
 
     @property
     def version(self) -> int:
@@ -162,4 +166,5 @@ class StateWrite:
             self.kept_history,
             self._invoices()[0],
             self._refunds()[0],
+            self.policy,
         )

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NamedTuple
 
+from revsync.domain.policy import DEFAULT_POLICY, RevenuePolicy
+
 # Re-exported: tenant ids and routes live in revsync.domain.routing (the receiver's light module).
 from revsync.domain.routing import SealedSecrets, TenantError, TenantRoute, validate_tenant_id
 
@@ -78,6 +80,7 @@ class Tenant:
     config_version: int = 0
     tracking: Tracking = field(default_factory=Tracking)
     backfill: dict[str, Any] | None = None
+    policy: RevenuePolicy = DEFAULT_POLICY
 
     def with_config(self, trait: str) -> Tenant:
         return replace(

@@ -20,9 +20,11 @@ from revsync.domain.history_archive import (
     KeptHistory,
     archived_times,
     history_after,
+    past_due_runs,
     whole_timeline,
     without_archived,
 )
+from revsync.domain.policy import RevenuePolicy
 from revsync.domain.record import CustomerRecord, derive_record, record_key_unknown
 from revsync.domain.snapshots import (
     Coupon,
@@ -167,29 +169,37 @@ def _enriched(
 def _history_after(
     customers: Customers,
     tenant_id: str,
+    policy: RevenuePolicy,
     customer_id: str,
     stored: StoredCustomer,
     seen: list[Observation],
     imported: bool,
 ) -> HistoryUpdate | None:
-    """The MRR history with ``seen`` added (None: nothing to write). An observation before the state's
-    boundary (a late one, or an import's start years back) reads the archive that holds its time:
-    if it is there already (a redelivery), nothing changes; if not, the whole archived history."""
+    """The MRR history with ``seen`` added, by the tenant's policy (None: nothing to write). An
+    observation before the state's boundary (a late one, or an import's start years back) reads the
+    archive that holds its time: if it is there already (a redelivery), nothing changes; if not, the
+    whole archived history. So does a policy other than the one the pieces were made with: every
+    piece is replayed by the tenant's."""
     additions = [entry for kept in seen for entry in history_entries(kept, imported=imported)]
+    again = policy != stored.policy
+    archive = None
+    if again:
+        if stored.history.boundary is not None:
+            archive = customers.history_archive(tenant_id, customer_id)
+        return history_after(stored.history, additions, archive, policy=policy, again=True)
     late = archived_times(stored.history, additions)
     holding: list[HistoryChunk] = []
     for at in late:
         if not holding or at >= holding[-1].until:
             chunk = customers.history_chunk(tenant_id, customer_id, at)
             holding += [chunk] if chunk is not None else []
-    archive = None
     if late:
         left = without_archived(stored.history, additions, holding)
         if left is None:
             archive = customers.history_archive(tenant_id, customer_id)
         else:
             additions = left
-    return history_after(stored.history, additions, archive)
+    return history_after(stored.history, additions, archive, policy=policy)
 
 
 def _stopped_paying(kept: KeptHistory) -> bool:
@@ -226,14 +236,23 @@ def _publish(
 
 
 def _records(
-    tenant_id: str, tenant: Tenant, stored: StoredCustomer, objects: CustomerObjects, imported: bool
+    tenant_id: str,
+    tenant: Tenant,
+    stored: StoredCustomer,
+    objects: CustomerObjects,
+    kept: KeptHistory,
+    imported: bool,
 ) -> tuple[CustomerRecord, CustomerRecord | None, bool]:
-    """The record ``objects`` give, the one ``stored`` gave (None: none), and whether the record
-    waits for its customer object (then nothing is projected yet)."""
+    """The record ``objects`` give with ``kept`` (their history) by the tenant's policy, the one
+    ``stored`` gave by the policy it was derived with (None: none), and whether the record waits for
+    its customer object (then nothing is projected yet)."""
     trait = tenant.customer_id_trait
-    record = derive_record(tenant_id, objects, trait)
+    record = derive_record(tenant_id, objects, trait, tenant.policy, past_due_since=past_due_runs(kept))
     shown = stored.version is not None and stored.record_version != 0  # a record derives from it
-    previous = derive_record(tenant_id, stored.objects, trait) if shown else None
+    previous = None
+    if shown:
+        since = past_due_runs(stored.history)
+        previous = derive_record(tenant_id, stored.objects, trait, stored.policy, past_due_since=since)
     # A record keyed by a trait of the customer object waits for that object: an event of its
     # subscription that arrives first (Stripe's order is any) would otherwise make a stripe: record
     # that moves, and is published twice, a moment later. A backfill lists customers first, so a
@@ -305,9 +324,10 @@ def apply_observation(
                 snapshot=fetched, observed_at=requested_at, source="fetched", event_id=None
             )
             continue
-        record, previous, waits = _records(tenant_id, tenant, stored, outcome.objects, imported)
+        history = _history_after(customers, tenant_id, tenant.policy, customer_id, stored, seen, imported)
+        kept = history.kept if history is not None else stored.history
+        record, previous, waits = _records(tenant_id, tenant, stored, outcome.objects, kept, imported)
         config_moved = stored.config_version != tenant.config_version
-        history = _history_after(customers, tenant_id, customer_id, stored, seen, imported)
         if not outcome.changed and not config_moved and history is None:
             # Nothing new, but the record may lag the state it derives from (a projection that failed
             # after the state write, then a redrive): one read tells, whatever the receive count.
@@ -337,6 +357,7 @@ def apply_observation(
                     record_changed=not waits and (record != previous or config_moved),
                     history=history,
                     record_waits=waits,
+                    policy=tenant.policy,
                 )
             )
         except ConcurrentUpdate:

@@ -41,6 +41,7 @@ from pynamodb.transactions import TransactWrite
 
 from revsync.domain.events import Observation
 from revsync.domain.history_archive import HistoryChunk, KeptHistory
+from revsync.domain.policy import DEFAULT_POLICY, RevenuePolicy
 from revsync.domain.snapshots import InvoiceSnapshot
 from revsync.domain.state import CustomerObjects
 from revsync.domain.stored_state import (
@@ -204,6 +205,7 @@ def _stored(
         history=kept_of(state),
         invoices=book,
         refunds=refund_book,
+        policy=RevenuePolicy.from_json(stored["policy"]) if "policy" in stored else DEFAULT_POLICY,
     )
 
 
@@ -222,7 +224,9 @@ def _state_item(write: StateWrite) -> CustomerStateItem:
             "refunds_archived": saved.refunds.archived,
             "refunds": {i: objects.refunds[i] for i in saved.refunds.inline},
             "history": kept.to_json(),
-        },
+        }
+        # Only a tenant's own policy takes bytes (the default is what a state without one was made with).
+        | ({} if saved.policy == DEFAULT_POLICY else {"policy": saved.policy.to_json()}),
         external_id=saved.external_id,
         config_version=saved.config_version,
         record_version=saved.record_version,
