@@ -233,16 +233,20 @@ def test_an_unchanged_record_keeps_deriving_from_its_version(customers: Any) -> 
     assert customers.load("t", "cus_c").record_version == 5
 
 
-def test_the_policy_a_state_was_derived_with_loads_back(customers: Any) -> None:
+def test_the_policy_and_time_a_record_was_derived_with_load_back(customers: Any) -> None:
     _save_story(customers)
-    assert customers.load("t", "cus_c").policy == DEFAULT_POLICY  # saved before policies: the default
+    saved_before = customers.load("t", "cus_c")  # saved before policies and risk: the default, unjudged
+    assert (saved_before.policy, saved_before.judged_at) == (DEFAULT_POLICY, None)
     policy = RevenuePolicy(churn_after_days=30, churn_at="scheduled", discounts="forever_only")
     stored = customers.load("t", "cus_c")
-    customers.save(StateWrite("t", stored, stored.objects, None, "u-c", 4, policy=policy))
-    assert customers.load("t", "cus_c").policy == policy
-    again = customers.load("t", "cus_c")
-    customers.save(StateWrite("t", again, again.objects, None, "u-c", 5))
-    assert customers.load("t", "cus_c").policy == DEFAULT_POLICY
+    customers.save(StateWrite("t", stored, stored.objects, None, "u-c", 4, policy=policy, judged_at=T0 + 9))
+    loaded = customers.load("t", "cus_c")
+    assert (loaded.policy, loaded.judged_at) == (policy, T0 + 9)
+    customers.save(StateWrite("t", loaded, loaded.objects, None, "u-c", 5, judged_at=T0 + 10))
+    assert (customers.load("t", "cus_c").policy, customers.load("t", "cus_c").judged_at) == (
+        DEFAULT_POLICY,
+        T0 + 10,
+    )
 
 
 def test_a_record_that_waits_derives_from_no_version_until_it_is_written(customers: Any) -> None:

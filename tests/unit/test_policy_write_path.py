@@ -51,7 +51,7 @@ def _apply(observation: Observation, customers: FakeCustomers, tenant: Tenant) -
         tenants=FakeTenants({"acme": tenant}),
         customers=customers,
         stripe=FakeStripe(),
-        clock=lambda: T0 + 400 * DAY,
+        clock=lambda: observation["observed_at"],  # delivered as it happened
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any, TypedDict
 from revsync.domain.mrr import exact_sum, policy_churned_at, round_minor_units, subscription_mrr
 from revsync.domain.policy import DEFAULT_POLICY, RevenuePolicy
 from revsync.domain.refunds import total_refunded
+from revsync.domain.risk import Risk, derive_risk, risk_traits
 from revsync.domain.snapshots import (
     LIVE_SUBSCRIPTION_STATUSES,
     ChargeSnapshot,
@@ -57,6 +58,7 @@ class CustomerRecord(TypedDict):
     total_paid: int
     total_refunded: int
     net_paid: int
+    risk: Risk
     subscriptions: dict[str, SubscriptionSummary]
     traits: dict[str, Any]
 
@@ -130,8 +132,10 @@ def derive_record(
     as_of: int | None = None,
 ) -> CustomerRecord:
     """The record by the revenue rules and ``policy``, as of ``as_of`` (default: the newest
-    observation). ``past_due_since``: subscription id -> when its current run of ``past_due`` began
-    (``revsync.domain.history``); only a policy that churns past due subscriptions reads it."""
+    observation; the write path judges a customer at its clock's time, revsync.services.sync), its
+    risk signals included. ``past_due_since``: subscription id -> when its current run of
+    ``past_due`` began (``revsync.domain.history``): a policy that churns past due subscriptions
+    reads it, and so does ``dunning_since``."""
     customer = objects.customer["snapshot"] if objects.customer else None
     assert customer is None or customer["object"] == "customer"
     subscriptions: list[SubscriptionSnapshot] = [
@@ -224,6 +228,7 @@ def derive_record(
         total_paid=total_paid,
         total_refunded=refunded,
         net_paid=total_paid - refunded,
+        risk=derive_risk(objects, currency, as_of, policy, since),
         subscriptions=summaries,
         traits={},
     )
@@ -276,4 +281,5 @@ def _traits(
             "stripe.net_paid": record["net_paid"],
         }
     )
+    traits.update(risk_traits(record["risk"]))
     return traits

@@ -90,6 +90,9 @@ class StoredCustomer:
     refunds: RefundBook = field(default_factory=RefundBook)
     # The revenue policy the history's pieces and the record were derived with.
     policy: RevenuePolicy = DEFAULT_POLICY
+    # The time the record was derived as of (its risk signals judged at; None: a state saved before
+    # the record had them, derived as of its newest observation).
+    judged_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,7 @@ class StateWrite:
     # No record derives from this state yet (record version 0; its key waits for the customer object).
     record_waits: bool = False
     policy: RevenuePolicy = DEFAULT_POLICY  # the tenant's, which the history and the record derive with
+    judged_at: int | None = None  # the time the record is derived as of
 
     @property
     def version(self) -> int:
@@ -167,4 +171,5 @@ class StateWrite:
             self._invoices()[0],
             self._refunds()[0],
             self.policy,
+            self.judged_at,
         )

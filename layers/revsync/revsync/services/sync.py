@@ -235,30 +235,108 @@ def _publish(
         changes.publish(detail)
 
 
-def _records(
+@dataclass(frozen=True, slots=True)
+class _Derived:
+    """What a customer's state gives by the tenant's config as of ``judged_at``: the record, the one
+    ``stored`` gave (by the policy and time it was derived with; None: none), whether the record
+    waits for its customer object (then nothing is projected yet), and the history to write."""
+
+    record: CustomerRecord
+    previous: CustomerRecord | None
+    waits: bool
+    history: HistoryUpdate | None
+    judged_at: int
+
+
+def _derived(
+    customers: Customers,
     tenant_id: str,
     tenant: Tenant,
     stored: StoredCustomer,
     objects: CustomerObjects,
-    kept: KeptHistory,
+    seen: list[Observation],
     imported: bool,
-) -> tuple[CustomerRecord, CustomerRecord | None, bool]:
-    """The record ``objects`` give with ``kept`` (their history) by the tenant's policy, the one
-    ``stored`` gave by the policy it was derived with (None: none), and whether the record waits for
-    its customer object (then nothing is projected yet)."""
+    judged_at: int,
+) -> _Derived:
     trait = tenant.customer_id_trait
-    record = derive_record(tenant_id, objects, trait, tenant.policy, past_due_since=past_due_runs(kept))
+    history = _history_after(customers, tenant_id, tenant.policy, objects.customer_id, stored, seen, imported)
+    kept = history.kept if history is not None else stored.history
+    record = derive_record(
+        tenant_id, objects, trait, tenant.policy, past_due_since=past_due_runs(kept), as_of=judged_at
+    )
     shown = stored.version is not None and stored.record_version != 0  # a record derives from it
     previous = None
     if shown:
-        since = past_due_runs(stored.history)
-        previous = derive_record(tenant_id, stored.objects, trait, stored.policy, past_due_since=since)
+        previous = derive_record(
+            tenant_id,
+            stored.objects,
+            trait,
+            stored.policy,
+            past_due_since=past_due_runs(stored.history),
+            as_of=stored.judged_at,
+        )
     # A record keyed by a trait of the customer object waits for that object: an event of its
     # subscription that arrives first (Stripe's order is any) would otherwise make a stripe: record
     # that moves, and is published twice, a moment later. A backfill lists customers first, so a
     # customer it did not list (deleted) is final and kept unmatched.
     waits = not shown and not imported and record_key_unknown(objects, trait)
-    return record, previous, waits
+    return _Derived(record, previous, waits, history, judged_at)
+
+
+def _judged_at(clock_now: int, stored: StoredCustomer, objects: CustomerObjects) -> int:
+    """When a customer is judged (its record derived as of): now by the caller's clock, but never
+    before what was observed of it (a Stripe test clock's customer lives in its clock's time, which
+    its events carry) nor before it was last judged (a record never goes back in time)."""
+    return max(clock_now, objects.newest_observation, stored.judged_at or 0)
+
+
+def _save_and_project(
+    customers: Customers,
+    changes: ChangeFeed | None,
+    tenant_id: str,
+    tenant: Tenant,
+    stored: StoredCustomer,
+    objects: CustomerObjects,
+    applied: Observation | None,
+    derived: _Derived,
+    *,
+    retried: bool,
+    observed_at: int,
+) -> tuple[int, bool]:
+    """Save the state (raises ``ConcurrentUpdate`` if another writer saved since ``stored`` was
+    loaded, writing nothing), then project the record and publish its change; the new version, and
+    whether the record was written. ``retried``: after a conflict (the record may be at this
+    version already)."""
+    record, previous, waits = derived.record, derived.previous, derived.waits
+    config_moved = stored.config_version != tenant.config_version
+    # A state saved before records had risk signals: its record has none, write it whole once.
+    unjudged = stored.version is not None and stored.judged_at is None
+    repair = retried or config_moved or unjudged
+    version = customers.save(
+        StateWrite(
+            tenant_id=tenant_id,
+            stored=stored,
+            objects=objects,
+            applied=applied,
+            external_id=None if waits else record["external_id"],
+            config_version=tenant.config_version,
+            record_changed=not waits and (record != previous or config_moved or unjudged),
+            history=derived.history,
+            record_waits=waits,
+            policy=tenant.policy,
+            judged_at=derived.judged_at,
+        )
+    )
+    if waits:
+        return version, False
+    written = False
+    if record != previous or repair:
+        written = customers.project(record, version, stored.external_id, repair=repair)
+    # The version-checked state write is the change; a newer record projected first (another
+    # worker's later event) does not undo it, so it is published either way.
+    if changes is not None and record != previous:
+        _publish(changes, stored, previous, record, observed_at)
+    return version, written
 
 
 def apply_observation(
@@ -277,7 +355,8 @@ def apply_observation(
     """Apply ``observation`` for ``tenant_id``; ``account`` is the Connect account the event came
     from (None: the tenant's own API-key route; unset: a backfill page or a refetch, read through the
     tenant's current connection). ``imported``: a backfill page's object (its subscriptions enter
-    the MRR history at their start). Each record change is published to ``changes``.
+    the MRR history at their start). Each record change is published to ``changes``. The record is
+    derived as of ``clock``'s now (``_judged_at``).
     ``repair_record``: an observation that changes nothing checks (one read) that the record is not
     behind its state (a redelivery after a failed projection); a catch-up, which mostly finds what
     was applied already, leaves that to the queue's redelivery."""
@@ -324,14 +403,14 @@ def apply_observation(
                 snapshot=fetched, observed_at=requested_at, source="fetched", event_id=None
             )
             continue
-        history = _history_after(customers, tenant_id, tenant.policy, customer_id, stored, seen, imported)
-        kept = history.kept if history is not None else stored.history
-        record, previous, waits = _records(tenant_id, tenant, stored, outcome.objects, kept, imported)
+        judged_at = _judged_at(int(clock()), stored, outcome.objects)
+        derived = _derived(customers, tenant_id, tenant, stored, outcome.objects, seen, imported, judged_at)
         config_moved = stored.config_version != tenant.config_version
-        if not outcome.changed and not config_moved and history is None:
+        if not outcome.changed and not config_moved and derived.history is None:
             # Nothing new, but the record may lag the state it derives from (a projection that failed
             # after the state write, then a redrive): one read tells, whatever the receive count.
-            wanted = stored.record_version
+            # (A signal that time alone changed is raised by the review, not by a duplicate.)
+            record, wanted = derived.previous or derived.record, stored.record_version
             if (
                 not repair_record
                 or not wanted
@@ -343,35 +422,22 @@ def apply_observation(
                 return SyncResult("unchanged", outcome.decision.reason, refetches, conflicts)
             written = customers.project(record, wanted, stored.external_id, repair=True)
             return SyncResult("unchanged", "record_repaired", refetches, conflicts, written)
-        repair = conflicts > 0 or config_moved
-        version = stored.version or 0
         try:
-            version = customers.save(
-                StateWrite(
-                    tenant_id=tenant_id,
-                    stored=stored,
-                    objects=outcome.objects,
-                    applied=observation if outcome.changed else None,
-                    external_id=None if waits else record["external_id"],
-                    config_version=tenant.config_version,
-                    record_changed=not waits and (record != previous or config_moved),
-                    history=history,
-                    record_waits=waits,
-                    policy=tenant.policy,
-                )
+            _, written = _save_and_project(
+                customers,
+                changes,
+                tenant_id,
+                tenant,
+                stored,
+                outcome.objects,
+                observation if outcome.changed else None,
+                derived,
+                retried=conflicts > 0,
+                observed_at=observation["observed_at"],
             )
         except ConcurrentUpdate:
             conflicts += 1
             continue
         result = "applied" if outcome.changed else "unchanged"
-        if waits:
-            return SyncResult(result, outcome.decision.reason, refetches, conflicts)
-        written = False
-        if record != previous or repair:
-            written = customers.project(record, version, stored.external_id, repair=repair)
-        # The version-checked state write is the change; a newer record projected first (another
-        # worker's later event) does not undo it, so it is published either way.
-        if changes is not None and record != previous:
-            _publish(changes, stored, previous, record, observation["observed_at"])
         return SyncResult(result, outcome.decision.reason, refetches, conflicts, written)
     raise RetryLater(f"gave up after {conflicts} concurrent updates")

@@ -206,6 +206,7 @@ def _stored(
         invoices=book,
         refunds=refund_book,
         policy=RevenuePolicy.from_json(stored["policy"]) if "policy" in stored else DEFAULT_POLICY,
+        judged_at=stored.get("judged_at"),
     )
 
 
@@ -225,6 +226,7 @@ def _state_item(write: StateWrite) -> CustomerStateItem:
             "refunds": {i: objects.refunds[i] for i in saved.refunds.inline},
             "history": kept.to_json(),
         }
+        | ({} if saved.judged_at is None else {"judged_at": saved.judged_at})
         # Only a tenant's own policy takes bytes (the default is what a state without one was made with).
         | ({} if saved.policy == DEFAULT_POLICY else {"policy": saved.policy.to_json()}),
         external_id=saved.external_id,

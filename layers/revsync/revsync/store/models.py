@@ -243,6 +243,7 @@ class CustomerRecordItem(Model):
     total_paid = NumberAttribute(null=True)
     total_refunded = NumberAttribute(null=True)
     net_paid = NumberAttribute(null=True)
+    risk: MapAttribute[str, Any] = MapAttribute(null=True)  # revsync.domain.risk.Risk
     subscriptions: MapAttribute[str, Any] = MapAttribute(null=True)
     traits: MapAttribute[str, Any] = MapAttribute(null=True)
     # State version the record was derived from: older derivations never overwrite newer ones.

@@ -32,6 +32,7 @@ OWNED_RECORD_FIELDS = (
     "total_paid",
     "total_refunded",
     "net_paid",
+    "risk",
     "subscriptions",
     "traits",
 )
