@@ -8,6 +8,7 @@ from typing import Any
 
 import stripe
 from revsync.domain.backfill import Run, Segment
+from revsync.domain.changes import RECORD_CHANGED, RISK_CHANGED
 from revsync.domain.events import Envelope, ParkedEvent, message_group
 from revsync.domain.history import Contribution, Timeline, TimelineStart, revenue_totals
 from revsync.domain.history_archive import HistoryChunk, whole_timeline
@@ -159,12 +160,22 @@ class FakeTenants:
 
 @dataclass
 class FakeFeed:
-    """The change feed: what was published, in order."""
+    """The change feed: what was published (detail-type, detail), in order."""
 
-    details: list[dict[str, Any]] = field(default_factory=list)
+    published: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
-    def publish(self, detail: dict[str, Any]) -> None:
-        self.details.append(detail)
+    def publish(self, detail_type: str, detail: dict[str, Any]) -> None:
+        self.published.append((detail_type, detail))
+
+    @property
+    def details(self) -> list[dict[str, Any]]:
+        """The ``Customer Record Changed`` events' details."""
+        return [detail for kind, detail in self.published if kind == RECORD_CHANGED]
+
+    @property
+    def risk_changes(self) -> list[dict[str, Any]]:
+        """The ``Customer Risk Changed`` events' details."""
+        return [detail for kind, detail in self.published if kind == RISK_CHANGED]
 
 
 @dataclass

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from revsync.domain.changes import record_change
+from revsync.domain.changes import RECORD_CHANGED, RISK_CHANGED, record_change, risk_change
 from revsync.domain.events import Observation
 from revsync.domain.history import history_entries
 from revsync.domain.history_archive import (
@@ -112,8 +112,9 @@ class StripeObjects(Protocol):
 
 
 class ChangeFeed(Protocol):
-    def publish(self, detail: dict[str, Any]) -> None:
-        """Queue one ``Customer Record Changed`` event (sent when the caller flushes)."""
+    def publish(self, detail_type: str, detail: dict[str, Any]) -> None:
+        """Queue one event (``Customer Record Changed`` or ``Customer Risk Changed``: revsync.domain.
+        changes), sent when the caller flushes."""
         ...
 
 
@@ -232,7 +233,10 @@ def _publish(
         ever_paid = _stopped_paying(stored.history)
     detail = record_change(previous, record, observed_at, ever_paid)
     if detail is not None:
-        changes.publish(detail)
+        changes.publish(RECORD_CHANGED, detail)
+    risk = risk_change(previous, record, observed_at)
+    if risk is not None:
+        changes.publish(RISK_CHANGED, risk)
 
 
 @dataclass(frozen=True, slots=True)
