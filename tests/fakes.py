@@ -249,6 +249,25 @@ class FakeCustomers:
         self.reads += 1
         return list(self.archives.get((tenant_id, customer_id), {}).values())
 
+    def due_for_review(self, tenant_id: str, now: int, limit: int) -> list[str]:
+        self.reads += 1
+        due = sorted(
+            (stored.review_at, customer_id)
+            for (tenant, customer_id), stored in self.states.items()
+            if tenant == tenant_id and stored.review_at is not None and stored.review_at <= now
+        )
+        return [customer_id for _, customer_id in due[:limit]]
+
+    def customer_ids(self, tenant_id: str, after: str | None, limit: int) -> tuple[list[str], str | None]:
+        """By the records, in their key order (as the records table's Query)."""
+        self.reads += 1
+        keys = sorted(
+            key for (tenant, key) in self.records if tenant == tenant_id and (after is None or key > after)
+        )
+        page = keys[:limit]
+        ids = [self.records[(tenant_id, key)]["stripe_customer_id"] for key in page]
+        return ids, page[-1] if len(page) == limit else None
+
     def history_chunk(self, tenant_id: str, customer_id: str, at: int) -> HistoryChunk | None:
         self.reads += 1
         later = [c for c in self.archives.get((tenant_id, customer_id), {}).values() if c.until > at]

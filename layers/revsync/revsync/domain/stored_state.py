@@ -93,6 +93,9 @@ class StoredCustomer:
     # The time the record was derived as of (its risk signals judged at; None: a state saved before
     # the record had them, derived as of its newest observation).
     judged_at: int | None = None
+    # When its record next changes by time alone (revsync.domain.review; None: never): the scheduled
+    # review finds it by this (Customers.due_for_review).
+    review_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,7 @@ class StateWrite:
     record_waits: bool = False
     policy: RevenuePolicy = DEFAULT_POLICY  # the tenant's, which the history and the record derive with
     judged_at: int | None = None  # the time the record is derived as of
+    review_at: int | None = None  # when the record next changes by time alone (None: never)
 
     @property
     def version(self) -> int:
@@ -172,4 +176,5 @@ class StateWrite:
             self._refunds()[0],
             self.policy,
             self.judged_at,
+            self.review_at,
         )

@@ -26,6 +26,7 @@ from revsync.domain.history_archive import (
 )
 from revsync.domain.policy import RevenuePolicy
 from revsync.domain.record import CustomerRecord, derive_record, record_key_unknown
+from revsync.domain.review import next_review
 from revsync.domain.snapshots import (
     Coupon,
     InvoiceLine,
@@ -45,7 +46,7 @@ from revsync.domain.stored_state import ConcurrentUpdate, StateWrite, StoredCust
 from revsync.domain.tenancy import Tenant
 from revsync.errors import RetryLater
 
-__all__ = ["RetryLater", "SyncResult", "apply_observation"]
+__all__ = ["RetryLater", "SyncResult", "apply_observation", "rederive"]
 
 MAX_ATTEMPTS = 5
 MAX_REFETCHES = 2
@@ -87,8 +88,23 @@ class RecordProjection(Protocol):
         ...
 
 
-class Customers(CustomerStates, RecordProjection, Protocol):
-    """The write path's storage: a customer's state, then the record derived from it."""
+class CustomerListing(Protocol):
+    """Which customers to derive again (``rederive``): all of a tenant's, or those due for review."""
+
+    def customer_ids(self, tenant_id: str, after: str | None, limit: int) -> tuple[list[str], str | None]:
+        """The tenant's Stripe customer ids, a page of at most ``limit`` from the cursor ``after``
+        (None: the first); the next cursor (None: no more)."""
+        ...
+
+    def due_for_review(self, tenant_id: str, now: int, limit: int) -> list[str]:
+        """At most ``limit`` customer ids whose record changes by time alone at or before ``now``
+        (their state's ``review_at``), the longest due first."""
+        ...
+
+
+class Customers(CustomerStates, RecordProjection, CustomerListing, Protocol):
+    """The write path's storage: a customer's state, then the record derived from it; and which
+    customers to derive again."""
 
 
 class StripeObjects(Protocol):
@@ -243,13 +259,25 @@ def _publish(
 class _Derived:
     """What a customer's state gives by the tenant's config as of ``judged_at``: the record, the one
     ``stored`` gave (by the policy and time it was derived with; None: none), whether the record
-    waits for its customer object (then nothing is projected yet), and the history to write."""
+    waits for its customer object (then nothing is projected yet), the history to write, and when
+    the record next changes by time alone."""
 
     record: CustomerRecord
     previous: CustomerRecord | None
     waits: bool
     history: HistoryUpdate | None
     judged_at: int
+    review_at: int | None
+
+    def differs_from(self, stored: StoredCustomer, tenant: Tenant) -> bool:
+        """Whether saving it changes the stored state (beyond the time it was judged at)."""
+        return (
+            self.history is not None
+            or (not self.waits and self.record != self.previous)
+            or self.review_at != stored.review_at
+            or stored.config_version != tenant.config_version
+            or stored.judged_at is None
+        )
 
 
 def _derived(
@@ -262,12 +290,11 @@ def _derived(
     imported: bool,
     judged_at: int,
 ) -> _Derived:
-    trait = tenant.customer_id_trait
-    history = _history_after(customers, tenant_id, tenant.policy, objects.customer_id, stored, seen, imported)
+    trait, policy = tenant.customer_id_trait, tenant.policy
+    history = _history_after(customers, tenant_id, policy, objects.customer_id, stored, seen, imported)
     kept = history.kept if history is not None else stored.history
-    record = derive_record(
-        tenant_id, objects, trait, tenant.policy, past_due_since=past_due_runs(kept), as_of=judged_at
-    )
+    since = past_due_runs(kept)
+    record = derive_record(tenant_id, objects, trait, policy, past_due_since=since, as_of=judged_at)
     shown = stored.version is not None and stored.record_version != 0  # a record derives from it
     previous = None
     if shown:
@@ -284,7 +311,8 @@ def _derived(
     # that moves, and is published twice, a moment later. A backfill lists customers first, so a
     # customer it did not list (deleted) is final and kept unmatched.
     waits = not shown and not imported and record_key_unknown(objects, trait)
-    return _Derived(record, previous, waits, history, judged_at)
+    review_at = next_review(objects, policy, since, judged_at)
+    return _Derived(record, previous, waits, history, judged_at, review_at)
 
 
 def _judged_at(clock_now: int, stored: StoredCustomer, objects: CustomerObjects) -> int:
@@ -329,6 +357,7 @@ def _save_and_project(
             record_waits=waits,
             policy=tenant.policy,
             judged_at=derived.judged_at,
+            review_at=derived.review_at,
         )
     )
     if waits:
@@ -444,4 +473,54 @@ def apply_observation(
             continue
         result = "applied" if outcome.changed else "unchanged"
         return SyncResult(result, outcome.decision.reason, refetches, conflicts, written)
+    raise RetryLater(f"gave up after {conflicts} concurrent updates")
+
+
+def rederive(
+    tenant_id: str,
+    customer_id: str,
+    *,
+    tenants: Tenants,
+    customers: Customers,
+    changes: ChangeFeed | None,
+    now: int,
+) -> SyncResult:
+    """Derive one customer's record, MRR history and risk signals again from its stored
+    observations, by the tenant's current policy, as of ``now`` (never before it was last judged):
+    a policy change's recompute, and the scheduled review of signals that turn by time alone
+    (``Customers.due_for_review``). No Stripe call. Saves only when something changed (the state
+    write is conditional: a webhook applied meanwhile makes it load again and derive with that
+    observation too, never lost), then projects the record and publishes its change."""
+    tenant = tenants.get(tenant_id)
+    if tenant is None or not tenant.connection.is_connected:
+        return SyncResult("dropped", "tenant_not_connected")
+    conflicts = 0
+    for _ in range(MAX_ATTEMPTS):
+        stored = customers.load(tenant_id, customer_id)
+        if stored.version is None:
+            return SyncResult("unchanged", "not_stored", conflicts=conflicts)
+        if stored.config_version > tenant.config_version:
+            # A worker saved it by a newer config than the tenant we read: read the tenant again.
+            tenant = tenants.get(tenant_id, min_config_version=stored.config_version) or tenant
+        judged_at = _judged_at(now, stored, stored.objects)
+        derived = _derived(customers, tenant_id, tenant, stored, stored.objects, [], False, judged_at)
+        if not derived.differs_from(stored, tenant):
+            return SyncResult("unchanged", "current", conflicts=conflicts)
+        try:
+            _, written = _save_and_project(
+                customers,
+                changes,
+                tenant_id,
+                tenant,
+                stored,
+                stored.objects,
+                None,
+                derived,
+                retried=conflicts > 0,
+                observed_at=judged_at,
+            )
+        except ConcurrentUpdate:
+            conflicts += 1
+            continue
+        return SyncResult("applied", "rederived", conflicts=conflicts, record_written=written)
     raise RetryLater(f"gave up after {conflicts} concurrent updates")

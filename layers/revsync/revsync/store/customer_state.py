@@ -207,6 +207,7 @@ def _stored(
         refunds=refund_book,
         policy=RevenuePolicy.from_json(stored["policy"]) if "policy" in stored else DEFAULT_POLICY,
         judged_at=stored.get("judged_at"),
+        review_at=None if state.review_at is None else int(state.review_at),
     )
 
 
@@ -232,6 +233,7 @@ def _state_item(write: StateWrite) -> CustomerStateItem:
         external_id=saved.external_id,
         config_version=saved.config_version,
         record_version=saved.record_version,
+        review_at=saved.review_at,
     )
     if write.stored.version is not None:
         item.version = write.stored.version  # unset: the save requires that no state item exists yet
@@ -270,6 +272,13 @@ class CustomerStates:
             elif isinstance(item, RefundArchiveItem):
                 refund_archives[int(item.number)] = item.refunds
         return _stored(customer_id, state, archives, legacy, refund_archives)
+
+    def due_for_review(self, tenant_id: str, now: int, limit: int) -> list[str]:
+        """The customers whose record changes by time alone at or before ``now``, the longest due
+        first (one Query of the sparse review index)."""
+        due = CustomerStateItem.review_index.query(tenant_id, CustomerStateItem.review_at <= now, limit=limit)
+        prefix = models.sync_partition(tenant_id, "")
+        return [item.pk.removeprefix(prefix) for item in due]
 
     def history_archive(self, tenant_id: str, customer_id: str) -> list[HistoryChunk]:
         """The customer's archived MRR history (its state counts the first ``history.archived``)."""

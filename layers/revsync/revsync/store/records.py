@@ -91,6 +91,23 @@ class RecordProjection:
             return None
         return int(item.revsync_version)
 
+    def customer_ids(self, tenant_id: str, after: str | None, limit: int) -> tuple[list[str], str | None]:
+        """The Stripe customers of the tenant's records, a page of at most ``limit`` records from the
+        cursor ``after`` (None: the first); the next cursor (None: no more). From the records table:
+        every customer with a record has one item there (a customer whose record waits for its
+        customer object has none, and is derived again at its next write), so its Query reads each
+        once, with no index to keep; the platform's customers without Stripe data are skipped."""
+        start = None if after is None else {"tenant_id": {"S": tenant_id}, "external_id": {"S": after}}
+        found = CustomerRecordItem.query(
+            tenant_id,
+            limit=limit,
+            last_evaluated_key=start,
+            attributes_to_get=["external_id", "stripe_customer_id"],
+        )
+        ids = [item.stripe_customer_id for item in found if item.stripe_customer_id is not None]
+        cursor = found.last_evaluated_key
+        return ids, None if cursor is None else str(cursor["external_id"]["S"])
+
     def _release(self, tenant_id: str, external_id: str, customer_id: str) -> None:
         """The record moved to a new key: the old one is gone. A ``stripe:`` key is revsync's own and is
         deleted; on a matched key only revsync's attributes are removed, and the item is deleted if
