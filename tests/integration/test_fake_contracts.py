@@ -470,6 +470,15 @@ def test_a_record_is_written_only_by_a_newer_derivation_or_a_repair(customers: A
     assert customers.get_record("t", "u-none") is None
 
 
+def test_a_records_risk_reads_back_whole_raised_or_at_rest(customers: Any) -> None:
+    at_risk = _record("u-c")
+    at_risk["risk"] = {**at_risk["risk"], "in_dunning": True, "dunning_since": T0, "mrr_at_risk": 4900}
+    customers.project(at_risk, 1, None, repair=False)
+    assert customers.get_record("t", "u-c") == at_risk
+    customers.project(_record("u-c"), 2, None, repair=False)  # every signal back at rest
+    assert customers.get_record("t", "u-c") == _record("u-c")
+
+
 @pytest.mark.parametrize("old_key", ["stripe:cus_c", "u-old"])
 def test_a_record_that_moves_leaves_nothing_at_its_old_key(customers: Any, old_key: str) -> None:
     customers.project(_record(old_key), 1, None, repair=False)

@@ -106,7 +106,8 @@ def _expected(**changes: Any) -> dict[str, Any]:
         "stripe.last_payment_at": record["last_payment_at"],
         "stripe.total_paid": record["total_paid"],
         "stripe.net_paid": record["net_paid"],
-        **{f"stripe.risk.{name}": value for name, value in risk.items()},
+        # (the raised signals only)
+        **{f"stripe.risk.{name}": value for name, value in risk.items() if value != NO_RISK[name]},  # type: ignore[literal-required]
     }
     return record
 

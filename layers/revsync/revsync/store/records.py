@@ -11,7 +11,7 @@ from typing import Any
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
 
-from revsync.domain.record import UNMATCHED_PREFIX, CustomerRecord
+from revsync.domain.record import UNMATCHED_PREFIX, CustomerRecord, raised_signals
 from revsync.store import models
 from revsync.store.models import CustomerRecordItem
 from revsync.store.throttling import defers_when_throttled
@@ -53,6 +53,8 @@ class RecordProjection:
         for name in OWNED_RECORD_FIELDS:
             attribute = getattr(CustomerRecordItem, name)
             value = record[name]  # type: ignore[literal-required]
+            if name == "risk":  # its raised signals only (none: no attribute), read back whole
+                value = raised_signals(record["risk"]) or None
             actions.append(attribute.remove() if value is None else attribute.set(value))
         actions.append(CustomerRecordItem.revsync_version.set(version))
         newer = (
