@@ -9,6 +9,7 @@ from typing import Any
 
 import stripe
 from revsync.domain.backfill import Run, Segment
+from revsync.domain.changes import RECORD_CHANGED, RISK_CHANGED
 from revsync.domain.events import Envelope, ParkedEvent, message_group
 from revsync.domain.history import Contribution, Timeline, TimelineStart, revenue_totals
 from revsync.domain.history_archive import HistoryChunk, whole_timeline
@@ -180,12 +181,22 @@ class FakeTenants:
 
 @dataclass
 class FakeFeed:
-    """The change feed: what was published, in order."""
+    """The change feed: what was published (detail-type, detail), in order."""
 
-    details: list[dict[str, Any]] = field(default_factory=list)
+    published: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
-    def publish(self, detail: dict[str, Any]) -> None:
-        self.details.append(detail)
+    def publish(self, detail_type: str, detail: dict[str, Any]) -> None:
+        self.published.append((detail_type, detail))
+
+    @property
+    def details(self) -> list[dict[str, Any]]:
+        """The ``Customer Record Changed`` events' details."""
+        return [detail for kind, detail in self.published if kind == RECORD_CHANGED]
+
+    @property
+    def risk_changes(self) -> list[dict[str, Any]]:
+        """The ``Customer Risk Changed`` events' details."""
+        return [detail for kind, detail in self.published if kind == RISK_CHANGED]
 
 
 @dataclass
@@ -258,6 +269,25 @@ class FakeCustomers:
     def history_archive(self, tenant_id: str, customer_id: str) -> list[HistoryChunk]:
         self.reads += 1
         return list(self.archives.get((tenant_id, customer_id), {}).values())
+
+    def due_for_review(self, tenant_id: str, now: int, limit: int) -> list[str]:
+        self.reads += 1
+        due = sorted(
+            (stored.review_at, customer_id)
+            for (tenant, customer_id), stored in self.states.items()
+            if tenant == tenant_id and stored.review_at is not None and stored.review_at <= now
+        )
+        return [customer_id for _, customer_id in due[:limit]]
+
+    def customer_ids(self, tenant_id: str, after: str | None, limit: int) -> tuple[list[str], str | None]:
+        """By the records, in their key order (as the records table's Query)."""
+        self.reads += 1
+        keys = sorted(
+            key for (tenant, key) in self.records if tenant == tenant_id and (after is None or key > after)
+        )
+        page = keys[:limit]
+        ids = [self.records[(tenant_id, key)]["stripe_customer_id"] for key in page]
+        return ids, page[-1] if len(page) == limit else None
 
     def history_chunk(self, tenant_id: str, customer_id: str, at: int) -> HistoryChunk | None:
         self.reads += 1

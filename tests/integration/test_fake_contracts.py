@@ -235,6 +235,55 @@ def test_an_unchanged_record_keeps_deriving_from_its_version(customers: Any) -> 
     assert customers.load("t", "cus_c").record_version == 5
 
 
+def test_the_policy_and_time_a_record_was_derived_with_load_back(customers: Any) -> None:
+    _save_story(customers)
+    saved_before = customers.load("t", "cus_c")  # saved before policies and risk: the default, unjudged
+    assert (saved_before.policy, saved_before.judged_at) == (DEFAULT_POLICY, None)
+    policy = RevenuePolicy(churn_after_days=30, churn_at="scheduled", discounts="forever_only")
+    stored = customers.load("t", "cus_c")
+    customers.save(StateWrite("t", stored, stored.objects, None, "u-c", 4, policy=policy, judged_at=T0 + 9))
+    loaded = customers.load("t", "cus_c")
+    assert (loaded.policy, loaded.judged_at) == (policy, T0 + 9)
+    customers.save(StateWrite("t", loaded, loaded.objects, None, "u-c", 5, judged_at=T0 + 10))
+    assert (customers.load("t", "cus_c").policy, customers.load("t", "cus_c").judged_at) == (
+        DEFAULT_POLICY,
+        T0 + 10,
+    )
+
+
+def _save_review(customers: Any, tenant_id: str, customer_id: str, review_at: int | None) -> None:
+    stored = customers.load(tenant_id, customer_id)
+    customers.save(StateWrite(tenant_id, stored, stored.objects, None, customer_id, 1, review_at=review_at))
+
+
+def test_the_customers_due_for_review_are_listed_longest_due_first(customers: Any) -> None:
+    for customer_id, review_at in (("cus_a", T0 + 5), ("cus_b", T0 + 1), ("cus_c", None), ("cus_d", T0 + 10)):
+        _save_review(customers, "t", customer_id, review_at)
+    _save_review(customers, "other", "cus_o", T0)
+
+    assert customers.load("t", "cus_a").review_at == T0 + 5
+    assert customers.due_for_review("t", T0 + 5, 10) == ["cus_b", "cus_a"]
+    assert customers.due_for_review("t", T0 + 5, 1) == ["cus_b"]
+    assert customers.due_for_review("t", T0, 10) == []
+    _save_review(customers, "t", "cus_b", None)  # reviewed: nothing due any more
+    _save_review(customers, "t", "cus_a", T0 + 20)
+    assert customers.due_for_review("t", T0 + 10, 10) == ["cus_d"]
+    assert customers.due_for_review("other", T0 + 10, 10) == ["cus_o"]
+
+
+def test_the_customer_ids_of_a_tenants_records_page_by_cursor(customers: Any) -> None:
+    for external_id, customer_id in (("u-1", "cus_x"), ("u-2", "cus_y"), ("u-3", "cus_z")):
+        customers.project({**_record(external_id), "stripe_customer_id": customer_id}, 1, None, repair=False)
+    customers.project({**_record("u-9"), "tenant_id": "other"}, 1, None, repair=False)
+
+    first, cursor = customers.customer_ids("t", None, 2)
+    assert (first, cursor is not None) == (["cus_x", "cus_y"], True)
+    rest, end = customers.customer_ids("t", cursor, 2)
+    assert (rest, end) == (["cus_z"], None)
+    assert customers.customer_ids("t", None, 10) == (["cus_x", "cus_y", "cus_z"], None)
+    assert customers.customer_ids("nobody", None, 10) == ([], None)
+
+
 def test_a_record_that_waits_derives_from_no_version_until_it_is_written(customers: Any) -> None:
     empty = customers.load("t", "cus_w")
     customers.save(StateWrite("t", empty, empty.objects, None, None, 0, record_waits=True))
@@ -421,6 +470,15 @@ def test_a_record_is_written_only_by_a_newer_derivation_or_a_repair(customers: A
     assert customers.projected_version("t", "u-c", "cus_other") is None
     assert customers.projected_version("t", "u-none", "cus_c") is None
     assert customers.get_record("t", "u-none") is None
+
+
+def test_a_records_risk_reads_back_whole_raised_or_at_rest(customers: Any) -> None:
+    at_risk = _record("u-c")
+    at_risk["risk"] = {**at_risk["risk"], "in_dunning": True, "dunning_since": T0, "mrr_at_risk": 4900}
+    customers.project(at_risk, 1, None, repair=False)
+    assert customers.get_record("t", "u-c") == at_risk
+    customers.project(_record("u-c"), 2, None, repair=False)  # every signal back at rest
+    assert customers.get_record("t", "u-c") == _record("u-c")
 
 
 @pytest.mark.parametrize("old_key", ["stripe:cus_c", "u-old"])

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from revsync.domain.events import observation_of, parse_event
+from revsync.domain.risk import NO_RISK
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.services.sync import apply_observation
 
@@ -33,7 +34,12 @@ class Story:
         observation = observation_of(parse_event(json.dumps(raw).encode()))
         assert observation is not None
         apply_observation(
-            "acme", observation, tenants=self.tenants, customers=self.customers, stripe=self.stripe
+            "acme",
+            observation,
+            tenants=self.tenants,
+            customers=self.customers,
+            stripe=self.stripe,
+            clock=lambda: at,  # delivered as it happened
         )
 
     def record(self) -> dict[str, Any]:
@@ -79,6 +85,7 @@ def _expected(**changes: Any) -> dict[str, Any]:
         "total_refunded": 0,
     }
     subscriptions = changes.pop("subscriptions")
+    risk = {**NO_RISK, **changes.pop("risk", {})}
     traits = {
         "stripe.email": "ada@example.com",
         "stripe.name": "Ada",
@@ -89,7 +96,7 @@ def _expected(**changes: Any) -> dict[str, Any]:
         "stripe.metadata.app_id": "u-ada",
         **changes.pop("traits"),
     }
-    record = {**base, **changes, "subscriptions": subscriptions}
+    record = {**base, **changes, "risk": risk, "subscriptions": subscriptions}
     record["net_paid"] = record["total_paid"] - record["total_refunded"]
     record["traits"] = {
         **traits,
@@ -99,6 +106,8 @@ def _expected(**changes: Any) -> dict[str, Any]:
         "stripe.last_payment_at": record["last_payment_at"],
         "stripe.total_paid": record["total_paid"],
         "stripe.net_paid": record["net_paid"],
+        # (the raised signals only)
+        **{f"stripe.risk.{name}": value for name, value in risk.items() if value != NO_RISK[name]},  # type: ignore[literal-required]
     }
     return record
 
@@ -185,6 +194,7 @@ def test_trial_active_upgrade_past_due_canceled_reactivated_deleted() -> None:
         last_payment_at=trial_end + 5,
         total_paid=2000,
         subscriptions=_summary("past_due", 15000, period2[1], trial_end),
+        risk={"in_dunning": True, "dunning_since": period[1] + 60},
         traits={"stripe.subscription_status": "past_due", "stripe.plan_names": ["Pro"]},
     )
 

@@ -198,6 +198,8 @@ def test_traits_carry_the_stripe_data(shape: S.Shape) -> None:
         "stripe.last_payment_at": AS_OF - DAY,
         "stripe.total_paid": 1000,
         "stripe.net_paid": 1000,
+        # A delinquent customer is in dunning (revsync.domain.risk): its one raised signal.
+        "stripe.risk.in_dunning": True,
     }
 
 

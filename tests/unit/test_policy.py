@@ -269,9 +269,15 @@ def test_the_default_policy_gives_todays_records_and_timelines(observations: lis
             objects = apply(objects, observation).objects
     _, [checkpoint] = replay(observations, cuts=[objects.newest_observation + 1])
     stated = RevenuePolicy.from_json(DEFAULT_POLICY.to_json())
-    assert derive_record(
-        "t", objects, "id", stated, past_due_since=dict(checkpoint.past_due_since)
-    ) == derive_record("t", objects, "id")
+    since = dict(checkpoint.past_due_since)
+    by_policy = derive_record("t", objects, "id", stated, past_due_since=since)
+    assert by_policy == derive_record("t", objects, "id", past_due_since=since)
+    # The past-due runs date only the risk signal dunning_since under the default policy.
+    today = derive_record("t", objects, "id")
+    assert {**by_policy, "risk": today["risk"], "traits": today["traits"]} == today
+    assert {k: v for k, v in by_policy["traits"].items() if not k.startswith("stripe.risk.")} == {
+        k: v for k, v in today["traits"].items() if not k.startswith("stripe.risk.")
+    }
     assert mrr_timeline("cus_1", observations, stated) == mrr_timeline("cus_1", observations)
 
 

@@ -37,6 +37,7 @@ from revsync.domain.history import (
     mrr_timeline,
     replay,
 )
+from revsync.domain.policy import DEFAULT_POLICY, RevenuePolicy
 from revsync.domain.snapshots import Snapshot
 
 # Seconds of observations a state holds before it spills the older ones into a chunk.
@@ -47,6 +48,7 @@ LATE_SECONDS = 3 * 86_400  # Stripe redelivers for up to three days
 # Seconds per chunk when a state spills more than one chunk's worth (a state of the format before
 # chunks, holding its whole history, is converted by its next save).
 CHUNK_SECONDS = 64
+_AFTER_ALL = 2**62  # a cut after any observation
 
 Addition = tuple[int, str, Snapshot]  # what history_entries gives: (at, source, revenue view)
 
@@ -146,25 +148,52 @@ def without_archived(
 
 
 def history_after(
-    kept: KeptHistory, additions: Sequence[Addition], archive: Sequence[HistoryChunk] | None = None
+    kept: KeptHistory,
+    additions: Sequence[Addition],
+    archive: Sequence[HistoryChunk] | None = None,
+    *,
+    policy: RevenuePolicy = DEFAULT_POLICY,
+    again: bool = False,
 ) -> HistoryUpdate | None:
-    """The history once ``additions`` are kept (None: nothing to write). ``archive``: the chunks
-    1..``kept.archived``, needed when an addition falls before the boundary."""
-    if needs_archive(kept, additions):
+    """The history once ``additions`` are kept, its pieces by ``policy`` (None: nothing to write).
+    ``archive``: the chunks 1..``kept.archived``, needed when an addition falls before the boundary,
+    or with ``again``: every piece replayed (``kept``'s were made with another policy), the chunks
+    whose piece changed rewritten."""
+    if needs_archive(kept, additions) or (again and kept.boundary is not None):
         if archive is None:
-            raise ValueError("an observation before the boundary needs the archived chunks")
-        return _rebuilt(kept, additions, archive)
+            raise ValueError(
+                "an observation before the boundary, or a replay of all, needs the archived chunks"
+            )
+        return _rebuilt(kept, additions, archive, policy)
     log = kept.log.with_entries(additions)
-    if log == kept.log and kept.timeline is not None and not _spill_due(log):
+    if log == kept.log and kept.timeline is not None and not _spill_due(log) and not again:
         return None
-    points, _ = replay(log.observations(), kept.checkpoint)
-    return _spilled(kept._replace(log=log, timeline=tuple(points)))
+    points, _ = replay(log.observations(), kept.checkpoint, policy=policy)
+    replayed = kept._replace(log=log, timeline=tuple(points))
+    if replayed == kept and not _spill_due(log):
+        return None
+    return _spilled(replayed, policy)
 
 
-def whole_timeline(kept: KeptHistory, archive: Sequence[HistoryChunk]) -> Timeline:
-    """The customer's timeline: its pieces, oldest first."""
+def past_due_runs(kept: KeptHistory) -> dict[str, int]:
+    """Subscription id -> when its current run of ``past_due`` observations began, after every kept
+    observation (what ``derive_record`` and ``derive_risk`` take as ``past_due_since``)."""
+    observations = kept.log.observations()
+    if not any(o["snapshot"].get("status") == "past_due" for o in observations) and not (
+        kept.checkpoint.past_due_since
+    ):
+        return {}
+    _, [end] = replay(observations, kept.checkpoint, cuts=(_AFTER_ALL,))
+    return dict(end.past_due_since)
+
+
+def whole_timeline(
+    kept: KeptHistory, archive: Sequence[HistoryChunk], policy: RevenuePolicy = DEFAULT_POLICY
+) -> Timeline:
+    """The customer's timeline: its pieces, oldest first (``policy``: for a state written before
+    timelines were kept, derived here)."""
     if kept.timeline is None:  # written before timelines were kept (and before chunks)
-        return tuple(mrr_timeline("", kept.log.observations()))
+        return tuple(mrr_timeline("", kept.log.observations(), policy))
     ordered = sorted(archive, key=lambda chunk: chunk.number)[: kept.archived]
     return tuple(point for chunk in ordered for point in chunk.timeline) + kept.timeline
 
@@ -181,7 +210,7 @@ def _within(timeline: Iterable[tuple[int, str | None, int]], low: int | None, hi
     return tuple(p for p in timeline if (low is None or p[0] >= low) and (high is None or p[0] < high))
 
 
-def _spilled(kept: KeptHistory) -> HistoryUpdate:
+def _spilled(kept: KeptHistory, policy: RevenuePolicy) -> HistoryUpdate:
     """``kept`` (its timeline replayed), with its older seconds moved into new chunks if it is due."""
     seconds = _seconds(kept.log)
     if len(seconds) < SPILL_AT:
@@ -191,7 +220,7 @@ def _spilled(kept: KeptHistory) -> HistoryUpdate:
     spilled = seconds[:-keep]
     # Each chunk ends where the next begins; the last where the state now does.
     cuts = [spilled[i] for i in range(CHUNK_SECONDS, len(spilled), CHUNK_SECONDS)] + [seconds[-keep]]
-    points, checkpoints = replay(kept.log.observations(), kept.checkpoint, cuts)
+    points, checkpoints = replay(kept.log.observations(), kept.checkpoint, cuts, policy)
     chunks, low, start = [], kept.boundary, kept.checkpoint.start
     for offset, (until, checkpoint) in enumerate(zip(cuts, checkpoints, strict=True), start=1):
         piece = _within(points, low, until)
@@ -209,7 +238,7 @@ def _spilled(kept: KeptHistory) -> HistoryUpdate:
 
 
 def _rebuilt(
-    kept: KeptHistory, additions: Sequence[Addition], archive: Sequence[HistoryChunk]
+    kept: KeptHistory, additions: Sequence[Addition], archive: Sequence[HistoryChunk], policy: RevenuePolicy
 ) -> HistoryUpdate | None:
     """An addition before the boundary: the whole history replayed, the chunks whose content changed
     rewritten (their time ranges stay), and the state's checkpoint and piece recomputed."""
@@ -222,7 +251,8 @@ def _rebuilt(
         routed[bisect.bisect_right(untils, addition[0])].append(addition)
     logs = [chunk.log.with_entries(routed[i]) for i, chunk in enumerate(chunks)]
     logs.append(kept.log.with_entries(routed[-1]))
-    points, checkpoints = replay((o for log in logs for o in log.observations()), FROM_THE_START, untils)
+    observations = (o for log in logs for o in log.observations())
+    points, checkpoints = replay(observations, FROM_THE_START, untils, policy)
     rewritten, low, start = [], None, FROM_NOTHING
     for chunk, log, checkpoint in zip(chunks, logs[:-1], checkpoints, strict=True):
         again = HistoryChunk(chunk.number, chunk.until, log, start, _within(points, low, chunk.until))
@@ -234,5 +264,5 @@ def _rebuilt(
     )
     if not rewritten and state == kept and not _spill_due(state.log):
         return None
-    update = _spilled(state)
+    update = _spilled(state, policy)
     return HistoryUpdate(update.kept, (*rewritten, *update.chunks))

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from revsync.domain.mrr import exact_sum, policy_churned_at, round_minor_units, subscription_mrr
 from revsync.domain.policy import DEFAULT_POLICY, RevenuePolicy
 from revsync.domain.refunds import total_refunded
+from revsync.domain.risk import NO_RISK, Risk, derive_risk, risk_traits
 from revsync.domain.snapshots import (
     LIVE_SUBSCRIPTION_STATUSES,
     ChargeSnapshot,
@@ -57,6 +58,7 @@ class CustomerRecord(TypedDict):
     total_paid: int
     total_refunded: int
     net_paid: int
+    risk: Risk
     subscriptions: dict[str, SubscriptionSummary]
     traits: dict[str, Any]
 
@@ -130,8 +132,10 @@ def derive_record(
     as_of: int | None = None,
 ) -> CustomerRecord:
     """The record by the revenue rules and ``policy``, as of ``as_of`` (default: the newest
-    observation). ``past_due_since``: subscription id -> when its current run of ``past_due`` began
-    (``revsync.domain.history``); only a policy that churns past due subscriptions reads it."""
+    observation; the write path judges a customer at its clock's time, revsync.services.sync), its
+    risk signals included. ``past_due_since``: subscription id -> when its current run of
+    ``past_due`` began (``revsync.domain.history``): a policy that churns past due subscriptions
+    reads it, and so does ``dunning_since``."""
     customer = objects.customer["snapshot"] if objects.customer else None
     assert customer is None or customer["object"] == "customer"
     subscriptions: list[SubscriptionSnapshot] = [
@@ -224,6 +228,7 @@ def derive_record(
         total_paid=total_paid,
         total_refunded=refunded,
         net_paid=total_paid - refunded,
+        risk=derive_risk(objects, currency, as_of, policy, since),
         subscriptions=summaries,
         traits={},
     )
@@ -276,4 +281,22 @@ def _traits(
             "stripe.net_paid": record["net_paid"],
         }
     )
+    # Each raised signal (one at rest, false, 0 or null, is left out: most customers have none, and
+    # the record's item is billed per KB).
+    resting = risk_traits(NO_RISK)
+    traits.update(
+        {name: value for name, value in risk_traits(record["risk"]).items() if value != resting[name]}
+    )
     return traits
+
+
+def raised_signals(risk: Risk) -> dict[str, Any]:
+    """The signals not at rest (``NO_RISK``'s false, 0 and null): what the record's item keeps of its
+    ``risk`` map (``risk_of`` reads it back whole)."""
+    resting: dict[str, Any] = dict(NO_RISK)
+    return {name: value for name, value in risk.items() if value != resting[name]}
+
+
+def risk_of(raised: Mapping[str, Any] | None) -> Risk:
+    """The whole ``risk`` map from its raised signals (an item's; None: none raised)."""
+    return cast(Risk, {**NO_RISK, **(raised or {})})

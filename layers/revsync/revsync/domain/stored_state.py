@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from revsync.domain.events import Observation
 from revsync.domain.history_archive import HistoryChunk, HistoryUpdate, KeptHistory
+from revsync.domain.policy import DEFAULT_POLICY, RevenuePolicy
 from revsync.domain.state import CustomerObjects
 from revsync.errors import Conflict
 
@@ -87,6 +88,14 @@ class StoredCustomer:
     history: KeptHistory = field(default_factory=KeptHistory)
     invoices: InvoiceBook = field(default_factory=InvoiceBook)
     refunds: RefundBook = field(default_factory=RefundBook)
+    # The revenue policy the history's pieces and the record were derived with.
+    policy: RevenuePolicy = DEFAULT_POLICY
+    # The time the record was derived as of (its risk signals judged at; None: a state saved before
+    # the record had them, derived as of its newest observation).
+    judged_at: int | None = None
+    # When its record next changes by time alone (revsync.domain.review; None: never): the scheduled
+    # review finds it by this (Customers.due_for_review).
+    review_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +117,9 @@ class StateWrite:
     history: HistoryUpdate | None = None  # None: ``stored``'s history, no chunks
     # No record derives from this state yet (record version 0; its key waits for the customer object).
     record_waits: bool = False
+    policy: RevenuePolicy = DEFAULT_POLICY  # the tenant's, which the history and the record derive with
+    judged_at: int | None = None  # the time the record is derived as of
+    review_at: int | None = None  # when the record next changes by time alone (None: never)
 
     @property
     def version(self) -> int:
@@ -162,4 +174,7 @@ class StateWrite:
             self.kept_history,
             self._invoices()[0],
             self._refunds()[0],
+            self.policy,
+            self.judged_at,
+            self.review_at,
         )

@@ -1,4 +1,5 @@
-"""The change feed: ``Customer Record Changed`` events on the stack's EventBridge bus.
+"""The change feed: ``Customer Record Changed`` and ``Customer Risk Changed`` events on the stack's
+EventBridge bus.
 
 The write path publishes into a buffer; the function flushes it at the end of its batch (PutEvents
 takes ten entries per call). Delivery is at most once, as the contract says: a record change is
@@ -11,7 +12,7 @@ import json
 import logging
 from typing import Any
 
-from revsync.domain.changes import DETAIL_TYPE, SOURCE
+from revsync.domain.changes import SOURCE
 from revsync.infra import aws
 
 logger = logging.getLogger("revsync.changes")
@@ -23,10 +24,10 @@ class EventBridgeChanges:
 
     def __init__(self, bus_name: str) -> None:
         self._bus_name = bus_name
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[tuple[str, dict[str, Any]]] = []
 
-    def publish(self, detail: dict[str, Any]) -> None:
-        self._pending.append(detail)
+    def publish(self, detail_type: str, detail: dict[str, Any]) -> None:
+        self._pending.append((detail_type, detail))
 
     def flush(self) -> tuple[int, int]:
         """Send what was published since the last flush; (sent, failed)."""
@@ -38,11 +39,11 @@ class EventBridgeChanges:
             entries = [
                 {
                     "Source": SOURCE,
-                    "DetailType": DETAIL_TYPE,
+                    "DetailType": detail_type,
                     "Detail": json.dumps(detail, separators=(",", ":")),
                     "EventBusName": bus,
                 }
-                for detail in chunk
+                for detail_type, detail in chunk
             ]
             try:
                 response = aws.events().put_events(Entries=entries)  # type: ignore[arg-type]

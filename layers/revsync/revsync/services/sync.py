@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from revsync.domain.changes import record_change
+from revsync.domain.changes import RECORD_CHANGED, RISK_CHANGED, record_change, risk_change
 from revsync.domain.events import Observation
 from revsync.domain.history import history_entries
 from revsync.domain.history_archive import (
@@ -20,10 +20,13 @@ from revsync.domain.history_archive import (
     KeptHistory,
     archived_times,
     history_after,
+    past_due_runs,
     whole_timeline,
     without_archived,
 )
+from revsync.domain.policy import RevenuePolicy
 from revsync.domain.record import CustomerRecord, derive_record, record_key_unknown
+from revsync.domain.review import next_review
 from revsync.domain.snapshots import (
     Coupon,
     InvoiceLine,
@@ -43,7 +46,7 @@ from revsync.domain.stored_state import ConcurrentUpdate, StateWrite, StoredCust
 from revsync.domain.tenancy import Tenant
 from revsync.errors import RetryLater
 
-__all__ = ["RetryLater", "SyncResult", "apply_observation"]
+__all__ = ["RetryLater", "SyncResult", "apply_observation", "rederive"]
 
 MAX_ATTEMPTS = 5
 MAX_REFETCHES = 2
@@ -85,8 +88,23 @@ class RecordProjection(Protocol):
         ...
 
 
-class Customers(CustomerStates, RecordProjection, Protocol):
-    """The write path's storage: a customer's state, then the record derived from it."""
+class CustomerListing(Protocol):
+    """Which customers to derive again (``rederive``): all of a tenant's, or those due for review."""
+
+    def customer_ids(self, tenant_id: str, after: str | None, limit: int) -> tuple[list[str], str | None]:
+        """The tenant's Stripe customer ids, a page of at most ``limit`` from the cursor ``after``
+        (None: the first); the next cursor (None: no more)."""
+        ...
+
+    def due_for_review(self, tenant_id: str, now: int, limit: int) -> list[str]:
+        """At most ``limit`` customer ids whose record changes by time alone at or before ``now``
+        (their state's ``review_at``), the longest due first."""
+        ...
+
+
+class Customers(CustomerStates, RecordProjection, CustomerListing, Protocol):
+    """The write path's storage: a customer's state, then the record derived from it; and which
+    customers to derive again."""
 
 
 class StripeObjects(Protocol):
@@ -110,8 +128,9 @@ class StripeObjects(Protocol):
 
 
 class ChangeFeed(Protocol):
-    def publish(self, detail: dict[str, Any]) -> None:
-        """Queue one ``Customer Record Changed`` event (sent when the caller flushes)."""
+    def publish(self, detail_type: str, detail: dict[str, Any]) -> None:
+        """Queue one event (``Customer Record Changed`` or ``Customer Risk Changed``: revsync.domain.
+        changes), sent when the caller flushes."""
         ...
 
 
@@ -167,29 +186,37 @@ def _enriched(
 def _history_after(
     customers: Customers,
     tenant_id: str,
+    policy: RevenuePolicy,
     customer_id: str,
     stored: StoredCustomer,
     seen: list[Observation],
     imported: bool,
 ) -> HistoryUpdate | None:
-    """The MRR history with ``seen`` added (None: nothing to write). An observation before the state's
-    boundary (a late one, or an import's start years back) reads the archive that holds its time:
-    if it is there already (a redelivery), nothing changes; if not, the whole archived history."""
+    """The MRR history with ``seen`` added, by the tenant's policy (None: nothing to write). An
+    observation before the state's boundary (a late one, or an import's start years back) reads the
+    archive that holds its time: if it is there already (a redelivery), nothing changes; if not, the
+    whole archived history. So does a policy other than the one the pieces were made with: every
+    piece is replayed by the tenant's."""
     additions = [entry for kept in seen for entry in history_entries(kept, imported=imported)]
+    again = policy != stored.policy
+    archive = None
+    if again:
+        if stored.history.boundary is not None:
+            archive = customers.history_archive(tenant_id, customer_id)
+        return history_after(stored.history, additions, archive, policy=policy, again=True)
     late = archived_times(stored.history, additions)
     holding: list[HistoryChunk] = []
     for at in late:
         if not holding or at >= holding[-1].until:
             chunk = customers.history_chunk(tenant_id, customer_id, at)
             holding += [chunk] if chunk is not None else []
-    archive = None
     if late:
         left = without_archived(stored.history, additions, holding)
         if left is None:
             archive = customers.history_archive(tenant_id, customer_id)
         else:
             additions = left
-    return history_after(stored.history, additions, archive)
+    return history_after(stored.history, additions, archive, policy=policy)
 
 
 def _stopped_paying(kept: KeptHistory) -> bool:
@@ -222,24 +249,127 @@ def _publish(
         ever_paid = _stopped_paying(stored.history)
     detail = record_change(previous, record, observed_at, ever_paid)
     if detail is not None:
-        changes.publish(detail)
+        changes.publish(RECORD_CHANGED, detail)
+    risk = risk_change(previous, record, observed_at)
+    if risk is not None:
+        changes.publish(RISK_CHANGED, risk)
 
 
-def _records(
-    tenant_id: str, tenant: Tenant, stored: StoredCustomer, objects: CustomerObjects, imported: bool
-) -> tuple[CustomerRecord, CustomerRecord | None, bool]:
-    """The record ``objects`` give, the one ``stored`` gave (None: none), and whether the record
-    waits for its customer object (then nothing is projected yet)."""
-    trait = tenant.customer_id_trait
-    record = derive_record(tenant_id, objects, trait)
+@dataclass(frozen=True, slots=True)
+class _Derived:
+    """What a customer's state gives by the tenant's config as of ``judged_at``: the record, the one
+    ``stored`` gave (by the policy and time it was derived with; None: none), whether the record
+    waits for its customer object (then nothing is projected yet), the history to write, and when
+    the record next changes by time alone."""
+
+    record: CustomerRecord
+    previous: CustomerRecord | None
+    waits: bool
+    history: HistoryUpdate | None
+    judged_at: int
+    review_at: int | None
+
+    def differs_from(self, stored: StoredCustomer, tenant: Tenant) -> bool:
+        """Whether saving it changes the stored state (beyond the time it was judged at)."""
+        return (
+            self.history is not None
+            or (not self.waits and self.record != self.previous)
+            or self.review_at != stored.review_at
+            or stored.config_version != tenant.config_version
+            or stored.judged_at is None
+        )
+
+
+def _derived(
+    customers: Customers,
+    tenant_id: str,
+    tenant: Tenant,
+    stored: StoredCustomer,
+    objects: CustomerObjects,
+    seen: list[Observation],
+    imported: bool,
+    judged_at: int,
+) -> _Derived:
+    trait, policy = tenant.customer_id_trait, tenant.policy
+    history = _history_after(customers, tenant_id, policy, objects.customer_id, stored, seen, imported)
+    kept = history.kept if history is not None else stored.history
+    since = past_due_runs(kept)
+    record = derive_record(tenant_id, objects, trait, policy, past_due_since=since, as_of=judged_at)
     shown = stored.version is not None and stored.record_version != 0  # a record derives from it
-    previous = derive_record(tenant_id, stored.objects, trait) if shown else None
+    previous = None
+    if shown:
+        previous = derive_record(
+            tenant_id,
+            stored.objects,
+            trait,
+            stored.policy,
+            past_due_since=past_due_runs(stored.history),
+            as_of=stored.judged_at,
+        )
     # A record keyed by a trait of the customer object waits for that object: an event of its
     # subscription that arrives first (Stripe's order is any) would otherwise make a stripe: record
     # that moves, and is published twice, a moment later. A backfill lists customers first, so a
     # customer it did not list (deleted) is final and kept unmatched.
     waits = not shown and not imported and record_key_unknown(objects, trait)
-    return record, previous, waits
+    review_at = next_review(objects, policy, since, judged_at)
+    return _Derived(record, previous, waits, history, judged_at, review_at)
+
+
+def _judged_at(clock_now: int, stored: StoredCustomer, objects: CustomerObjects) -> int:
+    """When a customer is judged (its record derived as of): now by the caller's clock, but never
+    before what was observed of it (a Stripe test clock's customer lives in its clock's time, which
+    its events carry) nor before it was last judged (a record never goes back in time)."""
+    return max(clock_now, objects.newest_observation, stored.judged_at or 0)
+
+
+def _save_and_project(
+    customers: Customers,
+    changes: ChangeFeed | None,
+    tenant_id: str,
+    tenant: Tenant,
+    stored: StoredCustomer,
+    objects: CustomerObjects,
+    applied: Observation | None,
+    derived: _Derived,
+    *,
+    retried: bool,
+    observed_at: int,
+) -> tuple[int, bool]:
+    """Save the state (raises ``ConcurrentUpdate`` if another writer saved since ``stored`` was
+    loaded, writing nothing), then project the record and publish its change; the new version, and
+    whether the record was written. ``retried``: after a conflict (the record may be at this
+    version already)."""
+    record, previous, waits = derived.record, derived.previous, derived.waits
+    config_moved = stored.config_version != tenant.config_version
+    # A state saved before records had risk signals: its record has none, write it whole once.
+    unjudged = stored.version is not None and stored.judged_at is None
+    repair = retried or config_moved or unjudged
+    version = customers.save(
+        StateWrite(
+            tenant_id=tenant_id,
+            stored=stored,
+            objects=objects,
+            applied=applied,
+            external_id=None if waits else record["external_id"],
+            config_version=tenant.config_version,
+            record_changed=not waits and (record != previous or config_moved or unjudged),
+            history=derived.history,
+            record_waits=waits,
+            policy=tenant.policy,
+            judged_at=derived.judged_at,
+            review_at=derived.review_at,
+        )
+    )
+    if waits:
+        return version, False
+    written = False
+    if record != previous or repair:
+        written = customers.project(record, version, stored.external_id, repair=repair)
+    # The version-checked state write is the change; a newer record projected first (another
+    # worker's later event) does not undo it, so it is published either way.
+    if changes is not None and record != previous:
+        _publish(changes, stored, previous, record, observed_at)
+    return version, written
 
 
 def apply_observation(
@@ -258,7 +388,8 @@ def apply_observation(
     """Apply ``observation`` for ``tenant_id``; ``account`` is the Connect account the event came
     from (None: the tenant's own API-key route; unset: a backfill page or a refetch, read through the
     tenant's current connection). ``imported``: a backfill page's object (its subscriptions enter
-    the MRR history at their start). Each record change is published to ``changes``.
+    the MRR history at their start). Each record change is published to ``changes``. The record is
+    derived as of ``clock``'s now (``_judged_at``).
     ``repair_record``: an observation that changes nothing checks (one read) that the record is not
     behind its state (a redelivery after a failed projection); a catch-up, which mostly finds what
     was applied already, leaves that to the queue's redelivery."""
@@ -305,13 +436,14 @@ def apply_observation(
                 snapshot=fetched, observed_at=requested_at, source="fetched", event_id=None
             )
             continue
-        record, previous, waits = _records(tenant_id, tenant, stored, outcome.objects, imported)
+        judged_at = _judged_at(int(clock()), stored, outcome.objects)
+        derived = _derived(customers, tenant_id, tenant, stored, outcome.objects, seen, imported, judged_at)
         config_moved = stored.config_version != tenant.config_version
-        history = _history_after(customers, tenant_id, customer_id, stored, seen, imported)
-        if not outcome.changed and not config_moved and history is None:
+        if not outcome.changed and not config_moved and derived.history is None:
             # Nothing new, but the record may lag the state it derives from (a projection that failed
             # after the state write, then a redrive): one read tells, whatever the receive count.
-            wanted = stored.record_version
+            # (A signal that time alone changed is raised by the review, not by a duplicate.)
+            record, wanted = derived.previous or derived.record, stored.record_version
             if (
                 not repair_record
                 or not wanted
@@ -323,34 +455,72 @@ def apply_observation(
                 return SyncResult("unchanged", outcome.decision.reason, refetches, conflicts)
             written = customers.project(record, wanted, stored.external_id, repair=True)
             return SyncResult("unchanged", "record_repaired", refetches, conflicts, written)
-        repair = conflicts > 0 or config_moved
-        version = stored.version or 0
         try:
-            version = customers.save(
-                StateWrite(
-                    tenant_id=tenant_id,
-                    stored=stored,
-                    objects=outcome.objects,
-                    applied=observation if outcome.changed else None,
-                    external_id=None if waits else record["external_id"],
-                    config_version=tenant.config_version,
-                    record_changed=not waits and (record != previous or config_moved),
-                    history=history,
-                    record_waits=waits,
-                )
+            _, written = _save_and_project(
+                customers,
+                changes,
+                tenant_id,
+                tenant,
+                stored,
+                outcome.objects,
+                observation if outcome.changed else None,
+                derived,
+                retried=conflicts > 0,
+                observed_at=observation["observed_at"],
             )
         except ConcurrentUpdate:
             conflicts += 1
             continue
         result = "applied" if outcome.changed else "unchanged"
-        if waits:
-            return SyncResult(result, outcome.decision.reason, refetches, conflicts)
-        written = False
-        if record != previous or repair:
-            written = customers.project(record, version, stored.external_id, repair=repair)
-        # The version-checked state write is the change; a newer record projected first (another
-        # worker's later event) does not undo it, so it is published either way.
-        if changes is not None and record != previous:
-            _publish(changes, stored, previous, record, observation["observed_at"])
         return SyncResult(result, outcome.decision.reason, refetches, conflicts, written)
+    raise RetryLater(f"gave up after {conflicts} concurrent updates")
+
+
+def rederive(
+    tenant_id: str,
+    customer_id: str,
+    *,
+    tenants: Tenants,
+    customers: Customers,
+    changes: ChangeFeed | None,
+    now: int,
+) -> SyncResult:
+    """Derive one customer's record, MRR history and risk signals again from its stored
+    observations, by the tenant's current policy, as of ``now`` (never before it was last judged):
+    a policy change's recompute, and the scheduled review of signals that turn by time alone
+    (``Customers.due_for_review``). No Stripe call. Saves only when something changed (the state
+    write is conditional: a webhook applied meanwhile makes it load again and derive with that
+    observation too, never lost), then projects the record and publishes its change."""
+    tenant = tenants.get(tenant_id)
+    if tenant is None or not tenant.connection.is_connected:
+        return SyncResult("dropped", "tenant_not_connected")
+    conflicts = 0
+    for _ in range(MAX_ATTEMPTS):
+        stored = customers.load(tenant_id, customer_id)
+        if stored.version is None:
+            return SyncResult("unchanged", "not_stored", conflicts=conflicts)
+        if stored.config_version > tenant.config_version:
+            # A worker saved it by a newer config than the tenant we read: read the tenant again.
+            tenant = tenants.get(tenant_id, min_config_version=stored.config_version) or tenant
+        judged_at = _judged_at(now, stored, stored.objects)
+        derived = _derived(customers, tenant_id, tenant, stored, stored.objects, [], False, judged_at)
+        if not derived.differs_from(stored, tenant):
+            return SyncResult("unchanged", "current", conflicts=conflicts)
+        try:
+            _, written = _save_and_project(
+                customers,
+                changes,
+                tenant_id,
+                tenant,
+                stored,
+                stored.objects,
+                None,
+                derived,
+                retried=conflicts > 0,
+                observed_at=judged_at,
+            )
+        except ConcurrentUpdate:
+            conflicts += 1
+            continue
+        return SyncResult("applied", "rederived", conflicts=conflicts, record_written=written)
     raise RetryLater(f"gave up after {conflicts} concurrent updates")

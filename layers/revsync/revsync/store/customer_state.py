@@ -41,6 +41,7 @@ from pynamodb.transactions import TransactWrite
 
 from revsync.domain.events import Observation
 from revsync.domain.history_archive import HistoryChunk, KeptHistory
+from revsync.domain.policy import DEFAULT_POLICY, RevenuePolicy
 from revsync.domain.snapshots import InvoiceSnapshot
 from revsync.domain.state import CustomerObjects
 from revsync.domain.stored_state import (
@@ -204,6 +205,9 @@ def _stored(
         history=kept_of(state),
         invoices=book,
         refunds=refund_book,
+        policy=RevenuePolicy.from_json(stored["policy"]) if "policy" in stored else DEFAULT_POLICY,
+        judged_at=stored.get("judged_at"),
+        review_at=None if state.review_at is None else int(state.review_at),
     )
 
 
@@ -222,10 +226,14 @@ def _state_item(write: StateWrite) -> CustomerStateItem:
             "refunds_archived": saved.refunds.archived,
             "refunds": {i: objects.refunds[i] for i in saved.refunds.inline},
             "history": kept.to_json(),
-        },
+        }
+        | ({} if saved.judged_at is None else {"judged_at": saved.judged_at})
+        # Only a tenant's own policy takes bytes (the default is what a state without one was made with).
+        | ({} if saved.policy == DEFAULT_POLICY else {"policy": saved.policy.to_json()}),
         external_id=saved.external_id,
         config_version=saved.config_version,
         record_version=saved.record_version,
+        review_at=saved.review_at,
     )
     if write.stored.version is not None:
         item.version = write.stored.version  # unset: the save requires that no state item exists yet
@@ -264,6 +272,13 @@ class CustomerStates:
             elif isinstance(item, RefundArchiveItem):
                 refund_archives[int(item.number)] = item.refunds
         return _stored(customer_id, state, archives, legacy, refund_archives)
+
+    def due_for_review(self, tenant_id: str, now: int, limit: int) -> list[str]:
+        """The customers whose record changes by time alone at or before ``now``, the longest due
+        first (one Query of the sparse review index)."""
+        due = CustomerStateItem.review_index.query(tenant_id, CustomerStateItem.review_at <= now, limit=limit)
+        prefix = models.sync_partition(tenant_id, "")
+        return [item.pk.removeprefix(prefix) for item in due]
 
     def history_archive(self, tenant_id: str, customer_id: str) -> list[HistoryChunk]:
         """The customer's archived MRR history (its state counts the first ``history.archived``)."""

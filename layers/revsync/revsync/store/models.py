@@ -161,6 +161,24 @@ class HistoryArchiveItem(TimelinePieceItem, discriminator="history"):
     history = CompressedJSONAttribute()  # the observations: {"views": [...], "entries": [...]}
 
 
+class ReviewIndex(GlobalSecondaryIndex["CustomerStateItem"]):
+    """A tenant's customers whose record changes by time alone, by when (revsync.domain.review): what
+    the scheduled review lists (``CustomerStates.due_for_review``).
+
+    Sparse (a state is in it only while it has a ``review_at``), keyed by the tenant every state
+    carries already (``rollup_tenant``), and written by the state write itself: DynamoDB writes the
+    index only when ``review_at`` changes, not at every save. Only the keys (the customer is in the
+    partition key) and ``kind``, which PynamoDB filters a subclass's queries on.
+    """
+
+    class Meta:
+        index_name = "review"
+        projection = IncludeProjection(["kind"])
+
+    rollup_tenant = UnicodeAttribute(hash_key=True)
+    review_at = NumberAttribute(range_key=True)
+
+
 class CustomerStateItem(TimelinePieceItem, discriminator="state"):
     """The latest observation of a Stripe customer and of each of its subscriptions, and the kept
     observations of its MRR history (``objects["history"]``: compressed together, they share most
@@ -174,6 +192,9 @@ class CustomerStateItem(TimelinePieceItem, discriminator="state"):
     # The version whose derived record is the current one: the record item must carry at least this
     # ``revsync_version``, else its projection failed and is repaired (no extra write to know it).
     record_version = NumberAttribute(null=True)
+    # When its record next changes by time alone (revsync.domain.review): the review index's key.
+    review_at = NumberAttribute(null=True)
+    review_index = ReviewIndex()
 
 
 INVOICE_ARCHIVE_SK_PREFIX = "invoices#"
@@ -243,6 +264,7 @@ class CustomerRecordItem(Model):
     total_paid = NumberAttribute(null=True)
     total_refunded = NumberAttribute(null=True)
     net_paid = NumberAttribute(null=True)
+    risk: MapAttribute[str, Any] = MapAttribute(null=True)  # revsync.domain.risk.Risk
     subscriptions: MapAttribute[str, Any] = MapAttribute(null=True)
     traits: MapAttribute[str, Any] = MapAttribute(null=True)
     # State version the record was derived from: older derivations never overwrite newer ones.

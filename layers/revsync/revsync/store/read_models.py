@@ -10,6 +10,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from revsync.domain.history import Contribution, Timeline, revenue_totals
 from revsync.domain.history_archive import HistoryChunk, whole_timeline
+from revsync.domain.record import risk_of
 from revsync.store import models
 from revsync.store.history_items import chunk_of, kept_of, timeline_from_json
 from revsync.store.models import CustomerRecordItem, CustomerStateItem, HistoryArchiveItem, TimelinePieceItem
@@ -31,6 +32,7 @@ class CustomerRecords:
         for name in OWNED_RECORD_FIELDS:
             value = getattr(item, name)
             document[name] = value.as_dict() if hasattr(value, "as_dict") else value
+        document["risk"] = risk_of(document["risk"])  # the item keeps the raised signals only
         return document
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
 
-from revsync.domain.record import UNMATCHED_PREFIX, CustomerRecord
+from revsync.domain.record import UNMATCHED_PREFIX, CustomerRecord, raised_signals
 from revsync.store import models
 from revsync.store.models import CustomerRecordItem
 from revsync.store.throttling import defers_when_throttled
@@ -32,6 +32,7 @@ OWNED_RECORD_FIELDS = (
     "total_paid",
     "total_refunded",
     "net_paid",
+    "risk",
     "subscriptions",
     "traits",
 )
@@ -52,6 +53,8 @@ class RecordProjection:
         for name in OWNED_RECORD_FIELDS:
             attribute = getattr(CustomerRecordItem, name)
             value = record[name]  # type: ignore[literal-required]
+            if name == "risk":  # its raised signals only (none: no attribute), read back whole
+                value = raised_signals(record["risk"]) or None
             actions.append(attribute.remove() if value is None else attribute.set(value))
         actions.append(CustomerRecordItem.revsync_version.set(version))
         newer = (
@@ -89,6 +92,23 @@ class RecordProjection:
         if item.stripe_customer_id != customer_id or item.revsync_version is None:
             return None
         return int(item.revsync_version)
+
+    def customer_ids(self, tenant_id: str, after: str | None, limit: int) -> tuple[list[str], str | None]:
+        """The Stripe customers of the tenant's records, a page of at most ``limit`` records from the
+        cursor ``after`` (None: the first); the next cursor (None: no more). From the records table:
+        every customer with a record has one item there (a customer whose record waits for its
+        customer object has none, and is derived again at its next write), so its Query reads each
+        once, with no index to keep; the platform's customers without Stripe data are skipped."""
+        start = None if after is None else {"tenant_id": {"S": tenant_id}, "external_id": {"S": after}}
+        found = CustomerRecordItem.query(
+            tenant_id,
+            limit=limit,
+            last_evaluated_key=start,
+            attributes_to_get=["external_id", "stripe_customer_id"],
+        )
+        ids = [item.stripe_customer_id for item in found if item.stripe_customer_id is not None]
+        cursor = found.last_evaluated_key
+        return ids, None if cursor is None else str(cursor["external_id"]["S"])
 
     def _release(self, tenant_id: str, external_id: str, customer_id: str) -> None:
         """The record moved to a new key: the old one is gone. A ``stripe:`` key is revsync's own and is
