@@ -37,9 +37,7 @@ def _ports() -> reconcile.ReconcilePorts:
     )
 
 
-def _policy_ports() -> policy.PolicyPorts | None:
-    if deps.rederive is jobs.rederive_unavailable:
-        return None
+def _policy_ports() -> policy.PolicyPorts:
     return policy.PolicyPorts(deps.tenants, deps.customers, deps.rederive, deps.changes, deps.clock)
 
 

@@ -470,19 +470,3 @@ def test_the_schedules_job_catches_up_then_reviews_and_a_requested_one_only_catc
     assert recompute is not None
     assert jobs.run(recompute, catch_up, world.ports, world.queue, lambda: False)["state"] == "done"
     assert world.rederive.customer_ids() == ["cus_0001", *world.customers.ids]
-
-
-def test_a_build_without_the_write_paths_re_derivation_reviews_nothing_and_fails_a_recompute() -> None:
-    world = _world(customers=1)
-    world.customers.review_at = {"cus_0000": NOW - 5}
-    catch_up = ReconcilePorts(world.tenants, world.customers, FakeStripe(), FakeEventsProgress(), world.clock)
-
-    scheduled = jobs.run(CatchUpJob("acme", "schedule", NOW), catch_up, None, world.queue, lambda: False)
-
-    assert (scheduled["state"], "review" in scheduled) == ("done", False)
-    world.put({"churn_at": "scheduled"})
-    recompute = world.queue.take()
-    assert recompute is not None
-    with pytest.raises(jobs.RecomputeNotWired):  # the message is retried, then redriven once wired
-        jobs.run(recompute, catch_up, None, world.queue, lambda: False)
-    assert (world.rederive.calls, _recompute(world).state) == ([], "recomputing")

@@ -11,7 +11,7 @@ from revsync.bootstrap.stripe import stripe_accounts
 from revsync.infra import aws
 from revsync.infra.catch_ups import SqsCatchUpQueue
 from revsync.infra.changes import EventBridgeChanges
-from revsync.services import jobs, policy, reconcile, sync
+from revsync.services import policy, reconcile, sync
 from revsync.settings import ReconcilerSettings
 from revsync.store import models
 from revsync.store.customers import CustomerStore
@@ -33,16 +33,6 @@ class Reconciler(NamedTuple):
     monotonic: Callable[[], float]  # a run's deadline
 
 
-def _write_path_rederive() -> policy.Rederive:
-    """``sync.rederive``, with the customer store's ``customer_ids`` and ``due_for_review``: the write
-    path's part of issue 26; ``jobs.rederive_unavailable`` on a branch without them (the policy's
-    jobs are then not run). Once they are on one branch, wire ``sync.rederive`` directly."""
-    rederive: policy.Rederive | None = getattr(sync, "rederive", None)
-    if rederive is None or not hasattr(CustomerStore, "due_for_review"):
-        return jobs.rederive_unavailable
-    return rederive
-
-
 def build(settings: ReconcilerSettings, **overrides: Any) -> Reconciler:
     aws.configure(settings.aws)
     models.bind(
@@ -53,14 +43,13 @@ def build(settings: ReconcilerSettings, **overrides: Any) -> Reconciler:
     return Reconciler(
         settings=settings,
         tenants=TenantStore(),
-        # customer_ids and due_for_review: the write path's (issue 26; see _write_path_rederive).
-        customers=CustomerStore(),  # type: ignore[arg-type, unused-ignore]
+        customers=CustomerStore(),
         stripe=stripe_accounts(settings.stripe, settings.tenants_table),
         progress=EventsProgressStore(settings.tenants_table),
         queue=SqsCatchUpQueue(settings.reconcile_queue_url, settings.reconcile_minutes * 60),
         candidates=ConnectedTenants(settings.tenants_table),
         changes=EventBridgeChanges(settings.changes_bus_name),
-        rederive=_write_path_rederive(),
+        rederive=sync.rederive,
         clock=time.time,
         monotonic=time.monotonic,
     )._replace(**overrides)
