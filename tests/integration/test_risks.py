@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+from revsync.domain.events import observation_of, parse_event
 from revsync.domain.record import derive_record
 from revsync.domain.risk import NO_RISK
 from revsync.domain.state import CustomerObjects
@@ -33,8 +34,6 @@ def _record(tenant_id: str, n: int, mrr: int = 4900, **signals: Any) -> Any:
 
 
 def _observed(customer: dict[str, Any]) -> Any:
-    from revsync.domain.events import observation_of, parse_event
-
     event = S.event("customer.updated", customer, created=T0, account="acct_risks")
     return observation_of(parse_event(json.dumps(event).encode()))
 
