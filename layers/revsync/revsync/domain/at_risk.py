@@ -4,7 +4,7 @@
 Each kind is one of the record's risk signals (revsync.domain.risk.Risk). Its time is ``since`` in the
 answer and keys the kind's sparse index on the customers table (the attribute of the same name on
 the record item, set only while the signal is), newest first; ``mrr`` is the MRR the signal puts at
-risk:
+risk, in the record's ``currency``:
 
 =================  ======================  ====================================================
 kind               since                   mrr
