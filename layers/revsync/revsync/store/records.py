@@ -2,7 +2,10 @@
 from the state it derives from, after the state write (store.customer_state).
 
 One conditional update of the record's owned attributes when the derived record changed, never over a
-newer derivation; when the record moved to a new key, the old key released.
+newer derivation; when the record moved to a new key, the old key released. The same update sets or
+removes the sparse attributes that list the customer under each risk kind it is at risk of
+(revsync.domain.at_risk): DynamoDB keeps the kinds' indexes in step with the item, and bills an index
+write only when an entry appears, goes or changes.
 """
 
 from __future__ import annotations
