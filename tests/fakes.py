@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import stripe
+from revsync.domain import at_risk
 from revsync.domain.backfill import Run, Segment
 from revsync.domain.changes import RECORD_CHANGED, RISK_CHANGED
 from revsync.domain.events import Envelope, ParkedEvent, message_group
@@ -42,6 +43,8 @@ from revsync.infra.secrets import API_KEY, WEBHOOK_SECRET, SealedSecretError
 from revsync.store.customer_state import kept_invoice
 from revsync.store.tenants import ConfigChanged
 from revsync.stripe_api.client import KeyCheck, OAuthGrant, StripeAccessError, authorize_url
+
+from tests.conftest import FROZEN_NOW
 
 
 @dataclass
@@ -211,6 +214,9 @@ class FakeCustomers:
     reads: int = 0
     # The sync table's stream as the rollup reads it: one record per state write.
     stream: list[PieceChange] = field(default_factory=list)
+    # Each record's sparse risk attributes (store.records), and the clock dating an undated dunning.
+    risk_keys: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+    clock: Callable[[], float] = lambda: FROZEN_NOW
 
     def load(self, tenant_id: str, customer_id: str) -> StoredCustomer:
         self.reads += 1
@@ -316,7 +322,41 @@ class FakeCustomers:
         record = self.records.get((tenant_id, external_id))
         if record is None:
             return None
-        return {k: v for k, v in record.items() if k != "revsync_version"}
+        # A record derived without risk signals reads as the store keeps it: ``risk`` null.
+        return {"risk": None, **{k: v for k, v in record.items() if k != "revsync_version"}}
+
+    def at_risk(
+        self, tenant_id: str, kind: at_risk.RiskKind, after: at_risk.Position | None, limit: int
+    ) -> tuple[list[dict[str, Any]], at_risk.Position | None]:
+        self.reads += 1
+        listed = sorted(
+            (
+                at_risk.at_risk_entry(kind, {**self.records[key], **keys})
+                for key, keys in self.risk_keys.items()
+                if key[0] == tenant_id and kind.since in keys
+            ),
+            key=lambda entry: (entry["since"], entry["external_id"]),
+            reverse=True,
+        )
+        if after is not None:
+            listed = [e for e in listed if (e["since"], e["external_id"]) < tuple(after)]
+        if len(listed) <= limit:
+            return listed, None
+        last = listed[limit - 1]
+        return listed[:limit], at_risk.Position(last["since"], last["external_id"])
+
+    def _list_risks(self, key: tuple[str, str], risk: Any) -> None:
+        """The sparse attributes as store.records writes them (an undated dunning keeps its date)."""
+        before = self.risk_keys.pop(key, {})
+        keys: dict[str, int] = {}
+        for name, value in at_risk.risk_attributes(risk).items():
+            if isinstance(value, at_risk.Undated):
+                fallback = int(self.clock()) if value.fallback is None else value.fallback
+                keys[name] = before.get(name, fallback)
+            elif value is not None:
+                keys[name] = value
+        if keys:
+            self.risk_keys[key] = keys
 
     def project(
         self, record: CustomerRecord, version: int, previous_external_id: str | None, *, repair: bool
@@ -329,10 +369,12 @@ class FakeCustomers:
                 return False
         self.writes += 1
         self.records[key] = {**record, "revsync_version": version}
+        self._list_risks(key, cast(dict[str, Any], record).get("risk"))
         if previous_external_id and previous_external_id != record["external_id"]:
             old = self.records.get((record["tenant_id"], previous_external_id))
             if old and old["stripe_customer_id"] == record["stripe_customer_id"]:
                 del self.records[(record["tenant_id"], previous_external_id)]
+                self.risk_keys.pop((record["tenant_id"], previous_external_id), None)
                 self.writes += 1
         return True
 

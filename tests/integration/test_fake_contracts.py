@@ -15,7 +15,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pytest
 import stripe
 from botocore.exceptions import ClientError
-from revsync.domain.backfill import KINDS, Run, Segment, allowance, new_totals, plan
+from revsync.domain.at_risk import KINDS as RISK_KINDS
+from revsync.domain.backfill import Run, Segment, allowance, new_totals, plan
 from revsync.domain.events import (
     Envelope,
     Observation,
@@ -38,6 +39,7 @@ from revsync.domain.history_archive import HistoryChunk, HistoryUpdate, KeptHist
 from revsync.domain.policy import DEFAULT_POLICY, RevenuePolicy
 from revsync.domain.reconcile import CatchUpJob, PendingWindow, QueuedJob, RecomputeJob, RunEnd, queued_job
 from revsync.domain.record import derive_record
+from revsync.domain.risk import NO_RISK
 from revsync.domain.rollup import WHOLE_RECORD, Group, Piece, Position, RevenuePeriods, RollupKey
 from revsync.domain.routing import TenantRoute
 from revsync.domain.state import CustomerObjects
@@ -107,7 +109,7 @@ def _fake_or_adapter(
 
 @pytest.fixture(params=["fake", "dynamodb"])
 def customers(request: pytest.FixtureRequest) -> Iterator[Any]:
-    yield from _fake_or_adapter(request, FakeCustomers, lambda _: DynamoCustomers())
+    yield from _fake_or_adapter(request, FakeCustomers, lambda _: DynamoCustomers(clock=lambda: FROZEN_NOW))
 
 
 @pytest.fixture(params=["fake", "dynamodb"])
@@ -452,7 +454,9 @@ def _record(external_id: str, mrr: int = 4900) -> Any:
     objects = CustomerObjects(customer_id="cus_c")
     for observation in _story():
         objects = objects.with_observation(observation)
-    return {**derive_record("t", objects, "metadata.app_id"), "external_id": external_id, "mrr": mrr}
+    # A record derived without risk signals reads back with ``risk`` null (one derived with them, its own).
+    record = {"risk": None, **derive_record("t", objects, "metadata.app_id")}
+    return {**record, "external_id": external_id, "mrr": mrr}
 
 
 def test_a_record_is_written_only_by_a_newer_derivation_or_a_repair(customers: Any) -> None:
@@ -483,13 +487,102 @@ def test_a_records_risk_reads_back_whole_raised_or_at_rest(customers: Any) -> No
 
 @pytest.mark.parametrize("old_key", ["stripe:cus_c", "u-old"])
 def test_a_record_that_moves_leaves_nothing_at_its_old_key(customers: Any, old_key: str) -> None:
-    customers.project(_record(old_key), 1, None, repair=False)
+    customers.project(_risky(old_key, in_dunning=True, dunning_since=T0), 1, None, repair=False)
 
-    assert customers.project(_record("u-c"), 2, old_key, repair=False) is True
+    assert customers.project(_risky("u-c", in_dunning=True, dunning_since=T0), 2, old_key, repair=False)
 
     assert customers.get_record("t", old_key) is None
     assert customers.projected_version("t", old_key, "cus_c") is None
-    assert customers.get_record("t", "u-c") == _record("u-c")
+    assert customers.get_record("t", "u-c") == _risky("u-c", in_dunning=True, dunning_since=T0)
+    assert [c["external_id"] for c in customers.at_risk("t", RISK_KINDS["dunning"], None, 10)[0]] == ["u-c"]
+
+
+# --- customers at risk ----------------------------------------------------------------------------
+
+
+def _risky(external_id: str, tenant_id: str = "t", mrr: int = 4900, **signals: Any) -> Any:
+    """The story's record at ``external_id`` carrying ``signals`` (the rest of the risk map clear)."""
+    record = {**_record(external_id, mrr), "tenant_id": tenant_id, "risk": {**NO_RISK, **signals}}
+    return {**record, "stripe_customer_id": f"cus_{external_id}"} if external_id.startswith("p-") else record
+
+
+def _listed(customers: Any, kind: str, tenant_id: str = "t") -> list[dict[str, Any]]:
+    page, following = customers.at_risk(tenant_id, RISK_KINDS[kind], None, 100)
+    assert following is None
+    return list(page)
+
+
+SIGNALS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    # kind, the record's signals, and what the kind's list shows of the customer
+    ("dunning", {"in_dunning": True, "dunning_since": T0}, {"mrr": 4900, "since": T0}),
+    (
+        "cancel_scheduled",
+        {"cancel_scheduled_at": T0 + 1, "mrr_at_risk": 2500},
+        {"mrr": 2500, "since": T0 + 1},
+    ),
+    (
+        "change_scheduled",
+        {"scheduled_change_at": T0 + 2, "scheduled_mrr": 900},
+        {"mrr": 4900, "since": T0 + 2, "scheduled_mrr": 900},
+    ),
+    ("trial_ending", {"trial_ends_at": T0 + 3}, {"mrr": 4900, "since": T0 + 3}),
+    ("card_expiring", {"card_expires_at": T0 + 4}, {"mrr": 4900, "since": T0 + 4}),
+]
+
+
+@pytest.mark.parametrize(("kind", "signals", "shown"), SIGNALS, ids=[s[0] for s in SIGNALS])
+def test_a_signal_lists_the_customer_under_its_kind_only_until_it_clears(
+    customers: Any, kind: str, signals: dict[str, Any], shown: dict[str, Any]
+) -> None:
+    customers.project(_risky("u-c"), 1, None, repair=False)
+    assert not any(_listed(customers, k) for k in RISK_KINDS)
+
+    customers.project(_risky("u-c", **signals), 2, None, repair=False)
+    entry = {"external_id": "u-c", "stripe_customer_id": "cus_c", "currency": "usd", **shown}
+    assert {k: _listed(customers, k) for k in RISK_KINDS} == {
+        k: [entry] if k == kind else [] for k in RISK_KINDS
+    }
+    assert customers.get_record("t", "u-c")["risk"] == {**NO_RISK, **signals}
+
+    customers.project(_risky("u-c", mrr=1000), 3, None, repair=False)  # cleared
+    assert not any(_listed(customers, k) for k in RISK_KINDS)
+
+
+def test_dunning_without_a_date_keeps_the_one_listed_else_the_failed_payment_else_when_first_recorded(
+    customers: Any,
+) -> None:
+    def since() -> list[int]:
+        return [c["since"] for c in _listed(customers, "dunning")]
+
+    customers.project(_risky("u-c", in_dunning=True, dunning_since=T0), 1, None, repair=False)
+    customers.project(_risky("u-c", in_dunning=True), 2, None, repair=False)  # past due became unpaid
+    assert since() == [T0]
+    customers.project(_risky("u-c"), 3, None, repair=False)
+    customers.project(_risky("u-c", in_dunning=True, last_payment_failed_at=T0 + 9), 4, None, repair=False)
+    assert since() == [T0 + 9]
+    customers.project(_risky("u-c"), 5, None, repair=False)
+    customers.project(_risky("u-c", in_dunning=True), 6, None, repair=False)  # delinquent, nothing dated
+    assert since() == [FROZEN_NOW]  # the store's clock
+
+
+def test_pages_list_each_customer_once_newest_first_and_only_the_tenants_own(customers: Any) -> None:
+    times = {"p-1": T0 + 3, "p-2": T0 + 1, "p-3": T0 + 3, "p-4": T0 + 2, "p-5": T0 + 1, "p-6": T0}
+    for version, (external_id, at) in enumerate(times.items(), start=1):
+        customers.project(_risky(external_id, cancel_scheduled_at=at), version, None, repair=False)
+    customers.project(_risky("p-9", "u", cancel_scheduled_at=T0 + 5), 9, None, repair=False)
+
+    pages, after = [], None
+    while True:
+        page, after = customers.at_risk("t", RISK_KINDS["cancel_scheduled"], after, 2)
+        pages.append([c["external_id"] for c in page])
+        if after is None:
+            break
+        assert after == (page[-1]["since"], page[-1]["external_id"])
+    assert [len(page) for page in pages] == [2, 2, 2]  # the last full page knows it is the last
+    listed = [external_id for page in pages for external_id in page]
+    assert sorted(listed) == sorted(times)  # each once, whatever the order of equal times
+    assert [times[e] for e in listed] == sorted(times.values(), reverse=True)
+    assert [c["external_id"] for c in _listed(customers, "cancel_scheduled", "u")] == ["p-9"]
 
 
 # --- events progress ------------------------------------------------------------------------------
@@ -630,11 +723,11 @@ def backfill_runs(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 def test_a_kept_run_reads_back_the_same_until_cleared(backfill_runs: Any) -> None:
     assert backfill_runs.load("acme") is None
-    segments = plan(allowance(25.0, dict.fromkeys(KINDS, 25.0), 1.0, 40), config_version=3)
+    segments = plan(allowance(25.0, dict.fromkeys(RISK_KINDS, 25.0), 1.0, 40), config_version=3)
     segments[0] = Segment(**{**segments[0], "cursor": "cus_1", "imported": 100, "requests": 1, "busy": 0.5})
     run = Run(
         totals=new_totals(),
-        allowance=allowance(100.0, dict.fromkeys(KINDS, 25.0), 0.4, 150),
+        allowance=allowance(100.0, dict.fromkeys(RISK_KINDS, 25.0), 0.4, 150),
         history=1_234,
         generation=2,
         started_at=T0,

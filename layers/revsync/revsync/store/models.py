@@ -238,6 +238,55 @@ class PaidInvoiceItem(SyncItem, discriminator="invoice"):
 # --- customers table ------------------------------------------------------------------------------
 
 
+class _RiskIndex(GlobalSecondaryIndex["CustomerRecordItem"]):
+    """A tenant's customers at risk of one kind, newest first (revsync.domain.at_risk): sparse, an item
+    is in it only while its record carries that kind's signal (the range key). Projected: what
+    ``GET .../risks`` answers, and only that, so a record write changes an index entry (a billed index
+    write) only when the signal, or the MRR shown with it, changes."""
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+
+
+class DunningIndex(_RiskIndex):
+    class Meta:
+        index_name = "risk_dunning"
+        projection = IncludeProjection(["stripe_customer_id", "currency", "mrr"])
+
+    dunning_since = NumberAttribute(range_key=True)
+
+
+class CancelScheduledIndex(_RiskIndex):
+    class Meta:
+        index_name = "risk_cancel_scheduled"
+        projection = IncludeProjection(["stripe_customer_id", "currency", "mrr_at_risk"])
+
+    cancel_scheduled_at = NumberAttribute(range_key=True)
+
+
+class ChangeScheduledIndex(_RiskIndex):
+    class Meta:
+        index_name = "risk_change_scheduled"
+        projection = IncludeProjection(["stripe_customer_id", "currency", "mrr", "scheduled_mrr"])
+
+    scheduled_change_at = NumberAttribute(range_key=True)
+
+
+class TrialEndingIndex(_RiskIndex):
+    class Meta:
+        index_name = "risk_trial_ending"
+        projection = IncludeProjection(["stripe_customer_id", "currency", "mrr"])
+
+    trial_ends_at = NumberAttribute(range_key=True)
+
+
+class CardExpiringIndex(_RiskIndex):
+    class Meta:
+        index_name = "risk_card_expiring"
+        projection = IncludeProjection(["stripe_customer_id", "currency", "mrr"])
+
+    card_expires_at = NumberAttribute(range_key=True)
+
+
 class CustomerRecordItem(Model):
     """A customer record. Declared attributes are exactly the ones revsync owns."""
 
@@ -269,6 +318,20 @@ class CustomerRecordItem(Model):
     traits: MapAttribute[str, Any] = MapAttribute(null=True)
     # State version the record was derived from: older derivations never overwrite newer ones.
     revsync_version = NumberAttribute(null=True)
+    # Sparse, set only while the record carries the signal (revsync.domain.at_risk): each kind's time
+    # keys its risk index, with the MRR figures the index projects.
+    dunning_since = NumberAttribute(null=True)
+    cancel_scheduled_at = NumberAttribute(null=True)
+    mrr_at_risk = NumberAttribute(null=True)
+    scheduled_change_at = NumberAttribute(null=True)
+    scheduled_mrr = NumberAttribute(null=True)
+    trial_ends_at = NumberAttribute(null=True)
+    card_expires_at = NumberAttribute(null=True)
+    dunning_index = DunningIndex()
+    cancel_scheduled_index = CancelScheduledIndex()
+    change_scheduled_index = ChangeScheduledIndex()
+    trial_ending_index = TrialEndingIndex()
+    card_expiring_index = CardExpiringIndex()
 
 
 # --- tenants table --------------------------------------------------------------------------------
