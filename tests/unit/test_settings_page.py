@@ -79,6 +79,7 @@ def test_the_form_shows_the_policy_in_force_and_its_recompute() -> None:
         "churn-after-days": "30",
         "churn-at": "scheduled",
         "discounts": "none",
+        "risk-kind": "dunning",  # the customers at risk's selector, beside the chart
     }
     assert form.options["churn-at"] == ["ended", "scheduled"]
     assert form.options["discounts"] == ["active", "forever_only", "none"]
