@@ -191,6 +191,9 @@ def _stored(
         subscriptions=stored.get("subscriptions", {}),
         invoices=invoices,
         refunds=refunds,
+        failed_invoices=stored.get("failed_invoices", {}),
+        schedules=stored.get("schedules", {}),
+        payment_methods=stored.get("payment_methods", {}),
     )
     if state is None:
         return StoredCustomer(objects, None, None, 0, invoices=book, refunds=refund_book)
@@ -221,6 +224,10 @@ def _state_item(write: StateWrite) -> CustomerStateItem:
             "invoices": [_invoice_document(objects.invoices[i]) for i in saved.invoices.inline],
             "refunds_archived": saved.refunds.archived,
             "refunds": {i: objects.refunds[i] for i in saved.refunds.inline},
+            # What risk signals read, each a few (revsync.domain.state bounds them).
+            "failed_invoices": dict(objects.failed_invoices),
+            "schedules": dict(objects.schedules),
+            "payment_methods": dict(objects.payment_methods),
             "history": kept.to_json(),
         },
         external_id=saved.external_id,
