@@ -512,7 +512,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "GET",
         "/v1/events",
-        collection("event", events.matches, lambda sb, a: list(a.events)),
+        events.list_events,
         _p("type", "types", base=LIST),
     ),
     Route("GET", "/v1/events/{id}", events.retrieve_event, EXPAND),

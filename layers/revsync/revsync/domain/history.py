@@ -79,6 +79,7 @@ def revenue_view(snapshot: Snapshot) -> Snapshot | None:
             "items": items,  # type: ignore[typeddict-item]
         }
         subscription.pop("items_complete", None)
+        subscription.pop("schedule", None)  # (what it has coming: risk signals read it)
         return subscription
     return None
 

@@ -94,16 +94,29 @@ def _live(objects: CustomerObjects) -> list[tuple[SubscriptionSnapshot, int]]:
 
 
 def _scheduled_phases(objects: CustomerObjects) -> list[SchedulePhase]:
-    """The next phases of the live schedules, but a schedule's whose subscription has ended."""
-    live = {s["id"] for s, _ in _live(objects)}
-    ended = {sub_id for sub_id in objects.subscriptions if sub_id not in live}
+    """The next phases of the live schedules. A schedule of a subscription counts while that
+    subscription, as last observed, is live and names it (released, it names none; ended, it is not
+    live): a schedule's own end may be missed by a catch-up (revsync.services.reconcile), its
+    subscription's is not."""
     phases = []
     for _, observation in sorted(objects.schedules.items()):
         schedule = observation["snapshot"]
         assert schedule["object"] == "subscription_schedule"
         phase = schedule["next_phase"]
-        if schedule["status"] in LIVE_SCHEDULE_STATUSES and phase and schedule["subscription"] not in ended:
-            phases.append(phase)
+        if schedule["status"] not in LIVE_SCHEDULE_STATUSES or phase is None:
+            continue
+        managed = objects.subscriptions.get(schedule["subscription"] or "")
+        if managed is not None:
+            subscription = managed["snapshot"]
+            assert subscription["object"] == "subscription"
+            if subscription["status"] not in LIVE_SUBSCRIPTION_STATUSES:
+                continue
+            if (
+                subscription.get("schedule") != schedule["id"]
+                and managed["observed_at"] > observation["observed_at"]
+            ):
+                continue  # released after the schedule was observed
+        phases.append(phase)
     return phases
 
 

@@ -120,6 +120,7 @@ class SubscriptionSnapshot(TypedDict):
     discounts: list[Discount]
     items_complete: NotRequired[bool]  # False: the payload held only the first page of items
     test_clock: NotRequired[str]  # absent: on no test clock
+    schedule: NotRequired[str]  # the subscription schedule managing it; absent: none
 
 
 class InvoiceLine(TypedDict):
@@ -561,6 +562,15 @@ def with_phase_prices(snapshot: ScheduleSnapshot, prices: Mapping[str, Price]) -
     return {**snapshot, "next_phase": {**phase, "items": items}}  # type: ignore[typeddict-item]
 
 
+def managing_schedule(subscription: dict[str, Any]) -> ScheduleSnapshot:
+    """The schedule a subscription came with (``schedule`` expanded, as a list can: its phases' prices
+    are ids, 4 levels down at most), the prices of the subscription's own items filled in."""
+    schedule = parse_subscription_schedule(_dict(subscription.get("schedule")))
+    items = [parse_subscription_item(item) for item in _list_data(subscription.get("items"))]
+    own = {item["price"]["id"]: item["price"] for item in items if item["price"] and item["price"]["id"]}
+    return with_phase_prices(schedule, own)
+
+
 def unexpanded_prices(snapshot: Snapshot) -> set[str]:
     """The prices a schedule's next phase names by id only."""
     if snapshot["object"] != "subscription_schedule" or snapshot["next_phase"] is None:
@@ -620,6 +630,9 @@ def parse_subscription(raw: dict[str, Any]) -> SubscriptionSnapshot:
     if isinstance(items_list, dict) and items_list.get("has_more") is True:
         snapshot["items_complete"] = False
     _with_test_clock(snapshot, raw)
+    schedule = _id_of(raw.get("schedule"))
+    if schedule:
+        snapshot["schedule"] = schedule
     return snapshot
 
 
