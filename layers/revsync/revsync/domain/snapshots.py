@@ -456,13 +456,12 @@ def parse_customer(raw: dict[str, Any], *, deleted: bool = False) -> CustomerSna
     default_id = _id_of(default)
     if default_id:
         snapshot["default_payment_method"] = default_id
-        expanded = (
-            parse_payment_method({**default, "customer": snapshot["id"]})
-            if isinstance(default, dict)
-            else None
-        )
-        if expanded is not None:
-            snapshot["default_payment_method_object"] = expanded
+        if isinstance(default, dict):
+            # Stripe leaves a detached payment method the customer's default: it pays nothing.
+            detached = _id_of(default.get("customer")) != snapshot["id"]
+            expanded = parse_payment_method({**default, "customer": snapshot["id"]}, detached=detached)
+            if expanded is not None:
+                snapshot["default_payment_method_object"] = expanded
     return snapshot
 
 

@@ -44,7 +44,9 @@ from revsync.services.sync import ChangeFeed, Customers, StripeObjects, Tenants,
 # (a failed invoice's retries: the next ``invoice.payment_failed`` carries its count),
 # ``subscription_schedule.released|canceled|completed|aborted`` (its subscription's update or end
 # carries it: released, the subscription no longer names it; canceled or aborted, it ended; completed,
-# its last phase began) and ``payment_method.detached`` (the customer's default changes with it).
+# its last phase began) and ``payment_method.updated`` (a card's expiry edited through the API, rare:
+# the card networks' updates are ``automatically_updated``, listed; a detached card is listed too, as
+# Stripe leaves the customer's default naming it).
 MAX_LISTED_TYPES = 20
 RECONCILED_TYPES = (
     "customer.created",
@@ -65,8 +67,8 @@ RECONCILED_TYPES = (
     "subscription_schedule.created",
     "subscription_schedule.updated",
     "payment_method.attached",
-    "payment_method.updated",
     "payment_method.automatically_updated",
+    "payment_method.detached",
 )
 
 
