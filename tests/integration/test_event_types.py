@@ -94,6 +94,7 @@ def test_every_handled_type_reaches_the_record(
 
     failing = S.invoice("cus_1", "sub_1", status="open", amount_paid=3000, id="in_failing")
     failing.update(attempt_count=1, attempted=True, next_payment_attempt=T + 20 * DAY)
+    send("invoice.payment_action_required", failing, T + 16 * DAY + 99)
     send("invoice.payment_failed", failing, T + 16 * DAY + 100)
     assert (risk()["failed_payment_attempts"], risk()["amount_due"]) == (1, 3000)
     send("invoice.updated", {**failing, "attempt_count": 2}, T + 16 * DAY + 100 + 1)

@@ -425,6 +425,7 @@ def test_a_catch_up_lists_at_most_the_20_types_stripe_takes_and_leaves_out_only_
     assert HANDLED_EVENT_TYPES - CONNECTION_EVENT_TYPES - set(RECONCILED_TYPES) == {
         "invoice.payment_succeeded",
         "invoice.updated",
+        "invoice.payment_action_required",
         "customer.subscription.trial_will_end",
         "customer.discount.created",
         "customer.discount.updated",

@@ -174,6 +174,8 @@ _ROUTES: dict[str, tuple[_Reader, Source]] = {
     # What risk signals read (revsync.domain.risk). A payment that failed, and what ends it: paid
     # (above), voided or given up on; the retries in between.
     "invoice.payment_failed": (_object(parse_invoice), "updated"),
+    # (An attempt that needs the customer's authentication collected nothing either.)
+    "invoice.payment_action_required": (_object(parse_invoice), "updated"),
     "invoice.voided": (_object(parse_invoice), "updated"),
     "invoice.marked_uncollectible": (_object(parse_invoice), "updated"),
     "invoice.updated": (_unpaid_invoice, "updated"),

@@ -42,6 +42,8 @@ from revsync.services.sync import ChangeFeed, Customers, StripeObjects, Tenants,
 # ``customer.subscription.trial_will_end``, ``customer.discount.*`` (the customer's or subscription's
 # own ``.updated`` carries the discount), ``credit_note.updated`` (memo and metadata), ``invoice.updated``
 # (a failed invoice's retries: the next ``invoice.payment_failed`` carries its count),
+# ``invoice.payment_action_required`` (its subscription's ``past_due`` carries the dunning; the invoice's
+# attempt is kept when its webhook comes or a backfill lists it),
 # ``subscription_schedule.released|canceled|completed|aborted`` (its subscription's update or end
 # carries it: released, the subscription no longer names it; canceled or aborted, it ended; completed,
 # its last phase began) and ``payment_method.updated`` (a card's expiry edited through the API, rare:
