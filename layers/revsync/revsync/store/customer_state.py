@@ -224,11 +224,17 @@ def _state_item(write: StateWrite) -> CustomerStateItem:
             "invoices": [_invoice_document(objects.invoices[i]) for i in saved.invoices.inline],
             "refunds_archived": saved.refunds.archived,
             "refunds": {i: objects.refunds[i] for i in saved.refunds.inline},
-            # What risk signals read, each a few (revsync.domain.state bounds them).
-            "failed_invoices": dict(objects.failed_invoices),
-            "schedules": dict(objects.schedules),
-            "payment_methods": dict(objects.payment_methods),
             "history": kept.to_json(),
+            # What risk signals read, a few of each (revsync.domain.state bounds them); none: no key.
+            **{
+                key: dict(kept_objects)
+                for key, kept_objects in (
+                    ("failed_invoices", objects.failed_invoices),
+                    ("schedules", objects.schedules),
+                    ("payment_methods", objects.payment_methods),
+                )
+                if kept_objects
+            },
         },
         external_id=saved.external_id,
         config_version=saved.config_version,
