@@ -86,11 +86,15 @@ class FakeStripe:
                 return {**raw, "invoice_settings": {**settings, "default_payment_method": default}}
         if raw["object"] == "subscription_schedule":
             phases = [
-                {**p, "items": [{**i, "price": self.objects.get(i["price"], i["price"])} for i in p["items"]]}
+                {**p, "items": [{**i, "price": self._object(i["price"])} for i in p["items"]]}
                 for p in raw["phases"]
             ]
             return {**raw, "phases": phases}
         return raw
+
+    def _object(self, value: Any) -> Any:
+        """An expandable field read expanded: the object an id names (else the value as it is)."""
+        return self.objects.get(value, value) if isinstance(value, str) else value
 
     def list_events(
         self, tenant: Tenant, *, created_gte: int, types: tuple[str, ...], starting_after: str | None

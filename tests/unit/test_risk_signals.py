@@ -126,6 +126,8 @@ DEC_2025_ENDS = calendar.timegm((2026, 1, 1, 0, 0, 0))  # T0: before the renewal
         # cleared when paid, voided or given up on (uncollectible)
         ([_sub(), _invoice(T0 + DAY), _invoice(T0 + 4 * DAY, "paid", 2)], {}),
         ([_sub(), _invoice(T0 + DAY), _invoice(T0 + 4 * DAY, "void")], {}),
+        # ... and a closed one stays closed, even under an open observation stamped later (a read)
+        ([_sub(), _invoice(T0 + DAY), _invoice(T0 + 4 * DAY, "void"), _invoice(T0 + 5 * DAY)], {}),
         ([_sub(), _invoice(T0 + DAY), _invoice(T0 + 4 * DAY, "uncollectible", 2)], {}),
         # an invoice not attempted yet is no failure
         ([_sub(), _invoice(T0 + DAY, attempts=0)], {}),
