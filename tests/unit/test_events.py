@@ -153,8 +153,8 @@ def test_a_tenants_customers_share_its_message_groups_and_a_customer_keeps_one()
 
 def test_what_risk_signals_read_is_routed_to_its_snapshots() -> None:
     """Failed payments, schedules and payment methods; an update of a paid invoice is nothing new
-    (``invoice.paid`` carries a paid invoice); a detached payment method names the customer it left
-    only in ``previous_attributes``."""
+    (``invoice.paid`` carries a paid invoice), nor one of an invoice never attempted; a detached
+    payment method names the customer it left only in ``previous_attributes``."""
     failed = {**S.invoice("cus_1", "sub_1", status="open", id="in_1"), "attempt_count": 2}
     for event_type in ("invoice.payment_failed", "invoice.updated", "invoice.voided"):
         observation = observation_of(_parse(S.event(event_type, failed, created=5)))
@@ -163,6 +163,10 @@ def test_what_risk_signals_read_is_routed_to_its_snapshots() -> None:
         assert observation["snapshot"].get("attempt_count") == 2
     paid = S.invoice("cus_1", "sub_1", id="in_2")
     assert observation_of(_parse(S.event("invoice.updated", paid, created=5))) is None
+    # Nor is an invoice never attempted (a draft, one sent to be paid, voided before an attempt).
+    for event_type in ("invoice.updated", "invoice.voided", "invoice.marked_uncollectible"):
+        unattempted = {**failed, "attempt_count": 0, "status": "void" if "voided" in event_type else "open"}
+        assert observation_of(_parse(S.event(event_type, unattempted, created=5))) is None
     paid_snapshot = observation_of(_parse(S.event("invoice.paid", paid, created=5)))
     assert paid_snapshot is not None
     assert "attempt_count" not in paid_snapshot["snapshot"]  # a paid invoice is kept as before

@@ -136,11 +136,12 @@ def _deleted_customer(raw: dict[str, Any], _previous: dict[str, Any]) -> Snapsho
     return parse_customer(raw, deleted=True)
 
 
-def _unpaid_invoice(raw: dict[str, Any], _previous: dict[str, Any]) -> Snapshot | None:
-    """``invoice.updated``: what it says of an invoice not paid (a failed payment's retries, what is
-    due); a paid invoice's state comes from ``invoice.paid``, so its updates are nothing new."""
+def _failed_invoice(raw: dict[str, Any], _previous: dict[str, Any]) -> Snapshot | None:
+    """An invoice's failed payment, and what follows it (retries, voided, given up on): an invoice not
+    paid that Stripe attempted to collect. Another (a draft, one never attempted, a paid one, whose
+    state comes with ``invoice.paid``) is nothing for revsync: dropped at the receiver, queued never."""
     invoice = parse_invoice(raw)
-    return None if invoice["status"] == "paid" else invoice
+    return invoice if invoice["status"] != "paid" and invoice.get("attempt_count", 0) > 0 else None
 
 
 def _detached_payment_method(raw: dict[str, Any], previous: dict[str, Any]) -> Snapshot | None:
@@ -173,12 +174,12 @@ _ROUTES: dict[str, tuple[_Reader, Source]] = {
     "charge.refunded": (_object(parse_charge), "updated"),
     # What risk signals read (revsync.domain.risk). A payment that failed, and what ends it: paid
     # (above), voided or given up on; the retries in between.
-    "invoice.payment_failed": (_object(parse_invoice), "updated"),
+    "invoice.payment_failed": (_failed_invoice, "updated"),
     # (An attempt that needs the customer's authentication collected nothing either.)
-    "invoice.payment_action_required": (_object(parse_invoice), "updated"),
-    "invoice.voided": (_object(parse_invoice), "updated"),
-    "invoice.marked_uncollectible": (_object(parse_invoice), "updated"),
-    "invoice.updated": (_unpaid_invoice, "updated"),
+    "invoice.payment_action_required": (_failed_invoice, "updated"),
+    "invoice.voided": (_failed_invoice, "updated"),
+    "invoice.marked_uncollectible": (_failed_invoice, "updated"),
+    "invoice.updated": (_failed_invoice, "updated"),
     # A subscription's scheduled change (its next phase), until the schedule ends.
     "subscription_schedule.created": (_object(parse_subscription_schedule), "created"),
     "subscription_schedule.updated": (_object(parse_subscription_schedule), "updated"),
