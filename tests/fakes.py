@@ -22,13 +22,9 @@ from revsync.domain.snapshots import (
     InvoiceLine,
     Snapshot,
     SubscriptionItem,
-    parse_charge,
     parse_coupon,
-    parse_credit_note,
-    parse_customer,
-    parse_invoice,
     parse_invoice_lines,
-    parse_subscription,
+    parse_object,
     parse_subscription_item,
     unresolved_coupon_ids,
     with_all_items,
@@ -77,24 +73,34 @@ class FakeStripe:
         if raw is None:
             return None
         assert raw["object"] == kind
-        parsed: Snapshot
-        if kind == "customer":
-            parsed = parse_customer(raw)
-        elif kind == "subscription":
-            parsed = parse_subscription(raw)
-        elif kind == "credit_note":
-            parsed = parse_credit_note(raw)
-        elif kind == "charge":
-            charge = parse_charge(raw)
-            if charge is None:
-                return None
-            parsed = charge
-        else:
-            parsed = parse_invoice(raw)
+        found = parse_object(self._expanded(raw))
+        if found is None:
+            return None
+        parsed: Snapshot = found
         if parsed["object"] == "subscription" and parsed.get("items_complete") is False:
             parsed = with_all_items(parsed, self.subscription_items(tenant, object_id))
         missing = unresolved_coupon_ids(parsed)
         return with_coupons(parsed, self.coupons(tenant, missing)) if missing else parsed
+
+    def _expanded(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """What the adapter's read expands (stripe_api.client.FETCHED): a customer's default payment
+        method, a schedule's phases' prices."""
+        if raw["object"] == "customer":
+            settings = raw.get("invoice_settings") or {}
+            default = self.objects.get(settings.get("default_payment_method") or "")
+            if default is not None:
+                return {**raw, "invoice_settings": {**settings, "default_payment_method": default}}
+        if raw["object"] == "subscription_schedule":
+            phases = [
+                {**p, "items": [{**i, "price": self._object(i["price"])} for i in p["items"]]}
+                for p in raw["phases"]
+            ]
+            return {**raw, "phases": phases}
+        return raw
+
+    def _object(self, value: Any) -> Any:
+        """An expandable field read expanded: the object an id names (else the value as it is)."""
+        return self.objects.get(value, value) if isinstance(value, str) else value
 
     def list_events(
         self, tenant: Tenant, *, created_gte: int, types: tuple[str, ...], starting_after: str | None

@@ -39,10 +39,10 @@ from revsync.domain.history_archive import HistoryChunk, HistoryUpdate, KeptHist
 from revsync.domain.policy import DEFAULT_POLICY, RevenuePolicy
 from revsync.domain.reconcile import CatchUpJob, PendingWindow, QueuedJob, RecomputeJob, RunEnd, queued_job
 from revsync.domain.record import derive_record
-from revsync.domain.risk import NO_RISK
+from revsync.domain.risk import NO_RISK, derive_risk
 from revsync.domain.rollup import WHOLE_RECORD, Group, Piece, Position, RevenuePeriods, RollupKey
 from revsync.domain.routing import TenantRoute
-from revsync.domain.state import CustomerObjects
+from revsync.domain.state import CustomerObjects, apply
 from revsync.domain.stored_state import (
     INLINE_INVOICES,
     INLINE_REFUNDS,
@@ -205,6 +205,33 @@ def test_what_is_saved_is_what_loads(customers: Any) -> None:
     assert stored.history == history
     assert customers.timeline("t", "cus_c") == history.timeline
     assert history.timeline == tuple(mrr_timeline("cus_c", _story()[:2])) != ()
+
+
+def test_what_risk_signals_read_is_saved_and_loads_the_same(customers: Any) -> None:
+    """Failed invoices, schedules and payment methods travel in the state item (a few of each)."""
+    failed = S.invoice("cus_r", "sub_r", status="open", id="in_failed")
+    failed.update(attempt_count=2, amount_remaining=4900, next_payment_attempt=T0 + 3 * 86_400)
+    card = S.payment_method("cus_r", exp_month=3, exp_year=2027, id="pm_r")
+    customer = {**S.customer("cus_r"), "invoice_settings": {"default_payment_method": "pm_r"}}
+    phases = [S.schedule_phase(S.price(4900, id="price_r"), T0, T0 + 30 * 86_400, quantity=2)]
+    schedule = S.subscription_schedule("cus_r", phases, status="not_started", id="sub_sched_r")
+    objects, stored = CustomerObjects("cus_r"), customers.load("t", "cus_r")
+    for at, (event_type, raw) in enumerate(
+        [
+            ("customer.created", customer),
+            ("payment_method.attached", card),
+            ("invoice.payment_failed", failed),
+            ("subscription_schedule.created", schedule),
+        ]
+    ):
+        observation = _observed(S.event(event_type, raw, created=T0 + at, account=ACCOUNT))
+        objects = apply(stored.objects, observation).objects
+        customers.save(StateWrite("t", stored, objects, observation, "u-r", 3))
+        stored = customers.load("t", "cus_r")
+
+    assert stored.objects == objects
+    assert (len(objects.failed_invoices), len(objects.schedules), len(objects.payment_methods)) == (1, 1, 1)
+    assert derive_risk(stored.objects, "usd", T0) == derive_risk(objects, "usd", T0)
 
 
 def test_a_save_from_a_stale_load_is_refused_and_changes_nothing(customers: Any) -> None:
@@ -791,6 +818,25 @@ def stripe_account() -> Iterator[dict[str, Any]]:
         refund = call("post", "/v1/refunds", payment_intent=intent["id"], amount=200)
         test_clock = call("post", "/v1/test_helpers/test_clocks", frozen_time=1767225600)
         call("post", f"/v1/test_helpers/test_clocks/{test_clock['id']}/advance", frozen_time=1767312000)
+        # What risk signals read: the customer's default card, a schedule's next phase (its prices
+        # expanded by the read), an invoice whose payment failed (another customer's declined card).
+        card = call("post", "/v1/payment_methods/pm_card_visa/attach", customer=customer["id"])
+        default = {"default_payment_method": card["id"]}
+        call("post", f"/v1/customers/{customer['id']}", invoice_settings=default)
+        phases = [
+            {"items": [{"price": price["id"], "quantity": 1}], "iterations": 1},
+            {"items": [{"price": price["id"], "quantity": 3}], "iterations": 1},
+        ]
+        schedule = call("post", "/v1/subscription_schedules", customer=customer["id"], phases=phases)
+        declined = call(
+            "post",
+            "/v1/customers",
+            metadata={"app_id": "u-declined"},
+            payment_method="pm_card_chargeCustomerFail",
+            invoice_settings={"default_payment_method": "pm_card_chargeCustomerFail"},
+        )
+        call("post", "/v1/subscriptions", customer=declined["id"], items=[{"price": price["id"]}])
+        (failed,) = call("get", "/v1/invoices", customer=declined["id"])["data"]
         objects = {
             note["id"]: call("get", f"/v1/credit_notes/{note['id']}"),
             refund["charge"]: call("get", f"/v1/charges/{refund['charge']}"),
@@ -801,6 +847,11 @@ def stripe_account() -> Iterator[dict[str, Any]]:
             newer["id"]: call("get", f"/v1/customers/{newer['id']}"),
             gone["id"]: call("get", f"/v1/customers/{gone['id']}"),
             test_clock["id"]: call("get", f"/v1/test_helpers/test_clocks/{test_clock['id']}"),
+            card["id"]: call("get", f"/v1/payment_methods/{card['id']}"),
+            schedule["id"]: call("get", f"/v1/subscription_schedules/{schedule['id']}"),
+            price["id"]: call("get", f"/v1/prices/{price['id']}"),
+            failed["id"]: call("get", f"/v1/invoices/{failed['id']}"),
+            declined["id"]: call("get", f"/v1/customers/{declined['id']}"),
         }
         events = list(reversed(call("get", "/v1/events", limit=100)["data"]))  # oldest first
         account = call("get", "/v1/account")
@@ -838,7 +889,18 @@ def _id_of(stripe_account: dict[str, Any], kind: str) -> str:
     return next(str(i) for i, o in stripe_account["objects"].items() if o["object"] == kind)
 
 
-@pytest.mark.parametrize("kind", ["customer", "subscription", "invoice", "credit_note", "charge"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "customer",
+        "subscription",
+        "invoice",
+        "credit_note",
+        "charge",
+        "subscription_schedule",
+        "payment_method",
+    ],
+)
 def test_a_fetch_reads_the_object_as_stripe_has_it(
     stripe_reads: Any, stripe_account: dict[str, Any], kind: str
 ) -> None:
@@ -851,10 +913,30 @@ def test_a_fetch_reads_the_object_as_stripe_has_it(
     if kind == "subscription":  # its discount read whole: the coupon's terms, not just an id
         (discount,) = snapshot["discounts"]
         assert Decimal(discount["coupon"]["percent_off"]) == 20
+    if kind == "customer":  # its default payment method read whole: the card's expiry
+        assert snapshot["default_payment_method_object"]["exp_year"] is not None
+    if kind == "subscription_schedule":  # its next phase's prices read whole: their amounts
+        (item,) = snapshot["next_phase"]["items"]
+        assert (item["quantity"], item["price"]["unit_amount"]) == (3, "4900")
     assert snapshot == FakeStripe(objects=dict(stripe_account["objects"])).fetch(
         _api_key_tenant(), kind, object_id
     )
     assert stripe_reads.fetch(_api_key_tenant(), kind, f"{object_id}_gone") is None
+
+
+def test_a_failed_invoice_reads_its_attempts(stripe_reads: Any, stripe_account: dict[str, Any]) -> None:
+    failed = next(
+        o for o in stripe_account["objects"].values() if o["object"] == "invoice" and o["status"] == "open"
+    )
+
+    snapshot = stripe_reads.fetch(_api_key_tenant(), "invoice", failed["id"])
+
+    assert snapshot is not None
+    assert snapshot["object"] == "invoice"
+    assert (snapshot["attempt_count"], snapshot["amount_remaining"]) == (1, 4900)
+    assert snapshot == FakeStripe(objects=dict(stripe_account["objects"])).fetch(
+        _api_key_tenant(), "invoice", failed["id"]
+    )
 
 
 def test_a_test_clock_reads_its_frozen_time(stripe_reads: Any, stripe_account: dict[str, Any]) -> None:
@@ -893,6 +975,8 @@ def test_events_list_newest_first_filtered_by_time_and_type(
 
     assert more is False
     assert [e["type"] for e in page] == [
+        "customer.created",  # the declined card's
+        "invoice.paid",  # the schedule's first phase
         "customer.created",
         "customer.created",
         "invoice.paid",
@@ -1112,8 +1196,9 @@ def test_a_sample_is_the_newest_customers_deleted_ones_left_out(
 ) -> None:
     sample = stripe_reads.sample_customers(_api_key_tenant(), 10)
 
-    assert [c["metadata"]["app_id"] for c in sample] == ["u-g", "u-f"]
-    assert [c["metadata"]["app_id"] for c in stripe_reads.sample_customers(_api_key_tenant(), 1)] == ["u-g"]
+    assert [c["metadata"]["app_id"] for c in sample] == ["u-declined", "u-g", "u-f"]
+    newest = stripe_reads.sample_customers(_api_key_tenant(), 1)
+    assert [c["metadata"]["app_id"] for c in newest] == ["u-declined"]
 
 
 # --- the receiver's tenant directory ------------------------------------------------------------------

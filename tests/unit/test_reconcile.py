@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import random
 from typing import Any
 
 import pytest
-from revsync.domain.events import observation_of, parse_event
+import stripe
+from revsync.domain.events import CONNECTION_EVENT_TYPES, HANDLED_EVENT_TYPES, observation_of, parse_event
 from revsync.domain.policy import RevenuePolicy
 from revsync.domain.reconcile import EVENTS_RETENTION_SECONDS, MARGIN_SECONDS, CatchUpJob, window
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.errors import Deferred, RevsyncError
 from revsync.http_errors import status_of
 from revsync.services.reconcile import (
+    MAX_LISTED_TYPES,
+    RECONCILED_TYPES,
     ReconcilePorts,
     TenantOfTheRun,
     out_of_time_after,
@@ -424,3 +428,29 @@ def test_a_runs_tenant_is_read_again_only_when_a_newer_config_is_asked_for() -> 
     newer = tenant.with_policy(RevenuePolicy(discounts="none"))
     tenants.tenants["acme"] = newer
     assert (run.get("acme", newer.config_version), tenants.reads) == (newer, 1)
+
+
+def test_a_catch_up_lists_at_most_the_20_types_stripe_takes_and_leaves_out_only_what_another_carries() -> (
+    None
+):
+    """``GET /v1/events`` takes ``types[]`` of up to 20 (the SDK's EventListParams says so; the sandbox
+    refuses more, as Stripe does). The handled types a catch-up does not list are those whose change a
+    listed type also carries, or that change nothing revsync keeps (services/reconcile.py says which)."""
+    assert "up to 20 strings" in inspect.getsource(stripe.params.EventListParams)
+    assert len(RECONCILED_TYPES) == len(set(RECONCILED_TYPES)) == MAX_LISTED_TYPES
+    assert set(RECONCILED_TYPES) <= HANDLED_EVENT_TYPES
+    assert HANDLED_EVENT_TYPES - CONNECTION_EVENT_TYPES - set(RECONCILED_TYPES) == {
+        "invoice.payment_succeeded",
+        "invoice.updated",
+        "invoice.payment_action_required",
+        "customer.subscription.trial_will_end",
+        "customer.discount.created",
+        "customer.discount.updated",
+        "customer.discount.deleted",
+        "credit_note.updated",
+        "subscription_schedule.released",
+        "subscription_schedule.canceled",
+        "subscription_schedule.completed",
+        "subscription_schedule.aborted",
+        "payment_method.updated",
+    }
