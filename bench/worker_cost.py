@@ -1,16 +1,20 @@
 """Per-event cost of the webhook path, as built and as the template deploys it.
 
 A realistic month of events for 300 customers (sign-ups, trials converting, renewals paid with both
-invoice events, upgrades, some cancellations and deletions, 10% redelivered, shuffled within each
-day) goes through the receiver and worker handlers on in-process moto, entering where Stripe is told
-to send them (the template's ConnectWebhookUrl: the receiver's function URL, no API Gateway charge;
-the HTTP API's route is priced too). When `sam build` has run
+invoice events, upgrades, some cancellations and deletions, some payments past due for two days and
+cancellations scheduled at the period's end, 10% redelivered, shuffled within each day) goes through
+the receiver and worker handlers on in-process moto, entering where Stripe is told to send them (the
+template's ConnectWebhookUrl: the receiver's function URL, no API Gateway charge; the HTTP API's
+route is priced too). When `sam build` has run
 (`make bench` builds first), the handlers and the layer are the ones in `.aws-sam/build`.
 
 - DynamoDB: every request the handlers make, with its capacity units from the item sizes by
   DynamoDB's rules (names + values; a write per KB of the larger of old and new item, a
-  transactional write twice; a strongly consistent read per 4 KB), and the revenue index's writes
-  (one when a state item enters, leaves or changes in it; none when its entry stays the same).
+  transactional write twice; a strongly consistent read per 4 KB), and every index's writes (the
+  sync table's revenue index, the customers table's risk indexes, as the stack creates them): one
+  per KB of the entry when an item enters, leaves or changes in an index, two when its index key
+  changes (a delete and a put), none when its entry stays the same, from each item as moto holds it
+  after the write.
 - Lambda durations: the handler code's own time, measured (the time spent waiting on moto taken
   out), plus a service latency per AWS call (DynamoDB 5 ms, a transaction 10 ms, SQS 8 ms,
   EventBridge 15 ms); memory sizes from template.yaml.
@@ -59,14 +63,17 @@ warnings.filterwarnings("ignore")
 
 
 from moto.core.botocore_stubber import BotocoreStubber  # noqa: E402
+from moto.dynamodb.models import dynamodb_backends  # noqa: E402
+from moto.dynamodb.models.dynamo_type import DynamoType  # noqa: E402
 from revsync.domain.tenancy import Connection, Tenant  # noqa: E402
 from revsync.store.tenants import TenantStore  # noqa: E402
 
 from local import lambda_runtime  # noqa: E402
 from local import stripe_shapes as S  # noqa: E402
 from local.aws import DEFAULT_WEBHOOK_SECRET  # noqa: E402
+from local.environment import REGION  # noqa: E402
 from local.inprocess import InProcessStack  # noqa: E402
-from local.template import function_urls, load_template  # noqa: E402
+from local.template import ACCOUNT_ID, function_urls, load_template  # noqa: E402
 from tests.fakes import FakeStripe  # noqa: E402
 
 DAY = 86_400
@@ -95,6 +102,8 @@ PRICE = {
 def events_for(customers: int, now: int, rng: random.Random) -> list[dict[str, Any]]:
     start, events = now - 40 * DAY, []
     price = S.price(4900, id="price_pro")
+    # Customers at risk, drawn apart so the rest of the month is drawn as it always was.
+    at_risk = random.Random(11)
     for index in range(customers):
         created = start + rng.randrange(5 * DAY)
         customer = S.customer(
@@ -178,6 +187,29 @@ def events_for(customers: int, now: int, rng: random.Random) -> list[dict[str, A
             events.append(
                 S.event("customer.deleted", customer, created=renewal + 3 * DAY, account="acct_bench")
             )
+        risk = at_risk.random()
+        if (
+            risk < 0.06 and fate >= 0.15
+        ):  # a payment past due for two days (the customer enters and leaves dunning)
+            for status, at in (("past_due", renewal + 2 * DAY), ("active", renewal + 4 * DAY)):
+                events.append(
+                    S.event(
+                        "customer.subscription.updated",
+                        {**renewed, "status": status},
+                        created=at,
+                        account="acct_bench",
+                    )
+                )
+        elif risk < 0.10 and fate >= 0.17:  # a cancellation scheduled at the period's end, still pending
+            scheduled = {**renewed, "cancel_at_period_end": True, "canceled_at": renewal + 3 * DAY}
+            events.append(
+                S.event(
+                    "customer.subscription.updated",
+                    scheduled,
+                    created=renewal + 3 * DAY,
+                    account="acct_bench",
+                )
+            )
         if rng.random() < 0.2:
             events.append(
                 S.event(
@@ -226,6 +258,12 @@ def updated_item_bytes(update: dict[str, Any]) -> int:
         + sum(len(n.encode()) for n in names.values())
         + sum(attribute_bytes(v) for v in values.values())
     )
+
+
+def table_keys(table: Any) -> list[str]:
+    """A moto table's key attributes: hash, then range (if any)."""
+    ordered = sorted(table.schema, key=lambda part: part["KeyType"] != "HASH")
+    return [part["AttributeName"] for part in ordered]
 
 
 def _kind(table: str, item: dict[str, Any]) -> str:
@@ -290,26 +328,35 @@ class Meter:
         self.waited = 0.0
         self.waited_cpu = 0.0  # this thread's CPU time in moto (the same thread runs it)
         self.modeled = 0.0
-        # The sync table's revenue index as the writes seen so far leave it: item key -> its entry.
-        self.index: dict[tuple[str, str], tuple[str, str]] = {}
+        # Each index's entries as the writes seen so far leave them: (index, item key) -> its entry.
+        self.index: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
 
-    def _index_write(self, table: str, item: dict[str, Any]) -> None:
-        """DynamoDB's index rule: a write to an item costs an index write when the item enters,
-        leaves or changes in the index (its keys or projected attributes), none otherwise."""
-        if "sync" not in table:
-            return
-        key = (item["pk"]["S"], item["sk"]["S"])
-        entry = (item["tenant_id"]["S"], item["timeline"]["S"]) if "tenant_id" in item else None
-        before = self.index.get(key)
-        if entry == before:
-            return
-        if entry is None:
-            del self.index[key]
-        else:
-            self.index[key] = entry
-        names = ("pk", "sk", "tenant_id", "timeline", "kind")  # the index entry: keys and projection
-        projected: dict[str, dict[str, Any]] = {name: item[name] for name in names if name in item}
-        self.wru["revenue index"] += math.ceil(item_bytes(projected) / 1024)
+    def _index_write(self, table_name: str, key: dict[str, Any]) -> None:
+        """DynamoDB's index rule, for the item ``key`` names (its key, or the whole item) as the write
+        left it: an index write per KB
+        of its entry when it enters, leaves or changes in an index (its keys or projected
+        attributes), a delete and a put when its index key changes, none when its entry is the same."""
+        table = dynamodb_backends[ACCOUNT_ID][REGION].get_table(table_name)
+        names = table_keys(table)
+        hash_key, *range_key = (DynamoType(key[name]) for name in names)
+        item = table.get_item(hash_key, range_key[0] if range_key else None)
+        item_key = json.dumps([key[name] for name in names])
+        for index in table.global_indexes:
+            keys = [part["AttributeName"] for part in index.schema]
+            after = (
+                index.project(item).to_json()["Attributes"]
+                if item is not None and all(name in item.attrs for name in keys)
+                else None
+            )
+            slot = (index.name, item_key)
+            before = self.index.pop(slot, None)
+            if after is not None:
+                self.index[slot] = after
+            if after == before:
+                continue
+            moved = before is not None and after is not None and any(before[k] != after[k] for k in keys)
+            for entry in (before, after) if moved or after is None else (after,):
+                self.wru[f"{index.name} index"] += math.ceil(item_bytes(entry or {}) / 1024)
 
     def request(self, request: Any, seconds: float) -> None:
         target = request.headers.get("X-Amz-Target", b"")
@@ -326,14 +373,15 @@ class Meter:
         elif name in ("UpdateItem", "DeleteItem"):
             size = updated_item_bytes(params)
             self.wru[_kind(params["TableName"], params["Key"])] += max(1, math.ceil(size / 1024))
+            self._index_write(params["TableName"], params["Key"])
         elif name == "TransactWriteItems":
             for entry in params["TransactItems"]:
                 ((action, part),) = entry.items()
                 size = item_bytes(part["Item"]) if action == "Put" else updated_item_bytes(part)
                 key = part.get("Item") or part.get("Key") or {}
                 self.wru[_kind(part["TableName"], key)] += 2 * max(1, math.ceil(size / 1024))
-                if action == "Put":  # an index write is not doubled: only the table's are transactional
-                    self._index_write(part["TableName"], part["Item"])
+                if action != "ConditionCheck":  # an index write is not doubled: only the table's are
+                    self._index_write(part["TableName"], key)
         elif name in READS:
             self.rru += 1  # small items, strongly consistent: one unit per 4 KB
         elif name == "PutEvents":
@@ -354,7 +402,9 @@ def metering(meter: Meter, timer: Callable[[], float] = time.perf_counter) -> It
         response = original(stubber, event_name, request, **kwargs)
         if response is not None:
             meter.waited_cpu += time.thread_time() - cpu
-            meter.request(request, timer() - started)
+            answered = timer()
+            meter.request(request, answered - started)
+            meter.waited += timer() - answered  # the metering's own time is not the handler's
         return response
 
     BotocoreStubber.__call__ = metered  # type: ignore[method-assign,assignment]

@@ -16,8 +16,9 @@ DEFAULT_PLATFORM_KEY = "sk_test_platform"
 
 
 def _table_args(props: dict[str, Any], names: LocalNames) -> dict[str, Any]:
+    props = names.resolve(props)  # the indexes the stack's parameters give it
     args: dict[str, Any] = {
-        "TableName": names.resolve(props["TableName"]),
+        "TableName": props["TableName"],
         "KeySchema": props["KeySchema"],
         "AttributeDefinitions": props["AttributeDefinitions"],
         "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),

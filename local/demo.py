@@ -3,8 +3,10 @@
 The tenant's Stripe account already has customers. The tenant connects it and picks its customer-ID
 trait, which starts a backfill through the real state machine (moto's interpreter). Then things
 happen in Stripe (the sandbox): customers sign up, a trial starts, a plan is upgraded, one customer
-cancels, one leaves at period end, one is deleted, one gets a discount, one gets its app id late,
-and a month passes (renewals paid, trials converted). Stripe delivers the webhooks delayed,
+cancels, one schedules a cancellation at period end (its MRR at risk; the tenant's revenue policy
+changed to count it as churn and back), one is deleted, one gets a discount, one gets its app id
+late, one's card starts declining, and a month passes (renewals paid, trials converted, a renewal
+declined: dunning). Stripe delivers the webhooks delayed,
 duplicated and reordered. The demo waits for the pipeline to settle, prints every customer record,
 and checks each against the sandbox's own objects. It exits non-zero on any mismatch.
 """
@@ -172,6 +174,15 @@ def story(client: stripe.StripeClient) -> dict[str, str]:
     step("Barbara subscribes, then is deleted in Stripe")
     subscribe(customer("u-margaret", "Margaret"), yearly.id, discounts=[{"coupon": half.id}])
     step("Margaret takes the yearly plan with a 50% forever coupon")
+    hopper = customer("u-hopper", "Hopper")
+    card = client.v1.payment_methods.attach("pm_card_visa", params={"customer": hopper})
+    client.v1.customers.update(hopper, params={"invoice_settings": {"default_payment_method": card.id}})
+    subscribe(hopper, pro.id)
+    # A card that attaches but declines every charge (Stripe's test card chargeCustomerFail) becomes
+    # the default: the next renewal fails and the subscription goes past due.
+    declining = client.v1.payment_methods.attach("pm_card_chargeCustomerFail", params={"customer": hopper})
+    client.v1.customers.update(hopper, params={"invoice_settings": {"default_payment_method": declining.id}})
+    step("Hopper subscribes to Pro, then replaces her card with one that will be declined")
     late = customer(None, "Edsger")
     subscribe(late, basic.id)
     customers.pop(f"stripe:{late}")
@@ -202,6 +213,73 @@ def lost_webhook(stack: LocalStack, client: stripe.StripeClient, grace: str) -> 
         f"{after / 100:.2f}"
     )
     return int(recovered)
+
+
+def _risks(stack: LocalStack, kind: str) -> list[dict[str, Any]]:
+    status, body = stack.admin("GET", f"/tenants/{TENANT}/risks?kind={kind}")
+    assert status == 200, body
+    return list(body["customers"])
+
+
+def _day(at: int | None) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(at)) if at else "-"
+
+
+def scheduled_cancellation(stack: LocalStack) -> list[str]:
+    """Linus's cancellation at period end, while it is only scheduled: his MRR still counts, and is
+    at risk; a tenant whose policy counts a scheduled cancellation as churn sees him churned (the
+    policy recomputes every record from what is stored), and sees him back when it changes back."""
+    problems: list[str] = []
+    record = stack.admin("GET", f"/tenants/{TENANT}/customers/u-linus")[1]
+    risk = record["risk"]
+    listed = {c["external_id"]: c for c in _risks(stack, "cancel_scheduled")}
+    step(
+        f"Linus's cancellation is scheduled ({_day(risk['cancel_scheduled_at'])}): MRR "
+        f"{record['mrr'] / 100:.2f}, at risk {risk['mrr_at_risk'] / 100:.2f}; "
+        f"GET /risks?kind=cancel_scheduled lists {sorted(listed)}"
+    )
+    if not risk["cancel_scheduled_at"] or risk["mrr_at_risk"] != record["mrr"] or record["mrr"] <= 0:
+        problems.append(f"u-linus: a scheduled cancellation with its MRR at risk, got {risk}")
+    if "u-linus" not in listed or listed["u-linus"]["mrr"] != risk["mrr_at_risk"]:
+        problems.append(f"GET /risks?kind=cancel_scheduled: u-linus with its MRR at risk, got {listed}")
+    status, body = stack.admin("PUT", f"/tenants/{TENANT}/stripe/policy", {"churn_at": "scheduled"})
+    assert status == 200, body
+    wait(stack, "recomputing every record by the new policy")
+    churned = stack.admin("GET", f"/tenants/{TENANT}/customers/u-linus")[1]
+    policy = stack.admin("GET", f"/tenants/{TENANT}/stripe/policy")[1]
+    step(
+        f"the tenant counts scheduled cancellations as churn (PUT /stripe/policy): recomputed "
+        f"{policy['recompute']['customers_done']} customers from stored observations; Linus: MRR "
+        f"{churned['mrr'] / 100:.2f}, churned {churned['churned']}"
+    )
+    if churned["mrr"] != 0 or not churned["churned"]:
+        problems.append(f"u-linus under churn_at=scheduled: MRR 0 and churned, got {churned['mrr']}")
+    stack.admin("PUT", f"/tenants/{TENANT}/stripe/policy", {"churn_at": "ended"})
+    wait(stack, "recomputing by the default policy")
+    back = stack.admin("GET", f"/tenants/{TENANT}/customers/u-linus")[1]
+    step(f"back to the default policy: Linus's MRR is {back['mrr'] / 100:.2f} again")
+    if back != record:
+        problems.append("u-linus: the record changed after the policy was changed and changed back")
+    return problems
+
+
+def dunning(stack: LocalStack) -> list[str]:
+    """Hopper's renewal was declined: she is in dunning, her MRR still counts (Stripe's own rule)."""
+    record = stack.admin("GET", f"/tenants/{TENANT}/customers/u-hopper")[1]
+    risk = record["risk"]
+    listed = {c["external_id"]: c for c in _risks(stack, "dunning")}
+    step(
+        f"Hopper's renewal is declined: in dunning since {_day(risk['dunning_since'])}, "
+        f"{risk['failed_payment_attempts']} failed attempt(s), the last "
+        f"{_day(risk['last_payment_failed_at'])}; "
+        f"MRR {record['mrr'] / 100:.2f}; GET /risks?kind=dunning lists {sorted(listed)}"
+    )
+    problems = []
+    if not risk["in_dunning"] or risk["failed_payment_attempts"] < 1:
+        problems.append(f"u-hopper: in dunning after a declined renewal, got {risk}")
+    if "u-hopper" not in listed:
+        problems.append(f"GET /risks?kind=dunning: u-hopper missing, got {sorted(listed)}")
+    return problems
 
 
 def wait(stack: LocalStack, what: str) -> dict[str, Any]:
@@ -263,9 +341,16 @@ def revenue(stack: LocalStack, records_mrr: int) -> list[str]:
         )
     assert stack.names is not None
     feed = read_change_feed(boto3.session.Session(region_name=REGION), stack.aws_url, stack.names)
-    churns = sum(1 for event in feed if event["detail"]["movement"] == "churn")
+    changes = [event for event in feed if event["detail-type"] == "Customer Record Changed"]
+    risks = [event for event in feed if event["detail-type"] == "Customer Risk Changed"]
+    churns = sum(1 for event in changes if event["detail"]["movement"] == "churn")
     bus = stack.names.physical_name("ChangesBus")
-    step(f"change feed: {len(feed)} Customer Record Changed events on {bus}, {churns} of them churns")
+    step(
+        f"change feed on {bus}: {len(changes)} Customer Record Changed events ({churns} of them churns), "
+        f"{len(risks)} Customer Risk Changed"
+    )
+    if not any("in_dunning" in event["detail"]["changed"] for event in risks):
+        problems.append("no Customer Risk Changed event for Hopper entering dunning")
     return problems
 
 
@@ -288,9 +373,11 @@ def main() -> int:
         step("Stripe will deliver webhooks delayed, 30% of them twice, out of order")
         customers = {**existing, **story(client)}
         wait(stack, "delivering the sign-ups")
+        mismatches = scheduled_cancellation(stack)
         http("POST", f"{stack.stripe_url}/_sandbox/clock/advance", {"seconds": 31 * DAY})
         step("a month passes: Ada's trial converts, renewals are billed and paid, Linus's plan ends")
         flushed = wait(stack, "delivering the month")
+        mismatches += dunning(stack)
         recovered = lost_webhook(stack, client, customers["u-grace"])
         delivered = stack.sandbox.delivered if stack.sandbox else 0
         print()
@@ -298,7 +385,6 @@ def main() -> int:
             f"{'external_id':<12} {'matched':<7} {'mrr':>8} {'trialing':<8} {'renews':<10} {'churned':<7} "
             f"{'deleted':<7} {'total_paid':>10}  plans"
         )
-        mismatches: list[str] = []
         for external_id, customer_id in customers.items():
             status, record = stack.admin("GET", f"/tenants/{TENANT}/customers/{external_id}")
             record = record if status == 200 else None

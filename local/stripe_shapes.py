@@ -445,6 +445,83 @@ def charge(
     return ch
 
 
+def payment_method(
+    customer_id: str | None,
+    *,
+    exp_month: int = 12,
+    exp_year: int = 2030,
+    card: bool = True,
+    id: str | None = None,
+) -> dict[str, Any]:
+    """A payment method attached to ``customer_id`` (a card unless ``card`` is false: a SEPA debit)."""
+    return {
+        "id": id or new_id("pm"),
+        "object": "payment_method",
+        "type": "card" if card else "sepa_debit",
+        "customer": customer_id,
+        "card": {"brand": "visa", "last4": "4242", "exp_month": exp_month, "exp_year": exp_year}
+        if card
+        else None,
+        "created": 1_700_000_000,
+        "livemode": False,
+        "metadata": {},
+    }
+
+
+def schedule_phase(
+    the_price: dict[str, Any] | str, start: int, end: int, *, quantity: int = 1, currency: str = "usd"
+) -> dict[str, Any]:
+    """A schedule phase of one item: its price as an id (as webhooks send it) or expanded."""
+    price_id = the_price if isinstance(the_price, str) else the_price["id"]
+    return {
+        "start_date": start,
+        "end_date": end,
+        "currency": currency,
+        "items": [
+            {"price": the_price, "plan": price_id, "quantity": quantity, "metadata": {}, "discounts": []}
+        ],
+        "discounts": [],
+        "metadata": {},
+        "trial_end": None,
+    }
+
+
+def subscription_schedule(
+    customer_id: str,
+    phases: list[dict[str, Any]],
+    *,
+    status: str = "active",
+    subscription: str | None = None,
+    current: int | None = 0,
+    id: str | None = None,
+) -> dict[str, Any]:
+    """A schedule in ``status``; an active one is in its phase number ``current``."""
+    live = status == "active" and current is not None
+    return {
+        "id": id or new_id("sub_sched"),
+        "object": "subscription_schedule",
+        "customer": customer_id,
+        "status": status,
+        "subscription": subscription,
+        "current_phase": {
+            "start_date": phases[current]["start_date"],
+            "end_date": phases[current]["end_date"],
+        }
+        if live and current is not None
+        else None,
+        "phases": phases,
+        "end_behavior": "release",
+        "created": phases[0]["start_date"],
+        "canceled_at": None,
+        "completed_at": None,
+        "released_at": None,
+        "released_subscription": None,
+        "livemode": False,
+        "metadata": {},
+        "test_clock": None,
+    }
+
+
 def event(
     event_type: str,
     obj: dict[str, Any],

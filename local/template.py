@@ -101,10 +101,14 @@ def _evaluate(expression: Any) -> Any:
             return all(_evaluate(item) for item in arg)
         if fn == "Fn::Or":
             return any(_evaluate(item) for item in arg)
-        if fn == "Condition":
+        if fn in ("Condition", "Fn::Condition"):  # as written, and as the YAML loader reads `!Condition`
             return condition(arg)
         raise ValueError(f"condition function {fn} is not evaluated locally")
     return expression
+
+
+# What CloudFormation makes of ``Ref: AWS::NoValue``: the property or list item is left out.
+_NO_VALUE = object()
 
 
 def _resolve(value: Any, names: LocalNames) -> Any:
@@ -121,6 +125,8 @@ def _resolve(value: Any, names: LocalNames) -> Any:
             name, when_true, when_false = arg
             return _resolve(when_true if condition(name) else when_false, names)
         if fn == "Ref":
+            if arg == "AWS::NoValue":
+                return _NO_VALUE
             if arg in params:
                 return params[arg]
             if arg in pseudo:
@@ -165,9 +171,10 @@ def _resolve(value: Any, names: LocalNames) -> Any:
                 )
                 return f"arn:aws:{service}:{names.region}:{ACCOUNT_ID}:{suffix}"
     if isinstance(value, dict):
-        return {k: _resolve(v, names) for k, v in value.items()}
+        resolved = {k: _resolve(v, names) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v is not _NO_VALUE}
     if isinstance(value, list):
-        return [_resolve(v, names) for v in value]
+        return [v for v in (_resolve(v, names) for v in value) if v is not _NO_VALUE]
     return value
 
 

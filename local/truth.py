@@ -4,6 +4,7 @@ Stripe CLI's fixtures use)."""
 
 from __future__ import annotations
 
+import calendar
 from typing import Any
 
 import stripe
@@ -70,3 +71,103 @@ def given_back(client: stripe.StripeClient, customer_id: str, paid: list[Any]) -
         if note.status != "void" and note.invoice in paid_ids:
             refunded += note.post_payment_amount - sum(r.amount_refunded for r in note.refunds)
     return refunded
+
+
+# The risk signals revsync derives from failed invoices, schedules and the default card (the part of
+# revsync.domain.risk they read), worked out here from Stripe's objects and events alone.
+FAILURE_EVENTS = (
+    "invoice.payment_failed",
+    "invoice.payment_action_required",
+    "invoice.updated",
+    "invoice.voided",
+    "invoice.marked_uncollectible",
+)
+RENEWING = ("active", "past_due", "trialing")
+
+
+def expected_risk(client: stripe.StripeClient, customer_id: str, now: int) -> dict[str, Any]:
+    customer = client.v1.customers.retrieve(customer_id)
+    subscriptions = list(
+        client.v1.subscriptions.list(
+            params={"customer": customer_id, "status": "all", "limit": 100}
+        ).auto_paging_iter()
+    )
+    failed = [
+        i
+        for i in client.v1.invoices.list(
+            params={"customer": customer_id, "status": "open", "limit": 100}
+        ).auto_paging_iter()
+        if i.attempt_count > 0
+    ]
+    change = _scheduled_change(client, customer_id, subscriptions, now)
+    return {
+        "in_dunning": bool(failed)
+        or bool(getattr(customer, "delinquent", False))
+        or any(s.status in ("past_due", "unpaid") for s in subscriptions),
+        "failed_payment_attempts": sum(i.attempt_count for i in failed),
+        "last_payment_failed_at": max((_failure_seen(client, i) for i in failed), default=None),
+        "amount_due": sum(i.amount_remaining for i in failed),
+        "scheduled_change_at": change[0] if change else None,
+        "scheduled_mrr": change[1] if change else None,
+        "card_expires_at": _card_expiry(client, customer, subscriptions),
+    }
+
+
+def _failure_seen(client: stripe.StripeClient, invoice: Any) -> int:
+    """When the latest attempt's failure was first seen: the earliest event showing that attempt."""
+    events = client.v1.events.list(params={"types": list(FAILURE_EVENTS), "limit": 100}).auto_paging_iter()
+    return min(
+        e.created
+        for e in events
+        if e.data.object["id"] == invoice.id and e.data.object["attempt_count"] == invoice.attempt_count
+    )
+
+
+def _scheduled_change(
+    client: stripe.StripeClient, customer_id: str, subscriptions: list[Any], now: int
+) -> tuple[int, int] | None:
+    live = {s.id for s in subscriptions if s.status in LIVE}
+    changes = []
+    schedules: Any = client.v1.subscription_schedules.list(params={"customer": customer_id})
+    for schedule in schedules.auto_paging_iter():
+        phase: Any
+        if schedule.status == "not_started":
+            phase = schedule.phases[0]
+        elif schedule.status == "active" and (not schedule.subscription or schedule.subscription in live):
+            phase = next(
+                (p for p in schedule.phases if p.start_date == schedule.current_phase.end_date), None
+            )
+        else:
+            phase = None
+        if phase is None or phase.start_date <= now:
+            continue
+        mrr = 0.0
+        for item in phase["items"]:
+            price: Any = client.v1.prices.retrieve(str(item["price"]))
+            recurring = price.recurring
+            mrr += (
+                price.unit_amount
+                * (item.quantity or 1)
+                / (MONTHS[recurring.interval] * recurring.interval_count)
+            )
+        changes.append((phase.start_date, int(mrr + 0.5)))
+    return min(changes, default=None)
+
+
+def _card_expiry(client: stripe.StripeClient, customer: Any, subscriptions: list[Any]) -> int | None:
+    """The end of the default card's expiry month, when it comes at or before the next renewal."""
+    settings = None if getattr(customer, "deleted", False) else customer.invoice_settings
+    default = settings.default_payment_method if settings else None
+    if not default:
+        return None
+    method = client.v1.payment_methods.retrieve(str(default))
+    if method.customer != customer.id or method.card is None:
+        return None
+    renewals = [
+        min(item.current_period_end for item in s["items"].data)
+        for s in subscriptions
+        if s.status in RENEWING and not s.cancel_at_period_end and not s.cancel_at
+    ]
+    month, year = method.card.exp_month, method.card.exp_year
+    expires = calendar.timegm((year + month // 12, month % 12 + 1, 1, 0, 0, 0))
+    return expires if renewals and expires <= min(renewals) else None

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import stripe
+from revsync.domain import at_risk
 from revsync.domain.backfill import Run, Segment
 from revsync.domain.changes import RECORD_CHANGED, RISK_CHANGED
 from revsync.domain.events import Envelope, ParkedEvent, message_group
 from revsync.domain.history import Contribution, Timeline, TimelineStart, revenue_totals
 from revsync.domain.history_archive import HistoryChunk, whole_timeline
-from revsync.domain.reconcile import CatchUpJob, EventsState, PendingWindow, RunEnd
+from revsync.domain.reconcile import EventsState, PendingWindow, QueuedJob, RunEnd
 from revsync.domain.record import CustomerRecord
 from revsync.domain.rollup import Group, Piece, PieceChange, Position, RevenuePeriods
 from revsync.domain.snapshots import (
@@ -20,13 +22,9 @@ from revsync.domain.snapshots import (
     InvoiceLine,
     Snapshot,
     SubscriptionItem,
-    parse_charge,
     parse_coupon,
-    parse_credit_note,
-    parse_customer,
-    parse_invoice,
     parse_invoice_lines,
-    parse_subscription,
+    parse_object,
     parse_subscription_item,
     unresolved_coupon_ids,
     with_all_items,
@@ -34,12 +32,15 @@ from revsync.domain.snapshots import (
 )
 from revsync.domain.state import CustomerObjects
 from revsync.domain.stored_state import ConcurrentUpdate, StateWrite, StoredCustomer
-from revsync.domain.tenancy import SealedSecrets, Tenant, TenantRoute
+from revsync.domain.tenancy import Recompute, SealedSecrets, Tenant, TenantRoute
 from revsync.errors import CursorRejected
 from revsync.infra.queue import QueueError
 from revsync.infra.secrets import API_KEY, WEBHOOK_SECRET, SealedSecretError
 from revsync.store.customer_state import kept_invoice
+from revsync.store.tenants import ConfigChanged
 from revsync.stripe_api.client import KeyCheck, OAuthGrant, StripeAccessError, authorize_url
+
+from tests.conftest import FROZEN_NOW
 
 
 @dataclass
@@ -72,24 +73,34 @@ class FakeStripe:
         if raw is None:
             return None
         assert raw["object"] == kind
-        parsed: Snapshot
-        if kind == "customer":
-            parsed = parse_customer(raw)
-        elif kind == "subscription":
-            parsed = parse_subscription(raw)
-        elif kind == "credit_note":
-            parsed = parse_credit_note(raw)
-        elif kind == "charge":
-            charge = parse_charge(raw)
-            if charge is None:
-                return None
-            parsed = charge
-        else:
-            parsed = parse_invoice(raw)
+        found = parse_object(self._expanded(raw))
+        if found is None:
+            return None
+        parsed: Snapshot = found
         if parsed["object"] == "subscription" and parsed.get("items_complete") is False:
             parsed = with_all_items(parsed, self.subscription_items(tenant, object_id))
         missing = unresolved_coupon_ids(parsed)
         return with_coupons(parsed, self.coupons(tenant, missing)) if missing else parsed
+
+    def _expanded(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """What the adapter's read expands (stripe_api.client.FETCHED): a customer's default payment
+        method, a schedule's phases' prices."""
+        if raw["object"] == "customer":
+            settings = raw.get("invoice_settings") or {}
+            default = self.objects.get(settings.get("default_payment_method") or "")
+            if default is not None:
+                return {**raw, "invoice_settings": {**settings, "default_payment_method": default}}
+        if raw["object"] == "subscription_schedule":
+            phases = [
+                {**p, "items": [{**i, "price": self._object(i["price"])} for i in p["items"]]}
+                for p in raw["phases"]
+            ]
+            return {**raw, "phases": phases}
+        return raw
+
+    def _object(self, value: Any) -> Any:
+        """An expandable field read expanded: the object an id names (else the value as it is)."""
+        return self.objects.get(value, value) if isinstance(value, str) else value
 
     def list_events(
         self, tenant: Tenant, *, created_gte: int, types: tuple[str, ...], starting_after: str | None
@@ -157,6 +168,25 @@ class FakeTenants:
     def save(self, tenant: Tenant, now: int) -> None:
         self.tenants[tenant.tenant_id] = tenant
 
+    def change_policy(self, tenant: Tenant, now: int) -> None:
+        stored = self.tenants.get(tenant.tenant_id)
+        if stored is None or stored.config_version != tenant.config_version - 1:
+            raise ConfigChanged(tenant.tenant_id)
+        recompute = tenant.recompute or stored.recompute
+        self.tenants[tenant.tenant_id] = replace(
+            stored, policy=tenant.policy, config_version=tenant.config_version, recompute=recompute
+        )
+
+    def advance_recompute(self, tenant_id: str, at: Recompute, to: Recompute) -> bool:
+        stored = self.tenants.get(tenant_id)
+        kept = stored.recompute if stored is not None else None
+        if stored is None or kept is None or kept.finished_at is not None:
+            return False
+        if (kept.config_version, kept.cursor) != (at.config_version, at.cursor):
+            return False
+        self.tenants[tenant_id] = replace(stored, recompute=to)
+        return True
+
 
 @dataclass
 class FakeFeed:
@@ -190,6 +220,9 @@ class FakeCustomers:
     reads: int = 0
     # The sync table's stream as the rollup reads it: one record per state write.
     stream: list[PieceChange] = field(default_factory=list)
+    # Each record's sparse risk attributes (store.records), and the clock dating an undated dunning.
+    risk_keys: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+    clock: Callable[[], float] = lambda: FROZEN_NOW
 
     def load(self, tenant_id: str, customer_id: str) -> StoredCustomer:
         self.reads += 1
@@ -295,7 +328,41 @@ class FakeCustomers:
         record = self.records.get((tenant_id, external_id))
         if record is None:
             return None
-        return {k: v for k, v in record.items() if k != "revsync_version"}
+        # A record derived without risk signals reads as the store keeps it: ``risk`` null.
+        return {"risk": None, **{k: v for k, v in record.items() if k != "revsync_version"}}
+
+    def at_risk(
+        self, tenant_id: str, kind: at_risk.RiskKind, after: at_risk.Position | None, limit: int
+    ) -> tuple[list[dict[str, Any]], at_risk.Position | None]:
+        self.reads += 1
+        listed = sorted(
+            (
+                at_risk.at_risk_entry(kind, {**self.records[key], **keys})
+                for key, keys in self.risk_keys.items()
+                if key[0] == tenant_id and kind.since in keys
+            ),
+            key=lambda entry: (entry["since"], entry["external_id"]),
+            reverse=True,
+        )
+        if after is not None:
+            listed = [e for e in listed if (e["since"], e["external_id"]) < tuple(after)]
+        if len(listed) <= limit:
+            return listed, None
+        last = listed[limit - 1]
+        return listed[:limit], at_risk.Position(last["since"], last["external_id"])
+
+    def _list_risks(self, key: tuple[str, str], risk: Any) -> None:
+        """The sparse attributes as store.records writes them (an undated dunning keeps its date)."""
+        before = self.risk_keys.pop(key, {})
+        keys: dict[str, int] = {}
+        for name, value in at_risk.risk_attributes(risk).items():
+            if isinstance(value, at_risk.Undated):
+                fallback = int(self.clock()) if value.fallback is None else value.fallback
+                keys[name] = before.get(name, fallback)
+            elif value is not None:
+                keys[name] = value
+        if keys:
+            self.risk_keys[key] = keys
 
     def project(
         self, record: CustomerRecord, version: int, previous_external_id: str | None, *, repair: bool
@@ -308,10 +375,12 @@ class FakeCustomers:
                 return False
         self.writes += 1
         self.records[key] = {**record, "revsync_version": version}
+        self._list_risks(key, cast(dict[str, Any], record).get("risk"))
         if previous_external_id and previous_external_id != record["external_id"]:
             old = self.records.get((record["tenant_id"], previous_external_id))
             if old and old["stripe_customer_id"] == record["stripe_customer_id"]:
                 del self.records[(record["tenant_id"], previous_external_id)]
+                self.risk_keys.pop((record["tenant_id"], previous_external_id), None)
                 self.writes += 1
         return True
 
@@ -509,17 +578,17 @@ class FakeCatchUpQueue:
     deduplication id within the group, as SQS does for a queue scoped ``messageGroup``."""
 
     period_seconds: int = 900
-    jobs: list[CatchUpJob] = field(default_factory=list)
+    jobs: list[QueuedJob] = field(default_factory=list)
     _seen: set[tuple[str, str]] = field(default_factory=set)
 
-    def send(self, jobs: list[CatchUpJob]) -> None:
+    def send(self, jobs: Sequence[QueuedJob]) -> None:
         for job in jobs:
             key = (job.tenant_id, job.deduplication_id(self.period_seconds))
             if key not in self._seen:
                 self._seen.add(key)
                 self.jobs.append(job)
 
-    def take(self) -> CatchUpJob | None:
+    def take(self) -> QueuedJob | None:
         return self.jobs.pop(0) if self.jobs else None
 
 

@@ -1,10 +1,12 @@
-"""The catch-up of missed events (revsync.services.reconcile). Wiring only.
+"""The catch-up of missed events (revsync.services.reconcile) and a policy change's recompute
+(revsync.services.policy), jobs of the catch-up queue (revsync.services.jobs). Wiring only.
 
 EventBridge Scheduler sends ``{"action": "queue_catch_ups"}`` every ReconcileMinutes: one job per
-connected tenant goes on the catch-up queue. The queue's event source mapping hands this function
-one job per invocation (BatchSize 1; at most ReconcileConcurrency at once); a job that keeps
-failing goes to the catch-up dead-letter queue, and its tenant's next period's job goes on from
-where it stopped.
+connected tenant goes on the catch-up queue (its run also reviews the tenant's changes that come
+with time). The policy route queues a recompute there too. The queue's event source mapping hands
+this function one job per invocation (BatchSize 1; at most ReconcileConcurrency at once); a job
+that keeps failing goes to the catch-up dead-letter queue, and its tenant's next period's job goes
+on from where it stopped.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from revsync.bootstrap import reconciler as bootstrap
-from revsync.domain.reconcile import catch_up_job
+from revsync.domain.reconcile import queued_job
 from revsync.errors import InvalidInput
-from revsync.services import reconcile
+from revsync.services import jobs, policy, reconcile
 
 logger = Logger()
 metrics = Metrics()
@@ -35,18 +37,23 @@ def _ports() -> reconcile.ReconcilePorts:
     )
 
 
+def _policy_ports() -> policy.PolicyPorts:
+    return policy.PolicyPorts(deps.tenants, deps.customers, deps.rederive, deps.changes, deps.clock)
+
+
 def _run_jobs(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     reports = {}
     try:
         for record in event["Records"]:
-            job = catch_up_job(record["body"])
+            job = queued_job(record["body"])
             out_of_time = reconcile.out_of_time_after(
                 context.get_remaining_time_in_millis(), SAFETY_MARGIN_SECONDS, deps.monotonic
             )
-            report = reconcile.run_job(job, _ports(), deps.queue, out_of_time)
-            reports[job.tenant_id] = report.as_dict()
-            logger.info("caught up", tenant_id=job.tenant_id, reason=job.reason, **report.as_dict())
-            metrics.add_metric(name="EventsRecovered", unit=MetricUnit.Count, value=report.recovered)
+            report = jobs.run(job, _ports(), _policy_ports(), deps.queue, out_of_time)
+            reports[job.tenant_id] = report
+            logger.info("job run", tenant_id=job.tenant_id, reason=job.reason, **report)
+            if "recovered" in report:
+                metrics.add_metric(name="EventsRecovered", unit=MetricUnit.Count, value=report["recovered"])
     finally:
         deps.changes.flush()
     return {"reconciled": reports}
@@ -59,7 +66,17 @@ def _queue_catch_ups(event: dict[str, Any], context: LambdaContext) -> dict[str,
     return result
 
 
-ACTIONS = {"queue_catch_ups": _queue_catch_ups}
+def _recompute(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """An operator's ``{"action": "recompute", "tenant_id": ...}``: recompute every customer of the
+    tenant under the policy in force (docs/operations.md)."""
+    status = policy.recompute_again(
+        str(event.get("tenant_id")), tenants=deps.tenants, queue=deps.queue, now=int(deps.clock())
+    )
+    logger.info("recompute queued", tenant_id=event.get("tenant_id"), **status["recompute"])
+    return status
+
+
+ACTIONS = {"queue_catch_ups": _queue_catch_ups, "recompute": _recompute}
 
 
 @metrics.log_metrics

@@ -19,7 +19,7 @@ from revsync import http_errors
 from revsync.bootstrap import tenant_api as bootstrap
 from revsync.domain import access
 from revsync.errors import NotFound, RevsyncError
-from revsync.services import connect, reconcile, revenue
+from revsync.services import connect, policy, reconcile, revenue, risks
 from revsync.services import settings_page as settings_page_view
 from revsync.services import tenants as service
 from revsync.stripe_api.client import StripeUnavailable
@@ -110,6 +110,19 @@ def put_config(tenant_id: str) -> Response[str]:
         claims=deps.claims,
         starter=deps.starter,
         now=_now(),
+    )
+    return _json(200, document)
+
+
+@app.get("/tenants/<tenant_id>/stripe/policy")
+def get_policy(tenant_id: str) -> Response[str]:
+    return _json(200, policy.policy_document(tenant_id, tenants=deps.tenants))
+
+
+@app.put("/tenants/<tenant_id>/stripe/policy")
+def put_policy(tenant_id: str) -> Response[str]:
+    document = policy.save_policy(
+        tenant_id, _json_body(), tenants=deps.tenants, queue=deps.catch_ups, now=_now()
     )
     return _json(200, document)
 
@@ -210,6 +223,7 @@ def settings_page(tenant_id: str) -> Response[str]:
         events=deps.events,
         stripe=deps.stripe,
         revenue=revenue.revenue(tenant_id, {}, totals=deps.revenue, now=_now()),
+        risks=risks.settings_list(tenant_id, reader=deps.risks, cursor_key=deps.platform.state_signing_key),
     )
     return Response(status_code=200, content_type="text/html; charset=utf-8", body=body)
 
@@ -260,6 +274,13 @@ def get_customer_history(tenant_id: str, external_id: str) -> Response[str]:
 def get_revenue(tenant_id: str) -> Response[str]:
     query = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if isinstance(v, str)}
     return _json(200, revenue.revenue(tenant_id, query, totals=deps.revenue, now=_now()))
+
+
+@app.get("/tenants/<tenant_id>/risks")
+def get_risks(tenant_id: str) -> Response[str]:
+    query = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if isinstance(v, str)}
+    document = risks.at_risk(tenant_id, query, reader=deps.risks, cursor_key=deps.platform.state_signing_key)
+    return _json(200, document)
 
 
 @logger.inject_lambda_context

@@ -20,6 +20,7 @@ from revsync.domain.signature import sign_header
 
 from local.stripe_sandbox.core import Account, Delivery, Obj, Sandbox, StripeError
 from local.stripe_sandbox.forms import as_bool
+from local.stripe_sandbox.rest import collection
 from local.stripe_sandbox.shapes import API_VERSION, public
 
 MAX_DELIVERY_ATTEMPTS = 6
@@ -55,6 +56,23 @@ def retrieve_event(sb: Sandbox, account: Account, params: Obj, event_id: str) ->
     if event is None:
         raise StripeError(404, f"No such event: '{event_id}'", code="resource_missing")
     return event
+
+
+# ``GET /v1/events``' ``types[]``: "an array of up to 20 strings" (the SDK's EventListParams).
+MAX_TYPES = 20
+
+
+def list_events(sb: Sandbox, account: Account, params: Obj) -> list[Obj]:
+    """``GET /v1/events``: the account's events, filtered (``matches``); ``type`` and ``types`` are
+    refused together, and ``types`` of more than 20."""
+    types = params.get("types")
+    if types is not None and params.get("type"):
+        raise StripeError(400, "You may pass either type or types, but not both.", param="types")
+    if isinstance(types, list) and len(types) > MAX_TYPES:
+        raise StripeError(
+            400, f"types: an array of up to {MAX_TYPES} event types ({len(types)} given).", param="types"
+        )
+    return collection("event", matches, lambda sb, a: list(a.events))(sb, account, params)  # type: ignore[return-value]
 
 
 def matches(event: Obj, params: Obj) -> bool:

@@ -235,6 +235,68 @@ def detach(sb: Sandbox, account: Account, params: Obj, payment_method_id: str) -
     return payment_method
 
 
+def update(sb: Sandbox, account: Account, params: Obj, payment_method_id: str) -> Obj:
+    """``POST /v1/payment_methods/{id}``: a card's expiry (``card[exp_month]``, ``card[exp_year]``)
+    and metadata, on a payment method attached to a customer (Stripe refuses the others)."""
+    payment_method = sb.get(account, "payment_method", payment_method_id)
+    if payment_method["customer"] is None:
+        raise StripeError(
+            400,
+            "You must save this PaymentMethod to a customer before you can update it.",
+            code="payment_method_unexpected_state",
+        )
+    previous: Obj = {}
+    card_params = params.get("card") or {}
+    expiry = _expiry(card_params, payment_method["card"])
+    if expiry != (payment_method["card"]["exp_month"], payment_method["card"]["exp_year"]):
+        previous["card"] = _old_expiry(payment_method["card"])
+        payment_method["card"].update(exp_month=expiry[0], exp_year=expiry[1])
+    if "metadata" in params:
+        merged = {**payment_method["metadata"], **(params["metadata"] or {})}
+        metadata = {k: v for k, v in merged.items() if v not in ("", None)}
+        if metadata != payment_method["metadata"]:
+            previous["metadata"] = dict(payment_method["metadata"])
+            payment_method["metadata"] = metadata
+    if previous:
+        emit(sb, account, "payment_method.updated", payment_method, previous)
+    return payment_method
+
+
+def _old_expiry(card: Obj) -> Obj:
+    return {"exp_month": card["exp_month"], "exp_year": card["exp_year"]}
+
+
+def _expiry(card_params: Obj, card: Obj) -> tuple[int, int]:
+    month = int(card_params.get("exp_month") or card["exp_month"])
+    year = int(card_params.get("exp_year") or card["exp_year"])
+    if not 1 <= month <= 12:
+        raise StripeError(
+            400,
+            "Your card's expiration month is invalid.",
+            code="invalid_expiry_month",
+            param="card[exp_month]",
+        )
+    if year < 100:
+        year += 2000  # Stripe takes two digits too
+    return month, year
+
+
+def automatically_update(
+    sb: Sandbox, account: Account, payment_method_id: str, exp_month: int, exp_year: int
+) -> Obj:
+    """The card network's updater renewed a saved card (Stripe's card account updater): its new
+    expiry, announced by ``payment_method.automatically_updated``. No API call does this on Stripe;
+    the sandbox's control route ``/_sandbox/payment_methods/{id}/card_updated`` stands for it."""
+    payment_method = sb.get(account, "payment_method", payment_method_id)
+    if payment_method["type"] != "card" or payment_method["customer"] is None:
+        raise StripeError(400, "Only a card saved to a customer is updated by its network.")
+    previous = {"card": _old_expiry(payment_method["card"])}
+    month, year = _expiry({"exp_month": exp_month, "exp_year": exp_year}, payment_method["card"])
+    payment_method["card"].update(exp_month=month, exp_year=year)
+    emit(sb, account, "payment_method.automatically_updated", payment_method, previous)
+    return payment_method
+
+
 def matches(payment_method: Obj, params: Obj) -> bool:
     """``GET /v1/payment_methods``'s filters: ``customer``, ``type``."""
     if params.get("customer") and payment_method["customer"] != params["customer"]:

@@ -26,6 +26,7 @@ from local.stripe_sandbox import (
     payments,
     quotes,
     schedules,
+    setup_intents,
     subscriptions,
 )
 from local.stripe_sandbox.rest import Handler, collection, retrieve
@@ -249,8 +250,16 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("POST", "/v1/payment_methods", payment_methods.create, _p("type", "card", "metadata", base=EXPAND)),
     Route("GET", "/v1/payment_methods/{id}", payment_methods.retrieve, EXPAND),
+    Route("POST", "/v1/payment_methods/{id}", payment_methods.update, _p("card", "metadata", base=EXPAND)),
     Route("POST", "/v1/payment_methods/{id}/attach", payment_methods.attach, _p("customer", base=EXPAND)),
     Route("POST", "/v1/payment_methods/{id}/detach", payment_methods.detach, EXPAND),
+    Route(
+        "POST",
+        "/v1/setup_intents",
+        setup_intents.create,
+        _p("customer", "payment_method", "confirm", "description", "usage", "metadata", base=EXPAND),
+    ),
+    Route("GET", "/v1/setup_intents/{id}", setup_intents.retrieve, EXPAND),
     # --- subscriptions and their schedules ---
     Route(
         "GET",
@@ -512,7 +521,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "GET",
         "/v1/events",
-        collection("event", events.matches, lambda sb, a: list(a.events)),
+        events.list_events,
         _p("type", "types", base=LIST),
     ),
     Route("GET", "/v1/events/{id}", events.retrieve_event, EXPAND),

@@ -23,7 +23,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from local.stripe_sandbox import clocks, connect, customers, discounts
+from local.stripe_sandbox import clocks, connect, customers, discounts, payment_methods
 from local.stripe_sandbox.core import Account, OAuthError, Sandbox, StripeError
 from local.stripe_sandbox.events import Deliverer
 from local.stripe_sandbox.forms import decode
@@ -40,6 +40,7 @@ _CONTROL = {
     "/_sandbox/config": "config",
     "/_sandbox/customers/<oid>/payment_failure": "payment_failure",
     "/_sandbox/customers/<oid>/discount": "customer_coupon",
+    "/_sandbox/payment_methods/<oid>/card_updated": "card_updated",
     "/_sandbox/stats": "stats",
     "/_sandbox/seed": "seed",
     "/_sandbox/flush": "flush",
@@ -283,6 +284,17 @@ class SandboxApp:
             customer = self.sandbox.get(account, "customer", oid)
             discounts.set_customer_coupon(self.sandbox, account, customer, str(body.get("coupon")))
         return _json(customer)
+
+    def control_card_updated(self, request: Request, oid: str) -> Response:
+        """The card network renewed a saved card: ``{"exp_month", "exp_year"}``, as Stripe's card
+        account updater does (``payment_method.automatically_updated``); no Stripe API call does it."""
+        body = request.get_json(silent=True) or _params(request)
+        with self.sandbox.lock:
+            account = self.sandbox.resolve(_api_key(request), request.headers.get("Stripe-Account"))
+            updated = payment_methods.automatically_update(
+                self.sandbox, account, oid, int(body.get("exp_month", 0)), int(body.get("exp_year", 0))
+            )
+        return _json(public(updated))
 
     def control_seed(self, request: Request) -> Response:
         body = request.get_json(silent=True) or {}

@@ -48,6 +48,7 @@ RESOURCES: dict[str, type[StripeObject]] = {
     "product": stripe.Product,
     "quote": stripe.Quote,
     "refund": stripe.Refund,
+    "setup_intent": stripe.SetupIntent,
     "subscription": stripe.Subscription,
     "subscription_item": stripe.SubscriptionItem,
     "subscription_schedule": stripe.SubscriptionSchedule,

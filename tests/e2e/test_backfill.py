@@ -12,6 +12,7 @@ import pytest
 import stripe
 from revsync.domain.backfill import START_EVENTS, round_events
 from revsync.infra import aws
+from revsync.store.customers import CustomerStore
 
 from local.http import http
 from local.stack import LocalStack
@@ -134,7 +135,8 @@ def test_mixed_states_import_to_exactly_the_records_the_rules_give(stack: LocalS
     backfill = configure_and_wait(stack, "bf-mixed")
 
     assert backfill["state"] == "succeeded", backfill
-    assert backfill["counts"] == {"customers": 7, "subscriptions": 9, "invoices": 7, **NO_REFUNDS}, backfill
+    # Invoices of every status: seven paid, and the past-due customer's, whose payment failed.
+    assert backfill["counts"] == {"customers": 7, "subscriptions": 9, "invoices": 8, **NO_REFUNDS}, backfill
     for name, customer_id in ids.items():
         external_id = f"u-{name}" if name not in ("no-trait", "deleted") else f"stripe:{customer_id}"
         status, record = stack.admin("GET", f"/tenants/bf-mixed/customers/{external_id}")
@@ -143,6 +145,9 @@ def test_mixed_states_import_to_exactly_the_records_the_rules_give(stack: LocalS
         assert {k: record[k] for k in want} == want, name
     past_due = stack.admin("GET", "/tenants/bf-mixed/customers/u-past-due")[1]
     assert past_due["mrr"] == 10000  # past_due still counts
+    # Its failed payment imported for risk signals, as a webhook would have brought it.
+    failed = CustomerStore().load("bf-mixed", ids["past-due"]).objects.failed_invoices
+    assert [(f["status"], f["attempt_count"]) for f in failed.values()] == [("open", 1)]
     deleted = stack.admin("GET", f"/tenants/bf-mixed/customers/stripe:{ids['deleted']}")[1]
     assert (deleted["deleted_in_stripe"], deleted["matched"], deleted["mrr"]) == (True, False, 0)
 

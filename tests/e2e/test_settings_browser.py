@@ -11,9 +11,11 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 import stripe
 
+from local.environment import REGION
 from local.http import http
 from local.stack import LocalStack
 from tests.e2e.conftest import free_ports
@@ -141,6 +143,26 @@ def test_connect_pick_a_trait_and_watch_the_import(
     record = stack.admin("GET", "/tenants/web/customers/ws-1")
     assert record[0] == 200
     assert record[1]["mrr"] == 4000
+
+    # Beside the chart, the customers at risk: none in dunning; choosing another kind asks the risks
+    # route with the page's token. Two scheduled cancellations, as the record projection lists them
+    # (the attributes keying the customers table's cancel_scheduled index).
+    assert "No customers of this kind." in browser.find_element(By.ID, "risk-empty").text
+    assert stack.names is not None
+    dynamodb = boto3.client("dynamodb", region_name=REGION, endpoint_url=stack.aws_url)
+    for external_id, at, mrr in (("ws-0", 1_767_225_600, 4000), ("ws-2", 1_769_904_000, 2500)):
+        dynamodb.update_item(
+            TableName=stack.names.physical_name("CustomersTable"),
+            Key={"tenant_id": {"S": "web"}, "external_id": {"S": external_id}},
+            UpdateExpression="SET cancel_scheduled_at = :at, mrr_at_risk = :mrr",
+            ExpressionAttributeValues={":at": {"N": str(at)}, ":mrr": {"N": str(mrr)}},
+        )
+    Select(browser.find_element(By.ID, "risk-kind")).select_by_value("cancel_scheduled")
+    wait.until(lambda _: len(browser.find_elements(By.CSS_SELECTOR, "#risk-rows tr")) == 2)
+    rows = [row.text for row in browser.find_elements(By.CSS_SELECTOR, "#risk-rows tr")]
+    assert rows == ["ws-2 25.00 USD 2026-02-01", "ws-0 40.00 USD 2026-01-01"]  # newest first
+    assert not browser.find_element(By.ID, "risk-empty").is_displayed()
+    assert not browser.find_element(By.ID, "risk-more").is_displayed()
 
     # The same login cannot open another tenant's settings.
     browser.get(f"{stack.api_url}/settings?tenant=someone-else")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,11 +23,13 @@ from typing import Any, NamedTuple
 
 import pytest
 import stripe
+from revsync.domain.risk import derive_risk
+from revsync.store.customers import CustomerStore
 
 from local.http import http
 from local.stack import LocalStack
 from local.stripe_sandbox.server import SandboxApp, serve
-from local.truth import expected_record
+from local.truth import expected_record, expected_risk
 from tests.e2e.conftest import free_port
 from tests.e2e.test_backfill import wait_backfill
 from tests.e2e.test_local_stack import connect_tenant
@@ -170,6 +173,20 @@ TRIGGERS.update(
             )
         ),
         "invoice.sent": Expected((*_DRAFT, "invoice.finalized", "invoice.sent")),
+        # A customer's cards: pm_card_visa attached, detached; saved by a setup intent, then edited.
+        "payment_method.attached": Expected(("customer.created", "payment_method.attached")),
+        "payment_method.detached": Expected(
+            ("customer.created", "payment_method.attached", "payment_method.detached")
+        ),
+        "payment_method.updated": Expected(
+            (
+                "customer.created",
+                "setup_intent.created",
+                "payment_method.attached",
+                "setup_intent.succeeded",
+                "payment_method.updated",
+            )
+        ),
         "invoice.updated": Expected((*_DRAFT, "invoice.updated")),
         "invoice.voided": Expected((*_DRAFT, "invoice.finalized", "invoice.voided")),
         "invoiceitem.created": Expected(("customer.created", "invoiceitem.created")),
@@ -290,6 +307,7 @@ _RETRIEVE = {
     "payment_intent": "/v1/payment_intents/{id}",
     "charge": "/v1/charges/{id}",
     "refund": "/v1/refunds/{id}",
+    "setup_intent": "/v1/setup_intents/{id}",
     "credit_note": "/v1/credit_notes/{id}",
     "quote": "/v1/quotes/{id}",
     "subscription_schedule": "/v1/subscription_schedules/{id}",
@@ -468,6 +486,17 @@ def test_the_records_of_every_customer_the_triggers_made_equal_what_the_sandbox_
     ):
         run = cli(stack.stripe_url, key, *args)
         assert run.returncode == 0, run.output
+    # A saved card made to expire this month, before its customer's renewal (the CLI's resource command).
+    now = int(http("GET", f"{stack.stripe_url}/_sandbox/config")[1]["now"])
+    month = time.gmtime(now)
+    expiring = _card_of_a_renewing_customer(client)
+    run = cli(
+        stack.stripe_url,
+        key,
+        *("payment_methods", "update", expiring, "-d", f"card[exp_month]={month.tm_mon}"),
+        *("-d", f"card[exp_year]={month.tm_year}"),
+    )
+    assert run.returncode == 0, run.output
     assert http("POST", f"{stack.api_url}/_local/flush")[1]["flushed"] is True
 
     made = {
@@ -490,6 +519,34 @@ def test_the_records_of_every_customer_the_triggers_made_equal_what_the_sandbox_
     assert any(r["trialing"] for r in records)
     assert any(r["mrr"] > 0 for r in records)
     assert sum(r["total_refunded"] for r in records) == 500 + 300 + 200
+
+    # Their risk signals, as revsync keeps what they read (each customer's state, through the store),
+    # equal what the sandbox's objects and events imply (``local.truth.expected_risk``).
+    store, risks = CustomerStore(), {}
+    for customer_id in sorted(made):
+        record = stack.admin("GET", f"/tenants/e2e-cli/customers/{customer_id}")[1]
+        got = dict(derive_risk(store.load("e2e-cli", customer_id).objects, record["currency"], now))
+        want = expected_risk(client, customer_id, now)
+        if {k: got[k] for k in want} != want:
+            risks[customer_id] = ({k: got[k] for k in want}, want)
+    assert risks == {}
+    signals = [derive_risk(store.load("e2e-cli", c).objects, None, now) for c in made]
+    assert any(r["failed_payment_attempts"] > 0 and r["in_dunning"] for r in signals)  # payment_failed
+    assert any(r["scheduled_mrr"] for r in signals)  # subscription_schedule.updated: two seats next
+    assert any(r["card_expires_at"] for r in signals)  # the card edited above
+
+
+def _card_of_a_renewing_customer(client: stripe.StripeClient) -> str:
+    """The default card of a customer whose subscription renews (one a trigger subscribed)."""
+    for subscription in client.v1.subscriptions.list(
+        params={"status": "active", "limit": 100}
+    ).auto_paging_iter():
+        customer: Any = client.v1.customers.retrieve(str(subscription.customer))
+        settings = customer.invoice_settings
+        default = settings.default_payment_method if settings else None
+        if default and not subscription.cancel_at_period_end and not subscription.cancel_at:
+            return str(default)
+    raise AssertionError("no trigger made a renewing customer with a default card")
 
 
 def _paid_by(invoice: Any) -> str:

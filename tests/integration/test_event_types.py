@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 from revsync.domain.events import CONNECTION_EVENT_TYPES, HANDLED_EVENT_TYPES
+from revsync.domain.risk import derive_risk
 
 from local import stripe_shapes as S
 from local.inprocess import InProcessStack
 from tests.fakes import FakeStripe
-from tests.integration.conftest import PLATFORM_SECRET
+from tests.integration.conftest import PLATFORM_SECRET, DynamoCustomers
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +57,8 @@ def test_every_handled_type_reaches_the_record(
     assert record["trialing"] is True
     assert send("customer.subscription.updated", subscription("active"), T + 14 * DAY)["mrr"] == 3000
     assert send("customer.subscription.paused", subscription("paused"), T + 15 * DAY)["mrr"] == 0
-    assert send("customer.subscription.resumed", subscription("active"), T + 16 * DAY)["mrr"] == 3000
+    resumed = subscription("active")
+    assert send("customer.subscription.resumed", resumed, T + 16 * DAY)["mrr"] == 3000
 
     invoice = S.invoice(
         "cus_1",
@@ -85,6 +87,87 @@ def test_every_handled_type_reaches_the_record(
     charge = S.charge("cus_1", amount=3000, amount_refunded=300, payment_intent="pi_1", id="ch_1")
     assert send("charge.refunded", charge, T + 16 * DAY + 5)["total_refunded"] == 500  # the same 300
     assert send("credit_note.voided", {**credited, "status": "void"}, T + 16 * DAY + 6)["net_paid"] == 2700
+
+    # What risk signals read: kept in the customer's state (the record's risk map derives from it).
+    def risk() -> dict[str, Any]:
+        return dict(derive_risk(DynamoCustomers().load("acme", "cus_1").objects, "usd", T + 16 * DAY + 100))
+
+    failing = S.invoice("cus_1", "sub_1", status="open", amount_paid=3000, id="in_failing")
+    failing.update(attempt_count=1, attempted=True, next_payment_attempt=T + 20 * DAY)
+    send("invoice.payment_action_required", failing, T + 16 * DAY + 99)
+    send("invoice.payment_failed", failing, T + 16 * DAY + 100)
+    assert (risk()["failed_payment_attempts"], risk()["amount_due"]) == (1, 3000)
+    send("invoice.updated", {**failing, "attempt_count": 2}, T + 16 * DAY + 100 + 1)
+    assert (risk()["failed_payment_attempts"], risk()["last_payment_failed_at"]) == (
+        2,
+        T + 16 * DAY + 100 + 1,
+    )
+    send(
+        "invoice.marked_uncollectible",
+        {**failing, "attempt_count": 2, "status": "uncollectible"},
+        T + 16 * DAY + 100 + 2,
+    )
+    assert risk()["in_dunning"] is False
+    voided = {**failing, "id": "in_voided", "status": "void"}
+    send("invoice.payment_failed", {**voided, "status": "open"}, T + 16 * DAY + 100 + 3)
+    assert risk()["failed_payment_attempts"] == 1
+    send("invoice.voided", voided, T + 16 * DAY + 100 + 4)
+    assert risk()["failed_payment_attempts"] == 0
+
+    price_id = resumed["items"]["data"][0]["price"]["id"]  # known: no read from Stripe
+    phases = [
+        S.schedule_phase(price_id, T, T + 30 * DAY),
+        S.schedule_phase(price_id, T + 30 * DAY, T + 60 * DAY, quantity=3),
+    ]
+    schedule = S.subscription_schedule("cus_1", phases, subscription="sub_1", id="sub_sched_1")
+    send("subscription_schedule.created", schedule, T + 16 * DAY + 100 + 5)
+    assert (risk()["scheduled_change_at"], risk()["scheduled_mrr"]) == (T + 30 * DAY, 9000)
+    assert "sub_sched_1" not in stripe_fake.fetches  # its price was the subscription's: no read
+    send("subscription_schedule.updated", {**schedule, "metadata": {"k": "v"}}, T + 16 * DAY + 100 + 6)
+    for ending in ("released", "canceled", "completed", "aborted"):
+        status = "canceled" if ending == "aborted" else ending
+        send(
+            f"subscription_schedule.{ending}",
+            {**schedule, "status": status, "current_phase": None},
+            T + 16 * DAY + 100 + 7,
+        )
+        assert risk()["scheduled_change_at"] is None
+
+    card = S.payment_method("cus_1", exp_month=1, exp_year=2000, id="pm_1")
+    send(
+        "customer.updated",
+        {**customer, "name": "Ada L.", "invoice_settings": {"default_payment_method": "pm_1"}},
+        T + 16 * DAY + 100 + 8,
+    )
+    send("payment_method.attached", card, T + 16 * DAY + 100 + 9)
+    assert risk()["card_expires_at"] is not None  # expired long before the renewal
+    send(
+        "payment_method.updated",
+        {**card, "card": {**card["card"], "exp_year": 2001}},
+        T + 16 * DAY + 100 + 10,
+    )
+    send(
+        "payment_method.automatically_updated",
+        {**card, "card": {**card["card"], "exp_year": 2099}},
+        T + 16 * DAY + 100 + 11,
+    )
+    assert risk()["card_expires_at"] is None  # renewed by the card network: after the renewal
+    detached = {**card, "customer": None}
+    response = stack.post_webhook(
+        S.event(
+            "payment_method.detached",
+            detached,
+            created=T + 16 * DAY + 100 + 12,
+            account="acct_acme",
+            previous_attributes={"customer": "cus_1"},
+        ),
+        PLATFORM_SECRET,
+    )
+    assert response.status == 200
+    assert stack.drain().failed == 0
+    seen.add("payment_method.detached")
+    kept = DynamoCustomers().load("acme", "cus_1").objects.payment_methods["pm_1"]["snapshot"]
+    assert kept == {**kept, "object": "payment_method", "detached": True}
 
     coupon = S.coupon(percent_off=50, id="co_half")
     discount = {

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -14,7 +15,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pytest
 import stripe
 from botocore.exceptions import ClientError
-from revsync.domain.backfill import KINDS, Run, Segment, allowance, new_totals, plan
+from revsync.domain.at_risk import KINDS as RISK_KINDS
+from revsync.domain.backfill import Run, Segment, allowance, new_totals, plan
 from revsync.domain.events import (
     Envelope,
     Observation,
@@ -35,11 +37,12 @@ from revsync.domain.history import (
 )
 from revsync.domain.history_archive import HistoryChunk, HistoryUpdate, KeptHistory, history_after
 from revsync.domain.policy import DEFAULT_POLICY, RevenuePolicy
-from revsync.domain.reconcile import CatchUpJob, PendingWindow, RunEnd, catch_up_job
+from revsync.domain.reconcile import CatchUpJob, PendingWindow, QueuedJob, RecomputeJob, RunEnd, queued_job
 from revsync.domain.record import derive_record
+from revsync.domain.risk import NO_RISK, derive_risk
 from revsync.domain.rollup import WHOLE_RECORD, Group, Piece, Position, RevenuePeriods, RollupKey
 from revsync.domain.routing import TenantRoute
-from revsync.domain.state import CustomerObjects
+from revsync.domain.state import CustomerObjects, apply
 from revsync.domain.stored_state import (
     INLINE_INVOICES,
     INLINE_REFUNDS,
@@ -48,12 +51,13 @@ from revsync.domain.stored_state import (
     RefundBook,
     StateWrite,
 )
-from revsync.domain.tenancy import Connection, SealedSecrets, Tenant
+from revsync.domain.tenancy import Connection, Recompute, SealedSecrets, Tenant
 from revsync.errors import CursorRejected
 from revsync.infra.secrets import PlatformSecrets, SealedSecretError, WebhookSecretSource
 from revsync.services.receive import TenantDirectory
 from revsync.store.customer_state import kept_invoice
 from revsync.store.rollup import stream_batch
+from revsync.store.tenants import ConfigChanged
 from revsync.stripe_api.client import (
     SUBSCRIPTION_EXPANSIONS,
     KeyCheck,
@@ -105,7 +109,7 @@ def _fake_or_adapter(
 
 @pytest.fixture(params=["fake", "dynamodb"])
 def customers(request: pytest.FixtureRequest) -> Iterator[Any]:
-    yield from _fake_or_adapter(request, FakeCustomers, lambda _: DynamoCustomers())
+    yield from _fake_or_adapter(request, FakeCustomers, lambda _: DynamoCustomers(clock=lambda: FROZEN_NOW))
 
 
 @pytest.fixture(params=["fake", "dynamodb"])
@@ -201,6 +205,33 @@ def test_what_is_saved_is_what_loads(customers: Any) -> None:
     assert stored.history == history
     assert customers.timeline("t", "cus_c") == history.timeline
     assert history.timeline == tuple(mrr_timeline("cus_c", _story()[:2])) != ()
+
+
+def test_what_risk_signals_read_is_saved_and_loads_the_same(customers: Any) -> None:
+    """Failed invoices, schedules and payment methods travel in the state item (a few of each)."""
+    failed = S.invoice("cus_r", "sub_r", status="open", id="in_failed")
+    failed.update(attempt_count=2, amount_remaining=4900, next_payment_attempt=T0 + 3 * 86_400)
+    card = S.payment_method("cus_r", exp_month=3, exp_year=2027, id="pm_r")
+    customer = {**S.customer("cus_r"), "invoice_settings": {"default_payment_method": "pm_r"}}
+    phases = [S.schedule_phase(S.price(4900, id="price_r"), T0, T0 + 30 * 86_400, quantity=2)]
+    schedule = S.subscription_schedule("cus_r", phases, status="not_started", id="sub_sched_r")
+    objects, stored = CustomerObjects("cus_r"), customers.load("t", "cus_r")
+    for at, (event_type, raw) in enumerate(
+        [
+            ("customer.created", customer),
+            ("payment_method.attached", card),
+            ("invoice.payment_failed", failed),
+            ("subscription_schedule.created", schedule),
+        ]
+    ):
+        observation = _observed(S.event(event_type, raw, created=T0 + at, account=ACCOUNT))
+        objects = apply(stored.objects, observation).objects
+        customers.save(StateWrite("t", stored, objects, observation, "u-r", 3))
+        stored = customers.load("t", "cus_r")
+
+    assert stored.objects == objects
+    assert (len(objects.failed_invoices), len(objects.schedules), len(objects.payment_methods)) == (1, 1, 1)
+    assert derive_risk(stored.objects, "usd", T0) == derive_risk(objects, "usd", T0)
 
 
 def test_a_save_from_a_stale_load_is_refused_and_changes_nothing(customers: Any) -> None:
@@ -450,7 +481,9 @@ def _record(external_id: str, mrr: int = 4900) -> Any:
     objects = CustomerObjects(customer_id="cus_c")
     for observation in _story():
         objects = objects.with_observation(observation)
-    return {**derive_record("t", objects, "metadata.app_id"), "external_id": external_id, "mrr": mrr}
+    # A record derived without risk signals reads back with ``risk`` null (one derived with them, its own).
+    record = {"risk": None, **derive_record("t", objects, "metadata.app_id")}
+    return {**record, "external_id": external_id, "mrr": mrr}
 
 
 def test_a_record_is_written_only_by_a_newer_derivation_or_a_repair(customers: Any) -> None:
@@ -481,13 +514,102 @@ def test_a_records_risk_reads_back_whole_raised_or_at_rest(customers: Any) -> No
 
 @pytest.mark.parametrize("old_key", ["stripe:cus_c", "u-old"])
 def test_a_record_that_moves_leaves_nothing_at_its_old_key(customers: Any, old_key: str) -> None:
-    customers.project(_record(old_key), 1, None, repair=False)
+    customers.project(_risky(old_key, in_dunning=True, dunning_since=T0), 1, None, repair=False)
 
-    assert customers.project(_record("u-c"), 2, old_key, repair=False) is True
+    assert customers.project(_risky("u-c", in_dunning=True, dunning_since=T0), 2, old_key, repair=False)
 
     assert customers.get_record("t", old_key) is None
     assert customers.projected_version("t", old_key, "cus_c") is None
-    assert customers.get_record("t", "u-c") == _record("u-c")
+    assert customers.get_record("t", "u-c") == _risky("u-c", in_dunning=True, dunning_since=T0)
+    assert [c["external_id"] for c in customers.at_risk("t", RISK_KINDS["dunning"], None, 10)[0]] == ["u-c"]
+
+
+# --- customers at risk ----------------------------------------------------------------------------
+
+
+def _risky(external_id: str, tenant_id: str = "t", mrr: int = 4900, **signals: Any) -> Any:
+    """The story's record at ``external_id`` carrying ``signals`` (the rest of the risk map clear)."""
+    record = {**_record(external_id, mrr), "tenant_id": tenant_id, "risk": {**NO_RISK, **signals}}
+    return {**record, "stripe_customer_id": f"cus_{external_id}"} if external_id.startswith("p-") else record
+
+
+def _listed(customers: Any, kind: str, tenant_id: str = "t") -> list[dict[str, Any]]:
+    page, following = customers.at_risk(tenant_id, RISK_KINDS[kind], None, 100)
+    assert following is None
+    return list(page)
+
+
+SIGNALS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    # kind, the record's signals, and what the kind's list shows of the customer
+    ("dunning", {"in_dunning": True, "dunning_since": T0}, {"mrr": 4900, "since": T0}),
+    (
+        "cancel_scheduled",
+        {"cancel_scheduled_at": T0 + 1, "mrr_at_risk": 2500},
+        {"mrr": 2500, "since": T0 + 1},
+    ),
+    (
+        "change_scheduled",
+        {"scheduled_change_at": T0 + 2, "scheduled_mrr": 900},
+        {"mrr": 4900, "since": T0 + 2, "scheduled_mrr": 900},
+    ),
+    ("trial_ending", {"trial_ends_at": T0 + 3}, {"mrr": 4900, "since": T0 + 3}),
+    ("card_expiring", {"card_expires_at": T0 + 4}, {"mrr": 4900, "since": T0 + 4}),
+]
+
+
+@pytest.mark.parametrize(("kind", "signals", "shown"), SIGNALS, ids=[s[0] for s in SIGNALS])
+def test_a_signal_lists_the_customer_under_its_kind_only_until_it_clears(
+    customers: Any, kind: str, signals: dict[str, Any], shown: dict[str, Any]
+) -> None:
+    customers.project(_risky("u-c"), 1, None, repair=False)
+    assert not any(_listed(customers, k) for k in RISK_KINDS)
+
+    customers.project(_risky("u-c", **signals), 2, None, repair=False)
+    entry = {"external_id": "u-c", "stripe_customer_id": "cus_c", "currency": "usd", **shown}
+    assert {k: _listed(customers, k) for k in RISK_KINDS} == {
+        k: [entry] if k == kind else [] for k in RISK_KINDS
+    }
+    assert customers.get_record("t", "u-c")["risk"] == {**NO_RISK, **signals}
+
+    customers.project(_risky("u-c", mrr=1000), 3, None, repair=False)  # cleared
+    assert not any(_listed(customers, k) for k in RISK_KINDS)
+
+
+def test_dunning_without_a_date_keeps_the_one_listed_else_the_failed_payment_else_when_first_recorded(
+    customers: Any,
+) -> None:
+    def since() -> list[int]:
+        return [c["since"] for c in _listed(customers, "dunning")]
+
+    customers.project(_risky("u-c", in_dunning=True, dunning_since=T0), 1, None, repair=False)
+    customers.project(_risky("u-c", in_dunning=True), 2, None, repair=False)  # past due became unpaid
+    assert since() == [T0]
+    customers.project(_risky("u-c"), 3, None, repair=False)
+    customers.project(_risky("u-c", in_dunning=True, last_payment_failed_at=T0 + 9), 4, None, repair=False)
+    assert since() == [T0 + 9]
+    customers.project(_risky("u-c"), 5, None, repair=False)
+    customers.project(_risky("u-c", in_dunning=True), 6, None, repair=False)  # delinquent, nothing dated
+    assert since() == [FROZEN_NOW]  # the store's clock
+
+
+def test_pages_list_each_customer_once_newest_first_and_only_the_tenants_own(customers: Any) -> None:
+    times = {"p-1": T0 + 3, "p-2": T0 + 1, "p-3": T0 + 3, "p-4": T0 + 2, "p-5": T0 + 1, "p-6": T0}
+    for version, (external_id, at) in enumerate(times.items(), start=1):
+        customers.project(_risky(external_id, cancel_scheduled_at=at), version, None, repair=False)
+    customers.project(_risky("p-9", "u", cancel_scheduled_at=T0 + 5), 9, None, repair=False)
+
+    pages, after = [], None
+    while True:
+        page, after = customers.at_risk("t", RISK_KINDS["cancel_scheduled"], after, 2)
+        pages.append([c["external_id"] for c in page])
+        if after is None:
+            break
+        assert after == (page[-1]["since"], page[-1]["external_id"])
+    assert [len(page) for page in pages] == [2, 2, 2]  # the last full page knows it is the last
+    listed = [external_id for page in pages for external_id in page]
+    assert sorted(listed) == sorted(times)  # each once, whatever the order of equal times
+    assert [times[e] for e in listed] == sorted(times.values(), reverse=True)
+    assert [c["external_id"] for c in _listed(customers, "cancel_scheduled", "u")] == ["p-9"]
 
 
 # --- events progress ------------------------------------------------------------------------------
@@ -567,6 +689,57 @@ def test_a_saved_tenant_reads_back_the_same(tenants: Any) -> None:
     assert tenants.get("nobody") is None
 
 
+def test_a_policy_and_its_recompute_read_back_the_same_and_a_tenant_without_one_has_the_default(
+    tenants: Any,
+) -> None:
+    tenant = Tenant("acme", Connection("connected", "oauth", ACCOUNT, connected_at=T0))
+    tenants.save(tenant, FROZEN_NOW)
+    assert tenants.get("acme").policy == DEFAULT_POLICY
+
+    policy = RevenuePolicy(churn_after_days=30, churn_at="scheduled", discounts="none")
+    changed = tenant.with_policy(policy)
+    changed = replace(changed, recompute=Recompute(changed.config_version, T0, updated_at=T0))
+    tenants.save(changed, FROZEN_NOW)
+
+    assert tenants.get("acme") == changed
+    assert (changed.config_version, changed.policy) == (tenant.config_version + 1, policy)
+
+
+def test_a_policy_change_writes_only_the_policy_and_only_over_the_config_it_read(tenants: Any) -> None:
+    tenant = Tenant("acme", Connection("connected", "oauth", ACCOUNT, connected_at=T0))
+    tenant = replace(tenant.with_config("metadata.app_id"), backfill={"state": "succeeded"})
+    tenants.save(tenant, FROZEN_NOW)
+    changed = tenant.with_policy(RevenuePolicy(discounts="forever_only"))
+    changed = replace(changed, recompute=Recompute(changed.config_version, FROZEN_NOW, updated_at=FROZEN_NOW))
+
+    tenants.change_policy(changed, FROZEN_NOW)
+
+    assert tenants.get("acme") == changed
+    # Read before it (config version 1): another change came first.
+    late = tenant.with_policy(RevenuePolicy(discounts="none"))
+    with pytest.raises(ConfigChanged):
+        tenants.change_policy(late, FROZEN_NOW)
+    with pytest.raises(ConfigChanged):
+        tenants.change_policy(Tenant("nobody").with_policy(RevenuePolicy()), FROZEN_NOW)
+    assert tenants.get("acme") == changed
+    assert tenants.get("nobody") is None
+
+
+def test_a_recompute_advances_only_from_where_it_is(tenants: Any) -> None:
+    started = Recompute(config_version=2, started_at=T0, updated_at=T0)
+    tenants.save(replace(Tenant("acme"), config_version=2, recompute=started), FROZEN_NOW)
+    page = started._replace(cursor="cus_b", customers_done=2, updated_at=T0 + 1)
+
+    assert tenants.advance_recompute("acme", started, page)
+    assert not tenants.advance_recompute("acme", started, page)  # a run of it that moved on already
+    assert not tenants.advance_recompute("acme", started._replace(config_version=1, cursor="cus_b"), page)
+    finished = page._replace(cursor=None, customers_done=3, finished_at=T0 + 2, updated_at=T0 + 2)
+    assert tenants.advance_recompute("acme", page, finished)
+    assert not tenants.advance_recompute("acme", finished, finished)  # finished: nothing moves it
+    assert tenants.get("acme").recompute == finished
+    assert not tenants.advance_recompute("nobody", started, page)
+
+
 # --- the kept backfill run ---------------------------------------------------------------------------
 
 
@@ -577,11 +750,11 @@ def backfill_runs(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 def test_a_kept_run_reads_back_the_same_until_cleared(backfill_runs: Any) -> None:
     assert backfill_runs.load("acme") is None
-    segments = plan(allowance(25.0, dict.fromkeys(KINDS, 25.0), 1.0, 40), config_version=3)
+    segments = plan(allowance(25.0, dict.fromkeys(RISK_KINDS, 25.0), 1.0, 40), config_version=3)
     segments[0] = Segment(**{**segments[0], "cursor": "cus_1", "imported": 100, "requests": 1, "busy": 0.5})
     run = Run(
         totals=new_totals(),
-        allowance=allowance(100.0, dict.fromkeys(KINDS, 25.0), 0.4, 150),
+        allowance=allowance(100.0, dict.fromkeys(RISK_KINDS, 25.0), 0.4, 150),
         history=1_234,
         generation=2,
         started_at=T0,
@@ -645,6 +818,25 @@ def stripe_account() -> Iterator[dict[str, Any]]:
         refund = call("post", "/v1/refunds", payment_intent=intent["id"], amount=200)
         test_clock = call("post", "/v1/test_helpers/test_clocks", frozen_time=1767225600)
         call("post", f"/v1/test_helpers/test_clocks/{test_clock['id']}/advance", frozen_time=1767312000)
+        # What risk signals read: the customer's default card, a schedule's next phase (its prices
+        # expanded by the read), an invoice whose payment failed (another customer's declined card).
+        card = call("post", "/v1/payment_methods/pm_card_visa/attach", customer=customer["id"])
+        default = {"default_payment_method": card["id"]}
+        call("post", f"/v1/customers/{customer['id']}", invoice_settings=default)
+        phases = [
+            {"items": [{"price": price["id"], "quantity": 1}], "iterations": 1},
+            {"items": [{"price": price["id"], "quantity": 3}], "iterations": 1},
+        ]
+        schedule = call("post", "/v1/subscription_schedules", customer=customer["id"], phases=phases)
+        declined = call(
+            "post",
+            "/v1/customers",
+            metadata={"app_id": "u-declined"},
+            payment_method="pm_card_chargeCustomerFail",
+            invoice_settings={"default_payment_method": "pm_card_chargeCustomerFail"},
+        )
+        call("post", "/v1/subscriptions", customer=declined["id"], items=[{"price": price["id"]}])
+        (failed,) = call("get", "/v1/invoices", customer=declined["id"])["data"]
         objects = {
             note["id"]: call("get", f"/v1/credit_notes/{note['id']}"),
             refund["charge"]: call("get", f"/v1/charges/{refund['charge']}"),
@@ -655,6 +847,11 @@ def stripe_account() -> Iterator[dict[str, Any]]:
             newer["id"]: call("get", f"/v1/customers/{newer['id']}"),
             gone["id"]: call("get", f"/v1/customers/{gone['id']}"),
             test_clock["id"]: call("get", f"/v1/test_helpers/test_clocks/{test_clock['id']}"),
+            card["id"]: call("get", f"/v1/payment_methods/{card['id']}"),
+            schedule["id"]: call("get", f"/v1/subscription_schedules/{schedule['id']}"),
+            price["id"]: call("get", f"/v1/prices/{price['id']}"),
+            failed["id"]: call("get", f"/v1/invoices/{failed['id']}"),
+            declined["id"]: call("get", f"/v1/customers/{declined['id']}"),
         }
         events = list(reversed(call("get", "/v1/events", limit=100)["data"]))  # oldest first
         account = call("get", "/v1/account")
@@ -692,7 +889,18 @@ def _id_of(stripe_account: dict[str, Any], kind: str) -> str:
     return next(str(i) for i, o in stripe_account["objects"].items() if o["object"] == kind)
 
 
-@pytest.mark.parametrize("kind", ["customer", "subscription", "invoice", "credit_note", "charge"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "customer",
+        "subscription",
+        "invoice",
+        "credit_note",
+        "charge",
+        "subscription_schedule",
+        "payment_method",
+    ],
+)
 def test_a_fetch_reads_the_object_as_stripe_has_it(
     stripe_reads: Any, stripe_account: dict[str, Any], kind: str
 ) -> None:
@@ -705,10 +913,30 @@ def test_a_fetch_reads_the_object_as_stripe_has_it(
     if kind == "subscription":  # its discount read whole: the coupon's terms, not just an id
         (discount,) = snapshot["discounts"]
         assert Decimal(discount["coupon"]["percent_off"]) == 20
+    if kind == "customer":  # its default payment method read whole: the card's expiry
+        assert snapshot["default_payment_method_object"]["exp_year"] is not None
+    if kind == "subscription_schedule":  # its next phase's prices read whole: their amounts
+        (item,) = snapshot["next_phase"]["items"]
+        assert (item["quantity"], item["price"]["unit_amount"]) == (3, "4900")
     assert snapshot == FakeStripe(objects=dict(stripe_account["objects"])).fetch(
         _api_key_tenant(), kind, object_id
     )
     assert stripe_reads.fetch(_api_key_tenant(), kind, f"{object_id}_gone") is None
+
+
+def test_a_failed_invoice_reads_its_attempts(stripe_reads: Any, stripe_account: dict[str, Any]) -> None:
+    failed = next(
+        o for o in stripe_account["objects"].values() if o["object"] == "invoice" and o["status"] == "open"
+    )
+
+    snapshot = stripe_reads.fetch(_api_key_tenant(), "invoice", failed["id"])
+
+    assert snapshot is not None
+    assert snapshot["object"] == "invoice"
+    assert (snapshot["attempt_count"], snapshot["amount_remaining"]) == (1, 4900)
+    assert snapshot == FakeStripe(objects=dict(stripe_account["objects"])).fetch(
+        _api_key_tenant(), "invoice", failed["id"]
+    )
 
 
 def test_a_test_clock_reads_its_frozen_time(stripe_reads: Any, stripe_account: dict[str, Any]) -> None:
@@ -747,6 +975,8 @@ def test_events_list_newest_first_filtered_by_time_and_type(
 
     assert more is False
     assert [e["type"] for e in page] == [
+        "customer.created",  # the declined card's
+        "invoice.paid",  # the schedule's first phase
         "customer.created",
         "customer.created",
         "invoice.paid",
@@ -966,8 +1196,9 @@ def test_a_sample_is_the_newest_customers_deleted_ones_left_out(
 ) -> None:
     sample = stripe_reads.sample_customers(_api_key_tenant(), 10)
 
-    assert [c["metadata"]["app_id"] for c in sample] == ["u-g", "u-f"]
-    assert [c["metadata"]["app_id"] for c in stripe_reads.sample_customers(_api_key_tenant(), 1)] == ["u-g"]
+    assert [c["metadata"]["app_id"] for c in sample] == ["u-declined", "u-g", "u-f"]
+    newest = stripe_reads.sample_customers(_api_key_tenant(), 1)
+    assert [c["metadata"]["app_id"] for c in newest] == ["u-declined"]
 
 
 # --- the receiver's tenant directory ------------------------------------------------------------------
@@ -1079,15 +1310,15 @@ def test_the_secrets_that_may_sign_a_webhook(signing_secrets: tuple[Any, Any]) -
 
 class CatchUps(NamedTuple):
     queue: Any  # CatchUpQueue
-    received: Callable[[], list[CatchUpJob]]
+    received: Callable[[], list[QueuedJob]]
 
 
-def _received_jobs(stack: InProcessStack) -> list[CatchUpJob]:
-    jobs: list[CatchUpJob] = []
+def _received_jobs(stack: InProcessStack) -> list[QueuedJob]:
+    jobs: list[QueuedJob] = []
     sqs, url = stack.client("sqs"), stack.queue_url("ReconcileQueue")
     while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
         for message in messages:
-            jobs.append(catch_up_job(message["Body"]))
+            jobs.append(queued_job(message["Body"]))
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     return jobs
 
@@ -1115,6 +1346,27 @@ def test_the_schedule_queues_a_tenant_once_a_period_and_each_tenant_in_its_order
     assert sorted(received) == sorted([*jobs, CatchUpJob("t3", "continue", now + 61, "tok")])
     t3 = [job for job in received if job.tenant_id == "t3"]
     assert [job.reason for job in t3] == ["schedule", "continue"]  # one tenant's jobs in order
+
+
+def test_a_recompute_job_is_queued_once_and_in_its_tenants_order(catch_ups: CatchUps) -> None:
+    now = 900 * 2_000_000
+    jobs: list[QueuedJob] = [
+        CatchUpJob("t1", "schedule", now),
+        RecomputeJob("t1", 4, now + 1, None, "a1"),
+        RecomputeJob("t1", 4, now + 2, "cus_" + "x" * 200, "a2"),  # a cursor of any length
+        CatchUpJob("t2", "schedule", now),
+    ]
+    catch_ups.queue.send(jobs)
+    catch_ups.queue.send([jobs[2]])  # its sender's retry
+    catch_ups.queue.send([jobs[2]._replace(queued_at=now + 3, token="a3")])  # another job of that page
+
+    received = catch_ups.received()
+
+    assert [job for job in received if job.tenant_id == "t1"] == [
+        *jobs[:3],
+        jobs[2]._replace(queued_at=now + 3, token="a3"),
+    ]
+    assert [job for job in received if job.tenant_id == "t2"] == [jobs[3]]
 
 
 def test_a_sealed_secret_opens_only_for_its_tenant_and_kind(signing_secrets: tuple[Any, Any]) -> None:

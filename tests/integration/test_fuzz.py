@@ -160,7 +160,10 @@ _BODIES = st.one_of(
 )
 _QUERIES = st.lists(
     st.tuples(
-        st.sampled_from(["from", "to", "currency", "return", "state", "code", "x"]), st.text(max_size=12)
+        st.sampled_from(
+            ["from", "to", "currency", "return", "state", "code", "kind", "limit", "cursor", "x"]
+        ),
+        st.text(max_size=12),
     ),
     max_size=3,
 ).map(urlencode)

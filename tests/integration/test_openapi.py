@@ -11,12 +11,13 @@ import pytest
 import yaml
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
+from revsync.domain.risk import NO_RISK
 
 from local import stripe_shapes as S
 from local.inprocess import HttpResponse, InProcessStack
 from local.template import ROOT
 from tests.fakes import FakeStripe
-from tests.integration.conftest import PLATFORM_SECRET
+from tests.integration.conftest import PLATFORM_SECRET, DynamoCustomers
 from tests.integration.test_template import translated_template
 
 pytestmark = pytest.mark.integration
@@ -107,6 +108,9 @@ STATUS = "GET /tenants/{tenant_id}/stripe"
 CUSTOMER = "GET /tenants/{tenant_id}/customers/{external_id}"
 HISTORY = "GET /tenants/{tenant_id}/customers/{external_id}/history"
 REVENUE = "GET /tenants/{tenant_id}/revenue"
+GET_POLICY = "GET /tenants/{tenant_id}/stripe/policy"
+PUT_POLICY = "PUT /tenants/{tenant_id}/stripe/policy"
+RISKS = "GET /tenants/{tenant_id}/risks"
 
 
 def test_real_answers_meet_the_documented_statuses_and_schemas(
@@ -142,6 +146,22 @@ def test_real_answers_meet_the_documented_statuses_and_schemas(
     revenue = ask(REVENUE, "/tenants/doc/revenue", 200, "from=2026-01&to=2026-02")
     assert revenue["months"][0]["new"] == 5000
     assert isinstance(revenue["as_of"], int)  # counted by the rollup
+    # ada's record carrying a scheduled cancellation (the risk map as the write path derives it).
+    store = DynamoCustomers()
+    record: Any = store.get_record("doc", "u-ada")
+    version = store.projected_version("doc", "u-ada", "cus_ada")
+    assert version is not None
+    risk = {**NO_RISK, "cancel_scheduled_at": JAN + 5, "mrr_at_risk": 5000}
+    with_risk: Any = {**record, "risk": risk}
+    assert store.project(with_risk, version, None, repair=True)
+    assert ask(CUSTOMER, "/tenants/doc/customers/u-ada", 200)["risk"] == risk
+    at_risk = ask(RISKS, "/tenants/doc/risks", 200, "kind=cancel_scheduled&limit=1")
+    assert [(c["external_id"], c["mrr"], c["since"]) for c in at_risk["customers"]] == [
+        ("u-ada", 5000, JAN + 5)
+    ]
+    assert ask(RISKS, "/tenants/doc/risks", 200, "kind=change_scheduled")["customers"] == []
+    ask(RISKS, "/tenants/doc/risks", 400, "kind=nope")
+    ask(RISKS, "/tenants/doc/risks", 400, "kind=dunning&cursor=x.y")
     ask(CUSTOMER, "/tenants/doc/customers/nobody", 404)
     ask(HISTORY, "/tenants/doc/customers/nobody/history", 404)
     ask(REVENUE, "/tenants/doc/revenue", 400, "from=2026-13")
@@ -151,9 +171,17 @@ def test_real_answers_meet_the_documented_statuses_and_schemas(
     stripe_fake.objects["cus_ada"] = ada  # what the trait discovery samples
     ask("GET /tenants/{tenant_id}/stripe/traits", "/tenants/doc/stripe/traits", 200)
     ask("PUT /tenants/{tenant_id}/stripe/config", "/tenants/doc/stripe/config", 400, body={})
+    assert ask(GET_POLICY, "/tenants/doc/stripe/policy", 200)["recompute"]["state"] == "none"
+    changed = ask(PUT_POLICY, "/tenants/doc/stripe/policy", 200, body={"churn_at": "scheduled"})
+    assert changed["recompute"]["state"] == "recomputing"
+    assert ask(STATUS, "/tenants/doc/stripe", 200)["policy"] == changed
+    assert ask(PUT_POLICY, "/tenants/doc/stripe/policy", 400, body={"churn_at": "never"})["error"] == (
+        "invalid_policy"
+    )
     ask("POST /tenants/{tenant_id}/stripe/reconcile", "/tenants/doc/stripe/reconcile", 202)
     ask("POST /tenants/{tenant_id}/stripe/connect", "/tenants/doc/stripe/connect", 200)
     ask("GET /tenants/{tenant_id}/stripe/settings", "/tenants/doc/stripe/settings", 200)
     revoked = ask("DELETE /tenants/{tenant_id}/stripe", "/tenants/doc/stripe", 200)
     assert revoked["connection"]["status"] == "revoked"
     ask("POST /tenants/{tenant_id}/stripe/backfill", "/tenants/doc/stripe/backfill", 409)
+    ask(PUT_POLICY, "/tenants/doc/stripe/policy", 409, body={"discounts": "none"})

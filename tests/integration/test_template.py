@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from revsync.domain.at_risk import KINDS
+from revsync.store.models import CustomerRecordItem
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
+from local import template as local_template
 from local.language_extensions import expand
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -252,6 +255,9 @@ ADMIN_ROUTES = {
     "POST /tenants/{tenant_id}/stripe/reconcile",
     "GET /tenants/{tenant_id}/revenue",
     "GET /tenants/{tenant_id}/customers/{external_id}/history",
+    "GET /tenants/{tenant_id}/stripe/policy",
+    "PUT /tenants/{tenant_id}/stripe/policy",
+    "GET /tenants/{tenant_id}/risks",
 }
 
 
@@ -310,7 +316,55 @@ def test_admin_routes_are_declared_once_and_keep_the_logical_ids_stacks_were_dep
         "ReconcileRoute",
         "GetCustomerHistoryRoute",
         "GetRevenueRoute",
+        "GetPolicyRoute",
+        "PutPolicyRoute",
+        "GetRisksRoute",
     }
+
+
+def _customers_table(monkeypatch: pytest.MonkeyPatch, risk_indexes: str) -> dict[str, Any]:
+    """The customers table's properties as CloudFormation makes them with ``RiskIndexes``."""
+    defaults = local_template.parameter_defaults()
+    monkeypatch.setattr(
+        local_template, "parameter_defaults", lambda: {**defaults, "RiskIndexes": risk_indexes}
+    )
+    names = local_template.LocalNames(region="us-east-1", queue_urls={})
+    properties: dict[str, Any] = names.resolve(local_template.load_template()["Resources"]["CustomersTable"])[
+        "Properties"
+    ]
+    return properties
+
+
+def test_the_customers_tables_risk_indexes_are_the_models_and_come_one_per_deploy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every risk index the record model queries, with its keys and projection; ``RiskIndexes`` n
+    gives the first n of them (CloudFormation adds one index to a table per update) and only their
+    key attributes (DynamoDB refuses an attribute definition no key uses)."""
+    schema = CustomerRecordItem._get_schema()
+    model = {
+        index["index_name"]: (
+            sorted((k["AttributeName"], k["KeyType"]) for k in index["key_schema"]),
+            sorted(index["projection"]["NonKeyAttributes"]),
+        )
+        for index in schema["global_secondary_indexes"]
+    }
+    assert set(model) == {kind.index for kind in KINDS.values()}
+    ordered = [kind.index for kind in KINDS.values()]
+    for count in range(len(ordered) + 1):
+        table = _customers_table(monkeypatch, str(count))
+        indexes = {
+            index["IndexName"]: (
+                sorted((k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]),
+                sorted(index["Projection"]["NonKeyAttributes"]),
+            )
+            for index in table.get("GlobalSecondaryIndexes", [])
+        }
+        assert list(indexes) == ordered[:count]
+        assert indexes == {name: model[name] for name in ordered[:count]}
+        keys = {k["AttributeName"] for k in table["KeySchema"]}
+        keys |= {k[0] for keyed, _ in indexes.values() for k in keyed}
+        assert {a["AttributeName"] for a in table["AttributeDefinitions"]} == keys
 
 
 def test_only_the_receiver_has_a_url_and_it_is_public_on_both_permissions(translated: dict[str, Any]) -> None:

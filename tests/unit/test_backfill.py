@@ -25,6 +25,7 @@ from revsync.domain.backfill import (
     split,
 )
 from revsync.domain.events import observation_of, parse_event
+from revsync.domain.risk import derive_risk
 from revsync.domain.tenancy import BackfillOutcome, Connection, Tenant
 from revsync.infra.aws import CONFIG, MAX_POOL_CONNECTIONS
 from revsync.services import backfill
@@ -685,3 +686,43 @@ def test_a_steps_writers_and_its_next_page_fit_the_processs_dynamodb_connections
         == CustomerRecordItem.Meta.max_pool_connections
         == MAX_POOL_CONNECTIONS
     )
+
+
+def test_the_lists_bring_what_risk_signals_read_with_no_request_of_their_own() -> None:
+    """Customers with their default card, subscriptions with the live schedule managing them (its
+    phases' prices are ids at that depth: a schedule to another price is read once), and invoices of
+    every status (a failed one is open)."""
+    by_kind = {s["kind"]: list_params(s) for s in plan(len(KINDS))}
+    assert "data.invoice_settings.default_payment_method" in by_kind["customers"]["expand"]
+    assert "data.schedule" in by_kind["subscriptions"]["expand"]
+    assert "status" not in by_kind["invoices"]
+    card = S.payment_method("cus_1", exp_year=2020, exp_month=1, id="pm_1")
+    customer = {
+        **S.customer("cus_1", metadata={"app_id": "u-1"}, created=NOW - 100),
+        "invoice_settings": {"default_payment_method": card},
+    }
+    pro, lite = S.price(4900, id="price_pro"), S.price(900, id="price_lite")
+    phases = [
+        S.schedule_phase("price_pro", NOW - 50, NOW + 50),
+        S.schedule_phase("price_lite", NOW + 50, NOW + 99),
+    ]
+    schedule = S.subscription_schedule("cus_1", phases, subscription="sub_1", id="sub_sched_1")
+    item = S.subscription_item(pro, period_start=NOW - 50, period_end=NOW + 30 * 86_400)
+    subscription = {**S.subscription("cus_1", [item], id="sub_1", created=NOW - 50), "schedule": schedule}
+    failed = {
+        **S.invoice("cus_1", "sub_1", status="open", id="in_1"),
+        "attempt_count": 1,
+        "created": NOW - 10,
+    }
+    lister = FakeLister({"customers": [customer], "subscriptions": [subscription], "invoices": [failed]})
+    lister.objects.update({"sub_sched_1": schedule, "price_pro": pro, "price_lite": lite})
+    env = _env()
+    for segment in plan(len(KINDS)):
+        _step(segment, env, lister, max_pages=1)
+    objects = env[1].load("acme", "cus_1").objects
+    assert objects.default_payment_method == "pm_1"
+    assert set(objects.payment_methods) == {"pm_1"}
+    assert objects.failed_invoices["in_1"]["attempt_count"] == 1
+    assert lister.fetches == ["sub_sched_1"]  # read once: its next phase is another price
+    assert list(objects.schedules) == ["sub_sched_1"]
+    assert derive_risk(objects, "usd", NOW)["scheduled_mrr"] == 900

@@ -149,3 +149,53 @@ def test_a_tenants_customers_share_its_message_groups_and_a_customer_keeps_one()
     # Any customer id (Stripe's are ASCII; a signed hostile body's may not be) gives a valid group id.
     assert group("acme", "cus_\ud800 é" * 40) in groups
     assert group("globex", customers[0]).startswith("globex#")
+
+
+def test_what_risk_signals_read_is_routed_to_its_snapshots() -> None:
+    """Failed payments, schedules and payment methods; an update of a paid invoice is nothing new
+    (``invoice.paid`` carries a paid invoice), nor one of an invoice never attempted; a detached
+    payment method names the customer it left only in ``previous_attributes``."""
+    failed = {**S.invoice("cus_1", "sub_1", status="open", id="in_1"), "attempt_count": 2}
+    for event_type in ("invoice.payment_failed", "invoice.updated", "invoice.voided"):
+        observation = observation_of(_parse(S.event(event_type, failed, created=5)))
+        assert observation is not None
+        assert observation["snapshot"]["object"] == "invoice"
+        assert observation["snapshot"].get("attempt_count") == 2
+    paid = S.invoice("cus_1", "sub_1", id="in_2")
+    assert observation_of(_parse(S.event("invoice.updated", paid, created=5))) is None
+    # Nor is an invoice never attempted (a draft, one sent to be paid, voided before an attempt).
+    for event_type in ("invoice.updated", "invoice.voided", "invoice.marked_uncollectible"):
+        unattempted = {**failed, "attempt_count": 0, "status": "void" if "voided" in event_type else "open"}
+        assert observation_of(_parse(S.event(event_type, unattempted, created=5))) is None
+    paid_snapshot = observation_of(_parse(S.event("invoice.paid", paid, created=5)))
+    assert paid_snapshot is not None
+    assert "attempt_count" not in paid_snapshot["snapshot"]  # a paid invoice is kept as before
+
+    phases = [S.schedule_phase("price_1", 10, 20), S.schedule_phase("price_2", 20, 30, quantity=4)]
+    schedule = S.subscription_schedule("cus_1", phases, subscription="sub_1", id="sub_sched_1")
+    observation = observation_of(_parse(S.event("subscription_schedule.created", schedule, created=5)))
+    assert observation is not None
+    assert observation["source"] == "created"
+    snapshot = observation["snapshot"]
+    assert snapshot["object"] == "subscription_schedule"
+    assert snapshot["next_phase"] == {
+        "start_date": 20,
+        "currency": "usd",
+        "items": [{"price_id": "price_2", "price": None, "quantity": 4}],
+    }
+
+    card = S.payment_method(None, exp_month=7, exp_year=2031, id="pm_1")
+    detached = S.event("payment_method.detached", card, created=6, previous_attributes={"customer": "cus_1"})
+    observation = observation_of(_parse(detached))
+    assert observation is not None
+    assert observation["source"] == "deleted"
+    assert observation["snapshot"] == {
+        "object": "payment_method",
+        "id": "pm_1",
+        "customer": "cus_1",
+        "exp_month": 7,
+        "exp_year": 2031,
+        "detached": True,
+    }
+    # A payment method of no customer (created, never attached) is nothing of revsync's.
+    assert observation_of(_parse(S.event("payment_method.updated", card, created=6))) is None

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import random
 from typing import Any
 
 import pytest
-from revsync.domain.events import observation_of, parse_event
+import stripe
+from revsync.domain.events import CONNECTION_EVENT_TYPES, HANDLED_EVENT_TYPES, observation_of, parse_event
+from revsync.domain.policy import RevenuePolicy
 from revsync.domain.reconcile import EVENTS_RETENTION_SECONDS, MARGIN_SECONDS, CatchUpJob, window
 from revsync.domain.tenancy import Connection, Tenant
 from revsync.errors import Deferred, RevsyncError
 from revsync.http_errors import status_of
 from revsync.services.reconcile import (
+    MAX_LISTED_TYPES,
+    RECONCILED_TYPES,
     ReconcilePorts,
+    TenantOfTheRun,
     out_of_time_after,
     queue_catch_ups,
     reconcile,
@@ -299,7 +305,7 @@ def test_a_run_out_of_time_queues_its_continuation_and_the_schedule_waits_for_th
 
     assert first.state == "partial"
     continuation = queue.take()
-    assert continuation is not None
+    assert isinstance(continuation, CatchUpJob)
     pending = progress.get("acme").pending
     assert pending is not None
     assert (continuation.reason, continuation.token) == ("continue", pending.continuation)
@@ -310,9 +316,10 @@ def test_a_run_out_of_time_queues_its_continuation_and_the_schedule_waits_for_th
     assert (stripe.event_pages, queue.jobs) == (pages, [])
     assert progress.get("acme").running_since == 0  # the skipped job let go of its claim
     # The chain goes on to the end (a stale token's job, here the first run's, would be skipped).
-    while continuation is not None:
+    while isinstance(continuation, CatchUpJob):
         report = run_job(continuation, ports, queue, _cut_after(stripe, 1))
         continuation = queue.take()
+    assert continuation is None
     assert report.state == "done"
     assert _records(customers) == _records(reference[1])
     assert progress.get("acme").pending is None
@@ -325,7 +332,7 @@ def test_a_continuation_that_never_ran_is_taken_over_once_it_is_stale() -> None:
     queue = FakeCatchUpQueue()
     run_job(CatchUpJob("acme", "schedule", NOW), ports, queue, _cut_after(stripe, 1))
     lost = queue.take()  # its message went to the dead-letter queue, say
-    assert lost is not None
+    assert isinstance(lost, CatchUpJob)
 
     clock.now += 899
     assert run_job(CatchUpJob("acme", "schedule", clock.now), ports, queue, lambda: False).state == "skipped"
@@ -407,3 +414,43 @@ def test_an_event_found_already_applied_costs_one_read_and_the_tenant_is_read_on
     assert customers.loads == len(stripe.events)  # the state Query, once an event
     assert customers.record_reads == 0  # no record check besides it
     assert tenants.reads == 1
+
+
+def test_a_runs_tenant_is_read_again_only_when_a_newer_config_is_asked_for() -> None:
+    tenants = _CountingTenants(_setup()[0].tenants)
+    tenant = tenants.get("acme")
+    assert tenant is not None
+    run = TenantOfTheRun(tenants, tenant)
+    tenants.reads = 0
+
+    assert run.get("acme") is run.get("acme", tenant.config_version) is tenant
+    assert (run.get("other"), tenants.reads) == (None, 0)
+    newer = tenant.with_policy(RevenuePolicy(discounts="none"))
+    tenants.tenants["acme"] = newer
+    assert (run.get("acme", newer.config_version), tenants.reads) == (newer, 1)
+
+
+def test_a_catch_up_lists_at_most_the_20_types_stripe_takes_and_leaves_out_only_what_another_carries() -> (
+    None
+):
+    """``GET /v1/events`` takes ``types[]`` of up to 20 (the SDK's EventListParams says so; the sandbox
+    refuses more, as Stripe does). The handled types a catch-up does not list are those whose change a
+    listed type also carries, or that change nothing revsync keeps (services/reconcile.py says which)."""
+    assert "up to 20 strings" in inspect.getsource(stripe.params.EventListParams)
+    assert len(RECONCILED_TYPES) == len(set(RECONCILED_TYPES)) == MAX_LISTED_TYPES
+    assert set(RECONCILED_TYPES) <= HANDLED_EVENT_TYPES
+    assert HANDLED_EVENT_TYPES - CONNECTION_EVENT_TYPES - set(RECONCILED_TYPES) == {
+        "invoice.payment_succeeded",
+        "invoice.updated",
+        "invoice.payment_action_required",
+        "customer.subscription.trial_will_end",
+        "customer.discount.created",
+        "customer.discount.updated",
+        "customer.discount.deleted",
+        "credit_note.updated",
+        "subscription_schedule.released",
+        "subscription_schedule.canceled",
+        "subscription_schedule.completed",
+        "subscription_schedule.aborted",
+        "payment_method.updated",
+    }

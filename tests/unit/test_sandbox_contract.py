@@ -93,7 +93,10 @@ ROUTE_PARAMS = {
     "GET /v1/payment_methods": "PaymentMethodListParams",
     "POST /v1/payment_methods": "PaymentMethodCreateParams",
     "GET /v1/payment_methods/{id}": "PaymentMethodRetrieveParams",
+    "POST /v1/payment_methods/{id}": "PaymentMethodUpdateParams",
     "POST /v1/payment_methods/{id}/attach": "PaymentMethodAttachParams",
+    "POST /v1/setup_intents": "SetupIntentCreateParams",
+    "GET /v1/setup_intents/{id}": "SetupIntentRetrieveParams",
     "POST /v1/payment_methods/{id}/detach": "PaymentMethodDetachParams",
     "GET /v1/subscription_schedules": "SubscriptionScheduleListParams",
     "POST /v1/subscription_schedules": "SubscriptionScheduleCreateParams",
@@ -460,6 +463,31 @@ def _answers_of_later_routes(call: Any) -> None:
         ],
     )
     call("post", f"/v1/subscription_schedules/{schedule['id']}", metadata={"k": "v"})
+    # What risk signals read: a schedule's phases with their prices, customers with their default
+    # card, a card saved by a setup intent then renewed (by API, then by its network), a failed payment.
+    call("get", f"/v1/subscription_schedules/{schedule['id']}", expand=["phases.items.price"])
+    call("get", "/v1/subscriptions", status="all", expand=["data.schedule"], limit=100)
+    call("get", "/v1/customers", expand=["data.invoice_settings.default_payment_method"], limit=100)
+    setup = call(
+        "post", "/v1/setup_intents", customer=customer["id"], payment_method="pm_card_visa", confirm="true"
+    )
+    call("get", f"/v1/setup_intents/{setup['id']}")
+    renewed = {"exp_month": 4, "exp_year": 2031}
+    call("post", f"/v1/payment_methods/{setup['payment_method']}", card=renewed, metadata={"k": "v"})
+    call(
+        "post",
+        f"/_sandbox/payment_methods/{setup['payment_method']}/card_updated",
+        exp_month=5,
+        exp_year=2032,
+    )
+    declined = call(
+        "post",
+        "/v1/customers",
+        payment_method="pm_card_chargeCustomerFail",
+        invoice_settings={"default_payment_method": "pm_card_chargeCustomerFail"},
+    )
+    call("post", "/v1/subscriptions", customer=declined["id"], items=[{"price": plan["id"]}])
+    call("get", "/v1/invoices", customer=declined["id"], status="open")
     call(
         "post", f"/v1/test_helpers/test_clocks/{clock['id']}/advance", frozen_time=1_700_000_000 + 31 * 86_400
     )
@@ -571,6 +599,7 @@ def test_every_object_the_sandbox_returns_or_delivers_has_exactly_its_versions_f
         "plan",
         "quote",
         "refund",
+        "setup_intent",
         "subscription_item",
         "subscription_schedule",
         "test_helpers.test_clock",
@@ -586,6 +615,10 @@ def test_every_object_the_sandbox_returns_or_delivers_has_exactly_its_versions_f
         "customer.discount.created",
         "customer.discount.deleted",
         "customer.deleted",
+        "invoice.payment_failed",
+        "payment_method.updated",
+        "payment_method.automatically_updated",
+        "setup_intent.succeeded",
     } <= types_seen
 
 

@@ -50,7 +50,7 @@ def test_a_write_keeps_the_loaded_history_unless_it_brings_one() -> None:
 
 
 def _paid(number: int) -> Observation:
-    invoice = {"object": "invoice", "id": f"in_{number}", "customer": "cus_1"}
+    invoice = {"object": "invoice", "id": f"in_{number}", "customer": "cus_1", "status": "paid"}
     return Observation(snapshot=invoice, observed_at=number, source="updated", event_id=None)  # type: ignore[typeddict-item]
 
 

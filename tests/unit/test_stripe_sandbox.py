@@ -627,3 +627,69 @@ def test_parameters_and_versions_stripe_no_longer_serves_are_refused_saying_so(
     with pytest.raises(stripe.InvalidRequestError) as version:
         client(url, stripe_version="2025-02-24.acacia").v1.customers.list()
     assert "2025-02-24.acacia" in str(version.value.user_message)
+
+
+def test_events_are_listed_by_at_most_20_types_and_not_by_type_and_types(
+    sandbox: tuple[str, SandboxApp],
+) -> None:
+    """``types[]``: "an array of up to 20 strings"; ``type`` or ``types``, not both (EventListParams)."""
+    c = client(sandbox[0])
+    c.v1.customers.create(params={"email": "x@example.com"})
+    types = ["customer.created", *(f"customer.kind_{n}" for n in range(19))]
+    assert [e.type for e in c.v1.events.list(params={"types": types}).data] == ["customer.created"]
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        c.v1.events.list(params={"types": [*types, "invoice.paid"]})
+    assert refused.value.param == "types"
+    with pytest.raises(stripe.InvalidRequestError):
+        c.v1.events.list(params={"types": types, "type": "customer.created"})
+
+
+def test_a_saved_card_is_renewed_by_api_and_by_its_network(sandbox: tuple[str, SandboxApp]) -> None:
+    """``POST /v1/payment_methods/{id}`` edits a saved card's expiry (``payment_method.updated``); the
+    card networks' updater (the sandbox's control route) renews it (``..automatically_updated``); a
+    card not saved to a customer cannot be edited."""
+    url, app = sandbox
+    c = client(url)
+    customer = c.v1.customers.create(params={"payment_method": "pm_card_visa"})
+    (card,) = c.v1.customers.payment_methods.list(customer.id).data
+    assert card.card is not None
+    before = {"exp_month": card.card.exp_month, "exp_year": card.card.exp_year}
+    edited = c.v1.payment_methods.update(card.id, params={"card": {"exp_month": 3, "exp_year": 31}})
+    assert edited.card is not None
+    assert (edited.card.exp_month, edited.card.exp_year) == (3, 2031)
+    renewed = http(
+        "POST",
+        f"{url}/_sandbox/payment_methods/{card.id}/card_updated",
+        {"exp_month": 4, "exp_year": 2032},
+        {"Authorization": "Bearer sk_test_sandboxcase"},
+    )[1]
+    assert (renewed["card"]["exp_month"], renewed["card"]["exp_year"]) == (4, 2032)
+    with app.sandbox.lock:
+        events = app.sandbox.account_for_key("sk_test_sandboxcase").events
+        updates = [
+            (e["type"], e["data"].get("previous_attributes")) for e in events if "updated" in e["type"]
+        ]
+    assert updates[-2:] == [
+        ("payment_method.updated", {"card": before}),
+        ("payment_method.automatically_updated", {"card": {"exp_month": 3, "exp_year": 2031}}),
+    ]
+    loose = c.v1.payment_methods.create(params={"type": "card", "card": {"token": "tok_visa"}})
+    with pytest.raises(stripe.InvalidRequestError):
+        c.v1.payment_methods.update(loose.id, params={"metadata": {"k": "v"}})
+
+
+def test_a_setup_intent_confirmed_saves_its_card_to_the_customer(sandbox: tuple[str, SandboxApp]) -> None:
+    url, app = sandbox
+    c = client(url)
+    customer = c.v1.customers.create()
+    params: Any = {"customer": customer.id, "payment_method": "pm_card_visa", "confirm": True}
+    intent = c.v1.setup_intents.create(params=params)
+    assert intent.status == "succeeded"
+    assert c.v1.payment_methods.retrieve(str(intent.payment_method)).customer == customer.id
+    with app.sandbox.lock:
+        events = [e["type"] for e in app.sandbox.account_for_key("sk_test_sandboxcase").events]
+    assert events[-3:] == ["setup_intent.created", "payment_method.attached", "setup_intent.succeeded"]
+    with pytest.raises(stripe.CardError):
+        c.v1.setup_intents.create(
+            params={"customer": customer.id, "payment_method": "pm_card_chargeDeclined", "confirm": True}
+        )

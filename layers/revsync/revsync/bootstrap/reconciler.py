@@ -1,5 +1,6 @@
 """The reconciler's graph (functions/importer/reconciler.py): the catch-up's stores, Stripe's Events
-API, the catch-up queue, the connected tenants and the clocks a run's deadline is read from."""
+API, the catch-up queue, the connected tenants, the write path's re-derivation (a policy change's
+recompute and the schedule's review) and the clocks a run's deadline is read from."""
 
 import os
 import time
@@ -10,8 +11,7 @@ from revsync.bootstrap.stripe import stripe_accounts
 from revsync.infra import aws
 from revsync.infra.catch_ups import SqsCatchUpQueue
 from revsync.infra.changes import EventBridgeChanges
-from revsync.services import reconcile
-from revsync.services.sync import Customers, Tenants
+from revsync.services import policy, reconcile, sync
 from revsync.settings import ReconcilerSettings
 from revsync.store import models
 from revsync.store.customers import CustomerStore
@@ -21,13 +21,14 @@ from revsync.store.tenants import TenantStore
 
 class Reconciler(NamedTuple):
     settings: ReconcilerSettings
-    tenants: Tenants
-    customers: Customers
+    tenants: policy.PolicyTenants
+    customers: policy.PolicyCustomers
     stripe: reconcile.EventLister
     progress: reconcile.EventsProgress
     queue: reconcile.CatchUpQueue
     candidates: reconcile.CatchUpCandidates
     changes: EventBridgeChanges
+    rederive: policy.Rederive
     clock: Callable[[], float]
     monotonic: Callable[[], float]  # a run's deadline
 
@@ -48,6 +49,7 @@ def build(settings: ReconcilerSettings, **overrides: Any) -> Reconciler:
         queue=SqsCatchUpQueue(settings.reconcile_queue_url, settings.reconcile_minutes * 60),
         candidates=ConnectedTenants(settings.tenants_table),
         changes=EventBridgeChanges(settings.changes_bus_name),
+        rederive=sync.rederive,
         clock=time.time,
         monotonic=time.monotonic,
     )._replace(**overrides)

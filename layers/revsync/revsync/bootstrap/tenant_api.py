@@ -1,5 +1,6 @@
 """The tenant API's graph (functions/oauth): tenants and their connection, records and histories,
-the revenue rollup, backfill claims and executions, OAuth states, secrets, Stripe, the catch-up queue."""
+the customers at risk, the revenue rollup, backfill claims and executions, OAuth states, secrets,
+Stripe, the catch-up queue."""
 
 import os
 import time
@@ -11,7 +12,7 @@ from revsync.infra import aws
 from revsync.infra.catch_ups import SqsCatchUpQueue
 from revsync.infra.secrets import PlatformSecrets, TenantSecrets
 from revsync.infra.stepfunctions import BackfillStarter
-from revsync.services import connect, reconcile, revenue, tenants
+from revsync.services import connect, policy, reconcile, revenue, risks, tenants
 from revsync.settings import TenantApiSettings
 from revsync.store import models
 from revsync.store.backfill_progress import BackfillProgress
@@ -26,12 +27,17 @@ class TenantApiStripe(tenants.KeyChecker, tenants.CustomerSampler, connect.Strip
     """Stripe as the tenant routes use it."""
 
 
+class TenantApiTenants(tenants.TenantRepository, policy.PolicyTenants, Protocol):
+    """The tenants as the tenant routes keep them (the policy route changes only the policy)."""
+
+
 class TenantApi(NamedTuple):
     settings: TenantApiSettings
-    tenants: tenants.TenantRepository
+    tenants: TenantApiTenants
     records: tenants.RecordReader
     histories: revenue.HistoryReader
     revenue: revenue.RevenueReader
+    risks: risks.RiskReader
     claims: tenants.BackfillClaims
     states: connect.States
     platform: PlatformSecrets
@@ -65,6 +71,7 @@ def build(settings: TenantApiSettings, **overrides: Any) -> TenantApi:
         records=CustomerRecords(),
         histories=MrrHistories(),
         revenue=RevenueRollup(settings.aws.region),
+        risks=CustomerRecords(),
         claims=BackfillProgress(settings.tenants_table),
         states=OAuthStates(settings.tenants_table),
         platform=platform,

@@ -152,13 +152,15 @@ def list_params(segment: Segment) -> dict[str, Any]:
     if segment["lt"] is not None:
         created["lt"] = segment["lt"]
     params: dict[str, Any] = {"limit": PAGE_SIZE, "created": created}
-    if segment["kind"] == "subscriptions":
+    if segment["kind"] == "customers":
+        # Its default payment method comes with each customer: the card whose expiry risk reads.
+        params["expand"] = ["data.invoice_settings.default_payment_method"]
+    elif segment["kind"] == "subscriptions":
         params["status"] = "all"  # canceled ones too: a churned customer is still a customer
         # The customer comes with each subscription: a deleted customer (absent from the customers
-        # list) is seen as deleted, with no request of its own.
-        params["expand"] = ["data.discounts", "data.customer"]
-    elif segment["kind"] == "invoices":
-        params["status"] = "paid"
+        # list) is seen as deleted, with no request of its own. So does the schedule managing it (what
+        # it has coming), with no list of its own: only a live schedule manages a subscription.
+        params["expand"] = ["data.discounts", "data.customer", "data.schedule"]
     elif segment["kind"] == "refunds":
         params["expand"] = ["data.charge"]  # a refund names no customer: its charge does
     if segment["cursor"]:

@@ -21,7 +21,9 @@ from revsync.domain.snapshots import (
     parse_customer,
     parse_discount_event,
     parse_invoice,
+    parse_payment_method,
     parse_subscription,
+    parse_subscription_schedule,
 )
 from revsync.errors import InvalidInput
 
@@ -42,6 +44,8 @@ class StripeEvent(NamedTuple):
     livemode: bool
     account: str | None
     data_object: dict[str, Any]
+    # ``data.previous_attributes`` (an update's old values; ``{}``: none).
+    previous_attributes: dict[str, Any]
 
 
 class Observation(TypedDict):
@@ -105,6 +109,7 @@ def event_from_dict(raw: Any) -> StripeEvent:
     if not isinstance(data_object, dict):
         raise EventError("invalid_event", "event has no data.object")
     account = raw.get("account")
+    previous = raw["data"].get("previous_attributes")
     return StripeEvent(
         id=event_id,
         type=event_type,
@@ -112,41 +117,81 @@ def event_from_dict(raw: Any) -> StripeEvent:
         livemode=bool(raw.get("livemode")),
         account=account if isinstance(account, str) and account else None,
         data_object=data_object,
+        previous_attributes=previous if isinstance(previous, dict) else {},
     )
 
 
 # --- routing: event type -> how to read its object ------------------------------------------------
 
-# A reader's None: the object is nothing of revsync's (a charge of no customer).
-_Reader = Callable[[dict[str, Any]], Snapshot | None]
+# A reader's None: the object is nothing of revsync's (a charge of no customer). It reads the event's
+# ``data.object``, and its ``previous_attributes``.
+_Reader = Callable[[dict[str, Any], dict[str, Any]], Snapshot | None]
 
 
-def _deleted_customer(raw: dict[str, Any]) -> Snapshot:
+def _object(parse: Callable[[dict[str, Any]], Snapshot | None]) -> _Reader:
+    return lambda raw, _previous: parse(raw)
+
+
+def _deleted_customer(raw: dict[str, Any], _previous: dict[str, Any]) -> Snapshot:
     return parse_customer(raw, deleted=True)
 
 
+def _failed_invoice(raw: dict[str, Any], _previous: dict[str, Any]) -> Snapshot | None:
+    """An invoice's failed payment, and what follows it (retries, voided, given up on): an invoice not
+    paid that Stripe attempted to collect. Another (a draft, one never attempted, a paid one, whose
+    state comes with ``invoice.paid``) is nothing for revsync: dropped at the receiver, queued never."""
+    invoice = parse_invoice(raw)
+    return invoice if invoice["status"] != "paid" and invoice.get("attempt_count", 0) > 0 else None
+
+
+def _detached_payment_method(raw: dict[str, Any], previous: dict[str, Any]) -> Snapshot | None:
+    """A detached payment method names no customer any more: the one it left is the old value."""
+    customer = raw.get("customer") or previous.get("customer")
+    return parse_payment_method({**raw, "customer": customer}, detached=True)
+
+
 _ROUTES: dict[str, tuple[_Reader, Source]] = {
-    "customer.created": (parse_customer, "created"),
-    "customer.updated": (parse_customer, "updated"),
+    "customer.created": (_object(parse_customer), "created"),
+    "customer.updated": (_object(parse_customer), "updated"),
     "customer.deleted": (_deleted_customer, "deleted"),
-    "customer.subscription.created": (parse_subscription, "created"),
-    "customer.subscription.updated": (parse_subscription, "updated"),
-    "customer.subscription.paused": (parse_subscription, "updated"),
-    "customer.subscription.resumed": (parse_subscription, "updated"),
-    "customer.subscription.trial_will_end": (parse_subscription, "updated"),
-    "customer.subscription.deleted": (parse_subscription, "deleted"),
-    "invoice.paid": (parse_invoice, "updated"),
-    "invoice.payment_succeeded": (parse_invoice, "updated"),
+    "customer.subscription.created": (_object(parse_subscription), "created"),
+    "customer.subscription.updated": (_object(parse_subscription), "updated"),
+    "customer.subscription.paused": (_object(parse_subscription), "updated"),
+    "customer.subscription.resumed": (_object(parse_subscription), "updated"),
+    "customer.subscription.trial_will_end": (_object(parse_subscription), "updated"),
+    "customer.subscription.deleted": (_object(parse_subscription), "deleted"),
+    "invoice.paid": (_object(parse_invoice), "updated"),
+    "invoice.payment_succeeded": (_object(parse_invoice), "updated"),
     # A discount event names its customer or subscription; the worker reads that owner from Stripe.
-    "customer.discount.created": (parse_discount_event, "updated"),
-    "customer.discount.updated": (parse_discount_event, "updated"),
-    "customer.discount.deleted": (parse_discount_event, "updated"),
+    "customer.discount.created": (_object(parse_discount_event), "updated"),
+    "customer.discount.updated": (_object(parse_discount_event), "updated"),
+    "customer.discount.deleted": (_object(parse_discount_event), "updated"),
     # What a customer got back of a paid invoice (revsync.domain.refunds). A refund's own events
     # (``refund.*``) name no customer: its charge's ``charge.refunded`` carries the same money.
-    "credit_note.created": (parse_credit_note, "created"),
-    "credit_note.updated": (parse_credit_note, "updated"),
-    "credit_note.voided": (parse_credit_note, "updated"),
-    "charge.refunded": (parse_charge, "updated"),
+    "credit_note.created": (_object(parse_credit_note), "created"),
+    "credit_note.updated": (_object(parse_credit_note), "updated"),
+    "credit_note.voided": (_object(parse_credit_note), "updated"),
+    "charge.refunded": (_object(parse_charge), "updated"),
+    # What risk signals read (revsync.domain.risk). A payment that failed, and what ends it: paid
+    # (above), voided or given up on; the retries in between.
+    "invoice.payment_failed": (_failed_invoice, "updated"),
+    # (An attempt that needs the customer's authentication collected nothing either.)
+    "invoice.payment_action_required": (_failed_invoice, "updated"),
+    "invoice.voided": (_failed_invoice, "updated"),
+    "invoice.marked_uncollectible": (_failed_invoice, "updated"),
+    "invoice.updated": (_failed_invoice, "updated"),
+    # A subscription's scheduled change (its next phase), until the schedule ends.
+    "subscription_schedule.created": (_object(parse_subscription_schedule), "created"),
+    "subscription_schedule.updated": (_object(parse_subscription_schedule), "updated"),
+    "subscription_schedule.released": (_object(parse_subscription_schedule), "updated"),
+    "subscription_schedule.canceled": (_object(parse_subscription_schedule), "updated"),
+    "subscription_schedule.completed": (_object(parse_subscription_schedule), "updated"),
+    "subscription_schedule.aborted": (_object(parse_subscription_schedule), "updated"),
+    # The cards of a customer's payment methods (its default one's expiry).
+    "payment_method.attached": (_object(parse_payment_method), "created"),
+    "payment_method.updated": (_object(parse_payment_method), "updated"),
+    "payment_method.automatically_updated": (_object(parse_payment_method), "updated"),
+    "payment_method.detached": (_detached_payment_method, "deleted"),
 }
 
 # Events about the tenant's connection rather than a customer's objects.
@@ -162,7 +207,7 @@ def observation_of(event: StripeEvent) -> Observation | None:
         return None
     reader, source = route
     try:
-        snapshot = reader(event.data_object)
+        snapshot = reader(event.data_object, event.previous_attributes)
     except SnapshotError as exc:
         raise EventError("invalid_object", f"{event.type}: {exc}") from None
     if snapshot is None:

@@ -54,6 +54,9 @@ def revenue_view(snapshot: Snapshot) -> Snapshot | None:
             "delinquent": None,
             "metadata": {},
         }
+        # Its payment method moves no MRR (risk signals read it from the state).
+        customer.pop("default_payment_method", None)
+        customer.pop("default_payment_method_object", None)
         return customer
     if snapshot["object"] == "subscription":
         items = [
@@ -76,6 +79,7 @@ def revenue_view(snapshot: Snapshot) -> Snapshot | None:
             "items": items,  # type: ignore[typeddict-item]
         }
         subscription.pop("items_complete", None)
+        subscription.pop("schedule", None)  # (what it has coming: risk signals read it)
         return subscription
     return None
 

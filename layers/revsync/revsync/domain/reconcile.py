@@ -19,7 +19,7 @@ queues its own continuation.
 from __future__ import annotations
 
 import json
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from revsync.errors import InvalidInput
 
@@ -139,9 +139,50 @@ class CatchUpJob(NamedTuple):
         return f"{self.tenant_id}:{self.reason}:{self.token or self.queued_at}"
 
 
-def catch_up_job(body: str) -> CatchUpJob:
-    """A queued job's body (``infra.catch_ups.job_body``); InvalidInput if it is not one."""
+class RecomputeJob(NamedTuple):
+    """A policy change's recompute of a tenant's customers (revsync.services.policy), from ``cursor``
+    (None: the first page): queued by the policy route, by a run that ran out of time for the pages
+    left, and by the schedule for a recompute whose jobs were lost. On the catch-up queue, in the
+    tenant's message group: never at the same time as the tenant's catch-up. ``config_version``: the
+    change's (a newer change's recompute replaces it); ``token``: the job's own (its sender's retry
+    is queued once; two jobs of one page are two, and the recompute's progress lets one run)."""
+
+    tenant_id: str
+    config_version: int
+    queued_at: int
+    cursor: str | None
+    token: str
+    reason: Literal["recompute"] = "recompute"
+
+    def deduplication_id(self, period_seconds: int) -> str:
+        return f"{self.tenant_id}:recompute:{self.token}"
+
+
+QueuedJob = CatchUpJob | RecomputeJob
+
+
+def queued_job(body: str) -> QueuedJob:
+    """A job's body as the catch-up queue holds it (``infra.catch_ups.job_body``); InvalidInput if it
+    is none of them."""
     document = json.loads(body)
+    if isinstance(document, dict) and document.get("reason") == "recompute":
+        cursor = document.get("cursor")
+        return RecomputeJob(
+            tenant_id=str(document["tenant_id"]),
+            config_version=int(document["config_version"]),
+            queued_at=int(document["queued_at"]),
+            cursor=None if cursor is None else str(cursor),
+            token=str(document["token"]),
+        )
+    return _catch_up(document)
+
+
+def catch_up_job(body: str) -> CatchUpJob:
+    """A queued catch-up job's body (``infra.catch_ups.job_body``); InvalidInput if it is not one."""
+    return _catch_up(json.loads(body))
+
+
+def _catch_up(document: Any) -> CatchUpJob:
     if not isinstance(document, dict) or document.get("reason") not in ("schedule", "request", "continue"):
         raise InvalidInput("not a catch-up job")
     token = document.get("token")

@@ -13,6 +13,7 @@ from typing import Any, TypedDict, cast
 from revsync.domain.mrr import exact_sum, policy_churned_at, round_minor_units, subscription_mrr
 from revsync.domain.policy import DEFAULT_POLICY, RevenuePolicy
 from revsync.domain.refunds import total_refunded
+from revsync.domain.renewal import renews_at
 from revsync.domain.risk import NO_RISK, Risk, derive_risk, risk_traits
 from revsync.domain.snapshots import (
     LIVE_SUBSCRIPTION_STATUSES,
@@ -25,7 +26,6 @@ from revsync.domain.snapshots import (
 from revsync.domain.state import CustomerObjects
 from revsync.errors import InvalidInput
 
-RENEWING_STATUSES = frozenset({"active", "past_due", "trialing"})
 MAX_KEY_BYTES = 1024  # DynamoDB's limit on a sort key (the record's external_id)
 UNMATCHED_PREFIX = "stripe:"
 
@@ -102,26 +102,6 @@ def record_key_unknown(objects: CustomerObjects, trait: str | None) -> bool:
     return objects.customer is None and trait is not None and trait != "id"
 
 
-def _renews_at(subscription: SubscriptionSnapshot, invoices: list[InvoiceSnapshot]) -> int | None:
-    """The later of the current-period end and the newest paid invoice line's period end; None when
-    the subscription is set to cancel by then (at period end, or at a ``cancel_at`` before it)."""
-    if subscription["status"] not in RENEWING_STATUSES or subscription["cancel_at_period_end"]:
-        return None
-    ends = [
-        line["period_end"]
-        for invoice in invoices
-        for line in invoice["lines"]
-        if line["subscription"] == subscription["id"]
-    ]
-    if subscription["current_period_end"] is not None:
-        ends.append(subscription["current_period_end"])
-    renewal = max(ends, default=None)
-    cancel_at = subscription["cancel_at"]
-    if renewal is not None and cancel_at is not None and cancel_at <= renewal:
-        return None
-    return renewal
-
-
 def derive_record(
     tenant_id: str,
     objects: CustomerObjects,
@@ -173,7 +153,7 @@ def derive_record(
 
     trialing_subs = [s for s in subscriptions if s["status"] == "trialing"]
     trial_ends = [s["trial_end"] for s in trialing_subs if s["trial_end"] is not None]
-    renewals = [r for s in subscriptions if (r := _renews_at(s, invoices)) is not None]
+    renewals = [r for s in subscriptions if (r := renews_at(s, invoices)) is not None]
     live = [
         s for s in subscriptions if s["status"] in LIVE_SUBSCRIPTION_STATUSES and s["id"] not in policy_ended
     ]

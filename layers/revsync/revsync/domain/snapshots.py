@@ -96,6 +96,11 @@ class CustomerSnapshot(TypedDict):
     discount: Discount | None
     # The Stripe test clock the customer (and everything of it) lives on; absent: none.
     test_clock: NotRequired[str]
+    # ``invoice_settings.default_payment_method``: what its invoices are charged with. Absent: none.
+    default_payment_method: NotRequired[str]
+    # That payment method itself, when the payload expanded it (a backfill's list, a read): the state
+    # keeps it as a payment method of its own (revsync.domain.state.apply), never in the customer.
+    default_payment_method_object: NotRequired[PaymentMethodSnapshot]
 
 
 class SubscriptionSnapshot(TypedDict):
@@ -115,6 +120,7 @@ class SubscriptionSnapshot(TypedDict):
     discounts: list[Discount]
     items_complete: NotRequired[bool]  # False: the payload held only the first page of items
     test_clock: NotRequired[str]  # absent: on no test clock
+    schedule: NotRequired[str]  # the subscription schedule managing it; absent: none
 
 
 class InvoiceLine(TypedDict):
@@ -136,6 +142,11 @@ class InvoiceSnapshot(TypedDict):
     # The payment intents that paid it (``payment_intent`` before 2025-03-31, ``payments`` after, when
     # the payload has them): what ties a charge, and its refunds, to the invoice. Absent: none known.
     payment_intents: NotRequired[list[str]]
+    # Of an invoice not paid (absent on a paid one, so a paid invoice's snapshot is what the store keeps
+    # of it): the payment attempts made (Stripe counts only up), what is still due, the next retry.
+    attempt_count: NotRequired[int]
+    amount_remaining: NotRequired[int]
+    next_payment_attempt: NotRequired[int | None]
 
 
 class CreditNoteSnapshot(TypedDict):
@@ -163,6 +174,42 @@ class ChargeSnapshot(TypedDict):
     payment_intent: str | None
 
 
+class PhaseItem(TypedDict):
+    price_id: str | None
+    price: Price | None  # None: sent as an id only (a webhook's schedule), read with the schedule
+    quantity: int
+
+
+class SchedulePhase(TypedDict):
+    start_date: int
+    currency: str | None
+    items: list[PhaseItem]
+
+
+class ScheduleSnapshot(TypedDict):
+    """A subscription schedule as far as the change it has coming goes (revsync.domain.risk): its
+    next phase (a ``not_started`` schedule's first), none once it is no longer live."""
+
+    object: Literal["subscription_schedule"]
+    id: str
+    customer: str
+    status: str  # not_started | active | completed | released | canceled
+    subscription: str | None
+    next_phase: SchedulePhase | None
+    test_clock: NotRequired[str]
+
+
+class PaymentMethodSnapshot(TypedDict):
+    """A customer's payment method as far as its card's expiry goes (revsync.domain.risk)."""
+
+    object: Literal["payment_method"]
+    id: str
+    customer: str
+    exp_month: int | None  # None: not a card
+    exp_year: int | None
+    detached: bool  # detached from the customer: it pays nothing any more (Stripe never re-attaches it)
+
+
 class DiscountSnapshot(TypedDict):
     """A ``customer.discount.*`` event's object: it only says which customer or subscription changed."""
 
@@ -179,6 +226,8 @@ Snapshot = (
     | DiscountSnapshot
     | CreditNoteSnapshot
     | ChargeSnapshot
+    | ScheduleSnapshot
+    | PaymentMethodSnapshot
 )
 
 
@@ -403,7 +452,133 @@ def parse_customer(raw: dict[str, Any], *, deleted: bool = False) -> CustomerSna
         discount=parse_discount(raw.get("discount")),
     )
     _with_test_clock(snapshot, raw)
+    default = _dict(raw.get("invoice_settings")).get("default_payment_method")
+    default_id = _id_of(default)
+    if default_id:
+        snapshot["default_payment_method"] = default_id
+        if isinstance(default, dict):
+            # Stripe leaves a detached payment method the customer's default: it pays nothing.
+            detached = _id_of(default.get("customer")) != snapshot["id"]
+            expanded = parse_payment_method({**default, "customer": snapshot["id"]}, detached=detached)
+            if expanded is not None:
+                snapshot["default_payment_method_object"] = expanded
     return snapshot
+
+
+def parse_payment_method(raw: dict[str, Any], *, detached: bool = False) -> PaymentMethodSnapshot | None:
+    """A payment method (None: of no customer, nothing of revsync's). ``detached``: the
+    ``payment_method.detached`` event's, whose customer is the one it was detached from."""
+    customer = _id_of(raw.get("customer"))
+    if not customer:
+        return None
+    card = _dict(raw.get("card"))
+    exp_month, exp_year = _int(card.get("exp_month")), _int(card.get("exp_year"))
+    if exp_month is not None and not 1 <= exp_month <= 12:
+        raise SnapshotError("card exp_month out of range")
+    if exp_year is not None and not 1970 <= exp_year <= 9999:
+        raise SnapshotError("card exp_year out of range")
+    return PaymentMethodSnapshot(
+        object="payment_method",
+        id=_required_id(raw, "id", "payment method"),
+        customer=customer,
+        exp_month=exp_month,
+        exp_year=exp_year,
+        detached=detached,
+    )
+
+
+def _phase_items(raw_items: list[Any]) -> list[PhaseItem]:
+    items: list[PhaseItem] = []
+    for item in map(_dict, raw_items):
+        quantity = _int(item.get("quantity"))
+        if quantity is not None and quantity < 0:
+            raise SnapshotError("schedule phase item quantity is negative")
+        price, plan = item.get("price"), item.get("plan")
+        items.append(
+            PhaseItem(
+                price_id=_id_of(price) or _id_of(plan),
+                price=parse_price(
+                    price if isinstance(price, dict) else None, plan if isinstance(plan, dict) else None
+                ),
+                quantity=1 if quantity is None else quantity,
+            )
+        )
+    return items
+
+
+LIVE_SCHEDULE_STATUSES = frozenset({"not_started", "active"})
+
+
+def parse_subscription_schedule(raw: dict[str, Any]) -> ScheduleSnapshot:
+    """A schedule and its next phase: a ``not_started`` one's first; an ``active`` one's phase that
+    starts when the current one ends; none when it has no more, or is no longer live."""
+    status = _str(raw.get("status"))
+    if not status:
+        raise SnapshotError("subscription schedule has no status")
+    phases = sorted(
+        (_dict(phase) for phase in _list_data(raw.get("phases"))),
+        key=lambda p: _int(p.get("start_date")) or 0,
+    )
+    current = _dict(raw.get("current_phase"))
+    current_end = _int(current.get("end_date"))
+    following: dict[str, Any] | None = None
+    if status == "not_started":
+        following = phases[0] if phases else None
+    elif status == "active" and current_end is not None:
+        following = next((p for p in phases if (_int(p.get("start_date")) or 0) >= current_end), None)
+    next_phase: SchedulePhase | None = None
+    if following is not None:
+        start = _int(following.get("start_date"))
+        if start is None:
+            raise SnapshotError("subscription schedule phase has no start_date")
+        next_phase = SchedulePhase(
+            start_date=start,
+            currency=_str(following.get("currency")),
+            items=_phase_items(_list_data(following.get("items"))),
+        )
+    snapshot = ScheduleSnapshot(
+        object="subscription_schedule",
+        id=_required_id(raw, "id", "subscription schedule"),
+        customer=_required_id(raw, "customer", "subscription schedule"),
+        status=status,
+        subscription=_id_of(raw.get("subscription")),
+        next_phase=next_phase,
+    )
+    _with_test_clock(snapshot, raw)
+    return snapshot
+
+
+def with_phase_prices(snapshot: ScheduleSnapshot, prices: Mapping[str, Price]) -> ScheduleSnapshot:
+    """The schedule with its next phase's unexpanded prices filled from ``prices`` (by id): a price's
+    amount and interval never change."""
+    phase = snapshot["next_phase"]
+    if phase is None or all(item["price"] is not None for item in phase["items"]):
+        return snapshot
+    items = [
+        {**item, "price": prices.get(item["price_id"] or "")} if item["price"] is None else item
+        for item in phase["items"]
+    ]
+    return {**snapshot, "next_phase": {**phase, "items": items}}  # type: ignore[typeddict-item]
+
+
+def managing_schedule(subscription: dict[str, Any]) -> ScheduleSnapshot:
+    """The schedule a subscription came with (``schedule`` expanded, as a list can: its phases' prices
+    are ids, 4 levels down at most), the prices of the subscription's own items filled in."""
+    schedule = parse_subscription_schedule(_dict(subscription.get("schedule")))
+    items = [parse_subscription_item(item) for item in _list_data(subscription.get("items"))]
+    own = {item["price"]["id"]: item["price"] for item in items if item["price"] and item["price"]["id"]}
+    return with_phase_prices(schedule, own)
+
+
+def unexpanded_prices(snapshot: Snapshot) -> set[str]:
+    """The prices a schedule's next phase names by id only."""
+    if snapshot["object"] != "subscription_schedule" or snapshot["next_phase"] is None:
+        return set()
+    return {
+        item["price_id"]
+        for item in snapshot["next_phase"]["items"]
+        if item["price"] is None and item["price_id"]
+    }
 
 
 def parse_subscription_item(raw: Any) -> SubscriptionItem:
@@ -454,6 +629,9 @@ def parse_subscription(raw: dict[str, Any]) -> SubscriptionSnapshot:
     if isinstance(items_list, dict) and items_list.get("has_more") is True:
         snapshot["items_complete"] = False
     _with_test_clock(snapshot, raw)
+    schedule = _id_of(raw.get("schedule"))
+    if schedule:
+        snapshot["schedule"] = schedule
     return snapshot
 
 
@@ -507,17 +685,25 @@ def parse_invoice(raw: dict[str, Any]) -> InvoiceSnapshot:
     lines = parse_invoice_lines(_list_data(raw.get("lines")))
     transitions = _dict(raw.get("status_transitions"))
     amount_paid = _int(raw.get("amount_paid"))
+    status = _str(raw.get("status"))
     snapshot = InvoiceSnapshot(
         object="invoice",
         id=_required_id(raw, "id", "invoice"),
         customer=_required_id(raw, "customer", "invoice"),
-        status=_str(raw.get("status")),
+        status=status,
         amount_paid=amount_paid or 0,
         currency=_str(raw.get("currency")),
         paid_at=_int(transitions.get("paid_at")),
         subscription=invoice_subscription_id(raw),
         lines=lines,
     )
+    if status != "paid":
+        attempts, remaining = _int(raw.get("attempt_count")) or 0, _int(raw.get("amount_remaining")) or 0
+        if attempts < 0 or remaining < 0:
+            raise SnapshotError("invoice attempt_count or amount_remaining is negative")
+        snapshot["attempt_count"] = attempts
+        snapshot["amount_remaining"] = remaining
+        snapshot["next_payment_attempt"] = _int(raw.get("next_payment_attempt"))
     lines_list = raw.get("lines")
     if isinstance(lines_list, dict) and lines_list.get("has_more") is True:
         snapshot["lines_complete"] = False
@@ -593,6 +779,27 @@ def parse_discount_event(raw: dict[str, Any]) -> DiscountSnapshot:
         customer=_required_id(raw, "customer", "discount"),
         subscription=_id_of(raw.get("subscription")),
     )
+
+
+def parse_object(raw: dict[str, Any]) -> Snapshot | None:
+    """An object read from Stripe by id, by its ``object`` (None: nothing of revsync's any more, such
+    as a charge or payment method of no customer)."""
+    kind = raw.get("object")
+    if kind == "customer":
+        return parse_customer(raw)
+    if kind == "subscription":
+        return parse_subscription(raw)
+    if kind == "invoice":
+        return parse_invoice(raw)
+    if kind == "credit_note":
+        return parse_credit_note(raw)
+    if kind == "charge":
+        return parse_charge(raw)
+    if kind == "subscription_schedule":
+        return parse_subscription_schedule(raw)
+    if kind == "payment_method":
+        return parse_payment_method(raw)
+    raise SnapshotError(f"revsync does not read {kind!r} objects")
 
 
 def discounts_of(snapshot: Snapshot) -> Iterator[Discount]:
@@ -671,4 +878,8 @@ def is_terminal(snapshot: Snapshot) -> bool:
         return snapshot["status"] == "paid"
     if snapshot["object"] == "credit_note":
         return snapshot["status"] == "void"
+    if snapshot["object"] == "subscription_schedule":
+        return snapshot["status"] not in LIVE_SCHEDULE_STATUSES
+    if snapshot["object"] == "payment_method":
+        return snapshot["detached"]
     return False

@@ -11,10 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, TypedDict
 
-from revsync.domain.events import Observation
-from revsync.domain.snapshots import Discount, Snapshot, discounts_of, is_terminal
+from revsync.domain.events import Observation, Source
+from revsync.domain.snapshots import (
+    Discount,
+    InvoiceSnapshot,
+    Price,
+    Snapshot,
+    discounts_of,
+    is_terminal,
+    unexpanded_prices,
+    with_phase_prices,
+)
 
 Action = Literal["apply", "keep", "refetch"]
 
@@ -70,6 +79,92 @@ def decide(current: Observation | None, incoming: Observation) -> Decision:
     return Decision("refetch", "same_second")
 
 
+# What the state keeps of the objects risk signals read (revsync.domain.risk): a few, the newest.
+# Open failed invoices come before closed ones; a closed one is kept as long as it fits, so that a late
+# failure event of it does not open it again.
+MAX_FAILED_INVOICES = 4
+MAX_SCHEDULES = 4  # live ones first
+MAX_PAYMENT_METHODS = 4  # the customer's default always among them
+FAILED_STATUSES = {"open": 0, "uncollectible": 1, "void": 2}  # a closed one never opens again
+
+
+class FailedInvoice(TypedDict):
+    """An invoice a payment attempt failed on and that is not paid, merged from every observation of
+    it: the status and amounts of the newest (a closed one wins over an open one), the most attempts
+    seen, when a failed attempt was first observed and when the latest attempt's failure was. Each is
+    a maximum or a minimum, so any order and any repetition of the same observations give the same
+    entry. Paid, it leaves the state (its paid observation is kept with the paid invoices)."""
+
+    status: str  # open | uncollectible | void
+    observed_at: int
+    attempt_count: int
+    amount_remaining: int
+    currency: str | None
+    next_payment_attempt: int | None
+    subscription: str | None
+    first_failed_at: int
+    failed_at: int
+
+
+def failed_invoice_of(invoice: InvoiceSnapshot, observed_at: int) -> FailedInvoice | None:
+    """What an observation of an unpaid invoice says of a failed payment (None: none failed yet)."""
+    attempts = invoice.get("attempt_count", 0)
+    if invoice["status"] not in FAILED_STATUSES or attempts < 1:
+        return None
+    return FailedInvoice(
+        status=str(invoice["status"]),
+        observed_at=observed_at,
+        attempt_count=attempts,
+        amount_remaining=invoice.get("amount_remaining", 0),
+        currency=invoice["currency"],
+        next_payment_attempt=invoice.get("next_payment_attempt"),
+        subscription=invoice["subscription"],
+        first_failed_at=observed_at,
+        failed_at=observed_at,
+    )
+
+
+def _newest_key(entry: FailedInvoice) -> tuple[bool, int, int, int, int, int, str, str]:
+    rank = FAILED_STATUSES[entry["status"]]
+    return (
+        rank > 0,
+        entry["observed_at"],
+        rank,
+        entry["attempt_count"],
+        entry["amount_remaining"],
+        entry["next_payment_attempt"] or -1,
+        entry["currency"] or "",
+        entry["subscription"] or "",
+    )
+
+
+def merge_failed(current: FailedInvoice | None, seen: FailedInvoice) -> FailedInvoice:
+    """``current`` with one more observation of the same invoice (a join: order and repetition do not
+    matter)."""
+    if current is None:
+        return seen
+    newest = max(current, seen, key=_newest_key)
+    if seen["attempt_count"] > current["attempt_count"]:
+        failed_at = seen["failed_at"]
+    elif seen["attempt_count"] == current["attempt_count"]:
+        failed_at = min(current["failed_at"], seen["failed_at"])
+    else:
+        failed_at = current["failed_at"]
+    return {
+        **newest,
+        "attempt_count": max(current["attempt_count"], seen["attempt_count"]),
+        "first_failed_at": min(current["first_failed_at"], seen["first_failed_at"]),
+        "failed_at": failed_at,
+    }
+
+
+def _bounded(entries: Mapping[str, FailedInvoice]) -> dict[str, FailedInvoice]:
+    kept = sorted(
+        entries.items(), key=lambda e: (e[1]["status"] == "open", e[1]["observed_at"], e[0]), reverse=True
+    )
+    return dict(sorted(kept[:MAX_FAILED_INVOICES]))
+
+
 @dataclass(frozen=True, slots=True)
 class CustomerObjects:
     """Everything stored about one Stripe customer of one tenant: the latest observation of each object."""
@@ -80,6 +175,11 @@ class CustomerObjects:
     invoices: Mapping[str, Observation] = field(default_factory=dict)
     # Credit notes and charges, by id: what was given back of the paid invoices (domain.refunds).
     refunds: Mapping[str, Observation] = field(default_factory=dict)
+    # What risk signals read (revsync.domain.risk), each bounded: invoices whose payment failed, by
+    # id; subscription schedules; payment methods (the default one's card expiry).
+    failed_invoices: Mapping[str, FailedInvoice] = field(default_factory=dict)
+    schedules: Mapping[str, Observation] = field(default_factory=dict)
+    payment_methods: Mapping[str, Observation] = field(default_factory=dict)
 
     def current(self, incoming: Observation) -> Observation | None:
         snapshot = incoming["snapshot"]
@@ -91,6 +191,10 @@ class CustomerObjects:
             return self.invoices.get(snapshot["id"])
         if snapshot["object"] == "credit_note" or snapshot["object"] == "charge":
             return self.refunds.get(snapshot["id"])
+        if snapshot["object"] == "subscription_schedule":
+            return self.schedules.get(snapshot["id"])
+        if snapshot["object"] == "payment_method":
+            return self.payment_methods.get(snapshot["id"])
         return None
 
     def with_observation(self, incoming: Observation) -> CustomerObjects:
@@ -103,7 +207,49 @@ class CustomerObjects:
             return replace(self, invoices={**self.invoices, snapshot["id"]: incoming})
         if snapshot["object"] == "credit_note" or snapshot["object"] == "charge":
             return replace(self, refunds={**self.refunds, snapshot["id"]: incoming})
+        if snapshot["object"] == "subscription_schedule":
+            return replace(
+                self, schedules=_newest({**self.schedules, snapshot["id"]: incoming}, MAX_SCHEDULES)
+            )
+        if snapshot["object"] == "payment_method":
+            methods = {**self.payment_methods, snapshot["id"]: incoming}
+            return replace(
+                self, payment_methods=_newest(methods, MAX_PAYMENT_METHODS, self.default_payment_method)
+            )
         raise ValueError(f"{snapshot['object']} snapshots are not stored")
+
+    @property
+    def default_payment_method(self) -> str | None:
+        """The customer's ``invoice_settings.default_payment_method`` (None: none, or not seen)."""
+        customer = self.customer["snapshot"] if self.customer is not None else None
+        if customer is None or customer["object"] != "customer":
+            return None
+        return customer.get("default_payment_method")
+
+    def known_prices(self) -> dict[str, Price]:
+        """Prices seen expanded, by id (in subscriptions and schedules): a price's terms never change."""
+        known: dict[str, Price] = {}
+        for observation in self.subscriptions.values():
+            snapshot = observation["snapshot"]
+            if snapshot["object"] == "subscription":
+                known.update(
+                    {
+                        i["price"]["id"]: i["price"]
+                        for i in snapshot["items"]
+                        if i["price"] and i["price"]["id"]
+                    }
+                )
+        for observation in self.schedules.values():
+            snapshot = observation["snapshot"]
+            if snapshot["object"] == "subscription_schedule" and snapshot["next_phase"] is not None:
+                known.update(
+                    {
+                        i["price_id"]: i["price"]
+                        for i in snapshot["next_phase"]["items"]
+                        if i["price"] and i["price_id"]
+                    }
+                )
+        return known
 
     def known_discounts(self) -> dict[str, Discount]:
         """Discounts seen with their coupon, by id (a discount's coupon never changes)."""
@@ -125,10 +271,32 @@ class CustomerObjects:
                 *self.subscriptions.values(),
                 *self.invoices.values(),
                 *self.refunds.values(),
+                *self.schedules.values(),
+                *self.payment_methods.values(),
             )
             if o
         ]
+        times += [entry["observed_at"] for entry in self.failed_invoices.values()]
         return max(times, default=0)
+
+
+def _newest(
+    observations: Mapping[str, Observation], limit: int, keep: str | None = None
+) -> dict[str, Observation]:
+    """At most ``limit`` of ``observations``: ``keep`` (the customer's default payment method), then the
+    live ones, then the newest observed."""
+
+    def rank(item: tuple[str, Observation]) -> tuple[bool, bool, int, str]:
+        object_id, observation = item
+        return (
+            object_id == keep,
+            not is_terminal(observation["snapshot"]),
+            observation["observed_at"],
+            object_id,
+        )
+
+    kept = sorted(observations.items(), key=rank, reverse=True)[:limit]
+    return dict(sorted(kept))
 
 
 def clock_of(snapshot: Snapshot, objects: CustomerObjects) -> str | None:
@@ -158,8 +326,63 @@ def apply(objects: CustomerObjects, incoming: Observation) -> Outcome:
         # The event only names what changed; the owner's current state comes from Stripe.
         return Outcome(Decision("refetch", "discount_changed"), objects)
     if snapshot["object"] == "invoice" and snapshot["status"] != "paid":
-        return Outcome(Decision("keep", "invoice_not_paid"), objects)
+        return _apply_unpaid_invoice(objects, snapshot, incoming["observed_at"])
+    if snapshot["object"] == "customer" and "default_payment_method_object" in snapshot:
+        return _apply_with_default_card(objects, incoming)
+    if snapshot["object"] == "subscription_schedule":
+        snapshot = with_phase_prices(snapshot, objects.known_prices())
+        incoming = {**incoming, "snapshot": snapshot}
     decision = decide(objects.current(incoming), incoming)
     if decision.action != "apply":
         return Outcome(decision, objects)
-    return Outcome(decision, objects.with_observation(incoming))
+    if incoming["source"] != "fetched" and unexpanded_prices(snapshot):
+        # A webhook's schedule names its phases' prices by id: a read expands them (domain.risk needs
+        # their amounts), unless they were seen before.
+        return Outcome(Decision("refetch", "phase_prices_unexpanded"), objects)
+    applied = objects.with_observation(incoming)
+    if snapshot["object"] == "invoice" and snapshot["id"] in objects.failed_invoices:
+        # Paid: it leaves the failed invoices.
+        failed = {k: v for k, v in objects.failed_invoices.items() if k != snapshot["id"]}
+        applied = replace(applied, failed_invoices=failed)
+    return Outcome(decision, applied)
+
+
+def _apply_unpaid_invoice(objects: CustomerObjects, invoice: InvoiceSnapshot, observed_at: int) -> Outcome:
+    """An observation of an invoice not paid: kept only once a payment of it failed (merge_failed)."""
+    if invoice["id"] in objects.invoices:
+        return Outcome(Decision("keep", "invoice_paid"), objects)  # a paid invoice stays paid
+    seen = failed_invoice_of(invoice, observed_at)
+    current = objects.failed_invoices.get(invoice["id"])
+    if seen is None and current is None:
+        return Outcome(Decision("keep", "invoice_not_paid"), objects)
+    if seen is None:
+        # No failed attempt in it: an observation from before the first one (Stripe's count only grows).
+        return Outcome(Decision("keep", "older"), objects)
+    merged = merge_failed(current, seen)
+    if merged == current:
+        return Outcome(Decision("keep", "duplicate"), objects)
+    failed = _bounded({**objects.failed_invoices, invoice["id"]: merged})
+    if failed == objects.failed_invoices:
+        return Outcome(Decision("keep", "older"), objects)  # older than every one kept
+    return Outcome(Decision("apply", "payment_failed"), replace(objects, failed_invoices=failed))
+
+
+def _apply_with_default_card(objects: CustomerObjects, incoming: Observation) -> Outcome:
+    """A customer read with its default payment method expanded (a backfill's list, a read): the
+    customer, and the payment method as an observation of its own made at the same time."""
+    customer = incoming["snapshot"]
+    assert customer["object"] == "customer"
+    card = customer["default_payment_method_object"]
+    bare = {k: v for k, v in customer.items() if k != "default_payment_method_object"}
+    outcome = apply(objects, {**incoming, "snapshot": bare})  # type: ignore[typeddict-item]
+    if outcome.decision.action == "refetch":
+        return outcome
+    source: Source = "fetched" if incoming["source"] == "fetched" else "updated"
+    with_card = apply(
+        outcome.objects,
+        Observation(snapshot=card, observed_at=incoming["observed_at"], source=source, event_id=None),
+    )
+    if not with_card.changed:
+        return outcome  # (a tie of the card with an event: the card's next event settles it)
+    decision = outcome.decision if outcome.changed else Decision("apply", "default_payment_method")
+    return Outcome(decision, with_card.objects)

@@ -160,7 +160,12 @@ class StateWrite:
 
     def _invoices(self) -> tuple[InvoiceBook, list[tuple[str, ...]]]:
         applied = self.applied["snapshot"] if self.applied is not None else None
-        paid = applied["id"] if applied is not None and applied["object"] == "invoice" else None
+        # (An unpaid invoice's observation changes the failed invoices, kept in the state item.)
+        paid = (
+            applied["id"]
+            if applied is not None and applied["object"] == "invoice" and applied["status"] == "paid"
+            else None
+        )
         return self.stored.invoices.after(paid)
 
     def saved(self) -> StoredCustomer:

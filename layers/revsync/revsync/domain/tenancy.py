@@ -14,6 +14,7 @@ from revsync.domain.routing import SealedSecrets, TenantError, TenantRoute, vali
 __all__ = [
     "BackfillOutcome",
     "Connection",
+    "Recompute",
     "SealedSecrets",
     "Tenant",
     "TenantError",
@@ -37,6 +38,24 @@ class BackfillOutcome(NamedTuple):
     error: str | None = None
     requests: int = 0
     walks: int = 0
+
+
+class Recompute(NamedTuple):
+    """A policy change's recompute of every customer of the tenant from its stored observations, as
+    kept with the tenant: started when the policy was saved (``config_version``: the tenant's config
+    version it was saved with), advanced a page of customers at a time, ``finished_at`` once every
+    customer was re-derived. A newer policy change replaces it (the older one's jobs then stop)."""
+
+    config_version: int
+    started_at: int
+    cursor: str | None = None  # where the next page of customers starts (None: the first page)
+    customers_done: int = 0
+    finished_at: int | None = None
+    updated_at: int | None = None  # its last progress: a recompute silent for long is taken over
+
+    @property
+    def state(self) -> Literal["recomputing", "done"]:
+        return "recomputing" if self.finished_at is None else "done"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +100,12 @@ class Tenant:
     tracking: Tracking = field(default_factory=Tracking)
     backfill: dict[str, Any] | None = None
     policy: RevenuePolicy = DEFAULT_POLICY
+    recompute: Recompute | None = None
+
+    def with_policy(self, policy: RevenuePolicy) -> Tenant:
+        """A new revenue policy is a new configuration (records derived under an older one are
+        re-derived: the write path compares config versions)."""
+        return replace(self, policy=policy, config_version=self.config_version + 1)
 
     def with_config(self, trait: str) -> Tenant:
         return replace(
@@ -94,6 +119,22 @@ class Tenant:
 def tenant_webhook_url(webhook_base_url: str, tenant_id: str) -> str:
     """The endpoint an API-key tenant registers in its own Stripe account (the receiver's URL)."""
     return f"{webhook_base_url.rstrip('/')}/webhooks/stripe/{tenant_id}"
+
+
+def policy_status(tenant: Tenant) -> dict[str, Any]:
+    """The policy in force and the progress of the recompute its change started (docs/contracts.md,
+    "The status document"): ``GET .../stripe/policy``, and ``policy`` in the status document."""
+    recompute = tenant.recompute
+    return {
+        "document": tenant.policy.to_json(),
+        "recompute": {
+            "state": "none" if recompute is None else recompute.state,
+            "config_version": None if recompute is None else recompute.config_version,
+            "customers_done": 0 if recompute is None else recompute.customers_done,
+            "started_at": None if recompute is None else recompute.started_at,
+            "finished_at": None if recompute is None else recompute.finished_at,
+        },
+    }
 
 
 def status_document(tenant: Tenant) -> dict[str, Any]:
@@ -127,4 +168,5 @@ def status_document(tenant: Tenant) -> dict[str, Any]:
             "requests": backfill.get("requests"),
             "walks": backfill.get("walks"),
         },
+        "policy": policy_status(tenant),
     }

@@ -1,20 +1,22 @@
-"""The catch-up queue (SQS FIFO): one job per tenant per period, one message group per tenant, so a
-tenant's jobs run one at a time and never wait for another tenant's."""
+"""The catch-up queue (SQS FIFO): one job per tenant per period (and a policy change's recompute, in
+the same group), one message group per tenant, so a tenant's jobs run one at a time and never wait
+for another tenant's."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from revsync.domain.reconcile import CatchUpJob
+from revsync.domain.reconcile import QueuedJob
 from revsync.infra import aws
 from revsync.infra.queue import QueueError
 
 BATCH = 10  # SendMessageBatch's limit
 
 
-def job_body(job: CatchUpJob) -> str:
+def job_body(job: QueuedJob) -> str:
     return json.dumps(job._asdict(), separators=(",", ":"))
 
 
@@ -24,7 +26,7 @@ class SqsCatchUpQueue:
     def __init__(self, url: str, period_seconds: int) -> None:
         self._url, self._period = url, period_seconds
 
-    def send(self, jobs: list[CatchUpJob]) -> None:
+    def send(self, jobs: Sequence[QueuedJob]) -> None:
         period = self._period
         for first in range(0, len(jobs), BATCH):
             entries = [

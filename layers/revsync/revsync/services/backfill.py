@@ -44,11 +44,13 @@ from revsync.domain.ratelimits import list_endpoint
 from revsync.domain.snapshots import (
     Snapshot,
     customer_id_of,
+    managing_schedule,
     parse_charge,
     parse_credit_note,
     parse_customer,
     parse_invoice,
     parse_subscription,
+    unexpanded_prices,
 )
 from revsync.domain.tenancy import BackfillOutcome, Tenant
 from revsync.errors import Conflict
@@ -307,6 +309,21 @@ class _Inline:
         return [function(item) for item in items]
 
 
+def _schedule_of(
+    subscription: dict[str, Any], tenant_id: str, tenants: Tenants, stripe: StripeObjects
+) -> Snapshot:
+    """A subscription's expanded schedule (``managing_schedule``); one to prices other than the
+    subscription's own is read (one request, its prices expanded), so that its next phase's MRR is
+    known."""
+    schedule = managing_schedule(subscription)
+    tenant = tenants.get(tenant_id)
+    if unexpanded_prices(schedule) and tenant is not None:
+        read = stripe.fetch(tenant, "subscription_schedule", schedule["id"])
+        if read is not None:
+            return read
+    return schedule
+
+
 def _apply_page(
     tenant_id: str,
     kind: str,
@@ -326,6 +343,12 @@ def _apply_page(
         parse_customer(raw["customer"])
         for raw in objects
         if isinstance(raw.get("customer"), dict) and raw["customer"].get("deleted")
+    ]
+    # And its expanded schedule: what it has coming (domain.backfill.list_params).
+    snapshots += [
+        _schedule_of(raw, tenant_id, tenants, stripe)
+        for raw in objects
+        if isinstance(raw.get("schedule"), dict)
     ]
     observations = [
         Observation(snapshot=snapshot, observed_at=requested_at, source="fetched", event_id=None)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -24,6 +24,7 @@ from revsync.domain.reconcile import (
     CatchUpJob,
     EventsState,
     PendingWindow,
+    QueuedJob,
     RunEnd,
     catch_up_order,
     continuation_live,
@@ -35,7 +36,21 @@ from revsync.domain.tenancy import Tenant, validate_tenant_id
 from revsync.errors import Conflict, CursorRejected, Deferred
 from revsync.services.sync import ChangeFeed, Customers, StripeObjects, Tenants, apply_observation
 
-# The event types whose objects revsync applies (connection events come to the platform, not here).
+# The event types a catch-up lists: Stripe takes at most 20 in ``types[]`` (MAX_LISTED_TYPES), so the
+# handled types whose change another listed type also carries, or that change nothing revsync keeps,
+# are left to their webhooks (connection events come to the platform, not here):
+# ``invoice.payment_succeeded`` (the paid invoice ``invoice.paid`` carries), the trial's notice
+# ``customer.subscription.trial_will_end``, ``customer.discount.*`` (the customer's or subscription's
+# own ``.updated`` carries the discount), ``credit_note.updated`` (memo and metadata), ``invoice.updated``
+# (a failed invoice's retries: the next ``invoice.payment_failed`` carries its count),
+# ``invoice.payment_action_required`` (its subscription's ``past_due`` carries the dunning; the invoice's
+# attempt is kept when its webhook comes or a backfill lists it),
+# ``subscription_schedule.released|canceled|completed|aborted`` (its subscription's update or end
+# carries it: released, the subscription no longer names it; canceled or aborted, it ended; completed,
+# its last phase began) and ``payment_method.updated`` (a card's expiry edited through the API, rare:
+# the card networks' updates are ``automatically_updated``, listed; a detached card is listed too, as
+# Stripe leaves the customer's default naming it).
+MAX_LISTED_TYPES = 20
 RECONCILED_TYPES = (
     "customer.created",
     "customer.updated",
@@ -44,17 +59,19 @@ RECONCILED_TYPES = (
     "customer.subscription.updated",
     "customer.subscription.paused",
     "customer.subscription.resumed",
-    "customer.subscription.trial_will_end",
     "customer.subscription.deleted",
     "invoice.paid",
-    "invoice.payment_succeeded",
-    "customer.discount.created",
-    "customer.discount.updated",
-    "customer.discount.deleted",
+    "invoice.payment_failed",
+    "invoice.voided",
+    "invoice.marked_uncollectible",
     "credit_note.created",
-    "credit_note.updated",
     "credit_note.voided",
     "charge.refunded",
+    "subscription_schedule.created",
+    "subscription_schedule.updated",
+    "payment_method.attached",
+    "payment_method.automatically_updated",
+    "payment_method.detached",
 )
 
 
@@ -94,7 +111,7 @@ class EventsProgress(Protocol):
 
 
 class CatchUpQueue(Protocol):
-    def send(self, jobs: list[CatchUpJob]) -> None:
+    def send(self, jobs: Sequence[QueuedJob]) -> None:
         """Queue jobs (one message group per tenant: a tenant's jobs run one at a time)."""
         ...
 
@@ -154,14 +171,19 @@ class ReconcileReport:
         }
 
 
-class _TenantOfTheRun:
-    """The tenant as the run read it at its start: one read per run, not one per event."""
+class TenantOfTheRun:
+    """The tenant as a run read it at its start: one read per run, not one per event or customer; a
+    newer config asked for (a customer's state written under one since) is read again."""
 
-    def __init__(self, tenant: Tenant) -> None:
-        self._tenant = tenant
+    def __init__(self, tenants: Tenants, tenant: Tenant) -> None:
+        self._tenants, self._tenant = tenants, tenant
 
     def get(self, tenant_id: str, min_config_version: int = 0) -> Tenant | None:
-        return self._tenant if tenant_id == self._tenant.tenant_id else None
+        if tenant_id != self._tenant.tenant_id:
+            return None
+        if self._tenant.config_version >= min_config_version:
+            return self._tenant
+        return self._tenants.get(tenant_id, min_config_version)
 
 
 @dataclass(slots=True)
@@ -205,7 +227,7 @@ def _apply_page(tenant: Tenant, page: list[dict[str, Any]], ports: ReconcilePort
         result = apply_observation(
             tenant.tenant_id,
             observation,
-            tenants=_TenantOfTheRun(tenant),
+            tenants=TenantOfTheRun(ports.tenants, tenant),
             customers=ports.customers,
             stripe=ports.stripe,
             clock=ports.clock,

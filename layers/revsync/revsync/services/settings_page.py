@@ -1,8 +1,9 @@
 """The Stripe settings page: server-rendered HTML, no build step, small inline script.
 
-Connect, pick the customer-ID trait among the discovered candidates, see the tracking settings and
-the import's progress, disconnect. It talks to the tenant routes (``data-api`` on the body), with
-the bearer token the app shell keeps (JWT mode) or none (IAM mode, behind the platform's backend).
+Connect, pick the customer-ID trait among the discovered candidates, choose the revenue policy and
+watch its recompute, see the tracking settings and the import's progress, disconnect. It talks to
+the tenant routes (``data-api`` on the body), with the bearer token the app shell keeps (JWT mode)
+or none (IAM mode, behind the platform's backend).
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from revsync.services.risks import PAGE_LIMIT
+
 TOKEN_KEY = "revsync.token"
 
 _SCRIPT = """
 const api = document.body.dataset.api;
-async function call(method, path, body) {
+async function call(method, path, body, base = api) {
   const headers = {"content-type": "application/json"};
   const token = sessionStorage.getItem("__TOKEN_KEY__");
   if (token) { headers.authorization = "Bearer " + token; }
-  const response = await fetch(api + path, {method, headers,
+  const response = await fetch(base + path, {method, headers,
                                             body: body === undefined ? undefined : JSON.stringify(body)});
   const data = await response.json().catch(() => ({}));
   if (!response.ok) { throw new Error(data.message || response.statusText); }
@@ -59,6 +62,29 @@ async function poll() {
   else if (b.state === "failed") { say("The import failed: " + (b.error || "unknown error")); }
 }
 if (document.getElementById("backfill-state").textContent === "running") { poll(); }
+function showPolicy(policy) {
+  const r = policy.recompute;
+  document.getElementById("policy-state").textContent = r.state;
+  document.getElementById("policy-done").textContent = r.customers_done;
+  if (r.state === "recomputing") { setTimeout(pollPolicy, 1000); }
+  else if (r.state === "done") { say("Every record, history and month follows the revenue policy."); }
+}
+async function pollPolicy() {
+  try { showPolicy(await call("GET", "/policy")); } catch (e) { say(e.message); }
+}
+document.getElementById("policy")?.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const days = document.getElementById("churn-after-days").value.trim();
+  const body = {past_due: {churn_after_days: days === "" ? null : Number(days)},
+                churn_at: document.getElementById("churn-at").value,
+                discounts: document.getElementById("discounts").value};
+  try {
+    const policy = await call("PUT", "/policy", body);
+    say(policy.recompute.state === "recomputing" ? "Saved. Recomputing your records…" : "Saved.");
+    showPolicy(policy);
+  } catch (e) { say(e.message); }
+});
+if (document.getElementById("policy-state")?.textContent === "recomputing") { pollPolicy(); }
 """.replace("__TOKEN_KEY__", TOKEN_KEY)
 
 
@@ -150,11 +176,131 @@ def revenue_section(report: dict[str, Any]) -> str:
     )
 
 
+_CHURN_AT = (("ended", "when the subscription ends"), ("scheduled", "when a cancellation is scheduled"))
+_DISCOUNTS = (
+    ("active", "forever and repeating discounts, while they last"),
+    ("forever_only", "forever discounts only (as Stripe's Billing analytics)"),
+    ("none", "no discounts (list price)"),
+)
+
+
+def _options(choices: tuple[tuple[str, str], ...], current: str) -> str:
+    return "".join(
+        f'<option value="{_e(value)}"{" selected" if value == current else ""}>{_e(label)}</option>'
+        for value, label in choices
+    )
+
+
+def policy_section(policy: dict[str, Any], connected: bool) -> str:
+    """The revenue policy (``status["policy"]``): a form when connected, and its recompute's progress."""
+    document, recompute = policy["document"], policy["recompute"]
+    days = document["past_due"]["churn_after_days"]
+    progress = (
+        f'<p>Recompute: <span id="policy-state">{_e(recompute["state"])}</span>, '
+        f'<span id="policy-done">{_e(recompute["customers_done"])}</span> customers re-derived.</p>'
+    )
+    if not connected:
+        return "<p>Connect Stripe to choose the revenue policy.</p>" + progress
+    return (
+        '<form id="policy">'
+        '<p><label for="churn-after-days">A past-due subscription churns after (days, 1-90; empty: '
+        f'it always counts)</label> <input type="number" id="churn-after-days" min="1" max="90" '
+        f'step="1" value="{_e(days)}"></p>'
+        f'<p><label for="churn-at">Churn is counted</label> <select id="churn-at">'
+        f"{_options(_CHURN_AT, document['churn_at'])}</select></p>"
+        f'<p><label for="discounts">MRR counts</label> <select id="discounts">'
+        f"{_options(_DISCOUNTS, document['discounts'])}</select></p>"
+        "<p>Metered usage is not counted in MRR.</p>"
+        '<button type="submit">Save revenue policy</button></form>' + progress
+    )
+
+
+# The customers at risk (GET .../risks), beside the chart: a kind, and its newest customers a page at
+# a time. The server renders the first page; the selector and "More" ask the route, and the rows are
+# written as the server writes them (money as _money does, dates as _day does).
+RISK_KINDS = {
+    "dunning": "In dunning",
+    "cancel_scheduled": "Cancellation scheduled",
+    "change_scheduled": "Plan change scheduled",
+    "trial_ending": "Trial ending",
+    "card_expiring": "Card expiring",
+}
+_RISKS_SCRIPT = """
+const riskList = document.getElementById("risks");
+const ZERO_DECIMAL = new Set(__ZERO_DECIMAL__);
+function money(amount, currency) {
+  const code = (currency || "").toLowerCase();
+  const value = ZERO_DECIMAL.has(code) ? amount.toLocaleString("en-US")
+    : (amount / 100).toLocaleString("en-US", {minimumFractionDigits: 2, maximumFractionDigits: 2});
+  return (value + " " + code.toUpperCase()).trim();
+}
+async function showRisks(more) {
+  const kind = document.getElementById("risk-kind").value;
+  let query = "?kind=" + encodeURIComponent(kind) + "&limit=" + riskList.dataset.limit;
+  if (more) { query += "&cursor=" + encodeURIComponent(riskList.dataset.next); }
+  try {
+    const page = await call("GET", query, undefined, riskList.dataset.api);
+    const rows = document.getElementById("risk-rows");
+    if (!more) { rows.replaceChildren(); }
+    for (const customer of page.customers) {
+      const row = rows.insertRow();
+      let mrr = money(customer.mrr, customer.currency);
+      if ("scheduled_mrr" in customer && customer.scheduled_mrr !== null) {
+        mrr += " (then " + money(customer.scheduled_mrr, customer.currency) + ")";
+      }
+      const since = new Date(customer.since * 1000).toISOString().slice(0, 10);
+      for (const text of [customer.external_id, mrr, since]) { row.insertCell().textContent = text; }
+    }
+    riskList.dataset.next = page.next || "";
+    document.getElementById("risk-more").hidden = !page.next;
+    document.getElementById("risk-empty").hidden = rows.rows.length > 0;
+  } catch (e) { say(e.message); }
+}
+document.getElementById("risk-kind")?.addEventListener("change", () => showRisks(false));
+document.getElementById("risk-more")?.addEventListener("click", () => showRisks(true));
+""".replace("__ZERO_DECIMAL__", json.dumps(sorted(_ZERO_DECIMAL)))
+
+
+def _day(at: int) -> str:
+    return datetime.fromtimestamp(at, tz=UTC).strftime("%Y-%m-%d")
+
+
+def risks_section(api: str, page: dict[str, Any] | None, limit: int) -> str:
+    """The kind selector and the first page of its customers at risk (``page``: the route's answer;
+    None when it could not be read now), each with the MRR at risk and since when."""
+    kind = page["kind"] if page else next(iter(RISK_KINDS))
+    options = "".join(
+        f'<option value="{_e(name)}"{" selected" if name == kind else ""}>{_e(label)}</option>'
+        for name, label in RISK_KINDS.items()
+    )
+    rows = []
+    for customer in page["customers"] if page else []:
+        mrr = _money(customer["mrr"], customer["currency"])
+        if customer.get("scheduled_mrr") is not None:
+            mrr += f" (then {_money(customer['scheduled_mrr'], customer['currency'])})"
+        rows.append(
+            f"<tr><td>{_e(customer['external_id'])}</td><td>{_e(mrr)}</td>"
+            f"<td>{_e(_day(customer['since']))}</td></tr>"
+        )
+    empty = "No customers of this kind." if page else "The list could not be read now; reload to try again."
+    following = page["next"] if page else None
+    return (
+        f'<div id="risks" data-api="{_e(api)}" data-limit="{limit}" data-next="{_e(following or "")}">'
+        f'<label for="risk-kind">Show</label> <select id="risk-kind">{options}</select>'
+        '<table id="risk-table"><caption>Newest first</caption><thead><tr><th scope="col">customer</th>'
+        '<th scope="col">MRR at risk</th><th scope="col">when</th></tr></thead>'
+        f'<tbody id="risk-rows">{"".join(rows)}</tbody></table>'
+        f'<p id="risk-empty"{" hidden" if rows else ""}>{_e(empty)}</p>'
+        f'<button type="button" id="risk-more"{"" if following else " hidden"}>More</button></div>'
+    )
+
+
 def render(
     status: dict[str, Any],
     candidates: list[dict[str, Any]] | None,
     note: str = "",
     revenue: dict[str, Any] | None = None,
+    risks: dict[str, Any] | None = None,
 ) -> str:
     tenant = status["tenant_id"]
     connection, config, tracking, backfill = (
@@ -215,13 +361,17 @@ button{{font-size:1rem;padding:.4rem .9rem}}
 <section aria-labelledby="h-trait"><h2 id="h-trait">Customer ID</h2>{trait_html}</section>
 <section aria-labelledby="h-tracking"><h2 id="h-tracking">Tracking</h2>
 <table><caption>Which source each metric uses</caption><tbody>{rows}</tbody></table></section>
+<section aria-labelledby="h-policy" aria-live="polite"><h2 id="h-policy">Revenue policy</h2>
+{policy_section(status["policy"], connected)}</section>
 <section aria-labelledby="h-revenue"><h2 id="h-revenue">Revenue</h2>{revenue_html}</section>
+<section aria-labelledby="h-risks"><h2 id="h-risks">Customers at risk</h2>
+{risks_section(f"/tenants/{quote(tenant)}/risks", risks, PAGE_LIMIT)}</section>
 <section aria-labelledby="h-import" aria-live="polite"><h2 id="h-import">Import</h2>
 <p>State: <span id="backfill-state">{_e(backfill["state"])}</span>.
 <span id="backfill-counts">{_e(counts["customers"])} customers, {_e(counts["subscriptions"])} subscriptions,
 {_e(counts["invoices"])} invoices</span>.
 <span id="backfill-error">{_e(backfill["error"])}</span></p></section>
-</main><script>{_SCRIPT}</script></body></html>"""
+</main><script>{_SCRIPT}{_RISKS_SCRIPT}</script></body></html>"""
 
 
 def message_page(title: str, message: str) -> str:

@@ -231,9 +231,11 @@ def settings_page(
     events: EventsReader,
     stripe: CustomerSampler,
     revenue: dict[str, Any] | None = None,
+    risks: dict[str, Any] | None = None,
 ) -> str:
     """The settings page (HTML): the status, the trait candidates when Stripe answers, and the last
-    twelve months of MRR (``revenue``: the revenue route's document)."""
+    twelve months of MRR (``revenue``: the revenue route's document) with the customers at risk beside
+    it (``risks``: the risks route's first page)."""
     status = tenant_status(tenant_id, tenants=tenants, events=events)
     candidates, note = None, ""
     if status["connection"]["status"] == "connected":
@@ -244,7 +246,7 @@ def settings_page(
             note = "Could not read customers from Stripe right now; reload to try again."
     if just_connected:
         note = note or "Stripe is connected. Choose your customer-ID trait to import your data."
-    return settings_page_view.render(status, candidates, note, revenue)
+    return settings_page_view.render(status, candidates, note, revenue, risks=risks)
 
 
 def customer_record(tenant_id: str, external_id: str, *, records: RecordReader) -> dict[str, Any]:

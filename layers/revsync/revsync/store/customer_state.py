@@ -192,6 +192,9 @@ def _stored(
         subscriptions=stored.get("subscriptions", {}),
         invoices=invoices,
         refunds=refunds,
+        failed_invoices=stored.get("failed_invoices", {}),
+        schedules=stored.get("schedules", {}),
+        payment_methods=stored.get("payment_methods", {}),
     )
     if state is None:
         return StoredCustomer(objects, None, None, 0, invoices=book, refunds=refund_book)
@@ -226,6 +229,16 @@ def _state_item(write: StateWrite) -> CustomerStateItem:
             "refunds_archived": saved.refunds.archived,
             "refunds": {i: objects.refunds[i] for i in saved.refunds.inline},
             "history": kept.to_json(),
+            # What risk signals read, a few of each (revsync.domain.state bounds them); none: no key.
+            **{
+                key: dict(kept_objects)
+                for key, kept_objects in (
+                    ("failed_invoices", objects.failed_invoices),
+                    ("schedules", objects.schedules),
+                    ("payment_methods", objects.payment_methods),
+                )
+                if kept_objects
+            },
         }
         | ({} if saved.judged_at is None else {"judged_at": saved.judged_at})
         # Only a tenant's own policy takes bytes (the default is what a state without one was made with).

@@ -6,8 +6,8 @@
   and its subscriptions, its newest paid invoices and its recent MRR history, optimistic-locked by
   version), the archives of its older paid invoices and of its older MRR history; the ``revenue``
   index lists a tenant's MRR timelines, in pieces.
-* tenants: ``tenant#<id>`` items (connection, config, tracking, backfill) and ``account#<acct>``
-  items routing Connect events to their tenant.
+* tenants: ``tenant#<id>`` items (connection, config and revenue policy, tracking, backfill, a
+  policy change's recompute) and ``account#<acct>`` items routing Connect events to their tenant.
 * revenue: each tenant's monthly (and yearly) revenue totals, kept from the sync table's stream by
   the rollup (revsync.store.rollup), and how far it has applied each shard of the stream.
 
@@ -238,6 +238,55 @@ class PaidInvoiceItem(SyncItem, discriminator="invoice"):
 # --- customers table ------------------------------------------------------------------------------
 
 
+class _RiskIndex(GlobalSecondaryIndex["CustomerRecordItem"]):
+    """A tenant's customers at risk of one kind, newest first (revsync.domain.at_risk): sparse, an item
+    is in it only while its record carries that kind's signal (the range key). Projected: what
+    ``GET .../risks`` answers, and only that, so a record write changes an index entry (a billed index
+    write) only when the signal, or the MRR shown with it, changes."""
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+
+
+class DunningIndex(_RiskIndex):
+    class Meta:
+        index_name = "risk_dunning"
+        projection = IncludeProjection(["stripe_customer_id", "currency", "mrr"])
+
+    dunning_since = NumberAttribute(range_key=True)
+
+
+class CancelScheduledIndex(_RiskIndex):
+    class Meta:
+        index_name = "risk_cancel_scheduled"
+        projection = IncludeProjection(["stripe_customer_id", "currency", "mrr_at_risk"])
+
+    cancel_scheduled_at = NumberAttribute(range_key=True)
+
+
+class ChangeScheduledIndex(_RiskIndex):
+    class Meta:
+        index_name = "risk_change_scheduled"
+        projection = IncludeProjection(["stripe_customer_id", "currency", "mrr", "scheduled_mrr"])
+
+    scheduled_change_at = NumberAttribute(range_key=True)
+
+
+class TrialEndingIndex(_RiskIndex):
+    class Meta:
+        index_name = "risk_trial_ending"
+        projection = IncludeProjection(["stripe_customer_id", "currency", "mrr"])
+
+    trial_ends_at = NumberAttribute(range_key=True)
+
+
+class CardExpiringIndex(_RiskIndex):
+    class Meta:
+        index_name = "risk_card_expiring"
+        projection = IncludeProjection(["stripe_customer_id", "currency", "mrr"])
+
+    card_expires_at = NumberAttribute(range_key=True)
+
+
 class CustomerRecordItem(Model):
     """A customer record. Declared attributes are exactly the ones revsync owns."""
 
@@ -269,6 +318,20 @@ class CustomerRecordItem(Model):
     traits: MapAttribute[str, Any] = MapAttribute(null=True)
     # State version the record was derived from: older derivations never overwrite newer ones.
     revsync_version = NumberAttribute(null=True)
+    # Sparse, set only while the record carries the signal (revsync.domain.at_risk): each kind's time
+    # keys its risk index, with the MRR figures the index projects.
+    dunning_since = NumberAttribute(null=True)
+    cancel_scheduled_at = NumberAttribute(null=True)
+    mrr_at_risk = NumberAttribute(null=True)
+    scheduled_change_at = NumberAttribute(null=True)
+    scheduled_mrr = NumberAttribute(null=True)
+    trial_ends_at = NumberAttribute(null=True)
+    card_expires_at = NumberAttribute(null=True)
+    dunning_index = DunningIndex()
+    cancel_scheduled_index = CancelScheduledIndex()
+    change_scheduled_index = ChangeScheduledIndex()
+    trial_ending_index = TrialEndingIndex()
+    card_expiring_index = CardExpiringIndex()
 
 
 # --- tenants table --------------------------------------------------------------------------------
@@ -296,9 +359,30 @@ class Connection(MapAttribute[str, Any]):
     sealed_webhook_secret = BinaryAttribute(null=True, legacy_encoding=False)
 
 
+class Policy(MapAttribute[str, Any]):
+    """The tenant's revenue policy (revsync.domain.policy), key by key; none stored: the default."""
+
+    churn_after_days = NumberAttribute(null=True)
+    churn_at = UnicodeAttribute()
+    discounts = UnicodeAttribute()
+    metered = UnicodeAttribute()
+
+
 class Config(MapAttribute[str, Any]):
     customer_id_trait = UnicodeAttribute(null=True)
     version = NumberAttribute(default=0)
+    policy = Policy(null=True)
+
+
+class Recompute(MapAttribute[str, Any]):
+    """A policy change's recompute (revsync.domain.tenancy.Recompute)."""
+
+    config_version = NumberAttribute()
+    started_at = NumberAttribute()
+    cursor = UnicodeAttribute(null=True)
+    customers_done = NumberAttribute(default=0)
+    finished_at = NumberAttribute(null=True)
+    updated_at = NumberAttribute(null=True)
 
 
 class Tracking(MapAttribute[str, Any]):
@@ -325,6 +409,7 @@ class TenantItem(TenantsItem, discriminator="tenant"):
     config = Config(default=Config)
     tracking = Tracking(default=Tracking)
     backfill: MapAttribute[str, Any] = MapAttribute(null=True)
+    recompute = Recompute(null=True)
     updated_at = NumberAttribute(null=True)
 
 

@@ -2,15 +2,21 @@
 from the state it derives from, after the state write (store.customer_state).
 
 One conditional update of the record's owned attributes when the derived record changed, never over a
-newer derivation; when the record moved to a new key, the old key released.
+newer derivation; when the record moved to a new key, the old key released. The same update sets or
+removes the sparse attributes that list the customer under each risk kind it is at risk of
+(revsync.domain.at_risk): DynamoDB keeps the kinds' indexes in step with the item, and bills an index
+write only when an entry appears, goes or changes.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
 
+from revsync.domain.at_risk import RISK_ATTRIBUTES, Undated, risk_attributes
 from revsync.domain.record import UNMATCHED_PREFIX, CustomerRecord, raised_signals
 from revsync.store import models
 from revsync.store.models import CustomerRecordItem
@@ -40,6 +46,10 @@ OWNED_RECORD_FIELDS = (
 
 @defers_when_throttled
 class RecordProjection:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        # Dates a dunning signal that has none of its own when revsync first records it.
+        self._clock = clock
+
     def project(
         self, record: CustomerRecord, version: int, previous_external_id: str | None, *, repair: bool
     ) -> bool:
@@ -50,13 +60,16 @@ class RecordProjection:
         """
         key = CustomerRecordItem(record["tenant_id"], record["external_id"])
         actions: list[Any] = []
+        # ``risk`` is absent from a record derived without risk signals (removed, as a None field).
+        fields = cast(Mapping[str, Any], record)
         for name in OWNED_RECORD_FIELDS:
             attribute = getattr(CustomerRecordItem, name)
-            value = record[name]  # type: ignore[literal-required]
-            if name == "risk":  # its raised signals only (none: no attribute), read back whole
-                value = raised_signals(record["risk"]) or None
+            value = fields.get(name)
+            if name == "risk" and value is not None:  # its raised signals only (none: no attribute)
+                value = raised_signals(value) or None
             actions.append(attribute.remove() if value is None else attribute.set(value))
         actions.append(CustomerRecordItem.revsync_version.set(version))
+        actions += self._risk_actions(fields.get("risk"))
         newer = (
             CustomerRecordItem.revsync_version <= version
             if repair
@@ -77,6 +90,21 @@ class RecordProjection:
         if previous_external_id and previous_external_id != record["external_id"]:
             self._release(record["tenant_id"], previous_external_id, record["stripe_customer_id"])
         return True
+
+    def _risk_actions(self, risk: Mapping[str, Any] | None) -> list[Any]:
+        """The sparse attributes keying the risk indexes: set while the signal is, removed (the item
+        leaves that index) when it clears."""
+        actions: list[Any] = []
+        for name, value in risk_attributes(risk).items():
+            attribute = getattr(CustomerRecordItem, name)
+            if value is None:
+                actions.append(attribute.remove())
+            elif isinstance(value, Undated):  # keep the date already listed (DynamoDB's if_not_exists)
+                fallback = int(self._clock()) if value.fallback is None else value.fallback
+                actions.append(attribute.set(attribute | fallback))
+            else:
+                actions.append(attribute.set(value))
+        return actions
 
     def projected_version(self, tenant_id: str, external_id: str, customer_id: str) -> int | None:
         """The state version the record at that key was derived from (None: no record of this customer)."""
@@ -123,7 +151,8 @@ class RecordProjection:
                 return
             response = old.update(
                 actions=[
-                    getattr(CustomerRecordItem, n).remove() for n in (*OWNED_RECORD_FIELDS, "revsync_version")
+                    getattr(CustomerRecordItem, n).remove()
+                    for n in (*OWNED_RECORD_FIELDS, "revsync_version", *RISK_ATTRIBUTES)
                 ],
                 condition=belongs,
             )

@@ -10,15 +10,65 @@ import time
 from typing import Any
 
 from pynamodb.connection import Connection as DynamoConnection
-from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
 
-from revsync.domain.tenancy import Connection, SealedSecrets, Tenant, Tracking
+from revsync.domain.policy import DEFAULT_POLICY, RevenuePolicy
+from revsync.domain.tenancy import Connection, Recompute, SealedSecrets, Tenant, Tracking
 from revsync.errors import Conflict
 from revsync.infra.cache import MaxAgeCache
 from revsync.store import models
 from revsync.store.throttling import defers_when_throttled
+
+# The typed maps' attributes as paths (what PynamoDB makes of them on the class; its stubs say values).
+_CONFIG: Any = models.TenantItem.config
+_RECOMPUTE: Any = models.TenantItem.recompute
+
+
+def _policy_from(stored: models.Policy | None) -> RevenuePolicy:
+    if stored is None:  # saved before policies, or never changed
+        return DEFAULT_POLICY
+    return RevenuePolicy.from_json(
+        {
+            "past_due": {
+                "churn_after_days": None if stored.churn_after_days is None else int(stored.churn_after_days)
+            },
+            "churn_at": stored.churn_at,
+            "discounts": stored.discounts,
+            "metered": stored.metered,
+        }
+    )
+
+
+def _policy_item(policy: RevenuePolicy) -> models.Policy:
+    return models.Policy(
+        churn_after_days=policy.churn_after_days,
+        churn_at=policy.churn_at,
+        discounts=policy.discounts,
+        metered=policy.metered,
+    )
+
+
+def _recompute_from(stored: models.Recompute | None) -> Recompute | None:
+    if stored is None:
+        return None
+
+    def number(value: Any) -> int | None:
+        return None if value is None else int(value)
+
+    return Recompute(
+        config_version=int(stored.config_version),
+        started_at=int(stored.started_at),
+        cursor=stored.cursor,
+        customers_done=int(stored.customers_done or 0),
+        finished_at=number(stored.finished_at),
+        updated_at=number(stored.updated_at),
+    )
+
+
+def _recompute_item(recompute: Recompute) -> models.Recompute:
+    return models.Recompute(**recompute._asdict())
 
 
 def _to_domain(item: models.TenantItem) -> Tenant:
@@ -41,6 +91,8 @@ def _to_domain(item: models.TenantItem) -> Tenant:
         config_version=int(cfg.version or 0),
         tracking=Tracking(revenue=tr.revenue, churn=tr.churn, trial=tr.trial),
         backfill=item.backfill.as_dict() if item.backfill is not None else None,
+        policy=_policy_from(cfg.policy),
+        recompute=_recompute_from(item.recompute),
     )
 
 
@@ -60,11 +112,16 @@ def _to_item(tenant: Tenant, now: int) -> models.TenantItem:
             sealed_api_key=c.sealed.api_key if c.sealed else None,
             sealed_webhook_secret=c.sealed.webhook_secret if c.sealed else None,
         ),
-        config=models.Config(customer_id_trait=tenant.customer_id_trait, version=tenant.config_version),
+        config=models.Config(
+            customer_id_trait=tenant.customer_id_trait,
+            version=tenant.config_version,
+            policy=_policy_item(tenant.policy),
+        ),
         tracking=models.Tracking(
             revenue=tenant.tracking.revenue, churn=tenant.tracking.churn, trial=tenant.tracking.trial
         ),
         backfill=tenant.backfill,
+        recompute=_recompute_item(tenant.recompute) if tenant.recompute is not None else None,
         updated_at=now,
     )
 
@@ -144,6 +201,46 @@ class TenantStore:
                 raise ConnectionMoved(tenant.tenant_id) from exc
             raise
 
+    def change_policy(self, tenant: Tenant, now: int) -> None:
+        """Write ``tenant``'s policy, config version and recompute (``Tenant.with_policy``, then the
+        recompute it starts), and nothing else of the item, if the stored config version is the one
+        before; ``ConfigChanged`` otherwise (another change came first: read again and retry)."""
+        version = _CONFIG.version
+        before = version == tenant.config_version - 1
+        if tenant.config_version == 1:
+            before |= version.does_not_exist()  # a bare tenant item
+        actions: list[Any] = [
+            _CONFIG.policy.set(_policy_item(tenant.policy)),
+            version.set(tenant.config_version),
+            models.TenantItem.updated_at.set(now),
+        ]
+        if tenant.recompute is not None:
+            actions.append(models.TenantItem.recompute.set(_recompute_item(tenant.recompute)))
+        try:
+            models.TenantItem(models.tenant_key(tenant.tenant_id)).update(
+                actions=actions, condition=models.TenantItem.pk.exists() & before
+            )
+        except UpdateError as exc:
+            if models.condition_failed(exc):
+                raise ConfigChanged(tenant.tenant_id) from exc
+            raise
+
+    def advance_recompute(self, tenant_id: str, at: Recompute, to: Recompute) -> bool:
+        """Replace the tenant's recompute ``at`` (the same policy change, at the same cursor, not
+        finished) with ``to``; False when it is no longer ``at`` (a newer change replaced it, or
+        another run of it moved on)."""
+        same = (_RECOMPUTE.config_version == at.config_version) & _RECOMPUTE.finished_at.does_not_exist()
+        same &= _RECOMPUTE.cursor.does_not_exist() if at.cursor is None else _RECOMPUTE.cursor == at.cursor
+        try:
+            models.TenantItem(models.tenant_key(tenant_id)).update(
+                actions=[models.TenantItem.recompute.set(_recompute_item(to))], condition=same
+            )
+        except UpdateError as exc:
+            if models.condition_failed(exc):
+                return False
+            raise
+        return True
+
 
 class CachedTenantStore:
     """The worker's tenant reads: cached briefly per process, refreshed when a newer config is known."""
@@ -165,6 +262,16 @@ class AccountTaken(Conflict):
     """The Stripe account is connected to another tenant."""
 
     code = "account_taken"
+
+
+class ConfigChanged(Conflict):
+    """The tenant's configuration changed while it was being saved: read it again and retry."""
+
+    code = "config_changed"
+
+    def __init__(self, tenant_id: str) -> None:
+        super().__init__("the configuration changed meanwhile; retry")
+        self.tenant_id = tenant_id
 
 
 class ConnectionMoved(Conflict):

@@ -16,13 +16,9 @@ from revsync.domain.snapshots import (
     InvoiceLine,
     Snapshot,
     SubscriptionItem,
-    parse_charge,
     parse_coupon,
-    parse_credit_note,
-    parse_customer,
-    parse_invoice,
     parse_invoice_lines,
-    parse_subscription,
+    parse_object,
     parse_subscription_item,
     unresolved_coupon_ids,
     with_all_items,
@@ -43,6 +39,25 @@ READ_TIMEOUT_SECONDS = 3
 # Discounts are ids in a subscription unless expanded (4 levels at most, so item discounts' coupons
 # stay ids and are read through the coupon cache).
 SUBSCRIPTION_EXPANSIONS = ["discounts", "items.data.discounts"]
+# What ``fetch`` reads, by kind: the SDK's service, its endpoint (for the budget) and what it expands: a
+# customer's default payment method (its card's expiry), a schedule's phases' prices (their MRR).
+FETCHED: dict[str, tuple[Callable[[stripe.StripeClient], Any], str, list[str]]] = {
+    "customer": (
+        lambda c: c.v1.customers,
+        "GET /v1/customers/{id}",
+        ["invoice_settings.default_payment_method"],
+    ),
+    "subscription": (lambda c: c.v1.subscriptions, "GET /v1/subscriptions/{id}", SUBSCRIPTION_EXPANSIONS),
+    "invoice": (lambda c: c.v1.invoices, "GET /v1/invoices/{id}", []),
+    "credit_note": (lambda c: c.v1.credit_notes, "GET /v1/credit_notes/{id}", []),
+    "charge": (lambda c: c.v1.charges, "GET /v1/charges/{id}", []),
+    "subscription_schedule": (
+        lambda c: c.v1.subscription_schedules,
+        "GET /v1/subscription_schedules/{id}",
+        ["phases.items.price"],
+    ),
+    "payment_method": (lambda c: c.v1.payment_methods, "GET /v1/payment_methods/{id}", []),
+}
 
 
 class StripeAccessError(InvalidInput):
@@ -313,46 +328,21 @@ class StripeAccounts:
         return int(test_clock.frozen_time)
 
     def fetch(self, tenant: Tenant, kind: str, object_id: str) -> Snapshot | None:
+        if kind not in FETCHED:
+            raise ValueError(f"cannot fetch a {kind}")
+        service, endpoint, expand = FETCHED[kind]
         client = self.client_for(tenant)
+        params: Any = {"expand": expand} if expand else None
         try:
-            if kind == "customer":
-                customer = self._read(
-                    tenant, "GET /v1/customers/{id}", lambda: client.v1.customers.retrieve(object_id)
-                )
-                snapshot: Snapshot = parse_customer(_as_dict(customer))
-            elif kind == "subscription":
-                subscription = self._read(
-                    tenant,
-                    "GET /v1/subscriptions/{id}",
-                    lambda: client.v1.subscriptions.retrieve(
-                        object_id, params={"expand": SUBSCRIPTION_EXPANSIONS}
-                    ),
-                )
-                snapshot = parse_subscription(_as_dict(subscription))
-            elif kind == "invoice":
-                invoice = self._read(
-                    tenant, "GET /v1/invoices/{id}", lambda: client.v1.invoices.retrieve(object_id)
-                )
-                snapshot = parse_invoice(_as_dict(invoice))
-            elif kind == "credit_note":
-                note = self._read(
-                    tenant, "GET /v1/credit_notes/{id}", lambda: client.v1.credit_notes.retrieve(object_id)
-                )
-                snapshot = parse_credit_note(_as_dict(note))
-            elif kind == "charge":
-                charge = self._read(
-                    tenant, "GET /v1/charges/{id}", lambda: client.v1.charges.retrieve(object_id)
-                )
-                found = parse_charge(_as_dict(charge))
-                if found is None:
-                    return None  # no customer's any more: nothing of revsync's
-                snapshot = found
-            else:
-                raise ValueError(f"cannot fetch a {kind}")
+            read = self._read(tenant, endpoint, lambda: service(client).retrieve(object_id, params=params))
         except stripe.InvalidRequestError as exc:
             if exc.http_status == 404:
                 return None
             raise
+        found = parse_object(_as_dict(read))
+        if found is None:
+            return None  # no customer's any more (a charge, a payment method): nothing of revsync's
+        snapshot = found
         if snapshot["object"] == "subscription" and snapshot.get("items_complete") is False:
             snapshot = with_all_items(snapshot, self.subscription_items(tenant, snapshot["id"]))
         missing = unresolved_coupon_ids(snapshot)
