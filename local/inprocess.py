@@ -23,7 +23,7 @@ from revsync.domain.signature import compute_signature
 
 from local import apigw, lambda_runtime, moto_fifo, moto_speedups, poller, streams
 from local.auth import LocalIssuer
-from local.aws import create_resources, read_change_feed
+from local.aws import create_resources, read_change_feed, remove_change_feed_tap
 from local.environment import LOCAL_AWS, REGION, EnvironmentPatch, functions_environment
 from local.template import LocalNames, function_urls, queue_sources
 
@@ -160,6 +160,11 @@ class InProcessStack:
         """The change feed's events since the last read (the local tap queue, drained)."""
         assert self.names is not None
         return read_change_feed(boto3.session.Session(region_name=REGION), None, self.names)
+
+    def without_change_feed_tap(self) -> None:
+        """The change feed as deployed: no local tap queue behind it (for benchmarks)."""
+        assert self.names is not None
+        remove_change_feed_tap(boto3.session.Session(region_name=REGION), None, self.names)
 
     def url_request(
         self, function: str, method: str, path: str, body: bytes, headers: dict[str, str], query: str = ""
