@@ -166,7 +166,21 @@ class FakeTenants:
         return self.tenants.get(tenant_id)
 
     def save(self, tenant: Tenant, now: int) -> None:
+        stored = self.tenants.get(tenant.tenant_id)
+        if stored is not None and stored.config_version != tenant.config_version:
+            raise ConfigChanged(tenant.tenant_id)
         self.tenants[tenant.tenant_id] = tenant
+
+    def change_config(self, tenant: Tenant, now: int) -> None:
+        stored = self.tenants.get(tenant.tenant_id)
+        if stored is None or stored.config_version != tenant.config_version - 1:
+            raise ConfigChanged(tenant.tenant_id)
+        self.tenants[tenant.tenant_id] = replace(
+            stored,
+            customer_id_trait=tenant.customer_id_trait,
+            config_version=tenant.config_version,
+            tracking=tenant.tracking,
+        )
 
     def change_policy(self, tenant: Tenant, now: int) -> None:
         stored = self.tenants.get(tenant.tenant_id)

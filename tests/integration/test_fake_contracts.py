@@ -699,7 +699,7 @@ def test_a_policy_and_its_recompute_read_back_the_same_and_a_tenant_without_one_
     policy = RevenuePolicy(churn_after_days=30, churn_at="scheduled", discounts="none")
     changed = tenant.with_policy(policy)
     changed = replace(changed, recompute=Recompute(changed.config_version, T0, updated_at=T0))
-    tenants.save(changed, FROZEN_NOW)
+    tenants.change_policy(changed, FROZEN_NOW)
 
     assert tenants.get("acme") == changed
     assert (changed.config_version, changed.policy) == (tenant.config_version + 1, policy)
@@ -723,6 +723,31 @@ def test_a_policy_change_writes_only_the_policy_and_only_over_the_config_it_read
         tenants.change_policy(Tenant("nobody").with_policy(RevenuePolicy()), FROZEN_NOW)
     assert tenants.get("acme") == changed
     assert tenants.get("nobody") is None
+
+
+def test_a_config_change_writes_only_the_config_and_a_save_never_undoes_one(tenants: Any) -> None:
+    tenant = Tenant("acme", Connection("connected", "oauth", ACCOUNT, connected_at=T0))
+    tenants.save(replace(tenant, backfill={"state": "succeeded"}), FROZEN_NOW)
+    read = tenants.get("acme")
+    configured = read.with_config("metadata.app_id")
+
+    tenants.change_config(configured, FROZEN_NOW)
+
+    assert tenants.get("acme") == configured
+    with pytest.raises(ConfigChanged):  # read before it: another change came first
+        tenants.change_config(read.with_config("email"), FROZEN_NOW)
+    # A save of the tenant as read before the change (a connection's, say) would undo it: refused.
+    with pytest.raises(ConfigChanged):
+        tenants.save(replace(read, connection=replace(read.connection, scope="read_only")), FROZEN_NOW)
+    policy = configured.with_policy(RevenuePolicy(discounts="none"))
+    tenants.change_policy(policy, FROZEN_NOW)
+    with pytest.raises(ConfigChanged):
+        tenants.save(configured, FROZEN_NOW)
+    assert tenants.get("acme") == policy
+    # Saved over the config it read, it goes through.
+    moved = replace(policy, connection=replace(policy.connection, scope="read_only"))
+    tenants.save(moved, FROZEN_NOW)
+    assert tenants.get("acme") == moved
 
 
 def test_a_recompute_advances_only_from_where_it_is(tenants: Any) -> None:

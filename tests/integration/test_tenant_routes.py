@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from revsync.domain.policy import RevenuePolicy
 from revsync.domain.tenancy import Connection, Tenant, Tracking
 from revsync.services.backfill import BackfillError
 from revsync.store.tenants import TenantStore
@@ -241,14 +242,38 @@ def test_a_connection_changed_meanwhile_is_a_409_not_a_500(
 ) -> None:
     from revsync.store.tenants import ConnectionMoved
 
-    TenantStore().save(Tenant("acme", Connection("connected", "oauth", "acct_1")), NOW)
+    # An API-key tenant: its disconnection calls no Stripe.
+    TenantStore().save(Tenant("acme", Connection("connected", "api_key", "acct_1")), NOW)
 
     def crossed(self: TenantStore, tenant: Tenant, now: int) -> None:
         raise ConnectionMoved(tenant.tenant_id)
 
     monkeypatch.setattr(TenantStore, "save", crossed)
-    response = stack.request("PUT", "/tenants/acme/stripe/config", {"customer_id_trait": "id"})
+    response = stack.request("DELETE", "/tenants/acme/stripe")
     assert (response.status, response.json()["error"]) == (409, "connection_changed")
+
+
+def test_a_policy_saved_while_the_config_is_changed_is_kept_and_the_config_is_a_409(
+    stack: InProcessStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PUT /config reads the tenant, then writes its config over the version it read: a policy saved
+    in between (another admin's PUT /policy) is not undone; the config change answers 409, to retry."""
+    TenantStore().save(Tenant("acme", Connection("connected", "oauth", "acct_1")), NOW)
+    change_config = TenantStore.change_config
+    policy = RevenuePolicy(discounts="none")
+
+    def crossed(self: TenantStore, tenant: Tenant, now: int) -> None:
+        read = TenantStore().get("acme")
+        assert read is not None
+        TenantStore().change_policy(read.with_policy(policy), now)  # lands first
+        change_config(self, tenant, now)
+
+    monkeypatch.setattr(TenantStore, "change_config", crossed)
+    response = stack.request("PUT", "/tenants/acme/stripe/config", {"customer_id_trait": "id"})
+    assert (response.status, response.json()["error"]) == (409, "config_changed")
+    kept = TenantStore().get("acme")
+    assert kept is not None
+    assert (kept.policy, kept.customer_id_trait, kept.config_version) == (policy, None, 1)
 
 
 def test_a_console_backfill_of_a_tenant_not_connected_fails_with_its_reason(stack: InProcessStack) -> None:

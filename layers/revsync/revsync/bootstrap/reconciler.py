@@ -22,7 +22,7 @@ from revsync.store.tenants import TenantStore
 class Reconciler(NamedTuple):
     settings: ReconcilerSettings
     tenants: policy.PolicyTenants
-    customers: policy.PolicyCustomers
+    customers: sync.Customers
     stripe: reconcile.EventLister
     progress: reconcile.EventsProgress
     queue: reconcile.CatchUpQueue

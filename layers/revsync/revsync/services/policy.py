@@ -51,17 +51,6 @@ class PolicyTenants(Tenants, Protocol):
         ...
 
 
-class PolicyCustomers(Customers, Protocol):
-    def customer_ids(self, tenant_id: str, after: str | None, limit: int) -> tuple[list[str], str | None]:
-        """A page of the Stripe customer ids of the tenant's stored customers, and the cursor of the
-        next (None: no more)."""
-        ...
-
-    def due_for_review(self, tenant_id: str, now: int, limit: int) -> list[str]:
-        """Customers whose next time-based change is at or before ``now``, oldest first."""
-        ...
-
-
 class Rederive(Protocol):
     """The write path's re-derivation of one customer from its stored observations with the tenant's
     current policy, as of ``now`` (``revsync.services.sync.rederive``)."""
@@ -83,7 +72,7 @@ class PolicyPorts:
     """What a recompute and a review read and write through."""
 
     tenants: PolicyTenants
-    customers: PolicyCustomers
+    customers: Customers
     rederive: Rederive
     changes: ChangeFeed
     clock: Callable[[], float]

@@ -36,6 +36,8 @@ class TenantRepository(Protocol):
 
     def save(self, tenant: Tenant, now: int) -> None: ...
 
+    def change_config(self, tenant: Tenant, now: int) -> None: ...
+
 
 class KeyChecker(Protocol):
     def check_api_key(self, api_key: str) -> KeyCheck: ...
@@ -172,7 +174,7 @@ def save_config(
     if tenant is None or not tenant.connection.is_connected:
         raise Conflict("connect Stripe before configuring the customer-ID trait", "not_connected")
     tenant = tenant.with_config(trait)
-    tenants.save(tenant, now)
+    tenants.change_config(tenant, now)
     try:
         started: dict[str, Any] = start_backfill(
             tenant_id, tenants=tenants, claims=claims, starter=starter, now=now

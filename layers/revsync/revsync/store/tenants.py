@@ -126,6 +126,12 @@ def _to_item(tenant: Tenant, now: int) -> models.TenantItem:
     )
 
 
+def _config_version_is(version: int) -> Condition:
+    """The stored config version is ``version`` (0: also a bare tenant item, without one)."""
+    condition: Condition = _CONFIG.version == version
+    return condition | _CONFIG.version.does_not_exist() if version == 0 else condition
+
+
 @defers_when_throttled
 class TenantStore:
     def get(self, tenant_id: str, min_config_version: int = 0) -> Tenant | None:
@@ -142,7 +148,10 @@ class TenantStore:
         One transaction claims the new account (one tenant per account) and releases the account the
         tenant was routed from before, if it moved (to another account, or to an API key): events of
         the old account then reach no one, and another tenant may connect it. It is conditional on
-        the stored connection being the one read here, so two concurrent moves cannot both win.
+        the stored connection being the one read here, so two concurrent moves cannot both win, and
+        on the stored config version being the tenant's: a config or policy saved since the tenant
+        was read is never undone (``ConfigChanged``: read again and retry; a config change itself is
+        ``change_config``).
         """
         item = _to_item(tenant, now)
         connection = tenant.connection
@@ -155,6 +164,9 @@ class TenantStore:
                 unchanged = models.TenantItem.connection.account_id.does_not_exist()
             else:
                 unchanged = models.TenantItem.connection.account_id == stored.connection.account_id  # type: ignore[assignment]  # PynamoDB overloads ==
+            if _to_domain(stored).config_version != tenant.config_version:
+                raise ConfigChanged(tenant.tenant_id)
+            unchanged &= _config_version_is(tenant.config_version)
         except DoesNotExist:
             previous, unchanged = None, models.TenantItem.pk.does_not_exist()
         if not account_id and not previous:
@@ -201,24 +213,41 @@ class TenantStore:
                 raise ConnectionMoved(tenant.tenant_id) from exc
             raise
 
+    def change_config(self, tenant: Tenant, now: int) -> None:
+        """Write ``tenant``'s customer-ID trait, config version and tracking (``Tenant.with_config``),
+        and nothing else of the item, if the stored config version is the one before;
+        ``ConfigChanged`` otherwise (another change came first: read again and retry)."""
+        tracking = models.Tracking(
+            revenue=tenant.tracking.revenue, churn=tenant.tracking.churn, trial=tenant.tracking.trial
+        )
+        self._change_config(
+            tenant,
+            now,
+            [
+                _CONFIG.customer_id_trait.set(tenant.customer_id_trait),
+                models.TenantItem.tracking.set(tracking),
+            ],
+        )
+
     def change_policy(self, tenant: Tenant, now: int) -> None:
         """Write ``tenant``'s policy, config version and recompute (``Tenant.with_policy``, then the
         recompute it starts), and nothing else of the item, if the stored config version is the one
         before; ``ConfigChanged`` otherwise (another change came first: read again and retry)."""
-        version = _CONFIG.version
-        before = version == tenant.config_version - 1
-        if tenant.config_version == 1:
-            before |= version.does_not_exist()  # a bare tenant item
-        actions: list[Any] = [
-            _CONFIG.policy.set(_policy_item(tenant.policy)),
-            version.set(tenant.config_version),
-            models.TenantItem.updated_at.set(now),
-        ]
+        actions: list[Any] = [_CONFIG.policy.set(_policy_item(tenant.policy))]
         if tenant.recompute is not None:
             actions.append(models.TenantItem.recompute.set(_recompute_item(tenant.recompute)))
+        self._change_config(tenant, now, actions)
+
+    def _change_config(self, tenant: Tenant, now: int, actions: list[Any]) -> None:
+        actions = [
+            *actions,
+            _CONFIG.version.set(tenant.config_version),
+            models.TenantItem.updated_at.set(now),
+        ]
         try:
             models.TenantItem(models.tenant_key(tenant.tenant_id)).update(
-                actions=actions, condition=models.TenantItem.pk.exists() & before
+                actions=actions,
+                condition=models.TenantItem.pk.exists() & _config_version_is(tenant.config_version - 1),
             )
         except UpdateError as exc:
             if models.condition_failed(exc):
