@@ -225,8 +225,9 @@ def _newest_usage(invoices: Mapping[str, UsageInvoice]) -> tuple[int, str]:
 
 def last_usage(usage: Usage, subscription: str) -> UsageInvoice | None:
     """The subscription's latest finalized invoice not voided, as far as its usage lines go."""
-    counted = [(e["finalized_at"], i, e) for i, e in usage.get(subscription, {}).items() if e["status"] != "void"]
-    return max(counted, key=lambda c: (c[0], c[1]))[2] if counted else None
+    kept = usage.get(subscription, {})
+    counted = [(entry["finalized_at"], i) for i, entry in kept.items() if entry["status"] != "void"]
+    return kept[max(counted)[1]] if counted else None
 
 
 def counted_usage(usage: Usage, subscription: SubscriptionSnapshot) -> list[UsageLine]:
