@@ -419,9 +419,13 @@ class Outcome:
 
 def apply(objects: CustomerObjects, incoming: Observation) -> Outcome:
     """Apply one observation to a customer's stored objects."""
-    outcome = _apply(objects, incoming)
     snapshot = incoming["snapshot"]
-    if snapshot["object"] != "invoice" or outcome.decision.action == "refetch":
+    if snapshot["object"] != "invoice":
+        return _apply(objects, incoming)
+    # A paid invoice is kept, and a failed payment judged, without its usage lines (kept apart).
+    bare = {k: v for k, v in snapshot.items() if k not in ("usage_lines", "finalized_at")}
+    outcome = _apply(objects, {**incoming, "snapshot": bare})  # type: ignore[typeddict-item]
+    if outcome.decision.action == "refetch":
         return outcome
     # A finalized invoice's usage lines (any status: a join of their own, beside the paid invoices and
     # the failed payments).
