@@ -1,8 +1,9 @@
 """Backfill import time against Stripe's floor, per-endpoint rate use, 429s, and the history limit.
 
 The import of an account of 100,000 customers (each with a subscription and a paid invoice, as the
-sandbox seeds them) with DynamoDB in the write path is far more CPU than this 2-core machine has in
-the minutes Stripe allows it (300,000 write paths on moto). So the bench takes it in two parts:
+sandbox seeds them, and a credit note refunded to the card on ``REFUNDED_SHARE`` of the paid invoices)
+with DynamoDB in the write path is far more CPU than this 2-core machine has in the minutes Stripe
+allows it (306,000 write paths on moto). So the bench takes it in two parts:
 
 1. **Measured: the write path on moto.** Pages read from the Stripe sandbox (its seed, through the
    real client) go through the importer step's page write (``revsync.services.backfill._apply_page``:
@@ -25,8 +26,8 @@ the minutes Stripe allows it (300,000 write paths on moto). So the bench takes i
 Prints import time ÷ Stripe's floor (the account's pages at Stripe's limits: each list's pages at its
 endpoint's 25/s, all pages within the account's limit; budget 1.25), each endpoint's rate use, 429s,
 list requests against the minimum (budget 1.02), and at 1M customers / 1M subscriptions / 3M paid
-invoices (and three times that) the executions used and the most history events in any one (limit
-25,000).
+invoices and their credit notes and refunds (and three times that) the executions used and the most
+history events in any one (limit 25,000).
 Run: ``python -m bench.backfill [customers]`` (default 100,000).
 """
 
@@ -59,6 +60,8 @@ from revsync.stripe_api.pacing import LocalBudget, Pacer, call_paced
 
 from bench.modelled_time import ModelledExecutor, ModelledTime
 from local.inprocess import InProcessStack
+from local.stripe_sandbox import credit_notes
+from local.stripe_sandbox.core import Account, Sandbox
 from local.stripe_sandbox.history import OPENED_BEFORE_FIRST_CUSTOMER_SECONDS
 from local.stripe_sandbox.limits import Limiters, Limits
 from local.stripe_sandbox.server import serve
@@ -73,6 +76,59 @@ STEP_OVERHEAD_SECONDS = 0.1  # a Lambda invoke from a Map iteration, and a state
 LAMBDA_FULL_VCPU_MB = 1769  # Lambda gives one vCPU at this memory size, a share in proportion below
 SPAN_SECONDS = 2 * 365 * 86_400  # the seed spreads an account's objects over two years
 START = 1_780_000_000
+# A credit note refunded to the card (one credit note, one refund) on 3 in 100 paid invoices, a week
+# after the payment: a subscription business refunds a few percent of its payments (3 % errs high, so
+# the two small lists weigh at least their share).
+REFUNDED_SHARE = 0.03
+REFUNDED_AFTER_SECONDS = 7 * 86_400
+# Stripe's id prefix of each list's objects (the modelled lists' ids and cursors).
+ID_PREFIXES = {
+    "customers": "cus",
+    "subscriptions": "sub",
+    "invoices": "in",
+    "credit_notes": "cn",
+    "refunds": "re",
+}
+
+
+def account_counts(customers: int, invoices: int | None = None) -> dict[str, int]:
+    """Each list's objects in an account of ``customers`` customers (a subscription each) and
+    ``invoices`` paid invoices (one each unless said), ``REFUNDED_SHARE`` of them refunded."""
+    invoices = customers if invoices is None else invoices
+    refunded = round(invoices * REFUNDED_SHARE)
+    return {
+        "customers": customers,
+        "subscriptions": customers,
+        "invoices": invoices,
+        "credit_notes": refunded,
+        "refunds": refunded,
+    }
+
+
+def seed_refunds(sandbox: Sandbox, account: Account) -> int:
+    """A credit note refunding the whole invoice to its card, through the sandbox's own credit notes
+    (a refund each), on every ``1 / REFUNDED_SHARE``-th paid invoice, ``REFUNDED_AFTER_SECONDS`` after
+    it. Returns how many."""
+    paid = sorted(
+        (invoice for invoice in account.table("invoice").values() if invoice["status"] == "paid"),
+        key=lambda invoice: (invoice["created"], invoice["id"]),
+    )
+    every = round(1 / REFUNDED_SHARE)
+    refunded = paid[every // 2 :: every]
+    for invoice in refunded:
+        with sandbox.at(invoice["created"] + REFUNDED_AFTER_SECONDS):
+            amount = invoice["amount_paid"]
+            credit_notes.create(
+                sandbox,
+                account,
+                {
+                    "invoice": invoice["id"],
+                    "amount": amount,
+                    "refund_amount": amount,
+                    "reason": "requested_by_customer",
+                },
+            )
+    return len(refunded)
 
 
 def deployed() -> dict[str, int]:
@@ -144,6 +200,7 @@ def measure_write_path(customers: int) -> WriteCost:
         with app.sandbox.lock:
             account = app.sandbox.resolve(key, None)
             app.sandbox.seed(account, customers, START - SPAN_SECONDS, START)
+            seed_refunds(app.sandbox, account)
         pages: dict[str, list[list[dict[str, Any]]]] = {}
         for kind in KINDS:
             segment = plan(1)[KINDS.index(kind)]
@@ -213,9 +270,10 @@ class ModelledStripe(FakeStripe):
         created = params["created"]
         first, end = self._first_before(kind, created.get("lt")), self._end(kind, created["gte"])
         if params.get("starting_after"):
-            first = int(params["starting_after"].split("_")[1]) + 1
+            first = int(params["starting_after"].removeprefix(f"{ID_PREFIXES[kind]}_")) + 1
         last = min(end, first + params["limit"])
-        objects = [{"id": f"{kind}_{i}", "created": self.created(kind, i)} for i in range(first, last)]
+        prefix = ID_PREFIXES[kind]
+        objects = [{"id": f"{prefix}_{i}", "created": self.created(kind, i)} for i in range(first, last)]
         return objects, last < end
 
     def account_created(self, tenant: Tenant) -> int | None:
@@ -421,7 +479,8 @@ def report(name: str, outcome: Outcome, live: bool) -> bool:
     ratio = outcome.seconds / outcome.floor
     print(
         f"{name}: {counts['customers']:,} customers / {counts['subscriptions']:,} subscriptions / "
-        f"{counts['invoices']:,} paid invoices, {'live' if live else 'test'} mode "
+        f"{counts['invoices']:,} paid invoices / {counts['credit_notes']:,} credit notes / "
+        f"{counts['refunds']:,} refunds, {'live' if live else 'test'} mode "
         f"({100 if live else 25}/s account, 25/s per endpoint)"
     )
     print(
@@ -481,13 +540,13 @@ def main(customers: int = 100_000) -> int:
     )
     ok = True
     for live in (True, False):
-        counts: dict[str, int] = dict.fromkeys(KINDS, customers)
+        counts = account_counts(customers)
         ok &= report("import", simulate(counts, live, cost, settings), live)
     # What if the budget assumes more than Stripe allows (a wrong raise, or Stripe lowering a limit):
     # shown, not a budget (see README, "Known limits").
-    counts = dict.fromkeys(KINDS, customers)
+    counts = account_counts(customers)
     report("what if the budget assumed 40/s an endpoint", simulate(counts, True, cost, settings, 40.0), True)
-    big = {"customers": 1_000_000, "subscriptions": 1_000_000, "invoices": 3_000_000}
+    big = account_counts(1_000_000, invoices=3_000_000)
     ok &= report("planner at full size", simulate(big, True, cost, settings), True)
     # Three times that: past one execution's history budget, the run continues in new ones.
     bigger = {kind: 3 * n for kind, n in big.items()}

@@ -65,7 +65,7 @@ from revsync.store.tenants import TenantStore  # noqa: E402
 from bench.worker_cost import LATENCY_SECONDS, item_bytes, updated_item_bytes  # noqa: E402
 from local import lambda_runtime  # noqa: E402
 from local import stripe_shapes as S  # noqa: E402
-from local.aws import CHANGES_TAP, DEFAULT_WEBHOOK_SECRET  # noqa: E402
+from local.aws import DEFAULT_WEBHOOK_SECRET  # noqa: E402
 from local.inprocess import InProcessStack  # noqa: E402
 from local.template import load_template  # noqa: E402
 from tests.fakes import FakeStripe  # noqa: E402
@@ -526,12 +526,9 @@ def run_burst(
     with InProcessStack(clock=lambda: EPOCH) as stack:
         # What the template passes the receiver: its cold start again with the variable set.
         stack.wire("WebhookFunction", {"TENANT_MESSAGE_GROUPS": str(groups)})
-        # The local stack's copy of the change feed to a queue of its own (local.aws.CHANGES_TAP) is
-        # not deployed: without it, moto's PutEvents is a write to the bus, as in AWS.
-        events_client = stack.client("events")
-        bus = stack.names.physical_name("ChangesBus") if stack.names else ""
-        events_client.remove_targets(Rule=CHANGES_TAP, EventBusName=bus, Ids=["tap"])
-        events_client.delete_rule(Name=CHANGES_TAP, EventBusName=bus)
+        # The local stack's copy of the change feed to a queue of its own is not deployed: without
+        # it, moto's PutEvents is a write to the bus, as in AWS.
+        stack.without_change_feed_tap()
         TenantStore().save(
             Tenant(TENANT, Connection("connected", "oauth", ACCOUNT)).with_config("metadata.app_id"), EPOCH
         )

@@ -115,6 +115,16 @@ def create_change_feed_tap(session: Any, endpoint_url: str | None, names: LocalN
         names.queue_urls[CHANGES_TAP] = url
 
 
+def remove_change_feed_tap(session: Any, endpoint_url: str | None, names: LocalNames) -> None:
+    """Take the local-only tap off the bus, so a PutEvents is a write to the bus as in AWS (a
+    benchmark's feed is never read, and moto's queue grows slower to send to with every message)."""
+    events = session.client("events", endpoint_url=endpoint_url)
+    for logical_id in resources_of_type("AWS::Events::EventBus"):
+        bus = names.physical_name(logical_id)
+        events.remove_targets(Rule=CHANGES_TAP, EventBusName=bus, Ids=["tap"])
+        events.delete_rule(Name=CHANGES_TAP, EventBusName=bus)
+
+
 def read_change_feed(session: Any, endpoint_url: str | None, names: LocalNames) -> list[dict[str, Any]]:
     """Every change-feed event published since the last read (the local tap queue, drained)."""
     sqs = session.client("sqs", endpoint_url=endpoint_url)

@@ -23,7 +23,7 @@ from revsync.domain.signature import compute_signature
 
 from local import apigw, lambda_runtime, moto_fifo, moto_speedups, poller, streams
 from local.auth import LocalIssuer
-from local.aws import create_resources
+from local.aws import create_resources, read_change_feed, remove_change_feed_tap
 from local.environment import LOCAL_AWS, REGION, EnvironmentPatch, functions_environment
 from local.template import LocalNames, function_urls, queue_sources
 
@@ -149,6 +149,22 @@ class InProcessStack:
         if via == "url":
             return self.url_request("WebhookFunction", "POST", path, raw, headers)
         return self.request("POST", path, raw, headers)
+
+    def deliver(self, events: list[dict[str, Any]], secret: str) -> None:
+        """Each event POSTed to the receiver (each acknowledged), then the queue drained."""
+        for event in events:
+            assert self.post_webhook(event, secret).status == 200
+        self.drain()
+
+    def change_feed(self) -> list[dict[str, Any]]:
+        """The change feed's events since the last read (the local tap queue, drained)."""
+        assert self.names is not None
+        return read_change_feed(boto3.session.Session(region_name=REGION), None, self.names)
+
+    def without_change_feed_tap(self) -> None:
+        """The change feed as deployed: no local tap queue behind it (for benchmarks)."""
+        assert self.names is not None
+        remove_change_feed_tap(boto3.session.Session(region_name=REGION), None, self.names)
 
     def url_request(
         self, function: str, method: str, path: str, body: bytes, headers: dict[str, str], query: str = ""

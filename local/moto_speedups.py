@@ -12,7 +12,10 @@
 - moto answers a Query of a table's own key by sorting every item of the table and keeping those
   of the asked partition key: each Query costs time in proportion to the whole table (the worker
   queries once per event, so a burst of n events took time in n²). Here that scan sees only the
-  asked partition's items, the ones it would have kept, in the same order.
+  asked partition's items, the ones it would have kept, in the same order. A Query of an index
+  likewise sorts the whole table before keeping the items of the asked index key (the scheduled
+  catch-up queries the review index once per tenant: time in tenants² a period); here only the
+  items it keeps are sorted.
 """
 
 from __future__ import annotations
@@ -69,6 +72,11 @@ def _restore(kept: list[_Backup]) -> None:
 
 
 _partition = threading.local()  # the partition a Query of the table's own key asks for
+_index_keys = threading.local()  # the key equalities a Query of an index asks for
+
+
+def _equals(found: DynamoType | None, asked: DynamoType) -> bool:
+    return found is not None and found == asked
 
 
 def _install_partition_query() -> None:
@@ -77,7 +85,13 @@ def _install_partition_query() -> None:
     def query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         # moto's backend passes index_name as the eighth positional argument (after hash_key: 7th).
         index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
-        if index_name is not None or hash_key is None:
+        if index_name is not None:
+            _index_keys.conditions = kwargs.get("hash_key_conditions")
+            try:
+                return original_query(self, hash_key, *args, **kwargs)
+            finally:
+                _index_keys.conditions = None
+        if hash_key is None:
             return original_query(self, hash_key, *args, **kwargs)
         _partition.key = hash_key
         try:
@@ -87,12 +101,23 @@ def _install_partition_query() -> None:
 
     def all_items(self: Table) -> list[Item]:
         key = getattr(_partition, "key", None)
-        if key is None:
+        conditions: list[tuple[str, DynamoType]] | None = getattr(_index_keys, "conditions", None)
+        if key is None and not conditions:
             return original_all_items(self)
-        found: Any = self.items.get(key)
-        if found is None:
-            return []
-        items = list(found.values()) if self.range_key_attr else [found]
+        if key is not None or conditions is None:
+            found: Any = self.items.get(key)
+            if found is None:
+                return []
+            items = list(found.values()) if self.range_key_attr else [found]
+        else:
+            # moto keeps, of every item, those whose index key attributes equal the asked ones
+            # (after sorting them all); here only those are sorted.
+            everything: Any = (
+                (i for partition in self.items.values() for i in partition.values())
+                if self.range_key_attr
+                else iter(self.items.values())
+            )
+            items = [i for i in everything if all(_equals(i.attrs.get(n), v) for n, v in conditions)]
         return sorted(items, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
 
     Table.query = query  # type: ignore[method-assign]

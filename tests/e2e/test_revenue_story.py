@@ -130,7 +130,7 @@ def test_three_months_of_movements_histories_and_feed(local_stack: LocalStack) -
     feed_moves = sorted(
         (e["detail"]["movement"], e["detail"]["mrr"]["after"] - e["detail"]["mrr"]["before"])
         for e in feed
-        if e["detail"]["movement"]
+        if e["detail-type"] == "Customer Record Changed" and e["detail"]["movement"]
     )
     signed = {"churn": -1, "contraction": -1}
     assert feed_moves == sorted((kind, signed.get(kind, 1) * amount) for _, kind, amount in movements)

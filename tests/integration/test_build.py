@@ -160,7 +160,7 @@ def test_the_admin_routes_ship_as_one_loop_that_expands_to_each_route_following_
     assert "Fn::ForEach::AdminRoutes" in built["Resources"]
     routes = _routes(expand(built))
     assert routes == _routes(expand(yaml_parse((ROOT / "template.yaml").read_text())))
-    assert len(routes) == 12
+    assert len(routes) == 15
     for route in routes.values():
         assert route["AuthorizationType"] == {"Fn::If": ["UseJwt", "JWT", "AWS_IAM"]}
         assert route["AuthorizerId"] == {

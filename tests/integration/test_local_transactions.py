@@ -29,6 +29,18 @@ def dynamodb() -> Iterator[Any]:
             AttributeDefinitions=[
                 {"AttributeName": "pk", "AttributeType": "S"},
                 {"AttributeName": "sk", "AttributeType": "S"},
+                {"AttributeName": "g", "AttributeType": "S"},
+                {"AttributeName": "r", "AttributeType": "N"},
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "sparse",
+                    "KeySchema": [
+                        {"AttributeName": "g", "KeyType": "HASH"},
+                        {"AttributeName": "r", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
             ],
             BillingMode="PAY_PER_REQUEST",
         )
@@ -98,3 +110,42 @@ def test_a_query_of_a_partition_answers_as_moto_does_without_scanning_the_table(
     assert query("b", ScanIndexForward=False, Limit=2) == ["3", "2"]
     assert query("a") == ["state", "total"]
     assert query("none") == []
+
+
+def test_a_query_of_an_index_answers_as_moto_does_sorting_only_what_it_keeps(dynamodb: Any) -> None:
+    # A sparse index: items without ``g`` (or without ``r``) are not in it; two items tie on ``r``.
+    for pk, sk, g, r in (
+        ("b", "1", "x", 30),
+        ("b", "2", "x", 10),
+        ("c", "1", "x", 10),
+        ("c", "2", "y", 5),
+        ("d", "1", "x", None),
+        ("d", "2", None, 7),
+    ):
+        item: dict[str, Any] = {"pk": {"S": pk}, "sk": {"S": sk}}
+        if g is not None:
+            item["g"] = {"S": g}
+        if r is not None:
+            item["r"] = {"N": str(r)}
+        dynamodb.put_item(TableName="t", Item=item)
+
+    def query(g: str, condition: str = "", **kwargs: Any) -> tuple[list[str], Any]:
+        found = dynamodb.query(
+            TableName="t",
+            IndexName="sparse",
+            KeyConditionExpression="g = :g" + condition,
+            ExpressionAttributeValues={":g": {"S": g}, **({":r": {"N": "20"}} if condition else {})},
+            **kwargs,
+        )
+        return [item["pk"]["S"] + item["sk"]["S"] for item in found["Items"]], found.get("LastEvaluatedKey")
+
+    assert query("x")[0] == ["b2", "c1", "b1"]
+    assert query("x", ScanIndexForward=False)[0] == ["b1", "c1", "b2"]
+    assert query("x", " AND r <= :r")[0] == ["b2", "c1"]
+    assert query("y")[0] == ["c2"]
+    assert query("z")[0] == []
+    first, cursor = query("x", Limit=2)
+    assert first == ["b2", "c1"]
+    assert query("x", Limit=2, ExclusiveStartKey=cursor)[0] == ["b1"]
+    # The speedup is cleared after the query: a scan still sees every item.
+    assert len(dynamodb.scan(TableName="t")["Items"]) == 8

@@ -14,7 +14,6 @@ import calendar
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import boto3
 import pytest
 from revsync.domain.changes import RECORD_CHANGED
 from revsync.domain.history import revenue_months
@@ -27,7 +26,6 @@ from revsync.store.read_models import RevenueRecomputation
 from revsync.store.tenants import TenantStore
 
 from local import stripe_shapes as S
-from local.aws import read_change_feed
 from local.inprocess import InProcessStack
 from tests.conftest import FROZEN_NOW
 from tests.fakes import FakeTenants
@@ -107,17 +105,6 @@ def _with_policy(stack: InProcessStack, policy: RevenuePolicy, saves: int) -> Fa
     return tenants
 
 
-def _deliver(stack: InProcessStack, events: list[dict[str, Any]]) -> None:
-    for event in events:
-        assert stack.post_webhook(event, PLATFORM_SECRET).status == 200
-    stack.drain()
-
-
-def _feed(stack: InProcessStack) -> list[dict[str, Any]]:
-    assert stack.names is not None
-    return read_change_feed(boto3.session.Session(region_name="us-east-1"), None, stack.names)
-
-
 def _recompute(stack: InProcessStack, tenants: FakeTenants, customers: Any, now: int) -> list[SyncResult]:
     """What the recompute job does for the tenant: every customer, a page at a time, derived again;
     then the stream into the rollup, as the stack runs it."""
@@ -152,9 +139,9 @@ def test_a_policy_change_and_back_returns_every_record_history_point_and_month(
     connected: InProcessStack,
 ) -> None:
     stack = connected
-    _deliver(stack, _story())
+    stack.deliver(_story(), PLATFORM_SECRET)
     before = _everything(stack)
-    _feed(stack)  # (what the deliveries published)
+    stack.change_feed()  # (what the deliveries published)
 
     results = _recompute(stack, _with_policy(stack, POLICY, 1), DynamoCustomers(), FROZEN_NOW)
 
@@ -177,7 +164,7 @@ def test_a_policy_change_and_back_returns_every_record_history_point_and_month(
     assert [m["mrr_end"] for m in before["months"]] == [10000, 15000, 20000, 20000]
     assert [m["mrr_end"] for m in changed["months"]] == [15000, 15000, 15000, 15000]
     # The feed says which records changed (ada's and cy's did not).
-    published = [e["detail"] for e in _feed(stack) if e["detail-type"] == RECORD_CHANGED]
+    published = [e["detail"] for e in stack.change_feed() if e["detail-type"] == RECORD_CHANGED]
     assert sorted(d["external_id"] for d in published) == ["u-bob"]
 
     _recompute(stack, _with_policy(stack, DEFAULT_POLICY, 2), DynamoCustomers(), FROZEN_NOW + DAY)
@@ -188,7 +175,7 @@ def test_a_policy_change_and_back_returns_every_record_history_point_and_month(
 def test_the_worker_derives_by_the_tenants_policy(connected: InProcessStack) -> None:
     stack = connected
     _with_policy(stack, POLICY, 1)
-    _deliver(stack, _story())
+    stack.deliver(_story(), PLATFORM_SECRET)
 
     bob = stack.request("GET", "/tenants/pol/customers/u-bob").json()
     assert (bob["churned"], bob["churned_at"], bob["mrr"]) == (True, JAN + 40 * DAY, 0)
@@ -215,7 +202,7 @@ class _WebhookMeanwhile(DynamoCustomers):
 
 def test_a_webhook_applied_during_the_recompute_is_not_lost(connected: InProcessStack) -> None:
     stack = connected
-    _deliver(stack, _story())
+    stack.deliver(_story(), PLATFORM_SECRET)
     recompute_tenants = _with_policy(stack, POLICY, 1)
     # The worker still has the old policy (its cache), as a worker reading the tenant just before
     # the change would.
@@ -230,7 +217,7 @@ def test_a_webhook_applied_during_the_recompute_is_not_lost(connected: InProcess
         account=ACCOUNT,
     )
     customers = _WebhookMeanwhile()
-    customers.meanwhile.append(lambda: _deliver(stack, [more_seats]))
+    customers.meanwhile.append(lambda: stack.deliver([more_seats], PLATFORM_SECRET))
 
     results = _recompute(stack, recompute_tenants, customers, FROZEN_NOW)
 

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
 from revsync.domain.events import observation_of, parse_event
 from revsync.domain.history import Contribution, Timeline, revenue_months
@@ -27,7 +26,6 @@ from revsync.store.rollup import RevenueRollup
 
 from local import lambda_runtime, streams
 from local import stripe_shapes as S
-from local.aws import read_change_feed
 from local.environment import REGION
 from local.inprocess import InProcessStack
 from tests.fakes import FakeCustomers, FakeFeed, FakeStripe, FakeTenants
@@ -147,21 +145,10 @@ def connected(stack: InProcessStack) -> InProcessStack:
     return stack
 
 
-def _deliver(stack: InProcessStack, events: list[dict[str, Any]]) -> None:
-    for event in events:
-        assert stack.post_webhook(event, PLATFORM_SECRET).status == 200
-    stack.drain()
-
-
-def _feed(stack: InProcessStack) -> list[dict[str, Any]]:
-    assert stack.names is not None
-    return read_change_feed(boto3.session.Session(region_name="us-east-1"), None, stack.names)
-
-
 def test_months_histories_and_feed_from_webhooks_in_any_order(connected: InProcessStack) -> None:
     stack, events = connected, _story()
     late_and_twice = [*events[::-1], *random.Random(3).sample(events, 4)]
-    _deliver(stack, late_and_twice)
+    stack.deliver(late_and_twice, PLATFORM_SECRET)
 
     response = stack.request("GET", "/tenants/rev/revenue", query="from=2026-01&to=2026-03")
     assert response.status == 200, response.body
@@ -190,7 +177,7 @@ def test_months_histories_and_feed_from_webhooks_in_any_order(connected: InProce
 
     # Delivered in reverse, so the records moved to their final state first: each record change is
     # one event, and the repeats made none.
-    published = _feed(stack)
+    published = stack.change_feed()
     assert all(e["source"] == "revsync" and e["detail-type"] == "Customer Record Changed" for e in published)
     details = [e["detail"] for e in published]
     assert len(details) == len({json.dumps(d, sort_keys=True) for d in details})
@@ -209,8 +196,8 @@ def test_months_histories_and_feed_from_webhooks_in_any_order(connected: InProce
         }
         assert detail["changed"], detail
     # Every delivery again: nothing changes, nothing is published.
-    _deliver(stack, events)
-    assert _feed(stack) == []
+    stack.deliver(events, PLATFORM_SECRET)
+    assert stack.change_feed() == []
     assert stack.request("GET", "/tenants/rev/revenue", query="from=2026-01&to=2026-03").json()["months"] == (
         EXPECTED_MONTHS
     )
@@ -218,8 +205,8 @@ def test_months_histories_and_feed_from_webhooks_in_any_order(connected: InProce
 
 def test_the_feed_says_what_moved_in_order(connected: InProcessStack) -> None:
     stack, events = connected, _story()
-    _deliver(stack, events)
-    bob = [e["detail"] for e in _feed(stack) if e["detail"]["external_id"] == "u-bob"]
+    stack.deliver(events, PLATFORM_SECRET)
+    bob = [e["detail"] for e in stack.change_feed() if e["detail"]["external_id"] == "u-bob"]
     assert [(d["movement"], d["mrr"], d["churned"]) for d in bob if d["movement"]] == [
         ("new", {"before": 0, "after": 5000}, {"before": False, "after": False}),
         ("churn", {"before": 5000, "after": 0}, {"before": False, "after": True}),
@@ -460,7 +447,7 @@ def test_states_written_before_the_rollup_count_once_seeded(connected: InProcess
     """An upgraded stack: states written before the rollup carry no rollup_tenant, so it counts
     nothing for them until they are written again or seeded; seeding twice counts them once."""
     stack = connected
-    _deliver(stack, _story())
+    stack.deliver(_story(), PLATFORM_SECRET)
     sync = stack.client("dynamodb")
     assert stack.names is not None
     table = stack.names.physical_name("SyncTable")

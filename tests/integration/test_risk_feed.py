@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 import pytest
 from revsync.domain.changes import RECORD_CHANGED, RISK_CHANGED
 from revsync.domain.risk import NO_RISK
@@ -17,7 +16,6 @@ from revsync.services.sync import rederive
 from revsync.store.tenants import TenantStore
 
 from local import stripe_shapes as S
-from local.aws import read_change_feed
 from local.inprocess import InProcessStack
 from tests.conftest import FROZEN_NOW
 from tests.fakes import FakeTenants
@@ -70,17 +68,6 @@ def connected(stack: InProcessStack) -> InProcessStack:
     return stack
 
 
-def _deliver(stack: InProcessStack, events: list[dict[str, Any]]) -> None:
-    for event in events:
-        assert stack.post_webhook(event, PLATFORM_SECRET).status == 200
-    stack.drain()
-
-
-def _feed(stack: InProcessStack) -> list[dict[str, Any]]:
-    assert stack.names is not None
-    return read_change_feed(boto3.session.Session(region_name="us-east-1"), None, stack.names)
-
-
 def _again(event: dict[str, Any]) -> dict[str, Any]:
     """The same observation delivered again (a catch-up's or a retry past the queue's deduplication)."""
     return {**event, "id": S.new_id("evt")}
@@ -92,12 +79,12 @@ def test_risk_changes_are_published_once_each_in_any_order_and_repeated(
 ) -> None:
     stack, events = connected, _story()
     deliveries = events if order == "in_order" else [*events[::-1], *(_again(e) for e in events[2:6])]
-    _deliver(stack, deliveries)
+    stack.deliver(deliveries, PLATFORM_SECRET)
 
     record = stack.request("GET", "/tenants/risky/customers/u-r").json()
     assert record["risk"] == {**NO_RISK, "trial_ends_at": N + 3 * DAY}
     assert record["traits"]["stripe.risk.trial_ends_at"] == N + 3 * DAY
-    published = _feed(stack)
+    published = stack.change_feed()
     assert {e["detail-type"] for e in published} <= {RECORD_CHANGED, RISK_CHANGED}
     # Each signal's published changes chain from none to the record's: each change once, and none
     # that did not happen.
@@ -121,8 +108,8 @@ def test_risk_changes_are_published_once_each_in_any_order_and_repeated(
         ]
 
     # Every delivery again: nothing changes, nothing is published.
-    _deliver(stack, [_again(e) for e in events])
-    assert _feed(stack) == []
+    stack.deliver([_again(e) for e in events], PLATFORM_SECRET)
+    assert stack.change_feed() == []
 
 
 def test_a_trial_ending_soon_is_raised_by_the_review_at_its_time(connected: InProcessStack) -> None:
@@ -136,14 +123,14 @@ def test_a_trial_ending_soon_is_raised_by_the_review_at_its_time(connected: InPr
         created=N - DAY,
     )
     customer = S.customer("cus_t", metadata={"app_id": "u-t"})
-    _deliver(
-        stack,
+    stack.deliver(
         [
             S.event("customer.created", customer, created=N - DAY, account=ACCOUNT),
             S.event("customer.subscription.created", trialing, created=N - DAY, account=ACCOUNT),
         ],
+        PLATFORM_SECRET,
     )
-    _feed(stack)
+    stack.change_feed()
     customers, tenants = DynamoCustomers(), FakeTenants({"risky": TenantStore().get("risky")})  # type: ignore[dict-item]
     assert stack.request("GET", "/tenants/risky/customers/u-t").json()["risk"]["trial_ends_at"] is None
     assert customers.due_for_review("risky", N + 3 * DAY - 1, 10) == []
@@ -163,7 +150,7 @@ def test_a_trial_ending_soon_is_raised_by_the_review_at_its_time(connected: InPr
     assert (record["risk"]["trial_ends_at"], record["traits"]["stripe.risk.trial_ends_at"]) == (
         N + 10 * DAY,
     ) * 2
-    [risk] = [e["detail"] for e in _feed(stack) if e["detail-type"] == RISK_CHANGED]
+    [risk] = [e["detail"] for e in stack.change_feed() if e["detail-type"] == RISK_CHANGED]
     assert risk == {
         "tenant_id": "risky",
         "external_id": "u-t",

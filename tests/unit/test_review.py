@@ -10,7 +10,7 @@ from revsync.domain.events import Observation
 from revsync.domain.policy import DEFAULT_POLICY, RevenuePolicy
 from revsync.domain.record import derive_record
 from revsync.domain.review import next_review
-from revsync.domain.snapshots import parse_customer, parse_subscription
+from revsync.domain.snapshots import parse_customer, parse_subscription, parse_subscription_schedule
 from revsync.domain.state import CustomerObjects
 
 from local import stripe_shapes as S
@@ -99,3 +99,23 @@ def test_the_record_changes_by_time_only_at_a_review_time(policy: RevenuePolicy)
         previous = record
     # Each change is seen at the first whole hour at or after its review time.
     assert changes == [turn + (-(turn - T0) % 3600) for turn in turns]
+
+
+def test_a_schedules_next_phase_is_a_review_time() -> None:
+    """The risk signals' own turns come from revsync.domain.risk.next_risk_change: a subscription
+    schedule's next phase starting (scheduled_change_at then moves on) is one."""
+    objects = _objects(_sub())
+    price = S.price(1000, id="price_a")
+    phases = [
+        S.schedule_phase(price, T0, T0 + 20 * DAY),
+        S.schedule_phase(price, T0 + 20 * DAY, T0 + 50 * DAY, quantity=3),
+    ]
+    raw = S.subscription_schedule("cus_1", phases, subscription="sub_1", id="sub_sched_1")
+    objects = objects.with_observation(
+        Observation(
+            snapshot=parse_subscription_schedule(raw), observed_at=T0, source="updated", event_id=None
+        )
+    )
+    assert derive_record("t", objects, "id", as_of=T0)["risk"]["scheduled_change_at"] == T0 + 20 * DAY
+    assert next_review(objects, DEFAULT_POLICY, {}, T0) == T0 + 20 * DAY
+    assert next_review(objects, WEEK_LIMIT, {}, T0) == T0 + 20 * DAY
