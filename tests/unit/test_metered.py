@@ -14,6 +14,7 @@ against the stripe package's classes.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -21,7 +22,7 @@ import pytest
 import stripe
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from revsync.domain.events import Observation, Source
+from revsync.domain.events import Observation, Source, observation_of, parse_event
 from revsync.domain.history import mrr_timeline, replay
 from revsync.domain.policy import DAY, DEFAULT_POLICY, RevenuePolicy
 from revsync.domain.record import derive_record
@@ -33,8 +34,11 @@ from revsync.domain.state import (
     apply,
     usage_after,
 )
+from revsync.domain.tenancy import Connection, Tenant
+from revsync.services.sync import apply_observation
 
 from local import stripe_shapes as S
+from tests.fakes import FakeCustomers, FakeStripe, FakeTenants
 from tests.unit.test_history_replay import STEP, _histories
 from tests.unit.test_signal_snapshots import _allows, _annotation
 
@@ -310,3 +314,67 @@ def test_under_the_default_policy_usage_lines_change_no_record_or_timeline(
         if str(observation["source"]) != "imported":
             objects = apply(objects, observation).objects
     assert derive_record("t", objects, "id") == derive_record("t", replace(objects, usage={}), "id")
+
+
+def test_lines_of_a_price_the_subscription_bills_as_licensed_are_not_kept_in_either_order() -> None:
+    """From 2025-03-31 an invoice line names its price by id only: the customer's subscription tells a
+    licensed one (a price's usage type never changes), whether it was seen before or after."""
+    mixed = _invoice("in_1", [_usage_line("price_pro", 4900), _usage_line("price_calls", 1250)])
+    licensed_only = _invoice("in_2", [_usage_line("price_pro", 4900)], finalized_at=T0 + 62 * DAY)
+    assert [line["price"] for line in mixed["usage_lines"]] == ["price_pro", "price_calls"]
+    observations = [_seen(CALLS_ONLY, T0), _seen(mixed, T0 + 31 * DAY), _seen(licensed_only, T0 + 62 * DAY)]
+    for order in (observations, [*observations[1:], observations[0]]):
+        objects = CustomerObjects("cus_1")
+        for observation in order:
+            objects = apply(objects, observation).objects
+        assert {
+            s: {i: [line["price"] for line in e["lines"]] for i, e in kept.items()}
+            for s, kept in objects.usage.items()
+        } == {"sub_1": {"in_1": ["price_calls"]}}
+        assert derive_record("t", objects, "id", LAST_INVOICE)["mrr"] == 4900 + 1250
+
+
+def test_a_finalized_invoice_not_yet_paid_brings_its_usage_and_one_with_none_is_dropped() -> None:
+    """``invoice.finalized`` (an invoice sent to be paid later is finalized long before any payment):
+    handled when it has usage lines; otherwise, never attempted, it is nothing for revsync."""
+    raw = S.invoice("cus_1", "sub_1", id="in_open", status="open", amount_paid=0)
+    raw["lines"]["data"] = [*raw["lines"]["data"], _usage_line("price_calls", 1250)]
+    raw["status_transitions"]["finalized_at"] = T0 + 31 * DAY
+    for kind in ("invoice.finalized", "invoice.voided", "invoice.marked_uncollectible"):
+        observation = observation_of(parse_event(json.dumps(S.event(kind, raw, created=T0)).encode()))
+        assert observation is not None, kind
+        assert observation["snapshot"]["object"] == "invoice"
+        assert [line["price"] for line in observation["snapshot"]["usage_lines"]] == ["price_calls"]
+    licensed = S.invoice("cus_1", "sub_1", id="in_lic", status="open", amount_paid=0)
+    event = S.event("invoice.finalized", licensed, created=T0)
+    assert observation_of(parse_event(json.dumps(event).encode())) is None
+    objects = apply(apply(CustomerObjects("cus_1"), _seen(CALLS_ONLY, T0)).objects, observation).objects
+    assert derive_record("t", objects, "id", LAST_INVOICE)["mrr"] == 4900 + 1250
+
+
+def test_an_invoice_of_licensed_lines_only_adds_nothing_to_the_history() -> None:
+    """The write path keeps an invoice in the MRR history only for lines that may bill usage: on the
+    2025-03-31 shape every subscription invoice would otherwise enter it, once a month a customer."""
+    tenant = Tenant("acme", Connection("connected", "oauth", "acct_1")).with_config("id")
+    tenants, customers, fake = FakeTenants({"acme": tenant}), FakeCustomers(), FakeStripe()
+    raw_sub = S.subscription(
+        "cus_1",
+        [{**S.subscription_item(PLAN), "id": "si_0"}, {**S.subscription_item(CALLS), "id": "si_1"}],
+        id="sub_1",
+        status="active",
+        created=T0,
+    )
+
+    def send(kind: str, obj: dict[str, Any], at: int) -> int:
+        observation = observation_of(parse_event(json.dumps(S.event(kind, obj, created=at)).encode()))
+        assert observation is not None
+        apply_observation("acme", observation, tenants=tenants, customers=customers, stripe=fake)
+        return len(customers.load("acme", "cus_1").history.log.entries)
+
+    before = send("customer.subscription.created", raw_sub, T0)
+    for n, lines in enumerate(([_usage_line("price_pro", 4900)], [_usage_line("price_calls", 1250)])):
+        raw = S.invoice("cus_1", "sub_1", id=f"in_{n}", amount_paid=1)
+        raw["lines"]["data"] = lines
+        raw["status_transitions"]["finalized_at"] = T0 + (n + 1) * DAY
+        after = send("invoice.paid", raw, T0 + (n + 1) * DAY)
+        assert after - before == n  # the licensed one: none; the metered one: an entry

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NamedTuple, NotRequired, TypedDict
 
 from revsync.errors import InvalidInput
 
@@ -664,10 +664,26 @@ def with_all_items(snapshot: SubscriptionSnapshot, items: list[SubscriptionItem]
     return complete
 
 
-def with_all_lines(snapshot: InvoiceSnapshot, lines: list[InvoiceLine]) -> InvoiceSnapshot:
-    """The invoice with every subscription line (the webhook carried only the first page)."""
-    complete: InvoiceSnapshot = {**snapshot, "lines": lines}
+class InvoiceLineItems(NamedTuple):
+    """What revsync keeps of all of an invoice's lines: its subscription lines, and its usage lines."""
+
+    lines: list[InvoiceLine]
+    usage: list[UsageLine]
+
+
+def parse_line_items(raw_lines: list[Any]) -> InvoiceLineItems:
+    return InvoiceLineItems(parse_invoice_lines(raw_lines), parse_usage_lines(raw_lines))
+
+
+def with_all_lines(snapshot: InvoiceSnapshot, items: InvoiceLineItems) -> InvoiceSnapshot:
+    """The invoice with every subscription line, and of a finalized one every usage line (the webhook
+    carried only the first page)."""
+    complete: InvoiceSnapshot = {**snapshot, "lines": items.lines}
     complete.pop("lines_complete", None)
+    if "finalized_at" in complete:
+        complete.pop("usage_lines", None)
+        if items.usage:
+            complete["usage_lines"] = items.usage
     return complete
 
 
@@ -786,8 +802,11 @@ def parse_invoice(raw: dict[str, Any]) -> InvoiceSnapshot:
         snapshot["payment_intents"] = intents
     usage = parse_usage_lines(_list_data(raw.get("lines"))) if status in FINALIZED_INVOICE_STATUSES else []
     finalized_at = _int(transitions.get("finalized_at")) or _int(raw.get("created"))
-    if usage and finalized_at is not None:
-        snapshot["usage_lines"] = usage
+    incomplete = snapshot.get("lines_complete") is False and status in FINALIZED_INVOICE_STATUSES
+    if (usage or incomplete) and finalized_at is not None:
+        # (Lines on a page the webhook did not carry may be usage lines: the write path reads them.)
+        if usage:
+            snapshot["usage_lines"] = usage
         snapshot["finalized_at"] = finalized_at
     return snapshot
 

@@ -240,6 +240,12 @@ def counted_usage(usage: Usage, subscription: SubscriptionSnapshot) -> list[Usag
     return last["lines"] if len(currencies) <= 1 else []
 
 
+def stored_usage_lines(usage: Usage, invoice_id: str) -> list[UsageLine] | None:
+    """The usage lines kept of an invoice (None: it is not kept)."""
+    kept = [entry for invoices in usage.values() if (entry := invoices.get(invoice_id)) is not None]
+    return [line for entry in kept for line in entry["lines"]] if kept else None
+
+
 def usage_invoices(usage: Usage, customer_id: str) -> list[InvoiceSnapshot]:
     """Invoice snapshots that give ``usage`` again (``usage_after`` from nothing): a checkpoint's."""
     return [
@@ -420,6 +426,14 @@ class Outcome:
 def apply(objects: CustomerObjects, incoming: Observation) -> Outcome:
     """Apply one observation to a customer's stored objects."""
     snapshot = incoming["snapshot"]
+    if snapshot["object"] == "subscription":
+        outcome = _apply(objects, incoming)
+        if not outcome.changed:
+            return outcome
+        # Its items may show prices of kept usage lines to be licensed: those lines bill no usage.
+        kept = outcome.objects
+        usage = without_licensed(kept.usage, licensed_prices(kept.subscriptions))
+        return outcome if usage == kept.usage else Outcome(outcome.decision, replace(kept, usage=usage))
     if snapshot["object"] != "invoice":
         return _apply(objects, incoming)
     # A paid invoice is kept, and a failed payment judged, without its usage lines (kept apart).
@@ -428,12 +442,58 @@ def apply(objects: CustomerObjects, incoming: Observation) -> Outcome:
     if outcome.decision.action == "refetch":
         return outcome
     # A finalized invoice's usage lines (any status: a join of their own, beside the paid invoices and
-    # the failed payments).
-    usage = usage_after(objects.usage, snapshot)
+    # the failed payments), but those of prices its subscriptions bill as licensed.
+    usage = usage_after(
+        objects.usage, without_licensed_lines(snapshot, licensed_prices(objects.subscriptions))
+    )
     if usage == objects.usage:
         return outcome
     decision = outcome.decision if outcome.changed else Decision("apply", "usage_lines")
     return Outcome(decision, replace(outcome.objects, usage=usage))
+
+
+def licensed_prices(subscriptions: Mapping[str, Observation]) -> frozenset[str]:
+    """The prices the customer's subscriptions bill as licensed. A line of one bills no usage: after
+    2025-03-31 an invoice line names its price by id only, and a price's usage type never changes."""
+    return frozenset(
+        price["id"]
+        for observation in subscriptions.values()
+        if observation["snapshot"]["object"] == "subscription"
+        for item in observation["snapshot"]["items"]
+        if (price := item["price"]) is not None and price["id"] and price["usage_type"] == "licensed"
+    )
+
+
+def without_licensed_lines(invoice: InvoiceSnapshot, licensed: frozenset[str]) -> InvoiceSnapshot:
+    """The invoice without the usage lines of ``licensed`` prices (none left: no usage lines)."""
+    lines = invoice.get("usage_lines")
+    if not lines or not licensed:
+        return invoice
+    kept = [line for line in lines if line["price"] not in licensed]
+    if len(kept) == len(lines):
+        return invoice
+    narrowed: InvoiceSnapshot = {**invoice, "usage_lines": kept}
+    if not kept:
+        del narrowed["usage_lines"]
+    return narrowed
+
+
+def without_licensed(usage: Usage, licensed: frozenset[str]) -> Usage:
+    """``usage`` without the lines of ``licensed`` prices, and the invoices left with none. (A
+    subscription seen only after its invoices may have let licensed-only invoices take the place of
+    older ones; the newest finalized invoice is kept either way.)"""
+    if not licensed:
+        return usage
+    kept: dict[str, dict[str, UsageInvoice]] = {}
+    for subscription, invoices in usage.items():
+        entries = {
+            invoice_id: UsageInvoice(**{**entry, "lines": lines})
+            for invoice_id, entry in invoices.items()
+            if (lines := [line for line in entry["lines"] if line["price"] not in licensed])
+        }
+        if entries:
+            kept[subscription] = entries
+    return kept
 
 
 def _apply(objects: CustomerObjects, incoming: Observation) -> Outcome:
