@@ -348,6 +348,7 @@ def test_a_finalized_invoice_not_yet_paid_brings_its_usage_and_one_with_none_is_
     licensed = S.invoice("cus_1", "sub_1", id="in_lic", status="open", amount_paid=0)
     event = S.event("invoice.finalized", licensed, created=T0)
     assert observation_of(parse_event(json.dumps(event).encode())) is None
+    assert observation is not None
     objects = apply(apply(CustomerObjects("cus_1"), _seen(CALLS_ONLY, T0)).objects, observation).objects
     assert derive_record("t", objects, "id", LAST_INVOICE)["mrr"] == 4900 + 1250
 
