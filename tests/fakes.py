@@ -19,11 +19,11 @@ from revsync.domain.record import CustomerRecord
 from revsync.domain.rollup import Group, Piece, PieceChange, Position, RevenuePeriods
 from revsync.domain.snapshots import (
     Coupon,
-    InvoiceLine,
+    InvoiceLineItems,
     Snapshot,
     SubscriptionItem,
     parse_coupon,
-    parse_invoice_lines,
+    parse_line_items,
     parse_object,
     parse_subscription_item,
     unresolved_coupon_ids,
@@ -121,9 +121,9 @@ class FakeStripe:
         raw = self.objects[subscription_id]
         return [parse_subscription_item(item) for item in raw["items"]["data"]]
 
-    def invoice_lines(self, tenant: Tenant, invoice_id: str) -> list[InvoiceLine]:
+    def invoice_lines(self, tenant: Tenant, invoice_id: str) -> InvoiceLineItems:
         self.fetches.append(f"lines:{invoice_id}")
-        return parse_invoice_lines(self.objects[invoice_id]["lines"]["data"])
+        return parse_line_items(self.objects[invoice_id]["lines"]["data"])
 
     def test_clock_time(self, tenant: Tenant, clock_id: str) -> int | None:
         self.fetches.append(clock_id)

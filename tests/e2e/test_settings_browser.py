@@ -164,6 +164,22 @@ def test_connect_pick_a_trait_and_watch_the_import(
     assert not browser.find_element(By.ID, "risk-empty").is_displayed()
     assert not browser.find_element(By.ID, "risk-more").is_displayed()
 
+    # The revenue policy form: what it saves is what the policy route answers, and the page follows
+    # the recompute (on the local stack's catch-up queue) to its end.
+    Select(browser.find_element(By.ID, "discounts")).select_by_value("forever_only")
+    Select(browser.find_element(By.ID, "metered")).select_by_value("last_invoice")
+    browser.find_element(By.CSS_SELECTOR, "#policy button[type=submit]").click()
+    wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "policy-state"), "done"))
+    assert browser.find_element(By.ID, "policy-done").text == "3"
+    status, policy = stack.admin("GET", "/tenants/web/stripe/policy")
+    assert status == 200
+    assert policy["document"] == {
+        "past_due": {"churn_after_days": None},
+        "churn_at": "ended",
+        "discounts": "forever_only",
+        "metered": "last_invoice",
+    }
+
     # The same login cannot open another tenant's settings.
     browser.get(f"{stack.api_url}/settings?tenant=someone-else")
     wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "message"), "not for this tenant"))

@@ -114,6 +114,15 @@ def test_every_handled_type_reaches_the_record(
     send("invoice.voided", voided, T + 16 * DAY + 100 + 4)
     assert risk()["failed_payment_attempts"] == 0
 
+    # A finalized invoice's usage lines (the policy's ``metered: last_invoice``), before any payment.
+    finalized = S.invoice("cus_1", "sub_1", status="open", amount_paid=0, id="in_finalized")
+    calls = S.price(10, usage_type="metered", id="price_calls")
+    line = {**finalized["lines"]["data"][0], "id": "il_calls", "price": calls, "plan": None}
+    finalized["lines"]["data"] = [{**line, "amount": 700, "subtotal": 700}]
+    send("invoice.finalized", finalized, T + 16 * DAY + 100 + 5)
+    usage = DynamoCustomers().load("acme", "cus_1").objects.usage["sub_1"]["in_finalized"]
+    assert [(u["price"], u["amount"]) for u in usage["lines"]] == [("price_calls", 700)]
+
     price_id = resumed["items"]["data"][0]["price"]["id"]  # known: no read from Stripe
     phases = [
         S.schedule_phase(price_id, T, T + 30 * DAY),

@@ -170,7 +170,7 @@ def test_a_bad_policy_is_a_400_that_saves_and_queues_nothing(
         ('{"past_due": {"churn_after_days": true}}', "invalid_policy"),
         ('{"past_due": {"churn_after_days": 7.5}}', "invalid_policy"),
         ('{"discounts": "some"}', "invalid_policy"),
-        ('{"metered": "last_invoice"}', "policy_not_supported"),
+        ('{"metered": "all"}', "invalid_policy"),
         ('{"churn_at": "scheduled", "extra": 1}', "invalid_policy"),
     ]
     for body, code in bad:

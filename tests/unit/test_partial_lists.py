@@ -59,3 +59,39 @@ def test_a_paid_invoice_with_more_lines_reads_them_for_the_renewal_date() -> Non
     # The same invoice again (payment_succeeded): already stored, no second read.
     _send("invoice.payment_succeeded", webhook, T0, env)
     assert env[2].fetches == [f"lines:{invoice['id']}"]
+
+
+def test_a_finalized_invoice_with_more_lines_reads_them_once_for_its_usage() -> None:
+    """Usage lines past the webhook's first page count too (``metered: last_invoice``): read when the
+    invoice is first seen, and again only when it is first paid (for its subscription lines)."""
+    metered = {**S.subscription_item(S.price(25, usage_type="metered", id="price_calls")), "id": "si_2"}
+    licensed = {**S.subscription_item(S.price(4900, id="price_pro")), "id": "si_1"}
+    sub = S.subscription("cus_1", [licensed, metered], id="sub_1", status="active", period_end=T0 + 100)
+    invoice = S.invoice("cus_1", "sub_1", id="in_1", status="open", amount_paid=0)
+    invoice["status_transitions"]["finalized_at"] = T0
+    usage_line = {
+        **invoice["lines"]["data"][0],
+        "id": "il_usage",
+        "amount": 1250,
+        "subtotal": 1250,
+        "price": metered["price"],
+        "plan": None,
+    }
+    full = {**invoice, "lines": {**invoice["lines"], "data": [*invoice["lines"]["data"], usage_line]}}
+    webhook = {**invoice, "lines": {**invoice["lines"], "has_more": True}}
+    env = _env({"in_1": full})
+
+    _send("customer.subscription.created", sub, T0 - 10, env)
+    _send("invoice.finalized", webhook, T0, env)
+    assert env[2].fetches == ["lines:in_1"]
+    usage = env[1].load("acme", "cus_1").objects.usage
+    assert [line["amount"] for line in usage["sub_1"]["in_1"]["lines"]] == [1250]
+    # Paid: its subscription lines are read (a renewal date); after that, nothing is read again.
+    paid = {**webhook, "status": "paid", "amount_paid": 6150}
+    paid["status_transitions"] = {**invoice["status_transitions"], "paid_at": T0 + 5}
+    env[2].objects["in_1"] = {**full, "status": "paid"}
+    _send("invoice.paid", paid, T0 + 5, env)
+    _send("invoice.payment_succeeded", paid, T0 + 5, env)
+    _send("invoice.finalized", webhook, T0, env)
+    assert env[2].fetches == ["lines:in_1", "lines:in_1"]
+    assert env[1].load("acme", "cus_1").objects.usage["sub_1"]["in_1"]["status"] == "paid"

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from revsync.domain.events import Observation, Source
 from revsync.domain.history import mrr_timeline, replay
-from revsync.domain.policy import DAY, DEFAULT_POLICY, PolicyError, PolicyNotSupported, RevenuePolicy
+from revsync.domain.policy import DAY, DEFAULT_POLICY, PolicyError, RevenuePolicy
 from revsync.domain.record import CustomerRecord, derive_record
 from revsync.domain.snapshots import parse_subscription
 from revsync.domain.state import CustomerObjects, apply
@@ -39,7 +39,9 @@ def test_the_default_document_is_todays_rules_and_round_trips() -> None:
     }
     assert DEFAULT_POLICY.to_json() == document
     assert RevenuePolicy.from_json(document) == DEFAULT_POLICY == RevenuePolicy.from_json({})
-    chosen = RevenuePolicy(churn_after_days=30, churn_at="scheduled", discounts="forever_only")
+    chosen = RevenuePolicy(
+        churn_after_days=30, churn_at="scheduled", discounts="forever_only", metered="last_invoice"
+    )
     assert RevenuePolicy.from_json(chosen.to_json()) == chosen
     assert RevenuePolicy.from_json({"discounts": "none"}) == replace(DEFAULT_POLICY, discounts="none")
 
@@ -70,12 +72,6 @@ def test_a_bad_document_is_invalid_input_naming_the_key(document: Any, names: st
         RevenuePolicy.from_json(document)
     assert isinstance(raised.value, InvalidInput)
     assert raised.value.code == "invalid_policy"
-
-
-def test_metered_last_invoice_is_refused_until_invoice_lines_are_kept() -> None:
-    with pytest.raises(PolicyNotSupported, match="last_invoice") as raised:
-        RevenuePolicy.from_json({"metered": "last_invoice"})
-    assert raised.value.code == "policy_not_supported"
 
 
 # --- worked examples ------------------------------------------------------------------------------

@@ -202,7 +202,7 @@ def test_the_policy_in_force_changes_nothing_and_queues_nothing() -> None:
         ({"past_due": {"churn_after_days": "30"}}, "invalid_policy"),
         ({"churn_at": "never"}, "invalid_policy"),
         ({"discounts": None}, "invalid_policy"),
-        ({"metered": "last_invoice"}, "policy_not_supported"),
+        ({"metered": "all"}, "invalid_policy"),
     ],
 )
 def test_a_bad_policy_is_a_400_that_changes_nothing(body: Any, code: str) -> None:

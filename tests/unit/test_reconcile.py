@@ -443,6 +443,7 @@ def test_a_catch_up_lists_at_most_the_20_types_stripe_takes_and_leaves_out_only_
         "invoice.payment_succeeded",
         "invoice.updated",
         "invoice.payment_action_required",
+        "invoice.finalized",
         "customer.subscription.trial_will_end",
         "customer.discount.created",
         "customer.discount.updated",

@@ -67,7 +67,7 @@ def _connected() -> Tenant:
 
 def test_the_form_shows_the_policy_in_force_and_its_recompute() -> None:
     tenant = _connected().with_policy(
-        RevenuePolicy(churn_after_days=30, churn_at="scheduled", discounts="none")
+        RevenuePolicy(churn_after_days=30, churn_at="scheduled", discounts="none", metered="last_invoice")
     )
     tenant = replace(tenant, recompute=Recompute(tenant.config_version, NOW, "cus_9", 120, updated_at=NOW))
 
@@ -79,10 +79,12 @@ def test_the_form_shows_the_policy_in_force_and_its_recompute() -> None:
         "churn-after-days": "30",
         "churn-at": "scheduled",
         "discounts": "none",
+        "metered": "last_invoice",
         "risk-kind": "dunning",  # the customers at risk's selector, beside the chart
     }
     assert form.options["churn-at"] == ["ended", "scheduled"]
     assert form.options["discounts"] == ["active", "forever_only", "none"]
+    assert form.options["metered"] == ["excluded", "last_invoice"]
     assert (form.texts["policy-state"], form.texts["policy-done"]) == ("recomputing", "120")
     assert 'call("PUT", "/policy", body)' in page  # the route the form posts to
     assert 'call("GET", "/policy")' in page  # and the one its progress is polled from

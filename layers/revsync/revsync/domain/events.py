@@ -150,6 +150,14 @@ def _detached_payment_method(raw: dict[str, Any], previous: dict[str, Any]) -> S
     return parse_payment_method({**raw, "customer": customer}, detached=True)
 
 
+def _finalized_invoice(raw: dict[str, Any], previous: dict[str, Any]) -> Snapshot | None:
+    """A finalized invoice's usage lines (what the policy's ``metered: last_invoice`` counts) and what
+    ends them (voided, given up on); or, as ``_failed_invoice``, a failed payment. Another is dropped
+    at the receiver."""
+    invoice = parse_invoice(raw)
+    return invoice if "finalized_at" in invoice else _failed_invoice(raw, previous)
+
+
 _ROUTES: dict[str, tuple[_Reader, Source]] = {
     "customer.created": (_object(parse_customer), "created"),
     "customer.updated": (_object(parse_customer), "updated"),
@@ -177,8 +185,10 @@ _ROUTES: dict[str, tuple[_Reader, Source]] = {
     "invoice.payment_failed": (_failed_invoice, "updated"),
     # (An attempt that needs the customer's authentication collected nothing either.)
     "invoice.payment_action_required": (_failed_invoice, "updated"),
-    "invoice.voided": (_failed_invoice, "updated"),
-    "invoice.marked_uncollectible": (_failed_invoice, "updated"),
+    "invoice.voided": (_finalized_invoice, "updated"),
+    "invoice.marked_uncollectible": (_finalized_invoice, "updated"),
+    # An invoice finalized, before any payment of it (one sent to be paid later): its usage lines.
+    "invoice.finalized": (_finalized_invoice, "updated"),
     "invoice.updated": (_failed_invoice, "updated"),
     # A subscription's scheduled change (its next phase), until the schedule ends.
     "subscription_schedule.created": (_object(parse_subscription_schedule), "created"),

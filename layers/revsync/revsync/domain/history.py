@@ -25,8 +25,15 @@ from typing import Any, Literal, NamedTuple
 from revsync.domain.events import Observation
 from revsync.domain.mrr import EXACT, exact_sum, round_minor_units, subscription_mrr
 from revsync.domain.policy import DEFAULT_POLICY, RevenuePolicy
-from revsync.domain.snapshots import CustomerSnapshot, Discount, Snapshot, SubscriptionSnapshot, discounts_of
-from revsync.domain.state import decide
+from revsync.domain.snapshots import (
+    CustomerSnapshot,
+    Discount,
+    Snapshot,
+    SubscriptionSnapshot,
+    customer_id_of,
+    discounts_of,
+)
+from revsync.domain.state import Usage, counted_usage, decide, usage_after, usage_invoices
 
 Movement = Literal["new", "reactivation", "expansion", "contraction", "churn"]
 MOVEMENTS: tuple[Movement, ...] = ("new", "expansion", "reactivation", "contraction", "churn")
@@ -41,9 +48,27 @@ _ZERO = Decimal(0)
 
 
 def revenue_view(snapshot: Snapshot) -> Snapshot | None:
-    """What of a snapshot can move MRR (None: nothing, e.g. an invoice). Equal views are one entry.
+    """What of a snapshot can move MRR (None: nothing, e.g. a refund). Equal views are one entry.
     A subscription's cancellation schedule (``cancel_at``, ``cancel_at_period_end``, and
-    ``canceled_at``, the time it was asked for) stays: a policy may churn it when it is scheduled."""
+    ``canceled_at``, the time it was asked for) stays: a policy may churn it when it is scheduled. A
+    finalized invoice's usage lines stay (what ``metered: last_invoice`` counts; under ``excluded``
+    they move nothing), and nothing else of it."""
+    if snapshot["object"] == "invoice":
+        if "usage_lines" not in snapshot:
+            return None
+        return {
+            "object": "invoice",
+            "id": snapshot["id"],
+            "customer": snapshot["customer"],
+            "status": snapshot["status"],
+            "amount_paid": 0,
+            "currency": snapshot["currency"],
+            "paid_at": None,
+            "subscription": None,
+            "lines": [],
+            "usage_lines": snapshot["usage_lines"],
+            "finalized_at": snapshot["finalized_at"],
+        }
     if snapshot["object"] == "customer":
         customer: CustomerSnapshot = {
             **snapshot,
@@ -262,11 +287,20 @@ class _RunningMrr:
         self._pending: set[str] = set()
         # subscription -> when its held run of past_due observations began (policy's churn_after_days)
         self.past_due_since: dict[str, int] = {}
+        self.usage: Usage = {}  # finalized invoices' usage lines (state.usage_after)
 
     def hold(self, observation: Observation, *, reconstructed: bool = False) -> None:
         """Hold ``observation`` (``reconstructed``: an import's entry at the subscription's start, which
         dates no past-due run: the run starts at the first real observation of it)."""
         snapshot = observation["snapshot"]
+        if snapshot["object"] == "invoice":
+            # (Not the time MRR is judged at: the record's MRR was so before invoices moved any.)
+            usage = usage_after(self.usage, snapshot)
+            if usage != self.usage and self.policy.metered == "last_invoice":
+                changed = {s for s in (*usage, *self.usage) if usage.get(s) != self.usage.get(s)}
+                self._pending.update(changed & set(self.subscriptions))
+            self.usage = usage
+            return
         self.as_of = max(self.as_of, observation["observed_at"])
         if snapshot["object"] == "customer":
             self.customer = observation
@@ -319,7 +353,12 @@ class _RunningMrr:
         assert snapshot["object"] == "subscription"
         currency = snapshot["currency"]
         value = subscription_mrr(
-            snapshot, self._discounts, self.as_of, self.policy, self.past_due_since.get(sub_id)
+            snapshot,
+            self._discounts,
+            self.as_of,
+            self.policy,
+            self.past_due_since.get(sub_id),
+            counted_usage(self.usage, snapshot),
         )
         if sub_id in self._values:
             old_currency, old_value = self._values[sub_id]
@@ -378,8 +417,9 @@ class _Replay:
                 self.provisional.discard(snapshot["id"])
                 self.running.hold(observation)
                 continue
-            # The write path's rule for which observation of an object stands (state.apply).
-            if decide(self._held(snapshot), observation).action == "apply":
+            # The write path's rule for which observation of an object stands (state.apply); an
+            # invoice's usage lines are a join of their own.
+            if snapshot["object"] == "invoice" or decide(self._held(snapshot), observation).action == "apply":
                 self.running.hold(observation)
         now = self.running.now()
         if now != self.current and (now[1] or self.current[1]):
@@ -390,6 +430,14 @@ class _Replay:
     def checkpoint(self) -> Checkpoint:
         customer = self.running.customer
         held = ((customer,) if customer is not None else ()) + tuple(self.running.subscriptions.values())
+        if self.running.usage:
+            # The usage kept so far, as invoice views that give it again.
+            owner = held[0]["snapshot"] if held else None
+            customer_id = "" if owner is None else customer_id_of(owner)
+            held += tuple(
+                Observation(snapshot=view, observed_at=view["finalized_at"], source="updated", event_id=None)
+                for view in usage_invoices(self.running.usage, customer_id)
+            )
         since = tuple(sorted(self.running.past_due_since.items()))
         return Checkpoint(held, frozenset(self.provisional), self.start, since)
 

@@ -6,7 +6,7 @@ Only the customer total is rounded (once, half-up) by the caller.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal
 
 from revsync.domain.policy import DEFAULT_POLICY, DiscountRule, RevenuePolicy
@@ -16,6 +16,7 @@ from revsync.domain.snapshots import (
     Price,
     SubscriptionItem,
     SubscriptionSnapshot,
+    UsageLine,
 )
 
 # Stripe's own MRR definition: only these statuses bring revenue in.
@@ -151,19 +152,52 @@ def policy_churned_at(
     return past_due_since + grace if as_of >= past_due_since + grace else None
 
 
+def metered_period_amount(
+    item: SubscriptionItem,
+    lines: Sequence[UsageLine],
+    discounts: Sequence[Discount],
+    as_of: int,
+    rule: DiscountRule = "active",
+) -> Decimal:
+    """A metered item's amount on its subscription's latest finalized invoice (the lines of its price),
+    less the discounts Stripe took off those lines that the policy's rule counts as of ``as_of``: a
+    line's ``discount_amounts`` name each discount by id, judged as the subscription's, its items'
+    and the customer's discounts are (``discount_is_active``); one no longer on any of them (a
+    ``once`` coupon used up, a repeating one over) takes nothing off."""
+    price = item["price"]
+    if price is None or price["usage_type"] != "metered" or not price["id"]:
+        return _ZERO
+    known = {discount["id"]: discount for discount in discounts if discount["id"]}
+    total = _ZERO
+    for line in lines:
+        if line["price"] != price["id"]:
+            continue
+        taken = sum(
+            amount
+            for discount_id, amount in line["discount_amounts"].items()
+            if discount_id in known and discount_is_active(known[discount_id], as_of, rule)
+        )
+        total += max(Decimal(line["amount"] - taken), _ZERO)
+    return total
+
+
 def subscription_mrr(
     subscription: SubscriptionSnapshot,
     customer_discounts: Iterable[Discount],
     as_of: int,
     policy: RevenuePolicy = DEFAULT_POLICY,
     past_due_since: int | None = None,
+    usage: Sequence[UsageLine] = (),
 ) -> Decimal:
     """Exact (unrounded) monthly value of one subscription; 0 unless active or past_due, and not
-    churned by ``policy`` (``past_due_since``: when its current run of ``past_due`` began)."""
+    churned by ``policy`` (``past_due_since``: when its current run of ``past_due`` began). Its metered
+    items count 0, or under ``metered: last_invoice`` what ``usage`` (the usage lines of its latest
+    finalized invoice in its currency) billed them, per the item's price interval."""
     if subscription["status"] not in REVENUE_STATUSES:
         return _ZERO
     if policy_churned_at(subscription, policy, as_of, past_due_since, as_of) is not None:
         return _ZERO
+    customer_discounts = list(customer_discounts)
     currency, rule = subscription["currency"], policy.discounts
     period_amount = sum(
         (
@@ -175,7 +209,19 @@ def subscription_mrr(
     period_amount = apply_discounts(period_amount, subscription["discounts"], currency, as_of, rule)
     period_amount = apply_discounts(period_amount, customer_discounts, currency, as_of, rule)
     interval, count = _interval(subscription)
-    return to_monthly(period_amount, interval, count)
+    monthly = to_monthly(period_amount, interval, count)
+    if policy.metered == "last_invoice" and usage:
+        discounts = [
+            *subscription["discounts"],
+            *(d for item in subscription["items"] for d in item["discounts"]),
+            *customer_discounts,
+        ]
+        for item in subscription["items"]:
+            price = item["price"]
+            amount = metered_period_amount(item, usage, discounts, as_of, rule)
+            if price is not None and amount:
+                monthly += to_monthly(amount, price["interval"], price["interval_count"])
+    return monthly
 
 
 def exact_sum(amounts: Iterable[Decimal]) -> Decimal:

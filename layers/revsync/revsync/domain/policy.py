@@ -13,9 +13,10 @@ The options are the ones the revenue tools tenants compare revsync with let a bu
   scheduled: ``cancel_at`` or ``cancel_at_period_end``; ChartMogul's committed MRR).
 * ``discounts``: ``active`` (forever and repeating while they run), ``forever_only`` (Stripe's Billing
   analytics), ``none`` (list price).
-* ``metered``: ``excluded``, or ``last_invoice`` (the metered lines of the subscription's latest
-  finalized invoice). Not accepted yet: the stored state keeps only paid invoices, and of them only
-  the subscription and period of each line, not the line's amount or its price's usage type.
+* ``metered``: ``excluded`` (Stripe's Billing analytics), or ``last_invoice`` (Baremetrics,
+  ProfitWell): a metered item counts what the subscription's latest finalized invoice billed it
+  (``revsync.domain.mrr.metered_period_amount``; the state keeps those lines,
+  ``revsync.domain.state.usage_after``).
 """
 
 from __future__ import annotations
@@ -39,12 +40,6 @@ class PolicyError(InvalidInput):
     """A policy document that cannot be used: the message says which key and what it accepts."""
 
     code = "invalid_policy"
-
-
-class PolicyNotSupported(PolicyError):
-    """A value the contract names that revsync cannot apply yet (the data it needs is not stored)."""
-
-    code = "policy_not_supported"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,16 +81,11 @@ class RevenuePolicy:
             raise PolicyError(
                 f"past_due.churn_after_days must be null or a whole number 1-{MAX_CHURN_AFTER_DAYS}"
             )
-        metered = _choice(document, "metered", MeteredRule)
-        if metered == "last_invoice":
-            raise PolicyNotSupported(
-                "metered 'last_invoice' is not supported yet: revsync does not keep invoice line amounts"
-            )
         return cls(
             churn_after_days=days,
             churn_at=_choice(document, "churn_at", ChurnAt),
             discounts=_choice(document, "discounts", DiscountRule),
-            metered=metered,
+            metered=_choice(document, "metered", MeteredRule),
         )
 
 

@@ -23,7 +23,7 @@ from revsync.domain.snapshots import (
     InvoiceSnapshot,
     SubscriptionSnapshot,
 )
-from revsync.domain.state import CustomerObjects
+from revsync.domain.state import CustomerObjects, counted_usage
 from revsync.errors import InvalidInput
 
 MAX_KEY_BYTES = 1024  # DynamoDB's limit on a sort key (the record's external_id)
@@ -134,7 +134,9 @@ def derive_record(
         (s["currency"] for s in subscriptions if s["currency"]), None
     )
     exact: dict[str, Decimal] = {
-        s["id"]: subscription_mrr(s, customer_discounts, as_of, policy, since.get(s["id"]))
+        s["id"]: subscription_mrr(
+            s, customer_discounts, as_of, policy, since.get(s["id"]), counted_usage(objects.usage, s)
+        )
         for s in subscriptions
     }
     # Subscriptions the policy churned before Stripe ended them: when it did.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NamedTuple, NotRequired, TypedDict
 
 from revsync.errors import InvalidInput
 
@@ -128,6 +128,23 @@ class InvoiceLine(TypedDict):
     period_end: int
 
 
+# Statuses of a finalized invoice (a draft is not one); a voided one counts nothing.
+FINALIZED_INVOICE_STATUSES = frozenset({"open", "paid", "uncollectible", "void"})
+
+
+class UsageLine(TypedDict):
+    """A subscription line of a finalized invoice that may bill a metered price (revsync.domain.mrr
+    counts it under the policy's ``metered: last_invoice`` when the subscription's item of that price
+    is metered). Amounts in the invoice's currency, minor units."""
+
+    subscription: str
+    price: str
+    amount: int  # before discounts and taxes
+    discount_amounts: dict[str, int]  # discount id -> what it took off this line
+    period_start: int
+    period_end: int
+
+
 class InvoiceSnapshot(TypedDict):
     object: Literal["invoice"]
     id: str
@@ -147,6 +164,10 @@ class InvoiceSnapshot(TypedDict):
     attempt_count: NotRequired[int]
     amount_remaining: NotRequired[int]
     next_payment_attempt: NotRequired[int | None]
+    # Of a finalized invoice with subscription lines that may bill metered prices (absent: none): the
+    # lines, and when it was finalized (``status_transitions.finalized_at``, else ``created``).
+    usage_lines: NotRequired[list[UsageLine]]
+    finalized_at: NotRequired[int]
 
 
 class CreditNoteSnapshot(TypedDict):
@@ -643,10 +664,26 @@ def with_all_items(snapshot: SubscriptionSnapshot, items: list[SubscriptionItem]
     return complete
 
 
-def with_all_lines(snapshot: InvoiceSnapshot, lines: list[InvoiceLine]) -> InvoiceSnapshot:
-    """The invoice with every subscription line (the webhook carried only the first page)."""
-    complete: InvoiceSnapshot = {**snapshot, "lines": lines}
+class InvoiceLineItems(NamedTuple):
+    """What revsync keeps of all of an invoice's lines: its subscription lines, and its usage lines."""
+
+    lines: list[InvoiceLine]
+    usage: list[UsageLine]
+
+
+def parse_line_items(raw_lines: list[Any]) -> InvoiceLineItems:
+    return InvoiceLineItems(parse_invoice_lines(raw_lines), parse_usage_lines(raw_lines))
+
+
+def with_all_lines(snapshot: InvoiceSnapshot, items: InvoiceLineItems) -> InvoiceSnapshot:
+    """The invoice with every subscription line, and of a finalized one every usage line (the webhook
+    carried only the first page)."""
+    complete: InvoiceSnapshot = {**snapshot, "lines": items.lines}
     complete.pop("lines_complete", None)
+    if "finalized_at" in complete:
+        complete.pop("usage_lines", None)
+        if items.usage:
+            complete["usage_lines"] = items.usage
     return complete
 
 
@@ -681,6 +718,59 @@ def parse_invoice_lines(raw_lines: list[Any]) -> list[InvoiceLine]:
     return lines
 
 
+def _line_price(line: dict[str, Any]) -> tuple[str | None, str | None]:
+    """A line's price id and, when the line says it, its usage type: ``price`` (or ``plan``) expanded
+    before 2025-03-31, ``pricing.price_details.price`` (an id: the usage type is the subscription
+    item's) after."""
+    price = line.get("price") if line.get("price") is not None else line.get("plan")
+    if isinstance(price, dict):
+        recurring = _dict(price.get("recurring"))
+        usage = recurring.get("usage_type") if recurring else price.get("usage_type")
+        return _id_of(price.get("id")), _str(usage)
+    details = _dict(_dict(line.get("pricing")).get("price_details"))
+    return _id_of(details.get("price")) or _id_of(price), None
+
+
+def parse_usage_lines(raw_lines: list[Any]) -> list[UsageLine]:
+    """The subscription lines of invoice line items that may bill a metered price (a line whose price
+    says ``licensed`` does not). The amount before discounts and taxes: ``subtotal`` (2025-03-31 on),
+    else ``amount_excluding_tax``, else ``amount``; ``discount_amounts`` per discount."""
+    found: list[UsageLine] = []
+    for line in map(_dict, raw_lines):
+        subscription = _line_subscription_id(line)
+        price, usage = _line_price(line)
+        if not subscription or not price or usage == "licensed":
+            continue
+        period = _dict(line.get("period"))
+        start, end = _int(period.get("start")), _int(period.get("end"))
+        amount = next(
+            (
+                _int(line.get(name))
+                for name in ("subtotal", "amount_excluding_tax", "amount")
+                if line.get(name) is not None
+            ),
+            None,
+        )
+        if start is None or end is None or amount is None:
+            continue
+        discounts: dict[str, int] = {}
+        for entry in map(_dict, _list_data(line.get("discount_amounts"))):
+            taken = _int(entry.get("amount")) or 0
+            key = _id_of(entry.get("discount")) or ""
+            discounts[key] = discounts.get(key, 0) + taken
+        found.append(
+            UsageLine(
+                subscription=subscription,
+                price=price,
+                amount=amount,
+                discount_amounts=discounts,
+                period_start=start,
+                period_end=end,
+            )
+        )
+    return found
+
+
 def parse_invoice(raw: dict[str, Any]) -> InvoiceSnapshot:
     lines = parse_invoice_lines(_list_data(raw.get("lines")))
     transitions = _dict(raw.get("status_transitions"))
@@ -710,6 +800,14 @@ def parse_invoice(raw: dict[str, Any]) -> InvoiceSnapshot:
     intents = _invoice_payment_intents(raw)
     if intents:
         snapshot["payment_intents"] = intents
+    usage = parse_usage_lines(_list_data(raw.get("lines"))) if status in FINALIZED_INVOICE_STATUSES else []
+    finalized_at = _int(transitions.get("finalized_at")) or _int(raw.get("created"))
+    incomplete = snapshot.get("lines_complete") is False and status in FINALIZED_INVOICE_STATUSES
+    if (usage or incomplete) and finalized_at is not None:
+        # (Lines on a page the webhook did not carry may be usage lines: the write path reads them.)
+        if usage:
+            snapshot["usage_lines"] = usage
+        snapshot["finalized_at"] = finalized_at
     return snapshot
 
 

@@ -19,6 +19,8 @@ from revsync.domain.snapshots import (
     InvoiceSnapshot,
     Price,
     Snapshot,
+    SubscriptionSnapshot,
+    UsageLine,
     discounts_of,
     is_terminal,
     unexpanded_prices,
@@ -165,6 +167,106 @@ def _bounded(entries: Mapping[str, FailedInvoice]) -> dict[str, FailedInvoice]:
     return dict(sorted(kept[:MAX_FAILED_INVOICES]))
 
 
+# What the state keeps of finalized invoices for the policy's ``metered: last_invoice``
+# (revsync.domain.mrr): per subscription, its newest finalized invoices' usage lines. Two, so that a
+# voided latest one leaves the one before it counting; the subscriptions whose newest is newest.
+USAGE_INVOICES_KEPT = 2
+MAX_USAGE_SUBSCRIPTIONS = 8
+_USAGE_STATUS_RANK = {"open": 0, "uncollectible": 1, "paid": 2, "void": 3}  # never back down
+
+
+class UsageInvoice(TypedDict):
+    """A finalized invoice's usage lines of one subscription, merged from every observation of it: the
+    furthest status seen (a void one counts nothing), the lines (a finalized invoice's never change)."""
+
+    finalized_at: int
+    status: str  # open | uncollectible | paid | void
+    currency: str | None
+    lines: list[UsageLine]
+
+
+Usage = Mapping[str, Mapping[str, UsageInvoice]]  # subscription id -> invoice id -> its usage
+
+
+def usage_after(usage: Usage, invoice: InvoiceSnapshot) -> Usage:
+    """``usage`` with one more observation of a finalized invoice: a join (any order and any repetition
+    of the same observations give the same), bounded to the newest ``USAGE_INVOICES_KEPT`` invoices
+    (by ``finalized_at``, then id) of the ``MAX_USAGE_SUBSCRIPTIONS`` subscriptions whose newest is
+    newest. A set's newest few do not depend on the order its members came in."""
+    lines = invoice.get("usage_lines", [])
+    finalized_at = invoice.get("finalized_at")
+    if not lines or finalized_at is None or invoice["status"] not in _USAGE_STATUS_RANK:
+        return usage
+    merged = {subscription: dict(kept) for subscription, kept in usage.items()}
+    for subscription in sorted({line["subscription"] for line in lines}):
+        seen = UsageInvoice(
+            finalized_at=finalized_at,
+            status=str(invoice["status"]),
+            currency=invoice["currency"],
+            lines=[line for line in lines if line["subscription"] == subscription],
+        )
+        kept = merged.setdefault(subscription, {})
+        current = kept.get(invoice["id"])
+        kept[invoice["id"]] = seen if current is None else max(current, seen, key=_usage_rank)
+        newest = sorted(kept.items(), key=lambda e: (e[1]["finalized_at"], e[0]), reverse=True)
+        merged[subscription] = dict(sorted(newest[:USAGE_INVOICES_KEPT]))
+    ranked = sorted(merged.items(), key=lambda e: (_newest_usage(e[1]), e[0]), reverse=True)
+    return dict(sorted(ranked[:MAX_USAGE_SUBSCRIPTIONS]))
+
+
+def _usage_rank(entry: UsageInvoice) -> tuple[int, int, str]:
+    lines = sorted(repr(sorted(line.items())) for line in entry["lines"])
+    return (_USAGE_STATUS_RANK[entry["status"]], entry["finalized_at"], repr((entry["currency"], lines)))
+
+
+def _newest_usage(invoices: Mapping[str, UsageInvoice]) -> tuple[int, str]:
+    return max((entry["finalized_at"], invoice_id) for invoice_id, entry in invoices.items())
+
+
+def last_usage(usage: Usage, subscription: str) -> UsageInvoice | None:
+    """The subscription's latest finalized invoice not voided, as far as its usage lines go."""
+    kept = usage.get(subscription, {})
+    counted = [(entry["finalized_at"], i) for i, entry in kept.items() if entry["status"] != "void"]
+    return kept[max(counted)[1]] if counted else None
+
+
+def counted_usage(usage: Usage, subscription: SubscriptionSnapshot) -> list[UsageLine]:
+    """The usage lines ``metered: last_invoice`` counts for a subscription: its latest finalized
+    invoice's not voided, when in the subscription's currency."""
+    last = last_usage(usage, subscription["id"])
+    if last is None:
+        return []
+    currencies = {last["currency"], subscription["currency"]} - {None}
+    return last["lines"] if len(currencies) <= 1 else []
+
+
+def stored_usage_lines(usage: Usage, invoice_id: str) -> list[UsageLine] | None:
+    """The usage lines kept of an invoice (None: it is not kept)."""
+    kept = [entry for invoices in usage.values() if (entry := invoices.get(invoice_id)) is not None]
+    return [line for entry in kept for line in entry["lines"]] if kept else None
+
+
+def usage_invoices(usage: Usage, customer_id: str) -> list[InvoiceSnapshot]:
+    """Invoice snapshots that give ``usage`` again (``usage_after`` from nothing): a checkpoint's."""
+    return [
+        InvoiceSnapshot(
+            object="invoice",
+            id=invoice_id,
+            customer=customer_id,
+            status=entry["status"],
+            amount_paid=0,
+            currency=entry["currency"],
+            paid_at=None,
+            subscription=None,
+            lines=[],
+            usage_lines=entry["lines"],
+            finalized_at=entry["finalized_at"],
+        )
+        for subscription in sorted(usage)
+        for invoice_id, entry in sorted(usage[subscription].items())
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class CustomerObjects:
     """Everything stored about one Stripe customer of one tenant: the latest observation of each object."""
@@ -180,6 +282,8 @@ class CustomerObjects:
     failed_invoices: Mapping[str, FailedInvoice] = field(default_factory=dict)
     schedules: Mapping[str, Observation] = field(default_factory=dict)
     payment_methods: Mapping[str, Observation] = field(default_factory=dict)
+    # The usage lines of each subscription's newest finalized invoices (``usage_after``), bounded.
+    usage: Usage = field(default_factory=dict)
 
     def current(self, incoming: Observation) -> Observation | None:
         snapshot = incoming["snapshot"]
@@ -321,6 +425,78 @@ class Outcome:
 
 def apply(objects: CustomerObjects, incoming: Observation) -> Outcome:
     """Apply one observation to a customer's stored objects."""
+    snapshot = incoming["snapshot"]
+    if snapshot["object"] == "subscription":
+        outcome = _apply(objects, incoming)
+        if not outcome.changed:
+            return outcome
+        # Its items may show prices of kept usage lines to be licensed: those lines bill no usage.
+        kept = outcome.objects
+        usage = without_licensed(kept.usage, licensed_prices(kept.subscriptions))
+        return outcome if usage == kept.usage else Outcome(outcome.decision, replace(kept, usage=usage))
+    if snapshot["object"] != "invoice":
+        return _apply(objects, incoming)
+    # A paid invoice is kept, and a failed payment judged, without its usage lines (kept apart).
+    bare = {k: v for k, v in snapshot.items() if k not in ("usage_lines", "finalized_at")}
+    outcome = _apply(objects, {**incoming, "snapshot": bare})  # type: ignore[typeddict-item]
+    if outcome.decision.action == "refetch":
+        return outcome
+    # A finalized invoice's usage lines (any status: a join of their own, beside the paid invoices and
+    # the failed payments), but those of prices its subscriptions bill as licensed.
+    usage = usage_after(
+        objects.usage, without_licensed_lines(snapshot, licensed_prices(objects.subscriptions))
+    )
+    if usage == objects.usage:
+        return outcome
+    decision = outcome.decision if outcome.changed else Decision("apply", "usage_lines")
+    return Outcome(decision, replace(outcome.objects, usage=usage))
+
+
+def licensed_prices(subscriptions: Mapping[str, Observation]) -> frozenset[str]:
+    """The prices the customer's subscriptions bill as licensed. A line of one bills no usage: after
+    2025-03-31 an invoice line names its price by id only, and a price's usage type never changes."""
+    return frozenset(
+        price["id"]
+        for observation in subscriptions.values()
+        if observation["snapshot"]["object"] == "subscription"
+        for item in observation["snapshot"]["items"]
+        if (price := item["price"]) is not None and price["id"] and price["usage_type"] == "licensed"
+    )
+
+
+def without_licensed_lines(invoice: InvoiceSnapshot, licensed: frozenset[str]) -> InvoiceSnapshot:
+    """The invoice without the usage lines of ``licensed`` prices (none left: no usage lines)."""
+    lines = invoice.get("usage_lines")
+    if not lines or not licensed:
+        return invoice
+    kept = [line for line in lines if line["price"] not in licensed]
+    if len(kept) == len(lines):
+        return invoice
+    narrowed: InvoiceSnapshot = {**invoice, "usage_lines": kept}
+    if not kept:
+        del narrowed["usage_lines"]
+    return narrowed
+
+
+def without_licensed(usage: Usage, licensed: frozenset[str]) -> Usage:
+    """``usage`` without the lines of ``licensed`` prices, and the invoices left with none. (A
+    subscription seen only after its invoices may have let licensed-only invoices take the place of
+    older ones; the newest finalized invoice is kept either way.)"""
+    if not licensed:
+        return usage
+    kept: dict[str, dict[str, UsageInvoice]] = {}
+    for subscription, invoices in usage.items():
+        entries = {
+            invoice_id: UsageInvoice(**{**entry, "lines": lines})
+            for invoice_id, entry in invoices.items()
+            if (lines := [line for line in entry["lines"] if line["price"] not in licensed])
+        }
+        if entries:
+            kept[subscription] = entries
+    return kept
+
+
+def _apply(objects: CustomerObjects, incoming: Observation) -> Outcome:
     snapshot = incoming["snapshot"]
     if snapshot["object"] == "discount":
         # The event only names what changed; the owner's current state comes from Stripe.

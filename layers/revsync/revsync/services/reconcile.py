@@ -44,7 +44,10 @@ from revsync.services.sync import ChangeFeed, Customers, StripeObjects, Tenants,
 # own ``.updated`` carries the discount), ``credit_note.updated`` (memo and metadata), ``invoice.updated``
 # (a failed invoice's retries: the next ``invoice.payment_failed`` carries its count),
 # ``invoice.payment_action_required`` (its subscription's ``past_due`` carries the dunning; the invoice's
-# attempt is kept when its webhook comes or a backfill lists it),
+# attempt is kept when its webhook comes or a backfill lists it), ``invoice.finalized`` (its usage
+# lines come again with the invoice's payment, failed payment, voiding or write-off, all listed: an
+# automatically charged invoice is attempted about an hour after it is finalized; one sent to be paid
+# later counts its usage from then, or from the next backfill, if its webhook was lost),
 # ``subscription_schedule.released|canceled|completed|aborted`` (its subscription's update or end
 # carries it: released, the subscription no longer names it; canceled or aborted, it ended; completed,
 # its last phase began) and ``payment_method.updated`` (a card's expiry edited through the API, rare:

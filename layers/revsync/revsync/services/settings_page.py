@@ -77,7 +77,8 @@ document.getElementById("policy")?.addEventListener("submit", async (event) => {
   const days = document.getElementById("churn-after-days").value.trim();
   const body = {past_due: {churn_after_days: days === "" ? null : Number(days)},
                 churn_at: document.getElementById("churn-at").value,
-                discounts: document.getElementById("discounts").value};
+                discounts: document.getElementById("discounts").value,
+                metered: document.getElementById("metered").value};
   try {
     const policy = await call("PUT", "/policy", body);
     say(policy.recompute.state === "recomputing" ? "Saved. Recomputing your records…" : "Saved.");
@@ -182,6 +183,10 @@ _DISCOUNTS = (
     ("forever_only", "forever discounts only (as Stripe's Billing analytics)"),
     ("none", "no discounts (list price)"),
 )
+_METERED = (
+    ("excluded", "not counted (as Stripe's Billing analytics)"),
+    ("last_invoice", "counted as billed on the latest finalized invoice"),
+)
 
 
 def _options(choices: tuple[tuple[str, str], ...], current: str) -> str:
@@ -210,7 +215,8 @@ def policy_section(policy: dict[str, Any], connected: bool) -> str:
         f"{_options(_CHURN_AT, document['churn_at'])}</select></p>"
         f'<p><label for="discounts">MRR counts</label> <select id="discounts">'
         f"{_options(_DISCOUNTS, document['discounts'])}</select></p>"
-        "<p>Metered usage is not counted in MRR.</p>"
+        f'<p><label for="metered">Metered usage is</label> <select id="metered">'
+        f"{_options(_METERED, document['metered'])}</select></p>"
         '<button type="submit">Save revenue policy</button></form>' + progress
     )
 

@@ -29,7 +29,8 @@ from revsync.domain.record import CustomerRecord, derive_record, record_key_unkn
 from revsync.domain.review import next_review
 from revsync.domain.snapshots import (
     Coupon,
-    InvoiceLine,
+    InvoiceLineItems,
+    InvoiceSnapshot,
     Snapshot,
     SubscriptionItem,
     customer_id_of,
@@ -41,7 +42,14 @@ from revsync.domain.snapshots import (
     with_coupons,
     with_known_discounts,
 )
-from revsync.domain.state import CustomerObjects, apply, clock_of
+from revsync.domain.state import (
+    CustomerObjects,
+    apply,
+    clock_of,
+    licensed_prices,
+    stored_usage_lines,
+    without_licensed_lines,
+)
 from revsync.domain.stored_state import ConcurrentUpdate, StateWrite, StoredCustomer
 from revsync.domain.tenancy import Tenant
 from revsync.errors import RetryLater
@@ -118,7 +126,7 @@ class StripeObjects(Protocol):
         """Every item of a subscription (``/v1/subscription_items``), for a payload that had more."""
         ...
 
-    def invoice_lines(self, tenant: Tenant, invoice_id: str) -> list[InvoiceLine]:
+    def invoice_lines(self, tenant: Tenant, invoice_id: str) -> InvoiceLineItems:
         """Every subscription line of an invoice (``/v1/invoices/{id}/lines``)."""
         ...
 
@@ -157,6 +165,30 @@ class SyncResult:
     record_written: bool = False
 
 
+def _with_all_lines(
+    invoice: InvoiceSnapshot, objects: CustomerObjects, tenant: Tenant, stripe: StripeObjects
+) -> InvoiceSnapshot:
+    """An invoice whose webhook carried the first page of its lines, with all of them where they
+    matter: a paid invoice's subscription lines (renewal dates; an unpaid one is not stored) and a
+    finalized one's usage lines (``metered: last_invoice``). A finalized invoice's lines never change:
+    read once, the first time it is seen, then taken from what is stored."""
+    needs_lines, needs_usage = invoice["status"] == "paid", "finalized_at" in invoice
+    stored = objects.invoices.get(invoice["id"])
+    lines = stored["snapshot"]["lines"] if stored and stored["snapshot"]["object"] == "invoice" else None
+    usage = stored_usage_lines(objects.usage, invoice["id"])
+    if usage is None and (lines is not None or invoice["id"] in objects.failed_invoices):
+        # Seen (and read) before: what it had of usage lines was joined then (none, licensed, or
+        # older than the invoices kept: joined again, the same).
+        usage = []
+    if (needs_lines and lines is None) or (needs_usage and usage is None):
+        return with_all_lines(invoice, stripe.invoice_lines(tenant, invoice["id"]))
+    if not needs_lines and not needs_usage:
+        return invoice
+    return with_all_lines(
+        invoice, InvoiceLineItems(invoice["lines"] if lines is None else lines, usage or [])
+    )
+
+
 def _enriched(
     observation: Observation, objects: CustomerObjects, tenant: Tenant, stripe: StripeObjects
 ) -> Observation:
@@ -165,18 +197,8 @@ def _enriched(
     snapshot = with_known_discounts(observation["snapshot"], objects.known_discounts())
     if snapshot["object"] == "subscription" and snapshot.get("items_complete") is False:
         snapshot = with_all_items(snapshot, stripe.subscription_items(tenant, snapshot["id"]))
-    # Lines matter only to a paid invoice (renewal dates; an unpaid one is not stored), and a paid
-    # invoice never changes: read them once, the first time it is seen.
-    if (
-        snapshot["object"] == "invoice"
-        and snapshot.get("lines_complete") is False
-        and snapshot["status"] == "paid"
-    ):
-        stored = objects.current(observation)
-        if stored is not None and stored["snapshot"]["object"] == "invoice":
-            snapshot = with_all_lines(snapshot, stored["snapshot"]["lines"])
-        else:
-            snapshot = with_all_lines(snapshot, stripe.invoice_lines(tenant, snapshot["id"]))
+    if snapshot["object"] == "invoice" and snapshot.get("lines_complete") is False:
+        snapshot = _with_all_lines(snapshot, objects, tenant, stripe)
     missing = unresolved_coupon_ids(snapshot)
     if missing:
         snapshot = with_coupons(snapshot, stripe.coupons(tenant, missing))
@@ -291,6 +313,15 @@ def _derived(
     judged_at: int,
 ) -> _Derived:
     trait, policy = tenant.customer_id_trait, tenant.policy
+    # An invoice's lines of licensed prices move no MRR: they stay out of the history (after
+    # 2025-03-31 only the customer's subscriptions tell them from metered ones).
+    licensed = licensed_prices(objects.subscriptions)
+    seen = [
+        {**kept, "snapshot": without_licensed_lines(kept["snapshot"], licensed)}
+        if kept["snapshot"]["object"] == "invoice"
+        else kept
+        for kept in seen
+    ]
     history = _history_after(customers, tenant_id, policy, objects.customer_id, stored, seen, imported)
     kept = history.kept if history is not None else stored.history
     since = past_due_runs(kept)

@@ -195,6 +195,7 @@ def _stored(
         failed_invoices=stored.get("failed_invoices", {}),
         schedules=stored.get("schedules", {}),
         payment_methods=stored.get("payment_methods", {}),
+        usage=stored.get("usage", {}),
     )
     if state is None:
         return StoredCustomer(objects, None, None, 0, invoices=book, refunds=refund_book)
@@ -236,6 +237,8 @@ def _state_item(write: StateWrite) -> CustomerStateItem:
                     ("failed_invoices", objects.failed_invoices),
                     ("schedules", objects.schedules),
                     ("payment_methods", objects.payment_methods),
+                    # (and what the policy's metered: last_invoice counts)
+                    ("usage", objects.usage),
                 )
                 if kept_objects
             },

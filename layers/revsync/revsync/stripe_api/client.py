@@ -13,11 +13,11 @@ import stripe
 from revsync.domain.ratelimits import list_endpoint
 from revsync.domain.snapshots import (
     Coupon,
-    InvoiceLine,
+    InvoiceLineItems,
     Snapshot,
     SubscriptionItem,
     parse_coupon,
-    parse_invoice_lines,
+    parse_line_items,
     parse_object,
     parse_subscription_item,
     unresolved_coupon_ids,
@@ -261,9 +261,9 @@ class StripeAccounts:
         )
         return [parse_subscription_item(item) for item in raw]
 
-    def invoice_lines(self, tenant: Tenant, invoice_id: str) -> list[InvoiceLine]:
+    def invoice_lines(self, tenant: Tenant, invoice_id: str) -> InvoiceLineItems:
         lines = self._list_all(tenant, f"/v1/invoices/{invoice_id}/lines", "GET /v1/invoices/{id}/lines", {})
-        return parse_invoice_lines(lines)
+        return parse_line_items(lines)
 
     def list_page(
         self, tenant: Tenant, kind: str, params: dict[str, Any], pacer: Pacer
