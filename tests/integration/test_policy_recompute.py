@@ -123,10 +123,9 @@ def _recompute(stack: InProcessStack, tenants: FakeTenants, customers: Any, now:
     return results
 
 
-def _everything(stack: InProcessStack) -> dict[str, Any]:
+def _everything(stack: InProcessStack, keys: tuple[str, ...] = ("u-ada", "u-bob", "u-cy")) -> dict[str, Any]:
     """Every record, every customer's history, and the months (as /revenue answers them: from the
     rollup, checked against the months summed from the stored timelines)."""
-    keys = ("u-ada", "u-bob", "u-cy")
     records = {key: stack.request("GET", f"/tenants/pol/customers/{key}").json() for key in keys}
     histories = {key: stack.request("GET", f"/tenants/pol/customers/{key}/history").json() for key in keys}
     months = stack.request("GET", "/tenants/pol/revenue", query=MONTHS).json()["months"]
@@ -170,6 +169,84 @@ def test_a_policy_change_and_back_returns_every_record_history_point_and_month(
     _recompute(stack, _with_policy(stack, DEFAULT_POLICY, 2), DynamoCustomers(), FROZEN_NOW + DAY)
 
     assert _everything(stack) == before
+
+
+CALLS = S.price(25, usage_type="metered", id="price_calls")
+
+
+def _metered_story() -> list[dict[str, Any]]:
+    """dee: the pro plan and metered calls from January; her invoices (Stripe's current shape: a line
+    names its price by id) bill the plan and 12.50 of calls for January, then 20.00 for February, the
+    second finalized (sent to be paid later) and not yet paid."""
+    dee = S.customer("cus_dee", metadata={"app_id": "u-dee"})
+    items = [{**S.subscription_item(PRO), "id": "si_pro"}, {**S.subscription_item(CALLS), "id": "si_calls"}]
+    sub = S.subscription("cus_dee", items, id="sub_dee")
+
+    def invoice(invoice_id: str, calls: int, at: int, status: str) -> dict[str, Any]:
+        raw = S.invoice("cus_dee", "sub_dee", id=invoice_id, status=status, amount_paid=5000 + calls)
+        plan_line = raw["lines"]["data"][0]
+        raw["lines"]["data"] = [
+            {
+                **plan_line,
+                "id": f"il_{invoice_id}_{price}",
+                "amount": amount,
+                "subtotal": amount,
+                "pricing": {"type": "price_details", "price_details": {"price": price, "product": "prod_1"}},
+            }
+            for price, amount in (("price_pro", 5000), ("price_calls", calls))
+        ]
+        raw["status_transitions"].update(finalized_at=at, paid_at=at if status == "paid" else None)
+        return raw
+
+    return [
+        S.event("customer.created", dee, created=JAN + DAY, account=ACCOUNT),
+        S.event("customer.subscription.created", sub, created=JAN + DAY, account=ACCOUNT),
+        S.event(
+            "invoice.paid",
+            invoice("in_jan", 1250, JAN + 31 * DAY, "paid"),
+            created=JAN + 31 * DAY,
+            account=ACCOUNT,
+        ),
+        S.event(
+            "invoice.finalized",
+            invoice("in_feb", 2000, JAN + 59 * DAY, "open"),
+            created=JAN + 59 * DAY,
+            account=ACCOUNT,
+        ),
+    ]
+
+
+def test_metered_usage_counted_by_policy_and_back_through_the_stack(connected: InProcessStack) -> None:
+    """``metered: last_invoice`` (Baremetrics' option): the calls count as the latest finalized invoice
+    billed them, from when it was finalized; the plan's lines (licensed) move nothing. Back to
+    ``excluded``, everything is as before."""
+    stack = connected
+    stack.deliver(_metered_story(), PLATFORM_SECRET)
+    before = _everything(stack, ("u-dee",))
+    assert before["records"]["u-dee"]["mrr"] == 5000
+    assert [m["mrr_end"] for m in before["months"]] == [5000, 5000, 5000, 5000]
+    usage = DynamoCustomers().load("pol", "cus_dee").objects.usage
+    assert {i: [line["price"] for line in e["lines"]] for i, e in usage["sub_dee"].items()} == {
+        "in_jan": ["price_calls"],
+        "in_feb": ["price_calls"],
+    }
+
+    _recompute(
+        stack, _with_policy(stack, RevenuePolicy(metered="last_invoice"), 1), DynamoCustomers(), FROZEN_NOW
+    )
+
+    changed = _everything(stack, ("u-dee",))
+    assert changed["records"]["u-dee"]["mrr"] == 7000
+    assert [(p["at"], p["mrr"]) for p in changed["histories"]["u-dee"]["points"]] == [
+        (JAN + DAY, 5000),
+        (JAN + 31 * DAY, 6250),
+        (JAN + 59 * DAY, 7000),
+    ]
+    assert [m["mrr_end"] for m in changed["months"]] == [5000, 6250, 7000, 7000]
+
+    _recompute(stack, _with_policy(stack, DEFAULT_POLICY, 2), DynamoCustomers(), FROZEN_NOW + DAY)
+
+    assert _everything(stack, ("u-dee",)) == before
 
 
 def test_the_worker_derives_by_the_tenants_policy(connected: InProcessStack) -> None:

@@ -28,6 +28,7 @@ from revsync.domain.policy import DEFAULT_POLICY, RevenuePolicy
 from revsync.domain.snapshots import (
     CustomerSnapshot,
     Discount,
+    Price,
     Snapshot,
     SubscriptionSnapshot,
     customer_id_of,
@@ -91,7 +92,12 @@ def revenue_view(snapshot: Snapshot) -> Snapshot | None:
                 "current_period_end": None,
                 "price": None
                 if item["price"] is None
-                else {**item["price"], "id": None, "nickname": None, "product": None},
+                else {
+                    **item["price"],
+                    "id": _metered_price_id(item["price"]),
+                    "nickname": None,
+                    "product": None,
+                },
             }
             for item in snapshot["items"]
         ]
@@ -107,6 +113,12 @@ def revenue_view(snapshot: Snapshot) -> Snapshot | None:
         subscription.pop("schedule", None)  # (what it has coming: risk signals read it)
         return subscription
     return None
+
+
+def _metered_price_id(price: Price) -> str | None:
+    """A metered price keeps its id in the view: usage lines name the price they bill (a licensed
+    one's id moves no MRR, and views without it stay one entry across price changes)."""
+    return price["id"] if price["usage_type"] == "metered" else None
 
 
 def canonical_view(view: Any) -> str:
