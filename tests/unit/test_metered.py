@@ -23,7 +23,7 @@ import stripe
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from revsync.domain.events import Observation, Source, observation_of, parse_event
-from revsync.domain.history import mrr_timeline, replay
+from revsync.domain.history import history_entries, mrr_timeline, replay
 from revsync.domain.policy import DAY, DEFAULT_POLICY, RevenuePolicy
 from revsync.domain.record import derive_record
 from revsync.domain.snapshots import parse_invoice, parse_subscription
@@ -221,6 +221,13 @@ def test_an_invoice_that_changes_the_metered_amount_is_a_movement_under_last_inv
     _, [checkpoint] = replay(observations[:2], cuts=[T0 + 40 * DAY], policy=LAST_INVOICE)
     points, _ = replay(observations[2:], checkpoint, policy=LAST_INVOICE)
     assert points == expected[2:]
+    # As the history keeps them (each observation's revenue view): the same.
+    kept = [
+        Observation(snapshot=view, observed_at=at, source=source, event_id=None)  # type: ignore[typeddict-item]
+        for observation in observations
+        for at, source, view in history_entries(observation)
+    ]
+    assert mrr_timeline("cus_1", kept, LAST_INVOICE) == expected
 
 
 _usage_invoices = st.lists(
