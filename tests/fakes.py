@@ -38,7 +38,8 @@ from revsync.infra.queue import QueueError
 from revsync.infra.secrets import API_KEY, WEBHOOK_SECRET, SealedSecretError
 from revsync.store.customer_state import kept_invoice
 from revsync.store.tenants import ConfigChanged
-from revsync.stripe_api.client import KeyCheck, OAuthGrant, StripeAccessError, authorize_url
+from revsync.stripe_api.client import authorize_url
+from revsync.stripe_api.results import KeyCheck, OAuthGrant, StripeAccessError
 
 from tests.conftest import FROZEN_NOW
 

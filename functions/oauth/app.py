@@ -10,7 +10,6 @@ import os
 from typing import Any
 from urllib.parse import unquote
 
-import stripe
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
@@ -22,7 +21,6 @@ from revsync.errors import NotFound, RevsyncError
 from revsync.services import connect, policy, reconcile, revenue, risks
 from revsync.services import settings_page as settings_page_view
 from revsync.services import tenants as service
-from revsync.stripe_api.client import StripeUnavailable
 
 logger = Logger()
 tracer = Tracer()
@@ -69,13 +67,6 @@ def _error(error: RevsyncError) -> Response[str]:
 def _refused(exc: RevsyncError) -> Response[str]:
     logger.info("request refused", error=exc.code, status=http_errors.status_of(exc))
     return _error(exc)
-
-
-@app.exception_handler(stripe.StripeError)
-def _stripe_error(exc: stripe.StripeError) -> Response[str]:
-    """Stripe failed, not the caller: an answer they can retry, never a 500."""
-    logger.warning("stripe error", error=type(exc).__name__)
-    return _error(StripeUnavailable("Stripe did not answer as expected; try again."))
 
 
 @app.not_found

@@ -58,14 +58,9 @@ from revsync.services.receive import TenantDirectory
 from revsync.store.customer_state import kept_invoice
 from revsync.store.rollup import stream_batch
 from revsync.store.tenants import ConfigChanged
-from revsync.stripe_api.client import (
-    SUBSCRIPTION_EXPANSIONS,
-    KeyCheck,
-    OAuthGrant,
-    StripeAccessError,
-    StripeAccounts,
-)
+from revsync.stripe_api.client import SUBSCRIPTION_EXPANSIONS, StripeAccounts
 from revsync.stripe_api.pacing import LocalBudget
+from revsync.stripe_api.results import KeyCheck, OAuthGrant, StripeAccessError
 
 from local import streams
 from local import stripe_shapes as S

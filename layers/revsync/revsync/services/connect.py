@@ -16,7 +16,7 @@ from revsync.errors import Conflict, InvalidInput
 from revsync.services.sync import SyncResult
 from revsync.services.tenants import TenantRepository
 from revsync.store.tenants import AccountTaken
-from revsync.stripe_api.client import OAuthGrant
+from revsync.stripe_api.results import OAuthGrant
 
 
 class States(Protocol):

@@ -23,7 +23,7 @@ from revsync.domain.tenancy import (
 from revsync.domain.traits import candidate_traits
 from revsync.errors import Conflict, InvalidInput, NotFound, UpstreamUnavailable
 from revsync.services import settings_page as settings_page_view
-from revsync.stripe_api.client import KeyCheck
+from revsync.stripe_api.results import KeyCheck
 
 logger = logging.getLogger("revsync.tenants")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import stripe
@@ -25,8 +24,9 @@ from revsync.domain.snapshots import (
     with_coupons,
 )
 from revsync.domain.tenancy import Tenant
-from revsync.errors import CursorRejected, Deferred, InvalidInput, UpstreamUnavailable
+from revsync.errors import CursorRejected, Deferred
 from revsync.stripe_api.pacing import Pacer, RequestBudget, call_paced, call_within_budget
+from revsync.stripe_api.results import KeyCheck, OAuthGrant, StripeAccessError, StripeUnavailable
 
 T = TypeVar("T")
 
@@ -60,19 +60,6 @@ FETCHED: dict[str, tuple[Callable[[stripe.StripeClient], Any], str, list[str]]] 
 }
 
 
-class StripeAccessError(InvalidInput):
-    """Stripe refused what the caller gave (an API key, an authorization code)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message, code)
-
-
-class StripeUnavailable(UpstreamUnavailable):
-    """Stripe failed or answered unexpectedly: not the caller's fault; they may try again."""
-
-    code = "stripe_unavailable"
-
-
 def make_client(
     api_key: str, *, api_base: str | None, stripe_account: str | None = None
 ) -> stripe.StripeClient:
@@ -96,19 +83,6 @@ def authorize_url(client: stripe.StripeClient, client_id: str, state: str, redir
         "redirect_uri": redirect_uri,
     }
     return str(client.oauth.authorize_url(params=params))
-
-
-@dataclass(frozen=True, slots=True)
-class KeyCheck:
-    account_id: str | None
-    livemode: bool
-
-
-@dataclass(frozen=True, slots=True)
-class OAuthGrant:
-    account_id: str
-    livemode: bool
-    scope: str
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
