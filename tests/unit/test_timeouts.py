@@ -13,13 +13,17 @@ from unittest import mock
 import pytest
 import stripe
 from botocore.retries.standard import ExponentialBackoff, RetryContext
+from revsync.bootstrap.tenant_api import LazyStripe
+from revsync.domain.tenancy import Tenant
 from revsync.infra import aws
 from revsync.store import models
 from revsync.stripe_api import client as stripe_client
+from revsync.stripe_api.results import StripeUnavailable
 
 from local import lambda_runtime
 from local.environment import LOCAL_AWS, REGION, functions_environment
 from local.template import ROOT, LocalNames, load_template
+from tests.fakes import FakeStripe
 
 
 class _Throttled:
@@ -144,6 +148,45 @@ def test_the_receiver_loads_neither_pynamodb_nor_stripe() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT, env=environment
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_the_tenant_api_loads_stripe_only_when_a_route_calls_it() -> None:
+    """Most tenant routes never call Stripe: its SDK is not loaded by the cold start
+    (revsync.bootstrap.tenant_api.LazyStripe)."""
+    probe = (
+        "import importlib.util, sys;"
+        f"spec = importlib.util.spec_from_file_location('app', {str(ROOT / 'functions/oauth/app.py')!r});"
+        "module = importlib.util.module_from_spec(spec); sys.modules['app'] = module;"
+        "spec.loader.exec_module(module);"
+        "print(sorted(m for m in ('pynamodb', 'stripe') if m in sys.modules))"
+    )
+    environment = {**os.environ, **_template_environment()}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT, env=environment
+    )
+    assert out.stdout.strip() == "['pynamodb']"
+
+
+def test_the_lazy_stripe_is_built_once_at_its_first_call_and_answers_sdk_errors_as_unavailable() -> None:
+    built: list[FakeStripe] = []
+
+    def build() -> FakeStripe:
+        built.append(FakeStripe(valid_keys={"rk_test_1": "acct_1"}))
+        return built[-1]
+
+    lazy = LazyStripe(build)
+    assert built == []
+    assert lazy.check_api_key("rk_test_1").account_id == "acct_1"
+    assert lazy.check_api_key("rk_test_1").account_id == "acct_1"
+    assert len(built) == 1
+
+    def failing(_: Tenant, limit: int = 100) -> list[dict[str, Any]]:
+        raise stripe.APIConnectionError("no route to Stripe")
+
+    built[0].sample_customers = failing  # type: ignore[method-assign,assignment]
+    with pytest.raises(StripeUnavailable) as raised:
+        lazy.sample_customers(Tenant("acme"))
+    assert isinstance(raised.value.__cause__, stripe.APIConnectionError)
 
 
 def test_the_template_never_sets_the_local_stacks_timeout_override() -> None:
