@@ -383,7 +383,10 @@ def _backlog(consumer: Consumer, stripe: ModelledStripe, tenants: list[str], bac
         consumer.schedule(at)
         consumer.run_until(at + period)
         finished = _finished_by(consumer.invocations[first:], at)
-        starved += sum(1 for t in tenants[1:] if finished.get(t, math.inf) > at + period)
+        starved_now = sum(1 for t in tenants[1:] if finished.get(t, math.inf) > at + period)
+        starved += starved_now
+        so_far = sum(i.listed for i in consumer.invocations[first:] if i.job.tenant_id == heavy)
+        print(f"    period {periods}: {so_far}/{len(events)} listed, {starved_now} starved", flush=True)
         at += period
         if consumer.stack.graph(FUNCTION).progress.get(heavy).pending is None:
             break
