@@ -135,36 +135,30 @@ def test_every_boto3_client_is_made_with_those_settings(stack: object) -> None:
         assert made.retries["total_max_attempts"] == aws.MAX_ATTEMPTS, factory  # first attempt included
 
 
-def test_the_receiver_loads_neither_pynamodb_nor_stripe() -> None:
+def _heavy_modules_imported_by(handler: str) -> list[str]:
+    """Which of PynamoDB and Stripe a fresh interpreter has loaded once it imported ``handler``."""
     probe = (
         "import importlib.util, sys;"
-        f"spec = importlib.util.spec_from_file_location('app', {str(ROOT / 'functions/webhook/app.py')!r});"
+        f"spec = importlib.util.spec_from_file_location('app', {str(ROOT / handler)!r});"
         "module = importlib.util.module_from_spec(spec); sys.modules['app'] = module;"
         "spec.loader.exec_module(module);"
-        "print(sorted(m for m in ('pynamodb', 'stripe') if m in sys.modules))"
+        "print(','.join(sorted(m for m in ('pynamodb', 'stripe') if m in sys.modules)))"
     )
     environment = {**os.environ, **_template_environment()}
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT, env=environment
     )
-    assert out.stdout.strip() == "[]"
+    return [name for name in out.stdout.strip().split(",") if name]
+
+
+def test_the_receiver_loads_neither_pynamodb_nor_stripe() -> None:
+    assert _heavy_modules_imported_by("functions/webhook/app.py") == []
 
 
 def test_the_tenant_api_loads_stripe_only_when_a_route_calls_it() -> None:
     """Most tenant routes never call Stripe: its SDK is not loaded by the cold start
     (revsync.bootstrap.tenant_api.LazyStripe)."""
-    probe = (
-        "import importlib.util, sys;"
-        f"spec = importlib.util.spec_from_file_location('app', {str(ROOT / 'functions/oauth/app.py')!r});"
-        "module = importlib.util.module_from_spec(spec); sys.modules['app'] = module;"
-        "spec.loader.exec_module(module);"
-        "print(sorted(m for m in ('pynamodb', 'stripe') if m in sys.modules))"
-    )
-    environment = {**os.environ, **_template_environment()}
-    out = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT, env=environment
-    )
-    assert out.stdout.strip() == "['pynamodb']"
+    assert _heavy_modules_imported_by("functions/oauth/app.py") == ["pynamodb"]
 
 
 def test_the_lazy_stripe_is_built_once_at_its_first_call_and_answers_sdk_errors_as_unavailable() -> None:
